@@ -1,0 +1,547 @@
+// The CPU engine: SPEC sections 1-5 in the fast form of section 6.
+//
+// Work per sample and layer is (input spikes x fan-out) for the forward current and for the
+// S-PSP rows e[., i], plus (neurons x T) for the LIF scan and the K traces. Threads split the
+// neurons of a layer (forward, traces) or its active inputs (gradient rows, pre-deltas), so
+// results do not depend on the thread count.
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <stdexcept>
+
+#include "../engine.hpp"
+#include "../hm2bp/backward.hpp"
+#include "../hm2bp/loss.hpp"
+#include "../hm2bp/neuron.hpp"
+#include "../hm2bp/optimizer.hpp"
+#include "../hm2bp/spsp.hpp"
+#include "spike_train.hpp"
+
+namespace hm2bp {
+namespace {
+
+// Weights and optimizer state are stored transposed, wt[i * n_out + o] = W[o, i], so that
+// one input spike touches one contiguous row.
+template <class Real>
+struct Layer {
+    int n_in = 0;
+    int n_out = 0;
+    std::vector<Real> wt, grad, moment1, moment2;
+    std::vector<Real> row_sum;  // sum_i W[o, i], for the side term of silent neurons
+};
+
+// Per-layer scratch of the sample being processed.
+template <class Real>
+struct LayerWork {
+    std::vector<Real> current;  // (T, n_out): I[t, o] = sum_i W[o, i] s_in[t, i]
+    std::vector<Real> trace;    // (T, n_out): K[o, t]
+    std::vector<uint8_t> fired; // (T, n_out)
+    std::vector<Real> delta, dv, side, lat;
+    SpikeTrain out;             // this layer's spikes, the next layer's input
+};
+
+// out[lo:hi] = sum over k of matrix[rows[k], lo:hi]: the one primitive behind both the forward
+// current (rows = inputs firing at a step) and the S-PSP rows e[., i] (rows = spike times of i,
+// matrix = the K traces). Accumulators stay in registers across the rows.
+template <int width, class Real>
+int sum_rows_blocks(const Real* matrix, size_t stride, const int* rows, int n_rows, int o, int hi, Real* out)
+{
+    for (; o + width <= hi; o += width) {
+        Real acc[width] = {};
+        for (int k = 0; k < n_rows; ++k) {
+            const Real* row = matrix + static_cast<size_t>(rows[k]) * stride + o;
+#pragma omp simd
+            for (int j = 0; j < width; ++j) acc[j] += row[j];
+        }
+        for (int j = 0; j < width; ++j) out[o + j] = acc[j];
+    }
+    return o;
+}
+
+template <class Real>
+void sum_rows(const Real* matrix, size_t stride, const int* rows, int n_rows, int lo, int hi, Real* out)
+{
+    int o = sum_rows_blocks<256 / sizeof(Real)>(matrix, stride, rows, n_rows, lo, hi, out);
+    o = sum_rows_blocks<64 / sizeof(Real)>(matrix, stride, rows, n_rows, o, hi, out);
+    sum_rows_blocks<1>(matrix, stride, rows, n_rows, o, hi, out);
+}
+
+// Appends the ids of the nonzero bytes of flags[0:n], skipping zero words.
+inline void append_nonzero(const uint8_t* flags, int n, std::vector<int>& ids)
+{
+    int o = 0;
+    for (; o + 8 <= n; o += 8) {
+        uint64_t word;
+        std::memcpy(&word, flags + o, 8);
+        if (word == 0) continue;
+        for (int j = 0; j < 8; ++j)
+            if (flags[o + j]) ids.push_back(o + j);
+    }
+    for (; o < n; ++o)
+        if (flags[o]) ids.push_back(o);
+}
+
+template <class Real>
+class CpuEngine final : public Engine {
+public:
+    explicit CpuEngine(const NetConfig& c) : cfg_(c)
+    {
+        const int L = static_cast<int>(c.layers.size()) - 1;
+        layers_.resize(L);
+        work_.resize(L);
+        for (int l = 0; l < L; ++l) {
+            Layer<Real>& layer = layers_[l];
+            layer.n_in = c.layers[l];
+            layer.n_out = c.layers[l + 1];
+            const size_t size = static_cast<size_t>(layer.n_in) * layer.n_out;
+            layer.wt.assign(size, Real(0));
+            layer.grad.assign(size, Real(0));
+            layer.moment1.assign(size, Real(0));
+            layer.moment2.assign(size, Real(0));
+            layer.row_sum.assign(layer.n_out, Real(0));
+        }
+        for (int p = 0; p < 256; ++p) thresholds_[p] = poisson_threshold(p);
+    }
+
+    void set_param(Param p, int l, const double* values) override
+    {
+        Layer<Real>& layer = layers_.at(l);
+        std::vector<Real>& dst = param(layer, p);
+        for (int o = 0; o < layer.n_out; ++o)
+            for (int i = 0; i < layer.n_in; ++i)
+                dst[static_cast<size_t>(i) * layer.n_out + o] =
+                    Real(values[static_cast<size_t>(o) * layer.n_in + i]);
+    }
+
+    void get_param(Param p, int l, double* values) const override
+    {
+        const Layer<Real>& layer = layers_.at(l);
+        const std::vector<Real>& src = const_cast<CpuEngine*>(this)->param(const_cast<Layer<Real>&>(layer), p);
+        for (int o = 0; o < layer.n_out; ++o)
+            for (int i = 0; i < layer.n_in; ++i)
+                values[static_cast<size_t>(o) * layer.n_in + i] =
+                    double(src[static_cast<size_t>(i) * layer.n_out + o]);
+    }
+
+    int64_t step() const override { return step_; }
+    void set_step(int64_t s) override { step_ = s; }
+    std::string device() const override { return "cpu"; }
+
+    BatchResult run(const BatchRequest& req) override
+    {
+        const InputBatch& in = req.input;
+        const int B = in.batch;
+        const int L = static_cast<int>(layers_.size());
+        prepare(in.T);
+        encode_inputs(in);
+
+        const bool learn = req.mode != Mode::Infer;
+        if (learn) {
+            for (Layer<Real>& layer : layers_) {
+                std::fill(layer.grad.begin(), layer.grad.end(), Real(0));
+                update_row_sums(layer);
+            }
+        }
+
+        BatchResult res;
+        const int n_out = layers_.back().n_out;
+        res.counts.assign(static_cast<size_t>(B) * n_out, 0);
+        res.predictions.assign(B, 0);
+        res.layer_spikes.assign(L, 0);
+        double cost_sum = 0.0;
+
+        for (int b = 0; b < B; ++b) {
+            const SpikeTrain* input = &inputs_[b];
+            for (int l = 0; l < L; ++l) {
+                forward_layer(l, *input);
+                input = &work_[l].out;
+                res.layer_spikes[l] += input->total();
+                if (!req.layer_spikes_out.empty()) copy_fired(l, b, req.layer_spikes_out[l]);
+            }
+            const SpikeTrain& out = work_.back().out;
+            int best = 0;
+            for (int o = 0; o < n_out; ++o) {
+                res.counts[static_cast<size_t>(b) * n_out + o] = out.count(o);
+                if (out.count(o) > out.count(best)) best = o;
+            }
+            res.predictions[b] = best;
+            if (!learn) continue;
+            const double weight = req.sample_weights ? req.sample_weights[b] : 1.0;
+            cost_sum += output_layer_delta(static_cast<int>(req.labels[b]), weight);
+            backward(static_cast<int>(req.labels[b]), inputs_[b]);
+        }
+        res.loss = B > 0 ? cost_sum / B : 0.0;
+
+        if (req.mode == Mode::Gradients) {
+            for (int l = 0; l < L; ++l) export_mean_gradient(l, B, req.gradients_out.at(l));
+        } else if (req.mode == Mode::Train) {
+            apply_update(B, req.lr);
+        }
+        return res;
+    }
+
+private:
+    NetConfig cfg_;
+    std::vector<Layer<Real>> layers_;
+    std::vector<LayerWork<Real>> work_;
+    std::vector<SpikeTrain> inputs_;
+    std::vector<Real> decay_, kernel_;  // S-PSP tables for the current T
+    uint64_t thresholds_[256];
+    int T_ = 0;
+    int64_t step_ = 0;
+
+    std::vector<Real>& param(Layer<Real>& layer, Param p)
+    {
+        switch (p) {
+            case Param::Weights: return layer.wt;
+            case Param::Moment1: return layer.moment1;
+            default: return layer.moment2;
+        }
+    }
+
+    int threads() const { return std::max(1, cfg_.threads); }
+
+    LifParams<Real> lif(int l) const
+    {
+        return {Real(cfg_.vth[l]), Real(cfg_.tau_m), Real(cfg_.tau_s), cfg_.t_ref};
+    }
+
+    void prepare(int T)
+    {
+        if (T == T_) return;
+        T_ = T;
+        decay_.assign(T + 1, Real(0));
+        kernel_.assign(T + 1, Real(0));
+        spsp_tables(T, cfg_.tau_m, cfg_.tau_s, decay_.data(), kernel_.data());
+        for (size_t l = 0; l < layers_.size(); ++l) {
+            const size_t size = static_cast<size_t>(T) * layers_[l].n_out;
+            work_[l].current.assign(size, Real(0));
+            work_[l].trace.assign(size, Real(0));
+            work_[l].fired.assign(size, 0);
+        }
+    }
+
+    void encode_inputs(const InputBatch& in)
+    {
+        if (static_cast<int>(inputs_.size()) < in.batch) inputs_.resize(in.batch);
+#pragma omp parallel for num_threads(threads()) schedule(dynamic)
+        for (int b = 0; b < in.batch; ++b) {
+            if (in.dense) {
+                inputs_[b].from_dense(in.dense + static_cast<size_t>(b) * in.T * in.n_in, in.T, in.n_in);
+            } else {
+                const uint64_t key = poisson_sample_key(in.seed, static_cast<uint64_t>(in.sample_index[b]), in.epoch);
+                inputs_[b].from_image(in.images + static_cast<size_t>(b) * in.n_in, in.T, in.n_in, key, thresholds_);
+            }
+        }
+    }
+
+    // Splits [0, n) into one contiguous range per thread (in multiples of 16 for SIMD rows).
+    template <class Fn>
+    void for_each_range(int n, Fn fn) const
+    {
+        const int nt = std::min(threads(), std::max(1, n / 16));
+        if (nt == 1) {
+            fn(0, n);
+            return;
+        }
+        const int blocks = (n + 15) / 16;
+#pragma omp parallel for num_threads(nt) schedule(static)
+        for (int c = 0; c < nt; ++c) {
+            const int lo = std::min(n, (blocks * c / nt) * 16);
+            const int hi = std::min(n, (blocks * (c + 1) / nt) * 16);
+            fn(lo, hi);
+        }
+    }
+
+    // SPEC 1 for all neurons of layer l over the whole window.
+    void forward_layer(int l, const SpikeTrain& input)
+    {
+        const Layer<Real>& layer = layers_[l];
+        LayerWork<Real>& w = work_[l];
+        const int O = layer.n_out;
+        const int T = T_;
+        const bool lateral = l + 1 == static_cast<int>(layers_.size()) && cfg_.w0 != 0.0;
+        const LifParams<Real> p = lif(l);
+
+        for_each_range(O, [&](int lo, int hi) {
+            for (int t = 0; t < T; ++t)
+                sum_rows(layer.wt.data(), O, input.step_ids.data() + input.step_start[t],
+                         input.step_start[t + 1] - input.step_start[t], lo, hi,
+                         w.current.data() + static_cast<size_t>(t) * O);
+            if (!lateral) scan_neurons(w, p, lo, hi, O);
+        });
+        if (lateral) scan_with_lateral_inhibition(w, p, O);
+
+        w.out.begin(T, O);
+        for (int t = 0; t < T; ++t) {
+            append_nonzero(w.fired.data() + static_cast<size_t>(t) * O, O, w.out.step_ids);
+            w.out.step_start[t + 1] = static_cast<int>(w.out.step_ids.size());
+        }
+        w.out.index_by_neuron();
+    }
+
+    void scan_neurons(LayerWork<Real>& w, const LifParams<Real>& p, int lo, int hi, int O)
+    {
+        const int n = hi - lo;
+        std::vector<Real> v(n, Real(0)), ep(n, Real(0));
+        std::vector<int> ref(n, 0);
+        std::fill(w.fired.begin() + lo, w.fired.begin() + hi, uint8_t(0));  // t = 0 never fires
+        for (int k = 0; k < n; ++k) lif_decay(v[k], ep[k], p);
+        for (int t = 1; t < T_; ++t) {
+            const Real* r = w.current.data() + static_cast<size_t>(t - 1) * O + lo;
+            uint8_t* fired = w.fired.data() + static_cast<size_t>(t) * O + lo;
+            for (int k = 0; k < n; ++k) {
+                lif_decay(v[k], ep[k], p);
+                fired[k] = lif_integrate(v[k], ep[k], ref[k], r[k], p);
+            }
+        }
+    }
+
+    // The output layer with lateral inhibition: L[o, l] = -w0 for l != o couples the neurons
+    // through the previous step's spikes, so all of them advance together.
+    void scan_with_lateral_inhibition(LayerWork<Real>& w, const LifParams<Real>& p, int O)
+    {
+        std::vector<Real> v(O, Real(0)), ep(O, Real(0));
+        std::vector<int> ref(O, 0);
+        const Real w0 = Real(cfg_.w0);
+        std::fill(w.fired.begin(), w.fired.begin() + O, uint8_t(0));
+        for (int o = 0; o < O; ++o) lif_decay(v[o], ep[o], p);
+        for (int t = 1; t < T_; ++t) {
+            const Real* r = w.current.data() + static_cast<size_t>(t - 1) * O;
+            const uint8_t* prev = w.fired.data() + static_cast<size_t>(t - 1) * O;
+            uint8_t* fired = w.fired.data() + static_cast<size_t>(t) * O;
+            int fired_before = 0;
+            for (int o = 0; o < O; ++o) fired_before += prev[o];
+            for (int o = 0; o < O; ++o) {
+                lif_decay(v[o], ep[o], p);
+                const Real inhibition = -w0 * Real(fired_before - prev[o]);
+                fired[o] = lif_integrate(v[o], ep[o], ref[o], r[o] + inhibition, p);
+            }
+        }
+    }
+
+    void copy_fired(int l, int b, uint8_t* dst) const
+    {
+        const LayerWork<Real>& w = work_[l];
+        std::copy(w.fired.begin(), w.fired.end(), dst + static_cast<size_t>(b) * w.fired.size());
+    }
+
+    void update_row_sums(Layer<Real>& layer)
+    {
+        std::fill(layer.row_sum.begin(), layer.row_sum.end(), Real(0));
+        for (int i = 0; i < layer.n_in; ++i) {
+            const Real* wrow = layer.wt.data() + static_cast<size_t>(i) * layer.n_out;
+            for (int o = 0; o < layer.n_out; ++o) layer.row_sum[o] += wrow[o];
+        }
+    }
+
+    // Adds the S-PSP trace of neuron o of `train` to K (length T, zeroed here).
+    void trace_of(const SpikeTrain& train, int o, Real* K) const
+    {
+        std::fill(K, K + T_, Real(0));
+        spsp_trace(train.times(o), train.count(o), spsp_window(cfg_.tau_m), cfg_.t_ref,
+                   decay_.data(), kernel_.data(), K);
+    }
+
+    // SPEC 3, then SPEC 4's lateral factor and revival on the output layer. Returns the cost.
+    double output_layer_delta(int label, double sample_weight)
+    {
+        LayerWork<Real>& w = work_.back();
+        SpikeTrain& out = w.out;
+        const int O = layers_.back().n_out;
+        const CountTargets targets{cfg_.desired, cfg_.undesired, cfg_.margin};
+        w.delta.assign(O, Real(0));
+        w.lat.assign(O, Real(1));
+        Real cost = 0;
+        for (int o = 0; o < O; ++o)
+            w.delta[o] = output_delta<Real>(out.count(o), o == label, targets, cost) * Real(sample_weight);
+
+        if (cfg_.w0 != 0.0) lateral_factors(out, label, w.lat);
+
+        if (out.count(label) == 0) {
+            const int interval = revival_interval(T_, cfg_.desired);
+            std::vector<int> times;
+            for (int t = interval; t < T_; t += interval) times.push_back(t);
+            revive(out, label, times);
+        }
+        return double(cost);
+    }
+
+    void lateral_factors(const SpikeTrain& out, int label, std::vector<Real>& lat) const
+    {
+        const int O = static_cast<int>(lat.size());
+        const Real inv_vth = Real(1) / Real(cfg_.vth.back());
+        std::vector<Real> K(static_cast<size_t>(O) * T_);
+        for (int o = 0; o < O; ++o) trace_of(out, o, K.data() + static_cast<size_t>(o) * T_);
+        // e_{l|j}: post l, pre j
+        auto e = [&](int l, int j) {
+            Real acc = 0;
+            const int* tj = out.times(j);
+            for (int k = 0; k < out.count(j); ++k) acc += K[static_cast<size_t>(l) * T_ + tj[k]];
+            return acc;
+        };
+        for (int j = 0; j < O; ++j) {
+            const int n_j = out.count(j);
+            const Real d_j = (n_j > 0 || j == label) ? inv_vth : Real(0);
+            Real sum = 0;
+            for (int l = 0; l < O; ++l) {
+                if (l == j) continue;
+                const int n_l = out.count(l);
+                const Real d_l = (n_l > 0 || l == label) ? inv_vth : Real(0);
+                const Real r_jl = lateral_ratio(n_j > 0 && n_l > 0 ? e(l, j) : Real(0), n_j, n_l);
+                const Real r_lj = lateral_ratio(n_j > 0 && n_l > 0 ? e(j, l) : Real(0), n_l, n_j);
+                sum += r_jl * d_l * r_lj * d_j;
+            }
+            lat[j] = lateral_factor(Real(cfg_.w0), sum);
+        }
+    }
+
+    static void revive(SpikeTrain& out, int label, const std::vector<int>& times)
+    {
+        std::vector<int> start(out.N + 1, 0), all;
+        for (int n = 0; n < out.N; ++n) {
+            if (n == label) all.insert(all.end(), times.begin(), times.end());
+            else all.insert(all.end(), out.times(n), out.times(n) + out.count(n));
+            start[n + 1] = static_cast<int>(all.size());
+        }
+        out.neuron_start.swap(start);
+        out.neuron_times.swap(all);
+        out.index_by_step();
+    }
+
+    // SPEC 4 from the output layer down: accumulates g into grad, propagates pre_delta.
+    void backward(int label, const SpikeTrain& input0)
+    {
+        (void)label;
+        const int L = static_cast<int>(layers_.size());
+        for (int l = L - 1; l >= 0; --l) {
+            Layer<Real>& layer = layers_[l];
+            LayerWork<Real>& w = work_[l];
+            const SpikeTrain& post = w.out;
+            const SpikeTrain& pre = l > 0 ? work_[l - 1].out : input0;
+            const int O = layer.n_out;
+            const int T = T_;
+            const Real inv_vth = Real(1) / Real(cfg_.vth[l]);
+            if (l != L - 1) w.lat.assign(O, Real(1));
+            w.dv.resize(O);
+            w.side.resize(O);
+
+            // Traces K and side terms (sum_i W e = sum_t K I), for blocks of neurons: each
+            // trace is built contiguous, then the block is written as short rows of (T, O).
+            for_each_range(O, [&](int lo, int hi) {
+                constexpr int block = 16;
+                std::vector<Real> K(static_cast<size_t>(block) * T);
+                for (int o0 = lo; o0 < hi; o0 += block) {
+                    const int nb = std::min(block, hi - o0);
+                    for (int j = 0; j < nb; ++j) trace_of(post, o0 + j, K.data() + static_cast<size_t>(j) * T);
+                    Real weighted[block] = {};
+                    for (int t = 0; t < T; ++t) {
+                        Real* krow = w.trace.data() + static_cast<size_t>(t) * O + o0;
+                        const Real* irow = w.current.data() + static_cast<size_t>(t) * O + o0;
+                        for (int j = 0; j < nb; ++j) {
+                            krow[j] = K[static_cast<size_t>(j) * T + t];
+                            weighted[j] += krow[j] * irow[j];
+                        }
+                    }
+                    for (int j = 0; j < nb; ++j) {
+                        const int o = o0 + j;
+                        const int n_o = post.count(o);
+                        w.dv[o] = w.delta[o] / Real(cfg_.vth[l]);
+                        const Real sum = n_o > 0 ? weighted[j] / Real(n_o) : layer.row_sum[o] * side_weight(Real(0), 0);
+                        w.side[o] = inv_vth * sum;
+                    }
+                }
+            });
+
+            // Rows e[., i] of the S-PSP for each active input i: gradient and pre-delta.
+            std::vector<Real>* pre_delta = l > 0 ? &work_[l - 1].delta : nullptr;
+            if (pre_delta) pre_delta->assign(layer.n_in, Real(0));
+            const int n_active = static_cast<int>(pre.active.size());
+#pragma omp parallel num_threads(threads())
+            {
+                std::vector<Real> e(O);
+#pragma omp for schedule(dynamic, 8)
+                for (int a = 0; a < n_active; ++a) {
+                    const int i = pre.active[a];
+                    const int n_i = pre.count(i);
+                    sum_rows(w.trace.data(), O, pre.times(i), n_i, 0, O, e.data());
+                    Real* grow = layer.grad.data() + static_cast<size_t>(i) * O;
+                    const Real* wrow = layer.wt.data() + static_cast<size_t>(i) * O;
+                    Real pd = 0;
+                    for (int o = 0; o < O; ++o) {
+                        const int n_o = post.count(o);
+                        const Real e_oi = spsp_value(e[o], n_o, n_i);
+                        grow[o] += weight_gradient(w.dv[o], e_oi, w.side[o], w.lat[o]);
+                        const Real R = cfg_.effect_ratio ? effect_ratio(e_oi, n_o, n_i) : Real(1);
+                        pd += w.dv[o] * R * wrow[o];
+                    }
+                    if (pre_delta) (*pre_delta)[i] = pd;
+                }
+            }
+            if (!pre_delta) continue;
+            // Silent inputs: R = 1.
+            const int n_in = layer.n_in;
+#pragma omp parallel for num_threads(threads()) schedule(static)
+            for (int i = 0; i < n_in; ++i) {
+                if (pre.count(i) != 0) continue;
+                const Real* wrow = layer.wt.data() + static_cast<size_t>(i) * O;
+                Real pd = 0;
+                for (int o = 0; o < O; ++o) pd += w.dv[o] * Real(1) * wrow[o];
+                (*pre_delta)[i] = pd;
+            }
+        }
+    }
+
+    void export_mean_gradient(int l, int B, double* out) const
+    {
+        const Layer<Real>& layer = layers_[l];
+        for (int o = 0; o < layer.n_out; ++o)
+            for (int i = 0; i < layer.n_in; ++i)
+                out[static_cast<size_t>(o) * layer.n_in + i] =
+                    double(layer.grad[static_cast<size_t>(i) * layer.n_out + o] / Real(B));
+    }
+
+    // SPEC 5: batch mean + regularization, then one Adam or SGD step.
+    void apply_update(int B, double lr)
+    {
+        ++step_;
+        const RegParams reg{cfg_.reg_lambda, cfg_.reg_beta, cfg_.weight_limit};
+        const AdamParams adam{lr, cfg_.b1, cfg_.b2, cfg_.eps,
+                              1.0 - std::pow(cfg_.b1, double(step_)),
+                              1.0 - std::pow(cfg_.b2, double(step_))};
+        for (Layer<Real>& layer : layers_) {
+            const int O = layer.n_out;
+            const int N = layer.n_in;
+            std::vector<Real> q(O, Real(0));
+            const Real limit = Real(cfg_.weight_limit);
+            for (int i = 0; i < N; ++i) {
+                const Real* wrow = layer.wt.data() + static_cast<size_t>(i) * O;
+                for (int o = 0; o < O; ++o) q[o] += (wrow[o] / limit) * (wrow[o] / limit);
+            }
+            for (int o = 0; o < O; ++o) q[o] /= Real(N);
+            const bool regularize = cfg_.reg_lambda != 0.0 && cfg_.reg_beta != 0.0;
+#pragma omp parallel for num_threads(threads()) schedule(static)
+            for (int i = 0; i < N; ++i) {
+                for (int o = 0; o < O; ++o) {
+                    const size_t k = static_cast<size_t>(i) * O + o;
+                    Real g = layer.grad[k] / Real(B);
+                    if (regularize) g += regularization_grad(layer.wt[k], q[o], reg);
+                    if (cfg_.adam) adam_update(layer.wt[k], g, layer.moment1[k], layer.moment2[k], adam);
+                    else sgd_update(layer.wt[k], g, layer.moment1[k], lr, cfg_.momentum);
+                }
+            }
+        }
+    }
+};
+
+}  // namespace
+
+std::unique_ptr<Engine> make_cpu_engine(const NetConfig& config, bool float64)
+{
+    if (float64) return std::make_unique<CpuEngine<double>>(config);
+    return std::make_unique<CpuEngine<float>>(config);
+}
+
+}  // namespace hm2bp

@@ -1,0 +1,104 @@
+// One sample's spikes of one layer, indexed both by step (for the forward current and the
+// gradient) and by neuron (for the S-PSP traces and effect ratios).
+#pragma once
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#include "../hm2bp/encoding.hpp"
+
+namespace hm2bp {
+
+struct SpikeTrain {
+    int T = 0;
+    int N = 0;
+    std::vector<int> step_start;     // T + 1 offsets into step_ids
+    std::vector<int> step_ids;       // neurons firing at each step, ascending
+    std::vector<int> neuron_start;   // N + 1 offsets into neuron_times
+    std::vector<int> neuron_times;   // spike times of each neuron, ascending
+    std::vector<int> active;         // neurons with at least one spike, ascending
+
+    int count(int n) const { return neuron_start[n + 1] - neuron_start[n]; }
+    int total() const { return static_cast<int>(step_ids.size()); }
+    const int* times(int n) const { return neuron_times.data() + neuron_start[n]; }
+
+    // From a 0/1 (T, N) array.
+    void from_dense(const uint8_t* spikes, int T_, int N_)
+    {
+        begin(T_, N_);
+        for (int t = 0; t < T; ++t) {
+            const uint8_t* row = spikes + static_cast<size_t>(t) * N;
+            for (int n = 0; n < N; ++n)
+                if (row[n]) step_ids.push_back(n);
+            step_start[t + 1] = static_cast<int>(step_ids.size());
+        }
+        index_by_neuron();
+    }
+
+    // Poisson encoding of one image (SPEC 2); thresholds[p] from poisson_threshold(p).
+    void from_image(const uint8_t* pixels, int T_, int N_, uint64_t sample_key,
+                    const uint64_t* thresholds)
+    {
+        begin(T_, N_);
+        neuron_times.clear();
+        for (int n = 0; n < N; ++n) {
+            const int p = pixels[n];
+            if (p != 0) {
+                const uint64_t key = poisson_neuron_key(sample_key, static_cast<uint64_t>(n));
+                for (int t = 1; t < T; ++t)
+                    if (poisson_spike(key, t, thresholds[p])) neuron_times.push_back(t);
+            }
+            neuron_start[n + 1] = static_cast<int>(neuron_times.size());
+        }
+        index_by_step();
+    }
+
+    // From per-neuron ascending spike times already in neuron_start / neuron_times.
+    void index_by_step()
+    {
+        std::fill(step_start.begin(), step_start.end(), 0);
+        for (int t : neuron_times) ++step_start[t + 1];
+        for (int t = 0; t < T; ++t) step_start[t + 1] += step_start[t];
+        step_ids.resize(neuron_times.size());
+        cursor.assign(step_start.begin(), step_start.end() - 1);
+        for (int n = 0; n < N; ++n)
+            for (int k = neuron_start[n]; k < neuron_start[n + 1]; ++k)
+                step_ids[cursor[neuron_times[k]]++] = n;
+        collect_active();
+    }
+
+    // From per-step ascending ids already in step_start / step_ids.
+    void index_by_neuron()
+    {
+        std::fill(neuron_start.begin(), neuron_start.end(), 0);
+        for (int n : step_ids) ++neuron_start[n + 1];
+        for (int n = 0; n < N; ++n) neuron_start[n + 1] += neuron_start[n];
+        neuron_times.resize(step_ids.size());
+        cursor.assign(neuron_start.begin(), neuron_start.end() - 1);
+        for (int t = 0; t < T; ++t)
+            for (int k = step_start[t]; k < step_start[t + 1]; ++k)
+                neuron_times[cursor[step_ids[k]]++] = t;
+        collect_active();
+    }
+
+    void begin(int T_, int N_)
+    {
+        T = T_;
+        N = N_;
+        step_start.assign(T + 1, 0);
+        neuron_start.assign(N + 1, 0);
+        step_ids.clear();
+    }
+
+private:
+    std::vector<int> cursor;
+
+    void collect_active()
+    {
+        active.clear();
+        for (int n = 0; n < N; ++n)
+            if (neuron_start[n + 1] > neuron_start[n]) active.push_back(n);
+    }
+};
+
+}  // namespace hm2bp

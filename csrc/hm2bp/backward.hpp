@@ -1,0 +1,42 @@
+// SPEC 4: the micro-level backward pass, per neuron and per connection.
+#pragma once
+#include "common.hpp"
+
+namespace hm2bp {
+
+// Effect ratio R[o, i]: e / n_i, or 1 when either neuron is silent.
+template <class Real>
+HM2BP_HD Real effect_ratio(Real e, int n_post, int n_pre)
+{
+    return (n_pre == 0 || n_post == 0) ? Real(1) : e / Real(n_pre);
+}
+
+// Per-connection weight of the side term: e / n_o, or 0.5 for a silent post neuron.
+template <class Real>
+HM2BP_HD Real side_weight(Real e, int n_post)
+{
+    return n_post > 0 ? e / Real(n_post) : Real(0.5);
+}
+
+// r_jl of the lateral factor: e_{l|j} / n_j, or 1 when either output neuron is silent.
+template <class Real>
+HM2BP_HD Real lateral_ratio(Real e, int n_j, int n_l)
+{
+    return (n_j == 0 || n_l == 0) ? Real(1) : e / Real(n_j);
+}
+
+// lat[j] = 1 / (1 - w0^2 * sum_l r_jl d_l r_lj d_j), given that sum.
+template <class Real>
+HM2BP_HD Real lateral_factor(Real w0, Real coupling_sum)
+{
+    return Real(1) / (Real(1) - w0 * w0 * coupling_sum);
+}
+
+// Per-sample weight gradient g[o, i].
+template <class Real>
+HM2BP_HD Real weight_gradient(Real dv, Real e, Real side, Real lat)
+{
+    return dv * e * (Real(1) + side) * lat;
+}
+
+}  // namespace hm2bp

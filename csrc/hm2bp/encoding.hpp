@@ -1,0 +1,42 @@
+// SPEC 2: Poisson encoding of static images with a counter-based RNG, so that a sample's
+// spikes depend only on (seed, sample index, epoch) and CPU, GPU and NumPy agree bit for bit.
+#pragma once
+#include <cmath>
+#include <cstdint>
+
+#include "common.hpp"
+
+namespace hm2bp {
+
+// splitmix64 finaliser.
+HM2BP_HD uint64_t mix64(uint64_t x)
+{
+    x += 0x9E3779B97F4A7C15ull;
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+    return x ^ (x >> 31);
+}
+
+HM2BP_HD uint64_t poisson_sample_key(uint64_t seed, uint64_t sample, uint64_t epoch)
+{
+    return mix64(mix64(mix64(seed) ^ sample) ^ epoch);
+}
+
+HM2BP_HD uint64_t poisson_neuron_key(uint64_t sample_key, uint64_t neuron)
+{
+    return mix64(sample_key ^ neuron);
+}
+
+// Pixel p fires with rate p / (5.5 * 255) per step: u53 * 2^-53 < rate  <=>  u53 < ceil(rate * 2^53).
+inline uint64_t poisson_threshold(int pixel)
+{
+    const double rate = pixel / (5.5 * 255.0);
+    return static_cast<uint64_t>(std::ceil(rate * 9007199254740992.0));
+}
+
+HM2BP_HD bool poisson_spike(uint64_t neuron_key, int t, uint64_t threshold)
+{
+    return t >= 1 && (mix64(neuron_key ^ static_cast<uint64_t>(t)) >> 11) < threshold;
+}
+
+}  // namespace hm2bp

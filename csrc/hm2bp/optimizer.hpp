@@ -1,0 +1,49 @@
+// SPEC 5: weight regularization and the optimizer steps, elementwise.
+#pragma once
+#include <cmath>
+
+#include "common.hpp"
+
+namespace hm2bp {
+
+struct RegParams {
+    double lambda;
+    double beta;
+    double limit;
+};
+
+// Gradient of the weight regularizer for one weight w of a neuron whose mean squared
+// normalised weight is q = mean_i (W[o,i] / limit)^2.
+template <class Real>
+HM2BP_HD Real regularization_grad(Real w, Real q, const RegParams& r)
+{
+    using std::exp;
+    return Real(r.lambda) * Real(r.beta) * (w / Real(r.limit)) * exp(Real(r.beta) * (q - Real(1)));
+}
+
+struct AdamParams {
+    double lr;
+    double b1;
+    double b2;
+    double eps;
+    double bias1;  // 1 - b1^step
+    double bias2;  // 1 - b2^step
+};
+
+template <class Real>
+HM2BP_HD void adam_update(Real& w, Real g, Real& m, Real& v, const AdamParams& a)
+{
+    m = Real(a.b1) * m + Real(1 - a.b1) * g;
+    v = Real(a.b2) * v + Real(1 - a.b2) * g * g;
+    using std::sqrt;
+    w -= Real(a.lr) * (m / Real(a.bias1)) / (sqrt(v / Real(a.bias2)) + Real(a.eps));
+}
+
+template <class Real>
+HM2BP_HD void sgd_update(Real& w, Real g, Real& velocity, double lr, double momentum)
+{
+    velocity = Real(momentum) * velocity + g;
+    w -= Real(lr) * velocity;
+}
+
+}  // namespace hm2bp

@@ -1,0 +1,19 @@
+"""hm2bp: fast, faithful HM2-BP training of deep spiking neural networks.
+
+`Network` is the compiled engine (CPU, CUDA when available); `reference` the plain NumPy
+implementation of SPEC.md it is tested against.
+"""
+from __future__ import annotations
+
+from . import _core
+from .network import Network, cuda_available, encode_poisson
+
+__version__: str = _core.build_info()["version"]
+
+
+def build_info() -> dict:
+    """How this installation was built: version, CUDA support, usable GPU, CPU threads."""
+    return dict(_core.build_info())
+
+
+__all__ = ["Network", "build_info", "cuda_available", "encode_poisson", "__version__"]

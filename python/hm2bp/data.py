@@ -1,0 +1,598 @@
+"""Datasets for hm2bp: MNIST, Fashion-MNIST, EMNIST balanced (IDX files) and N-MNIST (events).
+
+Files are looked up in an explicit ``data_dir``, else under ``$HM2BP_DATA``, else in a user cache
+(``$XDG_CACHE_HOME/hm2bp`` or ``~/.cache/hm2bp``); missing IDX files are downloaded from the
+datasets' public mirrors and checked against their published MD5 sums (``HM2BP_MIRROR`` overrides
+the mirrors). N-MNIST has no stable direct URL and must be unpacked by hand. ``mnist-mini`` (6,000
+training and 1,000 test digits) ships inside the package, so the project works without any download.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import hashlib
+import importlib.resources
+import io
+import math
+import os
+import sys
+import tempfile
+import time
+import urllib.request
+import zipfile
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "DATASETS",
+    "SPLITS",
+    "MIRRORS",
+    "MD5",
+    "NMNIST_SIZE",
+    "NMNIST_INPUTS",
+    "NMNIST_STEP_US",
+    "DatasetError",
+    "ImageDataset",
+    "EventDataset",
+    "load",
+    "resolve_data_dir",
+    "read_idx_images",
+    "read_idx_labels",
+    "read_nmnist_events",
+    "bin_nmnist_events",
+]
+
+DATASETS = ("mnist", "fashion-mnist", "emnist-balanced", "nmnist", "mnist-mini")
+SPLITS = ("train", "test")
+
+# N-MNIST binning (SPEC 2): 34x34 sensor, two polarities, 600 us per time step.
+NMNIST_SIZE = 34
+NMNIST_INPUTS = 2 * NMNIST_SIZE * NMNIST_SIZE
+NMNIST_STEP_US = 600
+
+_IMAGES_MAGIC = 0x00000803  # unsigned byte, 3 dimensions
+_LABELS_MAGIC = 0x00000801  # unsigned byte, 1 dimension
+_IMAGE_SHAPE = (28, 28)
+_N_CLASSES = {"mnist": 10, "fashion-mnist": 10, "emnist-balanced": 47, "nmnist": 10,
+              "mnist-mini": 10}
+_SUBDIR = {"mnist": "mnist", "fashion-mnist": "fashion-mnist", "emnist-balanced": "emnist",
+           "nmnist": "nmnist"}
+
+_MNIST_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+                "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+_IDX_FILES = {
+    "mnist": _MNIST_FILES,
+    "fashion-mnist": _MNIST_FILES,
+    "emnist-balanced": {s: (f"emnist-balanced-{s}-images-idx3-ubyte",
+                            f"emnist-balanced-{s}-labels-idx1-ubyte") for s in SPLITS},
+}
+
+# Base URLs tried in order; HM2BP_MIRROR (comma-separated base URLs) replaces them for all datasets.
+MIRRORS: dict[str, list[str]] = {
+    "mnist": ["https://ossci-datasets.s3.amazonaws.com/mnist/",
+              "http://yann.lecun.com/exdb/mnist/"],
+    "fashion-mnist": [
+        "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+        "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",
+    ],
+    "emnist-balanced": ["https://biometrics.nist.gov/cs_links/EMNIST/"],
+}
+# Published MD5 of every remote file (the same lists torchvision verifies against).
+MD5: dict[str, dict[str, str]] = {
+    "mnist": {
+        "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+        "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
+        "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
+        "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+    },
+    "fashion-mnist": {
+        "train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+        "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
+        "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
+        "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
+    },
+    # NIST publishes EMNIST only as one archive of all splits; the balanced files are extracted.
+    "emnist-balanced": {"gzip.zip": "58c8d27c78d21e728a6bc7b3cc06412e"},
+}
+_ARCHIVE = {"emnist-balanced": "gzip.zip"}
+_NMNIST_PAGES = ("https://www.garrickorchard.com/datasets/n-mnist",
+                 "https://data.mendeley.com/datasets/468j46mzdv/1")
+_TIMEOUT_S = 60.0
+
+
+class DatasetError(ValueError):
+    """A dataset file is missing, corrupt or not downloadable; the message says what to do."""
+
+
+# ----------------------------------------------------------------------------------------------
+# Dataset objects
+
+
+def _take(n: int, indices: object) -> np.ndarray:
+    """Normalise indices (ints, negative ints, slice, bool mask) to a 1-D int64 array in [0, n)."""
+    if not isinstance(indices, slice):
+        indices = np.asarray(indices)  # a tuple must not become a multi-axis index
+        if indices.size == 0:
+            indices = indices.astype(np.int64)
+    try:
+        idx = np.arange(n, dtype=np.int64)[indices]
+    except IndexError as exc:
+        raise IndexError(f"indices: {exc} (dataset has {n} samples)") from exc
+    if idx.ndim != 1:
+        raise ValueError(f"indices: expected a 1-D sequence of sample indices, got shape "
+                         f"{idx.shape}")
+    return idx
+
+
+@dataclass(frozen=True, repr=False, eq=False)
+class ImageDataset:
+    """Static images, flattened row-major: images uint8 (N, H*W), labels int64 (N,)."""
+
+    name: str
+    split: str
+    images: np.ndarray
+    labels: np.ndarray
+    image_shape: tuple[int, int]
+    n_classes: int
+
+    def __post_init__(self) -> None:
+        n_in = math.prod(self.image_shape)
+        if self.images.dtype != np.uint8 or self.images.ndim != 2 or self.images.shape[1] != n_in:
+            raise ValueError(f"images: expected uint8 (N, {n_in}), got {self.images.dtype} "
+                             f"{self.images.shape}")
+        if self.labels.dtype != np.int64 or self.labels.shape != (len(self.images),):
+            raise ValueError(f"labels: expected int64 ({len(self.images)},), got "
+                             f"{self.labels.dtype} {self.labels.shape}")
+
+    @property
+    def n_inputs(self) -> int:
+        return self.images.shape[1]
+
+    @property
+    def is_images(self) -> bool:
+        return True
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, indices: object) -> ImageDataset:
+        idx = _take(len(self), indices)
+        return ImageDataset(self.name, self.split, self.images[idx], self.labels[idx],
+                            self.image_shape, self.n_classes)
+
+    def __repr__(self) -> str:
+        return (f"ImageDataset(name={self.name!r}, split={self.split!r}, n={len(self)}, "
+                f"image_shape={self.image_shape}, n_classes={self.n_classes})")
+
+
+@dataclass(frozen=True, repr=False, eq=False)
+class EventDataset:
+    """Binned event streams (N-MNIST), stored compactly.
+
+    Sample i owns ``codes[offsets[i]:offsets[i+1]]``: sorted unique int32 codes
+    ``step * n_inputs + input``. All steps are kept, so any T can be chosen per batch.
+    """
+
+    name: str
+    split: str
+    labels: np.ndarray
+    codes: np.ndarray
+    offsets: np.ndarray
+    n_classes: int = 10
+
+    def __post_init__(self) -> None:
+        if self.labels.dtype != np.int64 or self.labels.ndim != 1:
+            raise ValueError(f"labels: expected int64 (N,), got {self.labels.dtype} "
+                             f"{self.labels.shape}")
+        if self.offsets.shape != (len(self.labels) + 1,) or self.offsets[-1] != len(self.codes):
+            raise ValueError(f"offsets: expected ({len(self.labels) + 1},) ending at len(codes)="
+                             f"{len(self.codes)}")
+
+    @property
+    def n_inputs(self) -> int:
+        return NMNIST_INPUTS
+
+    @property
+    def is_images(self) -> bool:
+        return False
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, indices: object) -> EventDataset:
+        idx = _take(len(self), indices)
+        starts, ends = self.offsets[idx], self.offsets[idx + 1]
+        offsets = np.zeros(len(idx) + 1, dtype=np.int64)
+        np.cumsum(ends - starts, out=offsets[1:])
+        parts = [self.codes[s:e] for s, e in zip(starts, ends)]
+        codes = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int32)
+        return EventDataset(self.name, self.split, self.labels[idx], codes, offsets, self.n_classes)
+
+    def batch_spikes(self, indices: object, T: int = 540) -> np.ndarray:
+        """Dense spike trains bool (B, T, n_inputs); events at steps >= T are dropped."""
+        if isinstance(T, bool) or not isinstance(T, (int, np.integer)) or T < 1:
+            raise ValueError(f"T: expected a positive int number of time steps, got {T!r}")
+        idx = _take(len(self), indices)
+        limit = int(T) * self.n_inputs
+        out = np.zeros((len(idx), limit), dtype=bool)
+        for b, i in enumerate(idx):
+            codes = self.codes[self.offsets[i]:self.offsets[i + 1]]
+            out[b, codes[:np.searchsorted(codes, limit)]] = True
+        return out.reshape(len(idx), int(T), self.n_inputs)
+
+    def __repr__(self) -> str:
+        return (f"EventDataset(name={self.name!r}, split={self.split!r}, n={len(self)}, "
+                f"n_inputs={self.n_inputs}, n_classes={self.n_classes}, events={len(self.codes)})")
+
+
+# ----------------------------------------------------------------------------------------------
+# IDX files
+
+
+def _read_maybe_gzip(path: Path) -> bytes:
+    data = path.read_bytes()
+    if data[:2] != b"\x1f\x8b":  # gzip magic; anything else is taken as a raw file
+        return data
+    try:
+        return gzip.decompress(data)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise DatasetError(f"{path}: corrupt or truncated gzip data ({exc}); delete the file and "
+                           f"download it again") from exc
+
+
+def _read_idx(path: str | os.PathLike[str], magic: int, kind: str) -> np.ndarray:
+    path = Path(path)
+    data = _read_maybe_gzip(path)
+    ndim = magic & 0xFF
+    header = 4 + 4 * ndim
+    if len(data) < header:
+        raise DatasetError(f"{path}: file is truncated ({len(data)} bytes, shorter than the "
+                           f"{header}-byte IDX header); delete it and download it again")
+    got = int.from_bytes(data[:4], "big")
+    if got != magic:
+        raise DatasetError(f"{path}: not an IDX {kind} file (magic number 0x{got:08X}, expected "
+                           f"0x{magic:08X}); check that the right file is in place or download it "
+                           f"again")
+    dims = tuple(int.from_bytes(data[4 + 4 * k:8 + 4 * k], "big") for k in range(ndim))
+    expected = header + math.prod(dims)
+    if len(data) < expected:
+        raise DatasetError(f"{path}: file is truncated: the header announces {kind} of shape "
+                           f"{dims} ({expected} bytes) but the data has only {len(data)} bytes; "
+                           f"delete it and download it again")
+    if len(data) > expected:
+        raise DatasetError(f"{path}: {len(data) - expected} unexpected bytes after the {kind} of "
+                           f"shape {dims}; the file is corrupt, download it again")
+    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims).copy()
+
+
+def read_idx_images(path: str | os.PathLike[str]) -> np.ndarray:
+    """Images of an IDX file (gzip or raw) as uint8 (N, H, W), as stored (no transpose)."""
+    return _read_idx(path, _IMAGES_MAGIC, "images")
+
+
+def read_idx_labels(path: str | os.PathLike[str]) -> np.ndarray:
+    """Labels of an IDX file (gzip or raw) as uint8 (N,)."""
+    return _read_idx(path, _LABELS_MAGIC, "labels")
+
+
+# ----------------------------------------------------------------------------------------------
+# N-MNIST events
+
+
+def read_nmnist_events(path: str | os.PathLike[str]) -> tuple[np.ndarray, ...]:
+    """Events of one N-MNIST .bin file as int64 arrays (x, y, polarity, timestamp_us)."""
+    path = Path(path)
+    raw = np.fromfile(path, dtype=np.uint8)
+    if raw.size % 5:
+        raise DatasetError(f"{path}: {raw.size} bytes is not a multiple of 5 (N-MNIST events are "
+                           f"5 bytes each); the file is truncated or not an N-MNIST .bin file")
+    ev = raw.reshape(-1, 5).astype(np.int64)
+    x, y = ev[:, 0], ev[:, 1]
+    if ev.size and (x.max() >= NMNIST_SIZE or y.max() >= NMNIST_SIZE):
+        raise DatasetError(f"{path}: event coordinates up to x={x.max()}, y={y.max()}, expected "
+                           f"x, y < {NMNIST_SIZE}; this is not an N-MNIST .bin file (or it is "
+                           f"corrupt)")
+    polarity = ev[:, 2] >> 7
+    ts = ((ev[:, 2] & 0x7F) << 16) | (ev[:, 3] << 8) | ev[:, 4]
+    return x, y, polarity, ts
+
+
+def bin_nmnist_events(x: np.ndarray, y: np.ndarray, polarity: np.ndarray, ts: np.ndarray,
+                      T: int | None = None) -> np.ndarray:
+    """SPEC 2 binning: sorted unique int32 codes ``step * 2312 + input``.
+
+    input = polarity*34*34 + y*34 + x, step = floor(ts / 600) + 1; steps >= T are dropped
+    (T=None keeps all); several events in one (step, input) give one code, i.e. one spike.
+    """
+    step = np.asarray(ts, dtype=np.int64) // NMNIST_STEP_US + 1
+    inp = (np.asarray(polarity, dtype=np.int64) * NMNIST_SIZE * NMNIST_SIZE
+           + np.asarray(y, dtype=np.int64) * NMNIST_SIZE + np.asarray(x, dtype=np.int64))
+    codes = step * NMNIST_INPUTS + inp
+    if T is not None:
+        codes = codes[step < T]
+    return np.unique(codes).astype(np.int32)  # 23-bit timestamps keep codes < 2**31
+
+
+def _nmnist_message(root: Path, split: str, problem: str) -> str:
+    folder = split.capitalize()
+    return (f"N-MNIST {split} data not found: {problem}.\n"
+            f"N-MNIST has no stable direct download URL; get Train.zip and Test.zip from "
+            f"{' or '.join(_NMNIST_PAGES)} and unzip them into {root} so that it contains "
+            f"{folder}/0 ... {folder}/9 with the .bin files, or point --data-dir / HM2BP_DATA at a "
+            f"folder that already has them.")
+
+
+def _load_nmnist(root: Path, split: str) -> EventDataset:
+    split_dir = root / split.capitalize()
+    if not split_dir.is_dir():
+        raise DatasetError(_nmnist_message(root, split, f"{split_dir} does not exist"))
+    files: list[tuple[int, Path]] = []
+    for label_dir in sorted(split_dir.iterdir()):
+        if label_dir.is_dir() and label_dir.name.isdigit():
+            label = int(label_dir.name)
+            if label >= _N_CLASSES["nmnist"]:
+                raise DatasetError(f"{label_dir}: label folder {label} out of range 0..9; expected "
+                                   f"only the folders 0 ... 9 from the N-MNIST archive")
+            files += [(label, f) for f in sorted(label_dir.glob("*.bin"))]
+    if not files:
+        raise DatasetError(_nmnist_message(root, split, f"no <label>/*.bin files in {split_dir}"))
+    files.sort(key=lambda lf: (lf[0], lf[1].name))
+    parts, offsets = [], np.zeros(len(files) + 1, dtype=np.int64)
+    bar = _Progress(f"reading N-MNIST {split}", len(files), unit="files", live_only=True)
+    for k, (_, path) in enumerate(files):
+        parts.append(bin_nmnist_events(*read_nmnist_events(path)))
+        offsets[k + 1] = offsets[k] + len(parts[-1])
+        bar.update(1)
+    bar.close()
+    labels = np.array([lab for lab, _ in files], dtype=np.int64)
+    return EventDataset("nmnist", split, labels, np.concatenate(parts), offsets)
+
+
+# ----------------------------------------------------------------------------------------------
+# Locating and downloading files
+
+
+def _check_choice(value: object, allowed: Sequence[str], what: str) -> str:
+    if value not in allowed:
+        raise ValueError(f"{what}: expected one of {', '.join(map(repr, allowed))}, got {value!r}")
+    return str(value)
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "hm2bp"
+
+
+def _find(directory: Path, base: str) -> Path | None:
+    for candidate in (directory / f"{base}.gz", directory / base):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _has_files(name: str, directory: Path) -> bool:
+    if name == "nmnist":
+        return (directory / "Train").is_dir() or (directory / "Test").is_dir()
+    return any(_find(directory, b) for split in SPLITS for b in _IDX_FILES[name][split])
+
+
+def resolve_data_dir(name: str, data_dir: str | os.PathLike[str] | None = None) -> Path:
+    """Folder holding (or to receive) the files of dataset ``name``.
+
+    Base folder: ``data_dir``, else ``$HM2BP_DATA``, else the user cache. A base folder may be a
+    root with per-dataset subfolders (mnist/, fashion-mnist/, emnist/, nmnist/) or hold the files
+    directly; the subfolder wins when both have files, and downloads go to the subfolder.
+    """
+    name = _check_choice(name, DATASETS, "name")
+    if name == "mnist-mini":
+        raise ValueError("name: 'mnist-mini' is bundled with the package and has no data directory")
+    sub = _SUBDIR[name]
+    given = data_dir if data_dir is not None else os.environ.get("HM2BP_DATA") or None
+    if given is None:
+        return _cache_dir() / sub
+    base = Path(given).expanduser()
+    if not _has_files(name, base / sub) and _has_files(name, base):
+        return base
+    return base / sub
+
+
+def _mirrors(name: str) -> list[str]:
+    override = os.environ.get("HM2BP_MIRROR", "")
+    urls = [u.strip() for u in override.split(",") if u.strip()] or MIRRORS[name]
+    return [u if u.endswith("/") else u + "/" for u in urls]
+
+
+def _missing_message(name: str, split: str, root: Path, missing: Sequence[str], why: str) -> str:
+    files = ", ".join(f"{b}.gz" for b in missing)
+    if name in _ARCHIVE:
+        source = (f"extract them from the gzip/ folder of {_ARCHIVE[name]} "
+                  f"({MIRRORS[name][0]}{_ARCHIVE[name]})")
+    else:
+        source = f"download them from {MIRRORS[name][0]}"
+    return (f"{name} {split} files missing: {why}.\n"
+            f"Put these files into {root}: {files} (gzip or uncompressed, with or without .gz) - "
+            f"{source} - or point --data-dir / HM2BP_DATA at a folder that already has them.")
+
+
+def _fetch(url: str, dest: Path, md5: str) -> None:
+    """Download url to dest via a temp file in the same folder; rename only if the MD5 matches."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    try:
+        digest = hashlib.md5(usedforsecurity=False)
+        request = urllib.request.Request(url, headers={"User-Agent": "hm2bp"})
+        with (os.fdopen(fd, "wb") as out,
+              urllib.request.urlopen(request, timeout=_TIMEOUT_S) as resp):
+            size = int(resp.headers.get("Content-Length") or 0)
+            bar = _Progress(f"downloading {dest.name}", size, unit="MB")
+            while chunk := resp.read(1 << 16):
+                out.write(chunk)
+                digest.update(chunk)
+                bar.update(len(chunk))
+            bar.close()
+        if digest.hexdigest() != md5:
+            raise DatasetError(f"MD5 mismatch: got {digest.hexdigest()}, expected {md5} "
+                               f"(corrupt download or wrong file on the mirror)")
+        os.replace(tmp, dest)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def _extract(archive: Path, root: Path, bases: Sequence[str]) -> None:
+    """Extract <base>.gz members (any folder inside the zip) atomically into root."""
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            members = {Path(m).name: m for m in zf.namelist()}
+            for base in bases:
+                member = members.get(f"{base}.gz")
+                if member is None:
+                    raise DatasetError(f"{archive}: has no member {base}.gz; the archive is not "
+                                       f"the expected one, delete it and download it again")
+                fd, tmp = tempfile.mkstemp(prefix=f".{base}.gz.", suffix=".part", dir=root)
+                try:
+                    with os.fdopen(fd, "wb") as out, zf.open(member) as src:
+                        while chunk := src.read(1 << 20):
+                            out.write(chunk)
+                    os.replace(tmp, root / f"{base}.gz")
+                except BaseException:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(tmp)
+                    raise
+    except zipfile.BadZipFile as exc:
+        raise DatasetError(f"{archive}: not a valid zip archive ({exc}); delete it and download "
+                           f"it again") from exc
+
+
+def _download(name: str, split: str, root: Path, missing: Sequence[str]) -> None:
+    archive = _ARCHIVE.get(name)
+    remote = [archive] if archive else [f"{b}.gz" for b in missing]
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DatasetError(_missing_message(name, split, root, missing,
+                                            f"cannot create {root} ({exc})")) from exc
+    for fname in remote:
+        if (root / fname).is_file():  # an archive left by an interrupted extraction
+            continue
+        errors = []
+        for base_url in _mirrors(name):
+            try:
+                _fetch(base_url + fname, root / fname, MD5[name][fname])
+                break
+            except (OSError, DatasetError) as exc:  # URLError, HTTPError, timeouts are OSErrors
+                errors.append(f"{base_url}{fname}: {exc}")
+        else:
+            raise DatasetError(_missing_message(name, split, root, missing,
+                                                "download failed (" + "; ".join(errors) + ")"))
+    if archive:
+        _extract(root / archive, root, [b for s in SPLITS for b in _IDX_FILES[name][s]])
+        (root / archive).unlink()
+
+
+def _idx_paths(name: str, split: str, root: Path, download: bool) -> tuple[Path, Path]:
+    bases = _IDX_FILES[name][split]
+    missing = [b for b in bases if _find(root, b) is None]
+    if missing:
+        if not download:
+            raise DatasetError(_missing_message(name, split, root, missing, "download=False"))
+        _download(name, split, root, missing)
+    found = [_find(root, b) for b in bases]
+    if None in found:  # a mirror served the archive without the expected members
+        raise DatasetError(_missing_message(name, split, root, missing, "not found after download"))
+    return found[0], found[1]
+
+
+def _make_image_dataset(name: str, split: str, images: np.ndarray, labels: np.ndarray,
+                        images_src: object, labels_src: object) -> ImageDataset:
+    if len(images) != len(labels):
+        raise DatasetError(f"{images_src} has {len(images)} images but {labels_src} has "
+                           f"{len(labels)} labels; the files do not belong together, download "
+                           f"them again")
+    if images.shape[1:] != _IMAGE_SHAPE:
+        raise DatasetError(f"{images_src}: images are {images.shape[1]}x{images.shape[2]}, "
+                           f"expected {_IMAGE_SHAPE[0]}x{_IMAGE_SHAPE[1]} for {name}")
+    n_classes = _N_CLASSES[name]
+    if labels.size and labels.max() >= n_classes:
+        raise DatasetError(f"{labels_src}: label {labels.max()} out of range 0..{n_classes - 1} "
+                           f"for {name}; wrong file for this dataset?")
+    flat = np.ascontiguousarray(images).reshape(len(images), -1)
+    return ImageDataset(name, split, flat, labels.astype(np.int64), _IMAGE_SHAPE, n_classes)
+
+
+def _load_mini(split: str) -> ImageDataset:
+    if __package__:
+        # chained joinpath: namespace packages on 3.11 accept one segment per call
+        resource = importlib.resources.files(__package__).joinpath("_data").joinpath(
+            "mnist_mini.npz")
+    else:  # loaded as a bare file (the compiled package may not import yet)
+        resource = Path(__file__).with_name("_data") / "mnist_mini.npz"
+    try:
+        blob = resource.read_bytes()
+    except OSError as exc:
+        raise DatasetError(f"bundled dataset {resource} is missing ({exc}); reinstall hm2bp or "
+                           f"regenerate it with tools/make_mini_dataset.py") from exc
+    with np.load(io.BytesIO(blob)) as npz:
+        images, labels = npz[f"{split}_images"], npz[f"{split}_labels"]
+    src = f"{resource}[{split}]"
+    return _make_image_dataset("mnist-mini", split, images, labels, src, src)
+
+
+def load(name: str, split: str, data_dir: str | os.PathLike[str] | None = None,
+         download: bool = True) -> ImageDataset | EventDataset:
+    """Load one split of a dataset; see the module docstring for where files come from."""
+    name = _check_choice(name, DATASETS, "name")
+    split = _check_choice(split, SPLITS, "split")
+    if name == "mnist-mini":
+        return _load_mini(split)
+    root = resolve_data_dir(name, data_dir)
+    if name == "nmnist":
+        return _load_nmnist(root, split)
+    images_path, labels_path = _idx_paths(name, split, root, download)
+    images = read_idx_images(images_path)
+    if name == "emnist-balanced":  # EMNIST stores images transposed; make them upright like MNIST
+        images = images.transpose(0, 2, 1)
+    return _make_image_dataset(name, split, images, read_idx_labels(labels_path),
+                               images_path, labels_path)
+
+
+# ----------------------------------------------------------------------------------------------
+# Progress bar (tqdm is not a dependency)
+
+
+class _Progress:
+    """One-line stderr progress: live on a terminal, a single summary line otherwise."""
+
+    def __init__(self, label: str, total: int, unit: str, live_only: bool = False) -> None:
+        self.label, self.total, self.unit = label, total, unit
+        self.live = sys.stderr.isatty()
+        self.enabled = self.live or not live_only
+        self.done, self._last = 0, 0.0
+
+    def _text(self) -> str:
+        scale = 1e6 if self.unit == "MB" else 1
+        done = f"{self.done / scale:.1f}" if scale > 1 else str(self.done)
+        if self.total <= 0:
+            return f"{self.label}: {done} {self.unit}"
+        frac = min(self.done / self.total, 1.0)
+        bar = "#" * int(frac * 30)
+        total = f"{self.total / scale:.1f}" if scale > 1 else str(self.total)
+        return f"{self.label}: [{bar:<30}] {frac:4.0%} {done}/{total} {self.unit}"
+
+    def update(self, n: int) -> None:
+        self.done += n
+        now = time.monotonic()
+        if self.live and now - self._last >= 0.2:
+            self._last = now
+            sys.stderr.write("\r" + self._text())
+            sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            sys.stderr.write(("\r" if self.live else "") + self._text() + "\n")
+            sys.stderr.flush()

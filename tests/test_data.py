@@ -1,0 +1,422 @@
+"""Tests of hm2bp.data: IDX / N-MNIST readers, data dir resolution, downloads (local server)."""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import hashlib
+import http.server
+import socket
+import threading
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "data"
+MNIST_10K = SHARED / "mnist-10k"
+NMNIST_SMALL = SHARED / "nmnist-small"
+needs_shared = pytest.mark.skipif(not SHARED.is_dir(),
+                                  reason=f"shared real data not found at {SHARED}")
+
+
+@pytest.fixture(scope="session")
+def data():
+    import hm2bp.data as module
+
+    return module
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch, tmp_path):
+    # No test may see the user's data, cache, mirror or proxy settings.
+    for var in ("HM2BP_DATA", "HM2BP_MIRROR", "http_proxy", "HTTP_PROXY", "https_proxy",
+                "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+
+
+def idx_bytes(array: np.ndarray, magic: int | None = None) -> bytes:
+    array = np.asarray(array, dtype=np.uint8)
+    magic = 0x800 + array.ndim if magic is None else magic
+    header = magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in array.shape)
+    return header + array.tobytes()
+
+
+def write_mnist(directory: Path, split: str, images: np.ndarray, labels: np.ndarray,
+                compress: bool = True, prefix: str = "") -> tuple[Path, Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    stem = "train" if split == "train" else "t10k" if not prefix else "test"
+    paths = []
+    for kind, arr in (("images-idx3", images), ("labels-idx1", labels)):
+        blob = idx_bytes(arr)
+        path = directory / f"{prefix}{stem}-{kind}-ubyte{'.gz' if compress else ''}"
+        path.write_bytes(gzip.compress(blob, mtime=0) if compress else blob)
+        paths.append(path)
+    return paths[0], paths[1]
+
+
+def fake_digits(n: int, seed: int = 0, n_classes: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return (rng.integers(0, 256, (n, 28, 28), dtype=np.uint8),
+            rng.integers(0, n_classes, n, dtype=np.uint8))
+
+
+def event_bytes(events) -> bytes:
+    out = bytearray()
+    for x, y, p, ts in events:
+        out += bytes([x, y, (p << 7) | (ts >> 16), (ts >> 8) & 0xFF, ts & 0xFF])
+    return bytes(out)
+
+
+def md5(path: Path) -> str:
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def http_root(tmp_path):
+    """Threaded HTTP server on 127.0.0.1 (free port) serving a fresh folder: (folder, url)."""
+    root = tmp_path / "served"
+    root.mkdir()
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
+                                             functools.partial(Quiet, directory=str(root)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield root, f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def closed_port_url() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}/"
+
+
+# ---------------------------------------------------------------------------------------------
+# real shared data
+
+
+@needs_shared
+def test_mnist_10k_real_files(data):
+    train = data.load("mnist", "train", data_dir=MNIST_10K, download=False)
+    test = data.load("mnist", "test", data_dir=MNIST_10K, download=False)
+    assert (len(train), len(test)) == (10000, 10000)
+    assert np.bincount(train.labels).tolist() == [1001, 1127, 991, 1032, 980, 863, 1014, 1070,
+                                                  944, 978]
+    for ds in (train, test):
+        assert ds.is_images and ds.name == "mnist"
+        assert ds.images.dtype == np.uint8 and ds.images.shape == (10000, 784)
+        assert ds.image_shape == (28, 28) and ds.n_inputs == 784 and ds.n_classes == 10
+        assert ds.labels.dtype == np.int64 and ds.labels.min() == 0 and ds.labels.max() == 9
+        assert ds.images.min() == 0 and ds.images.max() == 255
+        assert 25 < ds.images.mean() < 40  # MNIST's mean pixel is about 33
+    sub = train.subset([5, 0, -1])
+    assert len(sub) == 3 and np.array_equal(sub.images[1], train.images[0])
+    assert np.array_equal(sub.labels, train.labels[[5, 0, 9999]])
+
+
+@needs_shared
+def test_nmnist_small_real_files(data):
+    train = data.load("nmnist", "train", data_dir=NMNIST_SMALL)
+    test = data.load("nmnist", "test", data_dir=NMNIST_SMALL)
+    assert (len(train), len(test)) == (1000, 100)
+    assert not train.is_images and train.n_inputs == 2312 and train.n_classes == 10
+    assert set(train.labels.tolist()) == set(range(10)) == set(test.labels.tolist())
+    spikes = train.batch_spikes([0, 1, 999], T=540)
+    assert spikes.dtype == bool and spikes.shape == (3, 540, 2312)
+    assert not spikes[:, 0].any() and spikes.sum() > 1000
+    # the dataset agrees with binning the first file by hand
+    first = sorted((NMNIST_SMALL / "Train" / "0").glob("*.bin"))[0]
+    raw = np.fromfile(first, np.uint8).reshape(-1, 5).astype(np.int64)
+    ts = ((raw[:, 2] & 0x7F) << 16) | (raw[:, 3] << 8) | raw[:, 4]
+    step = ts // 600 + 1
+    keep = step < 540
+    expected = np.zeros((540, 2312), bool)
+    expected[step[keep], ((raw[:, 2] >> 7) * 1156 + raw[:, 1] * 34 + raw[:, 0])[keep]] = True
+    assert np.array_equal(spikes[0], expected)
+    sub = train.subset([999, 0])
+    assert np.array_equal(sub.batch_spikes([0, 1], T=100), train.batch_spikes([999, 0], T=100))
+    assert len(train.subset([])) == 0 and train.subset((3, 4)).labels.tolist() == \
+        train.labels[[3, 4]].tolist()
+    with pytest.raises(IndexError, match="indices"):
+        train.batch_spikes([1000])
+    with pytest.raises(ValueError, match="T"):
+        train.batch_spikes([0], T=0)
+
+
+@needs_shared
+def test_mnist_mini_bundled(data):
+    train, test = data.load("mnist-mini", "train"), data.load("mnist-mini", "test", data_dir="/x")
+    assert (len(train), len(test)) == (6000, 1000)
+    assert train.images.shape == (6000, 784) and train.n_classes == 10
+    t10k = data.load("mnist", "test", data_dir=MNIST_10K, download=False)
+    assert np.array_equal(test.images, t10k.images[:1000])
+    assert np.array_equal(test.labels, t10k.labels[:1000])
+    train10k = data.load("mnist", "train", data_dir=MNIST_10K, download=False)
+    assert np.array_equal(train.images, train10k.images[:6000])
+    assert np.array_equal(train.labels, train10k.labels[:6000])
+
+
+def test_mnist_mini_without_shared_data(data):
+    test = data.load("mnist-mini", "test")
+    assert len(test) == 1000 and test.labels.max() <= 9 and test.images.dtype == np.uint8
+
+
+# ---------------------------------------------------------------------------------------------
+# N-MNIST binning and errors
+
+
+def test_nmnist_binning_hand_built(data, tmp_path):
+    events = [
+        (1, 2, 0, 0),             # step 1, input 2*34+1 = 69
+        (1, 2, 0, 599),           # same step and input: collapses into the spike above
+        (1, 2, 1, 600),           # step 2, polarity 1: input 1156 + 69
+        (33, 33, 1, 1799),        # step floor(1799/600)+1 = 3, input 2311
+        (0, 0, 0, 540 * 600 - 601),  # step 539: last step kept at T = 540
+        (0, 0, 0, 540 * 600 - 600),  # step 540: dropped at T = 540
+        (5, 5, 0, 2**23 - 1),     # largest timestamp: dropped
+    ]
+    folder = tmp_path / "Train" / "3"
+    folder.mkdir(parents=True)
+    (folder / "00001.bin").write_bytes(event_bytes(events))
+    (tmp_path / "Train" / "7").mkdir()
+    (tmp_path / "Train" / "7" / "00002.bin").write_bytes(b"")  # a sample without events
+    ds = data.load("nmnist", "train", data_dir=tmp_path)
+    assert ds.labels.tolist() == [3, 7]
+    spikes = ds.batch_spikes([0, 1], T=540)
+    expected = np.zeros((540, 2312), bool)
+    expected[1, 69] = expected[2, 1156 + 69] = expected[3, 2311] = expected[539, 0] = True
+    assert np.array_equal(spikes[0], expected) and not spikes[1].any()
+    assert ds.batch_spikes([0], T=3).sum() == 2  # only steps 1 and 2 fit in T = 3
+    assert ds.batch_spikes([0], T=541)[0, 540, 0]  # a longer window keeps the step-540 event
+    x, y, p, ts = data.read_nmnist_events(folder / "00001.bin")
+    assert p.tolist() == [0, 0, 1, 1, 0, 0, 0] and ts[-1] == 2**23 - 1
+    codes = data.bin_nmnist_events(x, y, p, ts, T=540)
+    assert codes.tolist() == [1 * 2312 + 69, 2 * 2312 + 1225, 3 * 2312 + 2311, 539 * 2312]
+
+
+@pytest.mark.parametrize("payload, what", [
+    (event_bytes([(1, 1, 0, 10), (34, 0, 0, 20)]), "x=34"),
+    (event_bytes([(1, 1, 0, 10)]) + b"\x00\x01", "multiple of 5"),
+])
+def test_nmnist_bad_file(data, tmp_path, payload, what):
+    folder = tmp_path / "Test" / "4"
+    folder.mkdir(parents=True)
+    bad = folder / "00009.bin"
+    bad.write_bytes(payload)
+    with pytest.raises(data.DatasetError, match=what) as info:
+        data.load("nmnist", "test", data_dir=tmp_path)
+    assert str(bad) in str(info.value)
+
+
+def test_nmnist_missing_gives_manual_instructions(data, tmp_path):
+    with pytest.raises(data.DatasetError) as info:
+        data.load("nmnist", "train", data_dir=tmp_path / "nowhere")
+    msg = str(info.value)
+    assert "Train.zip" in msg and str(tmp_path / "nowhere" / "nmnist") in msg
+    assert "--data-dir" in msg and "HM2BP_DATA" in msg
+
+
+# ---------------------------------------------------------------------------------------------
+# IDX files
+
+
+@pytest.mark.parametrize("compress", [True, False])
+def test_idx_gzip_and_raw(data, tmp_path, compress):
+    images, labels = fake_digits(7)
+    write_mnist(tmp_path, "test", images, labels, compress=compress)
+    ds = data.load("mnist", "test", data_dir=tmp_path, download=False)
+    assert np.array_equal(ds.images, images.reshape(7, 784))
+    assert np.array_equal(ds.labels, labels.astype(np.int64))
+
+
+def test_idx_content_detected_by_magic_not_name(data, tmp_path):
+    images, labels = fake_digits(3)
+    # gzip data without .gz in the name, raw data with .gz in the name
+    (tmp_path / "train-images-idx3-ubyte").write_bytes(gzip.compress(idx_bytes(images)))
+    (tmp_path / "train-labels-idx1-ubyte.gz").write_bytes(idx_bytes(labels))
+    assert np.array_equal(data.read_idx_images(tmp_path / "train-images-idx3-ubyte"), images)
+    assert np.array_equal(data.read_idx_labels(tmp_path / "train-labels-idx1-ubyte.gz"), labels)
+    assert len(data.load("mnist", "train", data_dir=tmp_path, download=False)) == 3
+
+
+@pytest.mark.parametrize("compress", [True, False])
+def test_idx_bad_magic(data, tmp_path, compress):
+    images, labels = fake_digits(4)
+    img_path, lab_path = write_mnist(tmp_path, "train", images, labels, compress=compress)
+    blob = idx_bytes(labels, magic=0x00000803)  # labels file claiming to hold images
+    lab_path.write_bytes(gzip.compress(blob) if compress else blob)
+    with pytest.raises(data.DatasetError, match="magic") as info:
+        data.load("mnist", "train", data_dir=tmp_path, download=False)
+    assert str(lab_path) in str(info.value) and "0x00000801" in str(info.value)
+
+
+@pytest.mark.parametrize("compress", [True, False])
+def test_idx_truncated(data, tmp_path, compress):
+    images, labels = fake_digits(4)
+    img_path, _ = write_mnist(tmp_path, "train", images, labels, compress=compress)
+    img_path.write_bytes(img_path.read_bytes()[:-100])
+    with pytest.raises(data.DatasetError, match="truncated") as info:
+        data.load("mnist", "train", data_dir=tmp_path, download=False)
+    assert str(img_path) in str(info.value)
+
+
+def test_idx_count_mismatch(data, tmp_path):
+    images, _ = fake_digits(5)
+    _, labels = fake_digits(4)
+    img_path, lab_path = write_mnist(tmp_path, "train", images, labels)
+    with pytest.raises(data.DatasetError, match="5 images but .* 4 labels") as info:
+        data.load("mnist", "train", data_dir=tmp_path, download=False)
+    assert str(img_path) in str(info.value) and str(lab_path) in str(info.value)
+
+
+def test_idx_label_out_of_range(data, tmp_path):
+    images, labels = fake_digits(5)
+    labels[2] = 10
+    write_mnist(tmp_path, "train", images, labels)
+    with pytest.raises(data.DatasetError, match="label 10 out of range"):
+        data.load("fashion-mnist", "train", data_dir=tmp_path, download=False)
+
+
+def test_emnist_is_transposed_upright(data, tmp_path):
+    images, labels = fake_digits(6, n_classes=47)
+    write_mnist(tmp_path / "emnist", "test", images, labels, prefix="emnist-balanced-")
+    ds = data.load("emnist-balanced", "test", data_dir=tmp_path, download=False)
+    assert ds.n_classes == 47 and ds.image_shape == (28, 28)
+    assert np.array_equal(ds.images.reshape(6, 28, 28), images.transpose(0, 2, 1))
+
+
+# ---------------------------------------------------------------------------------------------
+# data dir resolution
+
+
+def test_resolution_order(data, tmp_path, monkeypatch):
+    explicit, env = tmp_path / "explicit", tmp_path / "env"
+    assert data.resolve_data_dir("mnist") == tmp_path / "xdg-cache" / "hm2bp" / "mnist"
+    monkeypatch.setenv("HM2BP_DATA", str(env))
+    assert data.resolve_data_dir("mnist") == env / "mnist"
+    assert data.resolve_data_dir("emnist-balanced") == env / "emnist"
+    assert data.resolve_data_dir("mnist", explicit) == explicit / "mnist"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.delenv("HM2BP_DATA")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert data.resolve_data_dir("nmnist") == tmp_path / "home" / ".cache" / "hm2bp" / "nmnist"
+
+
+def test_resolution_accepts_files_directly(data, tmp_path, monkeypatch):
+    images, labels = fake_digits(2)
+    write_mnist(tmp_path / "flat", "test", images, labels, compress=False)
+    assert data.resolve_data_dir("mnist", tmp_path / "flat") == tmp_path / "flat"
+    (tmp_path / "flat-nmnist" / "Test").mkdir(parents=True)
+    monkeypatch.setenv("HM2BP_DATA", str(tmp_path / "flat-nmnist"))
+    assert data.resolve_data_dir("nmnist") == tmp_path / "flat-nmnist"
+    # a root with the per-dataset subfolder wins over files lying next to it
+    write_mnist(tmp_path / "flat" / "mnist", "test", images, labels)
+    assert data.resolve_data_dir("mnist", tmp_path / "flat") == tmp_path / "flat" / "mnist"
+
+
+@needs_shared
+def test_env_root_with_subfolders(data, tmp_path, monkeypatch):
+    (tmp_path / "mnist").symlink_to(MNIST_10K, target_is_directory=True)
+    monkeypatch.setenv("HM2BP_DATA", str(tmp_path))
+    assert len(data.load("mnist", "test", download=False)) == 10000
+
+
+def test_bad_name_or_split(data):
+    with pytest.raises(ValueError, match="'mnist', 'fashion-mnist', 'emnist-balanced', 'nmnist'"):
+        data.load("cifar10", "train")
+    with pytest.raises(ValueError, match="'train', 'test'"):
+        data.load("mnist", "validation")
+
+
+# ---------------------------------------------------------------------------------------------
+# downloads (local server only)
+
+
+def _serve_mnist(served: Path, split: str, data, monkeypatch, n: int = 9):
+    images, labels = fake_digits(n, seed=1)
+    paths = write_mnist(served, split, images, labels)
+    for p in paths:
+        monkeypatch.setitem(data.MD5["mnist"], p.name, md5(p))
+    return images, labels
+
+
+def test_download_good_checksum(data, tmp_path, http_root, monkeypatch):
+    served, url = http_root
+    images, labels = _serve_mnist(served, "train", data, monkeypatch)
+    monkeypatch.setenv("HM2BP_MIRROR", f"{closed_port_url()},{url}")  # first mirror is down
+    ds = data.load("mnist", "train", data_dir=tmp_path / "dl")
+    assert np.array_equal(ds.images, images.reshape(-1, 784))
+    target = tmp_path / "dl" / "mnist"
+    assert sorted(p.name for p in target.iterdir()) == ["train-images-idx3-ubyte.gz",
+                                                        "train-labels-idx1-ubyte.gz"]
+    for p in target.iterdir():
+        assert md5(p) == md5(served / p.name)
+
+
+def test_download_bad_checksum(data, tmp_path, http_root, monkeypatch):
+    served, url = http_root
+    _serve_mnist(served, "test", data, monkeypatch)
+    monkeypatch.setitem(data.MD5["mnist"], "t10k-images-idx3-ubyte.gz", "0" * 32)
+    monkeypatch.setenv("HM2BP_MIRROR", url)
+    with pytest.raises(data.DatasetError, match="MD5 mismatch") as info:
+        data.load("mnist", "test", data_dir=tmp_path / "dl")
+    assert "t10k-images-idx3-ubyte.gz" in str(info.value)
+    assert list((tmp_path / "dl" / "mnist").iterdir()) == []  # no bad file, no temp file
+
+
+def test_download_emnist_archive(data, tmp_path, http_root, monkeypatch):
+    served, url = http_root
+    images, labels = fake_digits(5, n_classes=47)
+    members = tmp_path / "members"
+    for split in ("train", "test"):
+        write_mnist(members, split, images, labels, prefix="emnist-balanced-")
+    with zipfile.ZipFile(served / "gzip.zip", "w") as zf:
+        for p in members.iterdir():
+            zf.write(p, f"gzip/{p.name}")
+    monkeypatch.setitem(data.MD5["emnist-balanced"], "gzip.zip", md5(served / "gzip.zip"))
+    monkeypatch.setenv("HM2BP_MIRROR", url)
+    ds = data.load("emnist-balanced", "train", data_dir=tmp_path / "dl")
+    assert np.array_equal(ds.images.reshape(5, 28, 28), images.transpose(0, 2, 1))
+    target = tmp_path / "dl" / "emnist"
+    assert len(list(target.iterdir())) == 4 and not (target / "gzip.zip").exists()
+
+
+def test_download_unreachable_lists_missing_files(data, tmp_path, monkeypatch):
+    monkeypatch.setenv("HM2BP_MIRROR", closed_port_url())
+    monkeypatch.setenv("HM2BP_DATA", str(tmp_path / "root"))
+    with pytest.raises(data.DatasetError) as info:
+        data.load("fashion-mnist", "test")
+    msg = str(info.value)
+    target = tmp_path / "root" / "fashion-mnist"
+    assert f"into {target}" in msg
+    assert "t10k-images-idx3-ubyte.gz" in msg and "t10k-labels-idx1-ubyte.gz" in msg
+    assert "train-" not in msg.split("\n")[1]  # only the requested split's files
+    assert "--data-dir" in msg and "HM2BP_DATA" in msg and "download failed" in msg
+    assert list(target.iterdir()) == []
+
+
+def test_missing_without_download(data, tmp_path):
+    images, labels = fake_digits(2)
+    write_mnist(tmp_path, "test", images, labels)
+    (tmp_path / "t10k-labels-idx1-ubyte.gz").unlink()
+    with pytest.raises(data.DatasetError, match="download=False") as info:
+        data.load("mnist", "test", data_dir=tmp_path, download=False)
+    assert "t10k-labels-idx1-ubyte.gz" in str(info.value)
+    assert "t10k-images" not in str(info.value).split("\n")[1].split(":")[1]

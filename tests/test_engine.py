@@ -1,0 +1,179 @@
+"""The compiled engine against hm2bp.reference (SPEC.md written out in NumPy, float64)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import hm2bp
+from hm2bp import reference as ref
+
+TAU = dict(tau_m=64.0, tau_s=8.0, t_ref=2)
+
+
+def random_case(seed: int, layers: list[int], T: int, batch: int, rate: float = 0.08,
+                vth: list[float] | None = None, **kw):
+    rng = np.random.default_rng(seed)
+    vth = vth or [2.0 + 2.0 * l for l in range(len(layers) - 1)]
+    config = dict(layers=layers, vth=vth, desired=10, undesired=2, margin=2, seed=seed, **kw)
+    spikes = rng.random((batch, T, layers[0])) < rate
+    labels = rng.integers(0, layers[-1], batch)
+    return config, spikes, labels
+
+
+def assert_rel_close(actual, expected, rtol):
+    scale = max(np.abs(expected).max(), 1e-12)
+    err = np.abs(actual - expected).max() / scale
+    assert err <= rtol, f"relative error {err:.3g} > {rtol}"
+
+
+CASES = [
+    # (layers, T, batch, lateral, effect_ratio)
+    ([30, 20, 6], 60, 1, 1.0, True),
+    ([30, 20, 6], 90, 3, 0.0, True),
+    ([30, 20, 6], 75, 2, 1.0, False),
+    ([40, 25, 15, 5], 80, 2, 1.0, True),
+    ([40, 25, 15, 5], 120, 1, 0.5, False),
+]
+
+
+@pytest.mark.parametrize("case", range(len(CASES)))
+def test_float64_matches_reference(case):
+    layers, T, batch, lateral, er = CASES[case]
+    config, spikes, labels = random_case(case, layers, T, batch, lateral_inhibition=lateral, effect_ratio=er)
+    engine = hm2bp.Network(**config, dtype="float64", threads=2)
+    oracle = ref.Network(**config)
+    for got, want in zip(engine.forward(spikes), oracle.forward(spikes)):
+        np.testing.assert_array_equal(got, want)
+    weights = np.random.default_rng(case).uniform(0.5, 1.5, size=batch)
+    for got, want in zip(engine.gradients(spikes, labels, weights), oracle.gradients(spikes, labels, weights)):
+        assert_rel_close(got, want, 1e-9)
+    for step in range(2):
+        a = engine.train_step(spikes, labels, 0.01)
+        b = oracle.train_step(spikes, labels, 0.01)
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-12)
+        np.testing.assert_array_equal(a["counts"], b["counts"])
+        np.testing.assert_array_equal(a["predictions"], b["predictions"])
+        np.testing.assert_array_equal(a["layer_spikes"], b["layer_spikes"])
+        for got, want in zip(engine.get_weights(), oracle.get_weights()):
+            assert_rel_close(got, want, 1e-9)
+
+
+def test_silent_hidden_neurons_and_revived_label():
+    # High output threshold: the label neuron stays silent and is revived; a high hidden
+    # threshold leaves some hidden neurons silent (the 0.1 and 0.5 rules of SPEC 4).
+    config, spikes, labels = random_case(7, [30, 20, 4], 70, 3, vth=[3.0, 50.0])
+    engine = hm2bp.Network(**config, dtype="float64")
+    oracle = ref.Network(**config)
+    hidden, out = engine.forward(spikes)
+    assert (hidden.sum(axis=1) == 0).any() and (hidden.sum(axis=1) > 0).any()
+    assert out[np.arange(3), :, labels].sum() == 0
+    for got, want in zip(engine.gradients(spikes, labels), oracle.gradients(spikes, labels)):
+        assert np.abs(want).max() > 0
+        assert_rel_close(got, want, 1e-9)
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_optimizers_and_regularization(optimizer):
+    config, spikes, labels = random_case(3, [25, 15, 5], 60, 2, optimizer=optimizer, reg_lambda=10.0, reg_beta=0.5)
+    engine = hm2bp.Network(**config, dtype="float64")
+    oracle = ref.Network(**config)
+    for lr in (0.05, 0.02, 0.01):
+        engine.train_step(spikes, labels, lr)
+        oracle.train_step(spikes, labels, lr)
+    for got, want in zip(engine.get_weights(), oracle.get_weights()):
+        assert_rel_close(got, want, 1e-9)
+
+
+def _tie_margin(config, weights, spikes) -> float:
+    vth, w0 = config["vth"], config.get("lateral_inhibition", 1.0)
+    return min(ref.forward_sample(weights, s, vth, w0=w0, **TAU)[1] for s in spikes)
+
+
+def test_float32_matches_reference_away_from_ties():
+    checked = 0
+    for seed in range(12):
+        config, spikes, labels = random_case(100 + seed, [30, 20, 6], 80, 2)
+        engine = hm2bp.Network(**config, dtype="float32")
+        weights = [w.astype(np.float32).astype(np.float64) for w in engine.get_weights()]
+        if _tie_margin(config, weights, spikes) < 1e-3:
+            continue  # float32 rounding may legitimately flip a spike this close to threshold
+        oracle = ref.Network(**config)
+        oracle.set_weights(weights)
+        for got, want in zip(engine.forward(spikes), oracle.forward(spikes)):
+            np.testing.assert_array_equal(got, want)
+        for got, want in zip(engine.gradients(spikes, labels), oracle.gradients(spikes, labels)):
+            assert_rel_close(got, want, 1e-4)
+        checked += 1
+    assert checked >= 6
+
+
+def test_results_do_not_depend_on_thread_count():
+    config, spikes, labels = random_case(11, [64, 48, 10], 100, 4)
+    nets = [hm2bp.Network(**config, threads=n) for n in (1, 2, 3)]
+    results = [net.train_step(spikes, labels, 0.01) for net in nets]
+    for net, res in zip(nets[1:], results[1:]):
+        np.testing.assert_array_equal(res["counts"], results[0]["counts"])
+        for got, want in zip(net.get_weights(), nets[0].get_weights()):
+            np.testing.assert_array_equal(got, want)
+
+
+def test_poisson_encoding_matches_reference_bit_for_bit():
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(3, 7, 9), dtype=np.uint8)
+    images[0, :2] = 0
+    index = np.array([4, 17, 2])
+    for epoch in (0, 5):
+        got = hm2bp.encode_poisson(images, 50, seed=9, sample_index=index, epoch=epoch)
+        want = ref.encode_poisson(images, 50, 9, index, epoch)
+        np.testing.assert_array_equal(got, want)
+    assert not got[:, 0].any()
+
+
+def test_image_path_equals_dense_path():
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, size=(4, 36), dtype=np.uint8)
+    config = dict(layers=[36, 20, 5], vth=[3.0, 4.0], desired=10, undesired=2, margin=2, seed=2)
+    a, b = hm2bp.Network(**config), hm2bp.Network(**config)
+    labels = np.array([0, 1, 2, 3])
+    ra = a.train_step_images(images, labels, 0.01, T=60, seed=5, sample_index=10, epoch=1)
+    rb = b.train_step(hm2bp.encode_poisson(images, 60, 5, 10, epoch=1), labels, 0.01)
+    np.testing.assert_array_equal(ra["counts"], rb["counts"])
+    for wa, wb in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_array_equal(wa, wb)
+    ia = a.infer_images(images, T=60, seed=5, sample_index=10, epoch=1)
+    ib = a.infer(hm2bp.encode_poisson(images, 60, 5, 10, epoch=1))
+    np.testing.assert_array_equal(ia["predictions"], ib["predictions"])
+
+
+def test_state_round_trip_resumes_exactly():
+    config, spikes, labels = random_case(4, [20, 12, 4], 50, 2)
+    a = hm2bp.Network(**config)
+    a.train_step(spikes, labels, 0.01)
+    b = hm2bp.Network(**{**config, "seed": 99})
+    b.set_state(a.get_state())
+    for net in (a, b):
+        net.train_step(spikes, labels, 0.01)
+    for wa, wb in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_array_equal(wa, wb)
+
+
+def test_real_mnist_digits_through_fc800(shared_data):
+    from hm2bp import data
+
+    ds = data.load("mnist", "test", data_dir=shared_data / "mnist-10k")
+    images, labels = ds.images[:3], ds.labels[:3]
+    spikes = hm2bp.encode_poisson(images, 400, seed=0, sample_index=0)
+    config = dict(layers=[784, 800, 10], vth=[20.0, 8.0], seed=0)
+    engine = hm2bp.Network(**config, dtype="float64")
+    hidden, out = engine.forward(spikes)
+    assert hidden.sum() > 1000 and out.sum() > 0
+    oracle = ref.Network(**config)
+    one = spikes[:1]
+    for got, want in zip(engine.forward(one), oracle.forward(one)):
+        np.testing.assert_array_equal(got, want)
+    for got, want in zip(engine.gradients(one, labels[:1]), oracle.gradients(one, labels[:1])):
+        assert_rel_close(got, want, 1e-9)
+    engine32 = hm2bp.Network(**config, dtype="float32")
+    for got, want in zip(engine32.gradients(one, labels[:1]), oracle.gradients(one, labels[:1])):
+        if np.array_equal(engine32.forward(one)[1], oracle.forward(one)[1]):
+            assert_rel_close(got, want, 1e-4)
