@@ -1,9 +1,12 @@
 // The CPU engine: SPEC sections 1-5 in the fast form of section 6.
 //
 // Work per sample and layer is (input spikes x fan-out) for the forward current and for the
-// S-PSP rows e[., i], plus (neurons x T) for the LIF scan and the K traces. Threads split the
-// neurons of a layer (forward, traces) or its active inputs (gradient rows, pre-deltas), so
-// results do not depend on the thread count.
+// S-PSP rows e[., i], plus (neurons x T) for the LIF scan and the K traces.
+//
+// Threads: a batch of at least two samples is split into one contiguous share of samples per
+// thread, each thread with its own scratch and gradient accumulator (one synchronisation per
+// batch, robust on a busy machine); a single sample instead splits the neurons of each layer
+// (forward, traces) or its active inputs (gradient rows, pre-deltas) among the threads.
 #include <omp.h>
 
 #include <algorithm>
@@ -32,19 +35,32 @@ struct Layer {
     std::vector<Real> row_sum;  // sum_i W[o, i], for the side term of silent neurons
 };
 
-// Per-layer scratch of the sample being processed.
+// Per-layer scratch of the sample a worker is processing.
 template <class Real>
 struct LayerWork {
     std::vector<Real> current;  // (T, n_out): I[t, o] = sum_i W[o, i] s_in[t, i]
     std::vector<Real> trace;    // (T, n_out): K[o, t]
     std::vector<uint8_t> fired; // (T, n_out)
     std::vector<Real> delta, dv, side, lat;
+    std::vector<Real> grad;     // (n_in, n_out) gradient sum over this worker's samples
     SpikeTrain out;             // this layer's spikes, the next layer's input
 };
 
-// out[lo:hi] = sum over k of matrix[rows[k], lo:hi]: the one primitive behind both the forward
-// current (rows = inputs firing at a step) and the S-PSP rows e[., i] (rows = spike times of i,
-// matrix = the K traces). Accumulators stay in registers across the rows.
+// What one thread needs to process samples on its own.
+template <class Real>
+struct Worker {
+    std::vector<LayerWork<Real>> layers;
+    double cost = 0.0;
+};
+
+// Splits [0, n) into `parts` contiguous ranges, part k = [lo, hi); multiples of `align`.
+inline void split_range(int n, int parts, int k, int align, int& lo, int& hi)
+{
+    const int blocks = (n + align - 1) / align;
+    lo = std::min(n, (blocks * k / parts) * align);
+    hi = std::min(n, (blocks * (k + 1) / parts) * align);
+}
+
 template <int width, class Real>
 int sum_rows_blocks(const Real* matrix, size_t stride, const int* rows, int n_rows, int o, int hi, Real* out)
 {
@@ -90,7 +106,6 @@ public:
     {
         const int L = static_cast<int>(c.layers.size()) - 1;
         layers_.resize(L);
-        work_.resize(L);
         for (int l = 0; l < L; ++l) {
             Layer<Real>& layer = layers_[l];
             layer.n_in = c.layers[l];
@@ -111,18 +126,16 @@ public:
         std::vector<Real>& dst = param(layer, p);
         for (int o = 0; o < layer.n_out; ++o)
             for (int i = 0; i < layer.n_in; ++i)
-                dst[static_cast<size_t>(i) * layer.n_out + o] =
-                    Real(values[static_cast<size_t>(o) * layer.n_in + i]);
+                dst[static_cast<size_t>(i) * layer.n_out + o] = Real(values[static_cast<size_t>(o) * layer.n_in + i]);
     }
 
     void get_param(Param p, int l, double* values) const override
     {
         const Layer<Real>& layer = layers_.at(l);
-        const std::vector<Real>& src = const_cast<CpuEngine*>(this)->param(const_cast<Layer<Real>&>(layer), p);
+        const std::vector<Real>& src = param(const_cast<Layer<Real>&>(layer), p);
         for (int o = 0; o < layer.n_out; ++o)
             for (int i = 0; i < layer.n_in; ++i)
-                values[static_cast<size_t>(o) * layer.n_in + i] =
-                    double(src[static_cast<size_t>(i) * layer.n_out + o]);
+                values[static_cast<size_t>(o) * layer.n_in + i] = double(src[static_cast<size_t>(i) * layer.n_out + o]);
     }
 
     int64_t step() const override { return step_; }
@@ -134,46 +147,62 @@ public:
         const InputBatch& in = req.input;
         const int B = in.batch;
         const int L = static_cast<int>(layers_.size());
-        prepare(in.T);
-        encode_inputs(in);
-
         const bool learn = req.mode != Mode::Infer;
-        if (learn) {
-            for (Layer<Real>& layer : layers_) {
-                std::fill(layer.grad.begin(), layer.grad.end(), Real(0));
-                update_row_sums(layer);
-            }
-        }
+        const int n_workers = std::min(threads(), B);
+        // One sample at a time: the threads share each layer's work instead.
+        const int inner_threads = n_workers == 1 ? threads() : 1;
+        prepare(in.T, n_workers, learn);
+        encode_inputs(in);
+        if (learn)
+            for (Layer<Real>& layer : layers_) update_row_sums(layer);
 
         BatchResult res;
         const int n_out = layers_.back().n_out;
         res.counts.assign(static_cast<size_t>(B) * n_out, 0);
         res.predictions.assign(B, 0);
-        res.layer_spikes.assign(L, 0);
-        double cost_sum = 0.0;
+        std::vector<int64_t> sample_spikes(static_cast<size_t>(B) * L, 0);
 
-        for (int b = 0; b < B; ++b) {
-            const SpikeTrain* input = &inputs_[b];
-            for (int l = 0; l < L; ++l) {
-                forward_layer(l, *input);
-                input = &work_[l].out;
-                res.layer_spikes[l] += input->total();
-                if (!req.layer_spikes_out.empty()) copy_fired(l, b, req.layer_spikes_out[l]);
+        auto process = [&](int k) {
+            Worker<Real>& worker = workers_[k];
+            worker.cost = 0.0;
+            int lo, hi;
+            split_range(B, n_workers, k, 1, lo, hi);
+            for (int b = lo; b < hi; ++b) {
+                const SpikeTrain* input = &inputs_[b];
+                for (int l = 0; l < L; ++l) {
+                    forward_layer(worker, l, *input, inner_threads);
+                    input = &worker.layers[l].out;
+                    sample_spikes[static_cast<size_t>(b) * L + l] = input->total();
+                    if (!req.layer_spikes_out.empty()) copy_fired(worker.layers[l], b, req.layer_spikes_out[l]);
+                }
+                int best = 0;
+                for (int o = 0; o < n_out; ++o) {
+                    res.counts[static_cast<size_t>(b) * n_out + o] = input->count(o);
+                    if (input->count(o) > input->count(best)) best = o;
+                }
+                res.predictions[b] = best;
+                if (!learn) continue;
+                const int label = static_cast<int>(req.labels[b]);
+                const double weight = req.sample_weights ? req.sample_weights[b] : 1.0;
+                worker.cost += output_layer_delta(worker, label, weight);
+                backward(worker, inputs_[b], inner_threads);
             }
-            const SpikeTrain& out = work_.back().out;
-            int best = 0;
-            for (int o = 0; o < n_out; ++o) {
-                res.counts[static_cast<size_t>(b) * n_out + o] = out.count(o);
-                if (out.count(o) > out.count(best)) best = o;
-            }
-            res.predictions[b] = best;
-            if (!learn) continue;
-            const double weight = req.sample_weights ? req.sample_weights[b] : 1.0;
-            cost_sum += output_layer_delta(static_cast<int>(req.labels[b]), weight);
-            backward(static_cast<int>(req.labels[b]), inputs_[b]);
+        };
+        if (n_workers == 1) {
+            process(0);
+        } else {
+#pragma omp parallel for num_threads(n_workers) schedule(static, 1)
+            for (int k = 0; k < n_workers; ++k) process(k);
         }
-        res.loss = B > 0 ? cost_sum / B : 0.0;
 
+        double cost_sum = 0.0;
+        for (int k = 0; k < n_workers; ++k) cost_sum += workers_[k].cost;
+        res.loss = B > 0 ? cost_sum / B : 0.0;
+        res.layer_spikes.assign(L, 0);
+        for (int b = 0; b < B; ++b)
+            for (int l = 0; l < L; ++l) res.layer_spikes[l] += sample_spikes[static_cast<size_t>(b) * L + l];
+
+        if (learn) reduce_gradients(n_workers);
         if (req.mode == Mode::Gradients) {
             for (int l = 0; l < L; ++l) export_mean_gradient(l, B, req.gradients_out.at(l));
         } else if (req.mode == Mode::Train) {
@@ -185,14 +214,14 @@ public:
 private:
     NetConfig cfg_;
     std::vector<Layer<Real>> layers_;
-    std::vector<LayerWork<Real>> work_;
+    std::vector<Worker<Real>> workers_;
     std::vector<SpikeTrain> inputs_;
     std::vector<Real> decay_, kernel_;  // S-PSP tables for the current T
     uint64_t thresholds_[256];
     int T_ = 0;
     int64_t step_ = 0;
 
-    std::vector<Real>& param(Layer<Real>& layer, Param p)
+    std::vector<Real>& param(Layer<Real>& layer, Param p) const
     {
         switch (p) {
             case Param::Weights: return layer.wt;
@@ -203,23 +232,31 @@ private:
 
     int threads() const { return std::max(1, cfg_.threads); }
 
-    LifParams<Real> lif(int l) const
-    {
-        return {Real(cfg_.vth[l]), Real(cfg_.tau_m), Real(cfg_.tau_s), cfg_.t_ref};
-    }
+    LifParams<Real> lif(int l) const { return {Real(cfg_.vth[l]), Real(cfg_.tau_m), Real(cfg_.tau_s), cfg_.t_ref}; }
 
-    void prepare(int T)
+    void prepare(int T, int n_workers, bool learn)
     {
-        if (T == T_) return;
-        T_ = T;
-        decay_.assign(T + 1, Real(0));
-        kernel_.assign(T + 1, Real(0));
-        spsp_tables(T, cfg_.tau_m, cfg_.tau_s, decay_.data(), kernel_.data());
-        for (size_t l = 0; l < layers_.size(); ++l) {
-            const size_t size = static_cast<size_t>(T) * layers_[l].n_out;
-            work_[l].current.assign(size, Real(0));
-            work_[l].trace.assign(size, Real(0));
-            work_[l].fired.assign(size, 0);
+        if (T != T_) {
+            T_ = T;
+            decay_.assign(T + 1, Real(0));
+            kernel_.assign(T + 1, Real(0));
+            spsp_tables(T, cfg_.tau_m, cfg_.tau_s, decay_.data(), kernel_.data());
+            workers_.clear();
+        }
+        if (static_cast<int>(workers_.size()) < n_workers) workers_.resize(n_workers);
+        for (int k = 0; k < n_workers; ++k) {
+            Worker<Real>& worker = workers_[k];
+            worker.layers.resize(layers_.size());
+            for (size_t l = 0; l < layers_.size(); ++l) {
+                LayerWork<Real>& w = worker.layers[l];
+                const size_t size = static_cast<size_t>(T) * layers_[l].n_out;
+                if (w.current.size() != size) {
+                    w.current.assign(size, Real(0));
+                    w.trace.assign(size, Real(0));
+                    w.fired.assign(size, 0);
+                }
+                if (learn) w.grad.assign(layers_[l].wt.size(), Real(0));
+            }
         }
     }
 
@@ -237,39 +274,41 @@ private:
         }
     }
 
-    // Splits [0, n) into one contiguous range per thread (in multiples of 16 for SIMD rows).
+    // Runs fn(lo, hi) on one contiguous range of [0, n) per thread (multiples of 16 for SIMD).
     template <class Fn>
-    void for_each_range(int n, Fn fn) const
+    static void for_each_range(int n, int n_threads, Fn fn)
     {
-        const int nt = std::min(threads(), std::max(1, n / 16));
-        if (nt == 1) {
+        const int parts = std::min(n_threads, std::max(1, n / 16));
+        if (parts == 1) {
             fn(0, n);
             return;
         }
-        const int blocks = (n + 15) / 16;
-#pragma omp parallel for num_threads(nt) schedule(static)
-        for (int c = 0; c < nt; ++c) {
-            const int lo = std::min(n, (blocks * c / nt) * 16);
-            const int hi = std::min(n, (blocks * (c + 1) / nt) * 16);
+#pragma omp parallel for num_threads(parts) schedule(static)
+        for (int k = 0; k < parts; ++k) {
+            int lo, hi;
+            split_range(n, parts, k, 16, lo, hi);
             fn(lo, hi);
         }
     }
 
     // SPEC 1 for all neurons of layer l over the whole window.
-    void forward_layer(int l, const SpikeTrain& input)
+    void forward_layer(Worker<Real>& worker, int l, const SpikeTrain& input, int n_threads) const
     {
         const Layer<Real>& layer = layers_[l];
-        LayerWork<Real>& w = work_[l];
+        LayerWork<Real>& w = worker.layers[l];
         const int O = layer.n_out;
         const int T = T_;
         const bool lateral = l + 1 == static_cast<int>(layers_.size()) && cfg_.w0 != 0.0;
         const LifParams<Real> p = lif(l);
 
-        for_each_range(O, [&](int lo, int hi) {
-            for (int t = 0; t < T; ++t)
-                sum_rows(layer.wt.data(), O, input.step_ids.data() + input.step_start[t],
-                         input.step_start[t + 1] - input.step_start[t], lo, hi,
-                         w.current.data() + static_cast<size_t>(t) * O);
+        for_each_range(O, n_threads, [&](int lo, int hi) {
+            // Column blocks of W small enough to stay in L2 across all steps.
+            constexpr int columns = 512 / sizeof(Real) * 4;
+            for (int c = lo; c < hi; c += columns)
+                for (int t = 0; t < T; ++t)
+                    sum_rows(layer.wt.data(), O, input.step_ids.data() + input.step_start[t],
+                             input.step_start[t + 1] - input.step_start[t], c, std::min(hi, c + columns),
+                             w.current.data() + static_cast<size_t>(t) * O);
             if (!lateral) scan_neurons(w, p, lo, hi, O);
         });
         if (lateral) scan_with_lateral_inhibition(w, p, O);
@@ -282,7 +321,7 @@ private:
         w.out.index_by_neuron();
     }
 
-    void scan_neurons(LayerWork<Real>& w, const LifParams<Real>& p, int lo, int hi, int O)
+    void scan_neurons(LayerWork<Real>& w, const LifParams<Real>& p, int lo, int hi, int O) const
     {
         const int n = hi - lo;
         std::vector<Real> v(n, Real(0)), ep(n, Real(0));
@@ -301,7 +340,7 @@ private:
 
     // The output layer with lateral inhibition: L[o, l] = -w0 for l != o couples the neurons
     // through the previous step's spikes, so all of them advance together.
-    void scan_with_lateral_inhibition(LayerWork<Real>& w, const LifParams<Real>& p, int O)
+    void scan_with_lateral_inhibition(LayerWork<Real>& w, const LifParams<Real>& p, int O) const
     {
         std::vector<Real> v(O, Real(0)), ep(O, Real(0));
         std::vector<int> ref(O, 0);
@@ -322,13 +361,12 @@ private:
         }
     }
 
-    void copy_fired(int l, int b, uint8_t* dst) const
+    static void copy_fired(const LayerWork<Real>& w, int b, uint8_t* dst)
     {
-        const LayerWork<Real>& w = work_[l];
         std::copy(w.fired.begin(), w.fired.end(), dst + static_cast<size_t>(b) * w.fired.size());
     }
 
-    void update_row_sums(Layer<Real>& layer)
+    static void update_row_sums(Layer<Real>& layer)
     {
         std::fill(layer.row_sum.begin(), layer.row_sum.end(), Real(0));
         for (int i = 0; i < layer.n_in; ++i) {
@@ -337,18 +375,18 @@ private:
         }
     }
 
-    // Adds the S-PSP trace of neuron o of `train` to K (length T, zeroed here).
+    // The S-PSP trace of neuron o of `train` into K (length T, zeroed here).
     void trace_of(const SpikeTrain& train, int o, Real* K) const
     {
         std::fill(K, K + T_, Real(0));
-        spsp_trace(train.times(o), train.count(o), spsp_window(cfg_.tau_m), cfg_.t_ref,
-                   decay_.data(), kernel_.data(), K);
+        spsp_trace(train.times(o), train.count(o), spsp_window(cfg_.tau_m), cfg_.t_ref, decay_.data(),
+                   kernel_.data(), K);
     }
 
     // SPEC 3, then SPEC 4's lateral factor and revival on the output layer. Returns the cost.
-    double output_layer_delta(int label, double sample_weight)
+    double output_layer_delta(Worker<Real>& worker, int label, double sample_weight) const
     {
-        LayerWork<Real>& w = work_.back();
+        LayerWork<Real>& w = worker.layers.back();
         SpikeTrain& out = w.out;
         const int O = layers_.back().n_out;
         const CountTargets targets{cfg_.desired, cfg_.undesired, cfg_.margin};
@@ -411,16 +449,15 @@ private:
         out.index_by_step();
     }
 
-    // SPEC 4 from the output layer down: accumulates g into grad, propagates pre_delta.
-    void backward(int label, const SpikeTrain& input0)
+    // SPEC 4 from the output layer down: adds g to the worker's gradient sums, propagates pre_delta.
+    void backward(Worker<Real>& worker, const SpikeTrain& input0, int n_threads) const
     {
-        (void)label;
         const int L = static_cast<int>(layers_.size());
         for (int l = L - 1; l >= 0; --l) {
-            Layer<Real>& layer = layers_[l];
-            LayerWork<Real>& w = work_[l];
+            const Layer<Real>& layer = layers_[l];
+            LayerWork<Real>& w = worker.layers[l];
             const SpikeTrain& post = w.out;
-            const SpikeTrain& pre = l > 0 ? work_[l - 1].out : input0;
+            const SpikeTrain& pre = l > 0 ? worker.layers[l - 1].out : input0;
             const int O = layer.n_out;
             const int T = T_;
             const Real inv_vth = Real(1) / Real(cfg_.vth[l]);
@@ -430,7 +467,7 @@ private:
 
             // Traces K and side terms (sum_i W e = sum_t K I), for blocks of neurons: each
             // trace is built contiguous, then the block is written as short rows of (T, O).
-            for_each_range(O, [&](int lo, int hi) {
+            for_each_range(O, n_threads, [&](int lo, int hi) {
                 constexpr int block = 16;
                 std::vector<Real> K(static_cast<size_t>(block) * T);
                 for (int o0 = lo; o0 < hi; o0 += block) {
@@ -456,10 +493,10 @@ private:
             });
 
             // Rows e[., i] of the S-PSP for each active input i: gradient and pre-delta.
-            std::vector<Real>* pre_delta = l > 0 ? &work_[l - 1].delta : nullptr;
+            std::vector<Real>* pre_delta = l > 0 ? &worker.layers[l - 1].delta : nullptr;
             if (pre_delta) pre_delta->assign(layer.n_in, Real(0));
             const int n_active = static_cast<int>(pre.active.size());
-#pragma omp parallel num_threads(threads())
+#pragma omp parallel num_threads(n_threads) if (n_threads > 1)
             {
                 std::vector<Real> e(O);
 #pragma omp for schedule(dynamic, 8)
@@ -467,7 +504,7 @@ private:
                     const int i = pre.active[a];
                     const int n_i = pre.count(i);
                     sum_rows(w.trace.data(), O, pre.times(i), n_i, 0, O, e.data());
-                    Real* grow = layer.grad.data() + static_cast<size_t>(i) * O;
+                    Real* grow = w.grad.data() + static_cast<size_t>(i) * O;
                     const Real* wrow = layer.wt.data() + static_cast<size_t>(i) * O;
                     Real pd = 0;
                     for (int o = 0; o < O; ++o) {
@@ -482,14 +519,27 @@ private:
             }
             if (!pre_delta) continue;
             // Silent inputs: R = 1.
-            const int n_in = layer.n_in;
-#pragma omp parallel for num_threads(threads()) schedule(static)
-            for (int i = 0; i < n_in; ++i) {
+            for (int i = 0; i < layer.n_in; ++i) {
                 if (pre.count(i) != 0) continue;
                 const Real* wrow = layer.wt.data() + static_cast<size_t>(i) * O;
                 Real pd = 0;
                 for (int o = 0; o < O; ++o) pd += w.dv[o] * Real(1) * wrow[o];
                 (*pre_delta)[i] = pd;
+            }
+        }
+    }
+
+    // layer.grad = sum of the workers' gradient sums, in worker order.
+    void reduce_gradients(int n_workers)
+    {
+        for (size_t l = 0; l < layers_.size(); ++l) {
+            Layer<Real>& layer = layers_[l];
+            const int size = static_cast<int>(layer.grad.size());
+#pragma omp parallel for num_threads(threads()) schedule(static)
+            for (int k = 0; k < size; ++k) {
+                Real sum = workers_[0].layers[l].grad[k];
+                for (int j = 1; j < n_workers; ++j) sum += workers_[j].layers[l].grad[k];
+                layer.grad[k] = sum;
             }
         }
     }
@@ -508,9 +558,9 @@ private:
     {
         ++step_;
         const RegParams reg{cfg_.reg_lambda, cfg_.reg_beta, cfg_.weight_limit};
-        const AdamParams adam{lr, cfg_.b1, cfg_.b2, cfg_.eps,
-                              1.0 - std::pow(cfg_.b1, double(step_)),
+        const AdamParams adam{lr, cfg_.b1, cfg_.b2, cfg_.eps, 1.0 - std::pow(cfg_.b1, double(step_)),
                               1.0 - std::pow(cfg_.b2, double(step_))};
+        const bool regularize = cfg_.reg_lambda != 0.0 && cfg_.reg_beta != 0.0;
         for (Layer<Real>& layer : layers_) {
             const int O = layer.n_out;
             const int N = layer.n_in;
@@ -521,7 +571,6 @@ private:
                 for (int o = 0; o < O; ++o) q[o] += (wrow[o] / limit) * (wrow[o] / limit);
             }
             for (int o = 0; o < O; ++o) q[o] /= Real(N);
-            const bool regularize = cfg_.reg_lambda != 0.0 && cfg_.reg_beta != 0.0;
 #pragma omp parallel for num_threads(threads()) schedule(static)
             for (int i = 0; i < N; ++i) {
                 for (int o = 0; o < O; ++o) {

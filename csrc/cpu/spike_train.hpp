@@ -41,12 +41,21 @@ struct SpikeTrain {
     {
         begin(T_, N_);
         neuron_times.clear();
+        flags.resize(T);
         for (int n = 0; n < N; ++n) {
             const int p = pixels[n];
             if (p != 0) {
                 const uint64_t key = poisson_neuron_key(sample_key, static_cast<uint64_t>(n));
-                for (int t = 1; t < T; ++t)
-                    if (poisson_spike(key, t, thresholds[p])) neuron_times.push_back(t);
+                const uint64_t threshold = thresholds[p];
+#pragma omp simd
+                for (int t = 0; t < T; ++t) flags[t] = poisson_spike(key, t, threshold);
+                size_t end = neuron_times.size();
+                neuron_times.resize(end + T);
+                for (int t = 0; t < T; ++t) {  // branch-free compaction
+                    neuron_times[end] = t;
+                    end += flags[t];
+                }
+                neuron_times.resize(end);
             }
             neuron_start[n + 1] = static_cast<int>(neuron_times.size());
         }
@@ -92,6 +101,7 @@ struct SpikeTrain {
 
 private:
     std::vector<int> cursor;
+    std::vector<uint8_t> flags;
 
     void collect_active()
     {

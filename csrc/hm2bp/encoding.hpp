@@ -36,7 +36,8 @@ inline uint64_t poisson_threshold(int pixel)
 
 HM2BP_HD bool poisson_spike(uint64_t neuron_key, int t, uint64_t threshold)
 {
-    return t >= 1 && (mix64(neuron_key ^ static_cast<uint64_t>(t)) >> 11) < threshold;
+    // Non-short-circuit '&' keeps the loop over t branch-free (vectorizable).
+    return (t >= 1) & ((mix64(neuron_key ^ static_cast<uint64_t>(t)) >> 11) < threshold);
 }
 
 }  // namespace hm2bp

@@ -47,6 +47,14 @@ HM2BP_HD void spsp_trace(const int* post, int n_post, int window, int t_ref,
     }
 }
 
+// One term of spsp_trace, for the GPU's gather form (one K[t] at a time): the post spike tp,
+// s = tp - last, and a pre spike at u = tp - t_ref - tq >= 0. Equal to the two loops above.
+template <class Real>
+HM2BP_HD Real spsp_pair(int u, int s, const Real* decay, const Real* kernel)
+{
+    return u <= s ? decay[0] * kernel[u] : decay[u - s] * kernel[s];
+}
+
 // The S-PSP of a connection from its fast-form sum: the SPEC's 0.1 rule for a silent post
 // neuron with an active pre neuron.
 template <class Real>

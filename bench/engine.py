@@ -1,0 +1,81 @@
+"""Engine benchmark (mnist-fc800, SPEC 7): how fast hm2bp.Network trains and infers.
+
+    python -m bench.engine [--threads N] [--batch 32] [--dtype float32] [--json FILE]
+
+Measures, on Poisson-encoded mnist-10k training digits, 784-800-10, T = 400:
+- train_step         : one Adam step per batch on pre-encoded spikes (encoding not timed)
+- train_step_images  : the trainer's path, uint8 images Poisson-encoded inside the engine
+- infer              : output counts and predictions only
+- forward            : all layers' spike trains returned as bool arrays
+and the peak resident memory of this process (ru_maxrss; run it alone to read it cleanly).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import numpy as np
+
+from .common import LAYERS, SEED, T_STEPS, VTH, load_mnist, machine_info, peak_rss_mb, summarize, throughput
+
+
+def measure(threads: int | None, batch: int, samples: int, repeats: int, dtype: str, T: int,
+            min_seconds: float) -> dict:
+    import hm2bp
+
+    images = load_mnist("train").images[:samples]
+    labels = load_mnist("train").labels[:samples].astype(np.int64)
+    spikes = hm2bp.encode_poisson(images, T, SEED, 0)
+    net = hm2bp.Network(layers=list(LAYERS), vth=list(VTH), dtype=dtype, threads=threads, seed=SEED)
+    starts = list(range(0, samples - batch + 1, batch))
+    steps = {
+        "train_step": lambda k: net.train_step(spikes[k:k + batch], labels[k:k + batch], 1e-3),
+        "train_step_images": lambda k: net.train_step_images(images[k:k + batch], labels[k:k + batch], 1e-3,
+                                                             T=T, seed=SEED, sample_index=k),
+        "infer": lambda k: net.infer(spikes[k:k + batch]),
+        "forward": lambda k: net.forward(spikes[k:k + batch]),
+    }
+    results = {name: summarize(throughput(step, starts, batch, warmup=1, repeats=repeats, min_seconds=min_seconds))
+               for name, step in steps.items()}
+    info = net.infer(spikes[:batch])
+    return {
+        "network": "mnist-fc800", "layers": list(LAYERS), "T": T, "batch": batch, "dtype": dtype,
+        "threads": net.threads, "samples": samples,
+        "input_spikes_per_sample": float(spikes.sum() / samples),
+        "hidden_spikes_per_sample": float(info["layer_spikes"][0] / batch),
+        "samples_per_s": results, "peak_rss_mb": peak_rss_mb(),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.engine", description=__doc__.split("\n\n")[0])
+    p.add_argument("--threads", type=int, default=None, help="engine threads (default: all cores)")
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--samples", type=int, default=512, help="distinct digits cycled through")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--min-seconds", type=float, default=2.0, help="minimum duration of one repeat")
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    p.add_argument("--T", type=int, default=T_STEPS)
+    p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    args = p.parse_args(argv)
+    if args.samples < args.batch:
+        p.error("--samples must be at least --batch")
+
+    result = measure(args.threads, args.batch, args.samples, args.repeats, args.dtype, args.T, args.min_seconds)
+    result["machine"] = machine_info()
+    print(f"mnist-fc800, T={result['T']}, batch {result['batch']}, {result['dtype']}, "
+          f"{result['threads']} thread(s); {result['input_spikes_per_sample']:.0f} input and "
+          f"{result['hidden_spikes_per_sample']:.0f} hidden spikes per sample")
+    print(f"{'path':<20}{'samples/s (median)':>20}{'min':>10}{'max':>10}")
+    for name, r in result["samples_per_s"].items():
+        print(f"{name:<20}{r['median']:>20.0f}{r['min']:>10.0f}{r['max']:>10.0f}")
+    print(f"peak memory (process RSS): {result['peak_rss_mb']:.0f} MB")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
