@@ -5,8 +5,9 @@ implementation of SPEC.md it is tested against.
 """
 from __future__ import annotations
 
-from . import _core
+from . import _core, config, data, reference
 from .network import Network, cuda_available, encode_poisson
+from .trainer import Trainer
 
 __version__: str = _core.build_info()["version"]
 
@@ -16,4 +17,5 @@ def build_info() -> dict:
     return dict(_core.build_info())
 
 
-__all__ = ["Network", "build_info", "cuda_available", "encode_poisson", "__version__"]
+__all__ = ["Network", "Trainer", "build_info", "config", "cuda_available", "data", "encode_poisson",
+           "reference", "__version__"]

@@ -1,0 +1,292 @@
+"""Command-line tools: ``hm2bp-train`` (train_main) and ``hm2bp-eval`` (eval_main).
+
+Both return an exit code: 0 success, 2 bad usage/config/data/checkpoint (one-line message,
+no traceback), 130 interrupted by Ctrl-C (after saving a checkpoint).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+
+from .config import BACKENDS, DTYPES, PRESETS, ConfigError, RunConfig, build_config
+from .trainer import (
+    TEST_SEED_OFFSET,
+    CheckpointError,
+    Trainer,
+    build_network,
+    evaluate,
+    format_epoch,
+    load_checkpoint,
+    load_split,
+    make_source,
+    resolve_backend,
+    restore_network,
+)
+
+__all__ = ["Progress", "eval_main", "train_main"]
+
+
+class Progress:
+    """A one-line progress bar on a terminal stream, redrawn at most ``max_hz`` times/s."""
+
+    def __init__(self, stream: TextIO, max_hz: float = 10.0, width: int = 30):
+        self.stream, self.width = stream, width
+        self.interval = 1.0 / max_hz
+        self._epoch = -1
+        self._start = self._last = 0.0
+        self._shown = False
+
+    def __call__(self, epoch: int, done: int, total: int, epochs: int) -> None:
+        now = time.monotonic()
+        if epoch != self._epoch or done == 0:
+            self._epoch, self._start, self._last = epoch, now, now
+            return
+        if now - self._last < self.interval and done < total:
+            return
+        self._last = now
+        elapsed = max(now - self._start, 1e-9)
+        rate = done / elapsed
+        eta = (total - done) / rate if rate > 0 else 0.0
+        filled = self.width * done // total
+        bar = "#" * filled + "." * (self.width - filled)
+        self.stream.write(
+            f"\repoch {epoch + 1}/{epochs} [{bar}] {done}/{total} "
+            f"{rate:8.1f} samples/s  eta {eta:5.0f}s "
+        )
+        self.stream.flush()
+        self._shown = True
+
+    def clear(self) -> None:
+        if self._shown:
+            self.stream.write("\r" + " " * (self.width + 70) + "\r")
+            self.stream.flush()
+            self._shown = False
+
+
+def _error(prog: str, message: Any) -> int:
+    print(f"{prog}: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that mean bad input rather than a bug: reported in one line."""
+    errors: list[type[BaseException]] = [ConfigError, CheckpointError, OSError]
+    try:
+        from .data import DatasetError
+
+        errors.append(DatasetError)
+    except ImportError:
+        pass
+    return tuple(errors)
+
+
+def _train_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="hm2bp-train",
+        description="Train an HM2-BP spiking network. Without arguments: the mnist-mini "
+                    "preset on the bundled digits.",
+    )
+    p.add_argument("--preset", choices=sorted(PRESETS),
+                   help="start from this preset (default: mnist-mini, or the config's preset)")
+    p.add_argument("--config", metavar="FILE", help="TOML config file (flat or "
+                   "[network]/[training]/[data] tables; optional preset = \"...\")")
+    p.add_argument("--data-dir", metavar="DIR", help="dataset directory")
+    p.add_argument("--epochs", type=int, metavar="N")
+    p.add_argument("--batch-size", type=int, metavar="N")
+    p.add_argument("--lr", type=float, metavar="LR0", help="initial learning rate")
+    p.add_argument("--backend", choices=BACKENDS, help="engine backend (default auto)")
+    p.add_argument("--threads", type=int, metavar="N", help="CPU threads of the engine")
+    p.add_argument("--seed", type=int, metavar="N")
+    p.add_argument("--dtype", choices=DTYPES)
+    p.add_argument("--reencode", action="store_true", default=None,
+                   help="draw new Poisson spikes every epoch (default: encode once)")
+    p.add_argument("--train-size", type=int, metavar="N", help="use the first N training samples")
+    p.add_argument("--test-size", type=int, metavar="N", help="use the first N test samples")
+    p.add_argument("--out", metavar="DIR", help="run directory (default runs/<preset>-<time>)")
+    p.add_argument("--resume", metavar="DIR",
+                   help="continue the run in DIR (only --epochs, --backend, --threads, "
+                        "--data-dir, --quiet, --plot may be combined with it)")
+    p.add_argument("--quiet", action="store_true", help="only the final accuracy line")
+    p.add_argument("--plot", action="store_true",
+                   help="write training curves and a spike raster (PNG, needs matplotlib)")
+    return p
+
+
+class _Report:
+    """Progress bar (terminals only) and per-epoch lines of hm2bp-train."""
+
+    def __init__(self, quiet: bool):
+        self.quiet = quiet
+        self.epochs = 0
+        self.progress = Progress(sys.stderr) if not quiet and sys.stderr.isatty() else None
+
+    def say(self, text: str) -> None:
+        if not self.quiet:
+            print(text, flush=True)
+
+    def on_batch(self, epoch: int, done: int, total: int) -> None:
+        if self.progress is not None:
+            self.progress(epoch, done, total, self.epochs)
+
+    def on_epoch(self, metrics: dict[str, Any]) -> None:
+        self.clear()
+        self.say(format_epoch(metrics, self.epochs))
+
+    def clear(self) -> None:
+        if self.progress is not None:
+            self.progress.clear()
+
+
+_NOT_WITH_RESUME = ("preset", "config", "batch_size", "lr", "seed", "dtype", "reencode",
+                    "train_size", "test_size", "out")
+
+
+def _default_out(config: RunConfig, config_file: str | None) -> Path:
+    name = config.preset or (Path(config_file).stem if config_file else "run")
+    return Path("runs") / f"{name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+
+
+def train_main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of hm2bp-train."""
+    args = _train_parser().parse_args(argv)
+    try:
+        return _train(args)
+    except KeyboardInterrupt:  # before training started: nothing to save
+        print("hm2bp-train: interrupted", file=sys.stderr)
+        return 130
+
+
+def _train(args: argparse.Namespace) -> int:
+    prog = "hm2bp-train"
+    if args.plot:
+        from .plot import PlotError, require_matplotlib
+
+        try:
+            require_matplotlib()
+        except PlotError as exc:
+            return _error(prog, exc)
+    report = _Report(quiet=args.quiet)
+    try:
+        if args.resume:
+            given = [f"--{k.replace('_', '-')}" for k in _NOT_WITH_RESUME
+                     if getattr(args, k) is not None]
+            if given:
+                return _error(prog, f"{', '.join(given)} cannot be combined with --resume "
+                                    "(the run continues with its stored config)")
+            out = Path(args.resume)
+            trainer = Trainer.resume(out, epochs=args.epochs, backend=args.backend,
+                                     threads=args.threads, data_dir=args.data_dir,
+                                     on_batch=report.on_batch, on_epoch=report.on_epoch)
+        else:
+            config = build_config(
+                args.preset, args.config, data_dir=args.data_dir, epochs=args.epochs,
+                batch_size=args.batch_size, lr=args.lr, backend=args.backend,
+                threads=args.threads, seed=args.seed, dtype=args.dtype,
+                reencode=args.reencode, train_size=args.train_size, test_size=args.test_size,
+            )
+            out = Path(args.out) if args.out else _default_out(config, args.config)
+            if (out / "checkpoint.json").exists():
+                return _error(prog, f"{out} already holds a run; continue it with "
+                                    f"--resume {out} or choose another --out")
+            trainer = Trainer(config, out, on_batch=report.on_batch, on_epoch=report.on_epoch)
+    except _user_errors() as exc:
+        return _error(prog, exc)
+
+    cfg = trainer.config
+    report.epochs = cfg.epochs
+    say = report.say
+    chosen = f"{trainer.backend} (auto)" if cfg.backend == "auto" else trainer.backend
+    say(f"{cfg.preset or 'custom'}: layers {'-'.join(map(str, cfg.layers))}, T {cfg.T}, "
+        f"{len(trainer.train_set)} train / {len(trainer.test_set)} test samples of "
+        f"{cfg.dataset}, batch {cfg.batch_size}, backend {chosen}, {cfg.dtype}")
+    if args.resume:
+        say(f"resuming {out} after epoch {trainer.epoch} of {cfg.epochs}")
+    else:
+        say(f"run directory {out}")
+
+    if trainer.epoch >= cfg.epochs:
+        say(f"nothing to train: the run already completed {trainer.epoch} epochs "
+            f"(extend it with --resume {out} --epochs N)")
+    try:
+        result = trainer.fit()
+    except _user_errors() as exc:
+        return _error(prog, exc)
+    finally:
+        report.clear()
+    if result.interrupted:
+        print(f"interrupted: checkpoint of epoch {result.epochs_completed} saved in {out}; "
+              f"continue with: hm2bp-train --resume {out}", file=sys.stderr)
+        return 130
+    print(f"test accuracy {100 * result.final_test_accuracy:.2f}% "
+          f"(best {100 * result.best_test_accuracy:.2f}%)", flush=True)
+    if args.plot:
+        from .plot import write_plots
+
+        for path in write_plots(trainer, out):
+            say(f"wrote {path}")
+    return 0
+
+
+def _eval_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="hm2bp-eval",
+                                description="Evaluate a hm2bp-train checkpoint.")
+    p.add_argument("checkpoint", metavar="CHECKPOINT_DIR_OR_NPZ",
+                   help="run directory or checkpoint.npz")
+    p.add_argument("--data-dir", metavar="DIR", help="dataset directory")
+    p.add_argument("--split", choices=("test", "train"), default="test")
+    p.add_argument("--limit", type=int, metavar="N",
+                   help="first N samples (default: the sizes the run used)")
+    p.add_argument("--backend", choices=BACKENDS)
+    p.add_argument("--threads", type=int, metavar="N")
+    return p
+
+
+def format_confusion(confusion: np.ndarray) -> str:
+    """Confusion matrix as text: rows are labels, columns predictions."""
+    k = confusion.shape[0]
+    w = max(len(str(int(confusion.max()))), len(str(k - 1))) + 1
+    lines = ["label\\pred " + "".join(f"{c:>{w}}" for c in range(k))]
+    for r in range(k):
+        lines.append(f"{r:>10} " + "".join(f"{int(v):>{w}}" for v in confusion[r]))
+    return "\n".join(lines)
+
+
+def eval_main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of hm2bp-eval."""
+    args = _eval_parser().parse_args(argv)
+    prog = "hm2bp-eval"
+    try:
+        config, meta, arrays = load_checkpoint(args.checkpoint)
+        config = config.replace(data_dir=args.data_dir, backend=args.backend,
+                                threads=args.threads)
+        size = args.limit if args.limit is not None else getattr(config, f"{args.split}_size")
+        dataset = load_split(config, args.split, size)
+        backend = resolve_backend(config.backend)
+        net = build_network(config, backend, None)
+        restore_network(net, arrays)
+        seed = config.seed + (TEST_SEED_OFFSET if args.split == "test" else 0)
+        source = make_source(dataset, net, config.T, seed)
+        result = evaluate(net, source, config.layers[-1], config.eval_batch_size)
+    except _user_errors() as exc:
+        return _error(prog, exc)
+    n = len(result["predictions"])
+    correct = int(np.trace(result["confusion"]))
+    print(f"checkpoint {args.checkpoint}: epoch {meta['epoch']}, {config.preset or 'custom'} "
+          f"({'-'.join(map(str, config.layers))}), {args.split} split of {config.dataset}, "
+          f"backend {backend}")
+    print(f"accuracy {100 * result['accuracy']:.2f}% ({correct}/{n})")
+    print("confusion matrix (rows: label, columns: prediction)")
+    print(format_confusion(result["confusion"]))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(train_main())
