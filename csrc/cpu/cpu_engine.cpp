@@ -31,7 +31,7 @@ template <class Real>
 struct Layer {
     int n_in = 0;
     int n_out = 0;
-    std::vector<Real> wt, grad, moment1, moment2;
+    std::vector<Real> wt, moment1, moment2;
     std::vector<Real> row_sum;  // sum_i W[o, i], for the side term of silent neurons
 };
 
@@ -112,7 +112,6 @@ public:
             layer.n_out = c.layers[l + 1];
             const size_t size = static_cast<size_t>(layer.n_in) * layer.n_out;
             layer.wt.assign(size, Real(0));
-            layer.grad.assign(size, Real(0));
             layer.moment1.assign(size, Real(0));
             layer.moment2.assign(size, Real(0));
             layer.row_sum.assign(layer.n_out, Real(0));
@@ -529,28 +528,41 @@ private:
         }
     }
 
-    // layer.grad = sum of the workers' gradient sums, in worker order.
+    // Adds the other workers' gradient sums to worker 0's, in worker order.
     void reduce_gradients(int n_workers)
     {
-        for (size_t l = 0; l < layers_.size(); ++l) {
-            Layer<Real>& layer = layers_[l];
-            const int size = static_cast<int>(layer.grad.size());
+        for (size_t l = 0; l < layers_.size() && n_workers > 1; ++l) {
+            Real* total = workers_[0].layers[l].grad.data();
+            const int size = static_cast<int>(workers_[0].layers[l].grad.size());
 #pragma omp parallel for num_threads(threads()) schedule(static)
-            for (int k = 0; k < size; ++k) {
-                Real sum = workers_[0].layers[l].grad[k];
-                for (int j = 1; j < n_workers; ++j) sum += workers_[j].layers[l].grad[k];
-                layer.grad[k] = sum;
-            }
+            for (int k = 0; k < size; ++k)
+                for (int j = 1; j < n_workers; ++j) total[k] += workers_[j].layers[l].grad[k];
         }
     }
 
     void export_mean_gradient(int l, int B, double* out) const
     {
         const Layer<Real>& layer = layers_[l];
+        const std::vector<Real>& grad = workers_[0].layers[l].grad;
         for (int o = 0; o < layer.n_out; ++o)
             for (int i = 0; i < layer.n_in; ++i)
                 out[static_cast<size_t>(o) * layer.n_in + i] =
-                    double(layer.grad[static_cast<size_t>(i) * layer.n_out + o] / Real(B));
+                    double(grad[static_cast<size_t>(i) * layer.n_out + o] / Real(B));
+    }
+
+    // One row of weights (fixed i, all o): kept free of aliasing and branches so it vectorizes.
+    void update_row(Real* __restrict w, Real* __restrict m1, Real* __restrict m2, const Real* __restrict grad,
+                    const Real* __restrict scale, int O, Real batch, RegParams reg, AdamParams adam) const
+    {
+        const bool use_adam = cfg_.adam;
+        const double lr = adam.lr, momentum = cfg_.momentum;
+#pragma omp simd
+        for (int o = 0; o < O; ++o) {
+            // scale is all zeros when regularization is off
+            const Real g = grad[o] / batch + regularization_grad(w[o], scale[o], reg);
+            if (use_adam) adam_update(w[o], g, m1[o], m2[o], adam);
+            else sgd_update(w[o], g, m1[o], lr, momentum);
+        }
     }
 
     // SPEC 5: batch mean + regularization, then one Adam or SGD step.
@@ -561,25 +573,25 @@ private:
         const AdamParams adam{lr, cfg_.b1, cfg_.b2, cfg_.eps, 1.0 - std::pow(cfg_.b1, double(step_)),
                               1.0 - std::pow(cfg_.b2, double(step_))};
         const bool regularize = cfg_.reg_lambda != 0.0 && cfg_.reg_beta != 0.0;
-        for (Layer<Real>& layer : layers_) {
+        for (size_t l = 0; l < layers_.size(); ++l) {
+            Layer<Real>& layer = layers_[l];
+            const Real* grad = workers_[0].layers[l].grad.data();
             const int O = layer.n_out;
             const int N = layer.n_in;
-            std::vector<Real> q(O, Real(0));
-            const Real limit = Real(cfg_.weight_limit);
-            for (int i = 0; i < N; ++i) {
-                const Real* wrow = layer.wt.data() + static_cast<size_t>(i) * O;
-                for (int o = 0; o < O; ++o) q[o] += (wrow[o] / limit) * (wrow[o] / limit);
+            std::vector<Real> scale(O, Real(0));
+            if (regularize) {
+                const Real limit = Real(cfg_.weight_limit);
+                for (int i = 0; i < N; ++i) {
+                    const Real* wrow = layer.wt.data() + static_cast<size_t>(i) * O;
+                    for (int o = 0; o < O; ++o) scale[o] += (wrow[o] / limit) * (wrow[o] / limit);
+                }
+                for (int o = 0; o < O; ++o) scale[o] = regularization_scale(scale[o] / Real(N), reg);
             }
-            for (int o = 0; o < O; ++o) q[o] /= Real(N);
 #pragma omp parallel for num_threads(threads()) schedule(static)
             for (int i = 0; i < N; ++i) {
-                for (int o = 0; o < O; ++o) {
-                    const size_t k = static_cast<size_t>(i) * O + o;
-                    Real g = layer.grad[k] / Real(B);
-                    if (regularize) g += regularization_grad(layer.wt[k], q[o], reg);
-                    if (cfg_.adam) adam_update(layer.wt[k], g, layer.moment1[k], layer.moment2[k], adam);
-                    else sgd_update(layer.wt[k], g, layer.moment1[k], lr, cfg_.momentum);
-                }
+                const size_t row = static_cast<size_t>(i) * O;
+                update_row(layer.wt.data() + row, layer.moment1.data() + row, layer.moment2.data() + row,
+                           grad + row, scale.data(), O, Real(B), reg, adam);
             }
         }
     }

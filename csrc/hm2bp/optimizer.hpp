@@ -12,13 +12,19 @@ struct RegParams {
     double limit;
 };
 
-// Gradient of the weight regularizer for one weight w of a neuron whose mean squared
-// normalised weight is q = mean_i (W[o,i] / limit)^2.
+// The weight regularizer's gradient is scale[o] * W[o, i] / limit, with a per-neuron scale
+// lambda * beta * exp(beta * (q - 1)) of q = mean_i (W[o,i] / limit)^2.
 template <class Real>
-HM2BP_HD Real regularization_grad(Real w, Real q, const RegParams& r)
+HM2BP_HD Real regularization_scale(Real q, const RegParams& r)
 {
     using std::exp;
-    return Real(r.lambda) * Real(r.beta) * (w / Real(r.limit)) * exp(Real(r.beta) * (q - Real(1)));
+    return Real(r.lambda) * Real(r.beta) * exp(Real(r.beta) * (q - Real(1)));
+}
+
+template <class Real>
+HM2BP_HD Real regularization_grad(Real w, Real scale, const RegParams& r)
+{
+    return scale * (w / Real(r.limit));
 }
 
 struct AdamParams {
