@@ -9,6 +9,10 @@
 // (forward, traces) or its active inputs (gradient rows, pre-deltas) among the threads.
 #include <omp.h>
 
+#if defined(__SSE__) || defined(__x86_64__)
+#include <xmmintrin.h>
+#endif
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -51,6 +55,20 @@ template <class Real>
 struct Worker {
     std::vector<LayerWork<Real>> layers;
     double cost = 0.0;
+};
+
+// Weights and Adam moments that regularization drives toward zero become denormal floats, which
+// cost ~100x per operation on x86 (an epoch slowed 3x by its third pass). Flushing them to zero
+// (FTZ/DAZ) changes only values below 1e-38 (float) or 1e-308 (double). Scoped to one thread.
+class FlushDenormals {
+public:
+#if defined(__SSE__) || defined(__x86_64__)
+    FlushDenormals() : saved_(_mm_getcsr()) { _mm_setcsr(saved_ | 0x8040); }
+    ~FlushDenormals() { _mm_setcsr(saved_); }
+
+private:
+    unsigned saved_;
+#endif
 };
 
 // Splits [0, n) into `parts` contiguous ranges, part k = [lo, hi); multiples of `align`.
@@ -143,6 +161,7 @@ public:
 
     BatchResult run(const BatchRequest& req) override
     {
+        const FlushDenormals flush;
         const InputBatch& in = req.input;
         const int B = in.batch;
         const int L = static_cast<int>(layers_.size());
@@ -162,6 +181,7 @@ public:
         std::vector<int64_t> sample_spikes(static_cast<size_t>(B) * L, 0);
 
         auto process = [&](int k) {
+            const FlushDenormals flush;
             Worker<Real>& worker = workers_[k];
             worker.cost = 0.0;
             int lo, hi;
@@ -284,6 +304,7 @@ private:
         }
 #pragma omp parallel for num_threads(parts) schedule(static)
         for (int k = 0; k < parts; ++k) {
+            const FlushDenormals flush;
             int lo, hi;
             split_range(n, parts, k, 16, lo, hi);
             fn(lo, hi);
@@ -497,6 +518,7 @@ private:
             const int n_active = static_cast<int>(pre.active.size());
 #pragma omp parallel num_threads(n_threads) if (n_threads > 1)
             {
+                const FlushDenormals flush;
                 std::vector<Real> e(O);
 #pragma omp for schedule(dynamic, 8)
                 for (int a = 0; a < n_active; ++a) {
@@ -534,9 +556,13 @@ private:
         for (size_t l = 0; l < layers_.size() && n_workers > 1; ++l) {
             Real* total = workers_[0].layers[l].grad.data();
             const int size = static_cast<int>(workers_[0].layers[l].grad.size());
-#pragma omp parallel for num_threads(threads()) schedule(static)
-            for (int k = 0; k < size; ++k)
-                for (int j = 1; j < n_workers; ++j) total[k] += workers_[j].layers[l].grad[k];
+#pragma omp parallel num_threads(threads())
+            {
+                const FlushDenormals flush;
+#pragma omp for schedule(static)
+                for (int k = 0; k < size; ++k)
+                    for (int j = 1; j < n_workers; ++j) total[k] += workers_[j].layers[l].grad[k];
+            }
         }
     }
 
@@ -589,6 +615,7 @@ private:
             }
 #pragma omp parallel for num_threads(threads()) schedule(static)
             for (int i = 0; i < N; ++i) {
+                const FlushDenormals flush;
                 const size_t row = static_cast<size_t>(i) * O;
                 update_row(layer.wt.data() + row, layer.moment1.data() + row, layer.moment2.data() + row,
                            grad + row, scale.data(), O, Real(B), reg, adam);
