@@ -5,9 +5,16 @@ implementation of SPEC.md it is tested against.
 """
 from __future__ import annotations
 
-from . import _core, config, data, reference
-from .network import Network, cuda_available, encode_poisson
-from .trainer import Trainer
+import os
+
+# Idle OpenMP threads sleep instead of spinning: a spinning pool thread steals the core its
+# partner needs whenever the machine is busy (measured: 10x slower batch-1 training under load).
+# Read once when the OpenMP runtime starts; an explicit setting by the user wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "passive")
+
+from . import _core, config, data, reference  # noqa: E402
+from .network import Network, cuda_available, encode_poisson  # noqa: E402
+from .trainer import Trainer  # noqa: E402
 
 __version__: str = _core.build_info()["version"]
 
