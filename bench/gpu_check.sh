@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# The GPU check, in one call on the device machine (no network; it has nvcc, pybind11,
+# scikit-build-core, cmake, ninja, numpy, torch, cupy, compute-sanitizer):
+#   1. build and install hm2bp with CUDA (pip install --no-build-isolation .)
+#   2. the CUDA and engine tests (every kernel synchronized and checked: HM2BP_CUDA_SYNC=1)
+#   3. compute-sanitizer on small cases: racecheck (shared-memory tiles), memcheck (bounds)
+#   4. bench/gpu_bench.py: mnist-fc800 samples/s at batch 1, 32, 256, 1024, memory, kernel times
+# Logs and gpu_bench.json go to $OUT (or /tmp/hm2bp_gpu_check); the summary prints last.
+# Designed to finish in about 6 minutes; each step has its own time limit.
+set -u -o pipefail
+cd "$(dirname "$0")/.."
+OUT_DIR=${OUT:-/tmp/hm2bp_gpu_check}
+mkdir -p "$OUT_DIR"
+export PATH=/usr/local/cuda/bin:$PATH
+export PYTHONUNBUFFERED=1
+PY=${PYTHON:-python3}
+status=0
+summary=()
+step() { echo; echo "=== $* ($(date +%T))"; }
+
+step "machine"
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv 2>&1 | tee "$OUT_DIR/machine.txt"
+{ nvcc --version | tail -2; $PY --version; } 2>&1 | tee -a "$OUT_DIR/machine.txt"
+
+step "build (log: build.log)"
+t0=$SECONDS
+if ! timeout 420 $PY -m pip install --no-build-isolation --no-deps -v . >"$OUT_DIR/build.log" 2>&1; then
+    echo "BUILD FAILED; last lines of build.log:"
+    tail -60 "$OUT_DIR/build.log"
+    exit 1
+fi
+grep -E "hm2bp: CUDA|ptxas (error|warning)|warning:" "$OUT_DIR/build.log" | head -20
+echo "built in $((SECONDS - t0)) s"
+cd /tmp  # import the installed package, not the source tree
+if ! $PY -c "import hm2bp, sys; i = hm2bp.build_info(); print(i); sys.exit(0 if hm2bp.cuda_available() else 1)"; then
+    echo "CUDA NOT AVAILABLE after the build"; exit 1
+fi
+cd - >/dev/null
+
+step "tests (log: pytest.log)"
+HM2BP_CUDA_SYNC=1 timeout 300 $PY -m pytest tests/test_cuda.py tests/test_engine.py -q -rs -p no:cacheprovider \
+    --durations=5 2>&1 | tee "$OUT_DIR/pytest.log"
+rc=$?
+[ $rc -ne 0 ] && status=1
+summary+=("tests: $(tail -1 "$OUT_DIR/pytest.log") (rc $rc)")
+
+step "compute-sanitizer (log: sanitizer.log)"
+if command -v compute-sanitizer >/dev/null; then
+    : >"$OUT_DIR/sanitizer.log"
+    for tool in racecheck memcheck; do
+        echo "--- $tool" | tee -a "$OUT_DIR/sanitizer.log"
+        timeout 150 compute-sanitizer --tool $tool --error-exitcode 99 $PY -m pytest -q -x -p no:cacheprovider \
+            "tests/test_cuda.py::test_float64_matches_cpu_and_reference[3]" \
+            "tests/test_cuda.py::test_float64_matches_cpu_and_reference[5]" \
+            "tests/test_cuda.py::test_wide_layers_big_batches_and_chunked_tiles_match_cpu[2]" \
+            "tests/test_cuda.py::test_every_output_element_is_written" >>"$OUT_DIR/sanitizer.log" 2>&1
+        rc=$?
+        grep -E "ERROR SUMMARY|RACECHECK SUMMARY|passed|failed" "$OUT_DIR/sanitizer.log" | tail -2
+        [ $rc -ne 0 ] && status=1
+        summary+=("$tool: rc $rc, $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$OUT_DIR/sanitizer.log" | tail -1)")
+    done
+else
+    summary+=("compute-sanitizer: not found")
+fi
+
+step "benchmark (log: bench.log)"
+timeout 330 $PY bench/gpu_bench.py --json "$OUT_DIR/gpu_bench.json" 2>&1 | tee "$OUT_DIR/bench.log"
+rc=$?
+[ $rc -ne 0 ] && status=1
+summary+=("bench: rc $rc")
+
+step "summary"
+printf '%s\n' "${summary[@]}"
+exit $status

@@ -1,0 +1,587 @@
+// The CUDA engine: SPEC sections 1-5 in the fast form of section 6, the whole batch at once.
+//
+// Spikes live on the device as bit masks, by step (B, T, words(n)) for the forward rows and by
+// neuron (B, n, words(T)) for the traces and S-PSP rows. Per batch and layer:
+//   current_kernel    I[b,t,o] = sum over inputs firing at (b,t) of W^T[i,o]   (masked_sum.cuh)
+//   lif_scan*_kernel  SPEC 1, one thread per neuron (one block per sample with lateral
+//                     inhibition); writes both masks, counts and the layer's spike total
+// then, when learning, from the output layer down:
+//   output_loss, [trace + lateral on the pre-revival spikes], revival,
+//   trace_kernel      K[b,t,o] in gather form, bit-identical to the CPU's spsp_trace
+//   side_kernel       dv and the side term (sum_t K I / n_o)
+//   spsp_rows_kernel  e[b,o,i] = sum over spike times of i of K[b,t,o] (K_b tile in shared
+//                     memory), g accumulated per sample group without atomics, pre-deltas
+// and the optimizer (sum of the group partials, batch mean, regularization, Adam/SGD).
+// Every formula is a shared HM2BP_HD function of csrc/hm2bp; the kernels only orchestrate.
+// Work and traffic per sample: bench/GPU_NOTES.md.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "../engine.hpp"
+#include "../hm2bp/encoding.hpp"
+#include "../hm2bp/loss.hpp"
+#include "../hm2bp/neuron.hpp"
+#include "../hm2bp/optimizer.hpp"
+#include "../hm2bp/spsp.hpp"
+#include "backward.cuh"
+#include "cuda_engine.hpp"
+#include "device_buffer.cuh"
+#include "encode.cuh"
+#include "forward.cuh"
+#include "optimizer.cuh"
+
+#ifndef HM2BP_CUDA_ARCHS
+#define HM2BP_CUDA_ARCHS ""
+#endif
+
+namespace hm2bp {
+namespace {
+
+using namespace cuda;
+
+size_t div_up(size_t a, size_t b) { return (a + b - 1) / b; }
+size_t round_up(size_t a, size_t b) { return div_up(a, b) * b; }
+int words_for(int n) { return (n + 31) / 32; }
+int column_tiles(int n) { return (n + kTileCols - 1) / kTileCols; }
+
+constexpr int kThreads = 256;            // plain elementwise kernels
+constexpr size_t kTileBytes = 110 * 1024;  // shared tile of the masked sums: two blocks per SM on H100/H200
+
+// One weight layer: its parameters (kept between runs) and its per-batch buffers (rewritten by
+// every run before they are read, so stale contents from a larger batch never leak through).
+template <class Real>
+struct DeviceLayer {
+    int n_in = 0;
+    int n_out = 0;
+    DeviceBuffer<Real> wt, moment1, moment2;  // (n_in, n_out): W^T, as on the CPU
+    DeviceBuffer<Real> row_sum, reg_scale;    // (n_out): sum_i W, regularization scale
+    DeviceBuffer<Real> current, trace;        // (B, T, n_out)
+    DeviceBuffer<uint32_t> step_mask;         // (B, T, words(n_out)): the next layer's input
+    DeviceBuffer<uint32_t> neuron_mask;       // (B, n_out, words(T))
+    DeviceBuffer<int> counts;                 // (B, n_out)
+    DeviceBuffer<uint8_t> fired;              // (B, T, n_out), only when spikes are returned
+    DeviceBuffer<Real> dv, side;              // (B, n_out)
+    DeviceBuffer<Real> pd_part;               // (B, tiles(n_out), n_in): pre-delta per column tile
+    DeviceBuffer<Real> grad_part;             // (groups, n_in, n_out)
+    int groups = 1;                           // sample groups of the gradient, this run
+    int samples_per_group = 1;
+};
+
+template <class Real>
+class CudaEngine final : public Engine {
+public:
+    explicit CudaEngine(const NetConfig& c) : cfg_(c)
+    {
+        const int L = static_cast<int>(c.layers.size()) - 1;
+        if (L < 1 || static_cast<int>(c.vth.size()) != L)
+            throw std::invalid_argument("CUDA engine: config needs at least 2 layer sizes and one vth per weight layer");
+        if (c.w0 != 0.0 && c.layers.back() > 1024)
+            throw std::invalid_argument("CUDA engine: lateral inhibition supports at most 1024 output neurons, got " +
+                                        std::to_string(c.layers.back()));
+        int count = 0;
+        const cudaError_t err = cudaGetDeviceCount(&count);
+        if (err != cudaSuccess || count == 0) {
+            cudaGetLastError();
+            throw std::runtime_error(std::string("hm2bp CUDA engine: no usable CUDA device (") +
+                                     (err != cudaSuccess ? cudaGetErrorString(err) : "no device found") + ")");
+        }
+        HM2BP_CUDA_CHECK(cudaGetDevice(&device_));
+        HM2BP_CUDA_CHECK(cudaGetDeviceProperties(&prop_, device_));
+        cudaFuncAttributes attr;
+        if (cudaFuncGetAttributes(&attr, current_kernel<Real>) != cudaSuccess) {
+            cudaGetLastError();
+            throw std::runtime_error(std::string("hm2bp CUDA engine: this build has no kernels for ") + prop_.name +
+                                     " (compute capability " + std::to_string(prop_.major) + "." +
+                                     std::to_string(prop_.minor) + "); it was built for " + HM2BP_CUDA_ARCHS);
+        }
+        tile_bytes_ = std::min(kTileBytes, static_cast<size_t>(prop_.sharedMemPerBlockOptin) - 1024);
+        HM2BP_CUDA_CHECK(cudaFuncSetAttribute(current_kernel<Real>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                              static_cast<int>(tile_bytes_)));
+        HM2BP_CUDA_CHECK(cudaFuncSetAttribute(spsp_rows_kernel<Real>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                              static_cast<int>(tile_bytes_)));
+        const char* sync = std::getenv("HM2BP_CUDA_SYNC");
+        sync_each_ = sync && std::strcmp(sync, "0") != 0;
+
+        layers_ = std::vector<DeviceLayer<Real>>(L);
+        for (int l = 0; l < L; ++l) {
+            DeviceLayer<Real>& layer = layers_[l];
+            layer.n_in = c.layers[l];
+            layer.n_out = c.layers[l + 1];
+            const size_t size = static_cast<size_t>(layer.n_in) * layer.n_out;
+            for (DeviceBuffer<Real>* p : {&layer.wt, &layer.moment1, &layer.moment2}) {
+                p->ensure(size);
+                HM2BP_CUDA_CHECK(cudaMemset(p->get(), 0, size * sizeof(Real)));
+            }
+            layer.row_sum.ensure(layer.n_out);
+            layer.reg_scale.ensure(layer.n_out);
+        }
+        uint64_t thresholds[256];
+        for (int p = 0; p < 256; ++p) thresholds[p] = poisson_threshold(p);
+        thresholds_.ensure(256);
+        HM2BP_CUDA_CHECK(cudaMemcpy(thresholds_.get(), thresholds, sizeof(thresholds), cudaMemcpyHostToDevice));
+        totals_.ensure(L);
+        HM2BP_CUDA_CHECK(cudaDeviceSynchronize());
+        HM2BP_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+    }
+
+    ~CudaEngine() override
+    {
+        if (!stream_) return;
+        cudaSetDevice(device_);
+        cudaStreamSynchronize(stream_);
+        cudaStreamDestroy(stream_);
+    }
+
+    CudaEngine(const CudaEngine&) = delete;
+    CudaEngine& operator=(const CudaEngine&) = delete;
+
+    void set_param(Param p, int l, const double* values) override
+    {
+        DeviceLayer<Real>& layer = layer_at(l);
+        const int N = layer.n_in, O = layer.n_out;
+        std::vector<Real> host(static_cast<size_t>(N) * O);
+        for (int o = 0; o < O; ++o)
+            for (int i = 0; i < N; ++i)
+                host[static_cast<size_t>(i) * O + o] = Real(values[static_cast<size_t>(o) * N + i]);
+        HM2BP_CUDA_CHECK(cudaSetDevice(device_));
+        HM2BP_CUDA_CHECK(cudaMemcpyAsync(param(layer, p).get(), host.data(), host.size() * sizeof(Real),
+                                         cudaMemcpyHostToDevice, stream_));
+        HM2BP_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    }
+
+    void get_param(Param p, int l, double* values) const override
+    {
+        const DeviceLayer<Real>& layer = const_cast<CudaEngine*>(this)->layer_at(l);
+        const int N = layer.n_in, O = layer.n_out;
+        std::vector<Real> host(static_cast<size_t>(N) * O);
+        HM2BP_CUDA_CHECK(cudaSetDevice(device_));
+        HM2BP_CUDA_CHECK(cudaMemcpyAsync(host.data(), param(const_cast<DeviceLayer<Real>&>(layer), p).get(),
+                                         host.size() * sizeof(Real), cudaMemcpyDeviceToHost, stream_));
+        HM2BP_CUDA_CHECK(cudaStreamSynchronize(stream_));
+        for (int o = 0; o < O; ++o)
+            for (int i = 0; i < N; ++i)
+                values[static_cast<size_t>(o) * N + i] = double(host[static_cast<size_t>(i) * O + o]);
+    }
+
+    int64_t step() const override { return step_; }
+    void set_step(int64_t s) override { step_ = s; }
+    std::string device() const override { return std::string("cuda:") + prop_.name; }
+
+    BatchResult run(const BatchRequest& req) override
+    {
+        check_request(req);
+        const InputBatch& in = req.input;
+        const int B = in.batch;
+        const int T = in.T;
+        const int L = n_layers();
+        const bool learn = req.mode != Mode::Infer;
+        const bool want_spikes = !req.layer_spikes_out.empty();
+        HM2BP_CUDA_CHECK(cudaSetDevice(device_));
+        cudaGetLastError();  // a stale error from other code must not be reported as ours
+
+        prepare(B, T, learn, want_spikes);
+        HM2BP_CUDA_CHECK(cudaMemsetAsync(totals_.get(), 0, L * sizeof(unsigned long long), stream_));
+        encode(in);
+        if (learn) {
+            upload_targets(req);
+            for (DeviceLayer<Real>& layer : layers_)
+                launch("weight_sums_kernel", weight_sums_kernel<Real>, div_up(layer.n_out, 128), 128, 0,
+                       layer.wt.get(), layer.n_in, layer.n_out, regularization(),
+                       cfg_.reg_lambda != 0.0 && cfg_.reg_beta != 0.0, layer.row_sum.get(), layer.reg_scale.get());
+        }
+        for (int l = 0; l < L; ++l) forward_layer(l, B, T, want_spikes);
+        const DeviceLayer<Real>& out = layers_.back();
+        launch("output_loss_kernel", output_loss_kernel<Real>, div_up(B, 128), 128, 0, out.counts.get(), B,
+               out.n_out, learn ? labels_.get() : nullptr, learn && req.sample_weights ? weights_.get() : nullptr,
+               CountTargets{cfg_.desired, cfg_.undesired, cfg_.margin}, learn ? delta_.get() : nullptr,
+               learn ? cost_.get() : nullptr, predictions_.get());
+        if (learn) backward(B, T);
+        if (req.mode == Mode::Train) update(B, req.lr);
+        return collect(req, B, T, learn);
+    }
+
+private:
+    NetConfig cfg_;
+    int device_ = 0;
+    cudaDeviceProp prop_{};
+    cudaStream_t stream_ = nullptr;
+    bool sync_each_ = false;
+    size_t tile_bytes_ = kTileBytes;
+    int64_t step_ = 0;
+    int T_ = 0;
+
+    std::vector<DeviceLayer<Real>> layers_;
+    DeviceBuffer<Real> tables_;                // decay (T + 1), then kernel (T + 1)
+    DeviceBuffer<uint64_t> thresholds_;        // poisson_threshold(p), p = 0..255
+    DeviceBuffer<uint8_t> dense_, images_;     // inputs as given
+    DeviceBuffer<int64_t> sample_index_;
+    DeviceBuffer<uint64_t> keys_;              // (B, n_in) Poisson neuron keys
+    DeviceBuffer<uint32_t> in_step_mask_, in_neuron_mask_;
+    DeviceBuffer<int> in_counts_;
+    DeviceBuffer<int> labels_, predictions_, counts_after_;  // counts_after_: output counts after revival
+    DeviceBuffer<double> weights_, cost_, export_;
+    DeviceBuffer<Real> delta_, lat_;           // output layer (B, n_out)
+    DeviceBuffer<unsigned long long> totals_;  // spikes per layer
+    std::vector<int> host_labels_;
+
+    int n_layers() const { return static_cast<int>(layers_.size()); }
+    RegParams regularization() const { return RegParams{cfg_.reg_lambda, cfg_.reg_beta, cfg_.weight_limit}; }
+
+    DeviceLayer<Real>& layer_at(int l)
+    {
+        if (l < 0 || l >= n_layers()) throw std::out_of_range("CUDA engine: layer index out of range");
+        return layers_[l];
+    }
+
+    static DeviceBuffer<Real>& param(DeviceLayer<Real>& layer, Param p)
+    {
+        switch (p) {
+            case Param::Weights: return layer.wt;
+            case Param::Moment1: return layer.moment1;
+            default: return layer.moment2;
+        }
+    }
+
+    // Launches a kernel on the engine's stream and checks the launch (and, with
+    // HM2BP_CUDA_SYNC=1, its execution, so that an error names the kernel that caused it).
+    template <class... Params, class... Args>
+    void launch(const char* name, void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, Args... args) const
+    {
+        if (grid.x == 0 || grid.y == 0 || grid.z == 0) return;
+        kernel<<<grid, block, smem, stream_>>>(args...);
+        check(cudaGetLastError(), name, __FILE__, __LINE__);
+        if (sync_each_) check(cudaStreamSynchronize(stream_), name, __FILE__, __LINE__);
+    }
+
+    // Blocks for a grid-stride loop over `total` items.
+    unsigned grid_for(size_t total) const
+    {
+        const size_t cap = static_cast<size_t>(prop_.multiProcessorCount) * 32;
+        return static_cast<unsigned>(std::max<size_t>(1, std::min(div_up(total, kThreads), cap)));
+    }
+
+    // Rows of M per shared tile for a masked sum over d in [0, D): a multiple of 32 (whole mask
+    // words), at most 32 words, within the tile budget.
+    int chunk_rows(int D) const
+    {
+        const size_t fit = tile_bytes_ / (kTileCols * sizeof(Real)) / 32 * 32;
+        return static_cast<int>(std::min<size_t>({round_up(D, 32), fit, static_cast<size_t>(kMaxChunkRows)}));
+    }
+
+    void check_request(const BatchRequest& req) const
+    {
+        const InputBatch& in = req.input;
+        const int L = n_layers();
+        if (in.batch < 1) throw std::invalid_argument("CUDA engine: batch must hold at least one sample");
+        if (in.T < 2) throw std::invalid_argument("CUDA engine: T must be at least 2");
+        if (in.n_in != cfg_.layers[0])
+            throw std::invalid_argument("CUDA engine: input has " + std::to_string(in.n_in) + " neurons, the network " +
+                                        std::to_string(cfg_.layers[0]));
+        if (!in.dense && !(in.images && in.sample_index))
+            throw std::invalid_argument("CUDA engine: input needs dense spikes or images with sample indices");
+        if (!req.layer_spikes_out.empty() && static_cast<int>(req.layer_spikes_out.size()) != L)
+            throw std::invalid_argument("CUDA engine: layer_spikes_out needs one array per layer");
+        if (req.mode == Mode::Infer) return;
+        if (!req.labels) throw std::invalid_argument("CUDA engine: learning needs labels");
+        if (cfg_.desired < 1 || in.T < cfg_.desired)
+            throw std::invalid_argument("CUDA engine: learning needs T >= desired");
+        for (int b = 0; b < in.batch; ++b)
+            if (req.labels[b] < 0 || req.labels[b] >= cfg_.layers.back())
+                throw std::invalid_argument("CUDA engine: label out of range");
+        if (req.mode == Mode::Gradients && static_cast<int>(req.gradients_out.size()) != L)
+            throw std::invalid_argument("CUDA engine: gradients_out needs one array per layer");
+    }
+
+    // Sizes the per-batch buffers (they only grow) and the S-PSP tables for this T.
+    void prepare(int B, int T, bool learn, bool want_spikes)
+    {
+        if (T != T_) {
+            std::vector<Real> host(2 * static_cast<size_t>(T + 1));
+            spsp_tables(T, cfg_.tau_m, cfg_.tau_s, host.data(), host.data() + T + 1);
+            tables_.ensure(host.size());
+            HM2BP_CUDA_CHECK(cudaMemcpyAsync(tables_.get(), host.data(), host.size() * sizeof(Real),
+                                             cudaMemcpyHostToDevice, stream_));
+            HM2BP_CUDA_CHECK(cudaStreamSynchronize(stream_));
+            T_ = T;
+        }
+        const size_t Bs = static_cast<size_t>(B), BT = Bs * T;
+        const int N0 = cfg_.layers[0];
+        const int time_words = words_for(T);
+        in_step_mask_.ensure(BT * words_for(N0));
+        in_neuron_mask_.ensure(Bs * N0 * time_words);
+        in_counts_.ensure(Bs * N0);
+        for (DeviceLayer<Real>& layer : layers_) {
+            const size_t O = layer.n_out, N = layer.n_in;
+            layer.current.ensure(BT * O);
+            layer.step_mask.ensure(BT * words_for(layer.n_out));
+            layer.neuron_mask.ensure(Bs * O * time_words);
+            layer.counts.ensure(Bs * O);
+            if (want_spikes) layer.fired.ensure(BT * O);
+            if (!learn) continue;
+            layer.trace.ensure(BT * O);
+            layer.dv.ensure(Bs * O);
+            layer.side.ensure(Bs * O);
+            if (&layer != &layers_.front()) layer.pd_part.ensure(Bs * column_tiles(layer.n_out) * N);
+            // Enough (tile, group) blocks to fill the GPU a few times over; each group's samples
+            // are summed in order, then the groups in order.
+            const int tiles = column_tiles(layer.n_out);
+            const int want = std::max(1, static_cast<int>(div_up(4 * prop_.multiProcessorCount, tiles)));
+            layer.samples_per_group = static_cast<int>(div_up(B, std::min(want, B)));
+            layer.groups = static_cast<int>(div_up(B, layer.samples_per_group));
+            layer.grad_part.ensure(static_cast<size_t>(layer.groups) * N * O);
+        }
+        const size_t O = cfg_.layers.back();
+        predictions_.ensure(Bs);
+        if (learn) {
+            labels_.ensure(Bs);
+            weights_.ensure(Bs);
+            cost_.ensure(Bs);
+            delta_.ensure(Bs * O);
+            lat_.ensure(Bs * O);
+            counts_after_.ensure(Bs * O);
+        }
+    }
+
+    // Input spikes as the two masks and counts of the input layer.
+    void encode(const InputBatch& in)
+    {
+        const int B = in.batch, T = in.T, N = in.n_in;
+        const size_t BT = static_cast<size_t>(B) * T;
+        const int step_words = words_for(N);
+        if (in.dense) {
+            dense_.ensure(BT * N);
+            HM2BP_CUDA_CHECK(cudaMemcpyAsync(dense_.get(), in.dense, BT * N, cudaMemcpyHostToDevice, stream_));
+            launch("dense_step_mask_kernel", dense_step_mask_kernel, grid_for(BT * step_words * 32), kThreads, 0,
+                   dense_.get(), BT, N, step_words, in_step_mask_.get());
+        } else {
+            const size_t BN = static_cast<size_t>(B) * N;
+            images_.ensure(BN);
+            sample_index_.ensure(B);
+            keys_.ensure(BN);
+            HM2BP_CUDA_CHECK(cudaMemcpyAsync(images_.get(), in.images, BN, cudaMemcpyHostToDevice, stream_));
+            HM2BP_CUDA_CHECK(cudaMemcpyAsync(sample_index_.get(), in.sample_index, B * sizeof(int64_t),
+                                             cudaMemcpyHostToDevice, stream_));
+            launch("poisson_keys_kernel", poisson_keys_kernel, grid_for(BN), kThreads, 0, sample_index_.get(), B, N,
+                   in.seed, in.epoch, keys_.get());
+            launch("poisson_step_mask_kernel", poisson_step_mask_kernel, grid_for(BT * step_words * 32), kThreads, 0,
+                   images_.get(), keys_.get(), thresholds_.get(), B, T, N, step_words, in_step_mask_.get());
+        }
+        launch("transpose_mask_kernel", transpose_mask_kernel,
+               static_cast<unsigned>(div_up(static_cast<size_t>(B) * step_words * 32, kThreads)), kThreads, 0,
+               in_step_mask_.get(), B, T, N, step_words, words_for(T), in_neuron_mask_.get(), in_counts_.get());
+    }
+
+    void upload_targets(const BatchRequest& req)
+    {
+        const int B = req.input.batch;
+        host_labels_.assign(req.labels, req.labels + B);
+        HM2BP_CUDA_CHECK(cudaMemcpyAsync(labels_.get(), host_labels_.data(), B * sizeof(int), cudaMemcpyHostToDevice,
+                                         stream_));
+        if (req.sample_weights)
+            HM2BP_CUDA_CHECK(cudaMemcpyAsync(weights_.get(), req.sample_weights, B * sizeof(double),
+                                             cudaMemcpyHostToDevice, stream_));
+    }
+
+    // SPEC 1 for layer l over the batch: current, then the scan.
+    void forward_layer(int l, int B, int T, bool want_spikes)
+    {
+        DeviceLayer<Real>& layer = layers_[l];
+        const int N = layer.n_in, O = layer.n_out;
+        const uint32_t* input = l == 0 ? in_step_mask_.get() : layers_[l - 1].step_mask.get();
+        const size_t rows = static_cast<size_t>(B) * T;
+        const int chunk = chunk_rows(N);
+        const int tiles = column_tiles(O);
+        const size_t rows_per_group = (kTileThreads / 32) * kRowsPerWarp;
+        // One wave of blocks (two per SM), each with a long run of rows to reuse its W tile.
+        const size_t splits = div_up(2 * prop_.multiProcessorCount, tiles);
+        const size_t rows_per_block = round_up(div_up(rows, splits), rows_per_group);
+        launch("current_kernel", current_kernel<Real>, dim3(tiles, static_cast<unsigned>(div_up(rows, rows_per_block))),
+               kTileThreads, static_cast<size_t>(chunk) * kTileCols * sizeof(Real), input, words_for(N), rows,
+               rows_per_block, layer.wt.get(), N, O, chunk, layer.current.get());
+
+        const ScanOutputs out{layer.step_mask.get(), layer.neuron_mask.get(), layer.counts.get(), totals_.get() + l,
+                              want_spikes ? layer.fired.get() : nullptr, words_for(O), words_for(T)};
+        const LifParams<Real> p{Real(cfg_.vth[l]), Real(cfg_.tau_m), Real(cfg_.tau_s), cfg_.t_ref};
+        if (l == n_layers() - 1 && cfg_.w0 != 0.0) {
+            launch("lif_scan_lateral_kernel", lif_scan_lateral_kernel<Real>, B,
+                   static_cast<unsigned>(round_up(O, 32)), 0, layer.current.get(), T, O, p, Real(cfg_.w0), out);
+        } else {
+            const int threads = static_cast<int>(std::min<size_t>(128, round_up(O, 32)));
+            launch("lif_scan_kernel", lif_scan_kernel<Real>, static_cast<unsigned>(B * div_up(O, threads)), threads, 0,
+                   layer.current.get(), B, T, O, p, out);
+        }
+    }
+
+    void launch_trace(DeviceLayer<Real>& layer, int B, int T)
+    {
+        const int O = layer.n_out;
+        const size_t blocks = static_cast<size_t>(B) * div_up(T, 32) * column_tiles(O);
+        launch("trace_kernel", trace_kernel<Real>, static_cast<unsigned>(blocks), kTraceThreads, 0,
+               layer.neuron_mask.get(), T, O, words_for(T), spsp_window(cfg_.tau_m), cfg_.t_ref, tables_.get(),
+               tables_.get() + T + 1, layer.trace.get());
+    }
+
+    // SPEC 3-4 from the output layer down: grad_part and pre-deltas of every layer.
+    void backward(int B, int T)
+    {
+        const int L = n_layers();
+        DeviceLayer<Real>& out = layers_.back();
+        const int O_out = out.n_out;
+        const int time_words = words_for(T);
+        const bool lateral = cfg_.w0 != 0.0;
+        if (lateral) {  // on the spikes before revival
+            launch_trace(out, B, T);
+            launch("lateral_kernel", lateral_kernel<Real>, static_cast<unsigned>(div_up(static_cast<size_t>(B) * O_out, 128)),
+                   128, 0, out.trace.get(), out.neuron_mask.get(), out.counts.get(), labels_.get(), B, T, O_out,
+                   time_words, Real(1) / Real(cfg_.vth.back()), Real(cfg_.w0), lat_.get());
+        }
+        launch("revival_kernel", revival_kernel, static_cast<unsigned>(div_up(B, 128)), 128, 0, out.counts.get(),
+               labels_.get(), B, T, O_out, time_words, revival_interval(T, cfg_.desired), out.neuron_mask.get(),
+               counts_after_.get());
+
+        for (int l = L - 1; l >= 0; --l) {
+            DeviceLayer<Real>& layer = layers_[l];
+            const int N = layer.n_in, O = layer.n_out;
+            const bool top = l == L - 1;
+            const int* post_counts = top ? counts_after_.get() : layer.counts.get();
+            launch_trace(layer, B, T);
+            launch("side_kernel", side_kernel<Real>, grid_for(static_cast<size_t>(B) * O), kThreads, 0,
+                   layer.trace.get(), layer.current.get(), B, T, O, post_counts, top ? delta_.get() : nullptr,
+                   top ? nullptr : layers_[l + 1].pd_part.get(), top ? 0 : column_tiles(layers_[l + 1].n_out),
+                   layer.row_sum.get(), Real(cfg_.vth[l]), layer.dv.get(), layer.side.get());
+            HM2BP_CUDA_CHECK(cudaMemsetAsync(layer.grad_part.get(), 0,
+                                             static_cast<size_t>(layer.groups) * N * O * sizeof(Real), stream_));
+            SpspRowsArgs<Real> a;
+            a.K = layer.trace.get();
+            a.pre_mask = l == 0 ? in_neuron_mask_.get() : layers_[l - 1].neuron_mask.get();
+            a.pre_counts = l == 0 ? in_counts_.get() : layers_[l - 1].counts.get();
+            a.post_counts = post_counts;
+            a.dv = layer.dv.get();
+            a.side = layer.side.get();
+            a.lat = top && lateral ? lat_.get() : nullptr;
+            a.wt = layer.wt.get();
+            a.grad_part = layer.grad_part.get();
+            a.pd_part = l > 0 ? layer.pd_part.get() : nullptr;
+            a.B = B;
+            a.T = T;
+            a.N = N;
+            a.O = O;
+            a.time_words = time_words;
+            a.samples_per_group = layer.samples_per_group;
+            a.chunk_rows = chunk_rows(T);
+            a.use_effect_ratio = cfg_.effect_ratio;
+            launch("spsp_rows_kernel", spsp_rows_kernel<Real>, dim3(column_tiles(O), layer.groups), kTileThreads,
+                   static_cast<size_t>(a.chunk_rows) * kTileCols * sizeof(Real), a);
+        }
+    }
+
+    // SPEC 5: batch mean + regularization, one Adam or SGD step per weight.
+    void update(int B, double lr)
+    {
+        ++step_;
+        UpdateParams u;
+        u.reg = regularization();
+        u.adam = cfg_.adam;
+        u.adam_params = AdamParams{lr, cfg_.b1, cfg_.b2, cfg_.eps, 1.0 - std::pow(cfg_.b1, double(step_)),
+                                   1.0 - std::pow(cfg_.b2, double(step_))};
+        u.lr = lr;
+        u.momentum = cfg_.momentum;
+        for (DeviceLayer<Real>& layer : layers_)
+            launch("update_kernel", update_kernel<Real>, grid_for(static_cast<size_t>(layer.n_in) * layer.n_out),
+                   kThreads, 0, layer.wt.get(), layer.moment1.get(), layer.moment2.get(), layer.grad_part.get(),
+                   layer.groups, layer.n_in, layer.n_out, B, layer.reg_scale.get(), u);
+    }
+
+    // Copies the results to the host (the only device-to-host traffic of a run) and waits.
+    BatchResult collect(const BatchRequest& req, int B, int T, bool learn)
+    {
+        const int L = n_layers();
+        const int O = cfg_.layers.back();
+        std::vector<int> counts(static_cast<size_t>(B) * O), predictions(B);
+        std::vector<double> cost(learn ? B : 0);
+        std::vector<unsigned long long> totals(L);
+        HM2BP_CUDA_CHECK(cudaMemcpyAsync(counts.data(), layers_.back().counts.get(), counts.size() * sizeof(int),
+                                         cudaMemcpyDeviceToHost, stream_));
+        HM2BP_CUDA_CHECK(cudaMemcpyAsync(predictions.data(), predictions_.get(), B * sizeof(int),
+                                         cudaMemcpyDeviceToHost, stream_));
+        HM2BP_CUDA_CHECK(cudaMemcpyAsync(totals.data(), totals_.get(), L * sizeof(unsigned long long),
+                                         cudaMemcpyDeviceToHost, stream_));
+        if (learn)
+            HM2BP_CUDA_CHECK(cudaMemcpyAsync(cost.data(), cost_.get(), B * sizeof(double), cudaMemcpyDeviceToHost,
+                                             stream_));
+        for (size_t l = 0; l < req.layer_spikes_out.size(); ++l)
+            HM2BP_CUDA_CHECK(cudaMemcpyAsync(req.layer_spikes_out[l], layers_[l].fired.get(),
+                                             static_cast<size_t>(B) * T * layers_[l].n_out, cudaMemcpyDeviceToHost,
+                                             stream_));
+        if (req.mode == Mode::Gradients) {
+            for (int l = 0; l < L; ++l) {
+                const DeviceLayer<Real>& layer = layers_[l];
+                const size_t size = static_cast<size_t>(layer.n_in) * layer.n_out;
+                export_.ensure(size);
+                launch("export_gradient_kernel", export_gradient_kernel<Real>, grid_for(size), kThreads, 0,
+                       layer.grad_part.get(), layer.groups, layer.n_in, layer.n_out, B, export_.get());
+                HM2BP_CUDA_CHECK(cudaMemcpyAsync(req.gradients_out[l], export_.get(), size * sizeof(double),
+                                                 cudaMemcpyDeviceToHost, stream_));
+                HM2BP_CUDA_CHECK(cudaStreamSynchronize(stream_));  // export_ is reused by the next layer
+            }
+        }
+        HM2BP_CUDA_CHECK(cudaStreamSynchronize(stream_));
+
+        BatchResult res;
+        res.counts.assign(counts.begin(), counts.end());
+        res.predictions.assign(predictions.begin(), predictions.end());
+        res.layer_spikes.assign(totals.begin(), totals.end());
+        double cost_sum = 0.0;
+        for (double c : cost) cost_sum += c;
+        res.loss = learn ? cost_sum / B : 0.0;
+        return res;
+    }
+};
+
+}  // namespace
+
+std::unique_ptr<Engine> make_cuda_engine(const NetConfig& config, bool float64)
+{
+    if (float64) return std::make_unique<CudaEngine<double>>(config);
+    return std::make_unique<CudaEngine<float>>(config);
+}
+
+std::vector<std::string> cuda_architectures()
+{
+    std::vector<std::string> archs;
+    std::string item;
+    for (const char* c = HM2BP_CUDA_ARCHS;; ++c) {
+        if (*c == ';' || *c == ' ' || *c == '\0') {
+            if (!item.empty()) archs.push_back(item);
+            item.clear();
+            if (*c == '\0') break;
+        } else {
+            item += *c;
+        }
+    }
+    return archs;
+}
+
+std::string cuda_device_name()
+{
+    int count = 0;
+    int device = 0;
+    cudaDeviceProp prop;
+    cudaFuncAttributes attr;
+    if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0 || cudaGetDevice(&device) != cudaSuccess ||
+        cudaGetDeviceProperties(&prop, device) != cudaSuccess ||
+        cudaFuncGetAttributes(&attr, cuda::current_kernel<float>) != cudaSuccess) {
+        cudaGetLastError();
+        return "";
+    }
+    return prop.name;
+}
+
+}  // namespace hm2bp

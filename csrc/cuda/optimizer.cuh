@@ -1,0 +1,83 @@
+// SPEC 5 on the device: weight sums, the batch-mean gradient, regularization and the update.
+#pragma once
+#include "../hm2bp/optimizer.hpp"
+
+namespace hm2bp {
+namespace cuda {
+
+// Per post neuron o: row_sum[o] = sum_i W[o, i] (the side term of silent neurons) and the
+// regularization scale of q[o] = mean_i (W[o, i] / limit)^2 (0 when regularization is off),
+// i ascending as on the CPU. One thread per o.
+template <class Real>
+__global__ void weight_sums_kernel(const Real* wt, int N, int O, RegParams reg, bool regularize, Real* row_sum,
+                                   Real* scale)
+{
+    const int o = blockIdx.x * blockDim.x + threadIdx.x;
+    if (o >= O) return;
+    const Real limit = Real(reg.limit);
+    Real sum = Real(0), sq = Real(0);
+#pragma unroll 8
+    for (int i = 0; i < N; ++i) {
+        const Real w = wt[static_cast<size_t>(i) * O + o];
+        sum += w;
+        sq += (w / limit) * (w / limit);
+    }
+    row_sum[o] = sum;
+    scale[o] = regularize ? regularization_scale(sq / Real(N), reg) : Real(0);
+}
+
+// The gradient summed over the batch: the groups' partial sums, in group order.
+template <class Real>
+__device__ __forceinline__ Real batch_gradient(const Real* grad_part, int groups, size_t size, size_t k)
+{
+    Real g = grad_part[k];
+    for (int s = 1; s < groups; ++s) g += grad_part[static_cast<size_t>(s) * size + k];
+    return g;
+}
+
+// Gradients mode: out (O, N) row-major float64 = batch mean, no regularization.
+template <class Real>
+__global__ void export_gradient_kernel(const Real* grad_part, int groups, int N, int O, int B, double* out)
+{
+    const size_t size = static_cast<size_t>(N) * O;
+    const size_t stride = static_cast<size_t>(gridDim.x) * blockDim.x;
+    for (size_t idx = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x; idx < size; idx += stride) {
+        const size_t o = idx / N;
+        const size_t i = idx - o * N;
+        out[idx] = double(batch_gradient(grad_part, groups, size, i * O + o) / Real(B));
+    }
+}
+
+struct UpdateParams {
+    RegParams reg;
+    bool adam;
+    AdamParams adam_params;
+    double lr;
+    double momentum;
+};
+
+// One Adam or SGD step per weight (the CPU's update_row); scale from weight_sums_kernel.
+template <class Real>
+__global__ void update_kernel(Real* wt, Real* moment1, Real* moment2, const Real* grad_part, int groups, int N,
+                              int O, int B, const Real* scale, UpdateParams u)
+{
+    const size_t size = static_cast<size_t>(N) * O;
+    const size_t stride = static_cast<size_t>(gridDim.x) * blockDim.x;
+    for (size_t k = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x; k < size; k += stride) {
+        const int o = static_cast<int>(k % O);
+        Real w = wt[k], m = moment1[k];
+        const Real g = batch_gradient(grad_part, groups, size, k) / Real(B) + regularization_grad(w, scale[o], u.reg);
+        if (u.adam) {
+            Real v = moment2[k];
+            adam_update(w, g, m, v, u.adam_params);
+            moment2[k] = v;
+        } else {
+            sgd_update(w, g, m, u.lr, u.momentum);
+        }
+        wt[k] = w;
+        moment1[k] = m;
+    }
+}
+
+}  // namespace cuda
+}  // namespace hm2bp

@@ -1,0 +1,303 @@
+"""The CUDA engine against the CPU engine and hm2bp.reference (SPEC.md in NumPy, float64).
+
+The GPU runs the same formulas (csrc/hm2bp) in the same order as the CPU: spike trains must be
+identical in float64 and, away from threshold ties, in float32; gradients and optimizer steps
+agree to 1e-9 (float64) and 1e-4 (float32) relative. Skipped when this build has no CUDA or
+no usable GPU is present.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import hm2bp
+from hm2bp import reference as ref
+
+
+def _skip_reason() -> str:
+    if not hm2bp.build_info()["cuda_compiled"]:
+        return "hm2bp was built without CUDA (no nvcc when it was installed)"
+    return "no usable CUDA GPU"
+
+
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not hm2bp.cuda_available(), reason=_skip_reason())]
+
+TAU = dict(tau_m=64.0, tau_s=8.0, t_ref=2)
+
+
+def random_case(seed: int, layers: list[int], T: int, batch: int, rate: float = 0.08,
+                vth: list[float] | None = None, **kw):
+    rng = np.random.default_rng(seed)
+    vth = vth or [2.0 + 2.0 * l for l in range(len(layers) - 1)]
+    config = dict(layers=layers, vth=vth, desired=10, undesired=2, margin=2, seed=seed, **kw)
+    spikes = rng.random((batch, T, layers[0])) < rate
+    labels = rng.integers(0, layers[-1], batch)
+    return config, spikes, labels
+
+
+def pair(config: dict, dtype: str) -> tuple[hm2bp.Network, hm2bp.Network]:
+    """The same network (same seed, so the same initial weights) on the GPU and the CPU. One CPU
+    thread sums the batch gradient in sample order, as the GPU does for batches of up to a few
+    hundred samples, so that the two agree to the last bit there."""
+    return (hm2bp.Network(**config, dtype=dtype, backend="cuda"),
+            hm2bp.Network(**config, dtype=dtype, backend="cpu", threads=1))
+
+
+def assert_rel_close(actual, expected, rtol):
+    scale = max(np.abs(expected).max(), 1e-12)
+    err = np.abs(actual - expected).max() / scale
+    assert err <= rtol, f"relative error {err:.3g} > {rtol}"
+
+
+def assert_same_step(a: dict, b: dict, loss_rel: float = 1e-12):
+    assert a["loss"] == pytest.approx(b["loss"], rel=loss_rel)
+    for key in ("counts", "predictions", "layer_spikes"):
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+def assert_same_weights(a: hm2bp.Network, b: hm2bp.Network, rtol: float):
+    for got, want in zip(a.get_weights(), b.get_weights()):
+        assert_rel_close(got, want, rtol)
+
+
+CASES = [
+    # (layers, T, batch, lateral, effect_ratio)
+    ([30, 20, 6], 60, 1, 1.0, True),
+    ([30, 20, 6], 90, 3, 0.0, True),
+    ([30, 20, 6], 75, 2, 1.0, False),
+    ([40, 25, 15, 5], 80, 2, 1.0, True),
+    ([40, 25, 15, 5], 120, 1, 0.5, False),
+    ([24, 7], 64, 4, 1.0, True),  # a single weight layer: the output layer reads the inputs
+]
+
+
+@pytest.mark.parametrize("case", range(len(CASES)))
+def test_float64_matches_cpu_and_reference(case):
+    layers, T, batch, lateral, er = CASES[case]
+    config, spikes, labels = random_case(case, layers, T, batch, lateral_inhibition=lateral, effect_ratio=er)
+    gpu, cpu = pair(config, "float64")
+    oracle = ref.Network(**config)
+    assert gpu._engine.device.startswith("cuda:")
+    for got, want, exact in zip(gpu.forward(spikes), cpu.forward(spikes), oracle.forward(spikes)):
+        np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(got, exact)
+    weights = np.random.default_rng(case).uniform(0.5, 1.5, size=batch)
+    for got, want, exact in zip(gpu.gradients(spikes, labels, weights), cpu.gradients(spikes, labels, weights),
+                                oracle.gradients(spikes, labels, weights)):
+        assert_rel_close(got, want, 1e-12)
+        assert_rel_close(got, exact, 1e-9)
+    for _ in range(2):
+        a = gpu.train_step(spikes, labels, 0.01)
+        assert_same_step(a, cpu.train_step(spikes, labels, 0.01))
+        assert_same_step(a, oracle.train_step(spikes, labels, 0.01))
+        assert_same_weights(gpu, cpu, 1e-12)
+        assert_same_weights(gpu, oracle, 1e-9)
+
+
+def test_silent_hidden_neurons_and_revived_label():
+    # As in test_engine: silent hidden neurons (the 0.1 and 0.5 rules) and a revived label neuron.
+    config, spikes, labels = random_case(7, [30, 20, 4], 70, 3, vth=[3.0, 50.0])
+    gpu, cpu = pair(config, "float64")
+    oracle = ref.Network(**config)
+    hidden, out = gpu.forward(spikes)
+    assert (hidden.sum(axis=1) == 0).any() and (hidden.sum(axis=1) > 0).any()
+    assert out[np.arange(3), :, labels].sum() == 0
+    for got, want, exact in zip(gpu.gradients(spikes, labels), cpu.gradients(spikes, labels),
+                                oracle.gradients(spikes, labels)):
+        assert np.abs(exact).max() > 0
+        assert_rel_close(got, want, 1e-12)
+        assert_rel_close(got, exact, 1e-9)
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_optimizers_and_regularization(optimizer):
+    config, spikes, labels = random_case(3, [25, 15, 5], 60, 2, optimizer=optimizer, reg_lambda=10.0, reg_beta=0.5)
+    gpu, cpu = pair(config, "float64")
+    oracle = ref.Network(**config)
+    for lr in (0.05, 0.02, 0.01):
+        assert_same_step(gpu.train_step(spikes, labels, lr), cpu.train_step(spikes, labels, lr))
+        oracle.train_step(spikes, labels, lr)
+    assert_same_weights(gpu, cpu, 1e-12)
+    assert_same_weights(gpu, oracle, 1e-9)
+    for kind in ("moment1", "moment2"):
+        for l in range(2):
+            assert_rel_close(gpu._engine.get_param(kind, l), cpu._engine.get_param(kind, l), 1e-12)
+
+
+def _tie_margin(config, weights, spikes) -> float:
+    vth, w0 = config["vth"], config.get("lateral_inhibition", 1.0)
+    return min(ref.forward_sample(weights, s, vth, w0=w0, **TAU)[1] for s in spikes)
+
+
+def test_float32_matches_cpu_away_from_ties():
+    checked = 0
+    for seed in range(10):
+        config, spikes, labels = random_case(100 + seed, [30, 20, 6], 80, 3)
+        gpu, cpu = pair(config, "float32")
+        weights = [w.astype(np.float32).astype(np.float64) for w in gpu.get_weights()]
+        if _tie_margin(config, weights, spikes) < 1e-3:
+            continue  # float32 rounding may legitimately flip a spike this close to threshold
+        for got, want in zip(gpu.forward(spikes), cpu.forward(spikes)):
+            np.testing.assert_array_equal(got, want)
+        oracle = ref.Network(**config)
+        oracle.set_weights(weights)
+        for got, want, exact in zip(gpu.gradients(spikes, labels), cpu.gradients(spikes, labels),
+                                    oracle.gradients(spikes, labels)):
+            assert_rel_close(got, want, 1e-6)
+            assert_rel_close(got, exact, 1e-4)
+        assert_same_step(gpu.train_step(spikes, labels, 0.01), cpu.train_step(spikes, labels, 0.01), loss_rel=1e-6)
+        assert_same_weights(gpu, cpu, 1e-4)
+        checked += 1
+    assert checked >= 5
+
+
+# Sizes that take the GPU paths the small cases cannot: several column tiles per layer, sample
+# groups of more than one sample (big batch), and masked sums split into shared-memory chunks
+# (n_in and T over the tile budget of 416 float64 rows).
+WIDE_CASES = [
+    # (layers, T, batch, dtype)
+    ([100, 300, 10], 80, 96, "float64"),
+    ([100, 300, 10], 80, 96, "float32"),
+    ([500, 64, 40, 10], 450, 3, "float64"),
+    ([900, 40, 10], 100, 2, "float32"),
+]
+
+
+@pytest.mark.parametrize("case", range(len(WIDE_CASES)))
+def test_wide_layers_big_batches_and_chunked_tiles_match_cpu(case):
+    layers, T, batch, dtype = WIDE_CASES[case]
+    config, spikes, labels = random_case(200 + case, layers, T, batch, rate=0.05,
+                                         vth=[4.0] * (len(layers) - 1))
+    gpu, cpu = pair(config, dtype)
+    rtol = 1e-9 if dtype == "float64" else 1e-4
+    fwd_gpu, fwd_cpu = gpu.forward(spikes), cpu.forward(spikes)
+    assert fwd_gpu[0].any() and fwd_gpu[-1].any()
+    for got, want in zip(fwd_gpu, fwd_cpu):
+        np.testing.assert_array_equal(got, want)
+    for got, want in zip(gpu.gradients(spikes, labels), cpu.gradients(spikes, labels)):
+        assert np.abs(want).max() > 0
+        assert_rel_close(got, want, rtol)
+    assert_same_step(gpu.train_step(spikes, labels, 0.01), cpu.train_step(spikes, labels, 0.01),
+                     loss_rel=1e-12 if dtype == "float64" else 1e-6)
+    assert_same_weights(gpu, cpu, rtol)
+
+
+def test_every_output_element_is_written():
+    # Device buffers are reused across calls: a call after a larger batch (and another T) must
+    # not see stale data, so alternate sizes and modes and compare each call with the CPU.
+    config, _, _ = random_case(5, [30, 20, 6], 60, 1)
+    gpu, cpu = pair(config, "float64")
+    rng = np.random.default_rng(5)
+    for batch, T in ((6, 90), (2, 60), (5, 75), (1, 60), (6, 90)):
+        spikes = rng.random((batch, T, 30)) < 0.1
+        labels = rng.integers(0, 6, batch)
+        for got, want in zip(gpu.forward(spikes), cpu.forward(spikes)):
+            np.testing.assert_array_equal(got, want)
+        a, b = gpu.infer(spikes), cpu.infer(spikes)
+        assert_same_step(a, b)
+        for got, want in zip(gpu.gradients(spikes, labels), cpu.gradients(spikes, labels)):
+            assert_rel_close(got, want, 1e-12)
+        assert_same_step(gpu.train_step(spikes, labels, 0.01), cpu.train_step(spikes, labels, 0.01))
+        assert_same_weights(gpu, cpu, 1e-12)
+
+
+def test_runs_are_reproducible():
+    # No float atomics: the same step from the same state gives bit-identical weights.
+    config, spikes, labels = random_case(9, [100, 300, 10], 80, 96, rate=0.05, vth=[4.0, 4.0])
+    a = hm2bp.Network(**config, dtype="float32", backend="cuda")
+    state = a.get_state()
+    first = a.train_step(spikes, labels, 0.01)
+    w_first = a.get_weights()
+    a.set_state(state)
+    second = a.train_step(spikes, labels, 0.01)
+    assert_same_step(first, second, loss_rel=0)
+    for x, y in zip(w_first, a.get_weights()):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_poisson_image_path_matches_encode_poisson_and_cpu():
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, size=(4, 36), dtype=np.uint8)
+    images[0, :10] = 0
+    config = dict(layers=[36, 20, 5], vth=[3.0, 4.0], desired=10, undesired=2, margin=2, seed=2)
+    labels = np.array([0, 1, 2, 3])
+    index = np.array([10, 3, 99, 4])
+    for dtype in ("float64", "float32"):
+        gpu, cpu = pair(config, dtype)
+        dense = hm2bp.encode_poisson(images, 60, 5, index, epoch=1)
+        # every layer's spikes from the engine's own encoder equal those from encode_poisson
+        via_images = gpu._engine.run_images(images, 60, 5, index, 1, "infer", None, None, 0.0, True)["spikes"]
+        for got, want in zip(via_images, gpu.forward(dense)):
+            np.testing.assert_array_equal(got, want)
+        ra = gpu.train_step_images(images, labels, 0.01, T=60, seed=5, sample_index=index, epoch=1)
+        rb = cpu.train_step_images(images, labels, 0.01, T=60, seed=5, sample_index=index, epoch=1)
+        assert_same_step(ra, rb, loss_rel=1e-12 if dtype == "float64" else 1e-6)
+        assert_same_weights(gpu, cpu, 1e-12 if dtype == "float64" else 1e-4)
+        ia = gpu.infer_images(images, T=60, seed=5, sample_index=index, epoch=1)
+        ib = gpu.infer(dense)
+        np.testing.assert_array_equal(ia["counts"], ib["counts"])
+        np.testing.assert_array_equal(ia["predictions"], ib["predictions"])
+
+
+def test_image_path_equals_dense_path():
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, size=(4, 36), dtype=np.uint8)
+    config = dict(layers=[36, 20, 5], vth=[3.0, 4.0], desired=10, undesired=2, margin=2, seed=2)
+    a = hm2bp.Network(**config, backend="cuda")
+    b = hm2bp.Network(**config, backend="cuda")
+    labels = np.array([0, 1, 2, 3])
+    ra = a.train_step_images(images, labels, 0.01, T=60, seed=5, sample_index=10, epoch=1)
+    rb = b.train_step(hm2bp.encode_poisson(images, 60, 5, 10, epoch=1), labels, 0.01)
+    assert_same_step(ra, rb, loss_rel=0)
+    for wa, wb in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_array_equal(wa, wb)
+
+
+def test_state_round_trip_and_cross_backend_resume():
+    config, spikes, labels = random_case(4, [20, 12, 4], 50, 2)
+    cpu = hm2bp.Network(**config, dtype="float64")
+    cpu.train_step(spikes, labels, 0.01)
+    gpu = hm2bp.Network(**{**config, "seed": 99}, dtype="float64", backend="cuda")
+    gpu.set_state(cpu.get_state())
+    for key, value in cpu.get_state().items():
+        np.testing.assert_array_equal(gpu.get_state()[key], value, err_msg=key)
+    assert_same_step(gpu.train_step(spikes, labels, 0.01), cpu.train_step(spikes, labels, 0.01))
+    assert_same_weights(gpu, cpu, 1e-12)
+    again = hm2bp.Network(**config, dtype="float64", backend="cuda")
+    again.set_state(gpu.get_state())
+    for net in (gpu, again):
+        net.train_step(spikes, labels, 0.01)
+    for wa, wb in zip(gpu.get_weights(), again.get_weights()):
+        np.testing.assert_array_equal(wa, wb)
+
+
+def test_mnist_digits_through_fc800():
+    from hm2bp import data
+
+    ds = data.load("mnist-mini", "test")
+    images, labels = ds.images[:4], ds.labels[:4].astype(np.int64)
+    spikes = hm2bp.encode_poisson(images, 400, seed=0, sample_index=0)
+    config = dict(layers=[784, 800, 10], vth=[20.0, 8.0], seed=0)
+    gpu, cpu = pair(config, "float64")
+    hidden, out = gpu.forward(spikes)
+    assert hidden.sum() > 1000 and out.sum() > 0
+    for got, want in zip((hidden, out), cpu.forward(spikes)):
+        np.testing.assert_array_equal(got, want)
+    for got, want in zip(gpu.gradients(spikes, labels), cpu.gradients(spikes, labels)):
+        assert_rel_close(got, want, 1e-9)
+    assert_same_step(gpu.train_step(spikes, labels, 1e-3), cpu.train_step(spikes, labels, 1e-3))
+    assert_same_weights(gpu, cpu, 1e-9)
+    gpu32, cpu32 = pair(config, "float32")
+    r32 = gpu32.train_step_images(images, labels, 1e-3, T=400, seed=0, sample_index=0)
+    c32 = cpu32.train_step_images(images, labels, 1e-3, T=400, seed=0, sample_index=0)
+    if np.array_equal(r32["counts"], c32["counts"]):  # else a float32 tie flipped a spike
+        assert_same_weights(gpu32, cpu32, 1e-4)
+
+
+def test_errors_are_clear():
+    config, spikes, labels = random_case(2, [30, 20, 6], 60, 2)
+    gpu = hm2bp.Network(**config, backend="cuda")
+    with pytest.raises(ValueError, match="labels"):
+        gpu.train_step(spikes, labels + 100, 0.01)
+    with pytest.raises(ValueError, match="T >= desired"):
+        gpu.train_step(spikes[:, :5], labels, 0.01)
