@@ -1,0 +1,235 @@
+"""Tests of bench/: the NumPy HM2-BP row equals hm2bp.reference (what makes that row honest),
+the custom-rate encoder, the table/JSON smoke path and the skipped-row mechanism."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/ lives at the repo root
+from bench import common  # noqa: E402
+from bench.numpy_hm2bp import NumpyHM2BP, k_trace  # noqa: E402
+
+ref = common.hm2bp_module("reference")
+REPO = common.REPO
+HAS_DATA = (common.DEFAULT_DATA_DIR / "train-images-idx3-ubyte.gz").exists()
+needs_data = pytest.mark.skipif(not HAS_DATA, reason=f"no {common.DEFAULT_DATA_DIR}")
+
+
+def _engine_ok() -> bool:
+    try:
+        common.import_engine()
+        return True
+    except common.Skipped:
+        return False
+
+
+def _refractory_trains(rng: np.random.Generator, B: int, T: int, O: int, density: float,
+                       t_ref: int = 2) -> np.ndarray:
+    """Random post trains that respect the refractory period (as real ones do)."""
+    s = rng.random((B, T, O)) < density
+    s[:, 0] = False
+    for b in range(B):
+        for o in range(O):
+            last = -t_ref - 1
+            for t in np.flatnonzero(s[b, :, o]):
+                if t - last <= t_ref:
+                    s[b, t, o] = False
+                else:
+                    last = t
+    return s
+
+
+@pytest.mark.parametrize("density", [0.002, 0.02, 0.2])
+def test_k_trace_gives_reference_spsp(density: float) -> None:
+    # T = 700 > 4 tau_m: long gaps exercise the window start lb = tp - 4 tau_m
+    rng = np.random.default_rng(int(density * 1000))
+    s_out = _refractory_trains(rng, 2, 700, 6, density)
+    s_in = rng.random((2, 700, 9)) < 0.05
+    s_in[:, 0] = False
+    K = k_trace(s_out, 64.0, 8.0, 2)
+    for b in range(2):
+        want = ref.spsp_matrix(s_out[b], s_in[b], 64.0, 8.0, 2)
+        got = K[b].T @ s_in[b].astype(np.float64)
+        silent = np.ix_(s_out[b].sum(0) == 0, s_in[b].sum(0) != 0)
+        got[silent] = 0.1  # the 0.1 rule is a fix-up outside K
+        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9 * np.abs(want).max())
+
+
+CASES = [
+    # (layers, vth, lateral inhibition, effect ratio, input rate, T)
+    ([30, 20, 5], [5.0, 3.0], 1.0, True, 0.05, 400),
+    ([30, 20, 5], [5.0, 3.0], 0.0, True, 0.05, 120),
+    ([30, 20, 5], [5.0, 3.0], 1.0, False, 0.05, 400),
+    ([40, 25, 6], [2.0, 1.5], 1.0, True, 0.1, 400),  # busy network: many spikes, revival
+    ([30, 20, 15, 5], [5.0, 4.0, 3.0], 1.0, True, 0.08, 300),
+]
+
+
+def _case(case: int) -> tuple[dict, np.ndarray, np.ndarray]:
+    layers, vth, w0, er, rate, T = CASES[case]
+    kw = dict(layers=layers, vth=vth, lateral_inhibition=w0, effect_ratio=er, desired=10,
+              undesired=2, margin=1, seed=case)
+    rng = np.random.default_rng(100 + case)
+    spikes = rng.random((4, T, layers[0])) < rate
+    spikes[:, 0] = False
+    return kw, spikes, rng.integers(0, layers[-1], 4)
+
+
+@pytest.mark.parametrize("case", range(len(CASES)))
+def test_numpy_hm2bp_matches_reference(case: int) -> None:
+    kw, spikes, labels = _case(case)
+    want_net, got_net = ref.Network(**kw), NumpyHM2BP(**kw)
+    for want, got in zip(want_net.forward(spikes), got_net.forward(spikes)):
+        np.testing.assert_array_equal(got, want)
+    for want, got in zip(want_net.gradients(spikes, labels), got_net.gradients(spikes, labels)):
+        scale = max(np.abs(want).max(), 1e-300)
+        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9 * scale)
+    weights = np.linspace(0.5, 1.5, len(labels))
+    want_out = want_net.train_step(spikes, labels, 0.01, weights)
+    got_out = got_net.train_step(spikes, labels, 0.01, weights)
+    for key in ("predictions", "counts", "layer_spikes"):
+        np.testing.assert_array_equal(got_out[key], want_out[key])
+    assert got_out["loss"] == pytest.approx(want_out["loss"], rel=1e-12)
+    for want, got in zip(want_net.get_weights(), got_net.get_weights()):
+        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
+
+
+def test_cases_cover_revival_and_lateral_factor() -> None:
+    # a silent label neuron next to active outputs (revival + lateral factor both matter) and
+    # a busy network with several active outputs per sample must both be among the cases
+    revival = lateral = False
+    for case in range(len(CASES)):
+        kw, spikes, labels = _case(case)
+        counts = NumpyHM2BP(**kw).forward(spikes)[-1].sum(axis=1)
+        silent_label = counts[np.arange(len(labels)), labels] == 0
+        revival |= bool((silent_label & (counts.sum(axis=1) > 0)).any())
+        lateral |= bool(kw["lateral_inhibition"] and ((counts > 0).sum(axis=1) >= 3).any())
+    assert revival and lateral
+
+
+def test_rate_scaled_encoder() -> None:
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(3, 50), dtype=np.uint8)
+    same = common.encode_rate_scaled(images, 200, 7, 5, 1.0)
+    np.testing.assert_array_equal(same, ref.encode_poisson(images, 200, 7, 5, 0))
+    double = common.encode_rate_scaled(images, 2000, 7, 5, 2.0)
+    single = common.encode_rate_scaled(images, 2000, 7, 5, 1.0)
+    assert not double[:, 0].any()
+    assert double.sum() / single.sum() == pytest.approx(2.0, rel=0.05)
+    with pytest.raises(ValueError, match="rate_scale"):
+        common.encode_rate_scaled(images, 10, 0, 0, 0.0)
+
+
+def test_table_marks_skipped_rows_and_ratios() -> None:
+    from bench.__main__ import AUTHORS_ROW, _targets, format_table
+
+    rows = [
+        {"name": "hm2bp-cpu", "device": "cpu", "threads": 2, "train_samples_per_s": 500.0,
+         "train_spread": [490.0, 510.0], "infer_samples_per_s": 2000.0,
+         "infer_spread": [1900.0, 2100.0], "peak_mb": 60.0},
+        {"name": "numpy", "device": "cpu", "threads": "BLAS", "train_samples_per_s": 10.0,
+         "train_spread": [9.0, 11.0], "infer_samples_per_s": 40.0, "infer_spread": [39.0, 41.0],
+         "peak_mb": 700.0},
+        {"name": "snntorch", "skipped": "snntorch not importable: ImportError: x"},
+        dict(AUTHORS_ROW),
+    ]
+    text = format_table(rows)
+    assert "snntorch  skipped: snntorch not importable" in text
+    assert "50x" in text  # numpy vs hm2bp-cpu
+    assert "authors-cuda *" in text and "64-90" in text
+    lines = _targets(rows)
+    assert lines[0].startswith("hm2bp-cpu / snntorch: not measured")
+    assert lines[1] == "hm2bp-cpu / numpy train = 50x (target >= 50x: met)"
+
+
+def test_missing_peer_is_skipped_not_faked(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bench import peers
+
+    monkeypatch.setitem(sys.modules, "snntorch", None)  # import now raises ImportError
+    if importlib.util.find_spec("torch") is None:
+        with pytest.raises(common.Skipped, match="torch not importable"):
+            peers.make("snntorch", [784, 10, 10], 20, 1)
+    else:
+        with pytest.raises(common.Skipped, match="snntorch not importable"):
+            peers.make("snntorch", [784, 10, 10], 20, 1)
+
+
+def _run_bench(args: list[str], tmp_path: Path, env_extra: dict[str, str] | None = None
+               ) -> subprocess.CompletedProcess:
+    env = {**os.environ, **(env_extra or {})}
+    return subprocess.run([sys.executable, "-m", "bench", *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+@needs_data
+def test_quick_table_smoke_json(tmp_path: Path) -> None:
+    # snntorch is hidden by a stub package on PYTHONPATH: its row must come back skipped
+    stub = tmp_path / "stub" / "snntorch"
+    stub.mkdir(parents=True)
+    (stub / "__init__.py").write_text("raise ImportError('hidden by test_bench')\n")
+    out = tmp_path / "bench.json"
+    pythonpath = os.pathsep.join([str(tmp_path / "stub"), os.environ.get("PYTHONPATH", "")])
+    proc = _run_bench(["--quick", "--json", str(out), "--rows", "hm2bp-cpu,numpy,snntorch",
+                       "--samples", "4", "--batch", "2", "--repeats", "1", "--min-seconds",
+                       "0", "--T", "60", "--hidden", "20"], tmp_path,
+                      {"PYTHONPATH": pythonpath})
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(out.read_text())
+    for key in ("cpu_model", "cores", "python", "numpy", "torch", "date", "git_commit"):
+        assert key in result["machine"]
+    rows = {r["name"]: r for r in result["rows"]}
+    assert set(rows) == {"hm2bp-cpu", "numpy", "snntorch", "authors-cuda"}
+    numpy_row = rows["numpy"]
+    assert "skipped" not in numpy_row, numpy_row
+    for key in ("train_samples_per_s", "infer_samples_per_s", "peak_mb"):
+        assert numpy_row[key] > 0
+    assert "skipped" in rows["snntorch"] and "hidden by test_bench" in rows["snntorch"]["skipped"]
+    if _engine_ok():
+        assert rows["hm2bp-cpu"]["train_samples_per_s"] > 0
+    else:
+        assert "hm2bp engine not importable" in rows["hm2bp-cpu"]["skipped"]
+    assert rows["authors-cuda"]["measured"] is False
+    assert "numpy" in proc.stdout and "skipped" in proc.stdout
+
+
+@needs_data
+def test_scaling_smoke(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    js, png = tmp_path / "s.json", tmp_path / "s.png"
+    proc = _run_bench(["scaling", "--row", "numpy", "--quick", "--sweeps", "hidden,rate",
+                       "--values", "hidden=10,20;rate=0.5,2", "--base", "T=60,batch=2,hidden=20",
+                       "--min-samples", "2",
+                       "--json", str(js), "--png", str(png)], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(js.read_text())
+    assert [p["hidden"] for p in result["sweeps"]["hidden"]] == [10, 20]
+    rate = result["sweeps"]["rate"]
+    assert rate[1]["input_spikes_per_sample"] > 3 * rate[0]["input_spikes_per_sample"]
+    assert all(p["spikes_x_fanout_per_sample"] > 0 for p in rate)
+    assert png.stat().st_size > 0
+
+
+@needs_data
+def test_tta_smoke(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    if not _engine_ok():
+        pytest.skip("hm2bp engine not built")
+    js, png = tmp_path / "t.json", tmp_path / "t.png"
+    proc = _run_bench(["tta", "--budget", "1", "--eval-every", "0.5", "--eval-size", "20",
+                       "--T", "60", "--hidden", "20", "--batch", "4", "--json", str(js),
+                       "--png", str(png)], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    runs = json.loads(js.read_text())["runs"]
+    curve = runs["hm2bp-cpu"]["curve"]
+    assert curve[0]["train_s"] == 0 and curve[-1]["train_s"] >= 1
+    assert all(0 <= p["test_accuracy"] <= 1 for p in curve)
+    assert "curve" in runs["snntorch"] or "skipped" in runs["snntorch"]
+    assert png.stat().st_size > 0
