@@ -102,21 +102,6 @@ void sum_rows(const Real* matrix, size_t stride, const int* rows, int n_rows, in
     sum_rows_blocks<1>(matrix, stride, rows, n_rows, o, hi, out);
 }
 
-// Appends the ids of the nonzero bytes of flags[0:n], skipping zero words.
-inline void append_nonzero(const uint8_t* flags, int n, std::vector<int>& ids)
-{
-    int o = 0;
-    for (; o + 8 <= n; o += 8) {
-        uint64_t word;
-        std::memcpy(&word, flags + o, 8);
-        if (word == 0) continue;
-        for (int j = 0; j < 8; ++j)
-            if (flags[o + j]) ids.push_back(o + j);
-    }
-    for (; o < n; ++o)
-        if (flags[o]) ids.push_back(o);
-}
-
 template <class Real>
 class CpuEngine final : public Engine {
 public:
@@ -333,12 +318,7 @@ private:
         });
         if (lateral) scan_with_lateral_inhibition(w, p, O);
 
-        w.out.begin(T, O);
-        for (int t = 0; t < T; ++t) {
-            append_nonzero(w.fired.data() + static_cast<size_t>(t) * O, O, w.out.step_ids);
-            w.out.step_start[t + 1] = static_cast<int>(w.out.step_ids.size());
-        }
-        w.out.index_by_neuron();
+        w.out.from_dense(w.fired.data(), T, O);
     }
 
     void scan_neurons(LayerWork<Real>& w, const LifParams<Real>& p, int lo, int hi, int O) const

@@ -3,11 +3,27 @@
 #pragma once
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <vector>
 
 #include "../hm2bp/encoding.hpp"
 
 namespace hm2bp {
+
+// Appends the ids of the nonzero bytes of flags[0:n] to ids, skipping zero words (spikes are rare).
+inline void append_nonzero(const uint8_t* flags, int n, std::vector<int>& ids)
+{
+    int k = 0;
+    for (; k + 8 <= n; k += 8) {
+        uint64_t word;
+        std::memcpy(&word, flags + k, 8);
+        if (word == 0) continue;
+        for (int j = 0; j < 8; ++j)
+            if (flags[k + j]) ids.push_back(k + j);
+    }
+    for (; k < n; ++k)
+        if (flags[k]) ids.push_back(k);
+}
 
 struct SpikeTrain {
     int T = 0;
@@ -27,9 +43,7 @@ struct SpikeTrain {
     {
         begin(T_, N_);
         for (int t = 0; t < T; ++t) {
-            const uint8_t* row = spikes + static_cast<size_t>(t) * N;
-            for (int n = 0; n < N; ++n)
-                if (row[n]) step_ids.push_back(n);
+            append_nonzero(spikes + static_cast<size_t>(t) * N, N, step_ids);
             step_start[t + 1] = static_cast<int>(step_ids.size());
         }
         index_by_neuron();
