@@ -10,16 +10,21 @@
 
 namespace hm2bp {
 
-// Appends the ids of the nonzero bytes of flags[0:n] to ids, skipping zero words (spikes are rare).
+// Appends the ids of the nonzero bytes of flags[0:n] to ids. Spikes are rare: whole zero words
+// are skipped, and in the others each nonzero byte is found from a mask of their high bits.
 inline void append_nonzero(const uint8_t* flags, int n, std::vector<int>& ids)
 {
+    constexpr uint64_t low7 = 0x7F7F7F7F7F7F7F7Full;
     int k = 0;
     for (; k + 8 <= n; k += 8) {
         uint64_t word;
         std::memcpy(&word, flags + k, 8);
         if (word == 0) continue;
-        for (int j = 0; j < 8; ++j)
-            if (flags[k + j]) ids.push_back(k + j);
+        uint64_t high = (((word & low7) + low7) | word) & ~low7;  // 0x80 in every nonzero byte
+        while (high) {
+            ids.push_back(k + (__builtin_ctzll(high) >> 3));
+            high &= high - 1;
+        }
     }
     for (; k < n; ++k)
         if (flags[k]) ids.push_back(k);
