@@ -6,24 +6,7 @@ import pytest
 
 import hm2bp
 from hm2bp import reference as ref
-
-TAU = dict(tau_m=64.0, tau_s=8.0, t_ref=2)
-
-
-def random_case(seed: int, layers: list[int], T: int, batch: int, rate: float = 0.08,
-                vth: list[float] | None = None, **kw):
-    rng = np.random.default_rng(seed)
-    vth = vth or [2.0 + 2.0 * l for l in range(len(layers) - 1)]
-    config = dict(layers=layers, vth=vth, desired=10, undesired=2, margin=2, seed=seed, **kw)
-    spikes = rng.random((batch, T, layers[0])) < rate
-    labels = rng.integers(0, layers[-1], batch)
-    return config, spikes, labels
-
-
-def assert_rel_close(actual, expected, rtol):
-    scale = max(np.abs(expected).max(), 1e-12)
-    err = np.abs(actual - expected).max() / scale
-    assert err <= rtol, f"relative error {err:.3g} > {rtol}"
+from helpers import assert_rel_close, random_case, tie_margin
 
 
 CASES = [
@@ -84,18 +67,13 @@ def test_optimizers_and_regularization(optimizer):
         assert_rel_close(got, want, 1e-9)
 
 
-def _tie_margin(config, weights, spikes) -> float:
-    vth, w0 = config["vth"], config.get("lateral_inhibition", 1.0)
-    return min(ref.forward_sample(weights, s, vth, w0=w0, **TAU)[1] for s in spikes)
-
-
 def test_float32_matches_reference_away_from_ties():
     checked = 0
     for seed in range(12):
         config, spikes, labels = random_case(100 + seed, [30, 20, 6], 80, 2)
         engine = hm2bp.Network(**config, dtype="float32")
         weights = [w.astype(np.float32).astype(np.float64) for w in engine.get_weights()]
-        if _tie_margin(config, weights, spikes) < 1e-3:
+        if tie_margin(config, weights, spikes) < 1e-3:
             continue  # float32 rounding may legitimately flip a spike this close to threshold
         oracle = ref.Network(**config)
         oracle.set_weights(weights)

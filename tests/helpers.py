@@ -1,0 +1,31 @@
+"""Helpers shared by the engine tests (CPU and CUDA): random cases and comparisons."""
+from __future__ import annotations
+
+import numpy as np
+
+from hm2bp import reference as ref
+
+TAU = dict(tau_m=64.0, tau_s=8.0, t_ref=2)
+
+
+def random_case(seed: int, layers: list[int], T: int, batch: int, rate: float = 0.08,
+                vth: list[float] | None = None, **kw):
+    """A network config, random input spikes and labels."""
+    rng = np.random.default_rng(seed)
+    vth = vth or [2.0 + 2.0 * l for l in range(len(layers) - 1)]
+    config = dict(layers=layers, vth=vth, desired=10, undesired=2, margin=2, seed=seed, **kw)
+    spikes = rng.random((batch, T, layers[0])) < rate
+    labels = rng.integers(0, layers[-1], batch)
+    return config, spikes, labels
+
+
+def assert_rel_close(actual, expected, rtol):
+    scale = max(np.abs(expected).max(), 1e-12)
+    err = np.abs(actual - expected).max() / scale
+    assert err <= rtol, f"relative error {err:.3g} > {rtol}"
+
+
+def tie_margin(config, weights, spikes) -> float:
+    """Closest approach of any membrane potential to the threshold (float32 may flip a spike there)."""
+    vth, w0 = config["vth"], config.get("lateral_inhibition", 1.0)
+    return min(ref.forward_sample(weights, s, vth, w0=w0, **TAU)[1] for s in spikes)
