@@ -7,6 +7,16 @@ from hm2bp import reference as ref
 
 TAU = dict(tau_m=64.0, tau_s=8.0, t_ref=2)
 
+# Random networks every backend is checked on: (layers, T, batch, lateral inhibition, effect ratio).
+CASES = [
+    ([30, 20, 6], 60, 1, 1.0, True),
+    ([30, 20, 6], 90, 3, 0.0, True),
+    ([30, 20, 6], 75, 2, 1.0, False),
+    ([40, 25, 15, 5], 80, 2, 1.0, True),
+    ([40, 25, 15, 5], 120, 1, 0.5, False),
+    ([24, 7], 64, 4, 1.0, True),  # a single weight layer: the output layer reads the inputs
+]
+
 
 def random_case(seed: int, layers: list[int], T: int, batch: int, rate: float = 0.08,
                 vth: list[float] | None = None, **kw):

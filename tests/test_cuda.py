@@ -12,7 +12,7 @@ import pytest
 
 import hm2bp
 from hm2bp import reference as ref
-from helpers import assert_rel_close, random_case, tie_margin
+from helpers import CASES, assert_rel_close, random_case, tie_margin
 
 
 def _skip_reason() -> str:
@@ -41,17 +41,6 @@ def assert_same_step(a: dict, b: dict, loss_rel: float = 1e-12):
 def assert_same_weights(a: hm2bp.Network, b: hm2bp.Network, rtol: float):
     for got, want in zip(a.get_weights(), b.get_weights()):
         assert_rel_close(got, want, rtol)
-
-
-CASES = [
-    # (layers, T, batch, lateral, effect_ratio)
-    ([30, 20, 6], 60, 1, 1.0, True),
-    ([30, 20, 6], 90, 3, 0.0, True),
-    ([30, 20, 6], 75, 2, 1.0, False),
-    ([40, 25, 15, 5], 80, 2, 1.0, True),
-    ([40, 25, 15, 5], 120, 1, 0.5, False),
-    ([24, 7], 64, 4, 1.0, True),  # a single weight layer: the output layer reads the inputs
-]
 
 
 @pytest.mark.parametrize("case", range(len(CASES)))

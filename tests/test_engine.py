@@ -6,17 +6,7 @@ import pytest
 
 import hm2bp
 from hm2bp import reference as ref
-from helpers import assert_rel_close, random_case, tie_margin
-
-
-CASES = [
-    # (layers, T, batch, lateral, effect_ratio)
-    ([30, 20, 6], 60, 1, 1.0, True),
-    ([30, 20, 6], 90, 3, 0.0, True),
-    ([30, 20, 6], 75, 2, 1.0, False),
-    ([40, 25, 15, 5], 80, 2, 1.0, True),
-    ([40, 25, 15, 5], 120, 1, 0.5, False),
-]
+from helpers import CASES, assert_rel_close, random_case, tie_margin
 
 
 @pytest.mark.parametrize("case", range(len(CASES)))
