@@ -32,6 +32,16 @@ def cuda_available() -> bool:
     return bool(_core.cuda_available())
 
 
+def resolve_backend(backend: str) -> str:
+    """'auto' becomes 'cuda' when this build has CUDA kernels and sees a usable GPU, else 'cpu'."""
+    if backend not in ("cpu", "cuda", "auto"):
+        raise ValueError(f"backend must be 'cpu', 'cuda' or 'auto', got {backend!r}")
+    if backend == "auto":
+        backend = "cuda" if cuda_available() else "cpu"
+        log.info("hm2bp: backend 'auto' chose %s", backend)
+    return backend
+
+
 def _positive_number(name: str, value: float, allow_zero: bool = False) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise TypeError(f"{name} must be a number, got {type(value).__name__}")
@@ -163,12 +173,8 @@ class Network:
 
     @staticmethod
     def _choose_backend(backend: str) -> str:
-        if backend not in ("cpu", "cuda", "auto"):
-            raise ValueError(f"backend must be 'cpu', 'cuda' or 'auto', got {backend!r}")
-        if backend == "auto":
-            backend = "cuda" if cuda_available() else "cpu"
-            log.info("hm2bp: backend 'auto' chose %s", backend)
-        elif backend == "cuda" and not cuda_available():
+        backend = resolve_backend(backend)
+        if backend == "cuda" and not cuda_available():
             reason = ("this build has no CUDA kernels (no CUDA compiler when it was installed)"
                       if not _core.build_info()["cuda_compiled"] else "no usable CUDA GPU was found")
             raise RuntimeError(f"backend='cuda' is not available: {reason}; use backend='cpu' or 'auto'")

@@ -15,7 +15,6 @@ function of the checkpoint of epoch e-1 alone; resuming reproduces an uninterrup
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from collections.abc import Callable
@@ -26,6 +25,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from .config import ConfigError, RunConfig
+from .network import resolve_backend
+from .reference import boost_weights, learning_rate  # the SPEC-5 formulas, one copy each
 
 __all__ = [
     "CheckpointError",
@@ -55,35 +56,6 @@ TEST_SEED_OFFSET = 1
 
 class CheckpointError(ValueError):
     """A checkpoint is missing, unreadable or does not match the run."""
-
-
-def learning_rate(lr0: float, epoch: int) -> float:
-    """SPEC 5: lr0 / sqrt(max(e, 1)) for the 0-based epoch e."""
-    return lr0 / math.sqrt(max(epoch, 1))
-
-
-def boost_weights(
-    weights: np.ndarray, labels: np.ndarray, predictions: np.ndarray
-) -> np.ndarray:
-    """SPEC 5 boosting: misclassified samples of class c are scaled by exp(err_c / 20), where
-    err_c is the weight share of misclassified samples among the samples of class c."""
-    wrong = labels != predictions
-    n_classes = int(labels.max()) + 1 if len(labels) else 0
-    total = np.bincount(labels, weights=weights, minlength=n_classes)
-    missed = np.bincount(labels[wrong], weights=weights[wrong], minlength=n_classes)
-    err = np.divide(missed, total, out=np.zeros(n_classes), where=total > 0)
-    out = weights.copy()
-    out[wrong] *= np.exp(err[labels[wrong]] / 20.0)
-    return out
-
-
-def resolve_backend(requested: str) -> str:
-    """'auto' becomes 'cuda' when the engine was built with CUDA and sees a usable GPU."""
-    if requested != "auto":
-        return requested
-    import hm2bp
-
-    return "cuda" if hm2bp.cuda_available() else "cpu"
 
 
 # ---------------------------------------------------------------------------------------------
