@@ -46,6 +46,7 @@ struct LayerWork {
     std::vector<Real> trace;    // (T, n_out): K[o, t]
     std::vector<uint8_t> fired; // (T, n_out)
     std::vector<Real> delta, dv, side, lat;
+    std::vector<Real> scale, silent_grad;  // gradient_scale; the gradient of a silent neuron
     std::vector<Real> grad;     // (n_in, n_out) gradient sum over this worker's samples
     SpikeTrain out;             // this layer's spikes, the next layer's input
 };
@@ -79,7 +80,9 @@ inline void split_range(int n, int parts, int k, int align, int& lo, int& hi)
     hi = std::min(n, (blocks * (k + 1) / parts) * align);
 }
 
-template <int width, class Real>
+// out[o] (=, or += when Accumulate) sum_k matrix[rows[k], o] for o in [lo, hi): the spike-event
+// sums of SPEC 6, register-tiled over o.
+template <bool Accumulate, int width, class Real>
 int sum_rows_blocks(const Real* matrix, size_t stride, const int* rows, int n_rows, int o, int hi, Real* out)
 {
     for (; o + width <= hi; o += width) {
@@ -89,17 +92,70 @@ int sum_rows_blocks(const Real* matrix, size_t stride, const int* rows, int n_ro
 #pragma omp simd
             for (int j = 0; j < width; ++j) acc[j] += row[j];
         }
-        for (int j = 0; j < width; ++j) out[o + j] = acc[j];
+        for (int j = 0; j < width; ++j) out[o + j] = Accumulate ? out[o + j] + acc[j] : acc[j];
     }
     return o;
 }
 
-template <class Real>
+template <bool Accumulate = false, class Real>
 void sum_rows(const Real* matrix, size_t stride, const int* rows, int n_rows, int lo, int hi, Real* out)
 {
-    int o = sum_rows_blocks<256 / sizeof(Real)>(matrix, stride, rows, n_rows, lo, hi, out);
-    o = sum_rows_blocks<64 / sizeof(Real)>(matrix, stride, rows, n_rows, o, hi, out);
-    sum_rows_blocks<1>(matrix, stride, rows, n_rows, o, hi, out);
+    int o = sum_rows_blocks<Accumulate, 256 / sizeof(Real)>(matrix, stride, rows, n_rows, lo, hi, out);
+    o = sum_rows_blocks<Accumulate, 64 / sizeof(Real)>(matrix, stride, rows, n_rows, o, hi, out);
+    sum_rows_blocks<Accumulate, 1>(matrix, stride, rows, n_rows, o, hi, out);
+}
+
+template <class Real>
+void add_sum_of_rows(const Real* matrix, size_t stride, const int* rows, int n_rows, int lo, int hi, Real* out)
+{
+    sum_rows<true>(matrix, stride, rows, n_rows, lo, hi, out);
+}
+
+// Neurons per block when S-PSP traces are built one neuron at a time and stored as rows of
+// (T, O): one vector of floats wide.
+constexpr int kTraceBlock = 16;
+
+// rows[t * stride + j] = K[j * T + t] for j < nb, and weighted[j] = sum_t rows[t, j] * current[t, j].
+// A full block has a fixed width so that the transpose and the weighted sum vectorize.
+template <class Real>
+void store_trace_rows(const Real* K, int nb, int T, const Real* current, Real* rows, size_t stride, Real* weighted)
+{
+    if (nb == kTraceBlock) {
+        for (int t = 0; t < T; ++t) {
+            Real* row = rows + static_cast<size_t>(t) * stride;
+#pragma omp simd
+            for (int j = 0; j < kTraceBlock; ++j) row[j] = K[static_cast<size_t>(j) * T + t];
+        }
+        Real acc[kTraceBlock] = {};
+        for (int t = 0; t < T; ++t) {
+            const Real* row = rows + static_cast<size_t>(t) * stride;
+            const Real* cur = current + static_cast<size_t>(t) * stride;
+#pragma omp simd
+            for (int j = 0; j < kTraceBlock; ++j) acc[j] += row[j] * cur[j];
+        }
+        std::copy(acc, acc + kTraceBlock, weighted);
+        return;
+    }
+    std::fill(weighted, weighted + nb, Real(0));
+    for (int t = 0; t < T; ++t) {
+        Real* row = rows + static_cast<size_t>(t) * stride;
+        const Real* cur = current + static_cast<size_t>(t) * stride;
+        for (int j = 0; j < nb; ++j) {
+            row[j] = K[static_cast<size_t>(j) * T + t];
+            weighted[j] += row[j] * cur[j];
+        }
+    }
+}
+
+// rows[t, j] *= scale[j] for j < nb.
+template <class Real>
+void scale_trace_rows(const Real* scale, int nb, int T, Real* rows, size_t stride)
+{
+    for (int t = 0; t < T; ++t) {
+        Real* row = rows + static_cast<size_t>(t) * stride;
+#pragma omp simd
+        for (int j = 0; j < nb; ++j) row[j] *= scale[j];
+    }
 }
 
 template <class Real>
@@ -464,33 +520,35 @@ private:
             if (l != L - 1) w.lat.assign(O, Real(1));
             w.dv.resize(O);
             w.side.resize(O);
+            w.scale.resize(O);
+            w.silent_grad.resize(O);
 
-            // Traces K and side terms (sum_i W e = sum_t K I), for blocks of neurons: each
-            // trace is built contiguous, then the block is written as short rows of (T, O).
+            // Traces K and side terms (sum_i W e = sum_t K I), for blocks of neurons. The input
+            // layer needs no pre_delta, so its traces are scaled by gradient_scale in place and
+            // each of its gradient rows becomes a plain sum of trace rows (SPEC 6).
+            const bool scale_traces = l == 0;
             for_each_range(O, n_threads, [&](int lo, int hi) {
-                constexpr int block = 16;
-                std::vector<Real> K(static_cast<size_t>(block) * T);
-                for (int o0 = lo; o0 < hi; o0 += block) {
-                    const int nb = std::min(block, hi - o0);
+                std::vector<Real> K(static_cast<size_t>(kTraceBlock) * T);
+                for (int o0 = lo; o0 < hi; o0 += kTraceBlock) {
+                    const int nb = std::min(kTraceBlock, hi - o0);
                     for (int j = 0; j < nb; ++j) trace_of(post, o0 + j, K.data() + static_cast<size_t>(j) * T);
-                    Real weighted[block] = {};
-                    for (int t = 0; t < T; ++t) {
-                        Real* krow = w.trace.data() + static_cast<size_t>(t) * O + o0;
-                        const Real* irow = w.current.data() + static_cast<size_t>(t) * O + o0;
-                        for (int j = 0; j < nb; ++j) {
-                            krow[j] = K[static_cast<size_t>(j) * T + t];
-                            weighted[j] += krow[j] * irow[j];
-                        }
-                    }
+                    Real weighted[kTraceBlock];
+                    store_trace_rows(K.data(), nb, T, w.current.data() + o0, w.trace.data() + o0, O, weighted);
                     for (int j = 0; j < nb; ++j) {
                         const int o = o0 + j;
                         const int n_o = post.count(o);
                         w.dv[o] = w.delta[o] / Real(cfg_.vth[l]);
                         const Real sum = n_o > 0 ? weighted[j] / Real(n_o) : layer.row_sum[o] * side_weight(Real(0), 0);
                         w.side[o] = inv_vth * sum;
+                        w.scale[o] = gradient_scale(w.dv[o], w.side[o], w.lat[o]);
+                        // a silent o has K = 0 but e = 0.1 from every active input (spsp_value)
+                        w.silent_grad[o] = n_o == 0 ? weight_gradient(w.dv[o], spsp_value(Real(0), 0, 1), w.side[o], w.lat[o])
+                                                    : Real(0);
                     }
+                    if (scale_traces) scale_trace_rows(w.scale.data() + o0, nb, T, w.trace.data() + o0, O);
                 }
             });
+            const bool any_silent = std::any_of(w.silent_grad.begin(), w.silent_grad.end(), [](Real g) { return g != 0; });
 
             // Rows e[., i] of the S-PSP for each active input i: gradient and pre-delta.
             std::vector<Real>* pre_delta = l > 0 ? &worker.layers[l - 1].delta : nullptr;
@@ -504,8 +562,14 @@ private:
                 for (int a = 0; a < n_active; ++a) {
                     const int i = pre.active[a];
                     const int n_i = pre.count(i);
-                    sum_rows(w.trace.data(), O, pre.times(i), n_i, 0, O, e.data());
                     Real* grow = w.grad.data() + static_cast<size_t>(i) * O;
+                    if (scale_traces) {
+                        add_sum_of_rows(w.trace.data(), O, pre.times(i), n_i, 0, O, grow);
+                        if (any_silent)
+                            for (int o = 0; o < O; ++o) grow[o] += w.silent_grad[o];
+                        continue;
+                    }
+                    sum_rows(w.trace.data(), O, pre.times(i), n_i, 0, O, e.data());
                     const Real* wrow = layer.wt.data() + static_cast<size_t>(i) * O;
                     Real pd = 0;
                     for (int o = 0; o < O; ++o) {
@@ -515,7 +579,7 @@ private:
                         const Real R = cfg_.effect_ratio ? effect_ratio(e_oi, n_o, n_i) : Real(1);
                         pd += w.dv[o] * R * wrow[o];
                     }
-                    if (pre_delta) (*pre_delta)[i] = pd;
+                    (*pre_delta)[i] = pd;
                 }
             }
             if (!pre_delta) continue;

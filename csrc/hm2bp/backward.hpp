@@ -32,11 +32,19 @@ HM2BP_HD Real lateral_factor(Real w0, Real coupling_sum)
     return Real(1) / (Real(1) - w0 * w0 * coupling_sum);
 }
 
-// Per-sample weight gradient g[o, i].
+// The per-neuron factor of the weight gradient: g[o, i] = gradient_scale[o] * e[o, i].
+// Factored out so that a whole layer can scale its S-PSP traces once (SPEC 6).
+template <class Real>
+HM2BP_HD Real gradient_scale(Real dv, Real side, Real lat)
+{
+    return dv * (Real(1) + side) * lat;
+}
+
+// Per-sample weight gradient g[o, i] = dv * e * (1 + side) * lat.
 template <class Real>
 HM2BP_HD Real weight_gradient(Real dv, Real e, Real side, Real lat)
 {
-    return dv * e * (Real(1) + side) * lat;
+    return gradient_scale(dv, side, lat) * e;
 }
 
 }  // namespace hm2bp
