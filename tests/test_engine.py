@@ -45,6 +45,20 @@ def test_silent_hidden_neurons_and_revived_label():
         assert_rel_close(got, want, 1e-9)
 
 
+@pytest.mark.parametrize("T", [40, 70])
+def test_revival_spacing_shorter_than_refractory_period(T):
+    # desired = 35: T // desired is 1 (T = 40) or 2 (T = 70), below t_ref + 1, so the revived
+    # train has s = tp - last < 1 and the S-PSP kernel is read at m = min(s, u) <= 0.
+    config, spikes, labels = random_case(7, [30, 20, 4], T, 3, vth=[3.0, 50.0])
+    config.update(desired=35, margin=0)  # margin 0: the revived label's delta is not zero
+    engine = hm2bp.Network(**config, dtype="float64")
+    oracle = ref.Network(**config)
+    assert engine.forward(spikes)[1][np.arange(3), :, labels].sum() == 0
+    for got, want in zip(engine.gradients(spikes, labels), oracle.gradients(spikes, labels)):
+        assert np.abs(want).max() > 0
+        assert_rel_close(got, want, 1e-9)
+
+
 @pytest.mark.parametrize("optimizer", ["adam", "sgd"])
 def test_optimizers_and_regularization(optimizer):
     config, spikes, labels = random_case(3, [25, 15, 5], 60, 2, optimizer=optimizer, reg_lambda=10.0, reg_beta=0.5)

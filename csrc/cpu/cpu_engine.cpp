@@ -276,7 +276,7 @@ private:
     std::vector<Layer<Real>> layers_;
     std::vector<Worker<Real>> workers_;
     std::vector<SpikeTrain> inputs_;
-    std::vector<Real> decay_, kernel_;  // S-PSP tables for the current T
+    std::vector<Real> spsp_tables_;  // for the current T (spsp_tables)
     uint64_t thresholds_[256];
     int T_ = 0;
     int64_t step_ = 0;
@@ -298,9 +298,8 @@ private:
     {
         if (T != T_) {
             T_ = T;
-            decay_.assign(T + 1, Real(0));
-            kernel_.assign(T + 1, Real(0));
-            spsp_tables(T, cfg_.tau_m, cfg_.tau_s, decay_.data(), kernel_.data());
+            spsp_tables_.assign(spsp_tables_size(T, cfg_.t_ref), Real(0));
+            spsp_tables(T, cfg_.t_ref, cfg_.tau_m, cfg_.tau_s, spsp_tables_.data());
             workers_.clear();
         }
         if (static_cast<int>(workers_.size()) < n_workers) workers_.resize(n_workers);
@@ -435,8 +434,8 @@ private:
     void trace_of(const SpikeTrain& train, int o, Real* K) const
     {
         std::fill(K, K + T_, Real(0));
-        spsp_trace(train.times(o), train.count(o), spsp_window(cfg_.tau_m), cfg_.t_ref, decay_.data(),
-                   kernel_.data(), K);
+        spsp_trace(train.times(o), train.count(o), spsp_window(cfg_.tau_m), cfg_.t_ref,
+                   spsp_decay(spsp_tables_.data()), spsp_kernel(spsp_tables_.data(), T_, cfg_.t_ref), K);
     }
 
     // SPEC 3, then SPEC 4's lateral factor and revival on the output layer. Returns the cost.

@@ -218,7 +218,7 @@ private:
     int T_ = 0;
 
     std::vector<DeviceLayer<Real>> layers_;
-    DeviceBuffer<Real> tables_;                // decay (T + 1), then kernel (T + 1)
+    DeviceBuffer<Real> tables_;                // spsp_tables for T_
     DeviceBuffer<uint64_t> thresholds_;        // poisson_threshold(p), p = 0..255
     DeviceBuffer<uint8_t> dense_, images_;     // inputs as given
     DeviceBuffer<int64_t> sample_index_;
@@ -303,8 +303,8 @@ private:
     void prepare(int B, int T, bool learn, bool want_spikes)
     {
         if (T != T_) {
-            std::vector<Real> host(2 * static_cast<size_t>(T + 1));
-            spsp_tables(T, cfg_.tau_m, cfg_.tau_s, host.data(), host.data() + T + 1);
+            std::vector<Real> host(spsp_tables_size(T, cfg_.t_ref));
+            spsp_tables(T, cfg_.t_ref, cfg_.tau_m, cfg_.tau_s, host.data());
             tables_.ensure(host.size());
             HM2BP_CUDA_CHECK(cudaMemcpyAsync(tables_.get(), host.data(), host.size() * sizeof(Real),
                                              cudaMemcpyHostToDevice, stream_));
@@ -424,8 +424,8 @@ private:
         const int O = layer.n_out;
         const size_t blocks = static_cast<size_t>(B) * div_up(T, 32) * column_tiles(O);
         launch("trace_kernel", trace_kernel<Real>, static_cast<unsigned>(blocks), kTraceThreads, 0,
-               layer.neuron_mask.get(), T, O, words_for(T), spsp_window(cfg_.tau_m), cfg_.t_ref, tables_.get(),
-               tables_.get() + T + 1, layer.trace.get());
+               layer.neuron_mask.get(), T, O, words_for(T), spsp_window(cfg_.tau_m), cfg_.t_ref,
+               spsp_decay(tables_.get()), spsp_kernel(tables_.get(), T, cfg_.t_ref), layer.trace.get());
     }
 
     // SPEC 3-4 from the output layer down: grad_part and pre-deltas of every layer.

@@ -10,16 +10,24 @@
 
 namespace hm2bp {
 
-// decay[d]  = exp(-d / tau_s) / (1 - tau_s / tau_m)
-// kernel[m] = exp(-m / tau_m) - exp(-m / tau_s)
-// Both for d, m in 0..T; computed in double, then rounded to Real.
+// The two tables of the pairwise term, one array: decay[d] for d in 0..T, then kernel[m] for
+// m in -t_ref..T (m = min(s, u) is negative when a revived train's spacing T // desired is
+// shorter than t_ref, so s = tp - last < 0):
+//   decay[d]  = exp(-d / tau_s) / (1 - tau_s / tau_m)
+//   kernel[m] = exp(-m / tau_m) - exp(-m / tau_s)
+// Computed in double, then rounded to Real. spsp_decay / spsp_kernel locate them.
+inline int spsp_tables_size(int T, int t_ref) { return 2 * (T + 1) + t_ref; }
 template <class Real>
-inline void spsp_tables(int T, double tau_m, double tau_s, Real* decay, Real* kernel)
+HM2BP_HD const Real* spsp_decay(const Real* tables) { return tables; }
+template <class Real>
+HM2BP_HD const Real* spsp_kernel(const Real* tables, int T, int t_ref) { return tables + (T + 1) + t_ref; }
+
+template <class Real>
+inline void spsp_tables(int T, int t_ref, double tau_m, double tau_s, Real* tables)
 {
-    for (int d = 0; d <= T; ++d) {
-        decay[d] = Real(std::exp(-d / tau_s) / (1.0 - tau_s / tau_m));
-        kernel[d] = Real(std::exp(-d / tau_m) - std::exp(-d / tau_s));
-    }
+    Real* kernel = tables + (T + 1) + t_ref;
+    for (int d = 0; d <= T; ++d) tables[d] = Real(std::exp(-d / tau_s) / (1.0 - tau_s / tau_m));
+    for (int m = -t_ref; m <= T; ++m) kernel[m] = Real(std::exp(-m / tau_m) - std::exp(-m / tau_s));
 }
 
 // Pre spikes within this many steps before a post spike count (SPEC: tq >= tp - 4*tau_m).
