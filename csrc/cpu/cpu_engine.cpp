@@ -376,32 +376,49 @@ private:
         w.out.from_dense(w.fired.data(), T, O);
     }
 
+    // The LIF scans, instantiated for the taus at hand (divide_by_tau).
+    bool power_of_two_taus() const { return is_power_of_two(cfg_.tau_m) && is_power_of_two(cfg_.tau_s); }
+
+    void scan_neurons(LayerWork<Real>& w, const LifParams<Real>& p, int lo, int hi, int O) const
+    {
+        if (power_of_two_taus()) scan_neurons<true>(w, p, lo, hi, O);
+        else scan_neurons<false>(w, p, lo, hi, O);
+    }
+
+    void scan_with_lateral_inhibition(LayerWork<Real>& w, const LifParams<Real>& p, int O) const
+    {
+        if (power_of_two_taus()) scan_with_lateral_inhibition<true>(w, p, O);
+        else scan_with_lateral_inhibition<false>(w, p, O);
+    }
+
+    template <bool PowerOfTwoTaus>
     void scan_neurons(LayerWork<Real>& w, const LifParams<Real>& p, int lo, int hi, int O) const
     {
         const int n = hi - lo;
         std::vector<Real> v(n, Real(0)), ep(n, Real(0));
         std::vector<int> ref(n, 0);
         std::fill(w.fired.begin() + lo, w.fired.begin() + hi, uint8_t(0));  // t = 0 never fires
-        for (int k = 0; k < n; ++k) lif_decay(v[k], ep[k], p);
+        for (int k = 0; k < n; ++k) lif_decay<PowerOfTwoTaus>(v[k], ep[k], p);
         for (int t = 1; t < T_; ++t) {
             const Real* r = w.current.data() + static_cast<size_t>(t - 1) * O + lo;
             uint8_t* fired = w.fired.data() + static_cast<size_t>(t) * O + lo;
             for (int k = 0; k < n; ++k) {
-                lif_decay(v[k], ep[k], p);
-                fired[k] = lif_integrate(v[k], ep[k], ref[k], r[k], p);
+                lif_decay<PowerOfTwoTaus>(v[k], ep[k], p);
+                fired[k] = lif_integrate<PowerOfTwoTaus>(v[k], ep[k], ref[k], r[k], p);
             }
         }
     }
 
     // The output layer with lateral inhibition: L[o, l] = -w0 for l != o couples the neurons
     // through the previous step's spikes, so all of them advance together.
+    template <bool PowerOfTwoTaus>
     void scan_with_lateral_inhibition(LayerWork<Real>& w, const LifParams<Real>& p, int O) const
     {
         std::vector<Real> v(O, Real(0)), ep(O, Real(0));
         std::vector<int> ref(O, 0);
         const Real w0 = Real(cfg_.w0);
         std::fill(w.fired.begin(), w.fired.begin() + O, uint8_t(0));
-        for (int o = 0; o < O; ++o) lif_decay(v[o], ep[o], p);
+        for (int o = 0; o < O; ++o) lif_decay<PowerOfTwoTaus>(v[o], ep[o], p);
         for (int t = 1; t < T_; ++t) {
             const Real* r = w.current.data() + static_cast<size_t>(t - 1) * O;
             const uint8_t* prev = w.fired.data() + static_cast<size_t>(t - 1) * O;
@@ -409,9 +426,9 @@ private:
             int fired_before = 0;
             for (int o = 0; o < O; ++o) fired_before += prev[o];
             for (int o = 0; o < O; ++o) {
-                lif_decay(v[o], ep[o], p);
+                lif_decay<PowerOfTwoTaus>(v[o], ep[o], p);
                 const Real inhibition = -w0 * Real(fired_before - prev[o]);
-                fired[o] = lif_integrate(v[o], ep[o], ref[o], r[o] + inhibition, p);
+                fired[o] = lif_integrate<PowerOfTwoTaus>(v[o], ep[o], ref[o], r[o] + inhibition, p);
             }
         }
     }
