@@ -25,6 +25,7 @@
 #include "../hm2bp/optimizer.hpp"
 #include "../hm2bp/spsp.hpp"
 #include "spike_train.hpp"
+#include "spsp_trace_rows.hpp"
 
 namespace hm2bp {
 namespace {
@@ -80,10 +81,11 @@ inline void split_range(int n, int parts, int k, int align, int& lo, int& hi)
     hi = std::min(n, (blocks * (k + 1) / parts) * align);
 }
 
-// out[o] (=, or += when Accumulate) sum_k matrix[rows[k], o] for o in [lo, hi): the spike-event
-// sums of SPEC 6, register-tiled over o.
-template <bool Accumulate, int width, class Real>
-int sum_rows_blocks(const Real* matrix, size_t stride, const int* rows, int n_rows, int o, int hi, Real* out)
+// The spike-event sums of SPEC 6, register-tiled over o in [lo, hi):
+//   acc[o] = sum_k matrix[rows[k], o];  out[o] = acc[o], or out[o] += scale[o] * acc[o] with Scaled.
+template <bool Scaled, int width, class Real>
+int sum_rows_blocks(const Real* matrix, size_t stride, const int* rows, int n_rows, int o, int hi, const Real* scale,
+                    Real* out)
 {
     for (; o + width <= hi; o += width) {
         Real acc[width] = {};
@@ -92,71 +94,35 @@ int sum_rows_blocks(const Real* matrix, size_t stride, const int* rows, int n_ro
 #pragma omp simd
             for (int j = 0; j < width; ++j) acc[j] += row[j];
         }
-        for (int j = 0; j < width; ++j) out[o + j] = Accumulate ? out[o + j] + acc[j] : acc[j];
+        for (int j = 0; j < width; ++j) out[o + j] = Scaled ? out[o + j] + scale[o + j] * acc[j] : acc[j];
     }
     return o;
 }
 
-template <bool Accumulate = false, class Real>
+template <bool Scaled, class Real>
+void sum_rows_impl(const Real* matrix, size_t stride, const int* rows, int n_rows, int lo, int hi, const Real* scale,
+                   Real* out)
+{
+    int o = sum_rows_blocks<Scaled, 256 / sizeof(Real)>(matrix, stride, rows, n_rows, lo, hi, scale, out);
+    o = sum_rows_blocks<Scaled, 64 / sizeof(Real)>(matrix, stride, rows, n_rows, o, hi, scale, out);
+    sum_rows_blocks<Scaled, 1>(matrix, stride, rows, n_rows, o, hi, scale, out);
+}
+
+template <class Real>
 void sum_rows(const Real* matrix, size_t stride, const int* rows, int n_rows, int lo, int hi, Real* out)
 {
-    int o = sum_rows_blocks<Accumulate, 256 / sizeof(Real)>(matrix, stride, rows, n_rows, lo, hi, out);
-    o = sum_rows_blocks<Accumulate, 64 / sizeof(Real)>(matrix, stride, rows, n_rows, o, hi, out);
-    sum_rows_blocks<Accumulate, 1>(matrix, stride, rows, n_rows, o, hi, out);
+    sum_rows_impl<false>(matrix, stride, rows, n_rows, lo, hi, static_cast<const Real*>(nullptr), out);
 }
 
 template <class Real>
-void add_sum_of_rows(const Real* matrix, size_t stride, const int* rows, int n_rows, int lo, int hi, Real* out)
+void add_scaled_sum_of_rows(const Real* matrix, size_t stride, const int* rows, int n_rows, int lo, int hi,
+                            const Real* scale, Real* out)
 {
-    sum_rows<true>(matrix, stride, rows, n_rows, lo, hi, out);
+    sum_rows_impl<true>(matrix, stride, rows, n_rows, lo, hi, scale, out);
 }
 
-// Neurons per block when S-PSP traces are built one neuron at a time and stored as rows of
-// (T, O): one vector of floats wide.
+// Neurons whose S-PSP traces are built together (spsp_trace_rows): one vector of floats.
 constexpr int kTraceBlock = 16;
-
-// rows[t * stride + j] = K[j * T + t] for j < nb, and weighted[j] = sum_t rows[t, j] * current[t, j].
-// A full block has a fixed width so that the transpose and the weighted sum vectorize.
-template <class Real>
-void store_trace_rows(const Real* K, int nb, int T, const Real* current, Real* rows, size_t stride, Real* weighted)
-{
-    if (nb == kTraceBlock) {
-        for (int t = 0; t < T; ++t) {
-            Real* row = rows + static_cast<size_t>(t) * stride;
-#pragma omp simd
-            for (int j = 0; j < kTraceBlock; ++j) row[j] = K[static_cast<size_t>(j) * T + t];
-        }
-        Real acc[kTraceBlock] = {};
-        for (int t = 0; t < T; ++t) {
-            const Real* row = rows + static_cast<size_t>(t) * stride;
-            const Real* cur = current + static_cast<size_t>(t) * stride;
-#pragma omp simd
-            for (int j = 0; j < kTraceBlock; ++j) acc[j] += row[j] * cur[j];
-        }
-        std::copy(acc, acc + kTraceBlock, weighted);
-        return;
-    }
-    std::fill(weighted, weighted + nb, Real(0));
-    for (int t = 0; t < T; ++t) {
-        Real* row = rows + static_cast<size_t>(t) * stride;
-        const Real* cur = current + static_cast<size_t>(t) * stride;
-        for (int j = 0; j < nb; ++j) {
-            row[j] = K[static_cast<size_t>(j) * T + t];
-            weighted[j] += row[j] * cur[j];
-        }
-    }
-}
-
-// rows[t, j] *= scale[j] for j < nb.
-template <class Real>
-void scale_trace_rows(const Real* scale, int nb, int T, Real* rows, size_t stride)
-{
-    for (int t = 0; t < T; ++t) {
-        Real* row = rows + static_cast<size_t>(t) * stride;
-#pragma omp simd
-        for (int j = 0; j < nb; ++j) row[j] *= scale[j];
-    }
-}
 
 template <class Real>
 class CpuEngine final : public Engine {
@@ -447,12 +413,20 @@ private:
         }
     }
 
-    // The S-PSP trace of neuron o of `train` into K (length T, zeroed here).
-    void trace_of(const SpikeTrain& train, int o, Real* K) const
+    // S-PSP traces of neurons [o0, o0 + n) of train (n <= kTraceBlock): rows[t * stride + j];
+    // with current (same layout), also weighted[j] = sum_t K[j, t] * current[t, j].
+    void traces(const SpikeTrain& train, int o0, int n, SpspTraceScratch<Real, kTraceBlock>& scratch, Real* rows,
+                size_t stride, const Real* current = nullptr, Real* weighted = nullptr) const
     {
-        std::fill(K, K + T_, Real(0));
-        spsp_trace(train.times(o), train.count(o), spsp_window(cfg_.tau_m), cfg_.t_ref,
-                   spsp_decay(spsp_tables_.data()), spsp_kernel(spsp_tables_.data(), T_, cfg_.t_ref), K);
+        const int* post[kTraceBlock];
+        int n_post[kTraceBlock];
+        for (int j = 0; j < n; ++j) {
+            post[j] = train.times(o0 + j);
+            n_post[j] = train.count(o0 + j);
+        }
+        spsp_trace_rows<kTraceBlock>(post, n_post, n, T_, spsp_window(cfg_.tau_m), cfg_.t_ref, cfg_.tau_s,
+                                     spsp_decay(spsp_tables_.data()), spsp_kernel(spsp_tables_.data(), T_, cfg_.t_ref),
+                                     scratch, rows, stride, current, weighted);
     }
 
     // SPEC 3, then SPEC 4's lateral factor and revival on the output layer. Returns the cost.
@@ -483,13 +457,15 @@ private:
     {
         const int O = static_cast<int>(lat.size());
         const Real inv_vth = Real(1) / Real(cfg_.vth.back());
-        std::vector<Real> K(static_cast<size_t>(O) * T_);
-        for (int o = 0; o < O; ++o) trace_of(out, o, K.data() + static_cast<size_t>(o) * T_);
+        std::vector<Real> K(static_cast<size_t>(T_) * O);  // (T, O)
+        SpspTraceScratch<Real, kTraceBlock> scratch;
+        scratch.resize(T_);
+        for (int o0 = 0; o0 < O; o0 += kTraceBlock) traces(out, o0, std::min(kTraceBlock, O - o0), scratch, K.data() + o0, O);
         // e_{l|j}: post l, pre j
         auto e = [&](int l, int j) {
             Real acc = 0;
             const int* tj = out.times(j);
-            for (int k = 0; k < out.count(j); ++k) acc += K[static_cast<size_t>(l) * T_ + tj[k]];
+            for (int k = 0; k < out.count(j); ++k) acc += K[static_cast<size_t>(tj[k]) * O + l];
             return acc;
         };
         for (int j = 0; j < O; ++j) {
@@ -540,16 +516,15 @@ private:
             w.silent_grad.resize(O);
 
             // Traces K and side terms (sum_i W e = sum_t K I), for blocks of neurons. The input
-            // layer needs no pre_delta, so its traces are scaled by gradient_scale in place and
-            // each of its gradient rows becomes a plain sum of trace rows (SPEC 6).
-            const bool scale_traces = l == 0;
+            // layer needs no pre_delta, so each of its gradient rows is gradient_scale times a
+            // plain sum of trace rows (SPEC 6).
             for_each_range(O, n_threads, [&](int lo, int hi) {
-                std::vector<Real> K(static_cast<size_t>(kTraceBlock) * T);
+                SpspTraceScratch<Real, kTraceBlock> scratch;
+                scratch.resize(T);
                 for (int o0 = lo; o0 < hi; o0 += kTraceBlock) {
                     const int nb = std::min(kTraceBlock, hi - o0);
-                    for (int j = 0; j < nb; ++j) trace_of(post, o0 + j, K.data() + static_cast<size_t>(j) * T);
                     Real weighted[kTraceBlock];
-                    store_trace_rows(K.data(), nb, T, w.current.data() + o0, w.trace.data() + o0, O, weighted);
+                    traces(post, o0, nb, scratch, w.trace.data() + o0, O, w.current.data() + o0, weighted);
                     for (int j = 0; j < nb; ++j) {
                         const int o = o0 + j;
                         const int n_o = post.count(o);
@@ -561,7 +536,6 @@ private:
                         w.silent_grad[o] = n_o == 0 ? weight_gradient(w.dv[o], spsp_value(Real(0), 0, 1), w.side[o], w.lat[o])
                                                     : Real(0);
                     }
-                    if (scale_traces) scale_trace_rows(w.scale.data() + o0, nb, T, w.trace.data() + o0, O);
                 }
             });
             const bool any_silent = std::any_of(w.silent_grad.begin(), w.silent_grad.end(), [](Real g) { return g != 0; });
@@ -579,8 +553,8 @@ private:
                     const int i = pre.active[a];
                     const int n_i = pre.count(i);
                     Real* grow = w.grad.data() + static_cast<size_t>(i) * O;
-                    if (scale_traces) {
-                        add_sum_of_rows(w.trace.data(), O, pre.times(i), n_i, 0, O, grow);
+                    if (!pre_delta) {
+                        add_scaled_sum_of_rows(w.trace.data(), O, pre.times(i), n_i, 0, O, w.scale.data(), grow);
                         if (any_silent)
                             for (int o = 0; o < O; ++o) grow[o] += w.silent_grad[o];
                         continue;

@@ -56,8 +56,9 @@ __global__ void revival_kernel(const int* counts, const int* labels, int B, int 
 }
 
 // K[t] of one post neuron (its neuron-mask row m) at one step t >= 1, in gather form: the
-// spsp_trace terms of all post spikes tp with t + t_ref <= tp <= t + window, ascending, so the
-// sum is bit-identical to the CPU's scatter. `last` of the first one is found by searching back.
+// spsp_pair terms of all post spikes tp with t + t_ref <= tp <= t + window, ascending (the CPU
+// carries the same sum in O(T); the two differ by rounding only). `last` of the first one is
+// found by searching back.
 template <class Real>
 __device__ Real trace_at(const uint32_t* m, int t, int T, int window, int t_ref, const Real* __restrict__ decay,
                          const Real* __restrict__ kernel)

@@ -7,7 +7,7 @@
 //                     inhibition); writes both masks, counts and the layer's spike total
 // then, when learning, from the output layer down:
 //   output_loss, [trace + lateral on the pre-revival spikes], revival,
-//   trace_kernel      K[b,t,o] in gather form, bit-identical to the CPU's spsp_trace
+//   trace_kernel      K[b,t,o] in gather form (spsp_pair terms summed one by one)
 //   side_kernel       dv and the side term (sum_t K I / n_o)
 //   spsp_rows_kernel  e[b,o,i] = sum over spike times of i of K[b,t,o] (K_b tile in shared
 //                     memory), g accumulated per sample group without atomics, pre-deltas

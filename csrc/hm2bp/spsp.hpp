@@ -1,8 +1,9 @@
 // SPEC 4 and 6: the spike-train level post-synaptic potential (S-PSP).
 //
 // e[o, i] = sum over pre spikes tq of i of K[o, tq], where the trace K[o, .] depends only on
-// the post spike train of o (the "fast form"). spsp_trace builds K; the pairwise terms come
-// from two tables indexed by integer step distances, so no exp() runs on the hot path.
+// the post spike train of o (the "fast form"). K is a sum of the pairwise terms spsp_pair,
+// read from two tables indexed by integer step distances, so no exp() runs on the hot path.
+// The GPU sums the terms directly; the CPU builds K in O(T) with ../cpu/spsp_trace_rows.hpp.
 #pragma once
 #include <cmath>
 
@@ -33,30 +34,9 @@ inline void spsp_tables(int T, int t_ref, double tau_m, double tau_s, Real* tabl
 // Pre spikes within this many steps before a post spike count (SPEC: tq >= tp - 4*tau_m).
 inline int spsp_window(double tau_m) { return static_cast<int>(std::floor(4.0 * tau_m)); }
 
-// Adds the trace of one post train (ascending spike times) to K[0..T) (zeroed by the caller).
-// For a post spike tp and a pre spike tq, with s = tp - last and u = tp - (tq + t_ref) >= 0,
-// the SPEC's pairwise term is decay[max(u - s, 0)] * kernel[min(s, u)]; the two loops below
-// are that term on u <= s and on u > s, split so that each is a plain vector loop.
-template <class Real>
-HM2BP_HD void spsp_trace(const int* post, int n_post, int window, int t_ref,
-                         const Real* decay, const Real* kernel, Real* K)
-{
-    int last = 1;
-    for (int k = 0; k < n_post; ++k) {
-        const int tp = post[k];
-        const int s = tp - last;
-        const int lo = max_of(1, tp - window);
-        const int hi = tp - t_ref;  // pre spikes later than this fall in the refractory shift
-        const int u_max = hi - lo;  // u = hi - tq
-        const int u_split = min_of(s, u_max);
-        for (int u = 0; u <= u_split; ++u) K[hi - u] += decay[0] * kernel[u];
-        for (int u = max_of(u_split + 1, 0); u <= u_max; ++u) K[hi - u] += decay[u - s] * kernel[s];
-        last = tp + t_ref;
-    }
-}
-
-// One term of spsp_trace, for the GPU's gather form (one K[t] at a time): the post spike tp,
-// s = tp - last, and a pre spike at u = tp - t_ref - tq >= 0. Equal to the two loops above.
+// The pairwise term of SPEC 4 for a post spike tp (s = tp - last) and a pre spike tq at
+// u = tp - t_ref - tq >= 0: decay[max(u - s, 0)] * kernel[min(s, u)]. The GPU sums it directly
+// (gather form, one K[t] at a time); the CPU's spsp_trace_rows is the same sum in O(T).
 template <class Real>
 HM2BP_HD Real spsp_pair(int u, int s, const Real* decay, const Real* kernel)
 {
