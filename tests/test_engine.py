@@ -59,6 +59,22 @@ def test_revival_spacing_shorter_than_refractory_period(T):
         assert_rel_close(got, want, 1e-9)
 
 
+@pytest.mark.parametrize("tau_m, tau_s, t_ref, T", [(8.0, 2.0, 1, 150), (10.0, 4.0, 4, 120), (64.0, 8.0, 2, 300)])
+def test_trace_windows_refractory_periods_and_wide_output(tau_m, tau_s, t_ref, T):
+    # The CPU builds S-PSP traces 16 neurons at a time in O(T) (csrc/cpu/spsp_trace_rows.hpp):
+    # short windows (4 tau_m < inter-spike gaps), other t_ref, taus that are not powers of two,
+    # and an output layer wider than 16 with lateral inhibition, against the literal SPEC sums.
+    config, spikes, labels = random_case(11, [40, 35, 20], T, 2, rate=0.05, vth=[1.0, 1.5],
+                                         tau_m=tau_m, tau_s=tau_s, t_ref=t_ref)
+    engine = hm2bp.Network(**config, dtype="float64")
+    oracle = ref.Network(**config)
+    hidden, out = engine.forward(spikes)
+    assert hidden.sum() > 0 and out.sum() > 0
+    for got, want in zip(engine.gradients(spikes, labels), oracle.gradients(spikes, labels)):
+        assert np.abs(want).max() > 0
+        assert_rel_close(got, want, 1e-9)
+
+
 @pytest.mark.parametrize("optimizer", ["adam", "sgd"])
 def test_optimizers_and_regularization(optimizer):
     config, spikes, labels = random_case(3, [25, 15, 5], 60, 2, optimizer=optimizer, reg_lambda=10.0, reg_beta=0.5)
