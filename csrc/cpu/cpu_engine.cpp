@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <new>
 #include <stdexcept>
 
 #include "../engine.hpp"
@@ -30,25 +31,44 @@
 namespace hm2bp {
 namespace {
 
+// Allocates on cache-line boundaries, so that rows of a multiple of 64 bytes start on one too:
+// a vector load that straddles two lines costs two.
+template <class T>
+struct CacheAligned {
+    using value_type = T;
+    static constexpr std::align_val_t alignment{64};
+    CacheAligned() = default;
+    template <class U>
+    CacheAligned(const CacheAligned<U>&) {}
+    T* allocate(size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), alignment)); }
+    void deallocate(T* p, size_t) { ::operator delete(p, alignment); }
+    friend bool operator==(const CacheAligned&, const CacheAligned&) { return true; }
+    friend bool operator!=(const CacheAligned&, const CacheAligned&) { return false; }
+};
+template <class T>
+using AlignedVector = std::vector<T, CacheAligned<T>>;
+
 // Weights and optimizer state are stored transposed, wt[i * n_out + o] = W[o, i], so that
 // one input spike touches one contiguous row.
 template <class Real>
 struct Layer {
     int n_in = 0;
     int n_out = 0;
-    std::vector<Real> wt, moment1, moment2;
+    AlignedVector<Real> wt, moment1, moment2;
     std::vector<Real> row_sum;  // sum_i W[o, i], for the side term of silent neurons
 };
 
 // Per-layer scratch of the sample a worker is processing.
 template <class Real>
 struct LayerWork {
-    std::vector<Real> current;  // (T, n_out): I[t, o] = sum_i W[o, i] s_in[t, i]
-    std::vector<Real> trace;    // (T, n_out): K[o, t]
+    AlignedVector<Real> current;  // (T, n_out): I[t, o] = sum_i W[o, i] s_in[t, i], lateral layer only
+    AlignedVector<Real> trace;    // (T, n_out): K[o, t]
     std::vector<uint8_t> fired; // (T, n_out)
     std::vector<Real> delta, dv, side, lat;
-    std::vector<Real> scale, silent_grad;  // gradient_scale; the gradient of a silent neuron
-    std::vector<Real> grad;     // (n_in, n_out) gradient sum over this worker's samples
+    std::vector<Real> scale;    // gradient_scale
+    std::vector<int> n_post;    // spike counts (after revival on the output layer)
+    AlignedVector<Real> spsp;     // (active inputs, n_out): e[o, i] of the active inputs i
+    AlignedVector<Real> grad;     // (n_in, n_out) gradient sum over this worker's samples
     SpikeTrain out;             // this layer's spikes, the next layer's input
 };
 
@@ -81,11 +101,10 @@ inline void split_range(int n, int parts, int k, int align, int& lo, int& hi)
     hi = std::min(n, (blocks * (k + 1) / parts) * align);
 }
 
-// The spike-event sums of SPEC 6, register-tiled over o in [lo, hi):
-//   acc[o] = sum_k matrix[rows[k], o];  out[o] = acc[o], or out[o] += scale[o] * acc[o] with Scaled.
-template <bool Scaled, int width, class Real>
-int sum_rows_blocks(const Real* matrix, size_t stride, const int* rows, int n_rows, int o, int hi, const Real* scale,
-                    Real* out)
+// out[o] = sum_k matrix[rows[k], o] for o in [lo, hi): the spike-event sums of SPEC 6,
+// register-tiled over o.
+template <int width, class Real>
+int sum_rows_blocks(const Real* matrix, size_t stride, const int* rows, int n_rows, int o, int hi, Real* out)
 {
     for (; o + width <= hi; o += width) {
         Real acc[width] = {};
@@ -94,31 +113,17 @@ int sum_rows_blocks(const Real* matrix, size_t stride, const int* rows, int n_ro
 #pragma omp simd
             for (int j = 0; j < width; ++j) acc[j] += row[j];
         }
-        for (int j = 0; j < width; ++j) out[o + j] = Scaled ? out[o + j] + scale[o + j] * acc[j] : acc[j];
+        for (int j = 0; j < width; ++j) out[o + j] = acc[j];
     }
     return o;
-}
-
-template <bool Scaled, class Real>
-void sum_rows_impl(const Real* matrix, size_t stride, const int* rows, int n_rows, int lo, int hi, const Real* scale,
-                   Real* out)
-{
-    int o = sum_rows_blocks<Scaled, 256 / sizeof(Real)>(matrix, stride, rows, n_rows, lo, hi, scale, out);
-    o = sum_rows_blocks<Scaled, 64 / sizeof(Real)>(matrix, stride, rows, n_rows, o, hi, scale, out);
-    sum_rows_blocks<Scaled, 1>(matrix, stride, rows, n_rows, o, hi, scale, out);
 }
 
 template <class Real>
 void sum_rows(const Real* matrix, size_t stride, const int* rows, int n_rows, int lo, int hi, Real* out)
 {
-    sum_rows_impl<false>(matrix, stride, rows, n_rows, lo, hi, static_cast<const Real*>(nullptr), out);
-}
-
-template <class Real>
-void add_scaled_sum_of_rows(const Real* matrix, size_t stride, const int* rows, int n_rows, int lo, int hi,
-                            const Real* scale, Real* out)
-{
-    sum_rows_impl<true>(matrix, stride, rows, n_rows, lo, hi, scale, out);
+    int o = sum_rows_blocks<256 / sizeof(Real)>(matrix, stride, rows, n_rows, lo, hi, out);
+    o = sum_rows_blocks<64 / sizeof(Real)>(matrix, stride, rows, n_rows, o, hi, out);
+    sum_rows_blocks<1>(matrix, stride, rows, n_rows, o, hi, out);
 }
 
 // Neurons whose S-PSP traces are built together (spsp_trace_rows): one vector of floats.
@@ -147,7 +152,7 @@ public:
     void set_param(Param p, int l, const double* values) override
     {
         Layer<Real>& layer = layers_.at(l);
-        std::vector<Real>& dst = param(layer, p);
+        AlignedVector<Real>& dst = param(layer, p);
         for (int o = 0; o < layer.n_out; ++o)
             for (int i = 0; i < layer.n_in; ++i)
                 dst[static_cast<size_t>(i) * layer.n_out + o] = Real(values[static_cast<size_t>(o) * layer.n_in + i]);
@@ -156,7 +161,7 @@ public:
     void get_param(Param p, int l, double* values) const override
     {
         const Layer<Real>& layer = layers_.at(l);
-        const std::vector<Real>& src = param(const_cast<Layer<Real>&>(layer), p);
+        const AlignedVector<Real>& src = param(const_cast<Layer<Real>&>(layer), p);
         for (int o = 0; o < layer.n_out; ++o)
             for (int i = 0; i < layer.n_in; ++i)
                 values[static_cast<size_t>(o) * layer.n_in + i] = double(src[static_cast<size_t>(i) * layer.n_out + o]);
@@ -247,7 +252,7 @@ private:
     int T_ = 0;
     int64_t step_ = 0;
 
-    std::vector<Real>& param(Layer<Real>& layer, Param p) const
+    AlignedVector<Real>& param(Layer<Real>& layer, Param p) const
     {
         switch (p) {
             case Param::Weights: return layer.wt;
@@ -275,8 +280,9 @@ private:
             for (size_t l = 0; l < layers_.size(); ++l) {
                 LayerWork<Real>& w = worker.layers[l];
                 const size_t size = static_cast<size_t>(T) * layers_[l].n_out;
-                if (w.current.size() != size) {
-                    w.current.assign(size, Real(0));
+                if (w.fired.size() != size) {
+                    const bool lateral = l + 1 == layers_.size() && cfg_.w0 != 0.0;
+                    w.current.assign(lateral ? size : 0, Real(0));
                     w.trace.assign(size, Real(0));
                     w.fired.assign(size, 0);
                 }
@@ -327,29 +333,22 @@ private:
         const bool lateral = l + 1 == static_cast<int>(layers_.size()) && cfg_.w0 != 0.0;
         const LifParams<Real> p = lif(l);
 
-        for_each_range(O, n_threads, [&](int lo, int hi) {
-            // Column blocks of W small enough to stay in L2 across all steps.
-            constexpr int columns = 512 / sizeof(Real) * 4;
-            for (int c = lo; c < hi; c += columns)
-                for (int t = 0; t < T; ++t)
-                    sum_rows(layer.wt.data(), O, input.step_ids.data() + input.step_start[t],
-                             input.step_start[t + 1] - input.step_start[t], c, std::min(hi, c + columns),
-                             w.current.data() + static_cast<size_t>(t) * O);
-            if (!lateral) scan_neurons(w, p, lo, hi, O);
-        });
-        if (lateral) scan_with_lateral_inhibition(w, p, O);
-
+        if (lateral) {
+            for (int t = 0; t < T; ++t)
+                sum_rows(layer.wt.data(), O, input.step_ids.data() + input.step_start[t],
+                         input.step_start[t + 1] - input.step_start[t], 0, O, w.current.data() + static_cast<size_t>(t) * O);
+            scan_with_lateral_inhibition(w, p, O);
+        } else {
+            for_each_range(O, n_threads, [&](int lo, int hi) {
+                if (power_of_two_taus()) integrate<true>(layer, input, w, p, lo, hi);
+                else integrate<false>(layer, input, w, p, lo, hi);
+            });
+        }
         w.out.from_dense(w.fired.data(), T, O);
     }
 
     // The LIF scans, instantiated for the taus at hand (divide_by_tau).
     bool power_of_two_taus() const { return is_power_of_two(cfg_.tau_m) && is_power_of_two(cfg_.tau_s); }
-
-    void scan_neurons(LayerWork<Real>& w, const LifParams<Real>& p, int lo, int hi, int O) const
-    {
-        if (power_of_two_taus()) scan_neurons<true>(w, p, lo, hi, O);
-        else scan_neurons<false>(w, p, lo, hi, O);
-    }
 
     void scan_with_lateral_inhibition(LayerWork<Real>& w, const LifParams<Real>& p, int O) const
     {
@@ -357,20 +356,33 @@ private:
         else scan_with_lateral_inhibition<false>(w, p, O);
     }
 
+    // SPEC 1 for neurons [lo, hi) of a layer without lateral inhibition, one chunk of columns at
+    // a time: each step's input current (the sum of the W rows of the inputs that fired one step
+    // earlier) goes straight into the LIF state, and the chunk of W stays in L1 over all T.
     template <bool PowerOfTwoTaus>
-    void scan_neurons(LayerWork<Real>& w, const LifParams<Real>& p, int lo, int hi, int O) const
+    void integrate(const Layer<Real>& layer, const SpikeTrain& input, LayerWork<Real>& w, const LifParams<Real>& p,
+                   int lo, int hi) const
     {
-        const int n = hi - lo;
-        std::vector<Real> v(n, Real(0)), ep(n, Real(0));
-        std::vector<int> ref(n, 0);
-        std::fill(w.fired.begin() + lo, w.fired.begin() + hi, uint8_t(0));  // t = 0 never fires
-        for (int k = 0; k < n; ++k) lif_decay<PowerOfTwoTaus>(v[k], ep[k], p);
-        for (int t = 1; t < T_; ++t) {
-            const Real* r = w.current.data() + static_cast<size_t>(t - 1) * O + lo;
-            uint8_t* fired = w.fired.data() + static_cast<size_t>(t) * O + lo;
-            for (int k = 0; k < n; ++k) {
-                lif_decay<PowerOfTwoTaus>(v[k], ep[k], p);
-                fired[k] = lif_integrate<PowerOfTwoTaus>(v[k], ep[k], ref[k], r[k], p);
+        constexpr int chunk = 256 / sizeof(Real);
+        const int O = layer.n_out;
+        Real r[chunk], v[chunk], ep[chunk];
+        int ref[chunk];
+        for (int c = lo; c < hi; c += chunk) {
+            const int n = std::min(chunk, hi - c);
+            std::fill(v, v + n, Real(0));
+            std::fill(ep, ep + n, Real(0));
+            std::fill(ref, ref + n, 0);
+            std::fill(w.fired.begin() + c, w.fired.begin() + c + n, uint8_t(0));  // t = 0 never fires
+            for (int k = 0; k < n; ++k) lif_decay<PowerOfTwoTaus>(v[k], ep[k], p);
+            for (int t = 1; t < T_; ++t) {
+                sum_rows(layer.wt.data() + c, O, input.step_ids.data() + input.step_start[t - 1],
+                         input.step_start[t] - input.step_start[t - 1], 0, n, r);
+                uint8_t* fired = w.fired.data() + static_cast<size_t>(t) * O + c;
+#pragma omp simd
+                for (int k = 0; k < n; ++k) {
+                    lif_decay<PowerOfTwoTaus>(v[k], ep[k], p);
+                    fired[k] = lif_integrate<PowerOfTwoTaus>(v[k], ep[k], ref[k], r[k], p);
+                }
             }
         }
     }
@@ -413,10 +425,9 @@ private:
         }
     }
 
-    // S-PSP traces of neurons [o0, o0 + n) of train (n <= kTraceBlock): rows[t * stride + j];
-    // with current (same layout), also weighted[j] = sum_t K[j, t] * current[t, j].
+    // S-PSP traces of neurons [o0, o0 + n) of train (n <= kTraceBlock): rows[t * stride + j].
     void traces(const SpikeTrain& train, int o0, int n, SpspTraceScratch<Real, kTraceBlock>& scratch, Real* rows,
-                size_t stride, const Real* current = nullptr, Real* weighted = nullptr) const
+                size_t stride) const
     {
         const int* post[kTraceBlock];
         int n_post[kTraceBlock];
@@ -426,7 +437,7 @@ private:
         }
         spsp_trace_rows<kTraceBlock>(post, n_post, n, T_, spsp_window(cfg_.tau_m), cfg_.t_ref, cfg_.tau_s,
                                      spsp_decay(spsp_tables_.data()), spsp_kernel(spsp_tables_.data(), T_, cfg_.t_ref),
-                                     scratch, rows, stride, current, weighted);
+                                     scratch, rows, stride);
     }
 
     // SPEC 3, then SPEC 4's lateral factor and revival on the output layer. Returns the cost.
@@ -513,64 +524,66 @@ private:
             w.dv.resize(O);
             w.side.resize(O);
             w.scale.resize(O);
-            w.silent_grad.resize(O);
+            w.n_post.resize(O);
 
-            // Traces K and side terms (sum_i W e = sum_t K I), for blocks of neurons. The input
-            // layer needs no pre_delta, so each of its gradient rows is gradient_scale times a
-            // plain sum of trace rows (SPEC 6).
             for_each_range(O, n_threads, [&](int lo, int hi) {
                 SpspTraceScratch<Real, kTraceBlock> scratch;
                 scratch.resize(T);
-                for (int o0 = lo; o0 < hi; o0 += kTraceBlock) {
-                    const int nb = std::min(kTraceBlock, hi - o0);
-                    Real weighted[kTraceBlock];
-                    traces(post, o0, nb, scratch, w.trace.data() + o0, O, w.current.data() + o0, weighted);
-                    for (int j = 0; j < nb; ++j) {
-                        const int o = o0 + j;
-                        const int n_o = post.count(o);
-                        w.dv[o] = w.delta[o] / Real(cfg_.vth[l]);
-                        const Real sum = n_o > 0 ? weighted[j] / Real(n_o) : layer.row_sum[o] * side_weight(Real(0), 0);
-                        w.side[o] = inv_vth * sum;
-                        w.scale[o] = gradient_scale(w.dv[o], w.side[o], w.lat[o]);
-                        // a silent o has K = 0 but e = 0.1 from every active input (spsp_value)
-                        w.silent_grad[o] = n_o == 0 ? weight_gradient(w.dv[o], spsp_value(Real(0), 0, 1), w.side[o], w.lat[o])
-                                                    : Real(0);
-                    }
+                for (int o0 = lo; o0 < hi; o0 += kTraceBlock)
+                    traces(post, o0, std::min(kTraceBlock, hi - o0), scratch, w.trace.data() + o0, O);
+            });
+
+            // Rows e[., i] of the S-PSP of the active inputs: sums of trace rows over their spike
+            // times (SPEC 6). All of them are needed for the side term before any gradient row.
+            const int n_active = static_cast<int>(pre.active.size());
+            w.spsp.resize(static_cast<size_t>(n_active) * O);
+#pragma omp parallel for num_threads(n_threads) schedule(dynamic, 8) if (n_threads > 1)
+            for (int a = 0; a < n_active; ++a) {
+                const int i = pre.active[a];
+                sum_rows(w.trace.data(), O, pre.times(i), pre.count(i), 0, O, w.spsp.data() + static_cast<size_t>(a) * O);
+            }
+
+            // side[o] = (1 / vth) sum_i W[o, i] e[o, i] / n_o (0.5 instead of e / n_o for a silent o).
+            for_each_range(O, n_threads, [&](int lo, int hi) {
+                std::fill(w.side.begin() + lo, w.side.begin() + hi, Real(0));
+                for (int a = 0; a < n_active; ++a) {
+                    const Real* wrow = layer.wt.data() + static_cast<size_t>(pre.active[a]) * O;
+                    const Real* erow = w.spsp.data() + static_cast<size_t>(a) * O;
+#pragma omp simd
+                    for (int o = lo; o < hi; ++o) w.side[o] += wrow[o] * erow[o];
+                }
+                for (int o = lo; o < hi; ++o) {
+                    const int n_o = post.count(o);
+                    w.n_post[o] = n_o;
+                    w.dv[o] = w.delta[o] / Real(cfg_.vth[l]);
+                    const Real sum = n_o > 0 ? w.side[o] / Real(n_o) : layer.row_sum[o] * side_weight(Real(0), 0);
+                    w.side[o] = inv_vth * sum;
+                    w.scale[o] = gradient_scale(w.dv[o], w.side[o], w.lat[o]);
                 }
             });
-            const bool any_silent = std::any_of(w.silent_grad.begin(), w.silent_grad.end(), [](Real g) { return g != 0; });
 
-            // Rows e[., i] of the S-PSP for each active input i: gradient and pre-delta.
+            // Gradient rows and pre-deltas of the active inputs.
             std::vector<Real>* pre_delta = l > 0 ? &worker.layers[l - 1].delta : nullptr;
             if (pre_delta) pre_delta->assign(layer.n_in, Real(0));
-            const int n_active = static_cast<int>(pre.active.size());
-#pragma omp parallel num_threads(n_threads) if (n_threads > 1)
-            {
+            const Real* scale = w.scale.data();
+            const int* n_post = w.n_post.data();
+#pragma omp parallel for num_threads(n_threads) schedule(dynamic, 8) if (n_threads > 1)
+            for (int a = 0; a < n_active; ++a) {
                 const FlushDenormals flush;
-                std::vector<Real> e(O);
-#pragma omp for schedule(dynamic, 8)
-                for (int a = 0; a < n_active; ++a) {
-                    const int i = pre.active[a];
-                    const int n_i = pre.count(i);
-                    Real* grow = w.grad.data() + static_cast<size_t>(i) * O;
-                    if (!pre_delta) {
-                        add_scaled_sum_of_rows(w.trace.data(), O, pre.times(i), n_i, 0, O, w.scale.data(), grow);
-                        if (any_silent)
-                            for (int o = 0; o < O; ++o) grow[o] += w.silent_grad[o];
-                        continue;
-                    }
-                    sum_rows(w.trace.data(), O, pre.times(i), n_i, 0, O, e.data());
-                    const Real* wrow = layer.wt.data() + static_cast<size_t>(i) * O;
-                    Real pd = 0;
-                    for (int o = 0; o < O; ++o) {
-                        const int n_o = post.count(o);
-                        const Real e_oi = spsp_value(e[o], n_o, n_i);
-                        grow[o] += weight_gradient(w.dv[o], e_oi, w.side[o], w.lat[o]);
-                        const Real R = cfg_.effect_ratio ? effect_ratio(e_oi, n_o, n_i) : Real(1);
-                        pd += w.dv[o] * R * wrow[o];
-                    }
-                    (*pre_delta)[i] = pd;
+                const int i = pre.active[a];
+                const int n_i = pre.count(i);
+                const Real* e = w.spsp.data() + static_cast<size_t>(a) * O;
+                Real* grow = w.grad.data() + static_cast<size_t>(i) * O;
+#pragma omp simd
+                for (int o = 0; o < O; ++o) grow[o] += weight_gradient(scale[o], spsp_value(e[o], n_post[o], n_i));
+                if (!pre_delta) continue;
+                const Real* wrow = layer.wt.data() + static_cast<size_t>(i) * O;
+                Real pd = 0;
+                for (int o = 0; o < O; ++o) {
+                    const Real R = cfg_.effect_ratio ? effect_ratio(spsp_value(e[o], n_post[o], n_i), n_post[o], n_i) : Real(1);
+                    pd += w.dv[o] * R * wrow[o];
                 }
+                (*pre_delta)[i] = pd;
             }
             if (!pre_delta) continue;
             // Silent inputs: R = 1.
@@ -603,7 +616,7 @@ private:
     void export_mean_gradient(int l, int B, double* out) const
     {
         const Layer<Real>& layer = layers_[l];
-        const std::vector<Real>& grad = workers_[0].layers[l].grad;
+        const AlignedVector<Real>& grad = workers_[0].layers[l].grad;
         for (int o = 0; o < layer.n_out; ++o)
             for (int i = 0; i < layer.n_in; ++i)
                 out[static_cast<size_t>(o) * layer.n_in + i] =

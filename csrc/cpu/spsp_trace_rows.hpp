@@ -29,13 +29,12 @@ struct SpspTraceScratch {
 // The backward scan of spsp_trace_rows over t = T-1 .. 1 for all lanes: per step, K[j] = the
 // region-1 term (if t is in lane j's current region-1 interval) + the carried region-2 sum.
 // Consumes the events and leaves them cleared (region1_hi = -1, jump = 0) for the next call.
-// With current (rows' layout), also weighted[j] = sum_t K[j] * current[t, j].
 template <int Lanes, class Real>
 struct TraceScan {
     static void run(int T, int* region1_hi, const int* region1_lo, Real* jump, Real step_decay, Real decay0,
-                    const Real* kernel, int n, Real* rows, size_t stride, const Real* current, Real* weighted)
+                    const Real* kernel, int n, Real* rows, size_t stride)
     {
-        Real carried[Lanes] = {}, K[Lanes], acc[Lanes] = {};
+        Real carried[Lanes] = {}, K[Lanes];
         int hi[Lanes], lo[Lanes];
         std::fill(hi, hi + Lanes, -1);
         std::fill(lo, lo + Lanes, 0);
@@ -54,10 +53,7 @@ struct TraceScan {
                 event_jump[j] = Real(0);
             }
             std::copy(K, K + n, rows + static_cast<size_t>(t) * stride);
-            if (current)
-                for (int j = 0; j < n; ++j) acc[j] += K[j] * current[static_cast<size_t>(t) * stride + j];
         }
-        if (current) std::copy(acc, acc + n, weighted);
     }
 };
 
@@ -65,13 +61,14 @@ struct TraceScan {
 // The same scan with the 16 float lanes in registers (GCC does not vectorize the generic one).
 template <>
 struct TraceScan<16, float> {
+
     static void run(int T, int* region1_hi, const int* region1_lo, float* jump, float step_decay, float decay0,
-                    const float* kernel, int n, float* rows, size_t stride, const float* current, float* weighted)
+                    const float* kernel, int n, float* rows, size_t stride)
     {
         const __m512 a = _mm512_set1_ps(step_decay), d0 = _mm512_set1_ps(decay0);
         const __m512i none = _mm512_set1_epi32(-1);
         const __mmask16 lanes = static_cast<__mmask16>((1u << n) - 1);
-        __m512 carried = _mm512_setzero_ps(), acc = _mm512_setzero_ps();
+        __m512 carried = _mm512_setzero_ps();
         __m512i hi = none, lo = _mm512_setzero_si512();
         for (int t = T - 1; t >= 1; --t) {
             int* event_hi = region1_hi + t * 16;
@@ -86,20 +83,16 @@ struct TraceScan<16, float> {
             const __m512 k = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), in_region1, _mm512_sub_epi32(hi, tv), kernel, 4);
             const __m512 K = _mm512_add_ps(_mm512_maskz_mul_ps(in_region1, d0, k), carried);
             _mm512_mask_storeu_ps(rows + static_cast<size_t>(t) * stride, lanes, K);
-            if (current)
-                acc = _mm512_add_ps(acc, _mm512_mul_ps(K, _mm512_maskz_loadu_ps(lanes, current + static_cast<size_t>(t) * stride)));
             _mm512_storeu_si512(event_hi, none);
             _mm512_storeu_ps(event_jump, _mm512_setzero_ps());
         }
-        if (current) _mm512_mask_storeu_ps(weighted, lanes, acc);
     }
 };
 #endif
 
 // The traces K[j, t] of up to Lanes post trains at once (post[j]: n_post[j] ascending spike
 // times, j < n), written as rows[t * stride + j] for t in [0, T): the layout in which the
-// spike-event sums of SPEC 6 read them. With current (same layout; may be null), also the side
-// term's weighted[j] = sum_t K[j, t] * current[t, j] on the way.
+// spike-event sums of SPEC 6 read them.
 //
 // With last_k = p_{k-1} + t_ref (1 for the first spike), s_k = p_k - last_k, hi_k = p_k - t_ref
 // and lo_k = max(1, p_k - window), post spike k adds spsp_pair to K[t] for t in [lo_k, hi_k]:
@@ -114,7 +107,7 @@ struct TraceScan<16, float> {
 template <int Lanes, class Real>
 void spsp_trace_rows(const int* const* post, const int* n_post, int n, int T, int window, int t_ref,
                      double tau_s, const Real* decay, const Real* kernel, SpspTraceScratch<Real, Lanes>& scratch,
-                     Real* rows, size_t stride, const Real* current = nullptr, Real* weighted = nullptr)
+                     Real* rows, size_t stride)
 {
     int* region1_hi = scratch.region1_hi.data();
     int* region1_lo = scratch.region1_lo.data();
@@ -142,7 +135,7 @@ void spsp_trace_rows(const int* const* post, const int* n_post, int n, int T, in
     }
 
     TraceScan<Lanes, Real>::run(T, region1_hi, region1_lo, jump, Real(std::exp(-1.0 / tau_s)), decay[0], kernel, n,
-                                rows, stride, current, weighted);
+                                rows, stride);
     for (int j = 0; j < n; ++j) rows[j] = Real(0);  // t = 0: no pre spike precedes a post spike by t_ref
 }
 

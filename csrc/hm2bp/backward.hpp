@@ -40,11 +40,18 @@ HM2BP_HD Real gradient_scale(Real dv, Real side, Real lat)
     return dv * (Real(1) + side) * lat;
 }
 
-// Per-sample weight gradient g[o, i] = dv * e * (1 + side) * lat.
+// Per-sample weight gradient g[o, i] from the neuron's gradient_scale and the S-PSP e[o, i].
+template <class Real>
+HM2BP_HD Real weight_gradient(Real scale, Real e)
+{
+    return scale * e;
+}
+
+// The same from its factors: g[o, i] = dv * e * (1 + side) * lat.
 template <class Real>
 HM2BP_HD Real weight_gradient(Real dv, Real e, Real side, Real lat)
 {
-    return gradient_scale(dv, side, lat) * e;
+    return weight_gradient(gradient_scale(dv, side, lat), e);
 }
 
 }  // namespace hm2bp
