@@ -18,6 +18,7 @@
 #include <cstring>
 #include <new>
 #include <stdexcept>
+#include <type_traits>
 
 #include "../engine.hpp"
 #include "../hm2bp/backward.hpp"
@@ -62,12 +63,12 @@ struct Layer {
 template <class Real>
 struct LayerWork {
     AlignedVector<Real> current;  // (T, n_out): I[t, o] = sum_i W[o, i] s_in[t, i], lateral layer only
-    AlignedVector<Real> trace;    // (T, n_out): K[o, t]
+    AlignedVector<Real> trace;    // K[o, t] by blocks of neurons (sum_trace_rows)
     std::vector<uint8_t> fired; // (T, n_out)
     std::vector<Real> delta, dv, side, lat;
     std::vector<Real> scale;    // gradient_scale
     std::vector<int> n_post;    // spike counts (after revival on the output layer)
-    AlignedVector<Real> spsp;     // (active inputs, n_out): e[o, i] of the active inputs i
+    AlignedVector<Real> spsp;     // (active inputs, n_out padded): e[o, i] of the active inputs i
     AlignedVector<Real> grad;     // (n_in, n_out) gradient sum over this worker's samples
     SpikeTrain out;             // this layer's spikes, the next layer's input
 };
@@ -127,7 +128,34 @@ void sum_rows(const Real* matrix, size_t stride, const int* rows, int n_rows, in
 }
 
 // Neurons whose S-PSP traces are built together (spsp_trace_rows): one vector of floats.
+// A layer's traces are stored by blocks of them, (O / kTraceBlock, T, kTraceBlock), so that each
+// block is written as one contiguous stream; O is padded to a whole number of blocks.
 constexpr int kTraceBlock = 16;
+
+inline int trace_blocks(int O) { return (O + kTraceBlock - 1) / kTraceBlock; }
+
+// out[o] = sum_k K[times[k], o] for all blocks of a blocked trace matrix (the S-PSP rows
+// e[., i] of SPEC 6), register-tiled over four blocks.
+template <class Real>
+void sum_trace_rows(const Real* K, int T, int n_blocks, const int* times, int n, Real* out)
+{
+    constexpr int L = kTraceBlock;
+    const size_t block_size = static_cast<size_t>(T) * L;
+    auto tile = [&](int b, auto width) {
+        constexpr int W = decltype(width)::value;
+        Real acc[W][L] = {};
+        for (int k = 0; k < n; ++k) {
+            const Real* row = K + b * block_size + static_cast<size_t>(times[k]) * L;
+            for (int q = 0; q < W; ++q)
+#pragma omp simd
+                for (int j = 0; j < L; ++j) acc[q][j] += row[q * block_size + j];
+        }
+        for (int q = 0; q < W; ++q) std::copy(acc[q], acc[q] + L, out + (b + q) * L);
+    };
+    int b = 0;
+    for (; b + 4 <= n_blocks; b += 4) tile(b, std::integral_constant<int, 4>());
+    for (; b < n_blocks; ++b) tile(b, std::integral_constant<int, 1>());
+}
 
 template <class Real>
 class CpuEngine final : public Engine {
@@ -283,7 +311,7 @@ private:
                 if (w.fired.size() != size) {
                     const bool lateral = l + 1 == layers_.size() && cfg_.w0 != 0.0;
                     w.current.assign(lateral ? size : 0, Real(0));
-                    w.trace.assign(size, Real(0));
+                    w.trace.assign(static_cast<size_t>(T) * trace_blocks(layers_[l].n_out) * kTraceBlock, Real(0));
                     w.fired.assign(size, 0);
                 }
                 if (learn) w.grad.assign(layers_[l].wt.size(), Real(0));
@@ -530,17 +558,20 @@ private:
                 SpspTraceScratch<Real, kTraceBlock> scratch;
                 scratch.resize(T);
                 for (int o0 = lo; o0 < hi; o0 += kTraceBlock)
-                    traces(post, o0, std::min(kTraceBlock, hi - o0), scratch, w.trace.data() + o0, O);
+                    traces(post, o0, std::min(kTraceBlock, hi - o0), scratch,
+                           w.trace.data() + static_cast<size_t>(o0) * T, kTraceBlock);
             });
 
             // Rows e[., i] of the S-PSP of the active inputs: sums of trace rows over their spike
             // times (SPEC 6). All of them are needed for the side term before any gradient row.
             const int n_active = static_cast<int>(pre.active.size());
-            w.spsp.resize(static_cast<size_t>(n_active) * O);
+            const int blocks = trace_blocks(O);
+            const size_t e_stride = static_cast<size_t>(blocks) * kTraceBlock;
+            w.spsp.resize(n_active * e_stride);
 #pragma omp parallel for num_threads(n_threads) schedule(dynamic, 8) if (n_threads > 1)
             for (int a = 0; a < n_active; ++a) {
                 const int i = pre.active[a];
-                sum_rows(w.trace.data(), O, pre.times(i), pre.count(i), 0, O, w.spsp.data() + static_cast<size_t>(a) * O);
+                sum_trace_rows(w.trace.data(), T, blocks, pre.times(i), pre.count(i), w.spsp.data() + a * e_stride);
             }
 
             // side[o] = (1 / vth) sum_i W[o, i] e[o, i] / n_o (0.5 instead of e / n_o for a silent o).
@@ -548,7 +579,7 @@ private:
                 std::fill(w.side.begin() + lo, w.side.begin() + hi, Real(0));
                 for (int a = 0; a < n_active; ++a) {
                     const Real* wrow = layer.wt.data() + static_cast<size_t>(pre.active[a]) * O;
-                    const Real* erow = w.spsp.data() + static_cast<size_t>(a) * O;
+                    const Real* erow = w.spsp.data() + a * e_stride;
 #pragma omp simd
                     for (int o = lo; o < hi; ++o) w.side[o] += wrow[o] * erow[o];
                 }
@@ -572,7 +603,7 @@ private:
                 const FlushDenormals flush;
                 const int i = pre.active[a];
                 const int n_i = pre.count(i);
-                const Real* e = w.spsp.data() + static_cast<size_t>(a) * O;
+                const Real* e = w.spsp.data() + a * e_stride;
                 Real* grow = w.grad.data() + static_cast<size_t>(i) * O;
 #pragma omp simd
                 for (int o = 0; o < O; ++o) grow[o] += weight_gradient(scale[o], spsp_value(e[o], n_post[o], n_i));
