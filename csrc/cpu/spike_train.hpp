@@ -14,28 +14,18 @@
 
 namespace hm2bp {
 
-// Appends the ids of the nonzero bytes of flags[0:n] to ids. Spikes are rare: each block of
-// bytes is reduced to a bit mask of its nonzero bytes (64 at a time with AVX-512, 8 with plain
-// 64-bit words) and only set bits are visited.
-inline void append_nonzero(const uint8_t* flags, int n, std::vector<int>& ids)
+// Bit k of the result is set when flags[k] != 0, for k < n <= 64.
+inline uint64_t nonzero_mask(const uint8_t* flags, int n)
 {
-    int k = 0;
 #if defined(__AVX512BW__)
-    for (; k + 64 <= n; k += 64) {
-        uint64_t mask = _mm512_test_epi8_mask(_mm512_loadu_si512(flags + k), _mm512_set1_epi8(-1));
-        for (; mask; mask &= mask - 1) ids.push_back(k + __builtin_ctzll(mask));
-    }
+    const __mmask64 valid = n == 64 ? ~__mmask64(0) : (__mmask64(1) << n) - 1;
+    const __m512i bytes = _mm512_maskz_loadu_epi8(valid, flags);
+    return _mm512_test_epi8_mask(bytes, bytes);
+#else
+    uint64_t mask = 0;
+    for (int k = 0; k < n; ++k) mask |= uint64_t(flags[k] != 0) << k;
+    return mask;
 #endif
-    constexpr uint64_t low7 = 0x7F7F7F7F7F7F7F7Full;
-    for (; k + 8 <= n; k += 8) {
-        uint64_t word;
-        std::memcpy(&word, flags + k, 8);
-        if (word == 0) continue;
-        uint64_t high = (((word & low7) + low7) | word) & ~low7;  // 0x80 in every nonzero byte
-        for (; high; high &= high - 1) ids.push_back(k + (__builtin_ctzll(high) >> 3));
-    }
-    for (; k < n; ++k)
-        if (flags[k]) ids.push_back(k);
 }
 
 struct SpikeTrain {
@@ -51,14 +41,28 @@ struct SpikeTrain {
     int total() const { return static_cast<int>(step_ids.size()); }
     const int* times(int n) const { return neuron_times.data() + neuron_start[n]; }
 
-    // From a 0/1 (T, N) array.
+    // From a 0/1 (T, N) array. Spikes are rare: each row is reduced to bit masks of its nonzero
+    // bytes (which also count them), and only set bits are visited.
     void from_dense(const uint8_t* spikes, int T_, int N_)
     {
         begin(T_, N_);
+        const int words = (N + 63) / 64;
+        masks.resize(static_cast<size_t>(T) * words);
         for (int t = 0; t < T; ++t) {
-            append_nonzero(spikes + static_cast<size_t>(t) * N, N, step_ids);
-            step_start[t + 1] = static_cast<int>(step_ids.size());
+            int count = 0;
+            for (int w = 0; w < words; ++w) {
+                const uint64_t mask = nonzero_mask(spikes + static_cast<size_t>(t) * N + w * 64, std::min(64, N - w * 64));
+                masks[static_cast<size_t>(t) * words + w] = mask;
+                count += __builtin_popcountll(mask);
+            }
+            step_start[t + 1] = step_start[t] + count;
         }
+        step_ids.resize(step_start[T]);
+        int* out = step_ids.data();
+        for (int t = 0; t < T; ++t)
+            for (int w = 0; w < words; ++w)
+                for (uint64_t mask = masks[static_cast<size_t>(t) * words + w]; mask; mask &= mask - 1)
+                    *out++ = w * 64 + __builtin_ctzll(mask);
         index_by_neuron();
     }
 
@@ -129,6 +133,7 @@ struct SpikeTrain {
 private:
     std::vector<int> cursor;
     std::vector<uint8_t> flags;
+    std::vector<uint64_t> masks;
 
     void collect_active()
     {
