@@ -1,7 +1,10 @@
-// The CPU engine: SPEC sections 1-5 in the fast form of section 6.
-//
-// Work per sample and layer is (input spikes x fan-out) for the forward current and for the
-// S-PSP rows e[., i], plus (neurons x T) for the LIF scan and the K traces.
+// The CPU engine: SPEC sections 1-5 in the fast form of section 6. Per sample and layer:
+// - forward (integrate): for each chunk of neurons, each step's input current is the sum of the
+//   W rows of the inputs that fired one step earlier, fed straight into the LIF (SPEC 1);
+// - backward: the S-PSP traces K in O(T) per neuron (spsp_trace_rows.hpp), the S-PSP rows
+//   e[., i] of the active inputs as sums of trace rows over their spike times, then from those
+//   rows the side term, the gradient rows and the pre-deltas (SPEC 4).
+// So the work is (input spikes x fan-out), twice, plus (neurons x T) for the scans.
 //
 // Threads: a batch of at least two samples is split into one contiguous share of samples per
 // thread, each thread with its own scratch and gradient accumulator (one synchronisation per
@@ -212,7 +215,7 @@ public:
         prepare(in.T, n_workers, learn);
         encode_inputs(in);
         if (learn)
-            for (Layer<Real>& layer : layers_) update_row_sums(layer);
+            for (Layer<Real>& layer : layers_) column_sums(layer, [](Real w) { return w; }, layer.row_sum.data());
 
         BatchResult res;
         const int n_out = layers_.back().n_out;
@@ -224,6 +227,8 @@ public:
             const FlushDenormals flush;
             Worker<Real>& worker = workers_[k];
             worker.cost = 0.0;
+            if (learn)
+                for (LayerWork<Real>& w : worker.layers) std::fill(w.grad.begin(), w.grad.end(), Real(0));
             int lo, hi;
             split_range(B, n_workers, k, 1, lo, hi);
             for (int b = lo; b < hi; ++b) {
@@ -314,7 +319,7 @@ private:
                     w.trace.assign(static_cast<size_t>(T) * trace_blocks(layers_[l].n_out) * kTraceBlock, Real(0));
                     w.fired.assign(size, 0);
                 }
-                if (learn) w.grad.assign(layers_[l].wt.size(), Real(0));
+                if (learn) w.grad.resize(layers_[l].wt.size());  // zeroed by its worker
             }
         }
     }
@@ -444,13 +449,18 @@ private:
         std::copy(w.fired.begin(), w.fired.end(), dst + static_cast<size_t>(b) * w.fired.size());
     }
 
-    static void update_row_sums(Layer<Real>& layer)
+    // out[o] = sum_i f(W[o, i]), in ascending i, the threads splitting o.
+    template <class F>
+    void column_sums(const Layer<Real>& layer, F f, Real* out) const
     {
-        std::fill(layer.row_sum.begin(), layer.row_sum.end(), Real(0));
-        for (int i = 0; i < layer.n_in; ++i) {
-            const Real* wrow = layer.wt.data() + static_cast<size_t>(i) * layer.n_out;
-            for (int o = 0; o < layer.n_out; ++o) layer.row_sum[o] += wrow[o];
-        }
+        for_each_range(layer.n_out, threads(), [&](int lo, int hi) {
+            std::fill(out + lo, out + hi, Real(0));
+            for (int i = 0; i < layer.n_in; ++i) {
+                const Real* wrow = layer.wt.data() + static_cast<size_t>(i) * layer.n_out;
+#pragma omp simd
+                for (int o = lo; o < hi; ++o) out[o] += f(wrow[o]);
+            }
+        });
     }
 
     // S-PSP traces of neurons [o0, o0 + n) of train (n <= kTraceBlock): rows[t * stride + j].
@@ -554,6 +564,7 @@ private:
             w.scale.resize(O);
             w.n_post.resize(O);
 
+            // S-PSP traces of the post trains (revived on the output layer), by blocks of neurons.
             for_each_range(O, n_threads, [&](int lo, int hi) {
                 SpspTraceScratch<Real, kTraceBlock> scratch;
                 scratch.resize(T);
@@ -685,10 +696,7 @@ private:
             std::vector<Real> scale(O, Real(0));
             if (regularize) {
                 const Real limit = Real(cfg_.weight_limit);
-                for (int i = 0; i < N; ++i) {
-                    const Real* wrow = layer.wt.data() + static_cast<size_t>(i) * O;
-                    for (int o = 0; o < O; ++o) scale[o] += (wrow[o] / limit) * (wrow[o] / limit);
-                }
+                column_sums(layer, [limit](Real w) { return (w / limit) * (w / limit); }, scale.data());
                 for (int o = 0; o < O; ++o) scale[o] = regularization_scale(scale[o] / Real(N), reg);
             }
 #pragma omp parallel for num_threads(threads()) schedule(static)
