@@ -71,7 +71,8 @@ def run_row(args: argparse.Namespace) -> dict[str, Any]:
     sync = getattr(runner, "sync", None)
     timing = dict(warmup=args.warmup, repeats=args.repeats, min_seconds=args.min_seconds,
                   sync=sync)
-    train = common.summarize(common.throughput(runner.train, batches, B, **timing))
+    train = common.summarize(common.throughput(runner.train, batches, B, restart=getattr(runner, "restart", None),
+                                               **timing))
     infer = common.summarize(common.throughput(runner.infer, batches, B, **timing))
     out = runner.infer(batches[0])
     if "layer_spikes" in out:  # hm2bp and NumPy say how busy the network was

@@ -8,6 +8,8 @@ Measures, on Poisson-encoded mnist-10k training digits, 784-800-10, T = 400:
 - infer              : output counts and predictions only
 - forward            : all layers' spike trains returned as bool arrays
 and the peak resident memory of this process (ru_maxrss; run it alone to read it cleanly).
+Training restarts from the initial weights before every pass over the samples (untimed; see
+common.throughput), so the numbers are those of a network still learning them.
 """
 from __future__ import annotations
 
@@ -36,7 +38,10 @@ def measure(threads: int | None, batch: int, samples: int, repeats: int, dtype: 
         "infer": lambda k: net.infer(spikes[k:k + batch]),
         "forward": lambda k: net.forward(spikes[k:k + batch]),
     }
-    results = {name: summarize(throughput(step, starts, batch, warmup=1, repeats=repeats, min_seconds=min_seconds))
+    initial = net.get_state()
+    restart = {"train_step": lambda: net.set_state(initial), "train_step_images": lambda: net.set_state(initial)}
+    results = {name: summarize(throughput(step, starts, batch, warmup=1, repeats=repeats, min_seconds=min_seconds,
+                                          restart=restart.get(name)))
                for name, step in steps.items()}
     info = net.infer(spikes[:batch])
     return {

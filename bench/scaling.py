@@ -86,7 +86,7 @@ def measure_point(row: str, point: dict[str, Any], args: argparse.Namespace,
 
     timing = dict(warmup=1, repeats=args.repeats, min_seconds=args.min_seconds,
                   sync=getattr(runner, "sync", None))
-    tr = common.summarize(common.throughput(train, batches, B, **timing))
+    tr = common.summarize(common.throughput(train, batches, B, restart=getattr(runner, "restart", None), **timing))
     inf = common.summarize(common.throughput(runner.infer, batches, B, **timing))
     hidden_spikes = seen["layer_spikes"] / seen["samples"]
     traffic = traffic_per_sample(spikes, seen["layer_spikes"], layers, seen["samples"])

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -126,6 +127,19 @@ def test_rate_scaled_encoder() -> None:
     assert double.sum() / single.sum() == pytest.approx(2.0, rel=0.05)
     with pytest.raises(ValueError, match="rate_scale"):
         common.encode_rate_scaled(images, 10, 0, 0, 0.0)
+
+
+def test_throughput_restarts_before_every_pass_untimed() -> None:
+    calls: list[str] = []
+
+    def restart() -> None:
+        calls.append("restart")
+        time.sleep(0.05)  # must not count
+
+    rates = common.throughput(lambda b: calls.append(b), ["a", "b", "c"], 2, warmup=1, repeats=4,
+                              min_seconds=0.0, restart=restart)
+    assert calls == ["a", "b", "c", "restart", "a", "b"]  # warm-up "a", then one step per repeat
+    assert all(r > 2 / 0.05 for r in rates)
 
 
 def test_table_marks_skipped_rows_and_ratios() -> None:

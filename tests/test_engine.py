@@ -75,6 +75,32 @@ def test_trace_windows_refractory_periods_and_wide_output(tau_m, tau_s, t_ref, T
         assert_rel_close(got, want, 1e-9)
 
 
+def test_samples_without_output_delta_are_skipped_exactly():
+    # A sample whose output counts are all within the margin has zero output deltas; the engine
+    # skips its backward pass, which must change nothing (SPEC 4: g = 0). The margin is set so
+    # that some samples of the batch are within it and some are not.
+    config, spikes, labels = random_case(5, [30, 20, 6], 80, 6, rate=0.15, vth=[1.0, 0.5], lateral_inhibition=0.0)
+    counts = ref.Network(**config).forward(spikes)[-1].sum(axis=1)
+    targets = np.full_like(counts, config["undesired"])
+    targets[np.arange(len(labels)), labels] = config["desired"]
+    worst = np.abs(counts - targets).max(axis=1)
+    config["margin"] = int(np.sort(worst)[len(worst) // 2])
+    assert (worst <= config["margin"]).any() and (worst > config["margin"]).any()
+    engine = hm2bp.Network(**config, dtype="float64")
+    oracle = ref.Network(**config)
+    for got, want in zip(engine.gradients(spikes, labels), oracle.gradients(spikes, labels)):
+        assert np.abs(want).max() > 0
+        assert_rel_close(got, want, 1e-9)
+    config["margin"] = 10_000
+    engine, oracle = hm2bp.Network(**config, dtype="float64"), ref.Network(**config)
+    for got in engine.gradients(spikes, labels):
+        assert not got.any()
+    engine.train_step(spikes, labels, 0.01)  # regularization alone still moves the weights
+    oracle.train_step(spikes, labels, 0.01)
+    for got, want in zip(engine.get_weights(), oracle.get_weights()):
+        assert_rel_close(got, want, 1e-9)
+
+
 @pytest.mark.parametrize("optimizer", ["adam", "sgd"])
 def test_optimizers_and_regularization(optimizer):
     config, spikes, labels = random_case(3, [25, 15, 5], 60, 2, optimizer=optimizer, reg_lambda=10.0, reg_beta=0.5)

@@ -249,7 +249,7 @@ public:
                 const int label = static_cast<int>(req.labels[b]);
                 const double weight = req.sample_weights ? req.sample_weights[b] : 1.0;
                 worker.cost += output_layer_delta(worker, label, weight);
-                backward(worker, inputs_[b], inner_threads);
+                if (contributes_gradient(worker.layers.back())) backward(worker, inputs_[b], inner_threads);
             }
         };
         if (n_workers == 1) {
@@ -476,6 +476,16 @@ private:
         spsp_trace_rows<kTraceBlock>(post, n_post, n, T_, spsp_window(cfg_.tau_m), cfg_.t_ref, cfg_.tau_s,
                                      spsp_decay(spsp_tables_.data()), spsp_kernel(spsp_tables_.data(), T_, cfg_.t_ref),
                                      scratch, rows, stride);
+    }
+
+    // A sample whose output deltas are all zero (every count within the margin, or weight 0)
+    // has g = 0 * e * (1 + side) * lat = 0 everywhere and pre-deltas 0: its backward pass can be
+    // skipped exactly, unless a lateral factor is not finite (0 * inf is NaN in SPEC's formula).
+    static bool contributes_gradient(const LayerWork<Real>& out)
+    {
+        for (size_t o = 0; o < out.delta.size(); ++o)
+            if (out.delta[o] != Real(0) || !std::isfinite(out.lat[o])) return true;
+        return false;
     }
 
     // SPEC 3, then SPEC 4's lateral factor and revival on the output layer. Returns the cost.
