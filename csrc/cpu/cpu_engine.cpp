@@ -127,7 +127,13 @@ void sum_rows(const Real* matrix, size_t stride, const int* rows, int n_rows, in
 {
     int o = sum_rows_blocks<256 / sizeof(Real)>(matrix, stride, rows, n_rows, lo, hi, out);
     o = sum_rows_blocks<64 / sizeof(Real)>(matrix, stride, rows, n_rows, o, hi, out);
-    sum_rows_blocks<1>(matrix, stride, rows, n_rows, o, hi, out);
+    // the last few columns (all of a narrow output layer): row by row, same order per column
+    std::fill(out + o, out + hi, Real(0));
+    for (int k = 0; k < n_rows; ++k) {
+        const Real* row = matrix + static_cast<size_t>(rows[k]) * stride;
+#pragma omp simd
+        for (int j = o; j < hi; ++j) out[j] += row[j];
+    }
 }
 
 // Neurons whose S-PSP traces are built together (spsp_trace_rows): one vector of floats.
