@@ -68,6 +68,7 @@ struct LayerWork {
     AlignedVector<Real> current;  // (T, n_out): I[t, o] = sum_i W[o, i] s_in[t, i], lateral layer only
     AlignedVector<Real> trace;    // K[o, t] by blocks of neurons (sum_trace_rows)
     std::vector<uint8_t> fired; // (T, n_out)
+    std::vector<uint64_t> fired_masks;  // the same as (T, SpikeTrain::mask_words(n_out)) bit masks
     std::vector<Real> delta, dv, side, lat;
     std::vector<Real> scale;    // gradient_scale
     std::vector<int> n_post;    // spike counts (after revival on the output layer)
@@ -344,11 +345,12 @@ private:
         }
     }
 
-    // Runs fn(lo, hi) on one contiguous range of [0, n) per thread (multiples of 16 for SIMD).
+    // Runs fn(lo, hi) on one contiguous range of [0, n) per thread (multiples of `align`, 16 for
+    // SIMD by default).
     template <class Fn>
-    static void for_each_range(int n, int n_threads, Fn fn)
+    static void for_each_range(int n, int n_threads, Fn fn, int align = 16)
     {
-        const int parts = std::min(n_threads, std::max(1, n / 16));
+        const int parts = std::min(n_threads, std::max(1, n / align));
         if (parts == 1) {
             fn(0, n);
             return;
@@ -357,7 +359,7 @@ private:
         for (int k = 0; k < parts; ++k) {
             const FlushDenormals flush;
             int lo, hi;
-            split_range(n, parts, k, 16, lo, hi);
+            split_range(n, parts, k, align, lo, hi);
             fn(lo, hi);
         }
     }
@@ -377,13 +379,19 @@ private:
                 sum_rows(layer.wt.data(), O, input.step_ids.data() + input.step_start[t],
                          input.step_start[t + 1] - input.step_start[t], 0, O, w.current.data() + static_cast<size_t>(t) * O);
             scan_with_lateral_inhibition(w, p, O);
-        } else {
-            for_each_range(O, n_threads, [&](int lo, int hi) {
+            w.out.from_dense(w.fired.data(), T, O);
+            return;
+        }
+        // Threads take whole mask words, so that each word has one writer.
+        w.fired_masks.assign(static_cast<size_t>(T) * SpikeTrain::mask_words(O), 0);
+        for_each_range(
+            O, n_threads,
+            [&](int lo, int hi) {
                 if (power_of_two_taus()) integrate<true>(layer, input, w, p, lo, hi);
                 else integrate<false>(layer, input, w, p, lo, hi);
-            });
-        }
-        w.out.from_dense(w.fired.data(), T, O);
+            },
+            64);
+        w.out.from_masks(w.fired_masks.data(), T, O);
     }
 
     // The LIF scans, instantiated for the taus at hand (divide_by_tau).
@@ -398,12 +406,15 @@ private:
     // SPEC 1 for neurons [lo, hi) of a layer without lateral inhibition, one chunk of columns at
     // a time: each step's input current (the sum of the W rows of the inputs that fired one step
     // earlier) goes straight into the LIF state, and the chunk of W stays in L1 over all T.
+    // Writes the spikes both as bytes (w.fired) and as bit masks (w.fired_masks, zeroed by the
+    // caller; lo is a multiple of 64).
     template <bool PowerOfTwoTaus>
     void integrate(const Layer<Real>& layer, const SpikeTrain& input, LayerWork<Real>& w, const LifParams<Real>& p,
                    int lo, int hi) const
     {
-        constexpr int chunk = 256 / sizeof(Real);
+        constexpr int chunk = 256 / sizeof(Real);  // divides 64, so a chunk stays within one mask word
         const int O = layer.n_out;
+        const int words = SpikeTrain::mask_words(O);
         Real r[chunk], v[chunk], ep[chunk];
         int ref[chunk];
         for (int c = lo; c < hi; c += chunk) {
@@ -422,6 +433,7 @@ private:
                     lif_decay<PowerOfTwoTaus>(v[k], ep[k], p);
                     fired[k] = lif_integrate<PowerOfTwoTaus>(v[k], ep[k], ref[k], r[k], p);
                 }
+                w.fired_masks[static_cast<size_t>(t) * words + c / 64] |= nonzero_mask(fired, n) << (c % 64);
             }
         }
     }

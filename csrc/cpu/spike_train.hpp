@@ -41,20 +41,30 @@ struct SpikeTrain {
     int total() const { return static_cast<int>(step_ids.size()); }
     const int* times(int n) const { return neuron_times.data() + neuron_start[n]; }
 
+    // 64-bit words per step of a spike mask: bit n % 64 of word n / 64 says whether neuron n fired.
+    static int mask_words(int N) { return (N + 63) / 64; }
+
     // From a 0/1 (T, N) array. Spikes are rare: each row is reduced to bit masks of its nonzero
-    // bytes (which also count them), and only set bits are visited.
+    // bytes, and only set bits are visited.
     void from_dense(const uint8_t* spikes, int T_, int N_)
     {
+        const int words = mask_words(N_);
+        dense_masks.resize(static_cast<size_t>(T_) * words);
+        for (int t = 0; t < T_; ++t)
+            for (int w = 0; w < words; ++w)
+                dense_masks[static_cast<size_t>(t) * words + w] =
+                    nonzero_mask(spikes + static_cast<size_t>(t) * N_ + w * 64, std::min(64, N_ - w * 64));
+        from_masks(dense_masks.data(), T_, N_);
+    }
+
+    // From spike masks, (T, mask_words(N)) words.
+    void from_masks(const uint64_t* masks, int T_, int N_)
+    {
         begin(T_, N_);
-        const int words = (N + 63) / 64;
-        masks.resize(static_cast<size_t>(T) * words);
+        const int words = mask_words(N);
         for (int t = 0; t < T; ++t) {
             int count = 0;
-            for (int w = 0; w < words; ++w) {
-                const uint64_t mask = nonzero_mask(spikes + static_cast<size_t>(t) * N + w * 64, std::min(64, N - w * 64));
-                masks[static_cast<size_t>(t) * words + w] = mask;
-                count += __builtin_popcountll(mask);
-            }
+            for (int w = 0; w < words; ++w) count += __builtin_popcountll(masks[static_cast<size_t>(t) * words + w]);
             step_start[t + 1] = step_start[t] + count;
         }
         step_ids.resize(step_start[T]);
@@ -133,7 +143,7 @@ struct SpikeTrain {
 private:
     std::vector<int> cursor;
     std::vector<uint8_t> flags;
-    std::vector<uint64_t> masks;
+    std::vector<uint64_t> dense_masks;
 
     void collect_active()
     {
