@@ -65,16 +65,16 @@ struct Layer {
 // Per-layer scratch of the sample a worker is processing.
 template <class Real>
 struct LayerWork {
-    AlignedVector<Real> current;  // (T, n_out): I[t, o] = sum_i W[o, i] s_in[t, i], lateral layer only
-    AlignedVector<Real> trace;    // K[o, t] by blocks of neurons (sum_trace_rows)
-    std::vector<uint8_t> fired; // (T, n_out)
-    std::vector<uint64_t> fired_masks;  // the same as (T, SpikeTrain::mask_words(n_out)) bit masks
+    AlignedVector<Real> current;       // (T, n_out): I[t, o] = sum_i W[o, i] s_in[t, i], lateral layer only
+    AlignedVector<Real> trace;         // K[o, t] by blocks of neurons (sum_trace_rows)
+    std::vector<uint8_t> fired;        // (T, n_out)
+    std::vector<uint64_t> fired_masks; // the same as (T, SpikeTrain::mask_words(n_out)) bit masks
     std::vector<Real> delta, dv, side, lat;
-    std::vector<Real> scale;    // gradient_scale
-    std::vector<int> n_post;    // spike counts (after revival on the output layer)
-    AlignedVector<Real> spsp;     // (active inputs, n_out padded): e[o, i] of the active inputs i
-    AlignedVector<Real> grad;     // (n_in, n_out) gradient sum over this worker's samples
-    SpikeTrain out;             // this layer's spikes, the next layer's input
+    std::vector<Real> scale;           // gradient_scale
+    std::vector<int> n_post;           // spike counts (after revival on the output layer)
+    AlignedVector<Real> spsp;          // (active inputs, n_out padded): e[o, i] of the active inputs i
+    AlignedVector<Real> grad;          // (n_in, n_out) gradient sum over this worker's samples
+    SpikeTrain out;                    // this layer's spikes, the next layer's input
 };
 
 // What one thread needs to process samples on its own.

@@ -61,7 +61,6 @@ struct TraceScan {
 // The same scan with the 16 float lanes in registers (GCC does not vectorize the generic one).
 template <>
 struct TraceScan<16, float> {
-
     static void run(int T, int* region1_hi, const int* region1_lo, float* jump, float step_decay, float decay0,
                     const float* kernel, int n, float* rows, size_t stride)
     {
