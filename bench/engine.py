@@ -39,9 +39,12 @@ def measure(threads: int | None, batch: int, samples: int, repeats: int, dtype: 
         "forward": lambda k: net.forward(spikes[k:k + batch]),
     }
     initial = net.get_state()
-    restart = {"train_step": lambda: net.set_state(initial), "train_step_images": lambda: net.set_state(initial)}
+
+    def restart() -> None:
+        net.set_state(initial)
+
     results = {name: summarize(throughput(step, starts, batch, warmup=1, repeats=repeats, min_seconds=min_seconds,
-                                          restart=restart.get(name)))
+                                          restart=restart if name.startswith("train") else None))
                for name, step in steps.items()}
     info = net.infer(spikes[:batch])
     return {

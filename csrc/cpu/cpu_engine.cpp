@@ -321,8 +321,7 @@ private:
                 LayerWork<Real>& w = worker.layers[l];
                 const size_t size = static_cast<size_t>(T) * layers_[l].n_out;
                 if (w.fired.size() != size) {
-                    const bool lateral = l + 1 == layers_.size() && cfg_.w0 != 0.0;
-                    w.current.assign(lateral ? size : 0, Real(0));
+                    w.current.assign(has_lateral_inhibition(static_cast<int>(l)) ? size : 0, Real(0));
                     w.trace.assign(static_cast<size_t>(T) * trace_blocks(layers_[l].n_out) * kTraceBlock, Real(0));
                     w.fired.assign(size, 0);
                 }
@@ -342,6 +341,25 @@ private:
                 const uint64_t key = poisson_sample_key(in.seed, static_cast<uint64_t>(in.sample_index[b]), in.epoch);
                 inputs_[b].from_image(in.images + static_cast<size_t>(b) * in.n_in, in.T, in.n_in, key, thresholds_);
             }
+        }
+    }
+
+    // Only the output layer has lateral inhibition (SPEC 1), and only with w0 != 0.
+    bool has_lateral_inhibition(int l) const
+    {
+        return l + 1 == static_cast<int>(layers_.size()) && cfg_.w0 != 0.0;
+    }
+
+    // Runs fn(a) for every a in [0, n), spread over the threads in small dynamic chunks (items of
+    // uneven cost, such as the active inputs of a sample).
+    template <class Fn>
+    static void for_each_item(int n, int n_threads, Fn fn)
+    {
+#pragma omp parallel num_threads(n_threads) if (n_threads > 1)
+        {
+            const FlushDenormals flush;
+#pragma omp for schedule(dynamic, 8)
+            for (int a = 0; a < n; ++a) fn(a);
         }
     }
 
@@ -371,10 +389,9 @@ private:
         LayerWork<Real>& w = worker.layers[l];
         const int O = layer.n_out;
         const int T = T_;
-        const bool lateral = l + 1 == static_cast<int>(layers_.size()) && cfg_.w0 != 0.0;
         const LifParams<Real> p = lif(l);
 
-        if (lateral) {
+        if (has_lateral_inhibition(l)) {
             for (int t = 0; t < T; ++t)
                 sum_rows(layer.wt.data(), O, input.step_ids.data() + input.step_start[t],
                          input.step_start[t + 1] - input.step_start[t], 0, O, w.current.data() + static_cast<size_t>(t) * O);
@@ -519,7 +536,7 @@ private:
         for (int o = 0; o < O; ++o)
             w.delta[o] = output_delta<Real>(out.count(o), o == label, targets, cost) * Real(sample_weight);
 
-        if (cfg_.w0 != 0.0) lateral_factors(out, label, w.lat);
+        if (has_lateral_inhibition(static_cast<int>(layers_.size()) - 1)) lateral_factors(out, label, w.lat);
 
         if (out.count(label) == 0) {
             const int interval = revival_interval(T_, cfg_.desired);
@@ -607,11 +624,10 @@ private:
             const int blocks = trace_blocks(O);
             const size_t e_stride = static_cast<size_t>(blocks) * kTraceBlock;
             w.spsp.resize(n_active * e_stride);
-#pragma omp parallel for num_threads(n_threads) schedule(dynamic, 8) if (n_threads > 1)
-            for (int a = 0; a < n_active; ++a) {
+            for_each_item(n_active, n_threads, [&](int a) {
                 const int i = pre.active[a];
                 sum_trace_rows(w.trace.data(), T, blocks, pre.times(i), pre.count(i), w.spsp.data() + a * e_stride);
-            }
+            });
 
             // side[o] = (1 / vth) sum_i W[o, i] e[o, i] / n_o (0.5 instead of e / n_o for a silent o).
             for_each_range(O, n_threads, [&](int lo, int hi) {
@@ -637,16 +653,14 @@ private:
             if (pre_delta) pre_delta->assign(layer.n_in, Real(0));
             const Real* scale = w.scale.data();
             const int* n_post = w.n_post.data();
-#pragma omp parallel for num_threads(n_threads) schedule(dynamic, 8) if (n_threads > 1)
-            for (int a = 0; a < n_active; ++a) {
-                const FlushDenormals flush;
+            for_each_item(n_active, n_threads, [&](int a) {
                 const int i = pre.active[a];
                 const int n_i = pre.count(i);
                 const Real* e = w.spsp.data() + a * e_stride;
                 Real* grow = w.grad.data() + static_cast<size_t>(i) * O;
 #pragma omp simd
                 for (int o = 0; o < O; ++o) grow[o] += weight_gradient(scale[o], spsp_value(e[o], n_post[o], n_i));
-                if (!pre_delta) continue;
+                if (!pre_delta) return;
                 const Real* wrow = layer.wt.data() + static_cast<size_t>(i) * O;
                 Real pd = 0;
                 for (int o = 0; o < O; ++o) {
@@ -654,7 +668,7 @@ private:
                     pd += w.dv[o] * R * wrow[o];
                 }
                 (*pre_delta)[i] = pd;
-            }
+            });
             if (!pre_delta) continue;
             // Silent inputs: R = 1.
             for (int i = 0; i < layer.n_in; ++i) {

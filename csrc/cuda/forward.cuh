@@ -108,7 +108,7 @@ __device__ __forceinline__ void finish_scan(const ScanOutputs& out, size_t b, in
 constexpr int kScanPrefetch = 4;  // steps of input current loaded ahead of the serial recurrence
 
 // SPEC 1 without lateral inhibition: one thread per (b, o), sequential over t (the CPU's
-// scan_neurons). Grid: x = B * ceil(O / blockDim).
+// integrate). Grid: x = B * ceil(O / blockDim).
 template <class Real>
 __global__ void lif_scan_kernel(const Real* current, int B, int T, int O, LifParams<Real> p, ScanOutputs out)
 {

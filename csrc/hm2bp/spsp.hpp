@@ -21,12 +21,12 @@ inline int spsp_tables_size(int T, int t_ref) { return 2 * (T + 1) + t_ref; }
 template <class Real>
 HM2BP_HD const Real* spsp_decay(const Real* tables) { return tables; }
 template <class Real>
-HM2BP_HD const Real* spsp_kernel(const Real* tables, int T, int t_ref) { return tables + (T + 1) + t_ref; }
+HM2BP_HD Real* spsp_kernel(Real* tables, int T, int t_ref) { return tables + (T + 1) + t_ref; }
 
 template <class Real>
 inline void spsp_tables(int T, int t_ref, double tau_m, double tau_s, Real* tables)
 {
-    Real* kernel = tables + (T + 1) + t_ref;
+    Real* kernel = spsp_kernel(tables, T, t_ref);
     for (int d = 0; d <= T; ++d) tables[d] = Real(std::exp(-d / tau_s) / (1.0 - tau_s / tau_m));
     for (int m = -t_ref; m <= T; ++m) kernel[m] = Real(std::exp(-m / tau_m) - std::exp(-m / tau_s));
 }
