@@ -42,17 +42,16 @@ HM2BP_HD void lif_decay(Real& v, Real& ep, const LifParams<Real>& p)
 template <bool PowerOfTwoTaus = false, class Real>
 HM2BP_HD bool lif_integrate(Real& v, Real& ep, int& ref, Real r, const LifParams<Real>& p)
 {
+    // Selects rather than branches: in a vector of neurons, some are refractory or fire at
+    // almost every step, and a branch on "any of them" mispredicts.
     ep += r;
     v += divide_by_tau<PowerOfTwoTaus>(ep, p.tau_s);
-    if (ref > 0) {
-        v = Real(0);
-        --ref;
-    }
+    const bool refractory = ref > 0;
+    v = refractory ? Real(0) : v;
+    ref = refractory ? ref - 1 : ref;
     const bool fire = v > p.vth - Real(1e-6);
-    if (fire) {
-        ref = p.t_ref;
-        v = Real(0);
-    }
+    ref = fire ? p.t_ref : ref;
+    v = fire ? Real(0) : v;
     return fire;
 }
 
