@@ -48,32 +48,16 @@ struct SpikeTrain {
     // bytes, and only set bits are visited.
     void from_dense(const uint8_t* spikes, int T_, int N_)
     {
-        const int words = mask_words(N_);
-        dense_masks.resize(static_cast<size_t>(T_) * words);
-        for (int t = 0; t < T_; ++t)
-            for (int w = 0; w < words; ++w)
-                dense_masks[static_cast<size_t>(t) * words + w] =
-                    nonzero_mask(spikes + static_cast<size_t>(t) * N_ + w * 64, std::min(64, N_ - w * 64));
-        from_masks(dense_masks.data(), T_, N_);
+        from_step_masks(T_, N_, [&](int t, int w) {
+            return nonzero_mask(spikes + static_cast<size_t>(t) * N_ + w * 64, std::min(64, N_ - w * 64));
+        });
     }
 
     // From spike masks, (T, mask_words(N)) words.
     void from_masks(const uint64_t* masks, int T_, int N_)
     {
-        begin(T_, N_);
-        const int words = mask_words(N);
-        for (int t = 0; t < T; ++t) {
-            int count = 0;
-            for (int w = 0; w < words; ++w) count += __builtin_popcountll(masks[static_cast<size_t>(t) * words + w]);
-            step_start[t + 1] = step_start[t] + count;
-        }
-        step_ids.resize(step_start[T]);
-        int* out = step_ids.data();
-        for (int t = 0; t < T; ++t)
-            for (int w = 0; w < words; ++w)
-                for (uint64_t mask = masks[static_cast<size_t>(t) * words + w]; mask; mask &= mask - 1)
-                    *out++ = w * 64 + __builtin_ctzll(mask);
-        index_by_neuron();
+        const int words = mask_words(N_);
+        from_step_masks(T_, N_, [&](int t, int w) { return masks[static_cast<size_t>(t) * words + w]; });
     }
 
     // Poisson encoding of one image (SPEC 2); thresholds[p] from poisson_threshold(p).
@@ -143,7 +127,21 @@ struct SpikeTrain {
 private:
     std::vector<int> cursor;
     std::vector<uint8_t> flags;
-    std::vector<uint64_t> dense_masks;
+
+    // From mask(t, w), the spike mask word w of step t (bit n % 64 of word n / 64: neuron n fired).
+    template <class MaskOf>
+    void from_step_masks(int T_, int N_, MaskOf mask_of)
+    {
+        begin(T_, N_);
+        const int words = mask_words(N);
+        for (int t = 0; t < T; ++t) {
+            for (int w = 0; w < words; ++w)
+                for (uint64_t mask = mask_of(t, w); mask; mask &= mask - 1)
+                    step_ids.push_back(w * 64 + __builtin_ctzll(mask));
+            step_start[t + 1] = static_cast<int>(step_ids.size());
+        }
+        index_by_neuron();
+    }
 
     void collect_active()
     {
