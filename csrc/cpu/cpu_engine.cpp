@@ -9,7 +9,7 @@
 // Threads: a batch of at least two samples is split into one contiguous share of samples per
 // thread, each thread with its own scratch and gradient accumulator (one synchronisation per
 // batch, robust on a busy machine); a single sample instead splits the neurons of each layer
-// (forward, traces) or its active inputs (gradient rows, pre-deltas) among the threads.
+// (forward, traces and S-PSP rows) or its active inputs (gradient rows, pre-deltas) among the threads.
 #include <omp.h>
 
 #if defined(__SSE__) || defined(__x86_64__)
@@ -66,7 +66,7 @@ struct Layer {
 template <class Real>
 struct LayerWork {
     AlignedVector<Real> current;       // (T, n_out): I[t, o] = sum_i W[o, i] s_in[t, i], lateral layer only
-    AlignedVector<Real> trace;         // K[o, t] by blocks of neurons (sum_trace_rows)
+    AlignedVector<Real> trace;         // K[o, t] by blocks of neurons (kTraceBlock)
     std::vector<uint8_t> fired;        // (T, n_out)
     std::vector<uint64_t> fired_masks; // the same as (T, SpikeTrain::mask_words(n_out)) bit masks
     std::vector<Real> delta, dv, side, lat;
@@ -144,28 +144,53 @@ constexpr int kTraceBlock = 16;
 
 inline int trace_blocks(int O) { return (O + kTraceBlock - 1) / kTraceBlock; }
 
-// out[o] = sum_k K[times[k], o] for all blocks of a blocked trace matrix (the S-PSP rows
-// e[., i] of SPEC 6), register-tiled over four blocks.
-template <class Real>
-void sum_trace_rows(const Real* K, int T, int n_blocks, const int* times, int n, Real* out)
-{
-    constexpr int L = kTraceBlock;
-    const size_t block_size = static_cast<size_t>(T) * L;
-    auto tile = [&](int b, auto width) {
-        constexpr int W = decltype(width)::value;
-        Real acc[W][L] = {};
-        for (int k = 0; k < n; ++k) {
-            const Real* row = K + b * block_size + static_cast<size_t>(times[k]) * L;
-            for (int q = 0; q < W; ++q)
-#pragma omp simd
-                for (int j = 0; j < L; ++j) acc[q][j] += row[q * block_size + j];
+// Up to G spike-event sums of SPEC 6 side by side: out[q][j] = sum_k matrix[rows[q][k], j] for
+// j < Width, added in list order (so each sum is what sum_rows gives). One sum is a chain of
+// dependent adds, bound by the add latency; G chains in flight keep the loads busy instead.
+// The chains run longest list first, so that when one ends the longer ones go on; the work is
+// best spent when the n lists have about equal lengths.
+template <int G, int Width, class Real>
+class SideBySideSums {
+public:
+    static void run(const Real* matrix, size_t stride, const int* const* rows, const int* count, int n,
+                    Real* const* out)
+    {
+        int order[G];  // insertion sort, longest first (n <= G is small)
+        for (int q = 0; q < n; ++q) {
+            int p = q;
+            for (; p > 0 && count[order[p - 1]] < count[q]; --p) order[p] = order[p - 1];
+            order[p] = q;
         }
-        for (int q = 0; q < W; ++q) std::copy(acc[q], acc[q] + L, out + (b + q) * L);
-    };
-    int b = 0;
-    for (; b + 4 <= n_blocks; b += 4) tile(b, std::integral_constant<int, 4>());
-    for (; b < n_blocks; ++b) tile(b, std::integral_constant<int, 1>());
-}
+        const int* sorted_rows[G];
+        int sorted_count[G];
+        for (int q = 0; q < n; ++q) {
+            sorted_rows[q] = rows[order[q]];
+            sorted_count[q] = count[order[q]];
+        }
+        Real acc[G][Width] = {};
+        int k = 0;
+        phases(std::integral_constant<int, G>(), matrix, stride, sorted_rows, sorted_count, n, acc, k);
+        for (int q = 0; q < n; ++q) std::copy(acc[q], acc[q] + Width, out[order[q]]);
+    }
+
+private:
+    // Steps k while the first `live` lists all still have a row k, then one list fewer.
+    template <int Live>
+    static void phases(std::integral_constant<int, Live>, const Real* matrix, size_t stride, const int* const* rows,
+                       const int* count, int n, Real (&acc)[G][Width], int& k)
+    {
+        if (Live <= n) {
+            for (const int end = count[Live - 1]; k < end; ++k)
+#pragma GCC unroll 16
+                for (int q = 0; q < Live; ++q) {
+                    const Real* row = matrix + static_cast<size_t>(rows[q][k]) * stride;
+#pragma omp simd
+                    for (int j = 0; j < Width; ++j) acc[q][j] += row[j];
+                }
+        }
+        if constexpr (Live > 1) phases(std::integral_constant<int, Live - 1>(), matrix, stride, rows, count, n, acc, k);
+    }
+};
 
 template <class Real>
 class CpuEngine final : public Engine {
@@ -513,6 +538,40 @@ private:
                                      scratch, rows, stride);
     }
 
+    // Positions in pre.active, most spikes first (a counting sort: counts are at most T):
+    // consecutive entries then have about the same number of spikes, as SideBySideSums wants.
+    static std::vector<int> active_by_count(const SpikeTrain& pre)
+    {
+        std::vector<int> start(pre.T + 2, 0);  // by T - count
+        for (int i : pre.active) ++start[pre.T - pre.count(i) + 1];
+        for (int key = 0; key <= pre.T; ++key) start[key + 1] += start[key];
+        std::vector<int> order(pre.active.size());
+        for (size_t a = 0; a < order.size(); ++a) order[start[pre.T - pre.count(pre.active[a])]++] = static_cast<int>(a);
+        return order;
+    }
+
+    // The S-PSP rows of one block of traces (T, kTraceBlock) for every active input:
+    // out[a * stride + j] = sum over the spike times t of input active[a] of trace[t, j].
+    static void spsp_rows(const Real* trace, const SpikeTrain& pre, const std::vector<int>& longest_first, Real* out,
+                          size_t stride)
+    {
+        constexpr int G = 8;
+        const int n_active = static_cast<int>(longest_first.size());
+        for (int g = 0; g < n_active; g += G) {
+            const int n = std::min(G, n_active - g);
+            const int* rows[G];
+            int count[G];
+            Real* dst[G];
+            for (int q = 0; q < n; ++q) {
+                const int a = longest_first[g + q];
+                rows[q] = pre.times(pre.active[a]);
+                count[q] = pre.count(pre.active[a]);
+                dst[q] = out + a * stride;
+            }
+            SideBySideSums<G, kTraceBlock, Real>::run(trace, kTraceBlock, rows, count, n, dst);
+        }
+    }
+
     // A sample whose output deltas are all zero (every count within the margin, or weight 0)
     // has g = 0 * e * (1 + side) * lat = 0 everywhere and pre-deltas 0: its backward pass can be
     // skipped exactly, unless a lateral factor is not finite (0 * inf is NaN in SPEC's formula).
@@ -609,24 +668,23 @@ private:
             w.scale.resize(O);
             w.n_post.resize(O);
 
-            // S-PSP traces of the post trains (revived on the output layer), by blocks of neurons.
+            const int n_active = static_cast<int>(pre.active.size());
+            const size_t e_stride = static_cast<size_t>(trace_blocks(O)) * kTraceBlock;
+            w.spsp.resize(n_active * e_stride);
+            const std::vector<int> longest_first = active_by_count(pre);
+            const int* n_post = w.n_post.data();
+
+            // S-PSP traces of the post trains (revived on the output layer), then the S-PSP rows
+            // e[o, i] of the active inputs as sums of trace rows over their spike times (SPEC 6),
+            // one block of neurons at a time so that its traces stay in L1 for the sums.
             for_each_range(O, n_threads, [&](int lo, int hi) {
                 SpspTraceScratch<Real, kTraceBlock> scratch;
                 scratch.resize(T);
-                for (int o0 = lo; o0 < hi; o0 += kTraceBlock)
-                    traces(post, o0, std::min(kTraceBlock, hi - o0), scratch,
-                           w.trace.data() + static_cast<size_t>(o0) * T, kTraceBlock);
-            });
-
-            // Rows e[., i] of the S-PSP of the active inputs: sums of trace rows over their spike
-            // times (SPEC 6). All of them are needed for the side term before any gradient row.
-            const int n_active = static_cast<int>(pre.active.size());
-            const int blocks = trace_blocks(O);
-            const size_t e_stride = static_cast<size_t>(blocks) * kTraceBlock;
-            w.spsp.resize(n_active * e_stride);
-            for_each_item(n_active, n_threads, [&](int a) {
-                const int i = pre.active[a];
-                sum_trace_rows(w.trace.data(), T, blocks, pre.times(i), pre.count(i), w.spsp.data() + a * e_stride);
+                for (int o0 = lo; o0 < hi; o0 += kTraceBlock) {
+                    Real* trace = w.trace.data() + static_cast<size_t>(o0) * T;
+                    traces(post, o0, std::min(kTraceBlock, hi - o0), scratch, trace, kTraceBlock);
+                    spsp_rows(trace, pre, longest_first, w.spsp.data() + o0, e_stride);
+                }
             });
 
             // side[o] = (1 / vth) sum_i W[o, i] e[o, i] / n_o (0.5 instead of e / n_o for a silent o).
@@ -652,7 +710,6 @@ private:
             std::vector<Real>* pre_delta = l > 0 ? &worker.layers[l - 1].delta : nullptr;
             if (pre_delta) pre_delta->assign(layer.n_in, Real(0));
             const Real* scale = w.scale.data();
-            const int* n_post = w.n_post.data();
             for_each_item(n_active, n_threads, [&](int a) {
                 const int i = pre.active[a];
                 const int n_i = pre.count(i);
