@@ -66,7 +66,6 @@ struct Layer {
 template <class Real>
 struct LayerWork {
     AlignedVector<Real> current;       // (T, n_out): I[t, o] = sum_i W[o, i] s_in[t, i], lateral layer only
-    AlignedVector<Real> trace;         // K[o, t] by blocks of neurons (kTraceBlock)
     std::vector<uint8_t> fired;        // (T, n_out)
     std::vector<uint64_t> fired_masks; // the same as (T, SpikeTrain::mask_words(n_out)) bit masks
     std::vector<Real> delta, dv, side, lat;
@@ -137,12 +136,9 @@ void sum_rows(const Real* matrix, size_t stride, const int* rows, int n_rows, in
     }
 }
 
-// Neurons whose S-PSP traces are built together (spsp_trace_rows): one vector of floats.
-// A layer's traces are stored by blocks of them, (O / kTraceBlock, T, kTraceBlock), so that each
-// block is written as one contiguous stream; O is padded to a whole number of blocks.
+// Neurons whose S-PSP traces are built together (spsp_trace_rows): one vector of floats. Their
+// traces are one (T, kTraceBlock) block, written as one contiguous stream.
 constexpr int kTraceBlock = 16;
-
-inline int trace_blocks(int O) { return (O + kTraceBlock - 1) / kTraceBlock; }
 
 // Up to G spike-event sums of SPEC 6 side by side: out[q][j] = sum_k matrix[rows[q][k], j] for
 // j < Width, added in list order (so each sum is what sum_rows gives). One sum is a chain of
@@ -347,7 +343,6 @@ private:
                 const size_t size = static_cast<size_t>(T) * layers_[l].n_out;
                 if (w.fired.size() != size) {
                     w.current.assign(has_lateral_inhibition(static_cast<int>(l)) ? size : 0, Real(0));
-                    w.trace.assign(static_cast<size_t>(T) * trace_blocks(layers_[l].n_out) * kTraceBlock, Real(0));
                     w.fired.assign(size, 0);
                 }
                 if (learn) w.grad.resize(layers_[l].wt.size());  // zeroed by its worker
@@ -523,15 +518,15 @@ private:
         });
     }
 
-    // S-PSP traces of neurons [o0, o0 + n) of train (n <= kTraceBlock): rows[t * stride + j].
-    void traces(const SpikeTrain& train, int o0, int n, SpspTraceScratch<Real, kTraceBlock>& scratch, Real* rows,
-                size_t stride) const
+    // S-PSP traces of the neurons ids[0 .. n) of train (n <= kTraceBlock): rows[t * stride + j].
+    void traces(const SpikeTrain& train, const int* ids, int n, SpspTraceScratch<Real, kTraceBlock>& scratch,
+                Real* rows, size_t stride) const
     {
         const int* post[kTraceBlock];
         int n_post[kTraceBlock];
         for (int j = 0; j < n; ++j) {
-            post[j] = train.times(o0 + j);
-            n_post[j] = train.count(o0 + j);
+            post[j] = train.times(ids[j]);
+            n_post[j] = train.count(ids[j]);
         }
         spsp_trace_rows<kTraceBlock>(post, n_post, n, T_, spsp_window(cfg_.tau_m), cfg_.t_ref, cfg_.tau_s,
                                      spsp_decay(spsp_tables_.data()), spsp_kernel(spsp_tables_.data(), T_, cfg_.t_ref),
@@ -613,7 +608,12 @@ private:
         std::vector<Real> K(static_cast<size_t>(T_) * O);  // (T, O)
         SpspTraceScratch<Real, kTraceBlock> scratch;
         scratch.resize(T_);
-        for (int o0 = 0; o0 < O; o0 += kTraceBlock) traces(out, o0, std::min(kTraceBlock, O - o0), scratch, K.data() + o0, O);
+        for (int o0 = 0; o0 < O; o0 += kTraceBlock) {
+            int ids[kTraceBlock];
+            const int n = std::min(kTraceBlock, O - o0);
+            for (int j = 0; j < n; ++j) ids[j] = o0 + j;
+            traces(out, ids, n, scratch, K.data() + o0, O);
+        }
         // e_{l|j}: post l, pre j
         auto e = [&](int l, int j) {
             Real acc = 0;
@@ -669,22 +669,37 @@ private:
             w.n_post.resize(O);
 
             const int n_active = static_cast<int>(pre.active.size());
-            const size_t e_stride = static_cast<size_t>(trace_blocks(O)) * kTraceBlock;
+            const size_t e_stride = (static_cast<size_t>(O) + 15) / 16 * 16;  // rows start on cache lines
             w.spsp.resize(n_active * e_stride);
             const std::vector<int> longest_first = active_by_count(pre);
             const int* n_post = w.n_post.data();
 
             // S-PSP traces of the post trains (revived on the output layer), then the S-PSP rows
             // e[o, i] of the active inputs as sums of trace rows over their spike times (SPEC 6),
-            // one block of neurons at a time so that its traces stay in L1 for the sums.
+            // kTraceBlock neurons at a time so that their traces stay in L1 for the sums. Only
+            // neurons that fired: a silent neuron's e is never used (its connections take the 0.1
+            // rule of spsp_value, its side term the row sum), so its entries of w.spsp are not
+            // written.
             for_each_range(O, n_threads, [&](int lo, int hi) {
                 SpspTraceScratch<Real, kTraceBlock> scratch;
                 scratch.resize(T);
-                for (int o0 = lo; o0 < hi; o0 += kTraceBlock) {
-                    Real* trace = w.trace.data() + static_cast<size_t>(o0) * T;
-                    traces(post, o0, std::min(kTraceBlock, hi - o0), scratch, trace, kTraceBlock);
-                    spsp_rows(trace, pre, longest_first, w.spsp.data() + o0, e_stride);
+                AlignedVector<Real> trace(static_cast<size_t>(T) * kTraceBlock);
+                AlignedVector<Real> e(static_cast<size_t>(n_active) * kTraceBlock);
+                int ids[kTraceBlock];
+                int n = 0;
+                auto flush = [&] {
+                    traces(post, ids, n, scratch, trace.data(), kTraceBlock);
+                    spsp_rows(trace.data(), pre, longest_first, e.data(), kTraceBlock);
+                    for (int a = 0; a < n_active; ++a)
+                        for (int j = 0; j < n; ++j) w.spsp[a * e_stride + ids[j]] = e[a * kTraceBlock + j];
+                    n = 0;
+                };
+                for (int o = lo; o < hi; ++o) {
+                    if (post.count(o) == 0) continue;
+                    ids[n++] = o;
+                    if (n == kTraceBlock) flush();
                 }
+                if (n > 0) flush();
             });
 
             // side[o] = (1 / vth) sum_i W[o, i] e[o, i] / n_o (0.5 instead of e / n_o for a silent o).
