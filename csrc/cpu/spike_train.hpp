@@ -28,6 +28,20 @@ inline uint64_t nonzero_mask(const uint8_t* flags, int n)
 #endif
 }
 
+// Writes base + k for each set bit k of mask, ascending, from out on; returns the end. Branch-free
+// for the first four bits (almost every word of a sparse spike mask has fewer): a loop over the
+// bits mispredicts its exit about once per word. Writes up to four ints past the end.
+inline int* append_set_bits(uint64_t mask, int base, int* out)
+{
+    for (int k = 0; k < 4; ++k) {
+        *out = base + __builtin_ctzll(mask | (uint64_t(1) << 63));  // any value when mask = 0
+        out += mask != 0;
+        mask &= mask - 1;
+    }
+    for (; mask; mask &= mask - 1) *out++ = base + __builtin_ctzll(mask);
+    return out;
+}
+
 struct SpikeTrain {
     int T = 0;
     int N = 0;
@@ -127,6 +141,7 @@ struct SpikeTrain {
 private:
     std::vector<int> cursor;
     std::vector<uint8_t> flags;
+    std::vector<int> ids;  // step_ids being built, with room to spare
 
     // From mask(t, w), the spike mask word w of step t (bit n % 64 of word n / 64: neuron n fired).
     template <class MaskOf>
@@ -134,12 +149,16 @@ private:
     {
         begin(T_, N_);
         const int words = mask_words(N);
+        size_t used = 0;
         for (int t = 0; t < T; ++t) {
-            for (int w = 0; w < words; ++w)
-                for (uint64_t mask = mask_of(t, w); mask; mask &= mask - 1)
-                    step_ids.push_back(w * 64 + __builtin_ctzll(mask));
-            step_start[t + 1] = static_cast<int>(step_ids.size());
+            const size_t room = used + static_cast<size_t>(words) * 64 + 4;
+            if (ids.size() < room) ids.resize(std::max(room, 2 * ids.size()));
+            int* out = ids.data() + used;
+            for (int w = 0; w < words; ++w) out = append_set_bits(mask_of(t, w), w * 64, out);
+            used = static_cast<size_t>(out - ids.data());
+            step_start[t + 1] = static_cast<int>(used);
         }
+        step_ids.assign(ids.begin(), ids.begin() + used);
         index_by_neuron();
     }
 
