@@ -81,18 +81,20 @@ struct SpikeTrain {
         begin(T_, N_);
         neuron_times.clear();
         flags.resize(T);
+        uint8_t* flag = flags.data();  // a local pointer: byte stores through the member could alias it
+        const int steps = T;
         for (int n = 0; n < N; ++n) {
             const int p = pixels[n];
             if (p != 0) {
                 const uint64_t key = poisson_neuron_key(sample_key, static_cast<uint64_t>(n));
                 const uint64_t threshold = thresholds[p];
 #pragma omp simd
-                for (int t = 0; t < T; ++t) flags[t] = poisson_spike(key, t, threshold);
+                for (int t = 0; t < steps; ++t) flag[t] = poisson_spike(key, t, threshold);
                 size_t end = neuron_times.size();
                 neuron_times.resize(end + T);
                 for (int t = 0; t < T; ++t) {  // branch-free compaction
                     neuron_times[end] = t;
-                    end += flags[t];
+                    end += flag[t];
                 }
                 neuron_times.resize(end);
             }
