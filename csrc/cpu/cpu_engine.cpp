@@ -762,9 +762,13 @@ private:
 #pragma omp parallel num_threads(threads())
             {
                 const FlushDenormals flush;
-#pragma omp for schedule(static)
-                for (int k = 0; k < size; ++k)
-                    for (int j = 1; j < n_workers; ++j) total[k] += workers_[j].layers[l].grad[k];
+                int lo, hi;
+                split_range(size, omp_get_num_threads(), omp_get_thread_num(), 16, lo, hi);
+                for (int j = 1; j < n_workers; ++j) {
+                    const Real* part = workers_[j].layers[l].grad.data();
+#pragma omp simd
+                    for (int k = lo; k < hi; ++k) total[k] += part[k];
+                }
             }
         }
     }
