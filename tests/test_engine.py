@@ -45,6 +45,22 @@ def test_silent_hidden_neurons_and_revived_label():
         assert_rel_close(got, want, 1e-9)
 
 
+def test_silent_neurons_leave_no_trace_between_samples():
+    # The CPU builds S-PSP traces and rows only for post neurons that fired; a silent neuron's
+    # row entries keep whatever the previous sample left there, and must not be used. So a
+    # sample's gradient must not depend on the sample processed before it.
+    config, spikes, labels = random_case(7, [30, 20, 4], 70, 2, vth=[3.0, 50.0])
+    hidden = hm2bp.Network(**config, dtype="float64").forward(spikes)[0].sum(axis=1)
+    assert ((hidden[0] > 0) & (hidden[1] == 0)).any()  # fires in sample 0, silent in sample 1
+    for dtype in ("float64", "float32"):
+        after = hm2bp.Network(**config, dtype=dtype, threads=1)
+        after.gradients(spikes[:1], labels[:1])
+        alone = hm2bp.Network(**config, dtype=dtype, threads=1)
+        for got, want in zip(after.gradients(spikes[1:], labels[1:]), alone.gradients(spikes[1:], labels[1:])):
+            assert np.abs(want).max() > 0
+            np.testing.assert_array_equal(got, want)
+
+
 @pytest.mark.parametrize("T", [40, 70])
 def test_revival_spacing_shorter_than_refractory_period(T):
     # desired = 35: T // desired is 1 (T = 40) or 2 (T = 70), below t_ref + 1, so the revived

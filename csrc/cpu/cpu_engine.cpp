@@ -1,15 +1,17 @@
 // The CPU engine: SPEC sections 1-5 in the fast form of section 6. Per sample and layer:
 // - forward (integrate): for each chunk of neurons, each step's input current is the sum of the
 //   W rows of the inputs that fired one step earlier, fed straight into the LIF (SPEC 1);
-// - backward: the S-PSP traces K in O(T) per neuron (spsp_trace_rows.hpp), the S-PSP rows
-//   e[., i] of the active inputs as sums of trace rows over their spike times, then from those
-//   rows the side term, the gradient rows and the pre-deltas (SPEC 4).
+// - backward: for the neurons that fired, the S-PSP traces K in O(T) per neuron
+//   (spsp_trace_rows.hpp) and the S-PSP rows e[., i] of the active inputs as sums of trace rows
+//   over their spike times; then from those rows the side term, the gradient rows and the
+//   pre-deltas (SPEC 4).
 // So the work is (input spikes x fan-out), twice, plus (neurons x T) for the scans.
 //
 // Threads: a batch of at least two samples is split into one contiguous share of samples per
 // thread, each thread with its own scratch and gradient accumulator (one synchronisation per
 // batch, robust on a busy machine); a single sample instead splits the neurons of each layer
-// (forward, traces and S-PSP rows) or its active inputs (gradient rows, pre-deltas) among the threads.
+// (forward, traces and S-PSP rows) or its active inputs (gradient rows, pre-deltas) among the
+// threads.
 #include <omp.h>
 
 #if defined(__SSE__) || defined(__x86_64__)
@@ -541,7 +543,8 @@ private:
         for (int i : pre.active) ++start[pre.T - pre.count(i) + 1];
         for (int key = 0; key <= pre.T; ++key) start[key + 1] += start[key];
         std::vector<int> order(pre.active.size());
-        for (size_t a = 0; a < order.size(); ++a) order[start[pre.T - pre.count(pre.active[a])]++] = static_cast<int>(a);
+        for (size_t a = 0; a < order.size(); ++a)
+            order[start[pre.T - pre.count(pre.active[a])]++] = static_cast<int>(a);
         return order;
     }
 
