@@ -61,7 +61,11 @@ struct Layer {
     int n_in = 0;
     int n_out = 0;
     AlignedVector<Real> wt, moment1, moment2;
-    std::vector<Real> row_sum;  // sum_i W[o, i], for the side term of silent neurons
+    // Column sums of W, ascending i: kept up to date by the optimizer step, which writes W anyway
+    // (a separate pass over all weights per batch would cost as much as the step at batch 1).
+    std::vector<Real> row_sum;     // sum_i W[o, i], for the side term of silent neurons
+    std::vector<Real> square_sum;  // sum_i (W[o, i] / weight_limit)^2, for the regularization
+    bool sums_valid = false;       // false once the weights were set from outside
 };
 
 // Per-layer scratch of the sample a worker is processing.
@@ -206,6 +210,7 @@ public:
             layer.moment1.assign(size, Real(0));
             layer.moment2.assign(size, Real(0));
             layer.row_sum.assign(layer.n_out, Real(0));
+            layer.square_sum.assign(layer.n_out, Real(0));
         }
         for (int p = 0; p < 256; ++p) thresholds_[p] = poisson_threshold(p);
     }
@@ -214,6 +219,7 @@ public:
     {
         Layer<Real>& layer = layers_.at(l);
         AlignedVector<Real>& dst = param(layer, p);
+        layer.sums_valid = false;
         for (int o = 0; o < layer.n_out; ++o)
             for (int i = 0; i < layer.n_in; ++i)
                 dst[static_cast<size_t>(i) * layer.n_out + o] = Real(values[static_cast<size_t>(o) * layer.n_in + i]);
@@ -245,7 +251,7 @@ public:
         prepare(in.T, n_workers, learn);
         encode_inputs(in);
         if (learn)
-            for (Layer<Real>& layer : layers_) column_sums(layer, [](Real w) { return w; }, layer.row_sum.data());
+            for (Layer<Real>& layer : layers_) refresh_column_sums(layer);
 
         BatchResult res;
         const int n_out = layers_.back().n_out;
@@ -433,7 +439,7 @@ private:
         w.out.from_masks(w.fired_masks.data(), T, O);
     }
 
-    // The LIF scans, instantiated for the taus at hand (divide_by_tau).
+    // The LIF scans, instantiated for the taus at hand (divide).
     bool power_of_two_taus() const { return is_power_of_two(cfg_.tau_m) && is_power_of_two(cfg_.tau_s); }
 
     void scan_with_lateral_inhibition(LayerWork<Real>& w, const LifParams<Real>& p, int O) const
@@ -518,6 +524,17 @@ private:
                 for (int o = lo; o < hi; ++o) out[o] += f(wrow[o]);
             }
         });
+    }
+
+    // Layer.row_sum and Layer.square_sum from the weights, unless the last optimizer step left
+    // them up to date.
+    void refresh_column_sums(Layer<Real>& layer) const
+    {
+        if (layer.sums_valid) return;
+        const Real limit = Real(cfg_.weight_limit);
+        column_sums(layer, [](Real w) { return w; }, layer.row_sum.data());
+        column_sums(layer, [limit](Real w) { return (w / limit) * (w / limit); }, layer.square_sum.data());
+        layer.sums_valid = true;
     }
 
     // S-PSP traces of the neurons ids[0 .. n) of train (n <= kTraceBlock): rows[t * stride + j].
@@ -786,22 +803,39 @@ private:
                     double(grad[static_cast<size_t>(i) * layer.n_out + o] / Real(B));
     }
 
-    // One row of weights (fixed i, all o): kept free of aliasing and branches so it vectorizes.
-    void update_row(Real* __restrict w, Real* __restrict m1, Real* __restrict m2, const Real* __restrict grad,
-                    const Real* __restrict scale, int O, Real batch, RegParams reg, AdamParams adam) const
+    // Columns [0, n) of one row of weights (fixed i): the step, then the updated weights added to
+    // the column sums. Kept free of aliasing and branches so that both loops vectorize (one loop
+    // that reads w back after the step's conditional update does not), and out of line (inlined
+    // into the parallel region, GCC leaves the step scalar). Divisions bound the step at batch 1;
+    // PowerOfTwoDivisors: the batch size and the weight limit are powers of two (divide).
+    template <bool PowerOfTwoDivisors>
+    [[gnu::noinline]] void update_row(Real* __restrict w, Real* __restrict m1, Real* __restrict m2,
+                                      const Real* __restrict grad, const Real* __restrict scale,
+                                      Real* __restrict row_sum, Real* __restrict square_sum, int n, Real batch,
+                                      RegParams reg, AdamParams adam) const
     {
         const bool use_adam = cfg_.adam;
         const double lr = adam.lr, momentum = cfg_.momentum;
+        const Real limit = Real(cfg_.weight_limit);
 #pragma omp simd
-        for (int o = 0; o < O; ++o) {
+        for (int o = 0; o < n; ++o) {
             // scale is all zeros when regularization is off
-            const Real g = grad[o] / batch + regularization_grad(w[o], scale[o], reg);
+            const Real g = divide<PowerOfTwoDivisors>(grad[o], batch) +
+                           regularization_grad<PowerOfTwoDivisors>(w[o], scale[o], reg);
             if (use_adam) adam_update(w[o], g, m1[o], m2[o], adam);
             else sgd_update(w[o], g, m1[o], lr, momentum);
         }
+#pragma omp simd
+        for (int o = 0; o < n; ++o) {
+            const Real x = divide<PowerOfTwoDivisors>(w[o], limit);
+            row_sum[o] += w[o];
+            square_sum[o] += x * x;
+        }
     }
 
-    // SPEC 5: batch mean + regularization, then one Adam or SGD step.
+    // SPEC 5: batch mean + regularization, then one Adam or SGD step. The threads split the
+    // columns, so that each column sum of the new weights is added up in ascending i, as
+    // refresh_column_sums would.
     void apply_update(int B, double lr)
     {
         ++step_;
@@ -814,19 +848,26 @@ private:
             const Real* grad = workers_[0].layers[l].grad.data();
             const int O = layer.n_out;
             const int N = layer.n_in;
+            refresh_column_sums(layer);
             std::vector<Real> scale(O, Real(0));
-            if (regularize) {
-                const Real limit = Real(cfg_.weight_limit);
-                column_sums(layer, [limit](Real w) { return (w / limit) * (w / limit); }, scale.data());
-                for (int o = 0; o < O; ++o) scale[o] = regularization_scale(scale[o] / Real(N), reg);
-            }
-#pragma omp parallel for num_threads(threads()) schedule(static)
-            for (int i = 0; i < N; ++i) {
-                const FlushDenormals flush;
-                const size_t row = static_cast<size_t>(i) * O;
-                update_row(layer.wt.data() + row, layer.moment1.data() + row, layer.moment2.data() + row,
-                           grad + row, scale.data(), O, Real(B), reg, adam);
-            }
+            if (regularize)
+                for (int o = 0; o < O; ++o) scale[o] = regularization_scale(layer.square_sum[o] / Real(N), reg);
+            const bool power_of_two_divisors = is_power_of_two(B) && is_power_of_two(cfg_.weight_limit);
+            for_each_range(O, threads(), [&](int lo, int hi) {
+                std::fill(layer.row_sum.begin() + lo, layer.row_sum.begin() + hi, Real(0));
+                std::fill(layer.square_sum.begin() + lo, layer.square_sum.begin() + hi, Real(0));
+                auto update_rows = [&](auto power_of_two_divisors) {
+                    for (int i = 0; i < N; ++i) {
+                        const size_t row = static_cast<size_t>(i) * O + lo;
+                        update_row<decltype(power_of_two_divisors)::value>(
+                            layer.wt.data() + row, layer.moment1.data() + row, layer.moment2.data() + row, grad + row,
+                            scale.data() + lo, layer.row_sum.data() + lo, layer.square_sum.data() + lo, hi - lo,
+                            Real(B), reg, adam);
+                    }
+                };
+                if (power_of_two_divisors) update_rows(std::true_type());
+                else update_rows(std::false_type());
+            });
         }
     }
 };

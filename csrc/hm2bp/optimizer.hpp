@@ -21,10 +21,10 @@ HM2BP_HD Real regularization_scale(Real q, const RegParams& r)
     return Real(r.lambda) * Real(r.beta) * exp(Real(r.beta) * (q - Real(1)));
 }
 
-template <class Real>
+template <bool PowerOfTwoLimit = false, class Real>
 HM2BP_HD Real regularization_grad(Real w, Real scale, const RegParams& r)
 {
-    return scale * (w / Real(r.limit));
+    return scale * divide<PowerOfTwoLimit>(w, Real(r.limit));
 }
 
 struct AdamParams {
