@@ -79,6 +79,7 @@ struct LayerWork {
     std::vector<int> n_post;           // spike counts (after revival on the output layer)
     AlignedVector<Real> spsp;          // (active inputs, n_out padded): e[o, i] of the active inputs i
     AlignedVector<Real> grad;          // (n_in, n_out) gradient sum over this worker's samples
+    std::vector<uint8_t> touched;      // (n_in): rows of grad written since they were last zeroed
     SpikeTrain out;                    // this layer's spikes, the next layer's input
 };
 
@@ -249,6 +250,10 @@ public:
         // One sample at a time: the threads share each layer's work instead.
         const int inner_threads = n_workers == 1 ? threads() : 1;
         prepare(in.T, n_workers, learn);
+        if (learn) {
+            if (gradients_dirty_) clear_gradients(true);  // a previous run stopped half-way
+            gradients_dirty_ = true;
+        }
         encode_inputs(in);
         if (learn)
             for (Layer<Real>& layer : layers_) refresh_column_sums(layer);
@@ -263,8 +268,6 @@ public:
             const FlushDenormals flush;
             Worker<Real>& worker = workers_[k];
             worker.cost = 0.0;
-            if (learn)
-                for (LayerWork<Real>& w : worker.layers) std::fill(w.grad.begin(), w.grad.end(), Real(0));
             int lo, hi;
             split_range(B, n_workers, k, 1, lo, hi);
             for (int b = lo; b < hi; ++b) {
@@ -308,6 +311,10 @@ public:
         } else if (req.mode == Mode::Train) {
             apply_update(B, req.lr);
         }
+        if (learn) {
+            clear_gradients(false);
+            gradients_dirty_ = false;
+        }
         return res;
     }
 
@@ -320,6 +327,8 @@ private:
     uint64_t thresholds_[256];
     int T_ = 0;
     int64_t step_ = 0;
+    bool gradients_dirty_ = false;  // a learning run began and has not cleared the gradient sums
+    AlignedVector<Real> zero_row_;  // gradient row of an input that no sample used
 
     AlignedVector<Real>& param(Layer<Real>& layer, Param p) const
     {
@@ -353,7 +362,10 @@ private:
                     w.current.assign(has_lateral_inhibition(static_cast<int>(l)) ? size : 0, Real(0));
                     w.fired.assign(size, 0);
                 }
-                if (learn) w.grad.resize(layers_[l].wt.size());  // zeroed by its worker
+                if (learn) {  // zeros between runs (clear_gradients)
+                    w.grad.resize(layers_[l].wt.size());
+                    w.touched.resize(layers_[l].n_in);
+                }
             }
         }
     }
@@ -750,6 +762,7 @@ private:
                 const int n_i = pre.count(i);
                 const Real* e = w.spsp.data() + a * e_stride;
                 Real* grow = w.grad.data() + static_cast<size_t>(i) * O;
+                w.touched[i] = 1;
 #pragma omp simd
                 for (int o = 0; o < O; ++o) grow[o] += weight_gradient(scale[o], spsp_value(e[o], n_post[o], n_i));
                 if (!pre_delta) return;
@@ -773,24 +786,44 @@ private:
         }
     }
 
-    // Adds the other workers' gradient sums to worker 0's, in worker order.
+    // Adds the other workers' gradient sums to worker 0's, in worker order. Only rows a worker
+    // touched: the others hold +0, and adding +0 to a sum that started at +0 changes nothing.
     void reduce_gradients(int n_workers)
     {
         for (size_t l = 0; l < layers_.size() && n_workers > 1; ++l) {
-            Real* total = workers_[0].layers[l].grad.data();
-            const int size = static_cast<int>(workers_[0].layers[l].grad.size());
-#pragma omp parallel num_threads(threads())
-            {
+            LayerWork<Real>& total = workers_[0].layers[l];
+            const int N = layers_[l].n_in, O = layers_[l].n_out;
+#pragma omp parallel for num_threads(threads()) schedule(static)
+            for (int i = 0; i < N; ++i) {
                 const FlushDenormals flush;
-                int lo, hi;
-                split_range(size, omp_get_num_threads(), omp_get_thread_num(), 16, lo, hi);
+                Real* row = total.grad.data() + static_cast<size_t>(i) * O;
                 for (int j = 1; j < n_workers; ++j) {
-                    const Real* part = workers_[j].layers[l].grad.data();
+                    const LayerWork<Real>& part = workers_[j].layers[l];
+                    if (!part.touched[i]) continue;
+                    const Real* part_row = part.grad.data() + static_cast<size_t>(i) * O;
 #pragma omp simd
-                    for (int k = lo; k < hi; ++k) total[k] += part[k];
+                    for (int o = 0; o < O; ++o) row[o] += part_row[o];
+                    total.touched[i] = 1;
                 }
             }
         }
+    }
+
+    // Zeros the gradient rows the workers touched (all rows if `all`), for the next run.
+    void clear_gradients(bool all)
+    {
+        for (Worker<Real>& worker : workers_)
+            for (size_t l = 0; l < worker.layers.size(); ++l) {
+                LayerWork<Real>& w = worker.layers[l];
+                const int N = static_cast<int>(w.touched.size()), O = layers_[l].n_out;
+#pragma omp parallel for num_threads(threads()) schedule(static)
+                for (int i = 0; i < N; ++i) {
+                    if (!all && !w.touched[i]) continue;
+                    std::fill(w.grad.begin() + static_cast<size_t>(i) * O, w.grad.begin() + static_cast<size_t>(i + 1) * O,
+                              Real(0));
+                    w.touched[i] = 0;
+                }
+            }
     }
 
     void export_mean_gradient(int l, int B, double* out) const
@@ -846,8 +879,10 @@ private:
         for (size_t l = 0; l < layers_.size(); ++l) {
             Layer<Real>& layer = layers_[l];
             const Real* grad = workers_[0].layers[l].grad.data();
+            const std::vector<uint8_t>& touched = workers_[0].layers[l].touched;
             const int O = layer.n_out;
             const int N = layer.n_in;
+            if (zero_row_.size() < static_cast<size_t>(O)) zero_row_.assign(O, Real(0));
             refresh_column_sums(layer);
             std::vector<Real> scale(O, Real(0));
             if (regularize)
@@ -859,8 +894,10 @@ private:
                 auto update_rows = [&](auto power_of_two_divisors) {
                     for (int i = 0; i < N; ++i) {
                         const size_t row = static_cast<size_t>(i) * O + lo;
+                        // an untouched row is all +0: read the shared zero row instead (less traffic)
+                        const Real* grad_row = touched[i] ? grad + row : zero_row_.data() + lo;
                         update_row<decltype(power_of_two_divisors)::value>(
-                            layer.wt.data() + row, layer.moment1.data() + row, layer.moment2.data() + row, grad + row,
+                            layer.wt.data() + row, layer.moment1.data() + row, layer.moment2.data() + row, grad_row,
                             scale.data() + lo, layer.row_sum.data() + lo, layer.square_sum.data() + lo, hi - lo,
                             Real(B), reg, adam);
                     }
