@@ -341,6 +341,8 @@ private:
 
     int threads() const { return std::max(1, cfg_.threads); }
 
+    RegParams regularization() const { return {cfg_.reg_lambda, cfg_.reg_beta, cfg_.weight_limit}; }
+
     LifParams<Real> lif(int l) const { return {Real(cfg_.vth[l]), Real(cfg_.tau_m), Real(cfg_.tau_s), cfg_.t_ref}; }
 
     void prepare(int T, int n_workers, bool learn)
@@ -543,9 +545,9 @@ private:
     void refresh_column_sums(Layer<Real>& layer) const
     {
         if (layer.sums_valid) return;
-        const Real limit = Real(cfg_.weight_limit);
+        const RegParams reg = regularization();
         column_sums(layer, [](Real w) { return w; }, layer.row_sum.data());
-        column_sums(layer, [limit](Real w) { return (w / limit) * (w / limit); }, layer.square_sum.data());
+        column_sums(layer, [reg](Real w) { return regularization_term(w, reg); }, layer.square_sum.data());
         layer.sums_valid = true;
     }
 
@@ -849,7 +851,6 @@ private:
     {
         const bool use_adam = cfg_.adam;
         const double lr = adam.lr, momentum = cfg_.momentum;
-        const Real limit = Real(cfg_.weight_limit);
 #pragma omp simd
         for (int o = 0; o < n; ++o) {
             // scale is all zeros when regularization is off
@@ -860,9 +861,8 @@ private:
         }
 #pragma omp simd
         for (int o = 0; o < n; ++o) {
-            const Real x = divide<PowerOfTwoDivisors>(w[o], limit);
             row_sum[o] += w[o];
-            square_sum[o] += x * x;
+            square_sum[o] += regularization_term<PowerOfTwoDivisors>(w[o], reg);
         }
     }
 
@@ -872,7 +872,7 @@ private:
     void apply_update(int B, double lr)
     {
         ++step_;
-        const RegParams reg{cfg_.reg_lambda, cfg_.reg_beta, cfg_.weight_limit};
+        const RegParams reg = regularization();
         const AdamParams adam{lr, cfg_.b1, cfg_.b2, cfg_.eps, 1.0 - std::pow(cfg_.b1, double(step_)),
                               1.0 - std::pow(cfg_.b2, double(step_))};
         const bool regularize = cfg_.reg_lambda != 0.0 && cfg_.reg_beta != 0.0;

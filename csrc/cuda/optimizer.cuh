@@ -14,13 +14,12 @@ __global__ void weight_sums_kernel(const Real* wt, int N, int O, RegParams reg, 
 {
     const int o = blockIdx.x * blockDim.x + threadIdx.x;
     if (o >= O) return;
-    const Real limit = Real(reg.limit);
     Real sum = Real(0), sq = Real(0);
 #pragma unroll 8
     for (int i = 0; i < N; ++i) {
         const Real w = wt[static_cast<size_t>(i) * O + o];
         sum += w;
-        sq += (w / limit) * (w / limit);
+        sq += regularization_term(w, reg);
     }
     row_sum[o] = sum;
     scale[o] = regularize ? regularization_scale(sq / Real(N), reg) : Real(0);

@@ -21,6 +21,14 @@ HM2BP_HD Real regularization_scale(Real q, const RegParams& r)
     return Real(r.lambda) * Real(r.beta) * exp(Real(r.beta) * (q - Real(1)));
 }
 
+// One term of q: (W[o, i] / limit)^2.
+template <bool PowerOfTwoLimit = false, class Real>
+HM2BP_HD Real regularization_term(Real w, const RegParams& r)
+{
+    const Real x = divide<PowerOfTwoLimit>(w, Real(r.limit));
+    return x * x;
+}
+
 template <bool PowerOfTwoLimit = false, class Real>
 HM2BP_HD Real regularization_grad(Real w, Real scale, const RegParams& r)
 {
