@@ -250,10 +250,7 @@ public:
         // One sample at a time: the threads share each layer's work instead.
         const int inner_threads = n_workers == 1 ? threads() : 1;
         prepare(in.T, n_workers, learn);
-        if (learn) {
-            if (gradients_dirty_) clear_gradients(true);  // a previous run stopped half-way
-            gradients_dirty_ = true;
-        }
+        if (learn) clear_gradients();
         encode_inputs(in);
         if (learn)
             for (Layer<Real>& layer : layers_) refresh_column_sums(layer);
@@ -311,10 +308,6 @@ public:
         } else if (req.mode == Mode::Train) {
             apply_update(B, req.lr);
         }
-        if (learn) {
-            clear_gradients(false);
-            gradients_dirty_ = false;
-        }
         return res;
     }
 
@@ -327,7 +320,6 @@ private:
     uint64_t thresholds_[256];
     int T_ = 0;
     int64_t step_ = 0;
-    bool gradients_dirty_ = false;  // a learning run began and has not cleared the gradient sums
     AlignedVector<Real> zero_row_;  // gradient row of an input that no sample used
 
     AlignedVector<Real>& param(Layer<Real>& layer, Param p) const
@@ -364,7 +356,7 @@ private:
                     w.current.assign(has_lateral_inhibition(static_cast<int>(l)) ? size : 0, Real(0));
                     w.fired.assign(size, 0);
                 }
-                if (learn) {  // zeros between runs (clear_gradients)
+                if (learn) {  // zeroed where touched at the start of each learning run (clear_gradients)
                     w.grad.resize(layers_[l].wt.size());
                     w.touched.resize(layers_[l].n_in);
                 }
@@ -811,8 +803,9 @@ private:
         }
     }
 
-    // Zeros the gradient rows the workers touched (all rows if `all`), for the next run.
-    void clear_gradients(bool all)
+    // Zeros the gradient rows the workers touched in the last learning run. Done at the start of
+    // a run rather than at its end, so that a run that stopped half-way leaves nothing behind.
+    void clear_gradients()
     {
         for (Worker<Real>& worker : workers_)
             for (size_t l = 0; l < worker.layers.size(); ++l) {
@@ -820,7 +813,7 @@ private:
                 const int N = static_cast<int>(w.touched.size()), O = layers_[l].n_out;
 #pragma omp parallel for num_threads(threads()) schedule(static)
                 for (int i = 0; i < N; ++i) {
-                    if (!all && !w.touched[i]) continue;
+                    if (!w.touched[i]) continue;
                     std::fill(w.grad.begin() + static_cast<size_t>(i) * O, w.grad.begin() + static_cast<size_t>(i + 1) * O,
                               Real(0));
                     w.touched[i] = 0;
@@ -866,9 +859,9 @@ private:
         }
     }
 
-    // SPEC 5: batch mean + regularization, then one Adam or SGD step. The threads split the
-    // columns, so that each column sum of the new weights is added up in ascending i, as
-    // refresh_column_sums would.
+    // SPEC 5: batch mean + regularization, then one Adam or SGD step (run() refreshed the column
+    // sums of the current weights). The threads split the columns, so that each column sum of the
+    // new weights is added up in ascending i, as refresh_column_sums would.
     void apply_update(int B, double lr)
     {
         ++step_;
@@ -883,7 +876,6 @@ private:
             const int O = layer.n_out;
             const int N = layer.n_in;
             if (zero_row_.size() < static_cast<size_t>(O)) zero_row_.assign(O, Real(0));
-            refresh_column_sums(layer);
             std::vector<Real> scale(O, Real(0));
             if (regularize)
                 for (int o = 0; o < O; ++o) scale[o] = regularization_scale(layer.square_sum[o] / Real(N), reg);
