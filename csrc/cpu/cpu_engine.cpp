@@ -31,6 +31,7 @@
 #include "../hm2bp/neuron.hpp"
 #include "../hm2bp/optimizer.hpp"
 #include "../hm2bp/spsp.hpp"
+#include "simd.hpp"
 #include "spike_train.hpp"
 #include "spsp_trace_rows.hpp"
 
@@ -72,8 +73,8 @@ struct Layer {
 template <class Real>
 struct LayerWork {
     AlignedVector<Real> current;       // (T, n_out): I[t, o] = sum_i W[o, i] s_in[t, i], lateral layer only
-    std::vector<uint8_t> fired;        // (T, n_out)
-    std::vector<uint64_t> fired_masks; // the same as (T, SpikeTrain::mask_words(n_out)) bit masks
+    std::vector<uint8_t> fired;        // (T, n_out) spikes, lateral layer only
+    std::vector<uint64_t> fired_masks; // (T, SpikeTrain::mask_words(n_out)) spike bit masks, other layers
     std::vector<Real> delta, dv, side, lat;
     std::vector<Real> scale;           // gradient_scale
     std::vector<int> n_post;           // spike counts (after revival on the output layer)
@@ -147,8 +148,8 @@ void sum_rows(const Real* matrix, size_t stride, const int* rows, int n_rows, in
 // traces are one (T, kTraceBlock) block, written as one contiguous stream.
 constexpr int kTraceBlock = 16;
 
-// Up to G spike-event sums of SPEC 6 side by side: out[q][j] = sum_k matrix[rows[q][k], j] for
-// j < Width, added in list order (so each sum is what sum_rows gives). One sum is a chain of
+// Up to G spike-event sums of SPEC 6 side by side: out[q][cols[j]] = sum_k matrix[rows[q][k], j]
+// for j < n_cols <= Width, added in list order (so each sum is what sum_rows gives). One sum is a chain of
 // dependent adds, bound by the add latency; G chains in flight keep the loads busy instead.
 // The chains run longest list first, so that when one ends the longer ones go on; the work is
 // best spent when the n lists have about equal lengths.
@@ -156,7 +157,7 @@ template <int G, int Width, class Real>
 class SideBySideSums {
 public:
     static void run(const Real* matrix, size_t stride, const int* const* rows, const int* count, int n,
-                    Real* const* out)
+                    Real* const* out, const int* cols, int n_cols)
     {
         int order[G];  // insertion sort, longest first (n <= G is small)
         for (int q = 0; q < n; ++q) {
@@ -173,7 +174,10 @@ public:
         Real acc[G][Width] = {};
         int k = 0;
         phases(std::integral_constant<int, G>(), matrix, stride, sorted_rows, sorted_count, n, acc, k);
-        for (int q = 0; q < n; ++q) std::copy(acc[q], acc[q] + Width, out[order[q]]);
+        for (int q = 0; q < n; ++q) {
+            Real* dst = out[order[q]];
+            for (int j = 0; j < n_cols; ++j) dst[cols[j]] = acc[q][j];
+        }
     }
 
 private:
@@ -186,7 +190,7 @@ private:
             for (const int end = count[Live - 1]; k < end; ++k)
 #pragma GCC unroll 16
                 for (int q = 0; q < Live; ++q) {
-                    const Real* row = matrix + static_cast<size_t>(rows[q][k]) * stride;
+                    const Real* row = in_register(matrix + static_cast<size_t>(rows[q][k]) * stride);
 #pragma omp simd
                     for (int j = 0; j < Width; ++j) acc[q][j] += row[j];
                 }
@@ -273,7 +277,8 @@ public:
                     forward_layer(worker, l, *input, inner_threads);
                     input = &worker.layers[l].out;
                     sample_spikes[static_cast<size_t>(b) * L + l] = input->total();
-                    if (!req.layer_spikes_out.empty()) copy_fired(worker.layers[l], b, req.layer_spikes_out[l]);
+                    if (!req.layer_spikes_out.empty())
+                        input->to_dense(req.layer_spikes_out[l] + static_cast<size_t>(b) * T_ * input->N);
                 }
                 int best = 0;
                 for (int o = 0; o < n_out; ++o) {
@@ -351,9 +356,10 @@ private:
             worker.layers.resize(layers_.size());
             for (size_t l = 0; l < layers_.size(); ++l) {
                 LayerWork<Real>& w = worker.layers[l];
-                const size_t size = static_cast<size_t>(T) * layers_[l].n_out;
+                const size_t size =
+                    has_lateral_inhibition(static_cast<int>(l)) ? static_cast<size_t>(T) * layers_[l].n_out : 0;
                 if (w.fired.size() != size) {
-                    w.current.assign(has_lateral_inhibition(static_cast<int>(l)) ? size : 0, Real(0));
+                    w.current.assign(size, Real(0));
                     w.fired.assign(size, 0);
                 }
                 if (learn) {  // zeroed where touched at the start of each learning run (clear_gradients)
@@ -457,35 +463,76 @@ private:
     // SPEC 1 for neurons [lo, hi) of a layer without lateral inhibition, one chunk of columns at
     // a time: each step's input current (the sum of the W rows of the inputs that fired one step
     // earlier) goes straight into the LIF state, and the chunk of W stays in L1 over all T.
-    // Writes the spikes both as bytes (w.fired) and as bit masks (w.fired_masks, zeroed by the
-    // caller; lo is a multiple of 64).
+    // Writes the spikes as bit masks (w.fired_masks, zeroed by the caller; lo is a multiple of 64).
     template <bool PowerOfTwoTaus>
     void integrate(const Layer<Real>& layer, const SpikeTrain& input, LayerWork<Real>& w, const LifParams<Real>& p,
                    int lo, int hi) const
     {
-        constexpr int chunk = 256 / sizeof(Real);  // divides 64, so a chunk stays within one mask word
+        constexpr int lanes = Simd<Real>::lanes;
+        int c = lo;
+        for (; c + 4 * lanes <= hi; c += 4 * lanes) integrate_vectors<PowerOfTwoTaus, 4>(layer, input, w, p, c);
+        switch ((hi - c) / lanes) {
+            case 3: integrate_vectors<PowerOfTwoTaus, 3>(layer, input, w, p, c); break;
+            case 2: integrate_vectors<PowerOfTwoTaus, 2>(layer, input, w, p, c); break;
+            case 1: integrate_vectors<PowerOfTwoTaus, 1>(layer, input, w, p, c); break;
+        }
+        c += (hi - c) / lanes * lanes;
+        if (c < hi) integrate_columns<PowerOfTwoTaus>(layer, input, w, p, c, hi);
+    }
+
+    // integrate for the Vectors * lanes columns from c on (256 bytes at most: within one mask
+    // word), the neurons' state in registers.
+    template <bool PowerOfTwoTaus, int Vectors>
+    void integrate_vectors(const Layer<Real>& layer, const SpikeTrain& input, LayerWork<Real>& w,
+                           const LifParams<Real>& p, int c) const
+    {
+        using Vec = typename Simd<Real>::Vec;
+        using Int = typename Simd<Real>::Int;
+        constexpr int lanes = Simd<Real>::lanes;
+        const int O = layer.n_out;
+        const Real* wt = layer.wt.data() + c;
+        const int* ids = input.step_ids.data();
+        const int* step_start = input.step_start.data();
+        uint64_t* masks = w.fired_masks.data() + c / 64;
+        const int words = SpikeTrain::mask_words(O);
+        Vec v[Vectors] = {}, ep[Vectors] = {};
+        Int ref[Vectors] = {};
+        for (int q = 0; q < Vectors; ++q) lif_decay<PowerOfTwoTaus>(v[q], ep[q], p);  // t = 0 never fires
+        for (int t = 1; t < T_; ++t) {
+            Vec r[Vectors] = {};
+            for (int k = step_start[t - 1]; k < step_start[t]; ++k) {
+                const Real* row = in_register(wt + static_cast<size_t>(ids[k]) * O);
+                for (int q = 0; q < Vectors; ++q) r[q] += load_vec(row + q * lanes);
+            }
+            uint64_t fired = 0;
+            for (int q = 0; q < Vectors; ++q) {
+                lif_decay<PowerOfTwoTaus>(v[q], ep[q], p);
+                fired |= lane_bits(lif_integrate<PowerOfTwoTaus>(v[q], ep[q], ref[q], r[q], p)) << (q * lanes);
+            }
+            masks[static_cast<size_t>(t) * words] |= fired << (c % 64);
+        }
+    }
+
+    // integrate for the columns [c, hi), fewer than a vector's lanes.
+    template <bool PowerOfTwoTaus>
+    void integrate_columns(const Layer<Real>& layer, const SpikeTrain& input, LayerWork<Real>& w,
+                           const LifParams<Real>& p, int c, int hi) const
+    {
         const int O = layer.n_out;
         const int words = SpikeTrain::mask_words(O);
-        Real r[chunk], v[chunk], ep[chunk];
-        int ref[chunk];
-        for (int c = lo; c < hi; c += chunk) {
-            const int n = std::min(chunk, hi - c);
-            std::fill(v, v + n, Real(0));
-            std::fill(ep, ep + n, Real(0));
-            std::fill(ref, ref + n, 0);
-            std::fill(w.fired.begin() + c, w.fired.begin() + c + n, uint8_t(0));  // t = 0 never fires
-            for (int k = 0; k < n; ++k) lif_decay<PowerOfTwoTaus>(v[k], ep[k], p);
-            for (int t = 1; t < T_; ++t) {
-                sum_rows(layer.wt.data() + c, O, input.step_ids.data() + input.step_start[t - 1],
-                         input.step_start[t] - input.step_start[t - 1], 0, n, r);
-                uint8_t* fired = w.fired.data() + static_cast<size_t>(t) * O + c;
-#pragma omp simd
-                for (int k = 0; k < n; ++k) {
-                    lif_decay<PowerOfTwoTaus>(v[k], ep[k], p);
-                    fired[k] = lif_integrate<PowerOfTwoTaus>(v[k], ep[k], ref[k], r[k], p);
-                }
-                w.fired_masks[static_cast<size_t>(t) * words + c / 64] |= nonzero_mask(fired, n) << (c % 64);
+        const int n = hi - c;
+        Real r[Simd<Real>::lanes], v[Simd<Real>::lanes] = {}, ep[Simd<Real>::lanes] = {};
+        int ref[Simd<Real>::lanes] = {};
+        for (int k = 0; k < n; ++k) lif_decay<PowerOfTwoTaus>(v[k], ep[k], p);
+        for (int t = 1; t < T_; ++t) {
+            sum_rows(layer.wt.data() + c, O, input.step_ids.data() + input.step_start[t - 1],
+                     input.step_start[t] - input.step_start[t - 1], 0, n, r);
+            uint64_t fired = 0;
+            for (int k = 0; k < n; ++k) {
+                lif_decay<PowerOfTwoTaus>(v[k], ep[k], p);
+                fired |= uint64_t(lif_integrate<PowerOfTwoTaus>(v[k], ep[k], ref[k], r[k], p)) << k;
             }
+            w.fired_masks[static_cast<size_t>(t) * words + c / 64] |= fired << (c % 64);
         }
     }
 
@@ -511,11 +558,6 @@ private:
                 fired[o] = lif_integrate<PowerOfTwoTaus>(v[o], ep[o], ref[o], r[o] + inhibition, p);
             }
         }
-    }
-
-    static void copy_fired(const LayerWork<Real>& w, int b, uint8_t* dst)
-    {
-        std::copy(w.fired.begin(), w.fired.end(), dst + static_cast<size_t>(b) * w.fired.size());
     }
 
     // out[o] = sum_i f(W[o, i]), in ascending i, the threads splitting o.
@@ -571,10 +613,10 @@ private:
         return order;
     }
 
-    // The S-PSP rows of one block of traces (T, kTraceBlock) for every active input:
-    // out[a * stride + j] = sum over the spike times t of input active[a] of trace[t, j].
-    static void spsp_rows(const Real* trace, const SpikeTrain& pre, const std::vector<int>& longest_first, Real* out,
-                          size_t stride)
+    // The S-PSP rows of one block of traces (T, kTraceBlock) of the neurons ids[0 .. n) for every
+    // active input: out[a * stride + ids[j]] = sum over the spike times t of input active[a] of trace[t, j].
+    static void spsp_rows(const Real* trace, const int* ids, int n_ids, const SpikeTrain& pre,
+                          const std::vector<int>& longest_first, Real* out, size_t stride)
     {
         constexpr int G = 8;
         const int n_active = static_cast<int>(longest_first.size());
@@ -589,7 +631,7 @@ private:
                 count[q] = pre.count(pre.active[a]);
                 dst[q] = out + a * stride;
             }
-            SideBySideSums<G, kTraceBlock, Real>::run(trace, kTraceBlock, rows, count, n, dst);
+            SideBySideSums<G, kTraceBlock, Real>::run(trace, kTraceBlock, rows, count, n, dst, ids, n_ids);
         }
     }
 
@@ -710,14 +752,11 @@ private:
                 SpspTraceScratch<Real, kTraceBlock> scratch;
                 scratch.resize(T);
                 AlignedVector<Real> trace(static_cast<size_t>(T) * kTraceBlock);
-                AlignedVector<Real> e(static_cast<size_t>(n_active) * kTraceBlock);
                 int ids[kTraceBlock];
                 int n = 0;
                 auto flush = [&] {
                     traces(post, ids, n, scratch, trace.data(), kTraceBlock);
-                    spsp_rows(trace.data(), pre, longest_first, e.data(), kTraceBlock);
-                    for (int a = 0; a < n_active; ++a)
-                        for (int j = 0; j < n; ++j) w.spsp[a * e_stride + ids[j]] = e[a * kTraceBlock + j];
+                    spsp_rows(trace.data(), ids, n, pre, longest_first, w.spsp.data(), e_stride);
                     n = 0;
                 };
                 for (int o = lo; o < hi; ++o) {

@@ -74,6 +74,14 @@ struct SpikeTrain {
         from_step_masks(T_, N_, [&](int t, int w) { return masks[static_cast<size_t>(t) * words + w]; });
     }
 
+    // As a 0/1 (T, N) array.
+    void to_dense(uint8_t* spikes) const
+    {
+        std::memset(spikes, 0, static_cast<size_t>(T) * N);
+        for (int t = 0; t < T; ++t)
+            for (int k = step_start[t]; k < step_start[t + 1]; ++k) spikes[static_cast<size_t>(t) * N + step_ids[k]] = 1;
+    }
+
     // Poisson encoding of one image (SPEC 2); thresholds[p] from poisson_threshold(p).
     void from_image(const uint8_t* pixels, int T_, int N_, uint64_t sample_key,
                     const uint64_t* thresholds)

@@ -19,9 +19,9 @@ HM2BP_HD T max_of(T a, T b) { return a > b ? a : b; }
 // x / d. Dividing by a power of two and multiplying by its reciprocal (then exact) give the same
 // number, bit for bit, and the multiplication is several times cheaper: callers that know d is
 // a power of two (the presets' tau_m 64, tau_s 8, weight limit 8, batch sizes 1 and 32)
-// instantiate PowerOfTwo = true.
-template <bool PowerOfTwo, class Real>
-HM2BP_HD Real divide(Real x, Real d)
+// instantiate PowerOfTwo = true. x may also be a vector of Reals (the CPU's LIF).
+template <bool PowerOfTwo, class Value, class Real>
+HM2BP_HD Value divide(Value x, Real d)
 {
     return PowerOfTwo ? x * (Real(1) / d) : x / d;
 }

@@ -14,27 +14,31 @@ struct LifParams {
     int t_ref;
 };
 
+// Value is Real, or on the CPU a vector of neurons' Reals (a GCC vector type, with Int the integer
+// vector of the same shape); the same code then runs lane by lane.
+
 // Leak of membrane (v) and synaptic (ep) state; runs at every step, t = 0 included.
-template <bool PowerOfTwoTaus = false, class Real>
-HM2BP_HD void lif_decay(Real& v, Real& ep, const LifParams<Real>& p)
+template <bool PowerOfTwoTaus = false, class Value, class Real>
+HM2BP_HD void lif_decay(Value& v, Value& ep, const LifParams<Real>& p)
 {
     v -= divide<PowerOfTwoTaus>(v, p.tau_m);
     ep -= divide<PowerOfTwoTaus>(ep, p.tau_s);
 }
 
 // Integrates the input current r (already delayed by one step) at a step t >= 1 and
-// returns whether the neuron fires. The caller applies lif_decay first.
-template <bool PowerOfTwoTaus = false, class Real>
-HM2BP_HD bool lif_integrate(Real& v, Real& ep, int& ref, Real r, const LifParams<Real>& p)
+// returns whether the neuron fires (for vectors: a lane mask, all bits set where it fires). The
+// caller applies lif_decay first.
+template <bool PowerOfTwoTaus = false, class Value, class Int, class Real>
+HM2BP_HD auto lif_integrate(Value& v, Value& ep, Int& ref, Value r, const LifParams<Real>& p)
 {
     // Selects rather than branches: in a vector of neurons, some are refractory or fire at
     // almost every step, and a branch on "any of them" mispredicts.
     ep += r;
     v += divide<PowerOfTwoTaus>(ep, p.tau_s);
-    const bool refractory = ref > 0;
+    const auto refractory = ref > 0;
     v = refractory ? Real(0) : v;
     ref = refractory ? ref - 1 : ref;
-    const bool fire = v > p.vth - Real(1e-6);
+    const auto fire = v > p.vth - Real(1e-6);
     ref = fire ? p.t_ref : ref;
     v = fire ? Real(0) : v;
     return fire;

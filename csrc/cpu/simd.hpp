@@ -1,0 +1,62 @@
+// 64-byte vectors of neuron state for the CPU's LIF scan, as GCC vector types: the formulas of
+// ../hm2bp/neuron.hpp run on them lane by lane, and the compiler keeps them in registers.
+#pragma once
+#include <cstdint>
+#include <cstring>
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
+namespace hm2bp {
+
+template <class Real>
+struct Simd;
+
+template <>
+struct Simd<float> {
+    typedef float Vec __attribute__((vector_size(64)));
+    typedef int32_t Int __attribute__((vector_size(64)));  // one lane per float
+    static constexpr int lanes = 16;
+};
+
+template <>
+struct Simd<double> {
+    typedef double Vec __attribute__((vector_size(64)));
+    typedef int64_t Int __attribute__((vector_size(64)));
+    static constexpr int lanes = 8;
+};
+
+// A vector from `lanes` Reals at p (any alignment).
+template <class Real>
+inline typename Simd<Real>::Vec load_vec(const Real* p)
+{
+    typename Simd<Real>::Vec v;
+    std::memcpy(&v, p, sizeof v);
+    return v;
+}
+
+// p, from a register: a load at a constant offset from it then stays one micro-op, where the
+// base + scaled index address GCC would otherwise fold in costs two (x86 "unlamination").
+template <class T>
+inline const T* in_register(const T* p)
+{
+    asm("" : "+r"(p));
+    return p;
+}
+
+// Bit j set where lane j of a comparison's result is set (all bits) rather than 0.
+template <class Int>
+inline uint64_t lane_bits(Int mask)
+{
+#if defined(__AVX512F__)
+    if constexpr (sizeof(mask[0]) == 4) return _mm512_test_epi32_mask(__m512i(mask), __m512i(mask));
+    else return _mm512_test_epi64_mask(__m512i(mask), __m512i(mask));
+#else
+    uint64_t bits = 0;
+    for (int j = 0; j < int(sizeof(Int) / sizeof(mask[0])); ++j) bits |= uint64_t(mask[j] != 0) << j;
+    return bits;
+#endif
+}
+
+}  // namespace hm2bp
