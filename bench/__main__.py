@@ -10,6 +10,11 @@ Each row runs in its own child process (`python -m bench _row ...`) so that its 
 the child's ru_maxrss (whole-process peak RSS: interpreter, framework, data and work) and no
 row inherits another's threads, caches or allocator state. Converting the spikes to a
 framework's input format happens once before timing and is not timed.
+
+The rows' timed repeats are interleaved: repeat 1 of every row, then repeat 2 of every row, and
+so on, one row working at a time while the others wait. A shared machine drifts between faster
+and slower states over minutes; run one row after the other, a ratio between two rows would
+compare two different states of the machine.
 """
 
 from __future__ import annotations
@@ -17,9 +22,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import queue
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -51,16 +58,25 @@ ROW_TIMEOUT_S = 900
 # ---------------------------------------------------------------------------------------------
 # child process: one row
 
+REPLY = "@bench "  # starts the child's protocol lines on stdout (a framework may print there too)
 
-def run_row(args: argparse.Namespace) -> dict[str, Any]:
-    """Measure one row in this process; returns its JSON row (or a skipped one)."""
+
+def _reply(message: dict[str, Any]) -> None:
+    print(REPLY + json.dumps(message), flush=True)
+
+
+def serve_row(args: argparse.Namespace) -> None:
+    """Child: sets one row up and warms it up, replies {"ready": true} (or the row, skipped),
+    then runs one timed repeat per "train" or "infer" line on stdin, replying {"rate": ...},
+    and on "finish" replies the row's JSON."""
     row: dict[str, Any] = {"name": args.row}
     rss_start = common.peak_rss_mb()
     try:
         runner, facts = common.make_runner(args.row, layers=args.layers, T=args.T,
                                            threads=args.threads, peer_device=args.peer_device)
     except Skipped as exc:
-        return {**row, "skipped": str(exc)}
+        _reply({**row, "skipped": str(exc)})
+        return
     row.update(facts)
     row["setup_mb"] = round(common.peak_rss_mb(), 1)
     data = np.load(args.samples_file)
@@ -69,11 +85,24 @@ def run_row(args: argparse.Namespace) -> dict[str, Any]:
     batches = [runner.prepare(spikes[k:k + B], labels[k:k + B])
                for k in range(0, len(labels) - B + 1, B)]
     sync = getattr(runner, "sync", None)
-    timing = dict(warmup=args.warmup, repeats=args.repeats, min_seconds=args.min_seconds,
-                  sync=sync)
-    train = common.summarize(common.throughput(runner.train, batches, B, restart=getattr(runner, "restart", None),
-                                               **timing))
-    infer = common.summarize(common.throughput(runner.infer, batches, B, **timing))
+    timers = {
+        "train": common.Repeats(runner.train, batches, B, min_seconds=args.min_seconds, sync=sync,
+                                restart=getattr(runner, "restart", None)),
+        "infer": common.Repeats(runner.infer, batches, B, min_seconds=args.min_seconds, sync=sync),
+    }
+    for timer in timers.values():
+        timer.warm_up(args.warmup)
+    _reply({"ready": True})
+    rates: dict[str, list[float]] = {mode: [] for mode in timers}
+    started: dict[str, list[float]] = {mode: [] for mode in timers}
+    for line in sys.stdin:
+        command = line.strip()
+        if command == "finish":
+            break
+        started[command].append(round(time.time(), 3))
+        rates[command].append(timers[command].repeat())
+        _reply({"rate": rates[command][-1]})
+    train, infer = common.summarize(rates["train"]), common.summarize(rates["infer"])
     out = runner.infer(batches[0])
     if "layer_spikes" in out:  # hm2bp and NumPy say how busy the network was
         row["spikes_per_sample"] = [round(int(n) / B, 1) for n in out["layer_spikes"]]
@@ -83,6 +112,7 @@ def run_row(args: argparse.Namespace) -> dict[str, Any]:
         infer_samples_per_s=round(infer["median"], 3),
         infer_spread=[round(infer["min"], 3), round(infer["max"], 3)],
         repeats=train["n"],
+        repeat_started=started,  # unix times: shows the interleaving with the other rows
         peak_mb=round(common.peak_rss_mb(), 1),
         start_mb=round(rss_start, 1),
         peak_method="ru_maxrss of the row's own child process (whole-process peak RSS)",
@@ -91,46 +121,102 @@ def run_row(args: argparse.Namespace) -> dict[str, Any]:
         import torch
 
         row["device_peak_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
-    return row
+    _reply(row)
 
 
 # ---------------------------------------------------------------------------------------------
 # parent: the table
 
 
-def _child_cmd(args: argparse.Namespace, name: str, samples_file: str, out: str) -> list[str]:
+def _child_cmd(args: argparse.Namespace, name: str, samples_file: str) -> list[str]:
     cmd = [sys.executable, "-m", "bench", "_row", name, "--samples-file", samples_file,
-           "--out", out, "--batch", str(args.batch), "--warmup", str(args.warmup),
-           "--repeats", str(args.repeats), "--min-seconds", str(args.min_seconds),
+           "--batch", str(args.batch), "--warmup", str(args.warmup),
+           "--min-seconds", str(args.min_seconds),
            "--T", str(args.T), "--hidden", str(args.hidden), "--peer-device", args.peer_device]
     if args.threads:
         cmd += ["--threads", str(args.threads)]
     return cmd
 
 
+class RowProcess:
+    """One row's child process; its replies are read on a thread, so that a stuck child times
+    out instead of stalling the table."""
+
+    def __init__(self, name: str, cmd: list[str], stderr_path: str) -> None:
+        self.name, self.stderr_path = name, stderr_path
+        with open(stderr_path, "w") as err:
+            self.proc = subprocess.Popen(cmd, cwd=common.REPO, stdin=subprocess.PIPE,
+                                         stdout=subprocess.PIPE, stderr=err, text=True)
+        self.replies: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            if line.startswith(REPLY):
+                self.replies.put(json.loads(line[len(REPLY):]))
+        self.replies.put(None)  # the child closed its output (exited)
+
+    def ask(self, command: str | None, timeout_s: float) -> dict[str, Any]:
+        """Sends `command` (None: only waits) and returns the reply, or the row as skipped with
+        the reason when the child exits or times out first."""
+        try:
+            if command is not None:
+                assert self.proc.stdin is not None
+                self.proc.stdin.write(command + "\n")
+                self.proc.stdin.flush()
+            reply = self.replies.get(timeout=timeout_s)
+        except queue.Empty:
+            self.proc.kill()
+            return {"name": self.name, "skipped": f"timed out after {timeout_s} s"}
+        except BrokenPipeError:
+            reply = None
+        if reply is None:
+            code = self.proc.wait()
+            lines = Path(self.stderr_path).read_text().strip().splitlines()
+            return {"name": self.name, "skipped": f"failed (exit {code}): {(lines or ['no output'])[-1]}"}
+        return reply
+
+    def close(self) -> None:
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
 def measure_rows(args: argparse.Namespace, names: list[str]) -> list[dict[str, Any]]:
+    """Starts one child per row (set-up and warm-up run at once, untimed), then times their
+    repeats in turn: all rows' train repeat 1, all rows' repeat 2, ..., then the same for
+    inference."""
     spikes, labels = common.bench_samples(args.samples, args.T, args.data_dir)
-    rows = []
+    rows: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="hm2bp-bench-") as tmp:
         samples_file = os.path.join(tmp, "samples.npz")
         np.savez(samples_file, spikes=spikes, labels=labels)
-        for name in names:
-            out = os.path.join(tmp, name + ".json")
-            print(f"[bench] {name} ...", file=sys.stderr, flush=True)
-            t0 = time.perf_counter()
-            try:
-                proc = subprocess.run(_child_cmd(args, name, samples_file, out), cwd=common.REPO,
-                                      capture_output=True, text=True, timeout=ROW_TIMEOUT_S)
-                if proc.returncode == 0 and os.path.exists(out):
-                    row = json.loads(Path(out).read_text())
-                else:
-                    tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-                    row = {"name": name, "skipped": f"failed (exit {proc.returncode}): {tail}"}
-            except subprocess.TimeoutExpired:
-                row = {"name": name, "skipped": f"timed out after {ROW_TIMEOUT_S} s"}
-            row["row_wall_s"] = round(time.perf_counter() - t0, 1)
-            rows.append(row)
-    return rows
+        print(f"[bench] setting up {', '.join(names)} ...", file=sys.stderr, flush=True)
+        children = {name: RowProcess(name, _child_cmd(args, name, samples_file),
+                                     os.path.join(tmp, name + ".err")) for name in names}
+        live = []
+        for name, child in children.items():
+            reply = child.ask(None, ROW_TIMEOUT_S)
+            if reply.get("ready"):
+                live.append(name)
+            else:
+                rows[name] = reply
+        for mode in ("train", "infer"):
+            for r in range(args.repeats):
+                print(f"[bench] {mode} repeat {r + 1}/{args.repeats}: {', '.join(live)}",
+                      file=sys.stderr, flush=True)
+                for name in list(live):
+                    reply = children[name].ask(mode, ROW_TIMEOUT_S)
+                    if "rate" not in reply:
+                        rows[name] = reply
+                        live.remove(name)
+        for name in live:
+            rows[name] = children[name].ask("finish", ROW_TIMEOUT_S)
+        for child in children.values():
+            child.close()
+    return [rows[name] for name in names]
 
 
 def _num(x: float) -> str:
@@ -220,6 +306,7 @@ def main_table(args: argparse.Namespace) -> int:
         "mode": "quick" if args.quick else "full", "layers": args.layers, "T": args.T,
         "batch": args.batch, "samples": args.samples, "warmup_batches": args.warmup,
         "repeats": args.repeats, "min_seconds_per_repeat": args.min_seconds,
+        "order": "interleaved: repeat r of every row in turn, one row working at a time",
         "data": "mnist-10k train digits 0..samples-1, hm2bp.encode_poisson(seed=0)",
         "wall_s": round(time.perf_counter() - t0, 1),
     }
@@ -276,8 +363,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     time_to_accuracy.add_parser(sub)
     row = sub.add_parser("_row")  # internal: one row in a child process
     row.add_argument("row", choices=common.ROWS)
-    for flag, kind in (("--samples-file", str), ("--out", str), ("--batch", int),
-                       ("--warmup", int), ("--repeats", int), ("--min-seconds", float)):
+    for flag, kind in (("--samples-file", str), ("--batch", int), ("--warmup", int),
+                       ("--min-seconds", float)):
         row.add_argument(flag, type=kind, required=True)
     _sizes(row)
     args = p.parse_args(argv)
@@ -288,7 +375,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     if args.command == "_row":
-        Path(args.out).write_text(json.dumps(run_row(args)) + "\n")
+        serve_row(args)
         return 0
     if args.command == "scaling":
         from . import scaling

@@ -222,6 +222,52 @@ def summarize(values: Sequence[float]) -> dict[str, Any]:
     return {"median": statistics.median(vals), "min": min(vals), "max": max(vals), "n": len(vals)}
 
 
+class Repeats:
+    """Timed repeats of `step` (one batch per call), each giving samples/s; the position in
+    `batches` carries over from one repeat to the next.
+
+    Each repeat cycles through `batches` until at least one batch ran and `min_seconds`
+    passed, so fast and slow rows both get a stable number without a fixed sample count.
+    sync: waits for queued device work (CUDA) before the clock is read.
+    restart: called, untimed, before every pass over `batches` (hm2bp training restarts from
+    its initial weights, so that it never fits the few bench samples: a network that has
+    learned a sample skips its backward pass, which would flatter the measurement).
+    """
+
+    def __init__(self, step: Callable[[Any], Any], batches: Sequence[Any], batch_size: int, *,
+                 min_seconds: float, sync: Callable[[], None] | None = None,
+                 restart: Callable[[], None] | None = None) -> None:
+        self.step, self.batches, self.batch_size = step, batches, batch_size
+        self.min_seconds, self.sync, self.restart = min_seconds, sync, restart
+        self.k = 0  # batches run so far
+
+    def warm_up(self, calls: int) -> None:
+        """`calls` untimed steps."""
+        for _ in range(calls):
+            self.step(self.batches[self.k % len(self.batches)])
+            self.k += 1
+        if self.sync:
+            self.sync()
+
+    def repeat(self) -> float:
+        """One timed repeat: samples/s."""
+        n = 0
+        elapsed = 0.0
+        while elapsed < self.min_seconds or n == 0:
+            if self.restart and self.k % len(self.batches) == 0:
+                self.restart()
+                if self.sync:
+                    self.sync()
+            t0 = time.perf_counter()
+            self.step(self.batches[self.k % len(self.batches)])
+            if self.sync:
+                self.sync()
+            elapsed += time.perf_counter() - t0
+            self.k += 1
+            n += self.batch_size
+        return n / elapsed
+
+
 def throughput(
     step: Callable[[Any], Any],
     batches: Sequence[Any],
@@ -233,39 +279,10 @@ def throughput(
     sync: Callable[[], None] | None = None,
     restart: Callable[[], None] | None = None,
 ) -> list[float]:
-    """samples/s of `step` over `repeats` timed repeats after `warmup` untimed calls.
-
-    Each repeat cycles through `batches` until at least one batch ran and `min_seconds`
-    passed, so fast and slow rows both get a stable number without a fixed sample count.
-    sync: waits for queued device work (CUDA) before the clock is read.
-    restart: called, untimed, before every pass over `batches` (hm2bp training restarts from
-    its initial weights, so that it never fits the few bench samples: a network that has
-    learned a sample skips its backward pass, which would flatter the measurement).
-    """
-    k = 0
-    for _ in range(warmup):
-        step(batches[k % len(batches)])
-        k += 1
-    if sync:
-        sync()
-    rates = []
-    for _ in range(repeats):
-        n = 0
-        elapsed = 0.0
-        while elapsed < min_seconds or n == 0:
-            if restart and k % len(batches) == 0:
-                restart()
-                if sync:
-                    sync()
-            t0 = time.perf_counter()
-            step(batches[k % len(batches)])
-            if sync:
-                sync()
-            elapsed += time.perf_counter() - t0
-            k += 1
-            n += batch_size
-        rates.append(n / elapsed)
-    return rates
+    """samples/s of `step` over `repeats` timed repeats (Repeats) after `warmup` untimed calls."""
+    timer = Repeats(step, batches, batch_size, min_seconds=min_seconds, sync=sync, restart=restart)
+    timer.warm_up(warmup)
+    return [timer.repeat() for _ in range(repeats)]
 
 
 def peak_rss_mb() -> float:

@@ -192,7 +192,7 @@ def test_quick_table_smoke_json(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     pythonpath = os.pathsep.join([str(tmp_path / "stub"), os.environ.get("PYTHONPATH", "")])
     proc = _run_bench(["--quick", "--json", str(out), "--rows", "hm2bp-cpu,numpy,snntorch",
-                       "--samples", "4", "--batch", "2", "--repeats", "1", "--min-seconds",
+                       "--samples", "4", "--batch", "2", "--repeats", "2", "--min-seconds",
                        "0", "--T", "60", "--hidden", "20"], tmp_path,
                       {"PYTHONPATH": pythonpath})
     assert proc.returncode == 0, proc.stderr
@@ -208,6 +208,10 @@ def test_quick_table_smoke_json(tmp_path: Path) -> None:
     assert "skipped" in rows["snntorch"] and "hidden by test_bench" in rows["snntorch"]["skipped"]
     if _engine_ok():
         assert rows["hm2bp-cpu"]["train_samples_per_s"] > 0
+        # repeats interleaved: each row's repeat r between the other's repeats r and r + 1
+        for mode in ("train", "infer"):
+            a, b = rows["hm2bp-cpu"]["repeat_started"][mode], rows["numpy"]["repeat_started"][mode]
+            assert a[0] <= b[0] <= a[1] <= b[1], (mode, a, b)
     else:
         assert "hm2bp engine not importable" in rows["hm2bp-cpu"]["skipped"]
     assert rows["authors-cuda"]["measured"] is False
