@@ -151,33 +151,19 @@ constexpr int kTraceBlock = 16;
 // Up to G spike-event sums of SPEC 6 side by side: out[q][cols[j]] = sum_k matrix[rows[q][k], j]
 // for j < n_cols <= Width, added in list order (so each sum is what sum_rows gives). One sum is a chain of
 // dependent adds, bound by the add latency; G chains in flight keep the loads busy instead.
-// The chains run longest list first, so that when one ends the longer ones go on; the work is
-// best spent when the n lists have about equal lengths.
+// The lists come longest first (count descending), so that when one ends the longer ones go
+// on; the work is best spent when the n lists have about equal lengths.
 template <int G, int Width, class Real>
 class SideBySideSums {
 public:
     static void run(const Real* matrix, size_t stride, const int* const* rows, const int* count, int n,
                     Real* const* out, const int* cols, int n_cols)
     {
-        int order[G];  // insertion sort, longest first (n <= G is small)
-        for (int q = 0; q < n; ++q) {
-            int p = q;
-            for (; p > 0 && count[order[p - 1]] < count[q]; --p) order[p] = order[p - 1];
-            order[p] = q;
-        }
-        const int* sorted_rows[G];
-        int sorted_count[G];
-        for (int q = 0; q < n; ++q) {
-            sorted_rows[q] = rows[order[q]];
-            sorted_count[q] = count[order[q]];
-        }
         Real acc[G][Width] = {};
         int k = 0;
-        phases(std::integral_constant<int, G>(), matrix, stride, sorted_rows, sorted_count, n, acc, k);
-        for (int q = 0; q < n; ++q) {
-            Real* dst = out[order[q]];
-            for (int j = 0; j < n_cols; ++j) dst[cols[j]] = acc[q][j];
-        }
+        phases(std::integral_constant<int, G>(), matrix, stride, rows, count, n, acc, k);
+        for (int q = 0; q < n; ++q)
+            for (int j = 0; j < n_cols; ++j) out[q][cols[j]] = acc[q][j];
     }
 
 private:
@@ -615,6 +601,7 @@ private:
 
     // The S-PSP rows of one block of traces (T, kTraceBlock) of the neurons ids[0 .. n) for every
     // active input: out[a * stride + ids[j]] = sum over the spike times t of input active[a] of trace[t, j].
+    // longest_first (active_by_count) hands SideBySideSums its lists longest first.
     static void spsp_rows(const Real* trace, const int* ids, int n_ids, const SpikeTrain& pre,
                           const std::vector<int>& longest_first, Real* out, size_t stride)
     {
