@@ -144,46 +144,15 @@ void sum_rows(const Real* matrix, size_t stride, const int* rows, int n_rows, in
     }
 }
 
-// Neurons whose S-PSP traces are built together (spsp_trace_rows): one vector of floats. Their
-// traces are one (T, kTraceBlock) block, written as one contiguous stream.
+// Neurons whose S-PSP traces are built together (spsp_trace_rows): one vector of floats.
 constexpr int kTraceBlock = 16;
 
-// Up to G spike-event sums of SPEC 6 side by side: out[q][cols[j]] = sum_k matrix[rows[q][k], j]
-// for j < n_cols <= Width, added in list order (so each sum is what sum_rows gives). One sum is a chain of
-// dependent adds, bound by the add latency; G chains in flight keep the loads busy instead.
-// The lists come longest first (count descending), so that when one ends the longer ones go
-// on; the work is best spent when the n lists have about equal lengths.
-template <int G, int Width, class Real>
-class SideBySideSums {
-public:
-    static void run(const Real* matrix, size_t stride, const int* const* rows, const int* count, int n,
-                    Real* const* out, const int* cols, int n_cols)
-    {
-        Real acc[G][Width] = {};
-        int k = 0;
-        phases(std::integral_constant<int, G>(), matrix, stride, rows, count, n, acc, k);
-        for (int q = 0; q < n; ++q)
-            for (int j = 0; j < n_cols; ++j) out[q][cols[j]] = acc[q][j];
-    }
-
-private:
-    // Steps k while the first `live` lists all still have a row k, then one list fewer.
-    template <int Live>
-    static void phases(std::integral_constant<int, Live>, const Real* matrix, size_t stride, const int* const* rows,
-                       const int* count, int n, Real (&acc)[G][Width], int& k)
-    {
-        if (Live <= n) {
-            for (const int end = count[Live - 1]; k < end; ++k)
-#pragma GCC unroll 16
-                for (int q = 0; q < Live; ++q) {
-                    const Real* row = in_register(matrix + static_cast<size_t>(rows[q][k]) * stride);
-#pragma omp simd
-                    for (int j = 0; j < Width; ++j) acc[q][j] += row[j];
-                }
-        }
-        if constexpr (Live > 1) phases(std::integral_constant<int, Live - 1>(), matrix, stride, rows, count, n, acc, k);
-    }
-};
+// Neurons whose S-PSP rows are summed together: the traces of several trace blocks side by side,
+// (T, width) with width = 256 bytes, so that each spike time of an input (one index load and
+// address) feeds four vector adds. A narrow block needs fewer traces in L1 but spends most of
+// its micro-ops on the indices.
+template <class Real>
+constexpr int spsp_row_block() { return 256 / sizeof(Real); }
 
 template <class Real>
 class CpuEngine final : public Engine {
@@ -586,39 +555,20 @@ private:
                                      scratch, rows, stride);
     }
 
-    // Positions in pre.active, most spikes first (a counting sort: counts are at most T):
-    // consecutive entries then have about the same number of spikes, as SideBySideSums wants.
-    static std::vector<int> active_by_count(const SpikeTrain& pre)
+    // The S-PSP rows of one block of traces (T, spsp_row_block) of the neurons ids[0 .. n_ids) for
+    // every active input: out[a * stride + ids[j]] = sum over the spike times t of input
+    // pre.active[a] of trace[t, j], in ascending t. Columns from n_ids up to the next trace block
+    // hold stale traces: summed along (one vector), never stored.
+    static void spsp_rows(const Real* trace, const int* ids, int n_ids, const SpikeTrain& pre, Real* out, size_t stride)
     {
-        std::vector<int> start(pre.T + 2, 0);  // by T - count
-        for (int i : pre.active) ++start[pre.T - pre.count(i) + 1];
-        for (int key = 0; key <= pre.T; ++key) start[key + 1] += start[key];
-        std::vector<int> order(pre.active.size());
-        for (size_t a = 0; a < order.size(); ++a)
-            order[start[pre.T - pre.count(pre.active[a])]++] = static_cast<int>(a);
-        return order;
-    }
-
-    // The S-PSP rows of one block of traces (T, kTraceBlock) of the neurons ids[0 .. n) for every
-    // active input: out[a * stride + ids[j]] = sum over the spike times t of input active[a] of trace[t, j].
-    // longest_first (active_by_count) hands SideBySideSums its lists longest first.
-    static void spsp_rows(const Real* trace, const int* ids, int n_ids, const SpikeTrain& pre,
-                          const std::vector<int>& longest_first, Real* out, size_t stride)
-    {
-        constexpr int G = 8;
-        const int n_active = static_cast<int>(longest_first.size());
-        for (int g = 0; g < n_active; g += G) {
-            const int n = std::min(G, n_active - g);
-            const int* rows[G];
-            int count[G];
-            Real* dst[G];
-            for (int q = 0; q < n; ++q) {
-                const int a = longest_first[g + q];
-                rows[q] = pre.times(pre.active[a]);
-                count[q] = pre.count(pre.active[a]);
-                dst[q] = out + a * stride;
-            }
-            SideBySideSums<G, kTraceBlock, Real>::run(trace, kTraceBlock, rows, count, n, dst, ids, n_ids);
+        constexpr int width = spsp_row_block<Real>();
+        const int used = (n_ids + kTraceBlock - 1) / kTraceBlock * kTraceBlock;  // a few output neurons: one vector
+        Real e[width];
+        for (size_t a = 0; a < pre.active.size(); ++a) {
+            const int i = pre.active[a];
+            sum_rows(trace, width, pre.times(i), pre.count(i), 0, used, e);
+            Real* dst = out + a * stride;
+            for (int j = 0; j < n_ids; ++j) dst[ids[j]] = e[j];
         }
     }
 
@@ -726,30 +676,31 @@ private:
             const int n_active = static_cast<int>(pre.active.size());
             const size_t e_stride = (static_cast<size_t>(O) + 15) / 16 * 16;  // rows start on cache lines
             w.spsp.resize(n_active * e_stride);
-            const std::vector<int> longest_first = active_by_count(pre);
             const int* n_post = w.n_post.data();
 
             // S-PSP traces of the post trains (revived on the output layer), then the S-PSP rows
             // e[o, i] of the active inputs as sums of trace rows over their spike times (SPEC 6),
-            // kTraceBlock neurons at a time so that their traces stay in L1 for the sums. Only
+            // spsp_row_block neurons at a time (their traces stay in L2 for the sums). Only
             // neurons that fired: a silent neuron's e is never used (its connections take the 0.1
             // rule of spsp_value, its side term the row sum), so its entries of w.spsp are not
             // written.
             for_each_range(O, n_threads, [&](int lo, int hi) {
+                constexpr int width = spsp_row_block<Real>();
                 SpspTraceScratch<Real, kTraceBlock> scratch;
                 scratch.resize(T);
-                AlignedVector<Real> trace(static_cast<size_t>(T) * kTraceBlock);
-                int ids[kTraceBlock];
+                AlignedVector<Real> trace(static_cast<size_t>(T) * width, Real(0));
+                int ids[width];
                 int n = 0;
                 auto flush = [&] {
-                    traces(post, ids, n, scratch, trace.data(), kTraceBlock);
-                    spsp_rows(trace.data(), ids, n, pre, longest_first, w.spsp.data(), e_stride);
+                    for (int j = 0; j < n; j += kTraceBlock)
+                        traces(post, ids + j, std::min(kTraceBlock, n - j), scratch, trace.data() + j, width);
+                    spsp_rows(trace.data(), ids, n, pre, w.spsp.data(), e_stride);
                     n = 0;
                 };
                 for (int o = lo; o < hi; ++o) {
                     if (post.count(o) == 0) continue;
                     ids[n++] = o;
-                    if (n == kTraceBlock) flush();
+                    if (n == width) flush();
                 }
                 if (n > 0) flush();
             });
