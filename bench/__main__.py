@@ -283,6 +283,10 @@ def _targets(rows: list[dict[str, Any]]) -> list[str]:
             out.append(f"hm2bp-cpu / {peer} train = {ratio:.3g}x (target >= {target}x: {verdict})")
         else:
             out.append(f"hm2bp-cpu / {peer}: not measured (a row was skipped)")
+    if by.get("hm2bp-cuda") and by.get("snntorch"):  # no target: the targets are the CPU's
+        device = next(r.get("device") for r in rows if r["name"] == "snntorch")
+        out.append(f"hm2bp-cuda / snntorch train = {by['hm2bp-cuda'] / by['snntorch']:.3g}x "
+                   f"(snntorch on {device})")
     return out
 
 

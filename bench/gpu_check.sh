@@ -4,7 +4,9 @@
 #   1. build and install hm2bp with CUDA (pip install --no-build-isolation .)
 #   2. the CUDA and engine tests (every kernel synchronized and checked: HM2BP_CUDA_SYNC=1)
 #   3. compute-sanitizer on small cases: racecheck (shared-memory tiles), memcheck (bounds)
-#   4. bench/gpu_bench.py: mnist-fc800 samples/s at batch 1, 32, 256, 1024, memory, kernel times
+#   4. the main table (python -m bench): hm2bp-cuda beside hm2bp-cpu and snnTorch on the same
+#      GPU, when bench/stage_device.sh staged .device/ here and the run carried it
+#   5. bench/gpu_bench.py: mnist-fc800 samples/s at batch 1, 32, 256, 1024, memory, kernel times
 # Logs and gpu_bench.json go to $OUT (or /tmp/hm2bp_gpu_check); the summary prints last.
 # Designed to finish in about 6 minutes; each step has its own time limit.
 set -u -o pipefail
@@ -43,6 +45,17 @@ HM2BP_CUDA_SYNC=1 timeout 300 $PY -m pytest tests/test_cuda.py tests/test_engine
 rc=$?
 [ $rc -ne 0 ] && status=1
 summary+=("tests: $(tail -1 "$OUT_DIR/pytest.log") (rc $rc)")
+
+step "main table (log: main.log)"
+if [ -d .device/mnist-10k ]; then
+    PYTHONPATH=$PWD/.device/py${PYTHONPATH:+:$PYTHONPATH} timeout 240 $PY -m bench --rows hm2bp-cuda,hm2bp-cpu,snntorch \
+        --data-dir .device/mnist-10k --repeats 3 --min-seconds 1 --json "$OUT_DIR/main_gpu.json" 2>&1 | tee "$OUT_DIR/main.log"
+    rc=$?
+    [ $rc -ne 0 ] && status=1
+    summary+=("main table: rc $rc, $(grep -E '/ snntorch train' "$OUT_DIR/main.log" | tr '\n' ';')")
+else
+    summary+=("main table: skipped (.device/ not staged: bash bench/stage_device.sh, then carry .device)")
+fi
 
 step "compute-sanitizer (log: sanitizer.log)"
 if command -v compute-sanitizer >/dev/null; then

@@ -162,6 +162,18 @@ def test_table_marks_skipped_rows_and_ratios() -> None:
     lines = _targets(rows)
     assert lines[0].startswith("hm2bp-cpu / snntorch: not measured")
     assert lines[1] == "hm2bp-cpu / numpy train = 50x (target >= 50x: met)"
+    assert len(lines) == 2  # no CUDA row measured: no CUDA ratio
+
+
+def test_cuda_row_gets_a_ratio_to_snntorch_on_its_device() -> None:
+    from bench.__main__ import _targets
+
+    rows = [{"name": "hm2bp-cuda", "device": "NVIDIA H200", "train_samples_per_s": 9000.0},
+            {"name": "hm2bp-cpu", "device": "cpu", "train_samples_per_s": 3000.0},
+            {"name": "snntorch", "device": "cuda", "train_samples_per_s": 300.0}]
+    lines = _targets(rows)
+    assert lines[0] == "hm2bp-cpu / snntorch train = 10x (target >= 100x: NOT met)"
+    assert lines[-1] == "hm2bp-cuda / snntorch train = 30x (snntorch on cuda)"
 
 
 def test_missing_peer_is_skipped_not_faked(monkeypatch: pytest.MonkeyPatch) -> None:
