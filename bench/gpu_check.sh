@@ -8,7 +8,7 @@
 #      GPU, when bench/stage_device.sh staged .device/ here and the run carried it
 #   5. bench/gpu_bench.py: mnist-fc800 samples/s at batch 1, 32, 256, 1024, memory, kernel times
 # Logs and gpu_bench.json go to $OUT (or /tmp/hm2bp_gpu_check); the summary prints last.
-# Designed to finish in about 6 minutes; each step has its own time limit.
+# Designed to finish in about 7 minutes; each step has its own time limit.
 set -u -o pipefail
 cd "$(dirname "$0")/.."
 OUT_DIR=${OUT:-/tmp/hm2bp_gpu_check}
