@@ -15,6 +15,7 @@ CASES = [
     ([40, 25, 15, 5], 80, 2, 1.0, True),
     ([40, 25, 15, 5], 120, 1, 0.5, False),
     ([24, 7], 64, 4, 1.0, True),  # a single weight layer: the output layer reads the inputs
+    ([16, 12, 70], 50, 2, 1.0, True),  # a wide lateral layer: several vectors, two mask words
 ]
 
 

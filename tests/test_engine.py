@@ -129,10 +129,11 @@ def test_optimizers_and_regularization(optimizer):
         assert_rel_close(got, want, 1e-9)
 
 
-def test_float32_matches_reference_away_from_ties():
+@pytest.mark.parametrize("layers", [[30, 20, 6], [30, 20, 40]])  # one vector of output neurons, and three
+def test_float32_matches_reference_away_from_ties(layers):
     checked = 0
     for seed in range(12):
-        config, spikes, labels = random_case(100 + seed, [30, 20, 6], 80, 2)
+        config, spikes, labels = random_case(100 + seed, layers, 80, 2)
         engine = hm2bp.Network(**config, dtype="float32")
         weights = [w.astype(np.float32).astype(np.float64) for w in engine.get_weights()]
         if tie_margin(config, weights, spikes) < 1e-3:

@@ -72,9 +72,7 @@ struct Layer {
 // Per-layer scratch of the sample a worker is processing.
 template <class Real>
 struct LayerWork {
-    AlignedVector<Real> current;       // (T, n_out): I[t, o] = sum_i W[o, i] s_in[t, i], lateral layer only
-    std::vector<uint8_t> fired;        // (T, n_out) spikes, lateral layer only
-    std::vector<uint64_t> fired_masks; // (T, SpikeTrain::mask_words(n_out)) spike bit masks, other layers
+    std::vector<uint64_t> fired_masks; // (T, SpikeTrain::mask_words(n_out)) spike bit masks
     std::vector<Real> delta, dv, side, lat;
     std::vector<Real> scale;           // gradient_scale
     std::vector<int> n_post;           // spike counts (after revival on the output layer)
@@ -103,6 +101,21 @@ public:
 private:
     unsigned saved_;
 #endif
+};
+
+// n zero-initialized values of T: a plain array when their number N is known at compile time
+// (N == n; the compiler can keep it in registers), else on the heap (N = 0).
+template <class T, int N>
+struct StateArray {
+    T values[N] = {};
+    explicit StateArray(int) {}
+    T& operator[](int k) { return values[k]; }
+    T* begin() { return values; }
+    T* end() { return values + N; }
+};
+template <class T>
+struct StateArray<T, 0> : std::vector<T> {
+    explicit StateArray(int n) : std::vector<T>(n) {}
 };
 
 // Splits [0, n) into `parts` contiguous ranges, part k = [lo, hi); multiples of `align`.
@@ -311,12 +324,6 @@ private:
             worker.layers.resize(layers_.size());
             for (size_t l = 0; l < layers_.size(); ++l) {
                 LayerWork<Real>& w = worker.layers[l];
-                const size_t size =
-                    has_lateral_inhibition(static_cast<int>(l)) ? static_cast<size_t>(T) * layers_[l].n_out : 0;
-                if (w.fired.size() != size) {
-                    w.current.assign(size, Real(0));
-                    w.fired.assign(size, 0);
-                }
                 if (learn) {  // zeroed where touched at the start of each learning run (clear_gradients)
                     w.grad.resize(layers_[l].wt.size());
                     w.touched.resize(layers_[l].n_in);
@@ -386,16 +393,17 @@ private:
         const int T = T_;
         const LifParams<Real> p = lif(l);
 
+        w.fired_masks.assign(static_cast<size_t>(T) * SpikeTrain::mask_words(O), 0);
         if (has_lateral_inhibition(l)) {
-            for (int t = 0; t < T; ++t)
-                sum_rows(layer.wt.data(), O, input.step_ids.data() + input.step_start[t],
-                         input.step_start[t + 1] - input.step_start[t], 0, O, w.current.data() + static_cast<size_t>(t) * O);
-            scan_with_lateral_inhibition(w, p, O);
-            w.out.from_dense(w.fired.data(), T, O);
+            const bool one_vector = O <= Simd<Real>::lanes;  // the presets' 10 classes: state in registers
+            if (power_of_two_taus() && one_vector) integrate_with_lateral_inhibition<true, 1>(layer, input, w, p);
+            else if (power_of_two_taus()) integrate_with_lateral_inhibition<true, 0>(layer, input, w, p);
+            else if (one_vector) integrate_with_lateral_inhibition<false, 1>(layer, input, w, p);
+            else integrate_with_lateral_inhibition<false, 0>(layer, input, w, p);
+            w.out.from_masks(w.fired_masks.data(), T, O);
             return;
         }
         // Threads take whole mask words, so that each word has one writer.
-        w.fired_masks.assign(static_cast<size_t>(T) * SpikeTrain::mask_words(O), 0);
         for_each_range(
             O, n_threads,
             [&](int lo, int hi) {
@@ -408,12 +416,6 @@ private:
 
     // The LIF scans, instantiated for the taus at hand (divide).
     bool power_of_two_taus() const { return is_power_of_two(cfg_.tau_m) && is_power_of_two(cfg_.tau_s); }
-
-    void scan_with_lateral_inhibition(LayerWork<Real>& w, const LifParams<Real>& p, int O) const
-    {
-        if (power_of_two_taus()) scan_with_lateral_inhibition<true>(w, p, O);
-        else scan_with_lateral_inhibition<false>(w, p, O);
-    }
 
     // SPEC 1 for neurons [lo, hi) of a layer without lateral inhibition, one chunk of columns at
     // a time: each step's input current (the sum of the W rows of the inputs that fired one step
@@ -491,27 +493,46 @@ private:
         }
     }
 
-    // The output layer with lateral inhibition: L[o, l] = -w0 for l != o couples the neurons
-    // through the previous step's spikes, so all of them advance together.
-    template <bool PowerOfTwoTaus>
-    void scan_with_lateral_inhibition(LayerWork<Real>& w, const LifParams<Real>& p, int O) const
+    // SPEC 1 for the output layer with lateral inhibition: L[o, l] = -w0 for l != o couples the
+    // neurons through the previous step's spikes, so all of them advance together, a vector of
+    // neurons at a time (the last one partly used). Writes the spikes as bit masks (w.fired_masks,
+    // zeroed by the caller). Vectors: their number when known at compile time, else 0.
+    template <bool PowerOfTwoTaus, int Vectors>
+    void integrate_with_lateral_inhibition(const Layer<Real>& layer, const SpikeTrain& input, LayerWork<Real>& w,
+                                           const LifParams<Real>& p) const
     {
-        std::vector<Real> v(O, Real(0)), ep(O, Real(0));
-        std::vector<int> ref(O, 0);
-        const Real w0 = Real(cfg_.w0);
-        std::fill(w.fired.begin(), w.fired.begin() + O, uint8_t(0));
-        for (int o = 0; o < O; ++o) lif_decay<PowerOfTwoTaus>(v[o], ep[o], p);
+        using Vec = typename Simd<Real>::Vec;
+        using Int = typename Simd<Real>::Int;
+        constexpr int lanes = Simd<Real>::lanes;
+        const int O = layer.n_out;
+        const int n_vec = Vectors > 0 ? Vectors : (O + lanes - 1) / lanes;
+        const int words = SpikeTrain::mask_words(O);
+        const int* ids = input.step_ids.data();
+        const int* step_start = input.step_start.data();
+        const Vec minus_w0 = Vec{} - Real(cfg_.w0);
+        StateArray<Vec, Vectors> v(n_vec), ep(n_vec), r(n_vec);
+        StateArray<Int, Vectors> ref(n_vec), fired(n_vec);  // fired: 1 where the neuron fired at the last step
+        for (int q = 0; q < n_vec; ++q) lif_decay<PowerOfTwoTaus>(v[q], ep[q], p);  // t = 0 never fires
+        int fired_before = 0;  // spikes of the layer at the last step
         for (int t = 1; t < T_; ++t) {
-            const Real* r = w.current.data() + static_cast<size_t>(t - 1) * O;
-            const uint8_t* prev = w.fired.data() + static_cast<size_t>(t - 1) * O;
-            uint8_t* fired = w.fired.data() + static_cast<size_t>(t) * O;
-            int fired_before = 0;
-            for (int o = 0; o < O; ++o) fired_before += prev[o];
-            for (int o = 0; o < O; ++o) {
-                lif_decay<PowerOfTwoTaus>(v[o], ep[o], p);
-                const Real inhibition = -w0 * Real(fired_before - prev[o]);
-                fired[o] = lif_integrate<PowerOfTwoTaus>(v[o], ep[o], ref[o], r[o] + inhibition, p);
+            std::fill(r.begin(), r.end(), Vec{});
+            for (int k = step_start[t - 1]; k < step_start[t]; ++k) {
+                const Real* row = layer.wt.data() + static_cast<size_t>(ids[k]) * O;
+                for (int q = 0; q < n_vec; ++q) r[q] += load_vec_head(row + q * lanes, std::min(lanes, O - q * lanes));
             }
+            uint64_t* mask = w.fired_masks.data() + static_cast<size_t>(t) * words;
+            int fired_now = 0;
+            for (int q = 0; q < n_vec; ++q) {
+                lif_decay<PowerOfTwoTaus>(v[q], ep[q], p);
+                const Vec inhibition = minus_w0 * __builtin_convertvector(fired_before - fired[q], Vec);
+                const auto fire = lif_integrate<PowerOfTwoTaus>(v[q], ep[q], ref[q], r[q] + inhibition, p);
+                const int used = std::min(lanes, O - q * lanes);
+                const uint64_t bits = lane_bits(fire) & ((uint64_t(1) << used) - 1);
+                mask[q * lanes / 64] |= bits << (q * lanes % 64);
+                fired[q] = fire & 1;
+                fired_now += __builtin_popcountll(bits);
+            }
+            fired_before = fired_now;
         }
     }
 

@@ -36,6 +36,21 @@ inline typename Simd<Real>::Vec load_vec(const Real* p)
     return v;
 }
 
+// A vector of the n <= lanes Reals at p, zero in the other lanes (reads nothing past p + n).
+template <class Real>
+inline typename Simd<Real>::Vec load_vec_head(const Real* p, int n)
+{
+#if defined(__AVX512F__)
+    const __mmask16 head = static_cast<__mmask16>((1u << n) - 1);
+    if constexpr (sizeof(Real) == 4) return typename Simd<Real>::Vec(_mm512_maskz_loadu_ps(head, p));
+    else return typename Simd<Real>::Vec(_mm512_maskz_loadu_pd(static_cast<__mmask8>(head), p));
+#else
+    typename Simd<Real>::Vec v = {};
+    for (int j = 0; j < n; ++j) v[j] = p[j];
+    return v;
+#endif
+}
+
 // p, from a register: a load at a constant offset from it then stays one micro-op, where the
 // base + scaled index address GCC would otherwise fold in costs two (x86 "unlamination").
 template <class T>
