@@ -140,7 +140,7 @@ __global__ void lif_scan_kernel(const Real* current, int B, int T, int O, LifPar
 }
 
 // SPEC 1 for the output layer with lateral inhibition: all neurons of a sample advance together
-// (the CPU's scan_with_lateral_inhibition). One block per sample, one thread per neuron
+// (the CPU's integrate_with_lateral_inhibition). One block per sample, one thread per neuron
 // (blockDim = O rounded up to 32); the barrier count gives the spikes of the previous step.
 template <class Real>
 __global__ void __launch_bounds__(1024) lif_scan_lateral_kernel(const Real* current, int T, int O, LifParams<Real> p, Real w0,
