@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Builds hm2bp._core with the CUDA engine compiled for the SIMT emulator (no GPU needed) and
+# lays out an importable package: PYTHONPATH=$DEST/pkg python -m pytest tests/test_cuda.py
+#   build.sh REPO DEST [extra g++ flags, e.g. -fsanitize=address]
+# Environment: PYTHON (default python3), the interpreter to build for (needs pybind11).
+set -euo pipefail
+PY=${PYTHON:-python3}
+REPO=$(realpath "$1"); DEST=$2; shift 2
+HERE=$(dirname "$(realpath "$0")")
+rm -rf "$DEST/src" "$DEST/pkg"; mkdir -p "$DEST/src" "$DEST/pkg"
+cp -r "$REPO/csrc" "$DEST/src/"
+cd "$DEST/src/csrc/cuda"
+# The only two source changes: launches go to the emulator, dynamic shared memory is a pointer.
+mv cuda_engine.cu cuda_engine.cpp
+grep -q 'kernel<<<grid, block, smem, stream_>>>(args...);' cuda_engine.cpp
+sed -i 's/kernel<<<grid, block, smem, stream_>>>(args...);/simt::launch(kernel, grid, block, smem, args...);/' cuda_engine.cpp
+for f in *.cuh; do sed -i 's/extern __shared__ __align__(16) unsigned char smem_raw\[\];/unsigned char* smem_raw = simt::dynamic_smem();/' "$f"; done
+test "$(grep -c 'simt::dynamic_smem' *.cuh | awk -F: '{s+=$2} END {print s}')" = 2
+cd "$DEST/src"
+PYINC=$($PY -m pybind11 --includes)
+SUFFIX=$($PY -c "import sysconfig; print(sysconfig.get_config_var('EXT_SUFFIX'))")
+COMMON="-std=c++17 -fPIC -ffp-contract=off -fopenmp -DHM2BP_WITH_CUDA -DHM2BP_VERSION=\"0.1.0\" -DHM2BP_CUDA_ARCHS=\"simt-emulator\" $PYINC"
+g++ $COMMON -O3 -march=native -fno-loop-unroll-and-jam "$@" -c csrc/cpu/cpu_engine.cpp -o cpu.o &
+g++ $COMMON -O2 "$@" -c csrc/bindings.cpp -o bindings.o &
+g++ $COMMON -O2 -I "$HERE/fake" -include "$HERE/simt.hpp" "$@" -c csrc/cuda/cuda_engine.cpp -o cuda.o
+wait
+g++ -shared -fopenmp "$@" cpu.o bindings.o cuda.o -o "$DEST/pkg/_core$SUFFIX"
+cp -r "$REPO/python/hm2bp" "$DEST/pkg/"
+mv "$DEST/pkg/_core$SUFFIX" "$DEST/pkg/hm2bp/"
+echo "built $DEST/pkg/hm2bp/_core$SUFFIX"
