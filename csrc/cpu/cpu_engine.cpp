@@ -434,14 +434,15 @@ private:
             case 1: integrate_vectors<PowerOfTwoTaus, 1>(layer, input, w, p, c); break;
         }
         c += (hi - c) / lanes * lanes;
-        if (c < hi) integrate_columns<PowerOfTwoTaus>(layer, input, w, p, c, hi);
+        if (c < hi) integrate_vectors<PowerOfTwoTaus, 1, true>(layer, input, w, p, c, hi - c);
     }
 
     // integrate for the Vectors * lanes columns from c on (256 bytes at most: within one mask
-    // word), the neurons' state in registers.
-    template <bool PowerOfTwoTaus, int Vectors>
+    // word), the neurons' state in registers. PartialLast: the last vector holds only last_lanes
+    // columns (the layer's last few), loaded masked.
+    template <bool PowerOfTwoTaus, int Vectors, bool PartialLast = false>
     void integrate_vectors(const Layer<Real>& layer, const SpikeTrain& input, LayerWork<Real>& w,
-                           const LifParams<Real>& p, int c) const
+                           const LifParams<Real>& p, int c, int last_lanes = Simd<Real>::lanes) const
     {
         using Vec = typename Simd<Real>::Vec;
         using Int = typename Simd<Real>::Int;
@@ -459,37 +460,17 @@ private:
             Vec r[Vectors] = {};
             for (int k = step_start[t - 1]; k < step_start[t]; ++k) {
                 const Real* row = in_register(wt + static_cast<size_t>(ids[k]) * O);
-                for (int q = 0; q < Vectors; ++q) r[q] += load_vec(row + q * lanes);
+                for (int q = 0; q < Vectors; ++q)
+                    r[q] += PartialLast && q == Vectors - 1 ? load_vec_head(row + q * lanes, last_lanes)
+                                                            : load_vec(row + q * lanes);
             }
             uint64_t fired = 0;
             for (int q = 0; q < Vectors; ++q) {
                 lif_decay<PowerOfTwoTaus>(v[q], ep[q], p);
                 fired |= lane_bits(lif_integrate<PowerOfTwoTaus>(v[q], ep[q], ref[q], r[q], p)) << (q * lanes);
             }
+            if constexpr (PartialLast) fired &= (uint64_t(1) << ((Vectors - 1) * lanes + last_lanes)) - 1;
             masks[static_cast<size_t>(t) * words] |= fired << (c % 64);
-        }
-    }
-
-    // integrate for the columns [c, hi), fewer than a vector's lanes.
-    template <bool PowerOfTwoTaus>
-    void integrate_columns(const Layer<Real>& layer, const SpikeTrain& input, LayerWork<Real>& w,
-                           const LifParams<Real>& p, int c, int hi) const
-    {
-        const int O = layer.n_out;
-        const int words = SpikeTrain::mask_words(O);
-        const int n = hi - c;
-        Real r[Simd<Real>::lanes], v[Simd<Real>::lanes] = {}, ep[Simd<Real>::lanes] = {};
-        int ref[Simd<Real>::lanes] = {};
-        for (int k = 0; k < n; ++k) lif_decay<PowerOfTwoTaus>(v[k], ep[k], p);
-        for (int t = 1; t < T_; ++t) {
-            sum_rows(layer.wt.data() + c, O, input.step_ids.data() + input.step_start[t - 1],
-                     input.step_start[t] - input.step_start[t - 1], 0, n, r);
-            uint64_t fired = 0;
-            for (int k = 0; k < n; ++k) {
-                lif_decay<PowerOfTwoTaus>(v[k], ep[k], p);
-                fired |= uint64_t(lif_integrate<PowerOfTwoTaus>(v[k], ep[k], ref[k], r[k], p)) << k;
-            }
-            w.fired_masks[static_cast<size_t>(t) * words + c / 64] |= fired << (c % 64);
         }
     }
 
