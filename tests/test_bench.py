@@ -217,7 +217,9 @@ def test_quick_table_smoke_json(tmp_path: Path) -> None:
     assert "skipped" not in numpy_row, numpy_row
     for key in ("train_samples_per_s", "infer_samples_per_s", "peak_mb"):
         assert numpy_row[key] > 0
-    assert "skipped" in rows["snntorch"] and "hidden by test_bench" in rows["snntorch"]["skipped"]
+    # hidden by the stub, or already missing its torch (a fresh venv without the bench extra)
+    reason = rows["snntorch"].get("skipped", "")
+    assert "hidden by test_bench" in reason or "torch not importable" in reason, rows["snntorch"]
     if _engine_ok():
         assert rows["hm2bp-cpu"]["train_samples_per_s"] > 0
         # repeats interleaved: each row's repeat r between the other's repeats r and r + 1

@@ -292,9 +292,17 @@ def test_adam_two_steps_by_hand(ref):
 
 
 def test_sgd_momentum_by_hand(ref):
-    # velocity = 0.9*0.2 + 0.5 = 0.68; W = 1 - 0.1*0.68 = 0.932
+    # velocity = 0.9*0.2 + 0.1*0.5 = 0.23; W = 1 - 0.23 = 0.77
     W, vel = ref.sgd_step(np.array([1.0]), np.array([0.5]), np.array([0.2]), 0.1)
-    assert vel[0] == pytest.approx(0.68) and W[0] == pytest.approx(0.932)
+    assert vel[0] == pytest.approx(0.23) and W[0] == pytest.approx(0.77)
+
+
+def test_sgd_learning_rate_change_acts_on_new_gradients_only(ref):
+    # SPEC 5: after a step at lr 0.1, a step at lr 0.01 with zero gradient moves W by 0.9 * the
+    # old velocity (0.1 * g), not by 0.01 * 0.9 * g as with W -= lr * velocity.
+    W, vel = ref.sgd_step(np.array([1.0]), np.array([2.0]), np.array([0.0]), 0.1)
+    W2, _ = ref.sgd_step(W, np.array([0.0]), vel, 0.01)
+    assert W[0] == pytest.approx(0.8) and W2[0] == pytest.approx(0.8 - 0.9 * 0.2)
 
 
 def test_boosting_by_hand(ref):

@@ -53,11 +53,13 @@ HM2BP_HD void adam_update(Real& w, Real g, Real& m, Real& v, const AdamParams& a
     w -= Real(a.lr) * (m / Real(a.bias1)) / (sqrt(v / Real(a.bias2)) + Real(a.eps));
 }
 
+// SGD with momentum in the authors' form (common/cuBase.cu): the learning rate sits inside the
+// velocity, so a learning-rate change acts on new gradients only.
 template <class Real>
 HM2BP_HD void sgd_update(Real& w, Real g, Real& velocity, double lr, double momentum)
 {
-    velocity = Real(momentum) * velocity + g;
-    w -= Real(lr) * velocity;
+    velocity = Real(momentum) * velocity + Real(lr) * g;
+    w -= velocity;
 }
 
 }  // namespace hm2bp

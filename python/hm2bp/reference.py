@@ -403,9 +403,10 @@ def adam_step(
 def sgd_step(
     W: np.ndarray, g: np.ndarray, velocity: np.ndarray, lr: float, momentum: float = 0.9
 ) -> tuple[np.ndarray, np.ndarray]:
-    """velocity = momentum*velocity + g; W -= lr*velocity. Returns new (W, velocity)."""
-    velocity = momentum * velocity + g
-    return W - lr * velocity, velocity
+    """velocity = momentum*velocity + lr*g; W -= velocity (the authors' form, SPEC 5: the learning
+    rate inside the velocity). Returns new (W, velocity)."""
+    velocity = momentum * velocity + lr * g
+    return W - velocity, velocity
 
 
 def boost_weights(
