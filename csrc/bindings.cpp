@@ -41,15 +41,24 @@ Mode mode_kind(const std::string& name)
     throw std::invalid_argument("unknown mode '" + name + "'");
 }
 
+Reduce reduce_kind(const std::string& name)
+{
+    if (name == "mean") return Reduce::Mean;
+    if (name == "sum") return Reduce::Sum;
+    throw std::invalid_argument("reduce must be 'mean' or 'sum'");
+}
+
 class PyEngine {
 public:
-    PyEngine(const NetConfig& config, bool float64, const std::string& backend) : config_(config)
+    PyEngine(const NetSpec& spec, bool float64, const std::string& backend)
+        : spec_(spec), shapes_(layer_shapes(spec)), blocks_(param_layout(spec))
     {
+        check_spec(spec);
         if (backend == "cpu") {
-            engine_ = make_cpu_engine(config, float64);
+            engine_ = make_cpu_engine(spec, float64);
         } else if (backend == "cuda") {
 #ifdef HM2BP_WITH_CUDA
-            engine_ = make_cuda_engine(config, float64);
+            engine_ = make_cuda_engine(spec, float64);
 #else
             throw std::runtime_error("this hm2bp build has no CUDA support (no CUDA compiler at build time)");
 #endif
@@ -58,19 +67,16 @@ public:
         }
     }
 
-    void set_param(const std::string& kind, int layer, const F64Array& values)
+    void set_param(const std::string& kind, int block, const F64Array& values)
     {
-        check_layer(layer);
-        if (values.ndim() != 2 || values.shape(0) != config_.layers[layer + 1] || values.shape(1) != config_.layers[layer])
-            throw std::invalid_argument("parameter array has the wrong shape");
-        engine_->set_param(param_kind(kind), layer, values.data());
+        check_block_array(block, values);
+        engine_->set_param(param_kind(kind), block, values.data());
     }
 
-    F64Array get_param(const std::string& kind, int layer) const
+    F64Array get_param(const std::string& kind, int block) const
     {
-        check_layer(layer);
-        F64Array out({config_.layers[layer + 1], config_.layers[layer]});
-        engine_->get_param(param_kind(kind), layer, out.mutable_data());
+        F64Array out(block_at(block).shape);
+        engine_->get_param(param_kind(kind), block, out.mutable_data());
         return out;
     }
 
@@ -79,23 +85,23 @@ public:
     std::string device() const { return engine_->device(); }
 
     py::dict run_dense(const U8Array& spikes, const std::string& mode, const py::object& labels,
-                       const py::object& weights, double lr, bool want_spikes)
+                       const py::object& weights, double lr, bool want_spikes, const std::string& reduce)
     {
-        if (spikes.ndim() != 3 || spikes.shape(2) != config_.layers[0])
+        if (spikes.ndim() != 3 || spikes.shape(2) != n_in())
             throw std::invalid_argument("spikes must have shape (batch, T, n_in)");
         InputBatch in;
         in.batch = static_cast<int>(spikes.shape(0));
         in.T = static_cast<int>(spikes.shape(1));
         in.n_in = static_cast<int>(spikes.shape(2));
         in.dense = spikes.data();
-        return run(in, mode, labels, weights, lr, want_spikes);
+        return run(in, mode, labels, weights, lr, want_spikes, reduce);
     }
 
     py::dict run_images(const U8Array& images, int T, uint64_t seed, const I64Array& sample_index,
                         uint64_t epoch, const std::string& mode, const py::object& labels,
-                        const py::object& weights, double lr, bool want_spikes)
+                        const py::object& weights, double lr, bool want_spikes, const std::string& reduce)
     {
-        if (images.ndim() != 2 || images.shape(1) != config_.layers[0])
+        if (images.ndim() != 2 || images.shape(1) != n_in())
             throw std::invalid_argument("images must have shape (batch, n_in)");
         if (sample_index.ndim() != 1 || sample_index.shape(0) != images.shape(0))
             throw std::invalid_argument("sample_index must have one entry per image");
@@ -107,33 +113,62 @@ public:
         in.sample_index = sample_index.data();
         in.seed = seed;
         in.epoch = epoch;
-        return run(in, mode, labels, weights, lr, want_spikes);
+        return run(in, mode, labels, weights, lr, want_spikes, reduce);
+    }
+
+    void apply_gradients(const std::vector<F64Array>& sums, int64_t count, double lr)
+    {
+        if (sums.size() != blocks_.size())
+            throw std::invalid_argument("apply_gradients needs one array per trainable layer");
+        std::vector<const double*> pointers;
+        for (size_t k = 0; k < sums.size(); ++k) {
+            check_block_array(static_cast<int>(k), sums[k]);
+            pointers.push_back(sums[k].data());
+        }
+        if (count < 1) throw std::invalid_argument("count must be >= 1");
+        py::gil_scoped_release release;
+        engine_->apply_gradients(pointers, count, lr);
     }
 
 private:
-    NetConfig config_;
+    NetSpec spec_;
+    std::vector<Shape> shapes_;
+    std::vector<ParamBlock> blocks_;
     std::unique_ptr<Engine> engine_;
 
-    void check_layer(int layer) const
+    int64_t n_in() const { return spec_.input.size(); }
+    int n_layers() const { return static_cast<int>(spec_.layers.size()); }
+
+    const ParamBlock& block_at(int block) const
     {
-        if (layer < 0 || layer + 1 >= static_cast<int>(config_.layers.size()))
-            throw std::out_of_range("layer index out of range");
+        if (block < 0 || block >= static_cast<int>(blocks_.size()))
+            throw std::out_of_range("parameter block index out of range");
+        return blocks_[block];
+    }
+
+    void check_block_array(int block, const F64Array& values) const
+    {
+        const std::vector<int64_t>& shape = block_at(block).shape;
+        bool ok = values.ndim() == static_cast<py::ssize_t>(shape.size());
+        for (size_t d = 0; ok && d < shape.size(); ++d) ok = values.shape(d) == shape[d];
+        if (!ok) throw std::invalid_argument("parameter array has the wrong shape");
     }
 
     py::dict run(const InputBatch& in, const std::string& mode, const py::object& labels,
-                 const py::object& weights, double lr, bool want_spikes)
+                 const py::object& weights, double lr, bool want_spikes, const std::string& reduce)
     {
         if (in.T < 2) throw std::invalid_argument("T must be at least 2");
         BatchRequest req;
         req.input = in;
         req.mode = mode_kind(mode);
+        req.reduce = reduce_kind(reduce);
         req.lr = lr;
-        const int L = static_cast<int>(config_.layers.size()) - 1;
-        const int n_out = config_.layers.back();
+        const int L = n_layers();
+        const int64_t n_out = shapes_.back().size();
         I64Array label_array;
         F64Array weight_array;
         if (req.mode != Mode::Infer) {
-            if (in.T < config_.desired) throw std::invalid_argument("T must be at least desired when learning");
+            if (in.T < spec_.hyper.desired) throw std::invalid_argument("T must be at least desired when learning");
             label_array = I64Array::ensure(labels);
             if (!label_array || label_array.ndim() != 1 || label_array.shape(0) != in.batch)
                 throw std::invalid_argument("labels must have shape (batch,)");
@@ -151,14 +186,14 @@ private:
         py::list spike_arrays, gradient_arrays;
         if (want_spikes) {
             for (int l = 0; l < L; ++l) {
-                py::array_t<bool> a({in.batch, in.T, config_.layers[l + 1]});
+                py::array_t<bool> a({static_cast<int64_t>(in.batch), static_cast<int64_t>(in.T), shapes_[l + 1].size()});
                 req.layer_spikes_out.push_back(reinterpret_cast<uint8_t*>(a.mutable_data()));
                 spike_arrays.append(a);
             }
         }
         if (req.mode == Mode::Gradients) {
-            for (int l = 0; l < L; ++l) {
-                F64Array a({config_.layers[l + 1], config_.layers[l]});
+            for (const ParamBlock& block : blocks_) {
+                F64Array a(block.shape);
                 req.gradients_out.push_back(a.mutable_data());
                 gradient_arrays.append(a);
             }
@@ -170,7 +205,7 @@ private:
         }
         py::dict out;
         out["loss"] = res.loss;
-        I64Array counts({in.batch, n_out});
+        I64Array counts({static_cast<int64_t>(in.batch), n_out});
         std::copy(res.counts.begin(), res.counts.end(), counts.mutable_data());
         out["counts"] = counts;
         out["predictions"] = I64Array(in.batch, res.predictions.data());
@@ -196,7 +231,7 @@ py::array_t<bool> encode_poisson(const U8Array& images, int T, uint64_t seed, co
     {
         py::gil_scoped_release release;
         uint64_t thresholds[256];
-        for (int p = 0; p < 256; ++p) thresholds[p] = poisson_threshold(p);
+        poisson_thresholds(thresholds);
 #pragma omp parallel for num_threads(threads) schedule(dynamic)
         for (int b = 0; b < B; ++b) {
             uint8_t* sample = dst + static_cast<size_t>(b) * T * N;
@@ -237,37 +272,68 @@ PYBIND11_MODULE(_core, m)
 {
     m.doc() = "hm2bp compiled engine (CPU, and CUDA when built with it)";
 
-    py::class_<NetConfig>(m, "NetConfig")
+    py::enum_<LayerKind>(m, "LayerKind")
+        .value("Dense", LayerKind::Dense)
+        .value("Conv2d", LayerKind::Conv2d)
+        .value("Pool2d", LayerKind::Pool2d);
+
+    py::class_<Shape>(m, "Shape")
+        .def(py::init<int, int, int>(), py::arg("channels"), py::arg("height"), py::arg("width"))
+        .def_readwrite("channels", &Shape::channels)
+        .def_readwrite("height", &Shape::height)
+        .def_readwrite("width", &Shape::width)
+        .def("size", &Shape::size)
+        .def("__iter__", [](const Shape& s) { return py::iter(py::make_tuple(s.channels, s.height, s.width)); });
+
+    py::class_<LayerSpec>(m, "LayerSpec")
         .def(py::init<>())
-        .def_readwrite("layers", &NetConfig::layers)
-        .def_readwrite("vth", &NetConfig::vth)
-        .def_readwrite("tau_m", &NetConfig::tau_m)
-        .def_readwrite("tau_s", &NetConfig::tau_s)
-        .def_readwrite("t_ref", &NetConfig::t_ref)
-        .def_readwrite("w0", &NetConfig::w0)
-        .def_readwrite("desired", &NetConfig::desired)
-        .def_readwrite("undesired", &NetConfig::undesired)
-        .def_readwrite("margin", &NetConfig::margin)
-        .def_readwrite("effect_ratio", &NetConfig::effect_ratio)
-        .def_readwrite("adam", &NetConfig::adam)
-        .def_readwrite("reg_lambda", &NetConfig::reg_lambda)
-        .def_readwrite("reg_beta", &NetConfig::reg_beta)
-        .def_readwrite("weight_limit", &NetConfig::weight_limit)
-        .def_readwrite("momentum", &NetConfig::momentum)
-        .def_readwrite("threads", &NetConfig::threads);
+        .def_readwrite("kind", &LayerSpec::kind)
+        .def_readwrite("units", &LayerSpec::units)
+        .def_readwrite("kernel", &LayerSpec::kernel)
+        .def_readwrite("padding", &LayerSpec::padding)
+        .def_readwrite("stride", &LayerSpec::stride)
+        .def_readwrite("vth", &LayerSpec::vth);
+
+    py::class_<Hyper> hyper(m, "Hyper");
+    hyper.def(py::init<>());
+#define HM2BP_BIND_FIELD(type, name, value) hyper.def_readwrite(#name, &Hyper::name);
+    HM2BP_HYPER_FIELDS(HM2BP_BIND_FIELD)
+#undef HM2BP_BIND_FIELD
+    m.def("hyper_defaults", []() {
+        const Hyper h;
+        py::dict d;
+#define HM2BP_DEFAULT_FIELD(type, name, value) d[#name] = h.name;
+        HM2BP_HYPER_FIELDS(HM2BP_DEFAULT_FIELD)
+#undef HM2BP_DEFAULT_FIELD
+        return d;
+    });
+
+    py::class_<NetSpec>(m, "NetSpec")
+        .def(py::init<>())
+        .def_readwrite("input", &NetSpec::input)
+        .def_readwrite("layers", &NetSpec::layers)
+        .def_readwrite("hyper", &NetSpec::hyper);
+
+    m.def("output_shape", &output_shape, py::arg("input"), py::arg("layer"));
+    m.def("param_shapes", [](const NetSpec& spec) {
+        py::list shapes;
+        for (const ParamBlock& block : param_layout(spec)) shapes.append(py::tuple(py::cast(block.shape)));
+        return shapes;
+    });
 
     py::class_<PyEngine>(m, "Engine")
-        .def(py::init<const NetConfig&, bool, const std::string&>(), py::arg("config"), py::arg("float64"),
+        .def(py::init<const NetSpec&, bool, const std::string&>(), py::arg("spec"), py::arg("float64"),
              py::arg("backend"))
         .def("set_param", &PyEngine::set_param)
         .def("get_param", &PyEngine::get_param)
         .def_property("step", &PyEngine::step, &PyEngine::set_step)
         .def_property_readonly("device", &PyEngine::device)
         .def("run_dense", &PyEngine::run_dense, py::arg("spikes"), py::arg("mode"), py::arg("labels"),
-             py::arg("sample_weights"), py::arg("lr"), py::arg("want_spikes"))
+             py::arg("sample_weights"), py::arg("lr"), py::arg("want_spikes"), py::arg("reduce") = "mean")
         .def("run_images", &PyEngine::run_images, py::arg("images"), py::arg("T"), py::arg("seed"),
              py::arg("sample_index"), py::arg("epoch"), py::arg("mode"), py::arg("labels"),
-             py::arg("sample_weights"), py::arg("lr"), py::arg("want_spikes"));
+             py::arg("sample_weights"), py::arg("lr"), py::arg("want_spikes"), py::arg("reduce") = "mean")
+        .def("apply_gradients", &PyEngine::apply_gradients, py::arg("sums"), py::arg("count"), py::arg("lr"));
 
     m.def("encode_poisson", &encode_poisson, py::arg("images"), py::arg("T"), py::arg("seed"),
           py::arg("sample_index"), py::arg("epoch"), py::arg("threads"));

@@ -1,34 +1,18 @@
-// The engine's C++ API: one abstract Engine, implemented by the CPU engine (cpu/) and, when
-// compiled with CUDA, the GPU engine (cuda/). Python reaches it through bindings.cpp.
+// The engine's C++ API: one abstract Engine over a NetSpec, implemented by the CPU engine (cpu/)
+// and, when compiled with CUDA, the GPU engine (cuda/). Python reaches it through bindings.cpp.
+//
+// Three operations: forward (Infer), forward + loss + backward into gradient sums (Gradients),
+// and an optimizer step from gradient sums (apply_gradients). Train is their composition, bit
+// for bit: run(Train) == run(Gradients, sums) + apply_gradients(those sums, count = batch).
 #pragma once
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
 
-namespace hm2bp {
+#include "model/network_spec.hpp"
 
-struct NetConfig {
-    std::vector<int> layers;   // neuron counts, input layer first
-    std::vector<double> vth;   // one per weight layer
-    double tau_m = 64.0;
-    double tau_s = 8.0;
-    int t_ref = 2;
-    double w0 = 1.0;           // lateral inhibition of the output layer; 0 switches it off
-    int desired = 35;
-    int undesired = 5;
-    int margin = 5;
-    bool effect_ratio = true;
-    bool adam = true;          // else SGD with momentum
-    double reg_lambda = 10.0;
-    double reg_beta = 0.04;
-    double weight_limit = 8.0;
-    double momentum = 0.9;
-    double b1 = 0.9;
-    double b2 = 0.999;
-    double eps = 1e-8;
-    int threads = 1;
-};
+namespace hm2bp {
 
 // Where a batch's input spikes come from: a dense 0/1 array, or uint8 images that the
 // engine Poisson-encodes itself (SPEC 2).
@@ -45,6 +29,10 @@ struct InputBatch {
 
 enum class Mode { Infer, Gradients, Train };
 
+// What Gradients mode writes to gradients_out: the batch mean, or the sum over the batch's
+// samples (to be added across processes, then passed to apply_gradients). No regularization.
+enum class Reduce { Mean, Sum };
+
 struct BatchResult {
     double loss = 0.0;                   // mean SPEC-3 cost, unweighted
     std::vector<int64_t> counts;         // (batch, n_out), before revival
@@ -57,25 +45,30 @@ struct BatchRequest {
     Mode mode = Mode::Infer;
     const int64_t* labels = nullptr;          // (batch,), needed unless Infer
     const double* sample_weights = nullptr;   // (batch,) or null for ones
-    double lr = 0.0;
-    std::vector<uint8_t*> layer_spikes_out;   // optional: per layer (batch, T, n_l) 0/1
-    std::vector<double*> gradients_out;       // Gradients mode: per layer (n_out, n_in)
+    double lr = 0.0;                          // Train
+    Reduce reduce = Reduce::Mean;             // Gradients
+    std::vector<uint8_t*> layer_spikes_out;   // optional: per layer (batch, T, n_l) 0/1, flat order
+    std::vector<double*> gradients_out;       // Gradients: per trainable layer, canonical layout
 };
 
-// Parameter arrays kept per weight layer, exchanged as float64 (n_out, n_in) row-major.
+// Parameter arrays of each trainable layer (param_layout order), exchanged as float64 in their
+// canonical layout (network_spec.hpp's ParamBlock).
 enum class Param { Weights, Moment1, Moment2 };
 
 class Engine {
 public:
     virtual ~Engine() = default;
-    virtual void set_param(Param p, int layer, const double* values) = 0;
-    virtual void get_param(Param p, int layer, double* values) const = 0;
+    virtual void set_param(Param p, int block, const double* values) = 0;
+    virtual void get_param(Param p, int block, double* values) const = 0;
     virtual int64_t step() const = 0;
     virtual void set_step(int64_t step) = 0;
     virtual BatchResult run(const BatchRequest& request) = 0;
+    // SPEC 5 from gradient sums over `count` samples (one array per trainable layer, canonical
+    // layout): batch mean, regularization, one Adam or SGD step; the step counter advances once.
+    virtual void apply_gradients(const std::vector<const double*>& sums, int64_t count, double lr) = 0;
     virtual std::string device() const = 0;
 };
 
-std::unique_ptr<Engine> make_cpu_engine(const NetConfig& config, bool float64);
+std::unique_ptr<Engine> make_cpu_engine(const NetSpec& spec, bool float64);
 
 }  // namespace hm2bp

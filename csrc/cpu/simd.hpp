@@ -3,12 +3,31 @@
 #pragma once
 #include <cstdint>
 #include <cstring>
+#include <new>
+#include <vector>
 
 #if defined(__AVX512F__)
 #include <immintrin.h>
 #endif
 
 namespace hm2bp {
+
+// Allocates on cache-line boundaries, so that rows of a multiple of 64 bytes start on one too:
+// a vector load that straddles two lines costs two.
+template <class T>
+struct CacheAligned {
+    using value_type = T;
+    static constexpr std::align_val_t alignment{64};
+    CacheAligned() = default;
+    template <class U>
+    CacheAligned(const CacheAligned<U>&) {}
+    T* allocate(size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), alignment)); }
+    void deallocate(T* p, size_t) { ::operator delete(p, alignment); }
+    friend bool operator==(const CacheAligned&, const CacheAligned&) { return true; }
+    friend bool operator!=(const CacheAligned&, const CacheAligned&) { return false; }
+};
+template <class T>
+using AlignedVector = std::vector<T, CacheAligned<T>>;
 
 template <class Real>
 struct Simd;

@@ -21,10 +21,7 @@ __global__ void output_loss_kernel(const int* counts, int B, int O, const int* l
     const int b = blockIdx.x * blockDim.x + threadIdx.x;
     if (b >= B) return;
     const int* c = counts + static_cast<size_t>(b) * O;
-    int best = 0;
-    for (int o = 1; o < O; ++o)
-        if (c[o] > c[best]) best = o;
-    predictions[b] = best;
+    predictions[b] = predicted_class(c, O);
     if (!labels) return;
     const int label = labels[b];
     const Real weight = Real(weights ? weights[b] : 1.0);
@@ -158,12 +155,12 @@ __global__ void lateral_kernel(const Real* K, const uint32_t* neuron_mask, const
     const Real* Kb = K + b * T * O;
     const uint32_t* masks = neuron_mask + b * O * time_words;
     const int n_j = n[j];
-    const Real d_j = (n_j > 0 || j == label) ? inv_vth : Real(0);
+    const Real d_j = lateral_gate(n_j, j == label, inv_vth);
     Real sum = Real(0);
     for (int l = 0; l < O; ++l) {
         if (l == j) continue;
         const int n_l = n[l];
-        const Real d_l = (n_l > 0 || l == label) ? inv_vth : Real(0);
+        const Real d_l = lateral_gate(n_l, l == label, inv_vth);
         const bool both = n_j > 0 && n_l > 0;
         const Real e_lj = both ? spike_time_sum(Kb, O, l, masks + static_cast<size_t>(j) * time_words, time_words) : Real(0);
         const Real e_jl = both ? spike_time_sum(Kb, O, j, masks + static_cast<size_t>(l) * time_words, time_words) : Real(0);
@@ -202,9 +199,8 @@ __global__ void side_kernel(const Real* K, const Real* current, int B, int T, in
 #pragma unroll 8
             for (int t = 0; t < T; ++t) weighted += k_col[static_cast<size_t>(t) * O] * i_col[static_cast<size_t>(t) * O];
         }
-        dv[idx] = d / vth;
-        const Real sum = n_o > 0 ? weighted / Real(n_o) : row_sum[o] * side_weight(Real(0), 0);
-        side[idx] = (Real(1) / vth) * sum;
+        dv[idx] = voltage_delta(d, vth);
+        side[idx] = side_term(weighted, n_o, row_sum[o], vth);
     }
 }
 
@@ -294,17 +290,12 @@ __global__ void __launch_bounds__(kTileThreads, 2) spsp_rows_kernel(SpspRowsArgs
                 const int i = first + r;
                 if (i >= a.N) break;  // uniform over the warp
                 const size_t io = static_cast<size_t>(i) * a.O + o;
-                Real pd_term = Real(0);
-                if (n_i[r] > 0) {
-                    const Real e = spsp_value(acc[r], n_o, n_i[r]);
-                    if (valid) grad[io] += weight_gradient(dv, e, side, lat);
-                    if (a.pd_part && valid) {
-                        const Real R = a.use_effect_ratio ? effect_ratio(e, n_o, n_i[r]) : Real(1);
-                        pd_term = dv * R * a.wt[io];
-                    }
-                } else if (a.pd_part && valid) {
-                    pd_term = dv * Real(1) * a.wt[io];  // silent input: R = 1
-                }
+                // a silent input (n_i = 0) adds no gradient, and its effect ratio is 1
+                const Real e = spsp_value(acc[r], n_o, n_i[r]);
+                if (n_i[r] > 0 && valid) grad[io] += weight_gradient(dv, e, side, lat);
+                const Real pd_term = (a.pd_part && valid)
+                                         ? pre_delta_term(dv, e, n_o, n_i[r], a.use_effect_ratio, a.wt[io])
+                                         : Real(0);
                 if (a.pd_part) {
                     Real pd = Real(0);
                     if (tiles_o == 1) {

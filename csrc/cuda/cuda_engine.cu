@@ -77,14 +77,19 @@ struct DeviceLayer {
 template <class Real>
 class CudaEngine final : public Engine {
 public:
-    explicit CudaEngine(const NetConfig& c) : cfg_(c)
+    explicit CudaEngine(const NetSpec& spec) : h_(spec.hyper)
     {
-        const int L = static_cast<int>(c.layers.size()) - 1;
-        if (L < 1 || static_cast<int>(c.vth.size()) != L)
-            throw std::invalid_argument("CUDA engine: config needs at least 2 layer sizes and one vth per weight layer");
-        if (c.w0 != 0.0 && c.layers.back() > 1024)
+        check_spec(spec);
+        for (const LayerSpec& layer : spec.layers) {
+            if (layer.kind != LayerKind::Dense)
+                throw std::invalid_argument("the CUDA engine does not implement Conv2d and Pool2d layers yet");
+            vth_.push_back(layer.vth);
+        }
+        for (const Shape& shape : layer_shapes(spec)) sizes_.push_back(static_cast<int>(shape.size()));
+        const int L = static_cast<int>(spec.layers.size());
+        if (h_.lateral_inhibition != 0.0 && sizes_.back() > 1024)
             throw std::invalid_argument("CUDA engine: lateral inhibition supports at most 1024 output neurons, got " +
-                                        std::to_string(c.layers.back()));
+                                        std::to_string(sizes_.back()));
         int count = 0;
         const cudaError_t err = cudaGetDeviceCount(&count);
         if (err != cudaSuccess || count == 0) {
@@ -112,8 +117,8 @@ public:
         layers_ = std::vector<DeviceLayer<Real>>(L);
         for (int l = 0; l < L; ++l) {
             DeviceLayer<Real>& layer = layers_[l];
-            layer.n_in = c.layers[l];
-            layer.n_out = c.layers[l + 1];
+            layer.n_in = sizes_[l];
+            layer.n_out = sizes_[l + 1];
             const size_t size = static_cast<size_t>(layer.n_in) * layer.n_out;
             for (DeviceBuffer<Real>* p : {&layer.wt, &layer.moment1, &layer.moment2}) {
                 p->ensure(size);
@@ -123,7 +128,7 @@ public:
             layer.reg_scale.ensure(layer.n_out);
         }
         uint64_t thresholds[256];
-        for (int p = 0; p < 256; ++p) thresholds[p] = poisson_threshold(p);
+        poisson_thresholds(thresholds);
         thresholds_.ensure(256);
         HM2BP_CUDA_CHECK(cudaMemcpy(thresholds_.get(), thresholds, sizeof(thresholds), cudaMemcpyHostToDevice));
         totals_.ensure(L);
@@ -191,24 +196,47 @@ public:
         encode(in);
         if (learn) {
             upload_targets(req);
-            for (DeviceLayer<Real>& layer : layers_)
-                launch("weight_sums_kernel", weight_sums_kernel<Real>, div_up(layer.n_out, 128), 128, 0,
-                       layer.wt.get(), layer.n_in, layer.n_out, regularization(),
-                       cfg_.reg_lambda != 0.0 && cfg_.reg_beta != 0.0, layer.row_sum.get(), layer.reg_scale.get());
+            weight_sums();
         }
         for (int l = 0; l < L; ++l) forward_layer(l, B, T, want_spikes);
         const DeviceLayer<Real>& out = layers_.back();
         launch("output_loss_kernel", output_loss_kernel<Real>, div_up(B, 128), 128, 0, out.counts.get(), B,
                out.n_out, learn ? labels_.get() : nullptr, learn && req.sample_weights ? weights_.get() : nullptr,
-               CountTargets{cfg_.desired, cfg_.undesired, cfg_.margin}, learn ? delta_.get() : nullptr,
+               CountTargets{h_.desired, h_.undesired, h_.margin}, learn ? delta_.get() : nullptr,
                learn ? cost_.get() : nullptr, predictions_.get());
         if (learn) backward(B, T);
         if (req.mode == Mode::Train) update(B, req.lr);
         return collect(req, B, T, learn);
     }
 
+    void apply_gradients(const std::vector<const double*>& sums, int64_t count, double lr) override
+    {
+        if (static_cast<int>(sums.size()) != n_layers())
+            throw std::invalid_argument("CUDA engine: apply_gradients needs one array per layer");
+        HM2BP_CUDA_CHECK(cudaSetDevice(device_));
+        cudaGetLastError();
+        for (int l = 0; l < n_layers(); ++l) {
+            DeviceLayer<Real>& layer = layers_[l];
+            const int N = layer.n_in, O = layer.n_out;
+            std::vector<Real> host(static_cast<size_t>(N) * O);
+            for (int o = 0; o < O; ++o)
+                for (int i = 0; i < N; ++i)
+                    host[static_cast<size_t>(i) * O + o] = Real(sums[l][static_cast<size_t>(o) * N + i]);
+            layer.groups = 1;  // the sums are one group
+            layer.grad_part.ensure(host.size());
+            HM2BP_CUDA_CHECK(cudaMemcpyAsync(layer.grad_part.get(), host.data(), host.size() * sizeof(Real),
+                                             cudaMemcpyHostToDevice, stream_));
+            HM2BP_CUDA_CHECK(cudaStreamSynchronize(stream_));  // host is freed at the end of the iteration
+        }
+        weight_sums();
+        update(count, lr);
+        HM2BP_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    }
+
 private:
-    NetConfig cfg_;
+    Hyper h_;
+    std::vector<int> sizes_;   // neurons of the input and of every layer
+    std::vector<double> vth_;  // per layer
     int device_ = 0;
     cudaDeviceProp prop_{};
     cudaStream_t stream_ = nullptr;
@@ -232,7 +260,7 @@ private:
     std::vector<int> host_labels_;
 
     int n_layers() const { return static_cast<int>(layers_.size()); }
-    RegParams regularization() const { return RegParams{cfg_.reg_lambda, cfg_.reg_beta, cfg_.weight_limit}; }
+    RegParams regularization() const { return RegParams{h_.reg_lambda, h_.reg_beta, h_.weight_limit}; }
 
     DeviceLayer<Real>& layer_at(int l)
     {
@@ -281,19 +309,19 @@ private:
         const int L = n_layers();
         if (in.batch < 1) throw std::invalid_argument("CUDA engine: batch must hold at least one sample");
         if (in.T < 2) throw std::invalid_argument("CUDA engine: T must be at least 2");
-        if (in.n_in != cfg_.layers[0])
+        if (in.n_in != sizes_[0])
             throw std::invalid_argument("CUDA engine: input has " + std::to_string(in.n_in) + " neurons, the network " +
-                                        std::to_string(cfg_.layers[0]));
+                                        std::to_string(sizes_[0]));
         if (!in.dense && !(in.images && in.sample_index))
             throw std::invalid_argument("CUDA engine: input needs dense spikes or images with sample indices");
         if (!req.layer_spikes_out.empty() && static_cast<int>(req.layer_spikes_out.size()) != L)
             throw std::invalid_argument("CUDA engine: layer_spikes_out needs one array per layer");
         if (req.mode == Mode::Infer) return;
         if (!req.labels) throw std::invalid_argument("CUDA engine: learning needs labels");
-        if (cfg_.desired < 1 || in.T < cfg_.desired)
+        if (h_.desired < 1 || in.T < h_.desired)
             throw std::invalid_argument("CUDA engine: learning needs T >= desired");
         for (int b = 0; b < in.batch; ++b)
-            if (req.labels[b] < 0 || req.labels[b] >= cfg_.layers.back())
+            if (req.labels[b] < 0 || req.labels[b] >= sizes_.back())
                 throw std::invalid_argument("CUDA engine: label out of range");
         if (req.mode == Mode::Gradients && static_cast<int>(req.gradients_out.size()) != L)
             throw std::invalid_argument("CUDA engine: gradients_out needs one array per layer");
@@ -303,8 +331,8 @@ private:
     void prepare(int B, int T, bool learn, bool want_spikes)
     {
         if (T != T_) {
-            std::vector<Real> host(spsp_tables_size(T, cfg_.t_ref));
-            spsp_tables(T, cfg_.t_ref, cfg_.tau_m, cfg_.tau_s, host.data());
+            std::vector<Real> host(spsp_tables_size(T, h_.t_ref));
+            spsp_tables(T, h_.t_ref, h_.tau_m, h_.tau_s, host.data());
             tables_.ensure(host.size());
             HM2BP_CUDA_CHECK(cudaMemcpyAsync(tables_.get(), host.data(), host.size() * sizeof(Real),
                                              cudaMemcpyHostToDevice, stream_));
@@ -312,7 +340,7 @@ private:
             T_ = T;
         }
         const size_t Bs = static_cast<size_t>(B), BT = Bs * T;
-        const int N0 = cfg_.layers[0];
+        const int N0 = sizes_[0];
         const int time_words = words_for(T);
         in_step_mask_.ensure(BT * words_for(N0));
         in_neuron_mask_.ensure(Bs * N0 * time_words);
@@ -337,7 +365,7 @@ private:
             layer.groups = static_cast<int>(div_up(B, layer.samples_per_group));
             layer.grad_part.ensure(static_cast<size_t>(layer.groups) * N * O);
         }
-        const size_t O = cfg_.layers.back();
+        const size_t O = sizes_.back();
         predictions_.ensure(Bs);
         if (learn) {
             labels_.ensure(Bs);
@@ -408,10 +436,10 @@ private:
 
         const ScanOutputs out{layer.step_mask.get(), layer.neuron_mask.get(), layer.counts.get(), totals_.get() + l,
                               want_spikes ? layer.fired.get() : nullptr, words_for(O), words_for(T)};
-        const LifParams<Real> p{Real(cfg_.vth[l]), Real(cfg_.tau_m), Real(cfg_.tau_s), cfg_.t_ref};
-        if (l == n_layers() - 1 && cfg_.w0 != 0.0) {
+        const LifParams<Real> p{Real(vth_[l]), Real(h_.tau_m), Real(h_.tau_s), h_.t_ref};
+        if (l == n_layers() - 1 && h_.lateral_inhibition != 0.0) {
             launch("lif_scan_lateral_kernel", lif_scan_lateral_kernel<Real>, B,
-                   static_cast<unsigned>(round_up(O, 32)), 0, layer.current.get(), T, O, p, Real(cfg_.w0), out);
+                   static_cast<unsigned>(round_up(O, 32)), 0, layer.current.get(), T, O, p, Real(h_.lateral_inhibition), out);
         } else {
             const int threads = static_cast<int>(std::min<size_t>(128, round_up(O, 32)));
             launch("lif_scan_kernel", lif_scan_kernel<Real>, static_cast<unsigned>(B * div_up(O, threads)), threads, 0,
@@ -424,8 +452,8 @@ private:
         const int O = layer.n_out;
         const size_t blocks = static_cast<size_t>(B) * div_up(T, 32) * column_tiles(O);
         launch("trace_kernel", trace_kernel<Real>, static_cast<unsigned>(blocks), kTraceThreads, 0,
-               layer.neuron_mask.get(), T, O, words_for(T), spsp_window(cfg_.tau_m), cfg_.t_ref,
-               spsp_decay(tables_.get()), spsp_kernel(tables_.get(), T, cfg_.t_ref), layer.trace.get());
+               layer.neuron_mask.get(), T, O, words_for(T), spsp_window(h_.tau_m), h_.t_ref,
+               spsp_decay(tables_.get()), spsp_kernel(tables_.get(), T, h_.t_ref), layer.trace.get());
     }
 
     // SPEC 3-4 from the output layer down: grad_part and pre-deltas of every layer.
@@ -435,15 +463,15 @@ private:
         DeviceLayer<Real>& out = layers_.back();
         const int O_out = out.n_out;
         const int time_words = words_for(T);
-        const bool lateral = cfg_.w0 != 0.0;
+        const bool lateral = h_.lateral_inhibition != 0.0;
         if (lateral) {  // on the spikes before revival
             launch_trace(out, B, T);
             launch("lateral_kernel", lateral_kernel<Real>, static_cast<unsigned>(div_up(static_cast<size_t>(B) * O_out, 128)),
                    128, 0, out.trace.get(), out.neuron_mask.get(), out.counts.get(), labels_.get(), B, T, O_out,
-                   time_words, Real(1) / Real(cfg_.vth.back()), Real(cfg_.w0), lat_.get());
+                   time_words, Real(1) / Real(vth_.back()), Real(h_.lateral_inhibition), lat_.get());
         }
         launch("revival_kernel", revival_kernel, static_cast<unsigned>(div_up(B, 128)), 128, 0, out.counts.get(),
-               labels_.get(), B, T, O_out, time_words, revival_interval(T, cfg_.desired), out.neuron_mask.get(),
+               labels_.get(), B, T, O_out, time_words, revival_interval(T, h_.desired), out.neuron_mask.get(),
                counts_after_.get());
 
         for (int l = L - 1; l >= 0; --l) {
@@ -455,7 +483,7 @@ private:
             launch("side_kernel", side_kernel<Real>, grid_for(static_cast<size_t>(B) * O), kThreads, 0,
                    layer.trace.get(), layer.current.get(), B, T, O, post_counts, top ? delta_.get() : nullptr,
                    top ? nullptr : layers_[l + 1].pd_part.get(), top ? 0 : column_tiles(layers_[l + 1].n_out),
-                   layer.row_sum.get(), Real(cfg_.vth[l]), layer.dv.get(), layer.side.get());
+                   layer.row_sum.get(), Real(vth_[l]), layer.dv.get(), layer.side.get());
             HM2BP_CUDA_CHECK(cudaMemsetAsync(layer.grad_part.get(), 0,
                                              static_cast<size_t>(layer.groups) * N * O * sizeof(Real), stream_));
             SpspRowsArgs<Real> a;
@@ -476,34 +504,42 @@ private:
             a.time_words = time_words;
             a.samples_per_group = layer.samples_per_group;
             a.chunk_rows = chunk_rows(T);
-            a.use_effect_ratio = cfg_.effect_ratio;
+            a.use_effect_ratio = h_.effect_ratio;
             launch("spsp_rows_kernel", spsp_rows_kernel<Real>, dim3(column_tiles(O), layer.groups), kTileThreads,
                    static_cast<size_t>(a.chunk_rows) * kTileCols * sizeof(Real), a);
         }
     }
 
+    // Per layer: sum_i W[o, i] (the side term of silent neurons) and the regularization scale.
+    void weight_sums()
+    {
+        for (DeviceLayer<Real>& layer : layers_)
+            launch("weight_sums_kernel", weight_sums_kernel<Real>, div_up(layer.n_out, 128), 128, 0, layer.wt.get(),
+                   layer.n_in, layer.n_out, regularization(), h_.reg_lambda != 0.0 && h_.reg_beta != 0.0,
+                   layer.row_sum.get(), layer.reg_scale.get());
+    }
+
     // SPEC 5: batch mean + regularization, one Adam or SGD step per weight.
-    void update(int B, double lr)
+    void update(int64_t count, double lr)
     {
         ++step_;
         UpdateParams u;
         u.reg = regularization();
-        u.adam = cfg_.adam;
-        u.adam_params = AdamParams{lr, cfg_.b1, cfg_.b2, cfg_.eps, 1.0 - std::pow(cfg_.b1, double(step_)),
-                                   1.0 - std::pow(cfg_.b2, double(step_))};
+        u.adam = h_.adam;
+        u.adam_params = adam_params(lr, h_.b1, h_.b2, h_.eps, step_);
         u.lr = lr;
-        u.momentum = cfg_.momentum;
+        u.momentum = h_.momentum;
         for (DeviceLayer<Real>& layer : layers_)
             launch("update_kernel", update_kernel<Real>, grid_for(static_cast<size_t>(layer.n_in) * layer.n_out),
                    kThreads, 0, layer.wt.get(), layer.moment1.get(), layer.moment2.get(), layer.grad_part.get(),
-                   layer.groups, layer.n_in, layer.n_out, B, layer.reg_scale.get(), u);
+                   layer.groups, layer.n_in, layer.n_out, Real(count), layer.reg_scale.get(), u);
     }
 
     // Copies the results to the host (the only device-to-host traffic of a run) and waits.
     BatchResult collect(const BatchRequest& req, int B, int T, bool learn)
     {
         const int L = n_layers();
-        const int O = cfg_.layers.back();
+        const int O = sizes_.back();
         std::vector<int> counts(static_cast<size_t>(B) * O), predictions(B);
         std::vector<double> cost(learn ? B : 0);
         std::vector<unsigned long long> totals(L);
@@ -526,7 +562,8 @@ private:
                 const size_t size = static_cast<size_t>(layer.n_in) * layer.n_out;
                 export_.ensure(size);
                 launch("export_gradient_kernel", export_gradient_kernel<Real>, grid_for(size), kThreads, 0,
-                       layer.grad_part.get(), layer.groups, layer.n_in, layer.n_out, B, export_.get());
+                       layer.grad_part.get(), layer.groups, layer.n_in, layer.n_out,
+                       req.reduce == Reduce::Mean ? Real(B) : Real(1), export_.get());
                 HM2BP_CUDA_CHECK(cudaMemcpyAsync(req.gradients_out[l], export_.get(), size * sizeof(double),
                                                  cudaMemcpyDeviceToHost, stream_));
                 HM2BP_CUDA_CHECK(cudaStreamSynchronize(stream_));  // export_ is reused by the next layer
@@ -547,10 +584,10 @@ private:
 
 }  // namespace
 
-std::unique_ptr<Engine> make_cuda_engine(const NetConfig& config, bool float64)
+std::unique_ptr<Engine> make_cuda_engine(const NetSpec& spec, bool float64)
 {
-    if (float64) return std::make_unique<CudaEngine<double>>(config);
-    return std::make_unique<CudaEngine<float>>(config);
+    if (float64) return std::make_unique<CudaEngine<double>>(spec);
+    return std::make_unique<CudaEngine<float>>(spec);
 }
 
 std::vector<std::string> cuda_architectures()

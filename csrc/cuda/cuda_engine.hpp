@@ -10,7 +10,7 @@
 namespace hm2bp {
 
 // Throws std::runtime_error when no usable CUDA device is present.
-std::unique_ptr<Engine> make_cuda_engine(const NetConfig& config, bool float64);
+std::unique_ptr<Engine> make_cuda_engine(const NetSpec& spec, bool float64);
 
 // The GPU architectures compiled into this build (CMake's CUDA_ARCHITECTURES, e.g. "90-real").
 std::vector<std::string> cuda_architectures();

@@ -34,16 +34,17 @@ __device__ __forceinline__ Real batch_gradient(const Real* grad_part, int groups
     return g;
 }
 
-// Gradients mode: out (O, N) row-major float64 = batch mean, no regularization.
+// Gradients mode: out (O, N) row-major float64 = batch sum / divisor (the batch size for the
+// mean, 1 for the sum), no regularization.
 template <class Real>
-__global__ void export_gradient_kernel(const Real* grad_part, int groups, int N, int O, int B, double* out)
+__global__ void export_gradient_kernel(const Real* grad_part, int groups, int N, int O, Real divisor, double* out)
 {
     const size_t size = static_cast<size_t>(N) * O;
     const size_t stride = static_cast<size_t>(gridDim.x) * blockDim.x;
     for (size_t idx = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x; idx < size; idx += stride) {
         const size_t o = idx / N;
         const size_t i = idx - o * N;
-        out[idx] = double(batch_gradient(grad_part, groups, size, i * O + o) / Real(B));
+        out[idx] = double(batch_gradient(grad_part, groups, size, i * O + o) / divisor);
     }
 }
 
@@ -58,14 +59,14 @@ struct UpdateParams {
 // One Adam or SGD step per weight (the CPU's update_row); scale from weight_sums_kernel.
 template <class Real>
 __global__ void update_kernel(Real* wt, Real* moment1, Real* moment2, const Real* grad_part, int groups, int N,
-                              int O, int B, const Real* scale, UpdateParams u)
+                              int O, Real count, const Real* scale, UpdateParams u)
 {
     const size_t size = static_cast<size_t>(N) * O;
     const size_t stride = static_cast<size_t>(gridDim.x) * blockDim.x;
     for (size_t k = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x; k < size; k += stride) {
         const int o = static_cast<int>(k % O);
         Real w = wt[k], m = moment1[k];
-        const Real g = batch_gradient(grad_part, groups, size, k) / Real(B) + regularization_grad(w, scale[o], u.reg);
+        const Real g = batch_gradient(grad_part, groups, size, k) / count + regularization_grad(w, scale[o], u.reg);
         if (u.adam) {
             Real v = moment2[k];
             adam_update(w, g, m, v, u.adam_params);

@@ -34,6 +34,12 @@ inline uint64_t poisson_threshold(int pixel)
     return static_cast<uint64_t>(std::ceil(rate * 9007199254740992.0));
 }
 
+// poisson_threshold of every pixel value, the table the engines look up.
+inline void poisson_thresholds(uint64_t table[256])
+{
+    for (int p = 0; p < 256; ++p) table[p] = poisson_threshold(p);
+}
+
 HM2BP_HD bool poisson_spike(uint64_t neuron_key, int t, uint64_t threshold)
 {
     // Non-short-circuit '&' keeps the loop over t branch-free (vectorizable).

@@ -21,6 +21,16 @@ HM2BP_HD Real output_delta(int count, bool is_label, const CountTargets& c, Real
     return Real(diff);
 }
 
+// The prediction: the output neuron with the most spikes, the first one on ties (SPEC 1).
+template <class Count>
+HM2BP_HD int predicted_class(const Count* counts, int n)
+{
+    int best = 0;
+    for (int o = 1; o < n; ++o)
+        if (counts[o] > counts[best]) best = o;
+    return best;
+}
+
 // "Revival": a silent label neuron gets regular spikes every revival_interval steps
 // (callers require T >= desired, so the interval is at least 1).
 HM2BP_HD int revival_interval(int T, int desired) { return T / desired; }

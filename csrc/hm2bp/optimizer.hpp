@@ -1,6 +1,7 @@
 // SPEC 5: weight regularization and the optimizer steps, elementwise.
 #pragma once
 #include <cmath>
+#include <cstdint>
 
 #include "common.hpp"
 
@@ -43,6 +44,12 @@ struct AdamParams {
     double bias1;  // 1 - b1^step
     double bias2;  // 1 - b2^step
 };
+
+// Adam's parameters for update number `step` (1, 2, ...; one counter for all layers).
+inline AdamParams adam_params(double lr, double b1, double b2, double eps, int64_t step)
+{
+    return {lr, b1, b2, eps, 1.0 - std::pow(b1, double(step)), 1.0 - std::pow(b2, double(step))};
+}
 
 template <class Real>
 HM2BP_HD void adam_update(Real& w, Real g, Real& m, Real& v, const AdamParams& a)

@@ -1,7 +1,8 @@
 """hm2bp: fast, faithful HM2-BP training of deep spiking neural networks.
 
-`Network` is the compiled engine (CPU, CUDA when available); `reference` the plain NumPy
-implementation of SPEC.md it is tested against.
+`Network` is the compiled engine (CPU, CUDA when available), built from `layers` (Dense,
+Conv2d, Pool2d) and the hyperparameters of `hyper`; `reference` is the plain NumPy
+implementation of the algorithm it is tested against.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import os
 # Read once when the OpenMP runtime starts; an explicit setting by the user wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 
-from . import _core, config, data, reference  # noqa: E402
+from . import _core, config, data, hyper, layers, reference  # noqa: E402
 from .network import Network, cuda_available, encode_poisson  # noqa: E402
 from .trainer import Trainer  # noqa: E402
 
@@ -25,4 +26,4 @@ def build_info() -> dict:
 
 
 __all__ = ["Network", "Trainer", "build_info", "config", "cuda_available", "data", "encode_poisson",
-           "reference", "__version__"]
+           "hyper", "layers", "reference", "__version__"]

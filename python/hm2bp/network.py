@@ -2,18 +2,20 @@
 
 All per-sample work (spike simulation, S-PSP traces, gradients, optimizer) runs in C++/CUDA
 (`hm2bp._core`); this module validates arguments, so that a mistake raises a clear Python
-exception instead of reaching the engine, and converts arrays.
+exception instead of reaching the engine, and converts arrays. A network is a stack of layers
+(`hm2bp.layers`) and the hyperparameters of `hm2bp.hyper`.
 """
 from __future__ import annotations
 
 import logging
-import math
 import os
 from collections.abc import Sequence
 
 import numpy as np
 
 from . import _core
+from .hyper import DEFAULTS, check_all, check_number, check_whole, engine_hyper
+from .layers import Dense, Layer, Pool2d, build_spec, from_sizes, param_shapes
 
 log = logging.getLogger("hm2bp")
 
@@ -40,24 +42,6 @@ def resolve_backend(backend: str) -> str:
         backend = "cuda" if cuda_available() else "cpu"
         log.info("hm2bp: backend 'auto' chose %s", backend)
     return backend
-
-
-def _positive_number(name: str, value: float, allow_zero: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    value = float(value)
-    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{name} must be a finite number {bound}, got {value}")
-    return value
-
-
-def _whole_number(name: str, value: int, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
 
 
 def check_images(images: Array, n_in: int | None = None) -> Array:
@@ -87,12 +71,18 @@ def check_sample_index(sample_index: int | Sequence[int] | Array, batch: int) ->
     return np.ascontiguousarray(index, dtype=np.int64)
 
 
-def _check_T(T: int) -> int:
-    return _whole_number("T", T, 2)
+def _check_reduce(reduce: str) -> str:
+    if reduce not in ("mean", "sum"):
+        raise ValueError(f"reduce must be 'mean' or 'sum', got {reduce!r}")
+    return reduce
+
+
+def _check_T(T: int) -> int:  # noqa: N802 (T is the paper's name)
+    return check_whole("T", T, 2)
 
 
 def _check_seed(name: str, value: int) -> int:
-    return _whole_number(name, value, 0)
+    return check_whole(name, value, 0)
 
 
 def encode_poisson(images: Array, T: int, seed: int, sample_index: int | Sequence[int] | Array,
@@ -108,68 +98,65 @@ def encode_poisson(images: Array, T: int, seed: int, sample_index: int | Sequenc
 
 
 class Network:
-    """A fully connected HM2-BP spiking network (SPEC sections 1-5).
+    """An HM2-BP spiking network (SPEC sections 1-5; layers: `hm2bp.layers`).
 
-    Weights are W[l] with shape (n_out, n_in) per layer; inputs are bool spike arrays
-    (B, T, n_in) or uint8 images that the engine Poisson-encodes itself.
+    Two forms: the classic fully connected one, ``Network(layers=[784, 800, 10], vth=[20.0,
+    8.0])`` (sizes, input first, one threshold per layer), and a stack of layers on a shaped
+    input, ``Network(input_shape=(1, 28, 28), layers=[Conv2d(15, 5, vth=5.0), Pool2d(2, vth=2.0),
+    ..., Dense(10, vth=10.0)])``. Weights come as one array per trainable layer (Dense
+    (n_out, n_in), Conv2d (out_channels, in_channels, k, k)); inputs are bool spike arrays
+    (B, T, n_in) in the flat order of `hm2bp.layers`, or uint8 images that the engine
+    Poisson-encodes itself.
     """
 
-    def __init__(self, layers: Sequence[int], vth: Sequence[float], tau_m: float = 64.0,
-                 tau_s: float = 8.0, t_ref: int = 2, lateral_inhibition: float = 1.0,
-                 desired: int = 35, undesired: int = 5, margin: int = 5, effect_ratio: bool = True,
-                 optimizer: str = "adam", reg_lambda: float = 10.0, reg_beta: float = 0.04,
-                 weight_limit: float = 8.0, init_w: float = 1.0, backend: str = "cpu",
-                 dtype: str = "float32", threads: int | None = None, seed: int = 0) -> None:
-        layers = list(layers)
-        if len(layers) < 2:
-            raise ValueError(f"layers must list at least 2 sizes (inputs and outputs), got {layers}")
-        self.layers = [_whole_number(f"layers[{k}]", n, 1) for k, n in enumerate(layers)]
-        vth = [vth] if isinstance(vth, (int, float)) else list(vth)
-        if len(vth) != len(layers) - 1:
-            raise ValueError(f"vth needs one threshold per weight layer ({len(layers) - 1}), got {len(vth)}")
-        self.vth = [_positive_number(f"vth[{k}]", v) for k, v in enumerate(vth)]
-        self.tau_m = _positive_number("tau_m", tau_m)
-        self.tau_s = _positive_number("tau_s", tau_s)
-        if self.tau_s == self.tau_m:
-            raise ValueError("tau_s must differ from tau_m (the S-PSP divides by 1 - tau_s / tau_m)")
-        self.t_ref = _whole_number("t_ref", t_ref, 0)
-        self.lateral_inhibition = _positive_number("lateral_inhibition", lateral_inhibition, allow_zero=True)
-        self.desired = _whole_number("desired", desired, 1)
-        self.undesired = _whole_number("undesired", undesired, 0)
-        self.margin = _whole_number("margin", margin, 0)
-        if not isinstance(effect_ratio, (bool, np.bool_)):
-            raise TypeError(f"effect_ratio must be True or False, got {effect_ratio!r}")
-        self.effect_ratio = bool(effect_ratio)
-        if optimizer not in ("adam", "sgd"):
-            raise ValueError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
-        self.optimizer = optimizer
-        self.reg_lambda = _positive_number("reg_lambda", reg_lambda, allow_zero=True)
-        self.reg_beta = _positive_number("reg_beta", reg_beta, allow_zero=True)
-        self.weight_limit = _positive_number("weight_limit", weight_limit)
-        self.init_w = _positive_number("init_w", init_w, allow_zero=True)
+    def __init__(self, layers: Sequence[int | Layer], vth: float | Sequence[float] | None = None,
+                 tau_m: float = DEFAULTS["tau_m"], tau_s: float = DEFAULTS["tau_s"],
+                 t_ref: int = DEFAULTS["t_ref"], lateral_inhibition: float = DEFAULTS["lateral_inhibition"],
+                 desired: int = DEFAULTS["desired"], undesired: int = DEFAULTS["undesired"],
+                 margin: int = DEFAULTS["margin"], effect_ratio: bool = DEFAULTS["effect_ratio"],
+                 optimizer: str = DEFAULTS["optimizer"], reg_lambda: float = DEFAULTS["reg_lambda"],
+                 reg_beta: float = DEFAULTS["reg_beta"], weight_limit: float = DEFAULTS["weight_limit"],
+                 init_w: float = 1.0, backend: str = "cpu", dtype: str = "float32", threads: int | None = None,
+                 seed: int = 0, *, input_shape: Sequence[int] | None = None) -> None:
+        if input_shape is None:
+            if vth is None:
+                raise ValueError("vth is required with layer sizes: one threshold per weight layer")
+            input_shape, layer_list = from_sizes(layers, vth)
+        else:
+            if vth is not None:
+                raise ValueError("with input_shape, give each layer its own vth (hm2bp.layers) instead of vth=")
+            layer_list = list(layers)
+        spec, self.shapes = build_spec(input_shape, layer_list)
+        self.input_shape = self.shapes[0]
+        self.layer_specs: list[Layer] = layer_list
+        self.layers = [c * h * w for c, h, w in self.shapes]  # neurons of the input and of each layer
+        self.vth = [float(layer.vth) for layer in layer_list]
+        hyper = check_all(dict(tau_m=tau_m, tau_s=tau_s, t_ref=t_ref, lateral_inhibition=lateral_inhibition,
+                               desired=desired, undesired=undesired, margin=margin, effect_ratio=effect_ratio,
+                               optimizer=optimizer, reg_lambda=reg_lambda, reg_beta=reg_beta,
+                               weight_limit=weight_limit))
+        for name, value in hyper.items():
+            setattr(self, name, value)
+        self.init_w = check_number("init_w", init_w)
         if dtype not in ("float32", "float64"):
             raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
         self.dtype = dtype
-        self.threads = default_threads() if threads is None else _whole_number("threads", threads, 1)
+        self.threads = default_threads() if threads is None else check_whole("threads", threads, 1)
         self.seed = _check_seed("seed", seed)
         self.backend = self._choose_backend(backend)
+        self._param_shapes = param_shapes(spec)
+        self._trainable = [layer for layer in layer_list if not isinstance(layer, Pool2d)]
+        unsupported = sorted({type(layer).__name__ for layer in layer_list if not isinstance(layer, Dense)})
+        if unsupported:
+            raise NotImplementedError(f"{' and '.join(unsupported)} layers are specified (hm2bp.layers) but the "
+                                      "engines do not implement them yet; use Dense layers")
 
-        config = _core.NetConfig()
-        config.layers = self.layers
-        config.vth = self.vth
-        config.tau_m, config.tau_s, config.t_ref = self.tau_m, self.tau_s, self.t_ref
-        config.w0 = self.lateral_inhibition
-        config.desired, config.undesired, config.margin = self.desired, self.undesired, self.margin
-        config.effect_ratio = self.effect_ratio
-        config.adam = optimizer == "adam"
-        config.reg_lambda, config.reg_beta = self.reg_lambda, self.reg_beta
-        config.weight_limit = self.weight_limit
-        config.threads = self.threads
-        self._engine = _core.Engine(config, dtype == "float64", self.backend)
+        spec.hyper = engine_hyper(hyper, self.threads)
+        self._engine = _core.Engine(spec, dtype == "float64", self.backend)
 
         rng = np.random.default_rng(self.seed)
-        self.set_weights([self.init_w * rng.uniform(-1.0, 1.0, size=(n_out, n_in))
-                          for n_in, n_out in zip(self.layers[:-1], self.layers[1:])])
+        self.set_weights([(self.init_w if layer.init_w is None else layer.init_w) * rng.uniform(-1.0, 1.0, size=shape)
+                          for layer, shape in zip(self._trainable, self._param_shapes)])
 
     @staticmethod
     def _choose_backend(backend: str) -> str:
@@ -182,27 +169,38 @@ class Network:
 
     @property
     def n_layers(self) -> int:
-        return len(self.layers) - 1
+        """Number of layers after the input (weight layers of the classic form)."""
+        return len(self.layer_specs)
+
+    @property
+    def n_param_layers(self) -> int:
+        """Number of trainable layers (one weight array each)."""
+        return len(self._param_shapes)
 
     # -- parameters ---------------------------------------------------------------------------
 
     def get_weights(self) -> list[Array]:
-        """Copies of the weights, float64, layer l with shape (n_out, n_in)."""
-        return [self._engine.get_param("weights", l) for l in range(self.n_layers)]
+        """Copies of the weights, float64, one array per trainable layer: Dense (n_out, n_in),
+        Conv2d (out_channels, in_channels, k, k)."""
+        return [self._engine.get_param("weights", k) for k in range(self.n_param_layers)]
 
     def set_weights(self, weights: Sequence[Array]) -> None:
-        weights = list(weights)
-        if len(weights) != self.n_layers:
-            raise ValueError(f"expected {self.n_layers} weight arrays, got {len(weights)}")
-        checked = [self._check_param(f"weights[{l}]", w, l) for l, w in enumerate(weights)]
-        for l, w in enumerate(checked):
-            self._engine.set_param("weights", l, w)
+        for k, w in enumerate(self._check_params("weight", weights)):
+            self._engine.set_param("weights", k, w)
 
-    def _check_param(self, name: str, value: Array, l: int) -> Array:
+    def _check_params(self, what: str, arrays: Sequence[Array]) -> list[Array]:
+        arrays = list(arrays)
+        if len(arrays) != self.n_param_layers:
+            raise ValueError(f"expected {self.n_param_layers} {what} arrays (one per trainable layer), "
+                             f"got {len(arrays)}")
+        return [self._check_param(f"{what}s[{k}]", a, k) for k, a in enumerate(arrays)]
+
+    def _check_param(self, name: str, value: Array, k: int) -> Array:
         value = np.asarray(value)
-        shape = (self.layers[l + 1], self.layers[l])
+        shape = self._param_shapes[k]
         if value.shape != shape:
-            raise ValueError(f"{name} must have shape {shape} (n_out, n_in), got {value.shape}")
+            axes = "(n_out, n_in)" if len(shape) == 2 else "(out_channels, in_channels, k, k)"
+            raise ValueError(f"{name} must have shape {shape} {axes}, got {value.shape}")
         if not np.issubdtype(value.dtype, np.number) or np.issubdtype(value.dtype, np.complexfloating):
             raise TypeError(f"{name} must be a real array, got dtype {value.dtype}")
         value = np.ascontiguousarray(value, dtype=np.float64)
@@ -213,21 +211,21 @@ class Network:
     def get_state(self) -> dict[str, Array]:
         """Weights and optimizer state, enough to resume training exactly."""
         state: dict[str, Array] = {"step": np.array(self._engine.step, dtype=np.int64)}
-        for l in range(self.n_layers):
+        for k in range(self.n_param_layers):
             for kind in ("weights", "moment1", "moment2"):
-                state[f"{kind}_{l}"] = self._engine.get_param(kind, l)
+                state[f"{kind}_{k}"] = self._engine.get_param(kind, k)
         return state
 
     def set_state(self, state: dict[str, Array]) -> None:
         missing = [k for k in self.get_state() if k not in state]
         if missing:
             raise ValueError(f"state is missing {missing}; it must come from Network.get_state()")
-        checked = {f"{kind}_{l}": self._check_param(f"{kind}_{l}", state[f"{kind}_{l}"], l)
-                   for l in range(self.n_layers) for kind in ("weights", "moment1", "moment2")}
+        checked = {f"{kind}_{k}": self._check_param(f"{kind}_{k}", state[f"{kind}_{k}"], k)
+                   for k in range(self.n_param_layers) for kind in ("weights", "moment1", "moment2")}
         for key, value in checked.items():
-            kind, l = key.rsplit("_", 1)
-            self._engine.set_param(kind, int(l), value)
-        self._engine.step = _whole_number("state['step']", int(np.asarray(state["step"])), 0)
+            kind, k = key.rsplit("_", 1)
+            self._engine.set_param(kind, int(k), value)
+        self._engine.step = check_whole("state['step']", int(np.asarray(state["step"])), 0)
 
     # -- input checks -------------------------------------------------------------------------
 
@@ -275,7 +273,7 @@ class Network:
 
     @staticmethod
     def _check_lr(lr: float) -> float:
-        return _positive_number("lr", lr, allow_zero=True)
+        return check_number("lr", lr)
 
     # -- engine calls -------------------------------------------------------------------------
 
@@ -293,13 +291,31 @@ class Network:
         """Predictions and output spike counts, no learning."""
         return self._result(self._engine.run_dense(self._check_spikes(spikes), "infer", None, None, 0.0, False))
 
-    def gradients(self, spikes: Array, labels: Array, sample_weights: Array | None = None) -> list[Array]:
-        """Batch mean of the per-sample SPEC-4 weight gradients (no regularization), (n_out, n_in) each."""
+    def forward_backward(self, spikes: Array, labels: Array, sample_weights: Array | None = None,
+                         reduce: str = "sum") -> dict:
+        """Forward, loss and backward pass of a batch, no step: loss, predictions, counts,
+        layer_spikes and `gradients` (one array per trainable layer, shapes of get_weights):
+        the batch SUM of the per-sample SPEC-4 gradients (reduce="sum"; add them across
+        processes, then apply_gradients) or their mean (reduce="mean"). No regularization."""
         s = self._check_spikes(spikes)
         self._check_learning_T(s.shape[1])
         out = self._engine.run_dense(s, "gradients", self._check_labels(labels, s.shape[0]),
-                                     self._check_sample_weights(sample_weights, s.shape[0]), 0.0, False)
-        return list(out["gradients"])
+                                     self._check_sample_weights(sample_weights, s.shape[0]), 0.0, False,
+                                     _check_reduce(reduce))
+        return {**self._result(out), "gradients": list(out["gradients"])}
+
+    def gradients(self, spikes: Array, labels: Array, sample_weights: Array | None = None,
+                  reduce: str = "mean") -> list[Array]:
+        """Batch mean (reduce="mean") or sum (reduce="sum") of the per-sample SPEC-4 weight
+        gradients (no regularization), one array per trainable layer."""
+        return self.forward_backward(spikes, labels, sample_weights, reduce)["gradients"]
+
+    def apply_gradients(self, grads: Sequence[Array], lr: float, count: int) -> None:
+        """One optimizer step (SPEC 5) from gradient SUMS over `count` samples: regularization,
+        then Adam or SGD on grads / count; the step counter advances once. train_step(batch)
+        equals forward_backward(batch) + apply_gradients(its gradients, lr, len(batch)) bit for bit."""
+        checked = self._check_params("gradient", grads)
+        self._engine.apply_gradients(checked, check_whole("count", count, 1), self._check_lr(lr))
 
     def train_step(self, spikes: Array, labels: Array, lr: float, sample_weights: Array | None = None) -> dict:
         """One optimizer step on the batch. Returns loss, predictions, counts, layer_spikes."""
@@ -312,7 +328,7 @@ class Network:
 
     def _run_images(self, mode: str, images: Array, labels: Array | None, lr: float, T: int, seed: int,
                     sample_index: int | Sequence[int] | Array, epoch: int,
-                    sample_weights: Array | None) -> dict:
+                    sample_weights: Array | None, reduce: str = "mean") -> dict:
         images = check_images(images, self.layers[0])
         B = images.shape[0]
         index = check_sample_index(sample_index, B)
@@ -322,8 +338,12 @@ class Network:
             self._check_learning_T(T)
         out = self._engine.run_images(images, T, _check_seed("seed", seed), index,
                                       _check_seed("epoch", epoch), mode, labels,
-                                      self._check_sample_weights(sample_weights, B), lr, False)
-        return self._result(out)
+                                      self._check_sample_weights(sample_weights, B), lr, False,
+                                      _check_reduce(reduce))
+        result = self._result(out)
+        if mode == "gradients":
+            result["gradients"] = list(out["gradients"])
+        return result
 
     def train_step_images(self, images: Array, labels: Array, lr: float, *, T: int, seed: int,
                           sample_index: int | Sequence[int] | Array, epoch: int = 0,
@@ -331,6 +351,13 @@ class Network:
         """train_step on uint8 images Poisson-encoded inside the engine (same spikes as encode_poisson)."""
         return self._run_images("train", images, labels, self._check_lr(lr), T, seed, sample_index, epoch,
                                 sample_weights)
+
+    def forward_backward_images(self, images: Array, labels: Array, *, T: int, seed: int,
+                                sample_index: int | Sequence[int] | Array, epoch: int = 0,
+                                sample_weights: Array | None = None, reduce: str = "sum") -> dict:
+        """forward_backward on uint8 images Poisson-encoded inside the engine."""
+        return self._run_images("gradients", images, labels, 0.0, T, seed, sample_index, epoch, sample_weights,
+                                reduce)
 
     def infer_images(self, images: Array, *, T: int, seed: int, sample_index: int | Sequence[int] | Array,
                      epoch: int = 0) -> dict:

@@ -1,0 +1,271 @@
+// The dense connection on the CPU: every input reaches every post neuron through W[o, i].
+// Forward (SPEC 1 fused with the input current): for each chunk of post neurons, each step's
+// current is the sum of the W rows of the inputs that fired one step earlier, fed straight into
+// the LIF state. Backward (SPEC 4 in the fast form of SPEC 6): the S-PSP rows e[., i] of the
+// active inputs as sums of trace rows over their spike times; from them the side term, the
+// gradient rows and the pre-deltas. Work: (input spikes x fan-out), twice, plus (neurons x T).
+#pragma once
+#include <algorithm>
+#include <vector>
+
+#include "../hm2bp/backward.hpp"
+#include "../hm2bp/neuron.hpp"
+#include "../hm2bp/spsp.hpp"
+#include "output_layer.hpp"
+#include "population.hpp"
+#include "simd.hpp"
+#include "spike_train.hpp"
+#include "threading.hpp"
+#include "weights.hpp"
+
+namespace hm2bp {
+
+// out[o] = sum_k matrix[rows[k], o] for o in [lo, hi): the spike-event sums of SPEC 6,
+// register-tiled over o.
+template <int width, class Real>
+int sum_rows_blocks(const Real* matrix, size_t stride, const int* rows, int n_rows, int o, int hi, Real* out)
+{
+    for (; o + width <= hi; o += width) {
+        Real acc[width] = {};
+        for (int k = 0; k < n_rows; ++k) {
+            const Real* row = matrix + static_cast<size_t>(rows[k]) * stride + o;
+#pragma omp simd
+            for (int j = 0; j < width; ++j) acc[j] += row[j];
+        }
+        for (int j = 0; j < width; ++j) out[o + j] = acc[j];
+    }
+    return o;
+}
+
+template <class Real>
+void sum_rows(const Real* matrix, size_t stride, const int* rows, int n_rows, int lo, int hi, Real* out)
+{
+    int o = sum_rows_blocks<256 / sizeof(Real)>(matrix, stride, rows, n_rows, lo, hi, out);
+    o = sum_rows_blocks<64 / sizeof(Real)>(matrix, stride, rows, n_rows, o, hi, out);
+    // the last few columns (all of a narrow output layer): row by row, same order per column
+    std::fill(out + o, out + hi, Real(0));
+    for (int k = 0; k < n_rows; ++k) {
+        const Real* row = matrix + static_cast<size_t>(rows[k]) * stride;
+#pragma omp simd
+        for (int j = o; j < hi; ++j) out[j] += row[j];
+    }
+}
+
+// Neurons whose S-PSP rows are summed together: the traces of several trace blocks side by side,
+// (T, width) with width = 256 bytes, so that each spike time of an input (one index load and
+// address) feeds four vector adds. A narrow block needs fewer traces in L1 but spends most of
+// its micro-ops on the indices.
+template <class Real>
+constexpr int spsp_row_block() { return 256 / sizeof(Real); }
+
+// A worker's scratch of one dense layer for one sample.
+template <class Real>
+struct DenseScratch {
+    AlignedVector<Real> spsp;  // (active inputs, n_out padded): e[o, i] of the active inputs i
+};
+
+template <class Real>
+class DenseLayer {
+public:
+    WeightMatrix<Real> weights;
+    double vth;
+    bool lateral;  // lateral inhibition among the post neurons (the output layer, SPEC 1)
+
+    DenseLayer(int n_in, int n_out, double vth_, bool lateral_) : weights(n_in, n_out), vth(vth_), lateral(lateral_) {}
+
+    int n_in() const { return weights.n_in; }
+    int n_out() const { return weights.n_out; }
+
+    // SPEC 1 for all post neurons over the whole window: pop.out becomes the layer's spikes.
+    void forward(const SampleContext<Real>& ctx, const SpikeTrain& input, Population<Real>& pop, int n_threads) const
+    {
+        const int O = n_out();
+        const int T = ctx.T;
+        const LifParams<Real> p = ctx.lif(vth);
+        const bool pow2 = ctx.power_of_two_taus();
+        pop.fired_masks.assign(static_cast<size_t>(T) * SpikeTrain::mask_words(O), 0);
+        if (lateral) {
+            const Real w0 = Real(ctx.hyper->lateral_inhibition);
+            const bool one_vector = O <= Simd<Real>::lanes;  // the presets' 10 classes: state in registers
+            if (pow2 && one_vector) integrate_with_lateral_inhibition<true, 1>(weights, input, T, w0, pop, p);
+            else if (pow2) integrate_with_lateral_inhibition<true, 0>(weights, input, T, w0, pop, p);
+            else if (one_vector) integrate_with_lateral_inhibition<false, 1>(weights, input, T, w0, pop, p);
+            else integrate_with_lateral_inhibition<false, 0>(weights, input, T, w0, pop, p);
+            pop.out.from_masks(pop.fired_masks.data(), T, O);
+            return;
+        }
+        // Threads take whole mask words, so that each word has one writer.
+        for_each_range(
+            O, n_threads,
+            [&](int lo, int hi) {
+                if (pow2) integrate<true>(input, T, pop, p, lo, hi);
+                else integrate<false>(input, T, pop, p, lo, hi);
+            },
+            64);
+        pop.out.from_masks(pop.fired_masks.data(), T, O);
+    }
+
+    // SPEC 4 for this layer, given post.delta and post.lat: adds g to `grad`, and writes the
+    // pre-deltas of the layer below to pre_delta (null for the input layer).
+    void backward(const SampleContext<Real>& ctx, Population<Real>& post_pop, const SpikeTrain& pre,
+                  std::vector<Real>* pre_delta, GradientSum<Real>& grad, DenseScratch<Real>& scratch,
+                  int n_threads) const
+    {
+        const SpikeTrain& post = post_pop.out;
+        const int O = n_out();
+        const int T = ctx.T;
+        post_pop.resize_factors(O);
+        const int n_active = static_cast<int>(pre.active.size());
+        const size_t e_stride = (static_cast<size_t>(O) + 15) / 16 * 16;  // rows start on cache lines
+        scratch.spsp.resize(n_active * e_stride);
+        const int* n_post = post_pop.n_post.data();
+
+        // S-PSP traces of the post trains (revived on the output layer), then the S-PSP rows
+        // e[o, i] of the active inputs as sums of trace rows over their spike times (SPEC 6),
+        // spsp_row_block neurons at a time (their traces stay in L2 for the sums). Only
+        // neurons that fired: a silent neuron's e is never used (its connections take the 0.1
+        // rule of spsp_value, its side term the row sum), so its entries of scratch.spsp are not
+        // written.
+        for_each_range(O, n_threads, [&](int lo, int hi) {
+            constexpr int width = spsp_row_block<Real>();
+            SpspTraceScratch<Real, kTraceBlock> trace_scratch;
+            trace_scratch.resize(T);
+            AlignedVector<Real> trace(static_cast<size_t>(T) * width, Real(0));
+            int ids[width];
+            int n = 0;
+            auto flush = [&] {
+                for (int j = 0; j < n; j += kTraceBlock)
+                    spsp_traces(ctx, post, ids + j, std::min(kTraceBlock, n - j), trace_scratch, trace.data() + j,
+                                width);
+                spsp_rows(trace.data(), ids, n, pre, scratch.spsp.data(), e_stride);
+                n = 0;
+            };
+            for (int o = lo; o < hi; ++o) {
+                if (post.count(o) == 0) continue;
+                ids[n++] = o;
+                if (n == width) flush();
+            }
+            if (n > 0) flush();
+        });
+
+        // side[o] from sum_i W[o, i] e[o, i] over the active inputs (row sums for silent o).
+        for_each_range(O, n_threads, [&](int lo, int hi) {
+            Real* side = post_pop.side.data();
+            std::fill(side + lo, side + hi, Real(0));
+            for (int a = 0; a < n_active; ++a) {
+                const Real* wrow = weights.wt.data() + static_cast<size_t>(pre.active[a]) * O;
+                const Real* erow = scratch.spsp.data() + a * e_stride;
+#pragma omp simd
+                for (int o = lo; o < hi; ++o) side[o] += wrow[o] * erow[o];
+            }
+            post_pop.neuron_factors(side, weights.row_sum.data(), vth, lo, hi);
+        });
+
+        // Gradient rows and pre-deltas of the active inputs.
+        if (pre_delta) pre_delta->assign(n_in(), Real(0));
+        const Real* scale = post_pop.scale.data();
+        const Real* dv = post_pop.dv.data();
+        const bool use_effect_ratio = ctx.hyper->effect_ratio;
+        for_each_item(n_active, n_threads, [&](int a) {
+            const int i = pre.active[a];
+            const int n_i = pre.count(i);
+            const Real* e = scratch.spsp.data() + a * e_stride;
+            Real* grow = grad.row(i, O);
+            grad.touched[i] = 1;
+#pragma omp simd
+            for (int o = 0; o < O; ++o) grow[o] += weight_gradient(scale[o], spsp_value(e[o], n_post[o], n_i));
+            if (!pre_delta) return;
+            const Real* wrow = weights.wt.data() + static_cast<size_t>(i) * O;
+            Real pd = 0;
+            for (int o = 0; o < O; ++o)
+                pd += pre_delta_term(dv[o], spsp_value(e[o], n_post[o], n_i), n_post[o], n_i, use_effect_ratio, wrow[o]);
+            (*pre_delta)[i] = pd;
+        });
+        if (!pre_delta) return;
+        // Silent inputs: R = 1.
+        for (int i = 0; i < n_in(); ++i) {
+            if (pre.count(i) != 0) continue;
+            const Real* wrow = weights.wt.data() + static_cast<size_t>(i) * O;
+            Real pd = 0;
+            for (int o = 0; o < O; ++o) pd += pre_delta_term(dv[o], Real(0), n_post[o], 0, use_effect_ratio, wrow[o]);
+            (*pre_delta)[i] = pd;
+        }
+    }
+
+private:
+    // SPEC 1 for post neurons [lo, hi) of a layer without lateral inhibition, one chunk of columns
+    // at a time: each step's input current goes straight into the LIF state, and the chunk of W
+    // stays in L1 over all T. Writes the spikes as bit masks (pop.fired_masks, zeroed by the
+    // caller; lo is a multiple of 64).
+    template <bool PowerOfTwoTaus>
+    void integrate(const SpikeTrain& input, int T, Population<Real>& pop, const LifParams<Real>& p, int lo,
+                   int hi) const
+    {
+        constexpr int lanes = Simd<Real>::lanes;
+        int c = lo;
+        for (; c + 4 * lanes <= hi; c += 4 * lanes) integrate_vectors<PowerOfTwoTaus, 4>(input, T, pop, p, c);
+        switch ((hi - c) / lanes) {
+            case 3: integrate_vectors<PowerOfTwoTaus, 3>(input, T, pop, p, c); break;
+            case 2: integrate_vectors<PowerOfTwoTaus, 2>(input, T, pop, p, c); break;
+            case 1: integrate_vectors<PowerOfTwoTaus, 1>(input, T, pop, p, c); break;
+        }
+        c += (hi - c) / lanes * lanes;
+        if (c < hi) integrate_vectors<PowerOfTwoTaus, 1, true>(input, T, pop, p, c, hi - c);
+    }
+
+    // integrate for the Vectors * lanes columns from c on (256 bytes at most: within one mask
+    // word), the neurons' state in registers. PartialLast: the last vector holds only last_lanes
+    // columns (the layer's last few), loaded masked.
+    template <bool PowerOfTwoTaus, int Vectors, bool PartialLast = false>
+    void integrate_vectors(const SpikeTrain& input, int T, Population<Real>& pop, const LifParams<Real>& p, int c,
+                           int last_lanes = Simd<Real>::lanes) const
+    {
+        using Vec = typename Simd<Real>::Vec;
+        using Int = typename Simd<Real>::Int;
+        constexpr int lanes = Simd<Real>::lanes;
+        const int O = n_out();
+        const Real* wt = weights.wt.data() + c;
+        const int* ids = input.step_ids.data();
+        const int* step_start = input.step_start.data();
+        uint64_t* masks = pop.fired_masks.data() + c / 64;
+        const int words = SpikeTrain::mask_words(O);
+        Vec v[Vectors] = {}, ep[Vectors] = {};
+        Int ref[Vectors] = {};
+        for (int q = 0; q < Vectors; ++q) lif_decay<PowerOfTwoTaus>(v[q], ep[q], p);  // t = 0 never fires
+        for (int t = 1; t < T; ++t) {
+            Vec r[Vectors] = {};
+            for (int k = step_start[t - 1]; k < step_start[t]; ++k) {
+                const Real* row = in_register(wt + static_cast<size_t>(ids[k]) * O);
+                for (int q = 0; q < Vectors; ++q)
+                    r[q] += PartialLast && q == Vectors - 1 ? load_vec_head(row + q * lanes, last_lanes)
+                                                            : load_vec(row + q * lanes);
+            }
+            uint64_t fired = 0;
+            for (int q = 0; q < Vectors; ++q) {
+                lif_decay<PowerOfTwoTaus>(v[q], ep[q], p);
+                fired |= lane_bits(lif_integrate<PowerOfTwoTaus>(v[q], ep[q], ref[q], r[q], p)) << (q * lanes);
+            }
+            if constexpr (PartialLast) fired &= (uint64_t(1) << ((Vectors - 1) * lanes + last_lanes)) - 1;
+            masks[static_cast<size_t>(t) * words] |= fired << (c % 64);
+        }
+    }
+
+    // The S-PSP rows of one block of traces (T, spsp_row_block) of the neurons ids[0 .. n_ids) for
+    // every active input: out[a * stride + ids[j]] = sum over the spike times t of input
+    // pre.active[a] of trace[t, j], in ascending t. Columns from n_ids up to the next trace block
+    // hold stale traces: summed along (one vector), never stored.
+    static void spsp_rows(const Real* trace, const int* ids, int n_ids, const SpikeTrain& pre, Real* out, size_t stride)
+    {
+        constexpr int width = spsp_row_block<Real>();
+        const int used = (n_ids + kTraceBlock - 1) / kTraceBlock * kTraceBlock;  // a few output neurons: one vector
+        Real e[width];
+        for (size_t a = 0; a < pre.active.size(); ++a) {
+            const int i = pre.active[a];
+            sum_rows(trace, width, pre.times(i), pre.count(i), 0, used, e);
+            Real* dst = out + a * stride;
+            for (int j = 0; j < n_ids; ++j) dst[ids[j]] = e[j];
+        }
+    }
+};
+
+}  // namespace hm2bp

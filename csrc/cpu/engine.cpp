@@ -1,0 +1,312 @@
+// The CPU engine: orchestration of SPEC sections 1-5 over a batch. Each layer is a connection
+// (dense.hpp) feeding a LIF population (population.hpp); the output population adds the loss,
+// the lateral factor and revival (output_layer.hpp); one optimizer steps all trainable layers
+// (optimizer_step.hpp).
+//
+// Threads: a batch of at least two samples is split into one contiguous share of samples per
+// thread, each thread with its own scratch and gradient accumulator (one synchronisation per
+// batch, robust on a busy machine); a single sample instead splits the neurons of each layer
+// (forward, traces and S-PSP rows) or its active inputs (gradient rows, pre-deltas) among the
+// threads.
+#include <algorithm>
+#include <stdexcept>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "../engine.hpp"
+#include "../hm2bp/encoding.hpp"
+#include "../hm2bp/loss.hpp"
+#include "../hm2bp/spsp.hpp"
+#include "dense.hpp"
+#include "optimizer_step.hpp"
+#include "output_layer.hpp"
+#include "population.hpp"
+#include "spike_train.hpp"
+#include "threading.hpp"
+#include "weights.hpp"
+
+namespace hm2bp {
+namespace {
+
+// One worker's scratch of one layer.
+template <class Real>
+struct LayerWork {
+    Population<Real> pop;
+    GradientSum<Real> grad;
+    DenseScratch<Real> dense;
+};
+
+// What one thread needs to process samples on its own.
+template <class Real>
+struct Worker {
+    std::vector<LayerWork<Real>> layers;
+    double cost = 0.0;
+};
+
+// The layer kinds the CPU engine implements; visited at layer granularity (never inside a loop).
+template <class Real>
+using CpuLayer = std::variant<DenseLayer<Real>>;
+
+template <class Real>
+class CpuEngine final : public Engine {
+public:
+    explicit CpuEngine(const NetSpec& spec) : spec_(spec), optimizer_(spec.hyper)
+    {
+        check_spec(spec);
+        const std::vector<Shape> shapes = layer_shapes(spec);
+        const int L = static_cast<int>(spec.layers.size());
+        for (int l = 0; l < L; ++l) {
+            const LayerSpec& s = spec.layers[l];
+            if (s.kind != LayerKind::Dense)
+                throw std::invalid_argument("the CPU engine does not implement Conv2d and Pool2d layers yet");
+            const bool lateral = l == L - 1 && spec.hyper.lateral_inhibition != 0.0;
+            layers_.emplace_back(DenseLayer<Real>(static_cast<int>(shapes[l].size()), s.units, s.vth, lateral));
+        }
+        poisson_thresholds(thresholds_);
+    }
+
+    void set_param(Param p, int block, const double* values) override { weights(block).set(p, values); }
+    void get_param(Param p, int block, double* values) const override
+    {
+        const_cast<CpuEngine*>(this)->weights(block).get(p, values);
+    }
+
+    int64_t step() const override { return optimizer_.step(); }
+    void set_step(int64_t s) override { optimizer_.set_step(s); }
+    std::string device() const override { return "cpu"; }
+
+    BatchResult run(const BatchRequest& req) override
+    {
+        const FlushDenormals flush;
+        const InputBatch& in = req.input;
+        const int B = in.batch;
+        const int L = n_layers();
+        const bool learn = req.mode != Mode::Infer;
+        const int n_workers = std::min(threads(), B);
+        // One sample at a time: the threads share each layer's work instead.
+        const int inner_threads = n_workers == 1 ? threads() : 1;
+        prepare(in.T, n_workers, learn);
+        if (learn) clear_gradients();
+        encode_inputs(in);
+        if (learn) refresh_column_sums();
+
+        BatchResult res;
+        const int n_out = output().n_out();
+        res.counts.assign(static_cast<size_t>(B) * n_out, 0);
+        res.predictions.assign(B, 0);
+        std::vector<int64_t> sample_spikes(static_cast<size_t>(B) * L, 0);
+        const SampleContext<Real> ctx = context();
+
+        auto process = [&](int k) {
+            const FlushDenormals flush;
+            Worker<Real>& worker = workers_[k];
+            worker.cost = 0.0;
+            int lo, hi;
+            split_range(B, n_workers, k, 1, lo, hi);
+            for (int b = lo; b < hi; ++b) {
+                const SpikeTrain* input = &inputs_[b];
+                for (int l = 0; l < L; ++l) {
+                    Population<Real>& pop = worker.layers[l].pop;
+                    std::get<DenseLayer<Real>>(layers_[l]).forward(ctx, *input, pop, inner_threads);
+                    input = &pop.out;
+                    sample_spikes[static_cast<size_t>(b) * L + l] = input->total();
+                    if (!req.layer_spikes_out.empty())
+                        input->to_dense(req.layer_spikes_out[l] + static_cast<size_t>(b) * in.T * input->N);
+                }
+                int64_t* counts = res.counts.data() + static_cast<size_t>(b) * n_out;
+                for (int o = 0; o < n_out; ++o) counts[o] = input->count(o);
+                res.predictions[b] = predicted_class(counts, n_out);
+                if (!learn) continue;
+                const int label = static_cast<int>(req.labels[b]);
+                const double weight = req.sample_weights ? req.sample_weights[b] : 1.0;
+                Population<Real>& top = worker.layers.back().pop;
+                worker.cost += output_layer_delta(ctx, top, label, weight, output().vth, output().lateral);
+                if (contributes_gradient(top)) backward(ctx, worker, inputs_[b], inner_threads);
+            }
+        };
+        if (n_workers == 1) {
+            process(0);
+        } else {
+#pragma omp parallel for num_threads(n_workers) schedule(static, 1)
+            for (int k = 0; k < n_workers; ++k) process(k);
+        }
+
+        double cost_sum = 0.0;
+        for (int k = 0; k < n_workers; ++k) cost_sum += workers_[k].cost;
+        res.loss = B > 0 ? cost_sum / B : 0.0;
+        res.layer_spikes.assign(L, 0);
+        for (int b = 0; b < B; ++b)
+            for (int l = 0; l < L; ++l) res.layer_spikes[l] += sample_spikes[static_cast<size_t>(b) * L + l];
+
+        if (learn) reduce_gradients(n_workers);
+        if (req.mode == Mode::Gradients) {
+            const Real divisor = req.reduce == Reduce::Mean ? Real(B) : Real(1);
+            for (int l = 0; l < L; ++l) export_gradient(l, divisor, req.gradients_out.at(l));
+        } else if (req.mode == Mode::Train) {
+            step_from_workers(B, req.lr);
+        }
+        return res;
+    }
+
+    void apply_gradients(const std::vector<const double*>& sums, int64_t count, double lr) override
+    {
+        const FlushDenormals flush;
+        if (static_cast<int>(sums.size()) != n_layers())
+            throw std::invalid_argument("apply_gradients needs one gradient array per trainable layer");
+        prepare(T_, 1, true);
+        for (int l = 0; l < n_layers(); ++l) {
+            GradientSum<Real>& g = workers_[0].layers[l].grad;
+            const WeightMatrix<Real>& w = weights(l);
+            for (int o = 0; o < w.n_out; ++o)
+                for (int i = 0; i < w.n_in; ++i)
+                    g.grad[static_cast<size_t>(i) * w.n_out + o] = Real(sums[l][static_cast<size_t>(o) * w.n_in + i]);
+            std::fill(g.touched.begin(), g.touched.end(), uint8_t(1));
+        }
+        refresh_column_sums();
+        step_from_workers(count, lr);
+    }
+
+private:
+    NetSpec spec_;
+    std::vector<CpuLayer<Real>> layers_;
+    Optimizer<Real> optimizer_;
+    std::vector<Worker<Real>> workers_;
+    std::vector<SpikeTrain> inputs_;
+    std::vector<Real> spsp_tables_;  // for the current T (spsp_tables)
+    uint64_t thresholds_[256];
+    int T_ = 0;
+
+    int n_layers() const { return static_cast<int>(layers_.size()); }
+    int threads() const { return std::max(1, spec_.hyper.threads); }
+    DenseLayer<Real>& dense(int l) { return std::get<DenseLayer<Real>>(layers_[l]); }
+    const DenseLayer<Real>& output() const { return std::get<DenseLayer<Real>>(layers_.back()); }
+
+    WeightMatrix<Real>& weights(int block)
+    {
+        if (block < 0 || block >= n_layers()) throw std::out_of_range("parameter block index out of range");
+        return dense(block).weights;
+    }
+
+    SampleContext<Real> context() const
+    {
+        SampleContext<Real> ctx;
+        ctx.T = T_;
+        ctx.spsp_tables = spsp_tables_.data();
+        ctx.hyper = &spec_.hyper;
+        return ctx;
+    }
+
+    void prepare(int T, int n_workers, bool learn)
+    {
+        if (T != T_) {
+            T_ = T;
+            spsp_tables_.assign(spsp_tables_size(T, spec_.hyper.t_ref), Real(0));
+            spsp_tables(T, spec_.hyper.t_ref, spec_.hyper.tau_m, spec_.hyper.tau_s, spsp_tables_.data());
+            workers_.clear();
+        }
+        if (static_cast<int>(workers_.size()) < n_workers) workers_.resize(n_workers);
+        for (int k = 0; k < n_workers; ++k) {
+            Worker<Real>& worker = workers_[k];
+            worker.layers.resize(layers_.size());
+            // zeroed where touched at the start of each learning run (clear_gradients)
+            if (learn)
+                for (int l = 0; l < n_layers(); ++l) worker.layers[l].grad.resize(weights(l));
+        }
+    }
+
+    void encode_inputs(const InputBatch& in)
+    {
+        if (static_cast<int>(inputs_.size()) < in.batch) inputs_.resize(in.batch);
+#pragma omp parallel for num_threads(threads()) schedule(dynamic)
+        for (int b = 0; b < in.batch; ++b) {
+            if (in.dense) {
+                inputs_[b].from_dense(in.dense + static_cast<size_t>(b) * in.T * in.n_in, in.T, in.n_in);
+            } else {
+                const uint64_t key = poisson_sample_key(in.seed, static_cast<uint64_t>(in.sample_index[b]), in.epoch);
+                inputs_[b].from_image(in.images + static_cast<size_t>(b) * in.n_in, in.T, in.n_in, key, thresholds_);
+            }
+        }
+    }
+
+    void refresh_column_sums()
+    {
+        for (int l = 0; l < n_layers(); ++l) weights(l).refresh_column_sums(optimizer_.regularization(), threads());
+    }
+
+    // SPEC 4 from the output layer down: adds g to the worker's gradient sums, propagates pre_delta.
+    void backward(const SampleContext<Real>& ctx, Worker<Real>& worker, const SpikeTrain& input0, int n_threads) const
+    {
+        const int L = n_layers();
+        for (int l = L - 1; l >= 0; --l) {
+            LayerWork<Real>& w = worker.layers[l];
+            const DenseLayer<Real>& layer = std::get<DenseLayer<Real>>(layers_[l]);
+            if (l != L - 1) w.pop.lat.assign(layer.n_out(), Real(1));
+            const SpikeTrain& pre = l > 0 ? worker.layers[l - 1].pop.out : input0;
+            std::vector<Real>* pre_delta = l > 0 ? &worker.layers[l - 1].pop.delta : nullptr;
+            layer.backward(ctx, w.pop, pre, pre_delta, w.grad, w.dense, n_threads);
+        }
+    }
+
+    // Adds the other workers' gradient sums to worker 0's, in worker order. Only rows a worker
+    // touched: the others hold +0, and adding +0 to a sum that started at +0 changes nothing.
+    void reduce_gradients(int n_workers)
+    {
+        for (int l = 0; l < n_layers() && n_workers > 1; ++l) {
+            GradientSum<Real>& total = workers_[0].layers[l].grad;
+            const int N = weights(l).n_in, O = weights(l).n_out;
+#pragma omp parallel for num_threads(threads()) schedule(static)
+            for (int i = 0; i < N; ++i) {
+                const FlushDenormals flush;
+                Real* row = total.row(i, O);
+                for (int j = 1; j < n_workers; ++j) {
+                    GradientSum<Real>& part = workers_[j].layers[l].grad;
+                    if (!part.touched[i]) continue;
+                    const Real* part_row = part.row(i, O);
+#pragma omp simd
+                    for (int o = 0; o < O; ++o) row[o] += part_row[o];
+                    total.touched[i] = 1;
+                }
+            }
+        }
+    }
+
+    void clear_gradients()
+    {
+        for (Worker<Real>& worker : workers_)
+            for (int l = 0; l < static_cast<int>(worker.layers.size()); ++l)
+                worker.layers[l].grad.clear(weights(l).n_out, threads());
+    }
+
+    // Worker 0's gradient sums / divisor in the canonical (n_out, n_in) layout.
+    void export_gradient(int l, Real divisor, double* out)
+    {
+        const WeightMatrix<Real>& w = weights(l);
+        const AlignedVector<Real>& grad = workers_[0].layers[l].grad.grad;
+        for (int o = 0; o < w.n_out; ++o)
+            for (int i = 0; i < w.n_in; ++i)
+                out[static_cast<size_t>(o) * w.n_in + i] = double(grad[static_cast<size_t>(i) * w.n_out + o] / divisor);
+    }
+
+    // SPEC 5 from worker 0's gradient sums over `count` samples (column sums already refreshed).
+    void step_from_workers(int64_t count, double lr)
+    {
+        std::vector<WeightMatrix<Real>*> matrices;
+        std::vector<const GradientSum<Real>*> sums;
+        for (int l = 0; l < n_layers(); ++l) {
+            matrices.push_back(&weights(l));
+            sums.push_back(&workers_[0].layers[l].grad);
+        }
+        optimizer_.apply(matrices, sums, count, lr, threads());
+    }
+};
+
+}  // namespace
+
+std::unique_ptr<Engine> make_cpu_engine(const NetSpec& spec, bool float64)
+{
+    if (float64) return std::make_unique<CpuEngine<double>>(spec);
+    return std::make_unique<CpuEngine<float>>(spec);
+}
+
+}  // namespace hm2bp

@@ -1,0 +1,104 @@
+// SPEC 5 on the CPU: the batch mean of the gradient sums, the weight regularization and one Adam
+// or SGD step per weight, for every trainable layer; one step counter for all layers.
+#pragma once
+#include <type_traits>
+#include <vector>
+
+#include "../hm2bp/common.hpp"
+#include "../hm2bp/optimizer.hpp"
+#include "../model/network_spec.hpp"
+#include "threading.hpp"
+#include "weights.hpp"
+
+namespace hm2bp {
+
+template <class Real>
+class Optimizer {
+public:
+    explicit Optimizer(const Hyper& h) : h_(h) {}
+
+    int64_t step() const { return step_; }
+    void set_step(int64_t s) { step_ = s; }
+
+    RegParams regularization() const { return {h_.reg_lambda, h_.reg_beta, h_.weight_limit}; }
+
+    // One step of all layers from their gradient sums over `count` samples.
+    void apply(std::vector<WeightMatrix<Real>*>& layers, const std::vector<const GradientSum<Real>*>& sums,
+               int64_t count, double lr, int threads)
+    {
+        ++step_;
+        const AdamParams adam = adam_params(lr, h_.b1, h_.b2, h_.eps, step_);
+        for (size_t l = 0; l < layers.size(); ++l) step_layer(*layers[l], *sums[l], count, adam, threads);
+    }
+
+private:
+    Hyper h_;
+    int64_t step_ = 0;
+    AlignedVector<Real> zero_row_;  // gradient row of an input that no sample used
+
+    // The layer's step; the threads split the columns, so that each column sum of the new
+    // weights is added up in ascending i, as refresh_column_sums would (the caller refreshed the
+    // sums of the current weights).
+    void step_layer(WeightMatrix<Real>& layer, const GradientSum<Real>& sum, int64_t count, const AdamParams& adam,
+                    int threads)
+    {
+        const RegParams reg = regularization();
+        const bool regularize = h_.reg_lambda != 0.0 && h_.reg_beta != 0.0;
+        const Real* grad = sum.grad.data();
+        const std::vector<uint8_t>& touched = sum.touched;
+        const int O = layer.n_out;
+        const int N = layer.n_in;
+        if (zero_row_.size() < static_cast<size_t>(O)) zero_row_.assign(O, Real(0));
+        std::vector<Real> scale(O, Real(0));
+        if (regularize)
+            for (int o = 0; o < O; ++o) scale[o] = regularization_scale(layer.square_sum[o] / Real(N), reg);
+        const bool power_of_two_divisors = is_power_of_two(double(count)) && is_power_of_two(h_.weight_limit);
+        for_each_range(O, threads, [&](int lo, int hi) {
+            std::fill(layer.row_sum.begin() + lo, layer.row_sum.begin() + hi, Real(0));
+            std::fill(layer.square_sum.begin() + lo, layer.square_sum.begin() + hi, Real(0));
+            auto update_rows = [&](auto power_of_two) {
+                for (int i = 0; i < N; ++i) {
+                    const size_t row = static_cast<size_t>(i) * O + lo;
+                    // an untouched row is all +0: read the shared zero row instead (less traffic)
+                    const Real* grad_row = touched[i] ? grad + row : zero_row_.data() + lo;
+                    update_row<decltype(power_of_two)::value>(
+                        layer.wt.data() + row, layer.moment1.data() + row, layer.moment2.data() + row, grad_row,
+                        scale.data() + lo, layer.row_sum.data() + lo, layer.square_sum.data() + lo, hi - lo,
+                        Real(count), reg, adam);
+                }
+            };
+            if (power_of_two_divisors) update_rows(std::true_type());
+            else update_rows(std::false_type());
+        });
+    }
+
+    // Columns [0, n) of one row of weights (fixed i): the step, then the updated weights added to
+    // the column sums. Kept free of aliasing and branches so that both loops vectorize (one loop
+    // that reads w back after the step's conditional update does not), and out of line (inlined
+    // into the parallel region, GCC leaves the step scalar). Divisions bound the step at batch 1;
+    // PowerOfTwoDivisors: the batch size and the weight limit are powers of two (divide).
+    template <bool PowerOfTwoDivisors>
+    [[gnu::noinline]] void update_row(Real* __restrict w, Real* __restrict m1, Real* __restrict m2,
+                                      const Real* __restrict grad, const Real* __restrict scale,
+                                      Real* __restrict row_sum, Real* __restrict square_sum, int n, Real batch,
+                                      RegParams reg, AdamParams adam) const
+    {
+        const bool use_adam = h_.adam;
+        const double lr = adam.lr, momentum = h_.momentum;
+#pragma omp simd
+        for (int o = 0; o < n; ++o) {
+            // scale is all zeros when regularization is off
+            const Real g = divide<PowerOfTwoDivisors>(grad[o], batch) +
+                           regularization_grad<PowerOfTwoDivisors>(w[o], scale[o], reg);
+            if (use_adam) adam_update(w[o], g, m1[o], m2[o], adam);
+            else sgd_update(w[o], g, m1[o], lr, momentum);
+        }
+#pragma omp simd
+        for (int o = 0; o < n; ++o) {
+            row_sum[o] += w[o];
+            square_sum[o] += regularization_term<PowerOfTwoDivisors>(w[o], reg);
+        }
+    }
+};
+
+}  // namespace hm2bp

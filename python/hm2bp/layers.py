@@ -1,0 +1,148 @@
+"""Layers of an HM2-BP network: a connection (how input spikes become current, and how S-PSPs,
+gradients and pre-deltas flow back) followed by a population of LIF neurons with its own
+threshold vth (SPEC 1; SPEC_CNN 1-2).
+
+- ``Dense(n, vth)``: n neurons, each connected to every input.
+- ``Conv2d(channels, kernel, vth, padding=0)``: a spiking convolution (cross-correlation, stride
+  1, zero padding, shared kernels; SPEC_CNN 1).
+- ``Pool2d(size, vth, stride=None)``: spiking pooling with fixed weights 1 over each window,
+  channel by channel (SPEC_CNN 2); no parameters.
+
+Populations are shaped (channels, height, width); a Dense population is (n, 1, 1). A neuron's
+flat index, the order of spike arrays (B, T, n_l) and of the next layer's inputs, is
+n = (c * height + x) * width + y.
+
+The CNN layers are specified and validated here; the engines implement Dense layers only so far.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Union
+
+from . import _core
+from .hyper import check_number, check_whole
+
+__all__ = ["Conv2d", "Dense", "Layer", "Pool2d", "build_spec", "from_sizes", "param_shapes"]
+
+
+@dataclass(frozen=True)
+class Dense:
+    """n LIF neurons, each connected to every input; init_w overrides the network's."""
+
+    n: int
+    vth: float
+    init_w: float | None = None
+
+    def __post_init__(self) -> None:
+        check_whole("Dense n", self.n, 1)
+        check_number("Dense vth", self.vth, strict=True)
+        _check_init_w("Dense", self.init_w)
+
+
+@dataclass(frozen=True)
+class Conv2d:
+    """A spiking convolution with `channels` kernels of kernel x kernel (SPEC_CNN 1)."""
+
+    channels: int
+    kernel: int
+    vth: float
+    padding: int = 0
+    init_w: float | None = None
+
+    def __post_init__(self) -> None:
+        check_whole("Conv2d channels", self.channels, 1)
+        check_whole("Conv2d kernel", self.kernel, 1)
+        check_number("Conv2d vth", self.vth, strict=True)
+        check_whole("Conv2d padding", self.padding, 0)
+        _check_init_w("Conv2d", self.init_w)
+
+
+@dataclass(frozen=True)
+class Pool2d:
+    """Spiking pooling over size x size windows every `stride` (default: size) steps (SPEC_CNN 2)."""
+
+    size: int
+    vth: float
+    stride: int | None = None
+
+    def __post_init__(self) -> None:
+        check_whole("Pool2d size", self.size, 1)
+        check_number("Pool2d vth", self.vth, strict=True)
+        if self.stride is not None:
+            check_whole("Pool2d stride", self.stride, 1)
+
+
+Layer = Union[Dense, Conv2d, Pool2d]
+
+
+def _check_init_w(kind: str, init_w: float | None) -> None:
+    if init_w is not None:
+        check_number(f"{kind} init_w", init_w)
+
+
+def _layer_spec(layer: Layer) -> Any:
+    spec = _core.LayerSpec()
+    spec.vth = float(layer.vth)
+    if isinstance(layer, Dense):
+        spec.kind, spec.units = _core.LayerKind.Dense, layer.n
+    elif isinstance(layer, Conv2d):
+        spec.kind, spec.units = _core.LayerKind.Conv2d, layer.channels
+        spec.kernel, spec.padding = layer.kernel, layer.padding
+    else:
+        spec.kind, spec.kernel = _core.LayerKind.Pool2d, layer.size
+        spec.stride = layer.stride or 0
+    return spec
+
+
+def from_sizes(sizes: Sequence[int], vth: float | Sequence[float]) -> tuple[tuple[int, int, int], list[Dense]]:
+    """The classic form [n_in, n_1, ..., n_out] with one vth per layer -> (input shape, Dense layers)."""
+    sizes = list(sizes)
+    if len(sizes) < 2:
+        raise ValueError(f"layers must list at least 2 sizes (inputs and outputs), got {sizes}")
+    sizes = [check_whole(f"layers[{k}]", n, 1) for k, n in enumerate(sizes)]
+    vth = [vth] if isinstance(vth, (int, float)) else list(vth)
+    if len(vth) != len(sizes) - 1:
+        raise ValueError(f"vth needs one threshold per weight layer ({len(sizes) - 1}), got {len(vth)}")
+    vth = [check_number(f"vth[{k}]", v, strict=True) for k, v in enumerate(vth)]
+    return (sizes[0], 1, 1), [Dense(n, v) for n, v in zip(sizes[1:], vth)]
+
+
+def build_spec(input_shape: Sequence[int], layers: Sequence[Layer]) -> tuple[Any, list[tuple[int, int, int]]]:
+    """A validated engine NetSpec (hyperparameters not yet set) and the population shapes:
+    shapes[0] is the input, shapes[l + 1] the output of layer l."""
+    input_shape = tuple(input_shape)
+    if len(input_shape) != 3:
+        raise ValueError(f"input_shape must be (channels, height, width), got {input_shape}")
+    shape = tuple(check_whole(f"input_shape[{k}]", n, 1) for k, n in enumerate(input_shape))
+    layers = list(layers)
+    if not layers:
+        raise ValueError("the network needs at least one layer")
+    spec = _core.NetSpec()
+    spec.input = _core.Shape(*shape)
+    shapes, specs, flat = [shape], [], False
+    for k, layer in enumerate(layers):
+        if not isinstance(layer, (Dense, Conv2d, Pool2d)):
+            raise TypeError(f"layers[{k}] must be hm2bp.layers.Dense, Conv2d or Pool2d, got {layer!r}")
+        name = f"layers[{k}] ({type(layer).__name__})"
+        if not isinstance(layer, Dense):
+            if flat:
+                raise ValueError(f"{name} follows a Dense layer: spatial layers must come before the Dense ones")
+            window = layer.kernel if isinstance(layer, Conv2d) else layer.size
+            padding = layer.padding if isinstance(layer, Conv2d) else 0
+            if window > min(shape[1], shape[2]) + 2 * padding:
+                raise ValueError(f"{name}: window {window} is larger than its input map "
+                                 f"{shape[1]}x{shape[2]} (padding {padding})")
+        flat = flat or isinstance(layer, Dense)
+        specs.append(_layer_spec(layer))
+        shape = tuple(_core.output_shape(_core.Shape(*shape), specs[-1]))
+        shapes.append(shape)
+    if not isinstance(layers[-1], Dense):
+        raise ValueError(f"the output layer must be Dense (one neuron per class), got {type(layers[-1]).__name__}")
+    spec.layers = specs
+    return spec, shapes
+
+
+def param_shapes(spec: Any) -> list[tuple[int, ...]]:
+    """Shapes of the trainable layers' parameters: Dense (n_out, n_in), Conv2d (out, in, k, k)."""
+    return [tuple(s) for s in _core.param_shapes(spec)]
