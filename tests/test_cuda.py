@@ -285,3 +285,24 @@ def test_errors_are_clear():
         gpu.train_step(spikes, labels + 100, 0.01)
     with pytest.raises(ValueError, match="T >= desired"):
         gpu.train_step(spikes[:, :5], labels, 0.01)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_train_step_is_forward_backward_plus_apply_gradients(dtype, optimizer):
+    config, spikes, labels = random_case(3, [40, 25, 6], 80, 5, optimizer=optimizer)
+    fused = hm2bp.Network(**config, dtype=dtype, backend="cuda")
+    split = hm2bp.Network(**config, dtype=dtype, backend="cuda")
+    for lr in (0.01, 0.004):
+        a = fused.train_step(spikes, labels, lr)
+        b = split.forward_backward(spikes, labels, reduce="sum")
+        split.apply_gradients(b["gradients"], lr, count=len(labels))
+        assert_same_step(a, b, loss_rel=0)
+        assert any(np.abs(g).max() > 0 for g in b["gradients"])
+        sa, sb = fused.get_state(), split.get_state()
+        for key in sa:
+            np.testing.assert_array_equal(sa[key], sb[key], err_msg=key)
+    mean = split.gradients(spikes, labels)
+    total = split.gradients(spikes, labels, reduce="sum")
+    for m, s in zip(mean, total):
+        assert_rel_close(m, s / len(labels), 1e-6 if dtype == "float32" else 1e-15)
