@@ -305,24 +305,6 @@ def test_sgd_learning_rate_change_acts_on_new_gradients_only(ref):
     assert W[0] == pytest.approx(0.8) and W2[0] == pytest.approx(0.8 - 0.9 * 0.2)
 
 
-def test_boosting_by_hand(ref):
-    labels = np.array([0, 0, 1, 1, 1])
-    predictions = np.array([0, 1, 1, 0, 0])
-    weights = np.array([1.0, 1.0, 1.0, 2.0, 1.0])
-    # class 0: wrong weight 1 of total 2 -> err 0.5; class 1: wrong 2+1 of total 4 -> err 0.75
-    new = ref.boost_weights(weights, labels, predictions)
-    expected = [1.0, math.exp(0.5 / 20), 1.0, 2 * math.exp(0.75 / 20), math.exp(0.75 / 20)]
-    np.testing.assert_allclose(new, expected, rtol=1e-14)
-    np.testing.assert_array_equal(weights, [1.0, 1.0, 1.0, 2.0, 1.0])  # not in place
-
-
-def test_learning_rate(ref):
-    # lr0 / sqrt(max(e, 1))
-    assert ref.learning_rate(0.001, 0) == 0.001
-    assert ref.learning_rate(0.001, 1) == 0.001
-    assert ref.learning_rate(0.001, 4) == pytest.approx(0.0005)
-
-
 # -------------------------------------------------------------------------- encoding
 
 M64 = 2**64 - 1

@@ -17,6 +17,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
+# The trainer still imports these two from here; they live in hm2bp.schedule.
+from .schedule import boost_weights, learning_rate
+
 __all__ = [
     "FIRE_EPS",
     "lif_forward",
@@ -407,29 +410,6 @@ def sgd_step(
     rate inside the velocity). Returns new (W, velocity)."""
     velocity = momentum * velocity + lr * g
     return W - velocity, velocity
-
-
-def boost_weights(
-    weights: np.ndarray, labels: np.ndarray, predictions: np.ndarray
-) -> np.ndarray:
-    """One boosting round (SPEC 5): misclassified samples of class c get weight *= exp(err_c/20).
-
-    err_c = (weight of misclassified samples of class c) / (weight of all samples of class c).
-    """
-    weights = np.asarray(weights, dtype=np.float64)
-    labels = np.asarray(labels)
-    wrong = labels != np.asarray(predictions)
-    new = weights.copy()
-    for c in np.unique(labels):
-        in_c = labels == c
-        err_c = weights[in_c & wrong].sum() / weights[in_c].sum()
-        new[in_c & wrong] *= math.exp(err_c / 20.0)
-    return new
-
-
-def learning_rate(lr0: float, epoch: int) -> float:
-    """lr0 / sqrt(max(epoch, 1)) for 0-based epoch (SPEC 5)."""
-    return lr0 / math.sqrt(max(epoch, 1))
 
 
 # --------------------------------------------------------------------------------------------
