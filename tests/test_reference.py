@@ -1,4 +1,4 @@
-"""Hand-computed checks of the NumPy reference (python/hm2bp/reference.py) against SPEC.md.
+"""Hand-computed checks of the NumPy reference (python/hm2bp/reference/) against SPEC.md.
 
 Unless a test says otherwise: tau_m = 64, tau_s = 8, t_ref = 2, so the S-PSP prefactor
 1 / (1 - tau_s/tau_m) = 1 / (1 - 1/8) = 8/7.
@@ -328,7 +328,7 @@ def test_mix_matches_splitmix64(ref):
     # splitmix64 from state 0 first outputs 0xE220A8397B1DCDAF
     assert mix_int(0) == 0xE220A8397B1DCDAF
     xs = np.array([0, 1, 12345, 2**63, M64], dtype=np.uint64)
-    assert [int(y) for y in ref._mix(xs)] == [mix_int(int(x)) for x in xs]
+    assert [int(y) for y in ref.encoding._mix(xs)] == [mix_int(int(x)) for x in xs]
 
 
 def test_encode_poisson_matches_contract_bitwise(ref):
