@@ -1,8 +1,9 @@
 """The dense (fully connected) connection: output o sees every input i through W[o, i] (O, N).
 
-Everything in the oracle that depends on how a layer is wired lives here; the neuron, S-PSP,
-loss and lateral code only see spike trains, currents and per-pair S-PSPs. A convolution or
-pooling connection provides the same three functions for its own weight layout.
+The forward and backward sums over a layer's connections live here: the input current, the side
+term and pre_delta. The neuron, S-PSP, loss and lateral code only see spike trains, currents
+and per-pair values. A convolution or pooling connection (SPEC_CNN 1-3) belongs beside this
+one, with its own versions of these functions.
 """
 
 from __future__ import annotations
