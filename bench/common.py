@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime
 import importlib
-import importlib.util
 import os
 import platform
 import resource
@@ -19,6 +18,7 @@ import statistics
 import subprocess
 import sys
 import time
+import types
 from collections.abc import Callable, Sequence
 from importlib import metadata
 from pathlib import Path
@@ -46,22 +46,20 @@ class Skipped(Exception):
 
 
 def hm2bp_module(name: str) -> Any:
-    """hm2bp.<name> for the pure-Python modules (reference, data, trainer helpers).
+    """hm2bp.<name> for the pure-Python modules (reference, schedule, data, config).
 
-    Falls back to loading python/hm2bp/<name>.py on its own when the package cannot be
-    imported (engine not built yet), so the NumPy and peer rows still run.
+    Falls back to importing python/hm2bp/<name> (a module or a package) under a stand-in
+    parent package that skips hm2bp/__init__.py when the package cannot be imported (engine
+    not built yet), so the NumPy and peer rows still run.
     """
     try:
         return importlib.import_module("hm2bp." + name)
     except ImportError:
-        path = REPO / "python" / "hm2bp" / f"{name}.py"
-        spec = importlib.util.spec_from_file_location(f"_bench_hm2bp_{name}", path)
-        if spec is None or spec.loader is None or not path.exists():
-            raise
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module  # dataclasses look their module up here
-        spec.loader.exec_module(module)
-        return module
+        if "_bench_hm2bp" not in sys.modules:
+            parent = types.ModuleType("_bench_hm2bp")
+            parent.__path__ = [str(REPO / "python" / "hm2bp")]
+            sys.modules["_bench_hm2bp"] = parent
+        return importlib.import_module("_bench_hm2bp." + name)
 
 
 def import_engine() -> Any:

@@ -5,7 +5,7 @@ import time
 
 import numpy as np
 import pytest
-from hm2bp import data, reference
+from hm2bp import data, reference, schedule
 from hm2bp.config import ConfigError, preset
 from hm2bp.trainer import (
     CheckpointError,
@@ -80,7 +80,7 @@ def test_boost_weights_matches_reference():
     predictions = np.where(rng.random(500) < 0.3, rng.integers(0, 10, 500), labels)
     weights = rng.uniform(0.5, 2.0, 500)
     ours = boost_weights(weights, labels, predictions)
-    np.testing.assert_allclose(ours, reference.boost_weights(weights, labels, predictions),
+    np.testing.assert_allclose(ours, schedule.boost_weights(weights, labels, predictions),
                                rtol=1e-13)
     assert np.all(ours[labels == predictions] == weights[labels == predictions])
 
