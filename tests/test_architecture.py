@@ -183,3 +183,18 @@ def test_schema_checks():
         hyper.check("t_ref", 2.0)
     with pytest.raises(ValueError, match="optimizer must be 'adam' or 'sgd'"):
         hyper.check("optimizer", "rmsprop")
+
+
+def test_engine_and_reference_agree_on_gradient_sums_and_apply_gradients():
+    from hm2bp import reference as ref
+
+    config, spikes, labels = random_case(9, [30, 20, 6], 70, 4)
+    engine, oracle = hm2bp.Network(**config, dtype="float64"), ref.Network(**config)
+    a, b = engine.forward_backward(spikes, labels), oracle.forward_backward(spikes, labels)
+    assert a["loss"] == pytest.approx(b["loss"], rel=1e-12)
+    for got, want in zip(a["gradients"], b["gradients"]):
+        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9 * np.abs(want).max())
+    engine.apply_gradients(a["gradients"], 0.01, count=4)
+    oracle.apply_gradients(b["gradients"], 0.01, count=4)
+    for got, want in zip(engine.get_weights(), oracle.get_weights()):
+        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)

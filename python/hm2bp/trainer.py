@@ -26,7 +26,7 @@ import numpy as np
 
 from .config import ConfigError, RunConfig
 from .network import resolve_backend
-from .reference import boost_weights, learning_rate  # the SPEC-5 formulas, one copy each
+from .schedule import boost_weights, learning_rate  # the SPEC-5 schedule, one copy each
 
 __all__ = [
     "CheckpointError",

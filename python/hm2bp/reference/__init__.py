@@ -14,8 +14,6 @@ the output revival (SPEC 4).
 
 from __future__ import annotations
 
-# The trainer still imports these two from here; they live in hm2bp.schedule.
-from ..schedule import boost_weights, learning_rate
 from .backward import effect_ratio, lateral_factor, sample_gradients
 from .dense import side_term
 from .encoding import encode_poisson
@@ -40,8 +38,6 @@ __all__ = [
     "regularization",
     "adam_step",
     "sgd_step",
-    "boost_weights",
-    "learning_rate",
     "encode_poisson",
     "Network",
 ]

@@ -3,34 +3,16 @@ compiled `hm2bp.Network`."""
 
 from __future__ import annotations
 
-import math
 from typing import Any, Sequence
 
 import numpy as np
 
+from ..hyper import DEFAULTS, check_all, check_number, check_whole
+from ..layers import from_sizes
 from .backward import sample_gradients
 from .encoding import encode_poisson
 from .neuron import forward_sample
 from .optimizer import adam_step, regularization, sgd_step
-
-
-def _positive(name: str, value: Any, allow_zero: bool = False) -> float:
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}") from None
-    if not math.isfinite(x) or x < 0 or (x == 0 and not allow_zero):
-        expected = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{name} must be finite and {expected}, got {value}")
-    return x
-
-
-def _int_at_least(name: str, value: Any, lo: int) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < lo:
-        raise ValueError(f"{name} must be >= {lo}, got {value}")
-    return int(value)
 
 
 class Network:
@@ -41,64 +23,45 @@ class Network:
 
     def __init__(
         self,
-        layers: Sequence[int] = (784, 800, 10),
-        vth: float | Sequence[float] = (20.0, 8.0),
-        tau_m: float = 64.0,
-        tau_s: float = 8.0,
-        t_ref: int = 2,
-        lateral_inhibition: float = 1.0,
-        desired: int = 35,
-        undesired: int = 5,
-        margin: float = 5,
-        effect_ratio: bool = True,
-        optimizer: str = "adam",
-        reg_lambda: float = 10.0,
-        reg_beta: float = 0.04,
-        weight_limit: float = 8.0,
+        layers: Sequence[int],
+        vth: float | Sequence[float],
+        tau_m: float = DEFAULTS["tau_m"],
+        tau_s: float = DEFAULTS["tau_s"],
+        t_ref: int = DEFAULTS["t_ref"],
+        lateral_inhibition: float = DEFAULTS["lateral_inhibition"],
+        desired: int = DEFAULTS["desired"],
+        undesired: int = DEFAULTS["undesired"],
+        margin: int = DEFAULTS["margin"],
+        effect_ratio: bool = DEFAULTS["effect_ratio"],
+        optimizer: str = DEFAULTS["optimizer"],
+        reg_lambda: float = DEFAULTS["reg_lambda"],
+        reg_beta: float = DEFAULTS["reg_beta"],
+        weight_limit: float = DEFAULTS["weight_limit"],
         init_w: float = 1.0,
         backend: str = "cpu",
         dtype: str = "float32",
         threads: int | None = None,
         seed: int = 0,
     ) -> None:
-        layers = list(layers)
-        if len(layers) < 2:
-            raise ValueError(f"layers must list at least 2 sizes (input, output), got {layers}")
-        self.layers = [_int_at_least(f"layers[{k}]", n, 1) for k, n in enumerate(layers)]
-        L = len(layers) - 1
-        if isinstance(vth, (int, float, np.integer, np.floating)):
-            vth = [vth] * L
-        vth = list(vth)
-        if len(vth) != L:
-            raise ValueError(f"vth must have one value per weight layer ({L}), got {len(vth)}")
-        self.vth = [_positive(f"vth[{k}]", x) for k, x in enumerate(vth)]
-        self.tau_m = _positive("tau_m", tau_m)
-        self.tau_s = _positive("tau_s", tau_s)
-        if self.tau_s == self.tau_m:
-            raise ValueError("tau_s must differ from tau_m (the S-PSP divides by 1 - tau_s/tau_m)")
-        self.t_ref = _int_at_least("t_ref", t_ref, 0)
-        self.lateral_inhibition = _positive("lateral_inhibition", lateral_inhibition, True)
-        self.desired = _int_at_least("desired", desired, 1)
-        self.undesired = _int_at_least("undesired", undesired, 0)
-        self.margin = _positive("margin", margin, True)
-        if not isinstance(effect_ratio, (bool, np.bool_)):
-            raise TypeError(f"effect_ratio must be a bool, got {type(effect_ratio).__name__}")
-        self.effect_ratio = bool(effect_ratio)
-        if optimizer not in ("adam", "sgd"):
-            raise ValueError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
-        self.optimizer = optimizer
-        self.reg_lambda = _positive("reg_lambda", reg_lambda, True)
-        self.reg_beta = _positive("reg_beta", reg_beta, True)
-        self.weight_limit = _positive("weight_limit", weight_limit)
-        init_w = _positive("init_w", init_w, True)
-        if backend not in ("cpu", "cuda"):
-            raise ValueError(f"backend must be 'cpu' or 'cuda', got {backend!r}")
+        # the same checks as hm2bp.Network (hm2bp.hyper, hm2bp.layers)
+        (n_in, _, _), dense = from_sizes(layers, vth)
+        self.layers = [n_in] + [layer.n for layer in dense]
+        self.vth = [layer.vth for layer in dense]
+        hyper = check_all(dict(tau_m=tau_m, tau_s=tau_s, t_ref=t_ref, lateral_inhibition=lateral_inhibition,
+                               desired=desired, undesired=undesired, margin=margin, effect_ratio=effect_ratio,
+                               optimizer=optimizer, reg_lambda=reg_lambda, reg_beta=reg_beta,
+                               weight_limit=weight_limit))
+        for name, value in hyper.items():
+            setattr(self, name, value)
+        init_w = check_number("init_w", init_w)
+        if backend not in ("cpu", "cuda", "auto"):
+            raise ValueError(f"backend must be 'cpu', 'cuda' or 'auto', got {backend!r}")
         if dtype not in ("float32", "float64"):
             raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
         if threads is not None:
-            _int_at_least("threads", threads, 1)
+            check_whole("threads", threads, 1)
         self.backend, self.dtype, self.threads = backend, dtype, threads
-        seed = _int_at_least("seed", seed, 0)
+        seed = check_whole("seed", seed, 0)
 
         rng = np.random.default_rng(seed)
         self._W = [
@@ -235,7 +198,7 @@ class Network:
             for acc, g in zip(sums, grads):
                 acc += g
             infos.append(info)
-        return [s / B for s in sums], infos
+        return sums, infos
 
     @staticmethod
     def _report(infos: list[dict[str, Any]]) -> dict[str, Any]:
@@ -251,11 +214,31 @@ class Network:
             "layer_spikes": layer_spikes,
         }
 
+    def forward_backward(
+        self, spikes: np.ndarray, labels: np.ndarray, sample_weights: np.ndarray | None = None,
+        reduce: str = "sum",
+    ) -> dict[str, Any]:
+        """Loss, predictions, counts, layer_spikes and the batch sum (or mean) of the per-sample
+        SPEC-4 gradients (no regularization), as hm2bp.Network.forward_backward."""
+        if reduce not in ("mean", "sum"):
+            raise ValueError(f"reduce must be 'mean' or 'sum', got {reduce!r}")
+        sums, infos = self._batch(spikes, labels, sample_weights)
+        result = self._report(infos)
+        result["loss"] = float(np.mean([info["cost"] for info in infos]))
+        result["gradients"] = [g / len(infos) for g in sums] if reduce == "mean" else sums
+        return result
+
     def gradients(
-        self, spikes: np.ndarray, labels: np.ndarray, sample_weights: np.ndarray | None = None
+        self, spikes: np.ndarray, labels: np.ndarray, sample_weights: np.ndarray | None = None,
+        reduce: str = "mean",
     ) -> list[np.ndarray]:
-        """Batch mean of the per-sample SPEC-4 gradients (no regularization)."""
-        return self._batch(spikes, labels, sample_weights)[0]
+        """Batch mean (or sum) of the per-sample SPEC-4 gradients (no regularization)."""
+        return self.forward_backward(spikes, labels, sample_weights, reduce)["gradients"]
+
+    def apply_gradients(self, grads: Sequence[np.ndarray], lr: float, count: int) -> None:
+        """One optimizer step from gradient sums over `count` samples (SPEC 5)."""
+        count = check_whole("count", count, 1)
+        self._step_from([np.asarray(g, dtype=np.float64) / count for g in grads], check_number("lr", lr))
 
     def train_step(
         self,
@@ -265,8 +248,15 @@ class Network:
         sample_weights: np.ndarray | None = None,
     ) -> dict[str, Any]:
         """One optimizer step on batch-mean gradient + regularization."""
-        lr = _positive("lr", lr, allow_zero=True)
-        grads, infos = self._batch(spikes, labels, sample_weights)
+        lr = check_number("lr", lr)
+        sums, infos = self._batch(spikes, labels, sample_weights)
+        self._step_from([g / len(infos) for g in sums], lr)
+        result = self._report(infos)
+        result["loss"] = float(np.mean([info["cost"] for info in infos]))
+        return result
+
+    def _step_from(self, grads: list[np.ndarray], lr: float) -> None:
+        """SPEC 5: regularization, then one Adam or SGD step on the batch-mean gradients."""
         self._step += 1
         for l, W in enumerate(self._W):
             g = grads[l] + regularization(W, self.reg_lambda, self.reg_beta, self.weight_limit)
@@ -276,9 +266,6 @@ class Network:
                 )
             else:
                 self._W[l], self._velocity[l] = sgd_step(W, g, self._velocity[l], lr)
-        result = self._report(infos)
-        result["loss"] = float(np.mean([info["cost"] for info in infos]))
-        return result
 
     def infer(self, spikes: np.ndarray) -> dict[str, Any]:
         spikes = self._check_spikes(spikes)
