@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -16,7 +17,7 @@ import numpy as np
 from . import _core
 
 __all__ = ["DEFAULTS", "HYPERPARAMETERS", "Hyperparameter", "check", "check_all", "check_number",
-           "check_whole", "engine_hyper"]
+           "check_whole", "engine_hyper", "pick"]
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,12 @@ def check(name: str, value: Any) -> Any:
     return check_number(name, value, h.minimum, h.strict)
 
 
-def check_all(values: dict[str, Any]) -> dict[str, Any]:
+def pick(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The hyperparameters among `values` (e.g. a constructor's locals())."""
+    return {name: values[name] for name in HYPERPARAMETERS if name in values}
+
+
+def check_all(values: Mapping[str, Any]) -> dict[str, Any]:
     """All hyperparameters (missing ones take their defaults), checked one by one and together."""
     unknown = sorted(set(values) - HYPERPARAMETERS.keys())
     if unknown:

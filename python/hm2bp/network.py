@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from . import _core
-from .hyper import DEFAULTS, check_all, check_number, check_whole, engine_hyper
+from .hyper import DEFAULTS, check_all, check_number, check_whole, engine_hyper, pick
 from .layers import Dense, Layer, Pool2d, build_spec, from_sizes, param_shapes
 
 log = logging.getLogger("hm2bp")
@@ -131,10 +131,7 @@ class Network:
         self.layer_specs: list[Layer] = layer_list
         self.layers = [c * h * w for c, h, w in self.shapes]  # neurons of the input and of each layer
         self.vth = [float(layer.vth) for layer in layer_list]
-        hyper = check_all(dict(tau_m=tau_m, tau_s=tau_s, t_ref=t_ref, lateral_inhibition=lateral_inhibition,
-                               desired=desired, undesired=undesired, margin=margin, effect_ratio=effect_ratio,
-                               optimizer=optimizer, reg_lambda=reg_lambda, reg_beta=reg_beta,
-                               weight_limit=weight_limit))
+        hyper = check_all(pick(locals()))
         for name, value in hyper.items():
             setattr(self, name, value)
         self.init_w = check_number("init_w", init_w)

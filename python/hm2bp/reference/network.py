@@ -7,7 +7,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..hyper import DEFAULTS, check_all, check_number, check_whole
+from ..hyper import DEFAULTS, check_all, check_number, check_whole, pick
 from ..layers import from_sizes
 from .backward import sample_gradients
 from .encoding import encode_poisson
@@ -47,10 +47,7 @@ class Network:
         (n_in, _, _), dense = from_sizes(layers, vth)
         self.layers = [n_in] + [layer.n for layer in dense]
         self.vth = [layer.vth for layer in dense]
-        hyper = check_all(dict(tau_m=tau_m, tau_s=tau_s, t_ref=t_ref, lateral_inhibition=lateral_inhibition,
-                               desired=desired, undesired=undesired, margin=margin, effect_ratio=effect_ratio,
-                               optimizer=optimizer, reg_lambda=reg_lambda, reg_beta=reg_beta,
-                               weight_limit=weight_limit))
+        hyper = check_all(pick(locals()))
         for name, value in hyper.items():
             setattr(self, name, value)
         init_w = check_number("init_w", init_w)
