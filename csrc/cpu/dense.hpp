@@ -58,12 +58,6 @@ void sum_rows(const Real* matrix, size_t stride, const int* rows, int n_rows, in
 template <class Real>
 constexpr int spsp_row_block() { return 256 / sizeof(Real); }
 
-// A worker's scratch of one dense layer for one sample.
-template <class Real>
-struct DenseScratch {
-    AlignedVector<Real> spsp;  // (active inputs, n_out padded): e[o, i] of the active inputs i
-};
-
 template <class Real>
 class DenseLayer {
 public:
@@ -77,7 +71,8 @@ public:
     int n_out() const { return weights.n_out; }
 
     // SPEC 1 for all post neurons over the whole window: pop.out becomes the layer's spikes.
-    void forward(const SampleContext<Real>& ctx, const SpikeTrain& input, Population<Real>& pop, int n_threads) const
+    void forward(const SampleContext<Real>& ctx, const SpikeTrain& input, Population<Real>& pop, Scratch<Real>&,
+                 int n_threads) const
     {
         const int O = n_out();
         const int T = ctx.T;
@@ -108,7 +103,7 @@ public:
     // SPEC 4 for this layer, given post.delta and post.lat: adds g to `grad`, and writes the
     // pre-deltas of the layer below to pre_delta (null for the input layer).
     void backward(const SampleContext<Real>& ctx, Population<Real>& post_pop, const SpikeTrain& pre,
-                  std::vector<Real>* pre_delta, GradientSum<Real>& grad, DenseScratch<Real>& scratch,
+                  std::vector<Real>* pre_delta, GradientSum<Real>& grad, Scratch<Real>& scratch,
                   int n_threads) const
     {
         const SpikeTrain& post = post_pop.out;

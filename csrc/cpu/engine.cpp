@@ -1,7 +1,7 @@
 // The CPU engine: orchestration of SPEC sections 1-5 over a batch. Each layer is a connection
-// (dense.hpp) feeding a LIF population (population.hpp); the output population adds the loss,
-// the lateral factor and revival (output_layer.hpp); one optimizer steps all trainable layers
-// (optimizer_step.hpp).
+// (dense.hpp, conv2d.hpp, pool2d.hpp) feeding a LIF population (population.hpp); the output
+// population adds the loss, the lateral factor and revival (output_layer.hpp); one optimizer
+// steps all trainable layers (optimizer_step.hpp).
 //
 // Threads: a batch of at least two samples is split into one contiguous share of samples per
 // thread, each thread with its own scratch and gradient accumulator (one synchronisation per
@@ -18,9 +18,11 @@
 #include "../hm2bp/encoding.hpp"
 #include "../hm2bp/loss.hpp"
 #include "../hm2bp/spsp.hpp"
+#include "conv2d.hpp"
 #include "dense.hpp"
 #include "optimizer_step.hpp"
 #include "output_layer.hpp"
+#include "pool2d.hpp"
 #include "population.hpp"
 #include "spike_train.hpp"
 #include "threading.hpp"
@@ -33,8 +35,8 @@ namespace {
 template <class Real>
 struct LayerWork {
     Population<Real> pop;
-    GradientSum<Real> grad;
-    DenseScratch<Real> dense;
+    GradientSum<Real> grad;  // trainable layers only
+    Scratch<Real> scratch;
 };
 
 // What one thread needs to process samples on its own.
@@ -44,9 +46,9 @@ struct Worker {
     double cost = 0.0;
 };
 
-// The layer kinds the CPU engine implements; visited at layer granularity (never inside a loop).
+// The layer kinds of the CPU engine; visited at layer granularity (never inside a loop).
 template <class Real>
-using CpuLayer = std::variant<DenseLayer<Real>>;
+using CpuLayer = std::variant<DenseLayer<Real>, Conv2dLayer<Real>, Pool2dLayer<Real>>;
 
 template <class Real>
 class CpuEngine final : public Engine {
@@ -56,13 +58,23 @@ public:
         check_spec(spec);
         const std::vector<Shape> shapes = layer_shapes(spec);
         const int L = static_cast<int>(spec.layers.size());
+        layers_.reserve(L);  // params_ points into the layers
         for (int l = 0; l < L; ++l) {
             const LayerSpec& s = spec.layers[l];
-            if (s.kind != LayerKind::Dense)
-                throw std::invalid_argument("the CPU engine does not implement Conv2d and Pool2d layers yet");
-            const bool lateral = l == L - 1 && spec.hyper.lateral_inhibition != 0.0;
-            layers_.emplace_back(DenseLayer<Real>(static_cast<int>(shapes[l].size()), s.units, s.vth, lateral));
+            if (s.kind == LayerKind::Dense) {
+                const bool lateral = l == L - 1 && spec.hyper.lateral_inhibition != 0.0;
+                layers_.emplace_back(DenseLayer<Real>(static_cast<int>(shapes[l].size()), s.units, s.vth, lateral));
+                params_.push_back(&std::get<DenseLayer<Real>>(layers_.back()).weights);
+            } else if (s.kind == LayerKind::Conv2d) {
+                layers_.emplace_back(Conv2dLayer<Real>(shapes[l], shapes[l + 1], s.kernel, s.padding, s.vth));
+                params_.push_back(&std::get<Conv2dLayer<Real>>(layers_.back()).weights);
+            } else {
+                layers_.emplace_back(Pool2dLayer<Real>(shapes[l], shapes[l + 1], s.kernel, s.stride, s.vth));
+                params_.push_back(nullptr);
+            }
         }
+        if (spec.layers.back().kind != LayerKind::Dense)
+            throw std::invalid_argument("the output layer must be Dense");
         poisson_thresholds(thresholds_);
     }
 
@@ -107,8 +119,10 @@ public:
             for (int b = lo; b < hi; ++b) {
                 const SpikeTrain* input = &inputs_[b];
                 for (int l = 0; l < L; ++l) {
-                    Population<Real>& pop = worker.layers[l].pop;
-                    std::get<DenseLayer<Real>>(layers_[l]).forward(ctx, *input, pop, inner_threads);
+                    LayerWork<Real>& w = worker.layers[l];
+                    Population<Real>& pop = w.pop;
+                    std::visit([&](const auto& layer) { layer.forward(ctx, *input, pop, w.scratch, inner_threads); },
+                               layers_[l]);
                     input = &pop.out;
                     sample_spikes[static_cast<size_t>(b) * L + l] = input->total();
                     if (!req.layer_spikes_out.empty())
@@ -142,7 +156,8 @@ public:
         if (learn) reduce_gradients(n_workers);
         if (req.mode == Mode::Gradients) {
             const Real divisor = req.reduce == Reduce::Mean ? Real(B) : Real(1);
-            for (int l = 0; l < L; ++l) export_gradient(l, divisor, req.gradients_out.at(l));
+            for (int l = 0, block = 0; l < L; ++l)
+                if (params_[l]) export_gradient(l, divisor, req.gradients_out.at(block++));
         } else if (req.mode == Mode::Train) {
             step_from_workers(B, req.lr);
         }
@@ -152,15 +167,17 @@ public:
     void apply_gradients(const std::vector<const double*>& sums, int64_t count, double lr) override
     {
         const FlushDenormals flush;
-        if (static_cast<int>(sums.size()) != n_layers())
+        if (static_cast<int>(sums.size()) != n_blocks())
             throw std::invalid_argument("apply_gradients needs one gradient array per trainable layer");
         prepare(T_, 1, true);
-        for (int l = 0; l < n_layers(); ++l) {
+        for (int l = 0, block = 0; l < n_layers(); ++l) {
+            if (!params_[l]) continue;
             GradientSum<Real>& g = workers_[0].layers[l].grad;
-            const WeightMatrix<Real>& w = weights(l);
+            const WeightMatrix<Real>& w = *params_[l];
+            const double* sum = sums[block++];
             for (int o = 0; o < w.n_out; ++o)
                 for (int i = 0; i < w.n_in; ++i)
-                    g.grad[static_cast<size_t>(i) * w.n_out + o] = Real(sums[l][static_cast<size_t>(o) * w.n_in + i]);
+                    g.grad[static_cast<size_t>(i) * w.n_out + o] = Real(sum[static_cast<size_t>(o) * w.n_in + i]);
             std::fill(g.touched.begin(), g.touched.end(), uint8_t(1));
         }
         refresh_column_sums();
@@ -170,6 +187,7 @@ public:
 private:
     NetSpec spec_;
     std::vector<CpuLayer<Real>> layers_;
+    std::vector<WeightMatrix<Real>*> params_;  // per layer: its weights, null for a pooling layer
     Optimizer<Real> optimizer_;
     std::vector<Worker<Real>> workers_;
     std::vector<SpikeTrain> inputs_;
@@ -178,14 +196,16 @@ private:
     int T_ = 0;
 
     int n_layers() const { return static_cast<int>(layers_.size()); }
+    int n_blocks() const { return static_cast<int>(std::count_if(params_.begin(), params_.end(), [](auto* p) { return p; })); }
     int threads() const { return std::max(1, spec_.hyper.threads); }
-    DenseLayer<Real>& dense(int l) { return std::get<DenseLayer<Real>>(layers_[l]); }
     const DenseLayer<Real>& output() const { return std::get<DenseLayer<Real>>(layers_.back()); }
 
+    // The weights of parameter block `block` (the trainable layers in order).
     WeightMatrix<Real>& weights(int block)
     {
-        if (block < 0 || block >= n_layers()) throw std::out_of_range("parameter block index out of range");
-        return dense(block).weights;
+        for (WeightMatrix<Real>* p : params_)
+            if (p && block-- == 0) return *p;
+        throw std::out_of_range("parameter block index out of range");
     }
 
     SampleContext<Real> context() const
@@ -211,7 +231,8 @@ private:
             worker.layers.resize(layers_.size());
             // zeroed where touched at the start of each learning run (clear_gradients)
             if (learn)
-                for (int l = 0; l < n_layers(); ++l) worker.layers[l].grad.resize(weights(l));
+                for (int l = 0; l < n_layers(); ++l)
+                    if (params_[l]) worker.layers[l].grad.resize(*params_[l]);
         }
     }
 
@@ -231,7 +252,8 @@ private:
 
     void refresh_column_sums()
     {
-        for (int l = 0; l < n_layers(); ++l) weights(l).refresh_column_sums(optimizer_.regularization(), threads());
+        for (WeightMatrix<Real>* p : params_)
+            if (p) p->refresh_column_sums(optimizer_.regularization(), threads());
     }
 
     // SPEC 4 from the output layer down: adds g to the worker's gradient sums, propagates pre_delta.
@@ -240,11 +262,11 @@ private:
         const int L = n_layers();
         for (int l = L - 1; l >= 0; --l) {
             LayerWork<Real>& w = worker.layers[l];
-            const DenseLayer<Real>& layer = std::get<DenseLayer<Real>>(layers_[l]);
-            if (l != L - 1) w.pop.lat.assign(layer.n_out(), Real(1));
+            if (l != L - 1) w.pop.lat.assign(w.pop.out.N, Real(1));
             const SpikeTrain& pre = l > 0 ? worker.layers[l - 1].pop.out : input0;
             std::vector<Real>* pre_delta = l > 0 ? &worker.layers[l - 1].pop.delta : nullptr;
-            layer.backward(ctx, w.pop, pre, pre_delta, w.grad, w.dense, n_threads);
+            std::visit([&](const auto& layer) { layer.backward(ctx, w.pop, pre, pre_delta, w.grad, w.scratch, n_threads); },
+                       layers_[l]);
         }
     }
 
@@ -253,8 +275,9 @@ private:
     void reduce_gradients(int n_workers)
     {
         for (int l = 0; l < n_layers() && n_workers > 1; ++l) {
+            if (!params_[l]) continue;
             GradientSum<Real>& total = workers_[0].layers[l].grad;
-            const int N = weights(l).n_in, O = weights(l).n_out;
+            const int N = params_[l]->n_in, O = params_[l]->n_out;
 #pragma omp parallel for num_threads(threads()) schedule(static)
             for (int i = 0; i < N; ++i) {
                 const FlushDenormals flush;
@@ -275,13 +298,13 @@ private:
     {
         for (Worker<Real>& worker : workers_)
             for (int l = 0; l < static_cast<int>(worker.layers.size()); ++l)
-                worker.layers[l].grad.clear(weights(l).n_out, threads());
+                if (params_[l]) worker.layers[l].grad.clear(params_[l]->n_out, threads());
     }
 
-    // Worker 0's gradient sums / divisor in the canonical (n_out, n_in) layout.
+    // Worker 0's gradient sums / divisor of layer l in the canonical (n_out, n_in) layout.
     void export_gradient(int l, Real divisor, double* out)
     {
-        const WeightMatrix<Real>& w = weights(l);
+        const WeightMatrix<Real>& w = *params_[l];
         const AlignedVector<Real>& grad = workers_[0].layers[l].grad.grad;
         for (int o = 0; o < w.n_out; ++o)
             for (int i = 0; i < w.n_in; ++i)
@@ -294,7 +317,8 @@ private:
         std::vector<WeightMatrix<Real>*> matrices;
         std::vector<const GradientSum<Real>*> sums;
         for (int l = 0; l < n_layers(); ++l) {
-            matrices.push_back(&weights(l));
+            if (!params_[l]) continue;
+            matrices.push_back(params_[l]);
             sums.push_back(&workers_[0].layers[l].grad);
         }
         optimizer_.apply(matrices, sums, count, lr, threads());

@@ -2,6 +2,7 @@
 // and the per-neuron quantities of the backward pass (SPEC 4): delta, dv, the side term, the
 // lateral factor and the gradient scale, and the S-PSP traces K of its post trains (SPEC 6).
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include <vector>
 
@@ -9,6 +10,7 @@
 #include "../hm2bp/neuron.hpp"
 #include "../hm2bp/spsp.hpp"
 #include "../model/network_spec.hpp"
+#include "simd.hpp"
 #include "spike_train.hpp"
 #include "spsp_trace_rows.hpp"
 
@@ -61,6 +63,43 @@ struct Population {
 
 // Neurons whose S-PSP traces are built together (spsp_trace_rows): one vector of floats.
 constexpr int kTraceBlock = 16;
+
+// A worker's buffers for one layer and one sample, whatever the layer's connection.
+template <class Real>
+struct Scratch {
+    AlignedVector<Real> spsp;          // dense: e[o, i] of the active inputs (active inputs, n_out padded)
+    std::vector<Real> v, ep, current;  // conv, pool: LIF state and current of every neuron (scan_by_step)
+    std::vector<int> ref;
+    AlignedVector<Real> traces;        // conv, pool: K of up to kTraceBlock neurons, (T, kTraceBlock)
+    SpspTraceScratch<Real, kTraceBlock> trace_scratch;
+    std::vector<Real> e;               // conv: the S-PSPs of one neuron's connections
+};
+
+// SPEC 1 for n neurons advanced together one step at a time, for connections whose current is
+// scattered from the input spikes (conv, pool): add_current(t, current) adds the current of the
+// spikes of step t (it reaches the neurons at t + 1, the one-step delay); fire(t, k) is called
+// for every neuron k that fires at step t.
+template <bool PowerOfTwoTaus, class Real, class AddCurrent, class Fire>
+void scan_by_step(int n, int T, const LifParams<Real>& p, Scratch<Real>& s, AddCurrent add_current, Fire fire)
+{
+    s.v.assign(n, Real(0));
+    s.ep.assign(n, Real(0));
+    s.ref.assign(n, 0);
+    s.current.resize(n);
+    Real* v = s.v.data();
+    Real* ep = s.ep.data();
+    int* ref = s.ref.data();
+    Real* current = s.current.data();
+    for (int k = 0; k < n; ++k) lif_decay<PowerOfTwoTaus>(v[k], ep[k], p);  // t = 0 never fires
+    for (int t = 1; t < T; ++t) {
+        std::fill(current, current + n, Real(0));
+        add_current(t - 1, current);
+        for (int k = 0; k < n; ++k) {
+            lif_decay<PowerOfTwoTaus>(v[k], ep[k], p);
+            if (lif_integrate<PowerOfTwoTaus>(v[k], ep[k], ref[k], current[k], p)) fire(t, k);
+        }
+    }
+}
 
 // S-PSP traces of the neurons ids[0 .. n) of train (n <= kTraceBlock): rows[t * stride + j].
 template <class Real>

@@ -45,6 +45,14 @@ HM2BP_HD Real pre_delta_term(Real dv, Real e, int n_post, int n_pre, bool use_ef
     return dv * R * w;
 }
 
+// One window's share of the delta handed down through a pooling layer (SPEC_CNN 3.2): the pool
+// neuron's delta / size^2 times the effect ratio of the connection, NOT divided by the pool's vth.
+template <class Real>
+HM2BP_HD Real pool_pre_delta_term(Real delta, int size, Real e, int n_post, int n_pre)
+{
+    return delta / Real(size * size) * effect_ratio(e, n_post, n_pre);
+}
+
 // d_j of the lateral factor: 1/vth for an output neuron that fired or is the label, else 0.
 template <class Real>
 HM2BP_HD Real lateral_gate(int n, bool is_label, Real inv_vth)

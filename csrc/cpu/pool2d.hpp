@@ -1,0 +1,118 @@
+// Spiking pooling on the CPU (SPEC_CNN 2, 3.2): pool neuron p = (c, X, Y) sums, with fixed
+// weights 1, the spikes of its size x size window of channel c starting at (X * stride,
+// Y * stride), clipped at the border. No parameters. Backward: each window member q gets the
+// pool neuron's delta / size^2 times the effect ratio e(p, q) / n_q (not divided by the pool's
+// vth), summed over the windows that contain it.
+#pragma once
+#include <algorithm>
+#include <vector>
+
+#include "../hm2bp/backward.hpp"
+#include "../hm2bp/neuron.hpp"
+#include "../hm2bp/spsp.hpp"
+#include "../model/network_spec.hpp"
+#include "population.hpp"
+#include "spike_train.hpp"
+
+namespace hm2bp {
+
+template <class Real>
+class Pool2dLayer {
+public:
+    Shape in, out;
+    int size, stride;
+    double vth;
+
+    Pool2dLayer(const Shape& in_, const Shape& out_, int size_, int stride_, double vth_)
+        : in(in_), out(out_), size(size_), stride(stride_ > 0 ? stride_ : size_), vth(vth_)
+    {
+    }
+
+    // SPEC 1 with the window sums as current, fire test v > vth - 1e-6.
+    void forward(const SampleContext<Real>& ctx, const SpikeTrain& input, Population<Real>& pop, Scratch<Real>& s,
+                 int) const
+    {
+        const int N = static_cast<int>(out.size());
+        const int T = ctx.T;
+        const int words = SpikeTrain::mask_words(N);
+        const LifParams<Real> p = ctx.lif(vth);
+        pop.fired_masks.assign(static_cast<size_t>(T) * words, 0);
+        auto add_current = [&](int t, Real* current) {
+            for (int k = input.step_start[t]; k < input.step_start[t + 1]; ++k)
+                for_each_window(input.step_ids[k], [&](int n) { current[n] += Real(1); });
+        };
+        auto fire = [&](int t, int n) {
+            pop.fired_masks[static_cast<size_t>(t) * words + n / 64] |= uint64_t(1) << (n % 64);
+        };
+        if (ctx.power_of_two_taus()) scan_by_step<true>(N, T, p, s, add_current, fire);
+        else scan_by_step<false>(N, T, p, s, add_current, fire);
+        pop.out.from_masks(pop.fired_masks.data(), T, N);
+    }
+
+    // SPEC_CNN 3.2: pre_delta[q] = sum over windows p containing q of delta[p] / size^2 * R(p, q).
+    void backward(const SampleContext<Real>& ctx, Population<Real>& post_pop, const SpikeTrain& pre,
+                  std::vector<Real>* pre_delta, GradientSum<Real>&, Scratch<Real>& s, int) const
+    {
+        if (!pre_delta) return;  // pooling the data layer: nothing to hand down
+        const SpikeTrain& post = post_pop.out;
+        const int N = static_cast<int>(out.size());
+        const int T = ctx.T;
+        pre_delta->assign(static_cast<size_t>(in.size()), Real(0));
+        s.traces.resize(static_cast<size_t>(T) * kTraceBlock);
+        s.trace_scratch.resize(T);
+        const Real* delta = post_pop.delta.data();
+        int ids[kTraceBlock];
+        int n_ids = 0;
+        // Window members of p, each with e(p, q) from p's trace (null for a silent p: R = 1).
+        auto hand_down = [&](int p, const Real* trace) {
+            const int n_p = post.count(p);
+            for_each_member(p, [&](int q) {
+                Real e = Real(0);
+                if (trace)
+                    for (int m = 0; m < pre.count(q); ++m) e += trace[static_cast<size_t>(pre.times(q)[m]) * kTraceBlock];
+                (*pre_delta)[q] += pool_pre_delta_term(delta[p], size, spsp_value(e, n_p, pre.count(q)), n_p, pre.count(q));
+            });
+        };
+        auto flush = [&] {
+            spsp_traces(ctx, post, ids, n_ids, s.trace_scratch, s.traces.data(), kTraceBlock);
+            for (int b = 0; b < n_ids; ++b) hand_down(ids[b], s.traces.data() + b);
+            n_ids = 0;
+        };
+        for (int p = 0; p < N; ++p) {
+            if (delta[p] == Real(0)) continue;  // its terms are all zero, exactly
+            if (post.count(p) == 0) {
+                hand_down(p, nullptr);
+                continue;
+            }
+            ids[n_ids++] = p;
+            if (n_ids == kTraceBlock) flush();
+        }
+        if (n_ids > 0) flush();
+    }
+
+private:
+    // fn(p) for every pool neuron p whose window contains input neuron q = (c, h, w).
+    template <class Fn>
+    void for_each_window(int q, Fn fn) const
+    {
+        const int H = in.height, Wd = in.width, D = out.height, E = out.width;
+        const int c = q / (H * Wd), h = q / Wd % H, w = q % Wd;
+        // windows X with X * stride <= h < X * stride + size
+        const int x_lo = h >= size ? (h - size) / stride + 1 : 0, x_hi = std::min(D - 1, h / stride);
+        const int y_lo = w >= size ? (w - size) / stride + 1 : 0, y_hi = std::min(E - 1, w / stride);
+        for (int X = x_lo; X <= x_hi; ++X)
+            for (int Y = y_lo; Y <= y_hi; ++Y) fn((c * D + X) * E + Y);
+    }
+
+    // fn(q) for every input neuron q in pool neuron p's window, ascending.
+    template <class Fn>
+    void for_each_member(int p, Fn fn) const
+    {
+        const int H = in.height, Wd = in.width, D = out.height, E = out.width;
+        const int c = p / (D * E), X = p / E % D, Y = p % E;
+        for (int h = X * stride; h < std::min(H, X * stride + size); ++h)
+            for (int w = Y * stride; w < std::min(Wd, Y * stride + size); ++w) fn((c * H + h) * Wd + w);
+    }
+};
+
+}  // namespace hm2bp
