@@ -9,6 +9,7 @@
 // neuron that fired.
 #pragma once
 #include <algorithm>
+#include <cstring>
 #include <vector>
 
 #include "../hm2bp/backward.hpp"
@@ -16,6 +17,7 @@
 #include "../hm2bp/spsp.hpp"
 #include "../model/network_spec.hpp"
 #include "population.hpp"
+#include "simd.hpp"
 #include "spike_train.hpp"
 #include "weights.hpp"
 
@@ -36,11 +38,15 @@ public:
     }
 
     // SPEC 1 with the convolution's current and fire test v > vth (SPEC_CNN 1, 8.1). The LIF
-    // state is kept position-major, (x, y, k), so that a kernel column adds to contiguous memory.
+    // state is kept position-major, (x, y, k) with the channels padded to whole vectors, so that
+    // a kernel column adds to contiguous memory as a few vector adds.
     void forward(const SampleContext<Real>& ctx, const SpikeTrain& input, Population<Real>& pop, Scratch<Real>& s,
                  int) const
     {
+        using Vec = typename Simd<Real>::Vec;
+        constexpr int lanes = Simd<Real>::lanes;
         const int O = out.channels, D = out.height, E = out.width, H = in.height, Wd = in.width, K = kernel;
+        const int padded = (O + lanes - 1) / lanes * lanes;
         const int N = O * D * E;
         const int T = ctx.T;
         const int words = SpikeTrain::mask_words(N);
@@ -59,111 +65,123 @@ public:
                         const int y = w - j + padding;
                         if (y < 0 || y >= E) continue;
                         const Real* column = wt + static_cast<size_t>((c * K + i) * K + j) * O;
-                        Real* dst = current + static_cast<size_t>(x * E + y) * O;
-#pragma omp simd
-                        for (int o = 0; o < O; ++o) dst[o] += column[o];
+                        Real* dst = current + static_cast<size_t>(x * E + y) * padded;
+                        for (int o = 0; o < padded; o += lanes) {
+                            Vec sum = load_vec(dst + o) + load_vec_head(column + o, std::min(lanes, O - o));
+                            std::memcpy(dst + o, &sum, sizeof sum);
+                        }
                     }
                 }
             }
         };
         auto fire = [&](int t, int k) {
-            const int o = k % O, xy = k / O;
+            const int o = k % padded, xy = k / padded;
+            if (o >= O) return;  // padding lanes get no current
             const int n = o * D * E + xy;  // flat (o, x, y)
             pop.fired_masks[static_cast<size_t>(t) * words + n / 64] |= uint64_t(1) << (n % 64);
         };
-        if (ctx.power_of_two_taus()) scan_by_step<true>(N, T, p, s, add_current, fire);
-        else scan_by_step<false>(N, T, p, s, add_current, fire);
+        const int n_state = D * E * padded;
+        if (ctx.power_of_two_taus()) scan_by_step<true>(n_state, T, p, s, add_current, fire);
+        else scan_by_step<false>(n_state, T, p, s, add_current, fire);
         pop.out.from_masks(pop.fired_masks.data(), T, N);
     }
 
     // SPEC_CNN 3.3 given post.delta: adds g to `grad`, writes the pre-deltas of the layer below
-    // (null when the input is the data layer: conv1 hands nothing down).
+    // (null when the input is the data layer: conv1 hands nothing down). One output position at
+    // a time: the traces of its out_channels neurons side by side, so that every input spike of
+    // its receptive field adds one vector of channels to that connection's S-PSPs.
     void backward(const SampleContext<Real>& ctx, Population<Real>& post_pop, const SpikeTrain& pre,
                   std::vector<Real>* pre_delta, GradientSum<Real>& grad, Scratch<Real>& s, int) const
     {
         const SpikeTrain& post = post_pop.out;
-        const int C = in.channels, H = in.height, Wd = in.width;
-        const int K = kernel, N = static_cast<int>(out.size()), T = ctx.T;
+        const int O = out.channels, D = out.height, E = out.width, C = in.channels, H = in.height, Wd = in.width;
+        const int K = kernel, N = O * D * E, T = ctx.T;
+        const int stride = (O + kTraceBlock - 1) / kTraceBlock * kTraceBlock;  // channels, padded
         post_pop.resize_factors(N);
         if (pre_delta) pre_delta->assign(static_cast<size_t>(C) * H * Wd, Real(0));
         std::fill(grad.touched.begin(), grad.touched.end(), uint8_t(1));
-        s.e.resize(static_cast<size_t>(C) * K * K);
-        s.traces.resize(static_cast<size_t>(T) * kTraceBlock);
+        s.traces.assign(static_cast<size_t>(T) * stride, Real(0));
         s.trace_scratch.resize(T);
-
-        // Neurons in blocks of kTraceBlock, so that their traces are built together.
-        int ids[kTraceBlock];
-        int n_ids = 0;
-        auto flush = [&] {
-            int fired[kTraceBlock];
-            int n_fired = 0;
-            for (int b = 0; b < n_ids; ++b)
-                if (post.count(ids[b]) > 0) fired[n_fired++] = ids[b];
-            spsp_traces(ctx, post, fired, n_fired, s.trace_scratch, s.traces.data(), kTraceBlock);
-            for (int b = 0, f = 0; b < n_ids; ++b) {
-                const bool has_trace = f < n_fired && fired[f] == ids[b];
-                neuron_backward(post_pop, pre, pre_delta, grad, s, ids[b], has_trace ? s.traces.data() + f : nullptr);
-                f += has_trace;
-            }
-            n_ids = 0;
-        };
+        s.e.resize(static_cast<size_t>(C) * K * K * stride);
+        std::vector<Real> dv(stride), A(stride), weighted(stride), weight_sum(stride);
+        std::vector<int> n_o(stride), ids(stride);
+        const Real* wt = weights.wt.data();
         for (int o = 0; o < N; ++o) {
             post_pop.n_post[o] = post.count(o);
             post_pop.dv[o] = voltage_delta(post_pop.delta[o], Real(vth));
-            // dv = 0: the neuron's gradient and pre-delta terms are all zero, exactly
-            if (post_pop.dv[o] == Real(0)) continue;
-            ids[n_ids++] = o;
-            if (n_ids == kTraceBlock) flush();
         }
-        if (n_ids > 0) flush();
+        for (int x = 0; x < D; ++x)
+            for (int y = 0; y < E; ++y) {
+                bool any = false, fired = false;
+                for (int k = 0; k < O; ++k) {
+                    ids[k] = (k * D + x) * E + y;
+                    n_o[k] = post_pop.n_post[ids[k]];
+                    dv[k] = post_pop.dv[ids[k]];
+                    any = any || dv[k] != Real(0);
+                    fired = fired || n_o[k] > 0;
+                }
+                if (!any) continue;  // every term of this position is zero, exactly
+                if (fired)  // else every e is the 0.1 rule's or 0: no trace needed
+                    for (int k0 = 0; k0 < O; k0 += kTraceBlock)
+                        spsp_traces(ctx, post, ids.data() + k0, std::min(kTraceBlock, O - k0), s.trace_scratch,
+                                    s.traces.data() + k0, stride);
+                // e[r, k] of every valid connection r = (c, i, j), then the 0.1 rule
+                std::fill(weighted.begin(), weighted.end(), Real(0));
+                std::fill(weight_sum.begin(), weight_sum.end(), Real(0));
+                for_each_connection(x, y, [&](int r, int q) {
+                    Real* e = s.e.data() + static_cast<size_t>(r) * stride;
+                    std::fill(e, e + stride, Real(0));
+                    const int n_q = pre.count(q);
+                    const int* times = pre.times(q);
+                    for (int m = 0; fired && m < n_q; ++m) {
+                        const Real* row = s.traces.data() + static_cast<size_t>(times[m]) * stride;
+#pragma omp simd
+                        for (int k = 0; k < stride; ++k) e[k] += row[k];  // padding lanes hold 0
+                    }
+                    const Real* w = wt + static_cast<size_t>(r) * O;
+                    for (int k = 0; k < O; ++k) {
+                        e[k] = spsp_value(e[k], n_o[k], n_q);
+                        weighted[k] += w[k] * e[k];
+                        weight_sum[k] += w[k];
+                    }
+                });
+                for (int k = 0; k < O; ++k) {
+                    const int o = ids[k];
+                    post_pop.side[o] = side_term(weighted[k], n_o[k], weight_sum[k], Real(vth));
+                    A[k] = post_pop.scale[o] = gradient_scale(dv[k], post_pop.side[o], Real(1));  // no lateral factor
+                }
+                for_each_connection(x, y, [&](int r, int q) {
+                    const Real* e = s.e.data() + static_cast<size_t>(r) * stride;
+                    const Real* w = wt + static_cast<size_t>(r) * O;
+                    const int n_q = pre.count(q);
+                    if (n_q > 0) {
+                        Real* g = grad.row(r, O);
+#pragma omp simd
+                        for (int k = 0; k < O; ++k) g[k] += weight_gradient(A[k], e[k]);
+                    }
+                    if (!pre_delta) return;
+                    Real pd = Real(0);
+                    for (int k = 0; k < O; ++k) pd += pre_delta_term(dv[k], e[k], n_o[k], n_q, true, w[k]);
+                    (*pre_delta)[q] += pd;
+                });
+            }
     }
 
 private:
-    // One post neuron o = (k, x, y): its connections' S-PSPs (trace: its K[t] with stride
-    // kTraceBlock, null when it is silent), side term, gradient terms and pre-delta terms.
-    void neuron_backward(Population<Real>& post_pop, const SpikeTrain& pre, std::vector<Real>* pre_delta,
-                         GradientSum<Real>& grad, Scratch<Real>& s, int o, const Real* trace) const
+    // fn(r, q) for every connection of the neurons at output position (x, y): kernel entry
+    // r = (c * K + i) * K + j and input q = (c, x + i - P, y + j - P) inside the map (zero
+    // padding: no connection), ascending r.
+    template <class Fn>
+    void for_each_connection(int x, int y, Fn fn) const
     {
-        const int O = out.channels, D = out.height, E = out.width, C = in.channels, H = in.height, Wd = in.width;
-        const int K = kernel;
-        const int k = o / (D * E), x = o / E % D, y = o % E;
-        const int n_o = post_pop.n_post[o];
-        const Real* wt = weights.wt.data();
-        Real weighted = Real(0), weight_sum = Real(0);
+        const int C = in.channels, H = in.height, Wd = in.width, K = kernel;
         for (int c = 0; c < C; ++c)
             for (int i = 0; i < K; ++i) {
                 const int h = x + i - padding;
+                if (h < 0 || h >= H) continue;
                 for (int j = 0; j < K; ++j) {
                     const int w = y + j - padding;
-                    const int r = (c * K + i) * K + j;
-                    if (h < 0 || h >= H || w < 0 || w >= Wd) continue;  // zero padding: no connection
-                    const int q = (c * H + h) * Wd + w;
-                    Real e_fast = Real(0);
-                    if (trace)
-                        for (int m = 0; m < pre.count(q); ++m) e_fast += trace[static_cast<size_t>(pre.times(q)[m]) * kTraceBlock];
-                    const Real e = spsp_value(e_fast, n_o, pre.count(q));
-                    s.e[r] = e;
-                    const Real W = wt[static_cast<size_t>(r) * O + k];
-                    weighted += W * e;
-                    weight_sum += W;
-                }
-            }
-        const Real dv = post_pop.dv[o];
-        post_pop.side[o] = side_term(weighted, n_o, weight_sum, Real(vth));
-        post_pop.scale[o] = gradient_scale(dv, post_pop.side[o], Real(1));  // no lateral factor
-        const Real A = post_pop.scale[o];
-        for (int c = 0; c < C; ++c)
-            for (int i = 0; i < K; ++i) {
-                const int h = x + i - padding;
-                for (int j = 0; j < K; ++j) {
-                    const int w = y + j - padding;
-                    if (h < 0 || h >= H || w < 0 || w >= Wd) continue;
-                    const int r = (c * K + i) * K + j;
-                    const int q = (c * H + h) * Wd + w;
-                    const int n_q = pre.count(q);
-                    if (n_q > 0) grad.row(r, O)[k] += weight_gradient(A, s.e[r]);
-                    if (pre_delta)
-                        (*pre_delta)[q] += pre_delta_term(dv, s.e[r], n_o, n_q, true, wt[static_cast<size_t>(r) * O + k]);
+                    if (w >= 0 && w < Wd) fn((c * K + i) * K + j, (c * H + h) * Wd + w);
                 }
             }
     }

@@ -35,6 +35,8 @@ public:
         const int N = static_cast<int>(out.size());
         const int T = ctx.T;
         const int words = SpikeTrain::mask_words(N);
+        constexpr int lanes = Simd<Real>::lanes;
+        const int padded = (N + lanes - 1) / lanes * lanes;  // scan_by_step's whole vectors
         const LifParams<Real> p = ctx.lif(vth);
         pop.fired_masks.assign(static_cast<size_t>(T) * words, 0);
         auto add_current = [&](int t, Real* current) {
@@ -42,10 +44,10 @@ public:
                 for_each_window(input.step_ids[k], [&](int n) { current[n] += Real(1); });
         };
         auto fire = [&](int t, int n) {
-            pop.fired_masks[static_cast<size_t>(t) * words + n / 64] |= uint64_t(1) << (n % 64);
+            if (n < N) pop.fired_masks[static_cast<size_t>(t) * words + n / 64] |= uint64_t(1) << (n % 64);
         };
-        if (ctx.power_of_two_taus()) scan_by_step<true>(N, T, p, s, add_current, fire);
-        else scan_by_step<false>(N, T, p, s, add_current, fire);
+        if (ctx.power_of_two_taus()) scan_by_step<true>(padded, T, p, s, add_current, fire);
+        else scan_by_step<false>(padded, T, p, s, add_current, fire);
         pop.out.from_masks(pop.fired_masks.data(), T, N);
     }
 

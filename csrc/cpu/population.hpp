@@ -4,6 +4,7 @@
 #pragma once
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <vector>
 
 #include "../hm2bp/backward.hpp"
@@ -69,34 +70,54 @@ template <class Real>
 struct Scratch {
     AlignedVector<Real> spsp;          // dense: e[o, i] of the active inputs (active inputs, n_out padded)
     std::vector<Real> v, ep, current;  // conv, pool: LIF state and current of every neuron (scan_by_step)
-    std::vector<int> ref;
+    std::vector<typename Simd<Real>::Int> ref;
+    std::vector<uint8_t> live;
     AlignedVector<Real> traces;        // conv, pool: K of up to kTraceBlock neurons, (T, kTraceBlock)
     SpspTraceScratch<Real, kTraceBlock> trace_scratch;
     std::vector<Real> e;               // conv: the S-PSPs of one neuron's connections
 };
 
-// SPEC 1 for n neurons advanced together one step at a time, for connections whose current is
-// scattered from the input spikes (conv, pool): add_current(t, current) adds the current of the
-// spikes of step t (it reaches the neurons at t + 1, the one-step delay); fire(t, k) is called
-// for every neuron k that fires at step t.
+// SPEC 1 for n neurons (a multiple of the vector width) advanced together one step at a time,
+// for connections whose current is scattered from the input spikes (conv, pool):
+// add_current(t, current) adds the current of the spikes of step t (it reaches the neurons at
+// t + 1, the one-step delay) to a zeroed array; fire(t, k) is called for every neuron k that
+// fires at step t. Each step is one pass over the state, which also re-zeroes the current; a
+// vector of neurons that never had input is skipped (its state stays exactly 0 and, with a
+// threshold above 0, it cannot fire).
 template <bool PowerOfTwoTaus, class Real, class AddCurrent, class Fire>
 void scan_by_step(int n, int T, const LifParams<Real>& p, Scratch<Real>& s, AddCurrent add_current, Fire fire)
 {
+    using Vec = typename Simd<Real>::Vec;
+    using Int = typename Simd<Real>::Int;
+    constexpr int lanes = Simd<Real>::lanes;
+    const int n_vec = n / lanes;
     s.v.assign(n, Real(0));
     s.ep.assign(n, Real(0));
-    s.ref.assign(n, 0);
-    s.current.resize(n);
+    s.ref.assign(n_vec, Int{});
+    s.current.assign(n, Real(0));
+    s.live.assign(n_vec, 0);
+    const bool zero_is_silent = !(Real(0) > p.vth - p.fire_margin);
     Real* v = s.v.data();
     Real* ep = s.ep.data();
-    int* ref = s.ref.data();
+    Int* ref = s.ref.data();
     Real* current = s.current.data();
-    for (int k = 0; k < n; ++k) lif_decay<PowerOfTwoTaus>(v[k], ep[k], p);  // t = 0 never fires
+    uint8_t* live = s.live.data();
     for (int t = 1; t < T; ++t) {
-        std::fill(current, current + n, Real(0));
         add_current(t - 1, current);
-        for (int k = 0; k < n; ++k) {
-            lif_decay<PowerOfTwoTaus>(v[k], ep[k], p);
-            if (lif_integrate<PowerOfTwoTaus>(v[k], ep[k], ref[k], current[k], p)) fire(t, k);
+        for (int q = 0; q < n_vec; ++q) {
+            const size_t k0 = static_cast<size_t>(q) * lanes;
+            const Vec r = load_vec(current + k0);
+            if (!live[q]) {
+                if (zero_is_silent && !lane_bits(r != Real(0))) continue;
+                live[q] = 1;
+            }
+            Vec vv = load_vec(v + k0), ee = load_vec(ep + k0);  // (steps before its first input: no-ops on 0)
+            lif_decay<PowerOfTwoTaus>(vv, ee, p);
+            uint64_t bits = lane_bits(lif_integrate<PowerOfTwoTaus>(vv, ee, ref[q], r, p));
+            std::memcpy(v + k0, &vv, sizeof vv);
+            std::memcpy(ep + k0, &ee, sizeof ee);
+            std::memset(current + k0, 0, sizeof(Vec));
+            for (; bits; bits &= bits - 1) fire(t, static_cast<int>(k0) + __builtin_ctzll(bits));
         }
     }
 }
