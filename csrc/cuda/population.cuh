@@ -1,69 +1,17 @@
-// SPEC 1 on the device: the input current of a layer, then the LIF scan of each neuron.
+// A layer's LIF population on the device: SPEC 1 (the LIF scan of each neuron, optionally with
+// the output layer's lateral inhibition) writing the layer's spikes as both bit masks, and the
+// per-neuron quantities of the backward pass (SPEC 4, fast form of SPEC 6): the S-PSP traces K
+// of its post trains and the side term.
 #pragma once
 #include <cstdint>
 
+#include "../hm2bp/backward.hpp"
 #include "../hm2bp/neuron.hpp"
+#include "../hm2bp/spsp.hpp"
 #include "masked_sum.cuh"
 
 namespace hm2bp {
 namespace cuda {
-
-constexpr int kRowsPerWarp = 4;    // rows a warp sums together (independent loads in flight)
-constexpr int kTileThreads = 256;  // threads of the tiled kernels (8 warps)
-
-// current[row, o] = sum_i W[o, i] s_in[row, i] over rows (b, t), i ascending (bit-identical to
-// the CPU). Grid: x = column tile of 32 outputs, y = a range of rows_per_block rows. Dynamic
-// shared memory: chunk_rows x 32 Reals; wt is W^T (n_in, n_out).
-template <class Real>
-__global__ void __launch_bounds__(kTileThreads) current_kernel(const uint32_t* step_mask, int step_words,
-                                                              size_t rows, size_t rows_per_block,
-                                                              const Real* wt, int n_in, int n_out,
-                                                              int chunk_rows, Real* current)
-{
-    extern __shared__ __align__(16) unsigned char smem_raw[];
-    Real* tile = reinterpret_cast<Real*>(smem_raw);
-    const int lane = threadIdx.x & 31;
-    const int warp = threadIdx.x >> 5;
-    const int nwarps = blockDim.x >> 5;
-    const int o0 = blockIdx.x * kTileCols;
-    const int o = o0 + lane;
-    const size_t row_begin = blockIdx.y * rows_per_block;
-    const size_t row_end = row_begin + rows_per_block < rows ? row_begin + rows_per_block : rows;
-    const int n_chunks = (n_in + chunk_rows - 1) / chunk_rows;
-    const int chunk_words = chunk_rows / 32;
-
-    if (n_chunks == 1) {
-        load_tile(tile, wt, n_out, 0, n_in, o0, n_out);
-        __syncthreads();
-    }
-    for (size_t group = row_begin; group < row_end; group += static_cast<size_t>(nwarps) * kRowsPerWarp) {
-        const size_t first = group + static_cast<size_t>(warp) * kRowsPerWarp;
-        Real acc[kRowsPerWarp];
-#pragma unroll
-        for (int r = 0; r < kRowsPerWarp; ++r) acc[r] = Real(0);
-        for (int c = 0; c < n_chunks; ++c) {
-            const int d0 = c * chunk_rows;
-            if (n_chunks > 1) {
-                __syncthreads();
-                load_tile(tile, wt, n_out, d0, min(chunk_rows, n_in - d0), o0, n_out);
-                __syncthreads();
-            }
-            const int w0 = c * chunk_words;
-            const int n_words = min(chunk_words, step_words - w0);
-            uint32_t mine[kRowsPerWarp];
-#pragma unroll
-            for (int r = 0; r < kRowsPerWarp; ++r)
-                mine[r] = (first + r < row_end && lane < n_words) ? step_mask[(first + r) * step_words + w0 + lane] : 0u;
-#pragma unroll
-            for (int r = 0; r < kRowsPerWarp; ++r) add_masked_rows(mine[r], tile, lane, acc[r]);
-        }
-        if (o < n_out) {
-#pragma unroll
-            for (int r = 0; r < kRowsPerWarp; ++r)
-                if (first + r < row_end) current[(first + r) * n_out + o] = acc[r];
-        }
-    }
-}
 
 // Everything a LIF scan writes: the layer's spikes as both masks (the next layer's input and
 // the traces' post trains), counts per neuron, the layer total, and optionally dense bytes.
@@ -173,6 +121,111 @@ __global__ void __launch_bounds__(1024) lif_scan_lateral_kernel(const Real* curr
         }
     }
     finish_scan(out, b, O, o, count);
+}
+
+// K[t] of one post neuron (its neuron-mask row m) at one step t >= 1, in gather form: the
+// spsp_pair terms of all post spikes tp with t + t_ref <= tp <= t + window, ascending (the CPU
+// carries the same sum in O(T); the two differ by rounding only). `last` of the first one is
+// found by searching back.
+template <class Real>
+__device__ Real trace_at(const uint32_t* m, int t, int T, int window, int t_ref, const Real* __restrict__ decay,
+                         const Real* __restrict__ kernel)
+{
+    const int lo = t + t_ref;
+    const int hi = min(t + window, T - 1);
+    if (lo > hi) return Real(0);
+    int last = 1;
+    {
+        int w = (lo - 1) >> 5;
+        const int top = (lo - 1) & 31;
+        uint32_t x = m[w] & (top == 31 ? ~0u : ((1u << (top + 1)) - 1u));
+        while (x == 0u && w > 0) x = m[--w];
+        if (x) last = w * 32 + 31 - __clz(x) + t_ref;
+    }
+    Real acc = Real(0);
+    const int w_lo = lo >> 5, w_hi = hi >> 5;
+    for (int w = w_lo; w <= w_hi; ++w) {
+        uint32_t x = m[w];
+        if (w == w_lo) x &= ~0u << (lo & 31);
+        if (w == w_hi) x &= (hi & 31) == 31 ? ~0u : ((1u << ((hi & 31) + 1)) - 1u);
+        while (x) {
+            const int tp = w * 32 + __ffs(x) - 1;
+            x &= x - 1;
+            acc += spsp_pair(tp - t_ref - t, tp - last, decay, kernel);
+            last = tp + t_ref;
+        }
+    }
+    return acc;
+}
+
+constexpr int kTraceThreads = 256;
+
+// K (B, T, O) of a layer from its neuron mask. A block computes a 32 (t) x 32 (o) tile: each
+// warp takes neurons with lanes over t (the lanes read the same mask words), then the tile is
+// written through shared memory with lanes over o (coalesced). Grid: B * tiles_t * tiles_o.
+template <class Real>
+__global__ void __launch_bounds__(kTraceThreads) trace_kernel(const uint32_t* neuron_mask, int T, int O,
+                                                              int time_words, int window, int t_ref,
+                                                              const Real* __restrict__ decay,
+                                                              const Real* __restrict__ kernel, Real* K)
+{
+    __shared__ Real tile[32 * 33];
+    const int tiles_o = (O + 31) / 32, tiles_t = (T + 31) / 32;
+    size_t block = blockIdx.x;
+    const int to = static_cast<int>(block % tiles_o);
+    block /= tiles_o;
+    const int tt = static_cast<int>(block % tiles_t);
+    const size_t b = block / tiles_t;
+    const int lane = threadIdx.x & 31;
+    const int warp = threadIdx.x >> 5;
+    const int nwarps = blockDim.x >> 5;
+    const int t = tt * 32 + lane;
+    for (int k = warp; k < 32; k += nwarps) {
+        const int o = to * 32 + k;
+        Real acc = Real(0);
+        if (o < O && t >= 1 && t < T)
+            acc = trace_at(neuron_mask + (b * O + o) * time_words, t, T, window, t_ref, decay, kernel);
+        tile[k * 33 + lane] = acc;
+    }
+    __syncthreads();
+    const int o = to * 32 + lane;
+    for (int k = warp; k < 32; k += nwarps) {
+        const int tk = tt * 32 + k;
+        if (tk < T && o < O) K[(b * T + tk) * O + o] = tile[lane * 33 + k];
+    }
+}
+
+// Per (b, o): dv = delta / vth and the side term (1/vth) * sum_i W e / n_o = (1/vth) *
+// sum_t K I / n_o, or (1/vth) * 0.5 * sum_i W for a silent neuron. delta comes from the output
+// loss, or for a hidden layer from the pre-delta tiles of the layer above (summed in order).
+template <class Real>
+__global__ void side_kernel(const Real* K, const Real* current, int B, int T, int O, const int* counts,
+                            const Real* delta, const Real* pd_part, int pd_tiles, const Real* row_sum, Real vth,
+                            Real* dv, Real* side)
+{
+    const size_t total = static_cast<size_t>(B) * O;
+    const size_t stride = static_cast<size_t>(gridDim.x) * blockDim.x;
+    for (size_t idx = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x; idx < total; idx += stride) {
+        const size_t b = idx / O;
+        const int o = static_cast<int>(idx - b * O);
+        Real d;
+        if (delta) {
+            d = delta[idx];
+        } else {
+            d = Real(0);
+            for (int k = 0; k < pd_tiles; ++k) d += pd_part[(b * pd_tiles + k) * O + o];
+        }
+        const int n_o = counts[idx];
+        Real weighted = Real(0);
+        if (n_o > 0) {
+            const Real* k_col = K + b * T * O + o;
+            const Real* i_col = current + b * T * O + o;
+#pragma unroll 8
+            for (int t = 0; t < T; ++t) weighted += k_col[static_cast<size_t>(t) * O] * i_col[static_cast<size_t>(t) * O];
+        }
+        dv[idx] = voltage_delta(d, vth);
+        side[idx] = side_term(weighted, n_o, row_sum[o], vth);
+    }
 }
 
 }  // namespace cuda
