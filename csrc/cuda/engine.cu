@@ -18,9 +18,9 @@
 //   weight_sums_kernel (when learning): sum_i W and the regularization scale (optimizer.cuh)
 // per layer, upwards:
 //   current_kernel    I[b,t,o] = sum over inputs firing at (b,t) of W^T[i,o]      (dense.cuh)
-//   lif_scan*_kernel  SPEC 1, one thread per neuron (one block per sample with lateral
-//                     inhibition); writes both masks, counts and the layer's spike total
-//                                                                        (population.cuh)
+//   lif_scan_kernel   SPEC 1, one thread per neuron (<Real, true>: one block per sample, with
+//                     lateral inhibition); writes both masks, counts and the layer's spike
+//                     total                                                  (population.cuh)
 // then output_loss_kernel: predictions, and when learning delta and cost (output_layer.cuh);
 // when learning, from the output layer down:
 //   with lateral inhibition, trace_kernel and lateral_kernel on the pre-revival spikes;
@@ -84,8 +84,9 @@ public:
         }
         for (const Shape& shape : layer_shapes(spec)) sizes_.push_back(static_cast<int>(shape.size()));
         const int L = static_cast<int>(spec.layers.size());
-        if (h_.lateral_inhibition != 0.0 && sizes_.back() > 1024)
-            throw std::invalid_argument("CUDA engine: lateral inhibition supports at most 1024 output neurons, got " +
+        if (h_.lateral_inhibition != 0.0 && sizes_.back() > kMaxLateralNeurons)
+            throw std::invalid_argument("CUDA engine: lateral inhibition supports at most " +
+                                        std::to_string(kMaxLateralNeurons) + " output neurons, got " +
                                         std::to_string(sizes_.back()));
         int count = 0;
         const cudaError_t err = cudaGetDeviceCount(&count);
@@ -376,12 +377,12 @@ private:
                               want_spikes ? layer.fired.get() : nullptr, words_for(O), words_for(T)};
         const LifParams<Real> p{Real(vth_[l]), Real(h_.tau_m), Real(h_.tau_s), h_.t_ref};
         if (l == n_layers() - 1 && h_.lateral_inhibition != 0.0) {
-            launch("lif_scan_lateral_kernel", lif_scan_lateral_kernel<Real>, B,
-                   static_cast<unsigned>(round_up(O, 32)), 0, layer.current.get(), T, O, p, Real(h_.lateral_inhibition), out);
+            launch("lif_scan_kernel<lateral>", lif_scan_kernel<Real, true>, B, static_cast<unsigned>(round_up(O, 32)),
+                   0, layer.current.get(), T, O, p, Real(h_.lateral_inhibition), out);
         } else {
-            const int threads = static_cast<int>(std::min<size_t>(128, round_up(O, 32)));
-            launch("lif_scan_kernel", lif_scan_kernel<Real>, static_cast<unsigned>(B * div_up(O, threads)), threads, 0,
-                   layer.current.get(), B, T, O, p, out);
+            const int threads = static_cast<int>(std::min<size_t>(kScanThreads, round_up(O, 32)));
+            launch("lif_scan_kernel", lif_scan_kernel<Real, false>, static_cast<unsigned>(B * div_up(O, threads)),
+                   threads, 0, layer.current.get(), B, T, O, p, out);
         }
     }
 

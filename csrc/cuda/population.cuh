@@ -4,6 +4,7 @@
 // of its post trains and the side term.
 #pragma once
 #include <cstdint>
+#include <type_traits>
 
 #include "../hm2bp/backward.hpp"
 #include "../hm2bp/neuron.hpp"
@@ -54,19 +55,37 @@ __device__ __forceinline__ void finish_scan(const ScanOutputs& out, size_t b, in
 }
 
 constexpr int kScanPrefetch = 4;  // steps of input current loaded ahead of the serial recurrence
+constexpr int kScanThreads = 128;  // most threads of a block of the plain scan
+constexpr int kMaxLateralNeurons = 1024;  // the lateral scan holds a sample's layer in one block
 
-// SPEC 1 without lateral inhibition: one thread per (b, o), sequential over t (the CPU's
-// integrate). Grid: x = B * ceil(O / blockDim).
-template <class Real>
-__global__ void lif_scan_kernel(const Real* current, int B, int T, int O, LifParams<Real> p, ScanOutputs out)
+// SPEC 1 for a layer: each neuron's LIF recurrence, sequential over t (the CPU's integrate).
+//   Lateral = false: one thread per (b, o). Grid: x = B * ceil(O / blockDim), blockDim at most
+//     kScanThreads.
+//   Lateral = true (the output layer with lateral inhibition, the CPU's
+//     integrate_with_lateral_inhibition): all neurons of a sample advance together. One block
+//     per sample, one thread per neuron (blockDim = O rounded up to 32, at most
+//     kMaxLateralNeurons); the barrier count gives the spikes of the previous step, and each
+//     neuron's input loses w0 per spike of the others. w0 is unused without Lateral.
+// The body of lif_scan_kernel below; it takes its parameters by value, as the kernels do (by
+// reference the code compiles differently).
+template <class Real, bool Lateral>
+__device__ __forceinline__ void lif_scan(const Real* current, int T, int O, LifParams<Real> p, Real w0,
+                                         ScanOutputs out)
 {
-    const int blocks_per_sample = (O + blockDim.x - 1) / blockDim.x;
-    const size_t b = blockIdx.x / blocks_per_sample;
-    const int o = (blockIdx.x - static_cast<int>(b) * blocks_per_sample) * blockDim.x + threadIdx.x;
+    size_t b;
+    int o;
+    if constexpr (Lateral) {
+        b = blockIdx.x;
+        o = threadIdx.x;
+    } else {
+        const int blocks_per_sample = (O + blockDim.x - 1) / blockDim.x;
+        b = blockIdx.x / blocks_per_sample;
+        o = (blockIdx.x - static_cast<int>(b) * blocks_per_sample) * blockDim.x + threadIdx.x;
+    }
     const bool valid = o < O;
     const Real* r_in = current + b * T * O + (valid ? o : 0);
     Real v = Real(0), ep = Real(0);
-    int ref = 0, count = 0;
+    int ref = 0, count = 0, prev = 0;  // prev: this neuron fired at the previous step (Lateral)
     uint32_t word = 0;
     lif_decay(v, ep, p);
     record_spike(out, b, T, O, o, 0, false, word, count);  // t = 0 never fires
@@ -79,48 +98,45 @@ __global__ void lif_scan_kernel(const Real* current, int B, int T, int O, LifPar
         for (int j = 0; j < kScanPrefetch; ++j) {
             const int t = t0 + j;
             if (t >= T) break;
-            lif_decay(v, ep, p);
-            const bool f = lif_integrate(v, ep, ref, r[j], p) && valid;
+            bool f;
+            if constexpr (Lateral) {
+                const int fired_before = __syncthreads_count(prev);
+                lif_decay(v, ep, p);
+                const Real inhibition = -w0 * Real(fired_before - prev);
+                f = lif_integrate(v, ep, ref, r[j] + inhibition, p) && valid;
+            } else {
+                lif_decay(v, ep, p);
+                f = lif_integrate(v, ep, ref, r[j], p) && valid;
+            }
             record_spike(out, b, T, O, o, t, f, word, count);
+            if constexpr (Lateral) prev = f ? 1 : 0;
         }
     }
     finish_scan(out, b, O, o, count);
 }
 
-// SPEC 1 for the output layer with lateral inhibition: all neurons of a sample advance together
-// (the CPU's integrate_with_lateral_inhibition). One block per sample, one thread per neuron
-// (blockDim = O rounded up to 32); the barrier count gives the spikes of the previous step.
-template <class Real>
-__global__ void __launch_bounds__(1024) lif_scan_lateral_kernel(const Real* current, int T, int O, LifParams<Real> p, Real w0,
-                                        ScanOutputs out)
+// The scan kernel, lif_scan_kernel<Real, Lateral>: one template name for both forms, as two
+// one-line overloads around lif_scan (enable_if picks one by Lateral). Each keeps what the
+// kernel it replaces had, so that both compile to the same machine code as before (nvcc 13,
+// sm_80 and sm_90):
+// - launch bounds: the lateral form keeps __launch_bounds__(1024), which it needs, since a block
+//   of up to 1024 threads must launch (it caps the kernel at 64 registers). The plain form keeps
+//   none: it runs blocks of at most kScanThreads, and any bound, 128 or 1024 alike, changes its
+//   register allocation (float32 on sm_90: 44 registers -> 38 or 39), so one bound for both
+//   instantiations would not have been a pure move;
+// - parameters: each keeps its own list (the plain one takes B, unused, and no w0): the
+//   parameter layout alone moves the float64 plain scan from 62 registers to 56.
+template <class Real, bool Lateral, std::enable_if_t<!Lateral, int> = 0>
+__global__ void lif_scan_kernel(const Real* current, int /*B*/, int T, int O, LifParams<Real> p, ScanOutputs out)
 {
-    const size_t b = blockIdx.x;
-    const int o = threadIdx.x;
-    const bool valid = o < O;
-    const Real* r_in = current + b * T * O + (valid ? o : 0);
-    Real v = Real(0), ep = Real(0);
-    int ref = 0, count = 0, prev = 0;
-    uint32_t word = 0;
-    lif_decay(v, ep, p);
-    record_spike(out, b, T, O, o, 0, false, word, count);
-    for (int t0 = 1; t0 < T; t0 += kScanPrefetch) {
-        Real r[kScanPrefetch];
-#pragma unroll
-        for (int j = 0; j < kScanPrefetch; ++j)
-            r[j] = (valid && t0 + j < T) ? r_in[static_cast<size_t>(t0 + j - 1) * O] : Real(0);
-#pragma unroll
-        for (int j = 0; j < kScanPrefetch; ++j) {
-            const int t = t0 + j;
-            if (t >= T) break;
-            const int fired_before = __syncthreads_count(prev);
-            lif_decay(v, ep, p);
-            const Real inhibition = -w0 * Real(fired_before - prev);
-            const bool f = lif_integrate(v, ep, ref, r[j] + inhibition, p) && valid;
-            record_spike(out, b, T, O, o, t, f, word, count);
-            prev = f ? 1 : 0;
-        }
-    }
-    finish_scan(out, b, O, o, count);
+    lif_scan<Real, false>(current, T, O, p, Real(0), out);
+}
+
+template <class Real, bool Lateral, std::enable_if_t<Lateral, int> = 0>
+__global__ void __launch_bounds__(kMaxLateralNeurons)
+    lif_scan_kernel(const Real* current, int T, int O, LifParams<Real> p, Real w0, ScanOutputs out)
+{
+    lif_scan<Real, true>(current, T, O, p, w0, out);
 }
 
 // K[t] of one post neuron (its neuron-mask row m) at one step t >= 1, in gather form: the
