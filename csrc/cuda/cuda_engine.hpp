@@ -1,5 +1,5 @@
 // The CUDA engine: the Engine API of engine.hpp on one GPU. Plain C++ (no CUDA types), so that
-// bindings.cpp includes it without nvcc; the kernels live in cuda_engine.cu and the .cuh files.
+// bindings.cpp includes it without nvcc; the kernels live in engine.cu and the .cuh files.
 #pragma once
 #include <memory>
 #include <string>

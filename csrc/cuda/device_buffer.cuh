@@ -1,4 +1,5 @@
-// CUDA error checks that throw, and an owning device array that only grows.
+// CUDA error checks that throw, an owning device array that only grows, and the size arithmetic
+// of the launches.
 #pragma once
 #include <cuda_runtime.h>
 
@@ -18,6 +19,10 @@ inline void check(cudaError_t err, const char* what, const char* file, int line)
 }
 
 #define HM2BP_CUDA_CHECK(call) ::hm2bp::cuda::check((call), #call, __FILE__, __LINE__)
+
+inline size_t div_up(size_t a, size_t b) { return (a + b - 1) / b; }
+inline size_t round_up(size_t a, size_t b) { return div_up(a, b) * b; }
+inline int words_for(int n) { return (n + 31) / 32; }  // 32-bit words of a bit mask of n bits
 
 // A device array of T. ensure(n) makes room for n elements, dropping the old contents when it
 // has to reallocate: the engine sizes its per-batch buffers this way and rewrites them each run.

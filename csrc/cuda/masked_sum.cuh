@@ -19,6 +19,21 @@ constexpr unsigned kFullWarp = 0xffffffffu;
 constexpr int kTileCols = 32;      // columns per tile: one per lane
 constexpr int kMaxChunkRows = 1024;  // rows of M per tile: at most 32 mask words, one per lane
 
+inline int column_tiles(int n) { return (n + kTileCols - 1) / kTileCols; }  // tiles of n columns
+
+// Where a thread of a tiled kernel (grid x = column tile) works: its lane (its column of the
+// tile), its warp, the block's warps, the tile's first column o0 and the thread's column o.
+// (Out-parameters, not a returned struct: the kernels then compile exactly as with the five
+// declarations inline.)
+__device__ __forceinline__ void tile_thread(int& lane, int& warp, int& nwarps, int& o0, int& o)
+{
+    lane = threadIdx.x & 31;
+    warp = threadIdx.x >> 5;
+    nwarps = blockDim.x >> 5;
+    o0 = blockIdx.x * kTileCols;
+    o = o0 + lane;
+}
+
 // Loads rows [d0, d0 + dn) of M (row stride ldm) and columns [o0, o0 + 32) into tile; columns
 // at or past n_cols are zero. Called by all threads of the block.
 template <class Real>

@@ -11,18 +11,24 @@ rm -rf "$DEST/src" "$DEST/pkg"; mkdir -p "$DEST/src" "$DEST/pkg"
 cp -r "$REPO/csrc" "$DEST/src/"
 cd "$DEST/src/csrc/cuda"
 # The only two source changes: launches go to the emulator, dynamic shared memory is a pointer.
-mv cuda_engine.cu cuda_engine.cpp
-grep -q 'kernel<<<grid, block, smem, stream_>>>(args...);' cuda_engine.cpp
-sed -i 's/kernel<<<grid, block, smem, stream_>>>(args...);/simt::launch(kernel, grid, block, smem, args...);/' cuda_engine.cpp
+# engine.cu is the one CUDA translation unit (it includes the .cuh files): any other .cu file
+# would not be built here, so there must be none.
+test -z "$(find . -name '*.cu' ! -name engine.cu)"
+mv engine.cu engine.cpp
+grep -q 'kernel<<<grid, block, smem, stream_>>>(args...);' engine.cpp
+sed -i 's/kernel<<<grid, block, smem, stream_>>>(args...);/simt::launch(kernel, grid, block, smem, args...);/' engine.cpp
 for f in *.cuh; do sed -i 's/extern __shared__ __align__(16) unsigned char smem_raw\[\];/unsigned char* smem_raw = simt::dynamic_smem();/' "$f"; done
-test "$(grep -c 'simt::dynamic_smem' *.cuh | awk -F: '{s+=$2} END {print s}')" = 2
+# Two kernels have a dynamic shared array (dense.cuh: current_kernel, spsp_rows_kernel), and no
+# launch or dynamic shared array is left unpatched.
+test "$(cat *.cuh | grep -c 'simt::dynamic_smem')" = 2
+! grep -n '<<<\|extern __shared__' engine.cpp *.cuh || exit 1
 cd "$DEST/src"
 PYINC=$($PY -m pybind11 --includes)
 SUFFIX=$($PY -c "import sysconfig; print(sysconfig.get_config_var('EXT_SUFFIX'))")
 COMMON="-std=c++17 -fPIC -ffp-contract=off -fopenmp -DHM2BP_WITH_CUDA -DHM2BP_VERSION=\"0.1.0\" -DHM2BP_CUDA_ARCHS=\"simt-emulator\" $PYINC"
 g++ $COMMON -O3 -march=native -fno-loop-unroll-and-jam "$@" -c csrc/cpu/engine.cpp -o cpu.o &
 g++ $COMMON -O2 "$@" -c csrc/bindings.cpp -o bindings.o &
-g++ $COMMON -O2 -I "$HERE/fake" -include "$HERE/simt.hpp" "$@" -c csrc/cuda/cuda_engine.cpp -o cuda.o
+g++ $COMMON -O2 -I "$HERE/fake" -include "$HERE/simt.hpp" "$@" -c csrc/cuda/engine.cpp -o cuda.o
 wait
 g++ -shared -fopenmp "$@" cpu.o bindings.o cuda.o -o "$DEST/pkg/_core$SUFFIX"
 cp -r "$REPO/python/hm2bp" "$DEST/pkg/"

@@ -1,18 +1,38 @@
 // The CUDA engine: SPEC sections 1-5 in the fast form of section 6, the whole batch at once.
+// This file is the orchestration (the CudaEngine class: buffers, launch geometry, the kernel
+// sequence below, results); the kernels live in one file per concept, and every formula they
+// apply is a shared HM2BP_HD function of csrc/hm2bp:
+//   encode.cuh        input spikes (dense bytes, or SPEC 2's Poisson trains) as bit masks
+//   dense.cuh         a dense connection: forward current (SPEC 1's input), backward S-PSP rows
+//   population.cuh    a LIF population: SPEC 1's scan, the S-PSP traces K, the side term
+//   output_layer.cuh  SPEC 3's loss and predictions, revival, the lateral factor
+//   optimizer.cuh     SPEC 5: weight sums, batch mean, regularization, Adam/SGD
+//   device_layer.cuh  a layer's device storage; parameter upload and read-back
+//   masked_sum.cuh    the shared-tile masked sum behind both dense.cuh kernels
+//   device_buffer.cuh device arrays and error checks
 //
 // Spikes live on the device as bit masks, by step (B, T, words(n)) for the forward rows and by
-// neuron (B, n, words(T)) for the traces and S-PSP rows. Per batch and layer:
-//   current_kernel    I[b,t,o] = sum over inputs firing at (b,t) of W^T[i,o]   (masked_sum.cuh)
-//   lif_scan*_kernel  SPEC 1, one thread per neuron (one block per sample with lateral
-//                     inhibition); writes both masks, counts and the layer's spike total
-// then, when learning, from the output layer down:
-//   output_loss, [trace + lateral on the pre-revival spikes], revival,
+// neuron (B, n, words(T)) for the traces and S-PSP rows. One batch:
+//   dense_step_mask_kernel, or poisson_keys_kernel + poisson_step_mask_kernel; then
+//   transpose_mask_kernel: the input masks and counts                          (encode.cuh)
+//   weight_sums_kernel (when learning): sum_i W and the regularization scale (optimizer.cuh)
+// per layer, upwards:
+//   current_kernel    I[b,t,o] = sum over inputs firing at (b,t) of W^T[i,o]      (dense.cuh)
+//   lif_scan_kernel   SPEC 1, one thread per neuron (<Real, true>: one block per sample, with
+//                     lateral inhibition); writes both masks, counts and the layer's spike
+//                     total                                                  (population.cuh)
+// then output_loss_kernel: predictions, and when learning delta and cost (output_layer.cuh);
+// when learning, from the output layer down:
+//   with lateral inhibition, trace_kernel and lateral_kernel on the pre-revival spikes;
+//   revival_kernel                                      (population.cuh, output_layer.cuh)
+//   per layer, downwards:
 //   trace_kernel      K[b,t,o] in gather form (spsp_pair terms summed one by one)
-//   side_kernel       dv and the side term (sum_t K I / n_o)
+//   side_kernel       dv and the side term (sum_t K I / n_o)                 (population.cuh)
 //   spsp_rows_kernel  e[b,o,i] = sum over spike times of i of K[b,t,o] (K_b tile in shared
 //                     memory), g accumulated per sample group without atomics, pre-deltas
-// and the optimizer (sum of the group partials, batch mean, regularization, Adam/SGD).
-// Every formula is a shared HM2BP_HD function of csrc/hm2bp; the kernels only orchestrate.
+//                                                                               (dense.cuh)
+// and to train, update_kernel: the sum of the group partials, batch mean, regularization,
+// Adam/SGD (optimizer.cuh); to export the gradients instead, export_gradient_kernel.
 // Work and traffic per sample: bench/GPU_NOTES.md.
 #include <cuda_runtime.h>
 
@@ -30,12 +50,14 @@
 #include "../hm2bp/neuron.hpp"
 #include "../hm2bp/optimizer.hpp"
 #include "../hm2bp/spsp.hpp"
-#include "backward.cuh"
 #include "cuda_engine.hpp"
+#include "dense.cuh"
 #include "device_buffer.cuh"
+#include "device_layer.cuh"
 #include "encode.cuh"
-#include "forward.cuh"
 #include "optimizer.cuh"
+#include "output_layer.cuh"
+#include "population.cuh"
 
 #ifndef HM2BP_CUDA_ARCHS
 #define HM2BP_CUDA_ARCHS ""
@@ -46,33 +68,8 @@ namespace {
 
 using namespace cuda;
 
-size_t div_up(size_t a, size_t b) { return (a + b - 1) / b; }
-size_t round_up(size_t a, size_t b) { return div_up(a, b) * b; }
-int words_for(int n) { return (n + 31) / 32; }
-int column_tiles(int n) { return (n + kTileCols - 1) / kTileCols; }
-
 constexpr int kThreads = 256;            // plain elementwise kernels
 constexpr size_t kTileBytes = 110 * 1024;  // shared tile of the masked sums: two blocks per SM on H100/H200
-
-// One weight layer: its parameters (kept between runs) and its per-batch buffers (rewritten by
-// every run before they are read, so stale contents from a larger batch never leak through).
-template <class Real>
-struct DeviceLayer {
-    int n_in = 0;
-    int n_out = 0;
-    DeviceBuffer<Real> wt, moment1, moment2;  // (n_in, n_out): W^T, as on the CPU
-    DeviceBuffer<Real> row_sum, reg_scale;    // (n_out): sum_i W, regularization scale
-    DeviceBuffer<Real> current, trace;        // (B, T, n_out)
-    DeviceBuffer<uint32_t> step_mask;         // (B, T, words(n_out)): the next layer's input
-    DeviceBuffer<uint32_t> neuron_mask;       // (B, n_out, words(T))
-    DeviceBuffer<int> counts;                 // (B, n_out)
-    DeviceBuffer<uint8_t> fired;              // (B, T, n_out), only when spikes are returned
-    DeviceBuffer<Real> dv, side;              // (B, n_out)
-    DeviceBuffer<Real> pd_part;               // (B, tiles(n_out), n_in): pre-delta per column tile
-    DeviceBuffer<Real> grad_part;             // (groups, n_in, n_out)
-    int groups = 1;                           // sample groups of the gradient, this run
-    int samples_per_group = 1;
-};
 
 template <class Real>
 class CudaEngine final : public Engine {
@@ -87,8 +84,9 @@ public:
         }
         for (const Shape& shape : layer_shapes(spec)) sizes_.push_back(static_cast<int>(shape.size()));
         const int L = static_cast<int>(spec.layers.size());
-        if (h_.lateral_inhibition != 0.0 && sizes_.back() > 1024)
-            throw std::invalid_argument("CUDA engine: lateral inhibition supports at most 1024 output neurons, got " +
+        if (h_.lateral_inhibition != 0.0 && sizes_.back() > kMaxLateralNeurons)
+            throw std::invalid_argument("CUDA engine: lateral inhibition supports at most " +
+                                        std::to_string(kMaxLateralNeurons) + " output neurons, got " +
                                         std::to_string(sizes_.back()));
         int count = 0;
         const cudaError_t err = cudaGetDeviceCount(&count);
@@ -115,18 +113,7 @@ public:
         sync_each_ = sync && std::strcmp(sync, "0") != 0;
 
         layers_ = std::vector<DeviceLayer<Real>>(L);
-        for (int l = 0; l < L; ++l) {
-            DeviceLayer<Real>& layer = layers_[l];
-            layer.n_in = sizes_[l];
-            layer.n_out = sizes_[l + 1];
-            const size_t size = static_cast<size_t>(layer.n_in) * layer.n_out;
-            for (DeviceBuffer<Real>* p : {&layer.wt, &layer.moment1, &layer.moment2}) {
-                p->ensure(size);
-                HM2BP_CUDA_CHECK(cudaMemset(p->get(), 0, size * sizeof(Real)));
-            }
-            layer.row_sum.ensure(layer.n_out);
-            layer.reg_scale.ensure(layer.n_out);
-        }
+        for (int l = 0; l < L; ++l) layers_[l].allocate(sizes_[l], sizes_[l + 1]);
         uint64_t thresholds[256];
         poisson_thresholds(thresholds);
         thresholds_.ensure(256);
@@ -149,30 +136,16 @@ public:
 
     void set_param(Param p, int l, const double* values) override
     {
-        DeviceLayer<Real>& layer = layer_at(l);
-        const int N = layer.n_in, O = layer.n_out;
-        std::vector<Real> host(static_cast<size_t>(N) * O);
-        for (int o = 0; o < O; ++o)
-            for (int i = 0; i < N; ++i)
-                host[static_cast<size_t>(i) * O + o] = Real(values[static_cast<size_t>(o) * N + i]);
+        const DeviceLayer<Real>& layer = layer_at(l);
         HM2BP_CUDA_CHECK(cudaSetDevice(device_));
-        HM2BP_CUDA_CHECK(cudaMemcpyAsync(param(layer, p).get(), host.data(), host.size() * sizeof(Real),
-                                         cudaMemcpyHostToDevice, stream_));
-        HM2BP_CUDA_CHECK(cudaStreamSynchronize(stream_));
+        upload_transposed(values, layer.n_in, layer.n_out, layer.param(p).get(), stream_);
     }
 
     void get_param(Param p, int l, double* values) const override
     {
-        const DeviceLayer<Real>& layer = const_cast<CudaEngine*>(this)->layer_at(l);
-        const int N = layer.n_in, O = layer.n_out;
-        std::vector<Real> host(static_cast<size_t>(N) * O);
+        const DeviceLayer<Real>& layer = layer_at(l);
         HM2BP_CUDA_CHECK(cudaSetDevice(device_));
-        HM2BP_CUDA_CHECK(cudaMemcpyAsync(host.data(), param(const_cast<DeviceLayer<Real>&>(layer), p).get(),
-                                         host.size() * sizeof(Real), cudaMemcpyDeviceToHost, stream_));
-        HM2BP_CUDA_CHECK(cudaStreamSynchronize(stream_));
-        for (int o = 0; o < O; ++o)
-            for (int i = 0; i < N; ++i)
-                values[static_cast<size_t>(o) * N + i] = double(host[static_cast<size_t>(i) * O + o]);
+        download_transposed(layer.param(p).get(), layer.n_in, layer.n_out, values, stream_);
     }
 
     int64_t step() const override { return step_; }
@@ -217,16 +190,9 @@ public:
         cudaGetLastError();
         for (int l = 0; l < n_layers(); ++l) {
             DeviceLayer<Real>& layer = layers_[l];
-            const int N = layer.n_in, O = layer.n_out;
-            std::vector<Real> host(static_cast<size_t>(N) * O);
-            for (int o = 0; o < O; ++o)
-                for (int i = 0; i < N; ++i)
-                    host[static_cast<size_t>(i) * O + o] = Real(sums[l][static_cast<size_t>(o) * N + i]);
             layer.groups = 1;  // the sums are one group
-            layer.grad_part.ensure(host.size());
-            HM2BP_CUDA_CHECK(cudaMemcpyAsync(layer.grad_part.get(), host.data(), host.size() * sizeof(Real),
-                                             cudaMemcpyHostToDevice, stream_));
-            HM2BP_CUDA_CHECK(cudaStreamSynchronize(stream_));  // host is freed at the end of the iteration
+            layer.grad_part.ensure(static_cast<size_t>(layer.n_in) * layer.n_out);
+            upload_transposed(sums[l], layer.n_in, layer.n_out, layer.grad_part.get(), stream_);
         }
         weight_sums();
         update(count, lr);
@@ -262,19 +228,10 @@ private:
     int n_layers() const { return static_cast<int>(layers_.size()); }
     RegParams regularization() const { return RegParams{h_.reg_lambda, h_.reg_beta, h_.weight_limit}; }
 
-    DeviceLayer<Real>& layer_at(int l)
+    const DeviceLayer<Real>& layer_at(int l) const
     {
         if (l < 0 || l >= n_layers()) throw std::out_of_range("CUDA engine: layer index out of range");
         return layers_[l];
-    }
-
-    static DeviceBuffer<Real>& param(DeviceLayer<Real>& layer, Param p)
-    {
-        switch (p) {
-            case Param::Weights: return layer.wt;
-            case Param::Moment1: return layer.moment1;
-            default: return layer.moment2;
-        }
     }
 
     // Launches a kernel on the engine's stream and checks the launch (and, with
@@ -345,26 +302,8 @@ private:
         in_step_mask_.ensure(BT * words_for(N0));
         in_neuron_mask_.ensure(Bs * N0 * time_words);
         in_counts_.ensure(Bs * N0);
-        for (DeviceLayer<Real>& layer : layers_) {
-            const size_t O = layer.n_out, N = layer.n_in;
-            layer.current.ensure(BT * O);
-            layer.step_mask.ensure(BT * words_for(layer.n_out));
-            layer.neuron_mask.ensure(Bs * O * time_words);
-            layer.counts.ensure(Bs * O);
-            if (want_spikes) layer.fired.ensure(BT * O);
-            if (!learn) continue;
-            layer.trace.ensure(BT * O);
-            layer.dv.ensure(Bs * O);
-            layer.side.ensure(Bs * O);
-            if (&layer != &layers_.front()) layer.pd_part.ensure(Bs * column_tiles(layer.n_out) * N);
-            // Enough (tile, group) blocks to fill the GPU a few times over; each group's samples
-            // are summed in order, then the groups in order.
-            const int tiles = column_tiles(layer.n_out);
-            const int want = std::max(1, static_cast<int>(div_up(4 * prop_.multiProcessorCount, tiles)));
-            layer.samples_per_group = static_cast<int>(div_up(B, std::min(want, B)));
-            layer.groups = static_cast<int>(div_up(B, layer.samples_per_group));
-            layer.grad_part.ensure(static_cast<size_t>(layer.groups) * N * O);
-        }
+        for (int l = 0; l < n_layers(); ++l)
+            layers_[l].prepare(B, T, learn, want_spikes, l > 0, prop_.multiProcessorCount);
         const size_t O = sizes_.back();
         predictions_.ensure(Bs);
         if (learn) {
@@ -438,12 +377,12 @@ private:
                               want_spikes ? layer.fired.get() : nullptr, words_for(O), words_for(T)};
         const LifParams<Real> p{Real(vth_[l]), Real(h_.tau_m), Real(h_.tau_s), h_.t_ref};
         if (l == n_layers() - 1 && h_.lateral_inhibition != 0.0) {
-            launch("lif_scan_lateral_kernel", lif_scan_lateral_kernel<Real>, B,
-                   static_cast<unsigned>(round_up(O, 32)), 0, layer.current.get(), T, O, p, Real(h_.lateral_inhibition), out);
+            launch("lif_scan_kernel<lateral>", lif_scan_kernel<Real, true>, B, static_cast<unsigned>(round_up(O, 32)),
+                   0, layer.current.get(), T, O, p, Real(h_.lateral_inhibition), out);
         } else {
-            const int threads = static_cast<int>(std::min<size_t>(128, round_up(O, 32)));
-            launch("lif_scan_kernel", lif_scan_kernel<Real>, static_cast<unsigned>(B * div_up(O, threads)), threads, 0,
-                   layer.current.get(), B, T, O, p, out);
+            const int threads = static_cast<int>(std::min<size_t>(kScanThreads, round_up(O, 32)));
+            launch("lif_scan_kernel", lif_scan_kernel<Real, false>, static_cast<unsigned>(B * div_up(O, threads)),
+                   threads, 0, layer.current.get(), B, T, O, p, out);
         }
     }
 

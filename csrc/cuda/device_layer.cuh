@@ -1,0 +1,110 @@
+// A dense layer's storage on the device: its parameters (W^T and the optimizer moments, kept
+// between runs; set and read back as the Engine API's row-major W), the sums of W the side term
+// and the regularization read, and its per-batch buffers (sized by prepare, which only grows
+// them, and rewritten by every run before they are read, so stale contents from a larger batch
+// never leak through).
+#pragma once
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#include "../engine.hpp"
+#include "device_buffer.cuh"
+#include "masked_sum.cuh"
+
+namespace hm2bp {
+namespace cuda {
+
+template <class Real>
+struct DeviceLayer {
+    int n_in = 0;
+    int n_out = 0;
+    DeviceBuffer<Real> wt, moment1, moment2;  // (n_in, n_out): W^T, as on the CPU
+    DeviceBuffer<Real> row_sum, reg_scale;    // (n_out): sum_i W, regularization scale
+    DeviceBuffer<Real> current, trace;        // (B, T, n_out)
+    DeviceBuffer<uint32_t> step_mask;         // (B, T, words(n_out)): the next layer's input
+    DeviceBuffer<uint32_t> neuron_mask;       // (B, n_out, words(T))
+    DeviceBuffer<int> counts;                 // (B, n_out)
+    DeviceBuffer<uint8_t> fired;              // (B, T, n_out), only when spikes are returned
+    DeviceBuffer<Real> dv, side;              // (B, n_out)
+    DeviceBuffer<Real> pd_part;               // (B, tiles(n_out), n_in): pre-delta per column tile
+    DeviceBuffer<Real> grad_part;             // (groups, n_in, n_out)
+    int groups = 1;                           // sample groups of the gradient, this run
+    int samples_per_group = 1;
+
+    // The parameters, zeroed, and the per-neuron sums.
+    void allocate(int inputs, int outputs)
+    {
+        n_in = inputs;
+        n_out = outputs;
+        const size_t size = static_cast<size_t>(n_in) * n_out;
+        for (DeviceBuffer<Real>* p : {&wt, &moment1, &moment2}) {
+            p->ensure(size);
+            HM2BP_CUDA_CHECK(cudaMemset(p->get(), 0, size * sizeof(Real)));
+        }
+        row_sum.ensure(n_out);
+        reg_scale.ensure(n_out);
+    }
+
+    const DeviceBuffer<Real>& param(Param p) const
+    {
+        switch (p) {
+            case Param::Weights: return wt;
+            case Param::Moment1: return moment1;
+            default: return moment2;
+        }
+    }
+
+    // Sizes the per-batch buffers for B samples of T steps; pre_deltas: the layer below learns
+    // from this one's pre-deltas; sm_count: the GPU's multiprocessors.
+    void prepare(int B, int T, bool learn, bool want_spikes, bool pre_deltas, int sm_count)
+    {
+        const size_t Bs = static_cast<size_t>(B), BT = Bs * T;
+        const int time_words = words_for(T);
+        const size_t O = n_out, N = n_in;
+        current.ensure(BT * O);
+        step_mask.ensure(BT * words_for(n_out));
+        neuron_mask.ensure(Bs * O * time_words);
+        counts.ensure(Bs * O);
+        if (want_spikes) fired.ensure(BT * O);
+        if (!learn) return;
+        trace.ensure(BT * O);
+        dv.ensure(Bs * O);
+        side.ensure(Bs * O);
+        if (pre_deltas) pd_part.ensure(Bs * column_tiles(n_out) * N);
+        // Enough (tile, group) blocks to fill the GPU a few times over; each group's samples
+        // are summed in order, then the groups in order.
+        const int tiles = column_tiles(n_out);
+        const int want = std::max(1, static_cast<int>(div_up(4 * sm_count, tiles)));
+        samples_per_group = static_cast<int>(div_up(B, std::min(want, B)));
+        groups = static_cast<int>(div_up(B, samples_per_group));
+        grad_part.ensure(static_cast<size_t>(groups) * N * O);
+    }
+};
+
+// W (N inputs, O outputs) as the Engine API holds it, row-major (O, N) doubles, to W^T (N, O)
+// in Reals on the device (dst holds at least N * O), and back. Both wait for the copy.
+template <class Real>
+void upload_transposed(const double* values, int N, int O, Real* dst, cudaStream_t stream)
+{
+    std::vector<Real> host(static_cast<size_t>(N) * O);
+    for (int o = 0; o < O; ++o)
+        for (int i = 0; i < N; ++i) host[static_cast<size_t>(i) * O + o] = Real(values[static_cast<size_t>(o) * N + i]);
+    HM2BP_CUDA_CHECK(cudaMemcpyAsync(dst, host.data(), host.size() * sizeof(Real), cudaMemcpyHostToDevice, stream));
+    HM2BP_CUDA_CHECK(cudaStreamSynchronize(stream));  // host is freed on return
+}
+
+template <class Real>
+void download_transposed(const Real* src, int N, int O, double* values, cudaStream_t stream)
+{
+    std::vector<Real> host(static_cast<size_t>(N) * O);
+    HM2BP_CUDA_CHECK(cudaMemcpyAsync(host.data(), src, host.size() * sizeof(Real), cudaMemcpyDeviceToHost, stream));
+    HM2BP_CUDA_CHECK(cudaStreamSynchronize(stream));
+    for (int o = 0; o < O; ++o)
+        for (int i = 0; i < N; ++i) values[static_cast<size_t>(o) * N + i] = double(host[static_cast<size_t>(i) * O + o]);
+}
+
+}  // namespace cuda
+}  // namespace hm2bp
