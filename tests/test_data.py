@@ -212,7 +212,7 @@ def test_nmnist_binning_hand_built(data, tmp_path):
 
 
 @pytest.mark.parametrize("payload, what", [
-    (event_bytes([(1, 1, 0, 10), (34, 0, 0, 20)]), "x=34"),
+    (event_bytes([(1, 1, 0, 10), (34, 0, 0, 20)]), "x: values 1..34 outside 0..33"),
     (event_bytes([(1, 1, 0, 10)]) + b"\x00\x01", "multiple of 5"),
 ])
 def test_nmnist_bad_file(data, tmp_path, payload, what):

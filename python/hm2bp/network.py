@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from . import _core
+from . import _core, limits
 
 log = logging.getLogger("hm2bp")
 
@@ -52,12 +52,8 @@ def _positive_number(name: str, value: float, allow_zero: bool = False) -> float
     return value
 
 
-def _whole_number(name: str, value: int, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
+def _whole_number(name: str, value: int, minimum: int, maximum: int = limits.INT32_MAX) -> int:
+    return limits.check_int(name, value, minimum, maximum)  # the C++ type's range
 
 
 def check_images(images: Array, n_in: int | None = None) -> Array:
@@ -92,7 +88,7 @@ def _check_T(T: int) -> int:
 
 
 def _check_seed(name: str, value: int) -> int:
-    return _whole_number(name, value, 0)
+    return _whole_number(name, value, 0, limits.UINT64_MAX)
 
 
 def encode_poisson(images: Array, T: int, seed: int, sample_index: int | Sequence[int] | Array,
@@ -124,6 +120,7 @@ class Network:
         if len(layers) < 2:
             raise ValueError(f"layers must list at least 2 sizes (inputs and outputs), got {layers}")
         self.layers = [_whole_number(f"layers[{k}]", n, 1) for k, n in enumerate(layers)]
+        limits.check_sizes(self.layers)
         vth = [vth] if isinstance(vth, (int, float)) else list(vth)
         if len(vth) != len(layers) - 1:
             raise ValueError(f"vth needs one threshold per weight layer ({len(layers) - 1}), got {len(vth)}")
@@ -132,6 +129,7 @@ class Network:
         self.tau_s = _positive_number("tau_s", tau_s)
         if self.tau_s == self.tau_m:
             raise ValueError("tau_s must differ from tau_m (the S-PSP divides by 1 - tau_s / tau_m)")
+        _whole_number("the S-PSP window 4 * tau_m", math.floor(4 * self.tau_m), 0)
         self.t_ref = _whole_number("t_ref", t_ref, 0)
         self.lateral_inhibition = _positive_number("lateral_inhibition", lateral_inhibition, allow_zero=True)
         self.desired = _whole_number("desired", desired, 1)
@@ -150,7 +148,7 @@ class Network:
         if dtype not in ("float32", "float64"):
             raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
         self.dtype = dtype
-        self.threads = default_threads() if threads is None else _whole_number("threads", threads, 1)
+        self.threads = default_threads() if threads is None else _whole_number("threads", threads, 1, limits.MAX_THREADS)
         self.seed = _check_seed("seed", seed)
         self.backend = self._choose_backend(backend)
 
@@ -205,10 +203,7 @@ class Network:
             raise ValueError(f"{name} must have shape {shape} (n_out, n_in), got {value.shape}")
         if not np.issubdtype(value.dtype, np.number) or np.issubdtype(value.dtype, np.complexfloating):
             raise TypeError(f"{name} must be a real array, got dtype {value.dtype}")
-        value = np.ascontiguousarray(value, dtype=np.float64)
-        if not np.isfinite(value).all():
-            raise ValueError(f"{name} contains NaN or infinite values")
-        return value
+        return np.ascontiguousarray(limits.check_finite_in(name, value, self.dtype))
 
     def get_state(self) -> dict[str, Array]:
         """Weights and optimizer state, enough to resume training exactly."""
@@ -222,12 +217,13 @@ class Network:
         missing = [k for k in self.get_state() if k not in state]
         if missing:
             raise ValueError(f"state is missing {missing}; it must come from Network.get_state()")
+        limits.check_state({k: state[k] for k in self.get_state()})
         checked = {f"{kind}_{l}": self._check_param(f"{kind}_{l}", state[f"{kind}_{l}"], l)
                    for l in range(self.n_layers) for kind in ("weights", "moment1", "moment2")}
         for key, value in checked.items():
             kind, l = key.rsplit("_", 1)
             self._engine.set_param(kind, int(l), value)
-        self._engine.step = _whole_number("state['step']", int(np.asarray(state["step"])), 0)
+        self._engine.step = int(np.asarray(state["step"]))  # checked by check_state
 
     # -- input checks -------------------------------------------------------------------------
 
@@ -242,6 +238,7 @@ class Network:
             raise ValueError(f"spikes need T >= 2 time steps, got T = {T}")
         if n_in != self.layers[0]:
             raise ValueError(f"spikes have {n_in} inputs but the network has {self.layers[0]}")
+        limits.check_sizes(self.layers, B, T)
         if spikes.dtype != np.bool_:
             if not (np.issubdtype(spikes.dtype, np.integer) or np.issubdtype(spikes.dtype, np.floating)) \
                     or not np.isin(spikes, (0, 1)).all():
@@ -317,6 +314,7 @@ class Network:
         B = images.shape[0]
         index = check_sample_index(sample_index, B)
         T = _check_T(T)
+        limits.check_sizes(self.layers, B, T)
         if labels is not None:
             labels = self._check_labels(labels, B)
             self._check_learning_T(T)
