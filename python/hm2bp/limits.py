@@ -68,8 +68,11 @@ def check_finite_in(name: str, value: object, dtype: str) -> np.ndarray:
     return arr
 
 
-def check_sizes(layers: Sequence[int], batch: int = 1, T: int = 2) -> None:
+def check_sizes(layers: Sequence[int], batch: int = 1, T: int = 2, t_ref: int = 0) -> None:
     """Element counts of the engine's arrays fit its index types."""
+    if 2 * (T + 1) + t_ref > MAX_ELEMENTS:
+        raise ValueError(f"T {T} and t_ref {t_ref} need S-PSP tables of {2 * (T + 1) + t_ref} "
+                         f"entries, more than the engine's limit {MAX_ELEMENTS}")
     widest = max(layers)
     for n_in, n_out in zip(layers[:-1], layers[1:]):
         if n_in * n_out > MAX_ELEMENTS:
@@ -158,7 +161,7 @@ def format_bytes(n: float) -> str:
 def check_memory(layers: Sequence[int], T: int, t_ref: int, batch: int, threads: int,
                  dtype: str) -> int:
     """Refuse a configuration whose estimated memory exceeds what is available."""
-    check_sizes(layers, batch, T)
+    check_sizes(layers, batch, T, t_ref)
     need = engine_bytes(layers, T, t_ref, batch, threads, dtype)
     free = available_bytes()
     if free is not None and need > free:

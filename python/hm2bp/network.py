@@ -238,7 +238,7 @@ class Network:
             raise ValueError(f"spikes need T >= 2 time steps, got T = {T}")
         if n_in != self.layers[0]:
             raise ValueError(f"spikes have {n_in} inputs but the network has {self.layers[0]}")
-        limits.check_sizes(self.layers, B, T)
+        limits.check_sizes(self.layers, B, T, self.t_ref)
         if spikes.dtype != np.bool_:
             if not (np.issubdtype(spikes.dtype, np.integer) or np.issubdtype(spikes.dtype, np.floating)) \
                     or not np.isin(spikes, (0, 1)).all():
@@ -314,7 +314,7 @@ class Network:
         B = images.shape[0]
         index = check_sample_index(sample_index, B)
         T = _check_T(T)
-        limits.check_sizes(self.layers, B, T)
+        limits.check_sizes(self.layers, B, T, self.t_ref)
         if labels is not None:
             labels = self._check_labels(labels, B)
             self._check_learning_T(T)
