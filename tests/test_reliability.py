@@ -173,6 +173,7 @@ DAMAGE = {
 def test_loader_names_file_and_problem(run_copy, case, capsys):
     meta_change, array_change, fragment = DAMAGE[case]
     _rewrite(run_copy, meta_change, array_change)
+    damaged = (run_copy / "checkpoint.npz").read_bytes()
     with pytest.raises(CheckpointError, match="checkpoint") as info:
         config, _, arrays = load_checkpoint(run_copy)
         trainer.restore_network(trainer.build_network(config, "cpu", None), arrays)
@@ -182,6 +183,7 @@ def test_loader_names_file_and_problem(run_copy, case, capsys):
     one_line_error(capsys.readouterr().err, "hm2bp-eval: error:", fragment)
     assert cli.train_main(["--resume", str(run_copy), "--quiet"]) == 2
     one_line_error(capsys.readouterr().err, "hm2bp-train: error:", fragment)
+    assert (run_copy / "checkpoint.npz").read_bytes() == damaged
 
 
 def test_version_1_two_file_checkpoints_are_still_read(run_copy):
