@@ -105,7 +105,7 @@ def check_state(state: Mapping[str, np.ndarray]) -> None:
 
 def engine_bytes(layers: Sequence[int], T: int, t_ref: int, batch: int, threads: int,
                  dtype: str) -> int:
-    """Upper estimate of the memory one training or inference batch needs (engine plus the
+    """Estimate of the memory one training or inference batch needs (engine plus the
     trainer's float64 copies of the state), from the sizes alone."""
     real = 8 if dtype == "float64" else 4
     params = sum(a * b for a, b in zip(layers[:-1], layers[1:]))

@@ -99,6 +99,7 @@ def encode_poisson(images: Array, T: int, seed: int, sample_index: int | Sequenc
     """
     images = check_images(images)
     index = check_sample_index(sample_index, images.shape[0])
+    limits.check_sizes([images.shape[1]], images.shape[0], _check_T(T))
     return _core.encode_poisson(images, _check_T(T), _check_seed("seed", seed), index,
                                 _check_seed("epoch", epoch), default_threads())
 
