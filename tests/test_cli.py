@@ -25,7 +25,7 @@ margin = 2
 epochs = 1
 batch_size = 4
 lr = 0.005
-seed = 7  # seeds 3-6 overflow float32 within 3 epochs (DivergenceError), see test_reliability
+seed = 7  # seeds 3-6 overflow float32 (lateral-inhibition term) within 3 epochs: diverged
 backend = "cpu"
 [data]
 train_size = 200

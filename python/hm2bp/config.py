@@ -60,7 +60,7 @@ class RunConfig:
     dataset: str = "mnist-mini"
     data_dir: str | None = None
     download: bool = True
-    train_size: int | None = None  # use only the first N training samples (None: all)
+    train_size: int | None = None  # a seeded class-stratified sample of N (None: all)
     test_size: int | None = None
     # network (SPEC sections 1-4)
     layers: list[int] = field(default_factory=lambda: [784, 800, 10])

@@ -45,7 +45,9 @@ __all__ = [
     "atomic_write",
     "make_run_dir",
     "read_lines",
+    "read_npz",
     "read_state",
+    "remove_stale_temporaries",
     "write_state",
 ]
 

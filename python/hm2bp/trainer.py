@@ -37,8 +37,8 @@ import numpy as np
 from . import limits, runstate
 from .config import ConfigError, RunConfig
 from .network import default_threads, resolve_backend
-from .runstate import CheckpointError, Interrupted, RunDirError
 from .reference import boost_weights, learning_rate  # the SPEC-5 formulas, one copy each
+from .runstate import CheckpointError, Interrupted, RunDirError
 
 __all__ = [
     "CheckpointError",
@@ -47,9 +47,11 @@ __all__ = [
     "EventSource",
     "FitResult",
     "ImageSource",
+    "RunDirError",
     "Trainer",
     "boost_weights",
     "build_network",
+    "check_memory",
     "evaluate",
     "find_checkpoint",
     "format_epoch",
@@ -59,7 +61,6 @@ __all__ = [
     "make_source",
     "resolve_backend",
     "restore_network",
-    "RunDirError",
 ]
 
 CHECKPOINT_FORMAT = "hm2bp-checkpoint"
