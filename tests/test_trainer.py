@@ -1,6 +1,8 @@
 """Trainer: engine calls, schedule, boosting, metrics, checkpoints, resume and Ctrl-C."""
 
 import json
+import os
+import signal
 import time
 
 import numpy as np
@@ -268,6 +270,26 @@ def test_ctrl_c_saves_last_completed_epoch(straight, tmp_path):
     resumed = Trainer.resume(tmp_path, network_factory=factory)
     resumed.fit()
     same_state(resumed.net, full.net)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_sigterm_resumes_exactly(tmp_path, sig):
+    """SIGTERM / SIGHUP mid-epoch: the last completed epoch is saved and the resumed run
+    ends bit-identical to the uninterrupted one."""
+    full = Trainer(preset("mnist-mini", epochs=2, **TINY))
+    full.fit()
+
+    def terminate(epoch, done, total):
+        if epoch == 1 and done >= total // 2:
+            os.kill(os.getpid(), sig)
+
+    tr = Trainer(preset("mnist-mini", epochs=2, **TINY), tmp_path, on_batch=terminate)
+    result = tr.fit()
+    assert result.interrupted and result.signal == sig and result.epochs_completed == 1
+    resumed = Trainer.resume(tmp_path)
+    resumed.fit()
+    same_state(resumed.net, full.net)
+    np.testing.assert_array_equal(resumed.sample_weights, full.sample_weights)
 
 
 def test_ctrl_c_in_first_epoch_keeps_initial_state(tmp_path):
