@@ -505,6 +505,11 @@ def test_eval_into_a_closed_pipe(good_run):
     assert "Traceback" not in err and proc.returncode == 128 + signal.SIGPIPE, err
 
 
+def test_eval_limit_is_checked(good_run, capsys):
+    assert cli.eval_main([str(good_run), "--limit", "-5"]) == 2
+    one_line_error(capsys.readouterr().err, "hm2bp-eval: error:", "--limit")
+
+
 def test_debug_shows_the_traceback(capsys):
     assert cli.train_main(["--batch-size", "0", "--debug"]) == 2
     err = capsys.readouterr().err

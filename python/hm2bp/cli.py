@@ -313,6 +313,8 @@ def eval_main(argv: Sequence[str] | None = None) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
+    if args.limit is not None and args.limit < 1:
+        return _error("hm2bp-eval", f"--limit must be >= 1, got {args.limit}")
     config, meta, arrays = load_checkpoint(args.checkpoint)
     config = config.replace(data_dir=args.data_dir, backend=args.backend, threads=args.threads)
     size = args.limit if args.limit is not None else getattr(config, f"{args.split}_size")
