@@ -6,6 +6,7 @@ import functools
 import gzip
 import hashlib
 import http.server
+import os
 import socket
 import threading
 import zipfile
@@ -212,7 +213,7 @@ def test_nmnist_binning_hand_built(data, tmp_path):
 
 
 @pytest.mark.parametrize("payload, what", [
-    (event_bytes([(1, 1, 0, 10), (34, 0, 0, 20)]), "x=34"),
+    (event_bytes([(1, 1, 0, 10), (34, 0, 0, 20)]), "x: values 1..34 outside 0..33"),
     (event_bytes([(1, 1, 0, 10)]) + b"\x00\x01", "multiple of 5"),
 ])
 def test_nmnist_bad_file(data, tmp_path, payload, what):
@@ -420,3 +421,101 @@ def test_missing_without_download(data, tmp_path):
         data.load("mnist", "test", data_dir=tmp_path, download=False)
     assert "t10k-labels-idx1-ubyte.gz" in str(info.value)
     assert "t10k-images" not in str(info.value).split("\n")[1].split(":")[1]
+
+
+# ---------------------------------------------------------------------------------------------
+# Loader holes of issue 14: every one is a clear DatasetError, never a hang or a silent merge
+
+
+def test_idx_header_with_zero_images(data, tmp_path):
+    path = tmp_path / "x-images"
+    path.write_bytes(idx_bytes(np.zeros((0, 28, 28), np.uint8)))
+    with pytest.raises(data.DatasetError, match="none"):
+        data.read_idx_images(path)
+
+
+def _nmnist_tree(root: Path, labels=range(10), events=((1, 1, 0, 10),)) -> Path:
+    for label in labels:
+        folder = root / "Train" / str(label)
+        folder.mkdir(parents=True)
+        (folder / "00001.bin").write_bytes(event_bytes(events))
+    return root
+
+
+def test_nmnist_fifo_is_refused_not_read(data, tmp_path):
+    root = _nmnist_tree(tmp_path)
+    os.mkfifo(root / "Train" / "3" / "00002.bin")
+    result = {}
+    worker = threading.Thread(target=lambda: result.update(
+        error=pytest.raises(data.DatasetError, data.load, "nmnist", "train", data_dir=root)))
+    worker.start()
+    worker.join(timeout=20)
+    assert not worker.is_alive(), "the loader blocked on a FIFO"
+    assert "not a regular file" in str(result["error"].value)
+
+
+@pytest.mark.parametrize("folder", ["05", "10", "five"])
+def test_nmnist_label_folders_are_exactly_0_to_9(data, tmp_path, folder):
+    root = _nmnist_tree(tmp_path)
+    (root / "Train" / folder).mkdir()
+    with pytest.raises(data.DatasetError, match=f"unexpected folder '{folder}'"):
+        data.load("nmnist", "train", data_dir=root)
+    (root / "Train" / folder).rmdir()
+    (root / "Train" / "README.txt").write_text("loose files are not samples")
+    assert len(data.load("nmnist", "train", data_dir=root)) == 10
+
+
+def test_nmnist_all_empty_samples(data, tmp_path):
+    root = _nmnist_tree(tmp_path, events=())
+    with pytest.raises(data.DatasetError, match="all 10 .* empty"):
+        data.load("nmnist", "train", data_dir=root)
+
+
+@pytest.mark.parametrize("field,value,match", [
+    ("x", -1, "x: values"), ("y", 34, "y: values"), ("polarity", 2, "polarity"),
+    ("ts", -5, "negative"), ("ts", 2**31, "int32"), ("ts", 2**40, "int32"),
+])
+def test_bin_nmnist_events_validates_fields(data, field, value, match):
+    ev = {"x": np.array([1, 2]), "y": np.array([3, 4]), "polarity": np.array([0, 1]),
+          "ts": np.array([10, 20])}
+    ev[field] = ev[field].copy()
+    ev[field][1] = value
+    with pytest.raises(data.DatasetError, match=match):
+        data.bin_nmnist_events(ev["x"], ev["y"], ev["polarity"], ev["ts"])
+    if field == "ts" and value > 0:  # late events are fine when T drops them
+        assert len(data.bin_nmnist_events(ev["x"], ev["y"], ev["polarity"], ev["ts"],
+                                          T=540)) == 1
+
+
+def test_stratified_sample(data):
+    labels = np.repeat(np.arange(10), [100, 50, 120, 80, 90, 100, 100, 100, 100, 160])
+    idx = data.stratified_sample(labels, 300, [3, 0])
+    counts = np.bincount(labels[idx], minlength=10)
+    assert len(idx) == 300 == len(np.unique(idx)) and np.all(np.diff(idx) > 0)
+    assert np.all(np.abs(counts - np.bincount(labels) * 0.3) < 1), counts
+    np.testing.assert_array_equal(idx, data.stratified_sample(labels, 300, [3, 0]))
+    assert not np.array_equal(idx, data.stratified_sample(labels, 300, [4, 0]))
+    np.testing.assert_array_equal(data.stratified_sample(labels, len(labels), 0),
+                                  np.arange(len(labels)))
+
+
+def test_train_size_is_a_stratified_sample_of_class_sorted_nmnist(shared_data):
+    from hm2bp.config import preset
+    from hm2bp.trainer import load_split
+
+    cfg = preset("nmnist-fc800", data_dir=str(shared_data / "nmnist-small"), train_size=300)
+    full = np.bincount(load_split(cfg, "train", None).labels, minlength=10)
+    ds = load_split(cfg, "train", 300)
+    counts = np.bincount(ds.labels, minlength=10)  # every digit, not digits 0-2 only
+    assert np.all(np.abs(counts - full * 300 / full.sum()) < 1), counts
+
+
+def test_mnist_files_where_emnist_belongs(data, tmp_path):
+    from hm2bp.config import preset
+    from hm2bp.trainer import load_split
+
+    images, labels = fake_digits(60)
+    write_mnist(tmp_path / "emnist", "train", images, labels, prefix="emnist-balanced-")
+    cfg = preset("emnist-fc800x2", data_dir=str(tmp_path), download=False)
+    with pytest.raises(data.DatasetError, match="10 classes .* has 47"):
+        load_split(cfg, "train", None)

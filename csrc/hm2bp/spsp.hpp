@@ -6,6 +6,7 @@
 // The GPU sums the terms directly; the CPU builds K in O(T) with ../cpu/spsp_trace_rows.hpp.
 #pragma once
 #include <cmath>
+#include <cstddef>
 
 #include "common.hpp"
 
@@ -16,19 +17,26 @@ namespace hm2bp {
 // shorter than t_ref, so s = tp - last < 0):
 //   decay[d]  = exp(-d / tau_s) / (1 - tau_s / tau_m)
 //   kernel[m] = exp(-m / tau_m) - exp(-m / tau_s)
-// Computed in double, then rounded to Real. spsp_decay / spsp_kernel locate them.
-inline int spsp_tables_size(int T, int t_ref) { return 2 * (T + 1) + t_ref; }
+// Computed in double, then rounded to Real. spsp_decay / spsp_kernel locate them. Sizes and
+// offsets are size_t / ptrdiff_t: 2 * (T + 1) overflows int for T near INT_MAX.
+inline std::size_t spsp_tables_size(int T, int t_ref)
+{
+    return 2 * (static_cast<std::size_t>(T) + 1) + static_cast<std::size_t>(t_ref);
+}
 template <class Real>
 HM2BP_HD const Real* spsp_decay(const Real* tables) { return tables; }
 template <class Real>
-HM2BP_HD Real* spsp_kernel(Real* tables, int T, int t_ref) { return tables + (T + 1) + t_ref; }
+HM2BP_HD Real* spsp_kernel(Real* tables, int T, int t_ref)
+{
+    return tables + (static_cast<std::ptrdiff_t>(T) + 1) + t_ref;
+}
 
 template <class Real>
 inline void spsp_tables(int T, int t_ref, double tau_m, double tau_s, Real* tables)
 {
     Real* kernel = spsp_kernel(tables, T, t_ref);
-    for (int d = 0; d <= T; ++d) tables[d] = Real(std::exp(-d / tau_s) / (1.0 - tau_s / tau_m));
-    for (int m = -t_ref; m <= T; ++m) kernel[m] = Real(std::exp(-m / tau_m) - std::exp(-m / tau_s));
+    for (std::ptrdiff_t d = 0; d <= T; ++d) tables[d] = Real(std::exp(-d / tau_s) / (1.0 - tau_s / tau_m));
+    for (std::ptrdiff_t m = -t_ref; m <= T; ++m) kernel[m] = Real(std::exp(-m / tau_m) - std::exp(-m / tau_s));
 }
 
 // Pre spikes within this many steps before a post spike count (SPEC: tq >= tp - 4*tau_m).

@@ -1,25 +1,34 @@
 """Command-line tools: ``hm2bp-train`` (train_main) and ``hm2bp-eval`` (eval_main).
 
-Both return an exit code: 0 success, 2 bad usage/config/data/checkpoint (one-line message,
-no traceback), 130 interrupted by Ctrl-C (after saving a checkpoint).
+Both return an exit code: 0 success, 2 bad usage/config/data/checkpoint, a diverged run or
+too little memory (one line ``<prog>: error: ...``, no traceback; ``--debug`` adds it), 1 an
+internal error (one line too), 128 + the signal number when SIGINT (130), SIGHUP (129) or
+SIGTERM (143) stopped the run after saving a checkpoint, 141 when stdout was closed (``| head``).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import signal
 import sys
 import time
-from collections.abc import Sequence
-from datetime import datetime
+import traceback
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
 
+from . import runstate
 from .config import BACKENDS, DTYPES, PRESETS, ConfigError, RunConfig, build_config
 from .trainer import (
     TEST_SEED_OFFSET,
     CheckpointError,
+    DivergenceError,
+    RunDirError,
     Trainer,
     build_network,
     evaluate,
@@ -77,15 +86,47 @@ def _error(prog: str, message: Any) -> int:
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
-    """Exceptions that mean bad input rather than a bug: reported in one line."""
-    errors: list[type[BaseException]] = [ConfigError, CheckpointError, OSError]
-    try:
-        from .data import DatasetError
+    """Exceptions that mean bad input (or too little memory) rather than a bug."""
+    from .data import DatasetError
 
-        errors.append(DatasetError)
-    except ImportError:
-        pass
-    return tuple(errors)
+    return (ConfigError, CheckpointError, RunDirError, DivergenceError, DatasetError, OSError,
+            MemoryError)
+
+
+@contextlib.contextmanager
+def _one_line_warnings(prog: str) -> Iterator[None]:
+    def show(message: Warning | str, *args: Any, **kwargs: Any) -> None:
+        print(f"{prog}: warning: {message}", file=sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.showwarning = show
+        yield
+
+
+def _main(prog: str, parser: argparse.ArgumentParser, argv: Sequence[str] | None,
+          body: Callable[[argparse.Namespace], int]) -> int:
+    """Run a tool: every exception becomes one line and an exit code (see the module doc)."""
+    args = parser.parse_args(argv)
+    try:
+        with _one_line_warnings(prog), runstate.SignalGuard():
+            return body(args)
+    except BrokenPipeError:  # the reader went away (| head): stop quietly
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
+    except KeyboardInterrupt as exc:  # before or after training: nothing to save
+        signum = getattr(exc, "signum", signal.SIGINT)
+        print(f"{prog}: interrupted ({signal.Signals(signum).name})", file=sys.stderr)
+        return 128 + signum
+    except Exception as exc:
+        if args.debug:
+            traceback.print_exc()
+        if isinstance(exc, _user_errors()):
+            return _error(prog, str(exc).replace("\n", " ") or type(exc).__name__)
+        print(f"{prog}: internal error: {type(exc).__name__}: {exc} (rerun with --debug for "
+              f"the traceback and report it)", file=sys.stderr)
+        return 1
 
 
 def _train_parser() -> argparse.ArgumentParser:
@@ -108,8 +149,10 @@ def _train_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", choices=DTYPES)
     p.add_argument("--reencode", action="store_true", default=None,
                    help="draw new Poisson spikes every epoch (default: encode once)")
-    p.add_argument("--train-size", type=int, metavar="N", help="use the first N training samples")
-    p.add_argument("--test-size", type=int, metavar="N", help="use the first N test samples")
+    p.add_argument("--train-size", type=int, metavar="N",
+                   help="train on N samples: a class-stratified sample drawn with --seed")
+    p.add_argument("--test-size", type=int, metavar="N",
+                   help="test on N samples: a class-stratified sample drawn with --seed")
     p.add_argument("--out", metavar="DIR", help="run directory (default runs/<preset>-<time>)")
     p.add_argument("--resume", metavar="DIR",
                    help="continue the run in DIR (only --epochs, --backend, --threads, "
@@ -117,6 +160,7 @@ def _train_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="only the final accuracy line")
     p.add_argument("--plot", action="store_true",
                    help="write training curves and a spike raster (PNG, needs matplotlib)")
+    p.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     return p
 
 
@@ -150,18 +194,22 @@ _NOT_WITH_RESUME = ("preset", "config", "batch_size", "lr", "seed", "dtype", "re
 
 
 def _default_out(config: RunConfig, config_file: str | None) -> Path:
+    """A new, unique runs/<preset>-<time>[-k] directory."""
     name = config.preset or (Path(config_file).stem if config_file else "run")
-    return Path("runs") / f"{name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    return runstate.make_run_dir(Path("runs"), name)
+
+
+def _discard_unused(out: Path) -> None:
+    # A default directory whose run could not start holds only the lock file.
+    with contextlib.suppress(OSError):
+        (out / runstate.LOCK_FILE).unlink()
+        out.rmdir()
+        out.parent.rmdir()  # runs/ too, when nothing else is in it
 
 
 def train_main(argv: Sequence[str] | None = None) -> int:
     """Entry point of hm2bp-train."""
-    args = _train_parser().parse_args(argv)
-    try:
-        return _train(args)
-    except KeyboardInterrupt:  # before training started: nothing to save
-        print("hm2bp-train: interrupted", file=sys.stderr)
-        return 130
+    return _main("hm2bp-train", _train_parser(), argv, _train)
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -174,31 +222,30 @@ def _train(args: argparse.Namespace) -> int:
         except PlotError as exc:
             return _error(prog, exc)
     report = _Report(quiet=args.quiet)
-    try:
-        if args.resume:
-            given = [f"--{k.replace('_', '-')}" for k in _NOT_WITH_RESUME
-                     if getattr(args, k) is not None]
-            if given:
-                return _error(prog, f"{', '.join(given)} cannot be combined with --resume "
-                                    "(the run continues with its stored config)")
-            out = Path(args.resume)
-            trainer = Trainer.resume(out, epochs=args.epochs, backend=args.backend,
-                                     threads=args.threads, data_dir=args.data_dir,
-                                     on_batch=report.on_batch, on_epoch=report.on_epoch)
-        else:
-            config = build_config(
-                args.preset, args.config, data_dir=args.data_dir, epochs=args.epochs,
-                batch_size=args.batch_size, lr=args.lr, backend=args.backend,
-                threads=args.threads, seed=args.seed, dtype=args.dtype,
-                reencode=args.reencode, train_size=args.train_size, test_size=args.test_size,
-            )
-            out = Path(args.out) if args.out else _default_out(config, args.config)
-            if (out / "checkpoint.json").exists():
-                return _error(prog, f"{out} already holds a run; continue it with "
-                                    f"--resume {out} or choose another --out")
+    if args.resume:
+        given = [f"--{k.replace('_', '-')}" for k in _NOT_WITH_RESUME
+                 if getattr(args, k) is not None]
+        if given:
+            return _error(prog, f"{', '.join(given)} cannot be combined with --resume "
+                                "(the run continues with its stored config)")
+        out = Path(args.resume)
+        trainer = Trainer.resume(out, epochs=args.epochs, backend=args.backend,
+                                 threads=args.threads, data_dir=args.data_dir,
+                                 on_batch=report.on_batch, on_epoch=report.on_epoch)
+    else:
+        config = build_config(
+            args.preset, args.config, data_dir=args.data_dir, epochs=args.epochs,
+            batch_size=args.batch_size, lr=args.lr, backend=args.backend,
+            threads=args.threads, seed=args.seed, dtype=args.dtype,
+            reencode=args.reencode, train_size=args.train_size, test_size=args.test_size,
+        )
+        out = Path(args.out) if args.out else _default_out(config, args.config)
+        try:
             trainer = Trainer(config, out, on_batch=report.on_batch, on_epoch=report.on_epoch)
-    except _user_errors() as exc:
-        return _error(prog, exc)
+        except BaseException:
+            if not args.out:
+                _discard_unused(out)
+            raise
 
     cfg = trainer.config
     report.epochs = cfg.epochs
@@ -217,14 +264,13 @@ def _train(args: argparse.Namespace) -> int:
             f"(extend it with --resume {out} --epochs N)")
     try:
         result = trainer.fit()
-    except _user_errors() as exc:
-        return _error(prog, exc)
     finally:
         report.clear()
     if result.interrupted:
-        print(f"interrupted: checkpoint of epoch {result.epochs_completed} saved in {out}; "
-              f"continue with: hm2bp-train --resume {out}", file=sys.stderr)
-        return 130
+        name = signal.Signals(result.signal).name
+        print(f"interrupted ({name}): checkpoint of epoch {result.epochs_completed} saved in "
+              f"{out}; continue with: hm2bp-train --resume {out}", file=sys.stderr)
+        return 128 + result.signal
     print(f"test accuracy {100 * result.final_test_accuracy:.2f}% "
           f"(best {100 * result.best_test_accuracy:.2f}%)", flush=True)
     if args.plot:
@@ -243,9 +289,11 @@ def _eval_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", metavar="DIR", help="dataset directory")
     p.add_argument("--split", choices=("test", "train"), default="test")
     p.add_argument("--limit", type=int, metavar="N",
-                   help="first N samples (default: the sizes the run used)")
+                   help="N samples, class-stratified with the run's seed (default: the "
+                        "samples the run used)")
     p.add_argument("--backend", choices=BACKENDS)
     p.add_argument("--threads", type=int, metavar="N")
+    p.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     return p
 
 
@@ -261,22 +309,22 @@ def format_confusion(confusion: np.ndarray) -> str:
 
 def eval_main(argv: Sequence[str] | None = None) -> int:
     """Entry point of hm2bp-eval."""
-    args = _eval_parser().parse_args(argv)
-    prog = "hm2bp-eval"
-    try:
-        config, meta, arrays = load_checkpoint(args.checkpoint)
-        config = config.replace(data_dir=args.data_dir, backend=args.backend,
-                                threads=args.threads)
-        size = args.limit if args.limit is not None else getattr(config, f"{args.split}_size")
-        dataset = load_split(config, args.split, size)
-        backend = resolve_backend(config.backend)
-        net = build_network(config, backend, None)
-        restore_network(net, arrays)
-        seed = config.seed + (TEST_SEED_OFFSET if args.split == "test" else 0)
-        source = make_source(dataset, net, config.T, seed)
-        result = evaluate(net, source, config.layers[-1], config.eval_batch_size)
-    except _user_errors() as exc:
-        return _error(prog, exc)
+    return _main("hm2bp-eval", _eval_parser(), argv, _eval)
+
+
+def _eval(args: argparse.Namespace) -> int:
+    if args.limit is not None and args.limit < 1:
+        return _error("hm2bp-eval", f"--limit must be >= 1, got {args.limit}")
+    config, meta, arrays = load_checkpoint(args.checkpoint)
+    config = config.replace(data_dir=args.data_dir, backend=args.backend, threads=args.threads)
+    size = args.limit if args.limit is not None else getattr(config, f"{args.split}_size")
+    dataset = load_split(config, args.split, size)
+    backend = resolve_backend(config.backend)
+    net = build_network(config, backend, None)
+    restore_network(net, arrays, args.checkpoint)
+    seed = config.seed + (TEST_SEED_OFFSET if args.split == "test" else 0)
+    source = make_source(dataset, net, config.T, seed)
+    result = evaluate(net, source, config.layers[-1], config.eval_batch_size)
     n = len(result["predictions"])
     correct = int(np.trace(result["confusion"]))
     print(f"checkpoint {args.checkpoint}: epoch {meta['epoch']}, {config.preset or 'custom'} "

@@ -14,7 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import tomllib
+
+from . import limits
 
 __all__ = [
     "DATASETS",
@@ -57,7 +60,7 @@ class RunConfig:
     dataset: str = "mnist-mini"
     data_dir: str | None = None
     download: bool = True
-    train_size: int | None = None  # use only the first N training samples (None: all)
+    train_size: int | None = None  # a seeded class-stratified sample of N (None: all)
     test_size: int | None = None
     # network (SPEC sections 1-4)
     layers: list[int] = field(default_factory=lambda: [784, 800, 10])
@@ -161,6 +164,8 @@ class RunConfig:
             _fail("tau_s", self.tau_s, "a value different from tau_m (S-PSP divides by "
                   "1 - tau_s/tau_m)")
         _positive(self, "t_ref")
+        if self.t_ref >= self.T:
+            _fail("t_ref", self.t_ref, f"a refractory period shorter than T ({self.T})")
         _positive(self, "lateral_inhibition")
         _positive(self, "undesired")
         _positive(self, "margin")
@@ -181,6 +186,26 @@ class RunConfig:
         for name in ("threads", "train_size", "test_size"):
             if getattr(self, name) is not None:
                 _positive(self, name, minimum=1)
+        self._check_engine_limits()
+
+    def _check_engine_limits(self) -> None:
+        """Values the engine's C++ types and the chosen float dtype can hold."""
+        for key, top in _INT_LIMITS.items():
+            values = getattr(self, key)
+            for v in values if isinstance(values, list) else [values]:
+                if v is not None and v > top:
+                    _fail(key, values, f"integers <= {top} (the engine's limit)")
+        if 4 * self.tau_m > limits.INT32_MAX:
+            _fail("tau_m", self.tau_m, f"<= {limits.INT32_MAX // 4} (the S-PSP window "
+                  f"4 * tau_m is an int)")
+        info = np.finfo(self.dtype)
+        tiny, big = float(info.tiny), float(info.max)
+        for key in _FLOAT_KEYS:
+            values = getattr(self, key)
+            for v in values if isinstance(values, list) else [values]:
+                if v > big or 0 < v < tiny:  # would become inf or 0 in the engine
+                    _fail(key, values, f"values 0 or within [{tiny:.3g}, {big:.3g}], the range "
+                          f"of {self.dtype}")
 
 
 # Field name -> (type kind, section of a grouped TOML file).
@@ -218,6 +243,16 @@ _FIELDS: dict[str, tuple[str, str]] = {
     "threads": ("int?", "training"),
     "preset": ("str?", "top"),
 }
+# Upper limits of integer keys (their C++ types); lower limits are in RunConfig.validate.
+_INT_LIMITS: dict[str, int] = {
+    "layers": limits.INT32_MAX, "T": limits.INT32_MAX, "t_ref": limits.INT32_MAX,
+    "desired": limits.INT32_MAX, "undesired": limits.INT32_MAX, "margin": limits.INT32_MAX,
+    "epochs": limits.INT32_MAX, "batch_size": limits.INT32_MAX,
+    "eval_batch_size": limits.INT32_MAX, "threads": limits.MAX_THREADS,
+    "train_size": limits.INT64_MAX, "test_size": limits.INT64_MAX,
+}
+_FLOAT_KEYS = ("vth", "tau_m", "tau_s", "lateral_inhibition", "weight_limit", "init_w", "lr",
+               "reg_lambda", "reg_beta")
 SECTIONS: dict[str, list[str]] = {
     s: [k for k, (_, sec) in _FIELDS.items() if sec == s] for s in ("network", "training", "data")
 }
@@ -368,6 +403,10 @@ def load_toml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"config file not found: {path}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a TOML text file (not UTF-8)") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
     return _flatten(table, str(path))
 
 

@@ -16,6 +16,7 @@ import importlib.resources
 import io
 import math
 import os
+import stat
 import sys
 import tempfile
 import time
@@ -45,6 +46,8 @@ __all__ = [
     "read_idx_labels",
     "read_nmnist_events",
     "bin_nmnist_events",
+    "check_classes",
+    "stratified_sample",
 ]
 
 DATASETS = ("mnist", "fashion-mnist", "emnist-balanced", "nmnist", "mnist-mini")
@@ -234,40 +237,65 @@ class EventDataset:
 # IDX files
 
 
-def _read_maybe_gzip(path: Path) -> bytes:
-    data = path.read_bytes()
-    if data[:2] != b"\x1f\x8b":  # gzip magic; anything else is taken as a raw file
-        return data
-    try:
-        return gzip.decompress(data)
-    except (OSError, EOFError, zlib.error) as exc:
-        raise DatasetError(f"{path}: corrupt or truncated gzip data ({exc}); delete the file and "
-                           f"download it again") from exc
+_CHUNK = 1 << 20
 
 
-def _read_idx(path: str | os.PathLike[str], magic: int, kind: str) -> np.ndarray:
-    path = Path(path)
-    data = _read_maybe_gzip(path)
+def _read_upto(stream: io.BufferedIOBase, n: int) -> bytes:
+    """At most n bytes, read in chunks: memory grows with the data actually there, never
+    with what a (possibly damaged) header claims."""
+    parts, got = [], 0
+    while got < n:
+        chunk = stream.read(min(_CHUNK, n - got))
+        if not chunk:
+            break
+        parts.append(chunk)
+        got += len(chunk)
+    return b"".join(parts)
+
+
+def _parse_idx(path: Path, stream: io.BufferedIOBase, magic: int, kind: str) -> np.ndarray:
     ndim = magic & 0xFF
     header = 4 + 4 * ndim
-    if len(data) < header:
-        raise DatasetError(f"{path}: file is truncated ({len(data)} bytes, shorter than the "
+    head = _read_upto(stream, header)
+    if len(head) < header:
+        raise DatasetError(f"{path}: file is truncated ({len(head)} bytes, shorter than the "
                            f"{header}-byte IDX header); delete it and download it again")
-    got = int.from_bytes(data[:4], "big")
+    got = int.from_bytes(head[:4], "big")
     if got != magic:
         raise DatasetError(f"{path}: not an IDX {kind} file (magic number 0x{got:08X}, expected "
                            f"0x{magic:08X}); check that the right file is in place or download it "
                            f"again")
-    dims = tuple(int.from_bytes(data[4 + 4 * k:8 + 4 * k], "big") for k in range(ndim))
+    dims = tuple(int.from_bytes(head[4 + 4 * k:8 + 4 * k], "big") for k in range(ndim))
+    if 0 in dims:
+        raise DatasetError(f"{path}: the header announces {kind} of shape {dims}, i.e. none; "
+                           f"the file is empty or corrupt, download it again")
     expected = header + math.prod(dims)
-    if len(data) < expected:
+    body = _read_upto(stream, expected - header)  # decompresses no more than announced
+    if len(body) < expected - header:
         raise DatasetError(f"{path}: file is truncated: the header announces {kind} of shape "
-                           f"{dims} ({expected} bytes) but the data has only {len(data)} bytes; "
-                           f"delete it and download it again")
-    if len(data) > expected:
-        raise DatasetError(f"{path}: {len(data) - expected} unexpected bytes after the {kind} of "
-                           f"shape {dims}; the file is corrupt, download it again")
-    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims).copy()
+                           f"{dims} ({expected} bytes) but the data has only "
+                           f"{header + len(body)} bytes; delete it and download it again")
+    if stream.read(1):
+        raise DatasetError(f"{path}: unexpected bytes after the {kind} of shape {dims}; the "
+                           f"file is corrupt, download it again")
+    return np.frombuffer(body, dtype=np.uint8).reshape(dims).copy()
+
+
+def _read_idx(path: str | os.PathLike[str], magic: int, kind: str) -> np.ndarray:
+    """An IDX file, gzip (recognised by its magic bytes, not its name) or raw, streamed."""
+    path = Path(path)
+    _check_regular(path)
+    with path.open("rb") as fh:
+        if fh.read(2) != b"\x1f\x8b":
+            fh.seek(0)
+            return _parse_idx(path, fh, magic, kind)
+        fh.seek(0)
+        try:
+            with gzip.GzipFile(fileobj=fh) as gz:
+                return _parse_idx(path, gz, magic, kind)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise DatasetError(f"{path}: corrupt or truncated gzip data ({exc}); delete the "
+                               f"file and download it again") from exc
 
 
 def read_idx_images(path: str | os.PathLike[str]) -> np.ndarray:
@@ -284,19 +312,22 @@ def read_idx_labels(path: str | os.PathLike[str]) -> np.ndarray:
 # N-MNIST events
 
 
+def _check_regular(path: Path) -> None:
+    # A FIFO or device would block or never end the read.
+    if not stat.S_ISREG(path.stat().st_mode):
+        raise DatasetError(f"{path}: not a regular file; dataset files must be plain files")
+
+
 def read_nmnist_events(path: str | os.PathLike[str]) -> tuple[np.ndarray, ...]:
     """Events of one N-MNIST .bin file as int64 arrays (x, y, polarity, timestamp_us)."""
     path = Path(path)
+    _check_regular(path)
     raw = np.fromfile(path, dtype=np.uint8)
     if raw.size % 5:
         raise DatasetError(f"{path}: {raw.size} bytes is not a multiple of 5 (N-MNIST events are "
                            f"5 bytes each); the file is truncated or not an N-MNIST .bin file")
     ev = raw.reshape(-1, 5).astype(np.int64)
-    x, y = ev[:, 0], ev[:, 1]
-    if ev.size and (x.max() >= NMNIST_SIZE or y.max() >= NMNIST_SIZE):
-        raise DatasetError(f"{path}: event coordinates up to x={x.max()}, y={y.max()}, expected "
-                           f"x, y < {NMNIST_SIZE}; this is not an N-MNIST .bin file (or it is "
-                           f"corrupt)")
+    x, y = ev[:, 0], ev[:, 1]  # checked against the sensor size by bin_nmnist_events
     polarity = ev[:, 2] >> 7
     ts = ((ev[:, 2] & 0x7F) << 16) | (ev[:, 3] << 8) | ev[:, 4]
     return x, y, polarity, ts
@@ -308,14 +339,33 @@ def bin_nmnist_events(x: np.ndarray, y: np.ndarray, polarity: np.ndarray, ts: np
 
     input = polarity*34*34 + y*34 + x, step = floor(ts / 600) + 1; steps >= T are dropped
     (T=None keeps all); several events in one (step, input) give one code, i.e. one spike.
+    Fields out of range (coordinates outside the sensor, polarity not 0/1, negative
+    timestamps, codes beyond int32) raise DatasetError.
     """
-    step = np.asarray(ts, dtype=np.int64) // NMNIST_STEP_US + 1
-    inp = (np.asarray(polarity, dtype=np.int64) * NMNIST_SIZE * NMNIST_SIZE
-           + np.asarray(y, dtype=np.int64) * NMNIST_SIZE + np.asarray(x, dtype=np.int64))
-    codes = step * NMNIST_INPUTS + inp
+    fields = {name: np.asarray(v) for name, v in
+              (("x", x), ("y", y), ("polarity", polarity), ("ts", ts))}
+    for name, v in fields.items():
+        if v.ndim != 1 or v.shape != fields["x"].shape or (
+                v.size and not np.issubdtype(v.dtype, np.integer)):
+            raise DatasetError(f"{name}: expected a 1-D integer array like x {fields['x'].shape}, "
+                               f"got {v.dtype} {v.shape}")
+    x, y, polarity, ts = (v.astype(np.int64) for v in fields.values())
+    if x.size:
+        for name, v, hi in (("x", x, NMNIST_SIZE), ("y", y, NMNIST_SIZE),
+                            ("polarity", polarity, 2)):
+            if v.min() < 0 or v.max() >= hi:
+                raise DatasetError(f"{name}: values {v.min()}..{v.max()} outside 0..{hi - 1}")
+        if ts.min() < 0:
+            raise DatasetError(f"ts: negative timestamp {ts.min()} us")
+    step = ts // NMNIST_STEP_US + 1
+    codes = step * NMNIST_INPUTS + polarity * NMNIST_SIZE * NMNIST_SIZE + y * NMNIST_SIZE + x
     if T is not None:
         codes = codes[step < T]
-    return np.unique(codes).astype(np.int32)  # 23-bit timestamps keep codes < 2**31
+    if codes.size and codes.max() > np.iinfo(np.int32).max:
+        raise DatasetError(f"ts: timestamps up to {ts.max()} us do not fit the int32 codes "
+                           f"(at most {(np.iinfo(np.int32).max // NMNIST_INPUTS - 1) * NMNIST_STEP_US}"
+                           f" us); pass a T to drop late events")
+    return np.unique(codes).astype(np.int32)
 
 
 def _nmnist_message(root: Path, split: str, problem: str) -> str:
@@ -332,23 +382,34 @@ def _load_nmnist(root: Path, split: str) -> EventDataset:
     if not split_dir.is_dir():
         raise DatasetError(_nmnist_message(root, split, f"{split_dir} does not exist"))
     files: list[tuple[int, Path]] = []
+    labels_ok = [str(k) for k in range(_N_CLASSES["nmnist"])]
     for label_dir in sorted(split_dir.iterdir()):
-        if label_dir.is_dir() and label_dir.name.isdigit():
-            label = int(label_dir.name)
-            if label >= _N_CLASSES["nmnist"]:
-                raise DatasetError(f"{label_dir}: label folder {label} out of range 0..9; expected "
-                                   f"only the folders 0 ... 9 from the N-MNIST archive")
-            files += [(label, f) for f in sorted(label_dir.glob("*.bin"))]
+        # hidden entries and loose files (a README, the zip) are not samples
+        if label_dir.name.startswith(".") or not label_dir.is_dir():
+            continue
+        if label_dir.name not in labels_ok:  # "05" or "10" must not become a class
+            raise DatasetError(f"{label_dir}: unexpected folder {label_dir.name!r}; expected "
+                               f"only the label folders 0 ... 9 from the N-MNIST archive")
+        for f in sorted(label_dir.glob("*.bin")):
+            _check_regular(f)
+            files.append((int(label_dir.name), f))
     if not files:
         raise DatasetError(_nmnist_message(root, split, f"no <label>/*.bin files in {split_dir}"))
     files.sort(key=lambda lf: (lf[0], lf[1].name))
     parts, offsets = [], np.zeros(len(files) + 1, dtype=np.int64)
     bar = _Progress(f"reading N-MNIST {split}", len(files), unit="files", live_only=True)
     for k, (_, path) in enumerate(files):
-        parts.append(bin_nmnist_events(*read_nmnist_events(path)))
+        events = read_nmnist_events(path)
+        try:
+            parts.append(bin_nmnist_events(*events))
+        except DatasetError as exc:
+            raise DatasetError(f"{path}: not a valid N-MNIST recording: {exc}") from None
         offsets[k + 1] = offsets[k] + len(parts[-1])
         bar.update(1)
     bar.close()
+    if offsets[-1] == 0:
+        raise DatasetError(f"{split_dir}: all {len(files)} N-MNIST {split} samples are empty (no "
+                           f"events); the files are not N-MNIST recordings or were truncated")
     labels = np.array([lab for lab, _ in files], dtype=np.int64)
     return EventDataset("nmnist", split, labels, np.concatenate(parts), offsets)
 
@@ -559,6 +620,34 @@ def load(name: str, split: str, data_dir: str | os.PathLike[str] | None = None,
         images = images.transpose(0, 2, 1)
     return _make_image_dataset(name, split, images, read_idx_labels(labels_path),
                                images_path, labels_path)
+
+
+def check_classes(ds: ImageDataset | EventDataset) -> None:
+    """A whole split must hold samples of every class of its dataset: fewer means other
+    files (MNIST's 10 digits where EMNIST's 47 classes belong) or a damaged folder."""
+    present = np.unique(ds.labels)
+    if len(present) != ds.n_classes:
+        shown = ", ".join(map(str, present[:12])) + (" ..." if len(present) > 12 else "")
+        raise DatasetError(f"the {ds.split} split of {ds.name!r} has samples of "
+                           f"{len(present)} classes ({shown or 'none'}), the dataset has "
+                           f"{ds.n_classes}; check that --data-dir holds the right files")
+
+
+def stratified_sample(labels: np.ndarray, n: int, seed: int | Sequence[int]) -> np.ndarray:
+    """n indices drawn without replacement, every class in proportion to its share (largest
+    remainders decide the rounding), reproducible from seed, in ascending order. Subsets of
+    a class-sorted listing (N-MNIST folders) thereby keep all classes."""
+    labels = np.asarray(labels)
+    if not 0 <= n <= len(labels):
+        raise ValueError(f"n: expected 0..{len(labels)}, got {n}")
+    classes, counts = np.unique(labels, return_counts=True)
+    exact = counts * n / max(len(labels), 1)
+    take = np.floor(exact).astype(np.int64)
+    take[np.argsort(take - exact, kind="stable")[:n - int(take.sum())]] += 1
+    rng = np.random.default_rng(seed)
+    chosen = [rng.choice(np.flatnonzero(labels == c), size=k, replace=False)
+              for c, k in zip(classes, take)]
+    return np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, np.int64)
 
 
 # ----------------------------------------------------------------------------------------------

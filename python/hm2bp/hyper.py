@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _core
+from . import _core, limits
 
 __all__ = ["DEFAULTS", "HYPERPARAMETERS", "Hyperparameter", "check", "check_all", "check_number",
            "check_whole", "engine_hyper", "pick"]
@@ -69,13 +69,9 @@ def check_number(name: str, value: Any, minimum: float = 0.0, strict: bool = Fal
     return value
 
 
-def check_whole(name: str, value: Any, minimum: int) -> int:
-    """An integer >= minimum, as int."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
+def check_whole(name: str, value: Any, minimum: int, maximum: int = limits.INT32_MAX) -> int:
+    """An integer in [minimum, maximum] (by default the engine's int range), as int."""
+    return limits.check_int(name, value, minimum, maximum)
 
 
 def check(name: str, value: Any) -> Any:
@@ -107,6 +103,7 @@ def check_all(values: Mapping[str, Any]) -> dict[str, Any]:
     out = {name: check(name, values.get(name, default)) for name, default in DEFAULTS.items()}
     if out["tau_s"] == out["tau_m"]:
         raise ValueError("tau_s must differ from tau_m (the S-PSP divides by 1 - tau_s / tau_m)")
+    check_whole("the S-PSP window 4 * tau_m", math.floor(4 * out["tau_m"]), 0)
     return out
 
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from . import _core
+from . import _core, limits
 from .hyper import DEFAULTS, check_all, check_number, check_whole, engine_hyper, pick
 from .layers import Dense, Layer, Pool2d, build_spec, from_sizes, param_shapes
 
@@ -82,7 +82,7 @@ def _check_T(T: int) -> int:  # noqa: N802 (T is the paper's name)
 
 
 def _check_seed(name: str, value: int) -> int:
-    return check_whole(name, value, 0)
+    return check_whole(name, value, 0, limits.UINT64_MAX)
 
 
 def encode_poisson(images: Array, T: int, seed: int, sample_index: int | Sequence[int] | Array,
@@ -93,6 +93,7 @@ def encode_poisson(images: Array, T: int, seed: int, sample_index: int | Sequenc
     """
     images = check_images(images)
     index = check_sample_index(sample_index, images.shape[0])
+    limits.check_sizes([images.shape[1]], images.shape[0], _check_T(T))
     return _core.encode_poisson(images, _check_T(T), _check_seed("seed", seed), index,
                                 _check_seed("epoch", epoch), default_threads())
 
@@ -130,6 +131,7 @@ class Network:
         self.input_shape = self.shapes[0]
         self.layer_specs: list[Layer] = layer_list
         self.layers = [c * h * w for c, h, w in self.shapes]  # neurons of the input and of each layer
+        limits.check_sizes(self.layers)
         self.vth = [float(layer.vth) for layer in layer_list]
         hyper = check_all(pick(locals()))
         for name, value in hyper.items():
@@ -138,7 +140,7 @@ class Network:
         if dtype not in ("float32", "float64"):
             raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
         self.dtype = dtype
-        self.threads = default_threads() if threads is None else check_whole("threads", threads, 1)
+        self.threads = default_threads() if threads is None else check_whole("threads", threads, 1, limits.MAX_THREADS)
         self.seed = _check_seed("seed", seed)
         self.backend = self._choose_backend(backend)
         self._param_shapes = param_shapes(spec)
@@ -200,10 +202,7 @@ class Network:
             raise ValueError(f"{name} must have shape {shape} {axes}, got {value.shape}")
         if not np.issubdtype(value.dtype, np.number) or np.issubdtype(value.dtype, np.complexfloating):
             raise TypeError(f"{name} must be a real array, got dtype {value.dtype}")
-        value = np.ascontiguousarray(value, dtype=np.float64)
-        if not np.isfinite(value).all():
-            raise ValueError(f"{name} contains NaN or infinite values")
-        return value
+        return np.ascontiguousarray(limits.check_finite_in(name, value, self.dtype))
 
     def get_state(self) -> dict[str, Array]:
         """Weights and optimizer state, enough to resume training exactly."""
@@ -217,12 +216,13 @@ class Network:
         missing = [k for k in self.get_state() if k not in state]
         if missing:
             raise ValueError(f"state is missing {missing}; it must come from Network.get_state()")
+        limits.check_state({k: state[k] for k in self.get_state()})
         checked = {f"{kind}_{k}": self._check_param(f"{kind}_{k}", state[f"{kind}_{k}"], k)
                    for k in range(self.n_param_layers) for kind in ("weights", "moment1", "moment2")}
         for key, value in checked.items():
             kind, k = key.rsplit("_", 1)
             self._engine.set_param(kind, int(k), value)
-        self._engine.step = check_whole("state['step']", int(np.asarray(state["step"])), 0)
+        self._engine.step = int(np.asarray(state["step"]))  # checked by check_state
 
     # -- input checks -------------------------------------------------------------------------
 
@@ -237,6 +237,7 @@ class Network:
             raise ValueError(f"spikes need T >= 2 time steps, got T = {T}")
         if n_in != self.layers[0]:
             raise ValueError(f"spikes have {n_in} inputs but the network has {self.layers[0]}")
+        limits.check_sizes(self.layers, B, T, self.t_ref)
         if spikes.dtype != np.bool_:
             if not (np.issubdtype(spikes.dtype, np.integer) or np.issubdtype(spikes.dtype, np.floating)) \
                     or not np.isin(spikes, (0, 1)).all():
@@ -330,6 +331,7 @@ class Network:
         B = images.shape[0]
         index = check_sample_index(sample_index, B)
         T = _check_T(T)
+        limits.check_sizes(self.layers, B, T, self.t_ref)
         if labels is not None:
             labels = self._check_labels(labels, B)
             self._check_learning_T(T)

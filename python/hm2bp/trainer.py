@@ -1,5 +1,5 @@
 """Training loop: epochs, shuffling, SPEC-5 learning-rate schedule and boosting, per-epoch
-evaluation, metrics, atomic checkpoints and exact resume.
+evaluation, metrics, atomic checkpoints, exact resume and a divergence guard.
 
 The trainer never touches spikes itself for image data: the engine encodes them
 (``train_step_images``/``infer_images``), so the loop's own overhead is a few NumPy index
@@ -10,13 +10,23 @@ the image fast path (explicit ``encode_poisson`` + ``train_step``, e.g. hm2bp.re
 Reproducibility: the order of epoch e is ``default_rng([seed, e]).permutation(n)`` and the
 Poisson spikes are keyed by (seed, sample index, epoch), so the state after epoch e is a
 function of the checkpoint of epoch e-1 alone; resuming reproduces an uninterrupted run.
+
+Durability (see runstate): a trainer with a run directory holds its lock, writes the whole run
+state as one atomic checkpoint.npz after every epoch (and of epoch 0 when it starts), appends
+metrics.jsonl line-atomically, and on SIGINT, SIGTERM or SIGHUP saves the last completed epoch
+and returns interrupted (a signal during a save waits for it). A non-finite loss, weight or
+moment stops the run with DivergenceError before anything non-finite is written.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 import os
+import signal
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,19 +34,24 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from . import limits, runstate
 from .config import ConfigError, RunConfig
-from .network import resolve_backend
+from .network import default_threads, resolve_backend
+from .runstate import CheckpointError, Interrupted, RunDirError
 from .schedule import boost_weights, learning_rate  # the SPEC-5 schedule, one copy each
 
 __all__ = [
     "CheckpointError",
+    "DivergenceError",
     "EncodedImageSource",
     "EventSource",
     "FitResult",
     "ImageSource",
+    "RunDirError",
     "Trainer",
     "boost_weights",
     "build_network",
+    "check_memory",
     "evaluate",
     "find_checkpoint",
     "format_epoch",
@@ -49,13 +64,13 @@ __all__ = [
 ]
 
 CHECKPOINT_FORMAT = "hm2bp-checkpoint"
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2  # 1: checkpoint.npz + checkpoint.json; 2: one npz with __meta__
 # Test spikes use seed + TEST_SEED_OFFSET so that train and test sample i are independent.
 TEST_SEED_OFFSET = 1
 
 
-class CheckpointError(ValueError):
-    """A checkpoint is missing, unreadable or does not match the run."""
+class DivergenceError(RuntimeError):
+    """Training produced a non-finite loss, weight or optimizer moment."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -180,52 +195,98 @@ def make_source(dataset: Any, net: Any, T: int, seed: int, reencode: bool = Fals
 
 
 # ---------------------------------------------------------------------------------------------
-# Checkpoints: checkpoint.npz (network state, boosting weights; loaded without pickle) and
-# checkpoint.json (config, epoch, best accuracy). Both are replaced atomically.
+# Checkpoints: one file, checkpoint.npz, holding the network state ('net.<name>'), the boosting
+# weights, the epoch and, as JSON, the config and accuracies (runstate.write_state); loaded
+# without pickle and checked in full before anything is used.
+
+_META_TYPES: dict[str, tuple[type, ...]] = {
+    "format": (str,), "version": (int,), "epoch": (int,), "n_train": (int,), "n_test": (int,),
+    "test_accuracy": (float, int, type(None)), "best_test_accuracy": (float, int, type(None)),
+    "best_epoch": (int, type(None)), "backend": (str,), "config": (dict,),
+}
 
 
-def _atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb") -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, mode) as fh:
-        write(fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
-def find_checkpoint(path: str | Path) -> tuple[Path, Path]:
-    """(npz, json) paths for a run directory or a checkpoint .npz/.json file."""
+def find_checkpoint(path: str | Path) -> Path:
+    """The checkpoint file of a run directory, or path itself when it names the file."""
     path = Path(path)
-    if path.is_dir():
-        npz, meta = path / "checkpoint.npz", path / "checkpoint.json"
-    else:
-        npz, meta = path.with_suffix(".npz"), path.with_suffix(".json")
-    for p in (npz, meta):
-        if not p.is_file():
-            raise CheckpointError(f"no checkpoint at {path}: {p} does not exist")
-    return npz, meta
+    npz = path / runstate.STATE_FILE if path.is_dir() else path
+    if not npz.exists():
+        raise CheckpointError(f"no checkpoint at {path}: {npz} does not exist")
+    return npz
 
 
-def load_checkpoint(path: str | Path) -> tuple[RunConfig, dict[str, Any], dict[str, np.ndarray]]:
-    """Read a checkpoint: (config, json metadata, arrays). Arrays: 'net.<name>' (engine
-    state), 'sample_weights', 'epoch'."""
-    npz, meta_path = find_checkpoint(path)
-    try:
-        meta = json.loads(meta_path.read_text())
-        with np.load(npz, allow_pickle=False) as f:
-            arrays = {k: f[k] for k in f.files}
-    except (OSError, ValueError) as exc:
-        raise CheckpointError(f"cannot read checkpoint {npz}: {exc}") from None
-    if meta.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{meta_path} is not an hm2bp checkpoint")
-    if "epoch" not in arrays or int(arrays["epoch"]) != meta.get("epoch"):
-        raise CheckpointError(
-            f"{npz} and {meta_path} belong to different epochs (interrupted while saving?)"
-        )
+def _read_checkpoint(npz: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    meta, arrays = runstate.read_state(npz)
+    if meta is None:  # version 1: the metadata is the json beside the npz
+        meta_path = npz.with_suffix(".json")
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (OSError, ValueError) as exc:
+            raise CheckpointError(f"{npz} has no metadata and {meta_path} cannot be read "
+                                  f"({exc})") from None
+        if isinstance(meta, dict) and meta.get("version") != 1:
+            raise CheckpointError(f"{meta_path} does not belong to the version-1 {npz}")
+    return meta, arrays
+
+
+def _check_checkpoint(meta: Any, arrays: dict[str, np.ndarray]) -> RunConfig:
+    """Everything a checkpoint holds, against its format and its own config; raises
+    ValueError naming the first problem."""
+    if not isinstance(meta, dict) or meta.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError("not an hm2bp checkpoint (no hm2bp-checkpoint metadata)")
+    for key, types in _META_TYPES.items():
+        value = meta.get(key, KeyError)
+        if value is KeyError:
+            raise ValueError(f"metadata lacks {key!r}")
+        if not isinstance(value, types) or isinstance(value, bool):
+            raise ValueError(f"metadata {key!r} = {value!r} has the wrong type")
+    if not 1 <= meta["version"] <= CHECKPOINT_VERSION:
+        raise ValueError(f"format version {meta['version']}, this hm2bp reads versions 1 to "
+                         f"{CHECKPOINT_VERSION} (written by a newer hm2bp?)")
+    for key in ("test_accuracy", "best_test_accuracy"):
+        if meta[key] is not None and not 0 <= meta[key] <= 1:
+            raise ValueError(f"metadata {key!r} = {meta[key]!r} is not an accuracy")
+    if meta["epoch"] < 0 or meta["n_train"] < 1 or meta["n_test"] < 1:
+        raise ValueError("metadata epoch, n_train or n_test out of range")
+    missing = sorted({f.name for f in dataclasses.fields(RunConfig)} - set(meta["config"]))
+    if missing:  # defaults would silently change the run (e.g. another T)
+        raise ValueError(f"config lacks {', '.join(missing)}")
     try:
         config = RunConfig.from_dict(meta["config"])
     except ConfigError as exc:
-        raise CheckpointError(f"{meta_path}: {exc}") from None
+        raise ValueError(f"config: {exc}") from None
+    for name, size in (("n_train", config.train_size), ("n_test", config.test_size)):
+        if size is not None and meta[name] != size:
+            raise ValueError(f"metadata {name} = {meta[name]} but the config's size is {size}")
+
+    net = {k for k in arrays if k.startswith("net.")}
+    unexpected = sorted(set(arrays) - net - {"sample_weights", "epoch"})
+    if unexpected or not net or "sample_weights" not in arrays or "epoch" not in arrays:
+        raise ValueError(f"arrays {sorted(arrays)} are not those of a checkpoint (network "
+                         f"state 'net.*', 'sample_weights', 'epoch')")
+    epoch = arrays["epoch"]
+    if epoch.shape != () or not np.issubdtype(epoch.dtype, np.integer) \
+            or int(epoch) != meta["epoch"]:
+        raise ValueError(f"array epoch = {epoch!r} does not match metadata epoch "
+                         f"{meta['epoch']} (interrupted while saving?)")
+    weights = arrays["sample_weights"]
+    if weights.dtype != np.float64 or weights.shape != (meta["n_train"],) \
+            or not np.isfinite(weights).all() or (weights <= 0).any():
+        raise ValueError(f"sample_weights must be {meta['n_train']} finite float64 > 0, got "
+                         f"{weights.dtype} {weights.shape}")
+    limits.check_state({k[len("net."):]: arrays[k] for k in net})
+    return config
+
+
+def load_checkpoint(path: str | Path) -> tuple[RunConfig, dict[str, Any], dict[str, np.ndarray]]:
+    """Read and check a checkpoint: (config, metadata, arrays). Arrays: 'net.<name>' (engine
+    state), 'sample_weights', 'epoch'. Any problem is one CheckpointError naming the file."""
+    npz = find_checkpoint(path)
+    meta, arrays = _read_checkpoint(npz)
+    try:
+        config = _check_checkpoint(meta, arrays)
+    except ValueError as exc:
+        raise CheckpointError(f"{npz}: {exc}") from None
     return config, meta, arrays
 
 
@@ -252,13 +313,23 @@ def evaluate(net: Any, source: Source, n_classes: int, batch_size: int = 64) -> 
     }
 
 
-def restore_network(net: Any, arrays: dict[str, np.ndarray]) -> None:
-    """Load the 'net.<name>' arrays of a checkpoint into a network (exact state)."""
+def restore_network(net: Any, arrays: dict[str, np.ndarray],
+                    where: str | Path = "the checkpoint") -> None:
+    """Load the 'net.<name>' arrays of a checkpoint into a network (exact state), after
+    checking names, shapes and dtypes against the network its config builds."""
     state = {k[len("net."):]: v for k, v in arrays.items() if k.startswith("net.")}
+    template = net.get_state()
     try:
+        if set(state) != set(template):
+            raise ValueError(f"it holds {sorted(state)}, the network has {sorted(template)}")
+        for key, want in template.items():
+            got = state[key]
+            if got.shape != np.shape(want) or got.dtype.kind != np.asarray(want).dtype.kind:
+                raise ValueError(f"{key} is {got.dtype} {got.shape}, the network needs "
+                                 f"{np.asarray(want).dtype} {np.shape(want)}")
         net.set_state(state)
     except (ValueError, TypeError, KeyError) as exc:
-        raise CheckpointError(f"the checkpoint does not fit this network: {exc}") from None
+        raise CheckpointError(f"{where} does not fit its network: {exc}") from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -272,6 +343,7 @@ class FitResult:
     epochs_completed: int
     interrupted: bool = False
     history: list[dict[str, Any]] = field(default_factory=list)
+    signal: int | None = None  # the signal that interrupted the run (SIGINT for Ctrl-C)
 
 
 def format_epoch(m: dict[str, Any], epochs: int) -> str:
@@ -284,35 +356,54 @@ def format_epoch(m: dict[str, Any], epochs: int) -> str:
     )
 
 
+def check_memory(config: RunConfig) -> int:
+    """Refuse (ConfigError) a configuration whose estimated memory exceeds what is free."""
+    threads = config.threads or default_threads()
+    try:
+        return limits.check_memory(config.layers, config.T, config.t_ref,
+                                   max(config.batch_size, config.eval_batch_size), threads,
+                                   config.dtype)
+    except (MemoryError, ValueError) as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def build_network(config: RunConfig, backend: str, factory: Callable[..., Any] | None) -> Any:
+    """The network of a config, after its memory estimate is checked."""
+    check_memory(config)
     if factory is None:
         import hm2bp
 
         factory = hm2bp.Network
     try:
         return factory(**config.network_kwargs(backend))
-    except (RuntimeError, ValueError) as exc:
+    except (RuntimeError, ValueError, MemoryError) as exc:
         raise ConfigError(f"cannot create the network (backend {backend!r}): {exc}") from None
 
 
 def load_split(config: RunConfig, split: str, size: int | None) -> Any:
+    """One split of the config's dataset, checked for its class count; with a size, a seeded
+    class-stratified sample of that many (the same for a given seed, in dataset order)."""
     from . import data
 
     ds = data.load(config.dataset, split, data_dir=config.data_dir, download=config.download)
+    data.check_classes(ds)
     if size is not None:
         if size > len(ds):
             raise ConfigError(
                 f"invalid {split}_size = {size}: the {split} split of {config.dataset!r} has "
                 f"only {len(ds)} samples"
             )
-        ds = ds.subset(np.arange(size))
+        ds = ds.subset(data.stratified_sample(ds.labels, size, [config.seed,
+                                                                data.SPLITS.index(split)]))
     return ds
 
 
 class Trainer:
     """Trains one network as described by a RunConfig.
 
-    out_dir: where metrics.jsonl and checkpoint.{npz,json} go (None: write nothing).
+    out_dir: where metrics.jsonl and checkpoint.npz go (None: write nothing). The trainer
+        locks it (RunDirError when another run holds it) until fit() returns or close();
+        a new trainer refuses a directory that already holds a run.
     train_set/test_set: datasets to use instead of loading config.dataset.
     network_factory: called with RunConfig.network_kwargs() (default hm2bp.Network).
     encode: Poisson encoder for networks without the image fast path (forces encoding in
@@ -333,11 +424,33 @@ class Trainer:
         encode: Callable[..., np.ndarray] | None = None,
         on_batch: Callable[[int, int, int], None] | None = None,
         on_epoch: Callable[[dict[str, Any]], None] | None = None,
+        _resuming: bool = False,
     ):
         config.validate()
+        if config.data_dir is not None:  # stored in checkpoints: valid from any directory
+            config = config.replace(data_dir=os.path.abspath(os.path.expanduser(
+                config.data_dir)))
         self.config = config
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.on_batch, self.on_epoch = on_batch, on_epoch
+        self._lock: runstate.RunLock | None = None
+        if self.out_dir is not None and not _resuming:
+            self._lock_dir()
+        try:
+            if self.out_dir is not None and not _resuming \
+                    and (self.out_dir / runstate.STATE_FILE).exists():
+                raise RunDirError(f"{self.out_dir} already holds a run; continue it with "
+                                  f"--resume {self.out_dir} or choose another directory")
+            self._setup(train_set, test_set, network_factory, encode)
+        except BaseException:
+            self.close()  # a trainer that does not exist must not keep the directory
+            raise
+
+    def _setup(self, train_set: Any, test_set: Any, network_factory: Callable[..., Any] | None,
+               encode: Callable[..., np.ndarray] | None) -> None:
+        config = self.config
+        self.backend = resolve_backend(config.backend)
+        self.net = build_network(config, self.backend, network_factory)
         self.train_set = train_set if train_set is not None else load_split(
             config, "train", config.train_size)
         self.test_set = test_set if test_set is not None else load_split(
@@ -348,8 +461,6 @@ class Trainer:
                     f"invalid layers = {config.layers}: the {name} set {ds.name!r} has "
                     f"{ds.n_inputs} inputs and {ds.n_classes} classes"
                 )
-        self.backend = resolve_backend(config.backend)
-        self.net = build_network(config, self.backend, network_factory)
         self.train_source = make_source(self.train_set, self.net, config.T, config.seed,
                                         config.reencode, encode)
         self.test_source = make_source(self.test_set, self.net, config.T,
@@ -361,8 +472,29 @@ class Trainer:
         self.best_epoch: int | None = None
         self.last_test_accuracy: float | None = None
         self.history: list[dict[str, Any]] = []
-        self._snapshot = self._take_snapshot()
         self._saved_epoch: int | None = None
+        self._snapshot = self._take_snapshot()
+
+    # -- run directory --------------------------------------------------------------------
+
+    def _lock_dir(self) -> None:
+        assert self.out_dir is not None
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        if self._lock is None:
+            self._lock = runstate.RunLock(self.out_dir)
+        self._lock.acquire()
+        runstate.remove_stale_temporaries(self.out_dir)
+
+    def close(self) -> None:
+        """Release the run directory (fit() does at its end; fit() again re-locks it)."""
+        if self._lock is not None:
+            self._lock.release()
+
+    def __enter__(self) -> Trainer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # -- resume ---------------------------------------------------------------------------
 
@@ -380,70 +512,96 @@ class Trainer:
         """Continue the run in run_dir from its checkpoint. Only settings that do not change
         the arithmetic may be overridden (epochs to extend a run, backend, threads, data_dir).
         """
-        config, meta, arrays = load_checkpoint(run_dir)
-        config = config.replace(epochs=epochs, backend=backend, threads=threads,
-                                data_dir=data_dir)
-        trainer = cls(config, run_dir, **kwargs)
-        trainer._restore(meta, arrays)
-        trainer._trim_metrics()
+        lock = runstate.RunLock(Path(run_dir))
+        if not Path(run_dir).is_dir():
+            raise CheckpointError(f"no checkpoint at {run_dir}: not a directory")
+        lock.acquire()  # before reading: no other run may replace the state meanwhile
+        try:
+            config, meta, arrays = load_checkpoint(run_dir)
+            config = config.replace(epochs=epochs, backend=backend, threads=threads,
+                                    data_dir=data_dir)
+            trainer = cls(config, run_dir, _resuming=True, **kwargs)
+            trainer._lock = lock
+            trainer._restore(meta, arrays)
+            trainer._trim_metrics()
+        except BaseException:
+            lock.release()
+            raise
         return trainer
 
     def _restore(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
-        if meta.get("n_train") != len(self.train_set) or meta.get("n_test") != len(self.test_set):
+        if meta["n_train"] != len(self.train_set) or meta["n_test"] != len(self.test_set):
             raise CheckpointError(
-                f"the checkpoint was trained on {meta.get('n_train')} train / "
-                f"{meta.get('n_test')} test samples, the data now has {len(self.train_set)} / "
+                f"the checkpoint was trained on {meta['n_train']} train / "
+                f"{meta['n_test']} test samples, the data now has {len(self.train_set)} / "
                 f"{len(self.test_set)} (different data directory?)"
             )
-        restore_network(self.net, arrays)
+        restore_network(self.net, arrays, find_checkpoint(self.out_dir))
         self.sample_weights = np.array(arrays["sample_weights"], dtype=np.float64)
-        self.epoch = int(meta["epoch"])
-        self.best_test_accuracy = meta.get("best_test_accuracy")
-        self.best_epoch = meta.get("best_epoch")
-        self.last_test_accuracy = meta.get("test_accuracy")
+        self.epoch = meta["epoch"]
+        self.best_test_accuracy = meta["best_test_accuracy"]
+        self.best_epoch = meta["best_epoch"]
+        self.last_test_accuracy = meta["test_accuracy"]
         self._snapshot = self._take_snapshot()
         self._saved_epoch = self.epoch
 
     def _trim_metrics(self) -> None:
-        """Drop metric lines of epochs after the checkpoint (written before a crash)."""
+        """Keep the metric lines of epochs up to the checkpoint (later ones were written
+        before a crash); lines cut by a crash or a full disk are dropped with a warning."""
         path = self.out_dir / "metrics.jsonl"
         if not path.exists():
             return
-        kept = []
-        for line in path.read_text().splitlines():
-            if line.strip() and json.loads(line)["epoch"] <= self.epoch:
-                kept.append(json.loads(line))
+        records, bad = runstate.read_lines(path)
+        if bad:
+            warnings.warn(f"{path}: dropped {len(bad)} damaged line(s) (line "
+                          f"{', '.join(map(str, bad))}; cut by a crash or a full disk?)",
+                          RuntimeWarning, stacklevel=3)
+        kept = [m for m in records
+                if isinstance(m.get("epoch"), int) and m["epoch"] <= self.epoch]
         self.history = kept
-        _atomic_write(path, lambda fh: fh.write("".join(json.dumps(m) + "\n" for m in kept)),
-                      "w")
+        runstate.atomic_write(path, lambda fh: fh.write(
+            "".join(json.dumps(m) + "\n" for m in kept).encode()))
 
     # -- training -------------------------------------------------------------------------
 
     def fit(self) -> FitResult:
-        """Train until config.epochs epochs are completed. Ctrl-C (KeyboardInterrupt) stops
+        """Train until config.epochs epochs are completed. Ctrl-C, SIGTERM or SIGHUP stop
         after saving the checkpoint of the last completed epoch; the result then has
-        interrupted=True."""
+        interrupted=True and the signal. DivergenceError: a non-finite loss, weight or
+        moment; the last good checkpoint is kept."""
         if self.out_dir is not None:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
+            self._lock_dir()
         try:
+            with runstate.SignalGuard() as guard:
+                return self._fit(guard)
+        finally:
+            self.close()
+
+    def _fit(self, guard: runstate.SignalGuard) -> FitResult:
+        try:
+            if self.out_dir is not None and self._saved_epoch is None:
+                with guard.deferred():  # a kill from now on leaves a resumable run
+                    self._save(self._snapshot)
             while self.epoch < self.config.epochs:
                 metrics = self._run_epoch(self.epoch)
-                self.epoch += 1
-                self.history.append(metrics)
-                self._snapshot = self._take_snapshot()
-                if self.out_dir is not None:
-                    with open(self.out_dir / "metrics.jsonl", "a") as fh:
-                        fh.write(json.dumps(metrics) + "\n")
-                    self._save(self._snapshot)
+                with guard.deferred():  # the epoch is committed whole or not at all
+                    self.epoch += 1
+                    self.history.append(metrics)
+                    self._snapshot = self._take_snapshot()
+                    if self.out_dir is not None:
+                        runstate.append_line(self.out_dir / "metrics.jsonl", metrics)
+                        self._save(self._snapshot)
                 if self.on_epoch is not None:
                     self.on_epoch(metrics)
-        except KeyboardInterrupt:
-            if self.out_dir is not None and self._saved_epoch != self._snapshot["epoch"]:
-                self._save(self._snapshot)
-            return self._result(interrupted=True)
+        except KeyboardInterrupt as exc:
+            with guard.deferred(raise_pending=False):  # a second Ctrl-C waits for the save
+                if self.out_dir is not None and self._saved_epoch != self._snapshot["epoch"]:
+                    self._save(self._snapshot)
+            signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
+            return self._result(interrupted=True, signum=int(signum))
         return self._result(interrupted=False)
 
-    def _result(self, interrupted: bool) -> FitResult:
+    def _result(self, interrupted: bool, signum: int | None = None) -> FitResult:
         snap = self._snapshot
         return FitResult(
             final_test_accuracy=snap["test_accuracy"],
@@ -452,6 +610,7 @@ class Trainer:
             epochs_completed=snap["epoch"],
             interrupted=interrupted,
             history=list(self.history),
+            signal=signum,
         )
 
     def _run_epoch(self, e: int) -> dict[str, Any]:
@@ -470,9 +629,12 @@ class Trainer:
         for start in range(0, n, bs):
             idx = order[start:start + bs]
             out = src.train(self.net, idx, lr, e, None if weights is None else weights[idx])
+            loss = float(out["loss"])
+            if not math.isfinite(loss):
+                self._diverged(e, f"the loss of a batch is {loss}")
             predictions[idx] = out["predictions"]
             layer_spikes += out["layer_spikes"]
-            loss_sum += float(out["loss"]) * len(idx)
+            loss_sum += loss * len(idx)
             if self.on_batch is not None:
                 self.on_batch(e, start + len(idx), n)
         train_seconds = time.perf_counter() - t0
@@ -520,11 +682,25 @@ class Trainer:
 
     # -- checkpoints ----------------------------------------------------------------------
 
+    def _diverged(self, e: int, what: str) -> None:
+        kept = (f"the checkpoint of epoch {self._saved_epoch} in {self.out_dir} is kept"
+                if self.out_dir is not None and self._saved_epoch is not None
+                else "nothing was saved")
+        raise DivergenceError(
+            f"training diverged in epoch {e + 1}: {what}; {kept}. Start a new run with a "
+            f"smaller lr (or milder lateral_inhibition, reg_lambda, vth)")
+
     def _take_snapshot(self) -> dict[str, Any]:
-        """Everything a checkpoint of the last completed epoch holds, copied now."""
+        """Everything a checkpoint of the last completed epoch holds, copied now; a state
+        that is not finite stops the run instead (it must never be saved)."""
+        state = {k: np.array(v) for k, v in self.net.get_state().items()}
+        try:
+            limits.check_state(state)
+        except ValueError as exc:
+            self._diverged(self.epoch - 1, str(exc))
         return {
             "epoch": self.epoch,
-            "state": {k: np.array(v) for k, v in self.net.get_state().items()},
+            "state": state,
             "sample_weights": self.sample_weights.copy(),
             "test_accuracy": self.last_test_accuracy,
             "best_test_accuracy": self.best_test_accuracy,
@@ -550,7 +726,5 @@ class Trainer:
             "shuffle": "numpy.random.default_rng([seed, epoch]).permutation(n_train)",
             "config": self.config.to_dict(),
         }
-        _atomic_write(self.out_dir / "checkpoint.npz", lambda fh: np.savez(fh, **arrays))
-        _atomic_write(self.out_dir / "checkpoint.json",
-                      lambda fh: fh.write(json.dumps(meta, indent=2) + "\n"), "w")
+        runstate.write_state(self.out_dir / runstate.STATE_FILE, arrays, meta)
         self._saved_epoch = snap["epoch"]
