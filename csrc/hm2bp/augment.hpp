@@ -35,6 +35,8 @@ enum class AugmentMode { Epoch, Sample };
 // the bits of an input spike.
 constexpr uint64_t AUGMENT_TAG = 0x8000000000617567ull;  // "aug" | 2^63
 
+constexpr double AUGMENT_PI = 3.1415926535897932384626433832795;  // pi as the authors spell it
+
 HM2BP_HD uint64_t augment_key(uint64_t seed, uint64_t epoch, AugmentMode mode, uint64_t sample)
 {
     const uint64_t key = mix64(mix64(mix64(seed) ^ AUGMENT_TAG) ^ epoch);
@@ -51,10 +53,9 @@ HM2BP_HD double augment_uniform(uint64_t key, uint64_t k)
 // the elastic amplitude 3.4 only means what it does with this kernel. a, b in 0..F-1.
 HM2BP_HD double gaussian_weight(const AugmentParams& p, int a, int b)
 {
-    const double pi = 3.1415926535897932384626433832795;
     const int half = p.field / 2;
     const double d2 = (a - half) * (a - half) + (b - half) * (b - half);
-    return 1.0 / (p.sigma * 2.0 * pi) * std::exp(-1.0 * d2 / (2.0 * (p.sigma * p.sigma)));
+    return 1.0 / (p.sigma * 2.0 * AUGMENT_PI) * std::exp(-1.0 * d2 / (2.0 * (p.sigma * p.sigma)));
 }
 
 // Displacement (dispH, dispV) of pixel (row, col), SPEC_CNN 5.2. r: the 2*S*S values 2u - 1;
@@ -66,21 +67,20 @@ HM2BP_HD void displacement_at(const AugmentParams& p, const double* r, const dou
     disp_h = 0.0;
     disp_v = 0.0;
     if (p.distortion >= 0.1) {
-        // Correlation of r (0 outside the image) with G; the column offset is the outer loop.
-        const double* r_v = p.elastic_fix ? r + S * S : r;
+        // Correlation of r (0 outside the image) with G, the column offset a in the outer loop.
+        // The window is clipped to the image: the authors' terms outside it add 0.0, a no-op.
         const int half = p.field / 2;
+        const int a_end = min_of(p.field, S + half - col), b_begin = max_of(0, half - row);
+        const int b_end = min_of(p.field, S + half - row);
         double sum_h = 0.0, sum_v = 0.0;
-        for (int a = 0; a < p.field; ++a) {
-            const int c = col - half + a;
-            for (int b = 0; b < p.field; ++b) {
-                const int q = row - half + b;
-                if (c < 0 || c >= S || q < 0 || q >= S) continue;
-                sum_h += r[q * S + c] * G[b * p.field + a];
-                sum_v += r_v[q * S + c] * G[b * p.field + a];
-            }
+        for (int a = max_of(0, half - col); a < a_end; ++a) {
+            const int origin = (row - half) * S + (col - half + a);  // r index at b = 0, maybe outside
+            for (int b = b_begin; b < b_end; ++b) sum_h += r[origin + b * S] * G[b * p.field + a];
+            if (p.elastic_fix)  // else the authors' V field is H's (SPEC_CNN 8.6)
+                for (int b = b_begin; b < b_end; ++b) sum_v += r[S * S + origin + b * S] * G[b * p.field + a];
         }
         disp_h = p.distortion * sum_h;
-        disp_v = p.distortion * sum_v;
+        disp_v = p.distortion * (p.elastic_fix ? sum_v : sum_h);
     }
     // r[0] drives the horizontal zoom, the angle and the elastic noise at pixel (0, 0) at once.
     double s1 = r[0], s2 = r[1];
@@ -91,7 +91,7 @@ HM2BP_HD void displacement_at(const AugmentParams& p, const double* r, const dou
     const int mid = S / 2;
     disp_h += p.scale / 100.0 * s1 * (col - mid);
     disp_v += p.scale / 100.0 * s2 * (row - mid);
-    const double angle = p.rotation * r[0] * 3.1415926535897932384626433832795 / 180.0;
+    const double angle = p.rotation * r[0] * AUGMENT_PI / 180.0;
     const double x = row - mid, y = col - mid;
     disp_h += y - y * std::cos(angle) - x * std::sin(angle);
     disp_v += x - x * std::cos(angle) + y * std::sin(angle);
