@@ -268,6 +268,8 @@ py::dict build_info()
 
 }  // namespace
 
+void bind_augment(pybind11::module_&);
+
 PYBIND11_MODULE(_core, m)
 {
     m.doc() = "hm2bp compiled engine (CPU, and CUDA when built with it)";
@@ -345,4 +347,5 @@ PYBIND11_MODULE(_core, m)
         return false;
 #endif
     });
+    bind_augment(m);
 }

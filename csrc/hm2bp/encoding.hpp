@@ -27,12 +27,18 @@ HM2BP_HD uint64_t poisson_neuron_key(uint64_t sample_key, uint64_t neuron)
     return mix64(sample_key ^ neuron);
 }
 
-// Pixel p fires with rate p / (5.5 * 255) per step: u53 * 2^-53 < rate  <=>  u53 < ceil(rate * 2^53).
-inline uint64_t poisson_threshold(int pixel)
+// A neuron with spike probability `rate` per step fires at t iff u53 * 2^-53 < rate  <=>
+// u53 < ceil(rate * 2^53). Rates outside [0, 1] (a warp's extrapolation can leave them, SPEC_CNN
+// 8.9) clamp to never / always; NaN never fires.
+HM2BP_HD uint64_t poisson_threshold_rate(double rate)
 {
-    const double rate = pixel / (5.5 * 255.0);
+    if (!(rate > 0.0)) return 0;
+    if (rate >= 1.0) return 9007199254740992ull;
     return static_cast<uint64_t>(std::ceil(rate * 9007199254740992.0));
 }
+
+// Pixel p fires with rate p / (5.5 * 255) per step.
+inline uint64_t poisson_threshold(int pixel) { return poisson_threshold_rate(pixel / (5.5 * 255.0)); }
 
 // poisson_threshold of every pixel value, the table the engines look up.
 inline void poisson_thresholds(uint64_t table[256])

@@ -1,0 +1,157 @@
+// Bindings of the augmentation (SPEC_CNN 5, hm2bp/augment.hpp) and of the Poisson encoding of
+// real-valued rates. User-facing validation is in python/hm2bp/augment.py; the checks here only
+// guard memory safety.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <omp.h>
+
+#include <cmath>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "hm2bp/augment.hpp"
+#include "hm2bp/encoding.hpp"
+
+namespace py = pybind11;
+using namespace hm2bp;
+
+namespace {
+
+using U8Array = py::array_t<uint8_t, py::array::c_style | py::array::forcecast>;
+using I64Array = py::array_t<int64_t, py::array::c_style | py::array::forcecast>;
+using F64Array = py::array_t<double, py::array::c_style | py::array::forcecast>;
+
+AugmentMode augment_mode(const std::string& name)
+{
+    if (name == "epoch") return AugmentMode::Epoch;
+    if (name == "sample") return AugmentMode::Sample;
+    throw std::invalid_argument("mode must be 'epoch' or 'sample'");
+}
+
+AugmentParams augment_params(int size, bool elastic_fix, double distortion, double scale, double rotation,
+                             double sigma, int field)
+{
+    if (size < 2) throw std::invalid_argument("the image side must be >= 2");
+    if (field < 1 || field % 2 == 0) throw std::invalid_argument("field must be odd and >= 1");
+    AugmentParams p;
+    p.size = size;
+    p.elastic_fix = elastic_fix;
+    p.distortion = distortion;
+    p.scale = scale;
+    p.rotation = rotation;
+    p.sigma = sigma;
+    p.field = field;
+    return p;
+}
+
+int image_side(int64_t pixels)
+{
+    const int side = static_cast<int>(std::lround(std::sqrt(static_cast<double>(pixels))));
+    if (static_cast<int64_t>(side) * side != pixels) throw std::invalid_argument("images must be square (B, S*S)");
+    return side;
+}
+
+py::array augment_rates(const U8Array& images, uint64_t seed, uint64_t epoch, const I64Array& sample_index,
+                        const std::string& mode, bool elastic_fix, double distortion, double scale,
+                        double rotation, double sigma, int field, int threads, bool float64)
+{
+    if (images.ndim() != 2) throw std::invalid_argument("images must have shape (batch, S*S)");
+    if (sample_index.ndim() != 1 || sample_index.shape(0) != images.shape(0))
+        throw std::invalid_argument("sample_index must have one entry per image");
+    const AugmentMode m = augment_mode(mode);
+    const AugmentParams p =
+        augment_params(image_side(images.shape(1)), elastic_fix, distortion, scale, rotation, sigma, field);
+    const int B = static_cast<int>(images.shape(0));
+    const int n = p.size * p.size;
+    F64Array out({B, n});
+    double* rates = out.mutable_data();
+    const uint8_t* src = images.data();
+    const int64_t* index = sample_index.data();
+    {
+        py::gil_scoped_release release;
+        const std::vector<double> G = gaussian_kernel(p);
+        // Epoch mode: one map for the whole batch, drawn once.
+        std::vector<double> shared(4 * n);
+        if (m == AugmentMode::Epoch)
+            displacement_map(p, G.data(), augment_key(seed, epoch, m, 0), shared.data() + 2 * n, shared.data(),
+                             shared.data() + n);
+#pragma omp parallel num_threads(threads)
+        {
+            std::vector<double> own(m == AugmentMode::Sample ? 4 * n : 0);
+#pragma omp for schedule(dynamic)
+            for (int b = 0; b < B; ++b) {
+                const double* map = shared.data();
+                if (m == AugmentMode::Sample) {
+                    displacement_map(p, G.data(), augment_key(seed, epoch, m, static_cast<uint64_t>(index[b])),
+                                     own.data() + 2 * n, own.data(), own.data() + n);
+                    map = own.data();
+                }
+                warp_rates(src + static_cast<size_t>(b) * n, p.size, map, map + n, rates + static_cast<size_t>(b) * n);
+            }
+        }
+    }
+    if (float64) return std::move(out);
+    return py::array(out.attr("astype")("float32"));
+}
+
+py::tuple displacement_map_py(uint64_t seed, uint64_t epoch, uint64_t sample_id, const std::string& mode, int size,
+                              bool elastic_fix, double distortion, double scale, double rotation, double sigma,
+                              int field)
+{
+    const AugmentMode m = augment_mode(mode);
+    const AugmentParams p = augment_params(size, elastic_fix, distortion, scale, rotation, sigma, field);
+    F64Array disp_h({size, size}), disp_v({size, size});
+    std::vector<double> r(2 * size * size);
+    displacement_map(p, gaussian_kernel(p).data(), augment_key(seed, epoch, m, sample_id), r.data(),
+                     disp_h.mutable_data(), disp_v.mutable_data());
+    return py::make_tuple(disp_h, disp_v);
+}
+
+// Same keys as _core.encode_poisson: a rate of exactly p / (5.5 * 255) gives its spikes bit for bit.
+py::array_t<bool> encode_rates(const F64Array& rates, int T, uint64_t seed, const I64Array& sample_index,
+                               uint64_t epoch, int threads)
+{
+    if (rates.ndim() != 2) throw std::invalid_argument("rates must have shape (batch, n_in)");
+    if (sample_index.ndim() != 1 || sample_index.shape(0) != rates.shape(0))
+        throw std::invalid_argument("sample_index must have one entry per sample");
+    if (T < 1) throw std::invalid_argument("T must be >= 1");
+    const int B = static_cast<int>(rates.shape(0));
+    const int N = static_cast<int>(rates.shape(1));
+    py::array_t<bool> out({B, T, N});
+    uint8_t* dst = reinterpret_cast<uint8_t*>(out.mutable_data());
+    const double* src = rates.data();
+    const int64_t* index = sample_index.data();
+    {
+        py::gil_scoped_release release;
+#pragma omp parallel for num_threads(threads) schedule(dynamic)
+        for (int b = 0; b < B; ++b) {
+            uint8_t* sample = dst + static_cast<size_t>(b) * T * N;
+            std::fill(sample, sample + static_cast<size_t>(T) * N, uint8_t(0));
+            const uint64_t key = poisson_sample_key(seed, static_cast<uint64_t>(index[b]), epoch);
+            for (int n = 0; n < N; ++n) {
+                const uint64_t threshold = poisson_threshold_rate(src[static_cast<size_t>(b) * N + n]);
+                if (threshold == 0) continue;
+                const uint64_t nkey = poisson_neuron_key(key, static_cast<uint64_t>(n));
+                for (int t = 1; t < T; ++t) sample[static_cast<size_t>(t) * N + n] = poisson_spike(nkey, t, threshold);
+            }
+        }
+    }
+    return out;
+}
+
+}  // namespace
+
+void bind_augment(py::module_& m)
+{
+    m.def("augment_rates", &augment_rates, py::arg("images"), py::arg("seed"), py::arg("epoch"),
+          py::arg("sample_index"), py::arg("mode"), py::arg("elastic_fix"), py::arg("distortion"), py::arg("scale"),
+          py::arg("rotation"), py::arg("sigma") = 4.0, py::arg("field") = 21, py::arg("threads") = 1,
+          py::arg("float64") = true);
+    m.def("displacement_map", &displacement_map_py, py::arg("seed"), py::arg("epoch"), py::arg("sample_id"),
+          py::arg("mode"), py::arg("size"), py::arg("elastic_fix"), py::arg("distortion"), py::arg("scale"),
+          py::arg("rotation"), py::arg("sigma") = 4.0, py::arg("field") = 21);
+    m.def("encode_rates", &encode_rates, py::arg("rates"), py::arg("T"), py::arg("seed"), py::arg("sample_index"),
+          py::arg("epoch"), py::arg("threads"));
+}
