@@ -13,15 +13,13 @@
 
 #include "hm2bp/augment.hpp"
 #include "hm2bp/encoding.hpp"
+#include "py_arrays.hpp"
 
 namespace py = pybind11;
 using namespace hm2bp;
 
 namespace {
 
-using U8Array = py::array_t<uint8_t, py::array::c_style | py::array::forcecast>;
-using I64Array = py::array_t<int64_t, py::array::c_style | py::array::forcecast>;
-using F64Array = py::array_t<double, py::array::c_style | py::array::forcecast>;
 
 AugmentMode augment_mode(const std::string& name)
 {
@@ -127,15 +125,9 @@ py::array_t<bool> encode_rates(const F64Array& rates, int T, uint64_t seed, cons
         py::gil_scoped_release release;
 #pragma omp parallel for num_threads(threads) schedule(dynamic)
         for (int b = 0; b < B; ++b) {
-            uint8_t* sample = dst + static_cast<size_t>(b) * T * N;
-            std::fill(sample, sample + static_cast<size_t>(T) * N, uint8_t(0));
-            const uint64_t key = poisson_sample_key(seed, static_cast<uint64_t>(index[b]), epoch);
-            for (int n = 0; n < N; ++n) {
-                const uint64_t threshold = poisson_threshold_rate(src[static_cast<size_t>(b) * N + n]);
-                if (threshold == 0) continue;
-                const uint64_t nkey = poisson_neuron_key(key, static_cast<uint64_t>(n));
-                for (int t = 1; t < T; ++t) sample[static_cast<size_t>(t) * N + n] = poisson_spike(nkey, t, threshold);
-            }
+            const double* rate = src + static_cast<size_t>(b) * N;
+            encode_sample(poisson_sample_key(seed, static_cast<uint64_t>(index[b]), epoch), T, N,
+                          [&](int n) { return poisson_threshold_rate(rate[n]); }, dst + static_cast<size_t>(b) * T * N);
         }
     }
     return out;

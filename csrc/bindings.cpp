@@ -10,6 +10,7 @@
 
 #include "cpu/spike_train.hpp"
 #include "engine.hpp"
+#include "py_arrays.hpp"
 #include "hm2bp/encoding.hpp"
 
 #ifdef HM2BP_WITH_CUDA
@@ -21,9 +22,6 @@ using namespace hm2bp;
 
 namespace {
 
-using U8Array = py::array_t<uint8_t, py::array::c_style | py::array::forcecast>;
-using I64Array = py::array_t<int64_t, py::array::c_style | py::array::forcecast>;
-using F64Array = py::array_t<double, py::array::c_style | py::array::forcecast>;
 
 Param param_kind(const std::string& name)
 {
@@ -234,15 +232,9 @@ py::array_t<bool> encode_poisson(const U8Array& images, int T, uint64_t seed, co
         poisson_thresholds(thresholds);
 #pragma omp parallel for num_threads(threads) schedule(dynamic)
         for (int b = 0; b < B; ++b) {
-            uint8_t* sample = dst + static_cast<size_t>(b) * T * N;
-            std::fill(sample, sample + static_cast<size_t>(T) * N, uint8_t(0));
-            const uint64_t key = poisson_sample_key(seed, static_cast<uint64_t>(index[b]), epoch);
-            for (int n = 0; n < N; ++n) {
-                const int p = src[static_cast<size_t>(b) * N + n];
-                if (p == 0) continue;
-                const uint64_t nkey = poisson_neuron_key(key, static_cast<uint64_t>(n));
-                for (int t = 1; t < T; ++t) sample[static_cast<size_t>(t) * N + n] = poisson_spike(nkey, t, thresholds[p]);
-            }
+            const uint8_t* pixels = src + static_cast<size_t>(b) * N;
+            encode_sample(poisson_sample_key(seed, static_cast<uint64_t>(index[b]), epoch), T, N,
+                          [&](int n) { return thresholds[pixels[n]]; }, dst + static_cast<size_t>(b) * T * N);
         }
     }
     return out;
