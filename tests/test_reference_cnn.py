@@ -24,8 +24,7 @@ def spsp(post: list[int], pre: list[int]) -> float:
 
 
 def backward(conn, delta, s_out, s_in, need_pre_delta=True):
-    return conn.backward(np.asarray(delta, dtype=float), s_out, s_in, **TAU, use_effect_ratio=True,
-                         need_pre_delta=need_pre_delta)
+    return conn.backward(np.asarray(delta, dtype=float), s_out, s_in, ref.BackwardParams(**TAU), need_pre_delta)
 
 
 def random_trains(rng, T: int, n: int, rate: float, silent: int = 0) -> np.ndarray:
@@ -201,9 +200,9 @@ class Recorder:
     def current(self, s_in):
         return self.inner.current(s_in)
 
-    def backward(self, delta, s_out, s_in, **kw):
-        self.log.append((type(self.inner).__name__, kw["need_pre_delta"]))
-        return self.inner.backward(delta, s_out, s_in, **kw)
+    def backward(self, delta, s_out, s_in, params, need_pre_delta):
+        self.log.append((type(self.inner).__name__, need_pre_delta))
+        return self.inner.backward(delta, s_out, s_in, params, need_pre_delta)
 
 
 def test_no_pre_delta_below_the_first_conv_layer():

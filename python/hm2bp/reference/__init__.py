@@ -5,9 +5,10 @@ clarity over speed, and computes everything in float64. Pure functions on arrays
 (names follow the paper), one module per concept: `neuron` (SPEC 1), `encoding` (SPEC 2),
 `loss` (SPEC 3, revival), `spsp` and `backward` (SPEC 4), `optimizer` (SPEC 5), and one module
 per connection kind, each with its layer object: `dense` (fully connected), `conv` (SPEC_CNN 1,
-3.3) and `pool` (SPEC_CNN 2, 3.2). `connection` is the interface they share and the forward walk
-over a stack of them. `Network` is a thin stateful wrapper with the same constructor and methods
-as the compiled `hm2bp.Network`.
+3.3) and `pool` (SPEC_CNN 2, 3.2), the latter two on `wiring` (a connection as a list of
+pairs). `connection` is the interface all three share and the forward walk over a stack of
+them. `Network` is a thin stateful wrapper with the same constructor and methods as the
+compiled `hm2bp.Network`.
 
 Conventions: spike trains are bool arrays of shape (T, n) for one sample (time first), neurons
 in the flat order of `hm2bp.layers`; weights are (n_out, n_in) for dense layers and
@@ -20,14 +21,14 @@ from __future__ import annotations
 from .backward import lateral_factor, sample_gradients
 from .connection import Connection, as_connections, forward_sample, from_layers
 from .conv import ConvConnection
-from .dense import DenseConnection, lif_forward, side_term
+from .dense import DenseConnection, side_term
 from .encoding import encode_poisson
 from .loss import output_delta, revive
 from .network import Network
-from .neuron import FIRE_EPS, lif_scan
+from .neuron import FIRE_EPS, lif_forward, lif_scan
 from .optimizer import adam_step, regularization, sgd_step
 from .pool import PoolConnection
-from .spsp import effect_ratio, side_ratio, spsp, spsp_matrix
+from .spsp import BackwardParams, effect_ratio, side_ratio, spsp, spsp_matrix
 
 __all__ = [
     "FIRE_EPS",
@@ -43,6 +44,7 @@ __all__ = [
     "side_term",
     "effect_ratio",
     "sample_gradients",
+    "BackwardParams",
     "regularization",
     "adam_step",
     "sgd_step",

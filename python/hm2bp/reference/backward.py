@@ -13,7 +13,7 @@ import numpy as np
 
 from .connection import Connection, as_connections, forward_sample
 from .loss import output_delta, revive
-from .spsp import spsp_matrix
+from .spsp import BackwardParams, spsp_matrix
 
 
 def lateral_factor(
@@ -96,13 +96,11 @@ def sample_gradients(
     trains = list(spikes)
     trains[-1] = revive(s_top, label, desired)
 
+    params = BackwardParams(tau_m, tau_s, t_ref, use_effect_ratio)
     grads: list[np.ndarray | None] = [None] * L
     for l in range(L - 1, -1, -1):
         s_i = np.asarray(s_in, dtype=bool) if l == 0 else trains[l - 1]
-        grads[l], delta = stack[l].backward(
-            delta, trains[l], s_i, tau_m=tau_m, tau_s=tau_s, t_ref=t_ref,
-            use_effect_ratio=use_effect_ratio, need_pre_delta=l > 0,
-        )
+        grads[l], delta = stack[l].backward(delta, trains[l], s_i, params, need_pre_delta=l > 0)
     grads[-1] = grads[-1] * lat_top[:, None]  # the output layer is dense: one row per neuron
 
     info = {

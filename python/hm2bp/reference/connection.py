@@ -18,6 +18,7 @@ from .conv import ConvConnection
 from .dense import DenseConnection
 from .neuron import lif_scan
 from .pool import PoolConnection
+from .spsp import BackwardParams
 
 
 class Connection(Protocol):
@@ -28,18 +29,8 @@ class Connection(Protocol):
         """Input current (T, n_out) from input spikes (T, n_in), before SPEC 1's one-step delay."""
         ...
 
-    def backward(
-        self,
-        delta: np.ndarray,
-        s_out: np.ndarray,
-        s_in: np.ndarray,
-        *,
-        tau_m: float,
-        tau_s: float,
-        t_ref: int,
-        use_effect_ratio: bool,
-        need_pre_delta: bool,
-    ) -> tuple[np.ndarray | None, np.ndarray | None]:
+    def backward(self, delta: np.ndarray, s_out: np.ndarray, s_in: np.ndarray,
+                 params: BackwardParams, need_pre_delta: bool) -> tuple[np.ndarray | None, np.ndarray | None]:
         """(gradient of the layer's weights, or None without weights; pre_delta (n_in,), or None
         when need_pre_delta is False) from the layer's delta (n_out,) and its trains."""
         ...

@@ -14,7 +14,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from .spsp import effect_ratio, side_ratio, spsp_matrix
+from .spsp import BackwardParams, effect_ratio, side_ratio
+from .wiring import ListedConnection
 
 
 @lru_cache(maxsize=None)
@@ -39,7 +40,7 @@ def connections(
     return post, pre, weight
 
 
-class ConvConnection:
+class ConvConnection(ListedConnection):
     """A conv layer: kernels W (O, C, K, K) over an input of in_shape, threshold vth.
 
     Conv neurons fire on v > vth, without the 1e-6 slack of the other layers (SPEC_CNN 8.1).
@@ -55,49 +56,30 @@ class ConvConnection:
         if C != in_shape[0] or K != self.W.shape[3]:
             raise ValueError(f"conv weights {self.W.shape} do not fit an input of {in_shape}")
         self.vth = float(vth)
-        self.post, self.pre, self.weight = connections(tuple(in_shape), O, K, padding)
+        post, pre, self.weight = connections(tuple(in_shape), O, K, padding)
         _, H, W_in = in_shape
-        self.n_out = O * (H - K + 1 + 2 * padding) * (W_in - K + 1 + 2 * padding)
-        self.n_in = C * H * W_in
-        self.w = self.W.ravel()[self.weight]  # the weight of each connection
+        n_out = O * (H - K + 1 + 2 * padding) * (W_in - K + 1 + 2 * padding)
+        super().__init__(post, pre, self.W.ravel()[self.weight], n_out, C * H * W_in)
 
-    def current(self, s_in: np.ndarray) -> np.ndarray:
-        """I[t, o] = sum over o's connections of W[k,c,i,j] * s_in[t, q] (SPEC_CNN 1)."""
-        x = np.asarray(s_in, dtype=np.float64)
-        I = np.empty((x.shape[0], self.n_out))
-        for t in range(x.shape[0]):
-            I[t] = np.bincount(self.post, weights=self.w * x[t, self.pre], minlength=self.n_out)
-        return I
-
-    def backward(
-        self,
-        delta: np.ndarray,
-        s_out: np.ndarray,
-        s_in: np.ndarray,
-        *,
-        tau_m: float,
-        tau_s: float,
-        t_ref: int,
-        use_effect_ratio: bool,
-        need_pre_delta: bool,
-    ) -> tuple[np.ndarray, np.ndarray | None]:
+    def backward(self, delta: np.ndarray, s_out: np.ndarray, s_in: np.ndarray,
+                 params: BackwardParams, need_pre_delta: bool) -> tuple[np.ndarray, np.ndarray | None]:
         """SPEC_CNN 3.3: the kernel gradient g (O, C, K, K) and pre_delta (n_in,).
 
         g[k,c,i,j] is a plain sum over the positions (x, y) that use the weight. The effect
-        ratio is always on for conv (SPEC_CNN 8.3), so use_effect_ratio is not read.
+        ratio is always on for conv (SPEC_CNN 8.3): params.use_effect_ratio is not read.
         need_pre_delta is False for a conv layer on the data layer: it hands nothing down.
         """
         post, pre = self.post, self.pre
         n_o = s_out.sum(axis=0)
-        e_pairs = spsp_matrix(s_out, s_in, tau_m, tau_s, t_ref)  # every (o, q); 0.1 rule in
+        e_pairs = params.spsp_matrix(s_out, s_in)  # every (o, q); 0.1 rule included
         e = e_pairs[post, pre]
         dv = delta / self.vth
         ratio = side_ratio(e_pairs, n_o)[post, pre]  # e/n_o, or 0.5 for a silent o
-        side = (1.0 / self.vth) * np.bincount(post, weights=self.w * ratio, minlength=self.n_out)
+        side = (1.0 / self.vth) * self.sum_by_post(self.w * ratio)
         per_connection = e * (1.0 + side[post]) * dv[post]
         g = np.bincount(self.weight, weights=per_connection, minlength=self.W.size)
         g = g.reshape(self.W.shape)
         if not need_pre_delta:
             return g, None
         R = effect_ratio(e_pairs, n_o, s_in.sum(axis=0))[post, pre]
-        return g, np.bincount(pre, weights=dv[post] * self.w * R, minlength=self.n_in)
+        return g, self.sum_by_pre(dv[post] * self.w * R)

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .neuron import FIRE_EPS, lif_scan
-from .spsp import effect_ratio, side_ratio, spsp_matrix
+from .neuron import FIRE_EPS
+from .spsp import BackwardParams, effect_ratio, side_ratio
 
 
 def current(W: np.ndarray, s_in: np.ndarray) -> np.ndarray:
@@ -36,22 +36,6 @@ def pre_delta(dv: np.ndarray, R: np.ndarray, W: np.ndarray) -> np.ndarray:
     return np.sum(dv[:, None] * R * W, axis=0)
 
 
-def lif_forward(
-    W: np.ndarray,
-    s_in: np.ndarray,
-    vth: float,
-    tau_m: float,
-    tau_s: float,
-    t_ref: int,
-    w0: float = 0.0,
-) -> tuple[np.ndarray, float]:
-    """Simulate one dense layer for one sample (SPEC 1): `lif_scan` of the dense current.
-
-    W: (O, N) weights; s_in: (T, N) bool input spikes. Returns (s_out bool (T, O), margin).
-    """
-    return lif_scan(current(W, s_in), vth, tau_m, tau_s, t_ref, w0)
-
-
 class DenseConnection:
     """A fully connected layer: weights W (O, N), threshold vth, fire test v > vth - 1e-6."""
 
@@ -64,26 +48,16 @@ class DenseConnection:
     def current(self, s_in: np.ndarray) -> np.ndarray:
         return current(self.W, s_in)
 
-    def backward(
-        self,
-        delta: np.ndarray,
-        s_out: np.ndarray,
-        s_in: np.ndarray,
-        *,
-        tau_m: float,
-        tau_s: float,
-        t_ref: int,
-        use_effect_ratio: bool,
-        need_pre_delta: bool,
-    ) -> tuple[np.ndarray, np.ndarray | None]:
+    def backward(self, delta: np.ndarray, s_out: np.ndarray, s_in: np.ndarray,
+                 params: BackwardParams, need_pre_delta: bool) -> tuple[np.ndarray, np.ndarray | None]:
         """SPEC 4: g[o,i] = dv[o] e[o,i] (1 + side[o]) (times the lateral factor, which the
         caller applies to the output layer), and pre_delta when the layer below needs it."""
         n_o = s_out.sum(axis=0)
-        e = spsp_matrix(s_out, s_in, tau_m, tau_s, t_ref)
+        e = params.spsp_matrix(s_out, s_in)
         dv = delta / self.vth
         side = side_term(self.W, e, n_o, self.vth)
         g = dv[:, None] * e * (1.0 + side)[:, None]
         if not need_pre_delta:
             return g, None
-        R = effect_ratio(e, n_o, s_in.sum(axis=0)) if use_effect_ratio else np.ones_like(e)
+        R = effect_ratio(e, n_o, s_in.sum(axis=0)) if params.use_effect_ratio else np.ones_like(e)
         return g, pre_delta(dv, R, self.W)

@@ -13,7 +13,8 @@ from functools import lru_cache
 import numpy as np
 
 from .neuron import FIRE_EPS
-from .spsp import effect_ratio, spsp_matrix
+from .spsp import BackwardParams, effect_ratio
+from .wiring import ListedConnection
 
 
 def out_size(n: int, stride: int) -> int:
@@ -38,7 +39,7 @@ def connections(
     return post, pre
 
 
-class PoolConnection:
+class PoolConnection(ListedConnection):
     """A pool layer over size x size windows every `stride`, threshold vth (v > vth - 1e-6)."""
 
     fire_eps = FIRE_EPS
@@ -46,37 +47,18 @@ class PoolConnection:
     def __init__(self, in_shape: tuple[int, int, int], size: int, stride: int, vth: float) -> None:
         self.size = size
         self.vth = float(vth)
-        self.post, self.pre = connections(tuple(in_shape), size, stride)
+        post, pre = connections(tuple(in_shape), size, stride)
         C, H, W = in_shape
-        self.n_out = C * out_size(H, stride) * out_size(W, stride)
-        self.n_in = C * H * W
+        n_out = C * out_size(H, stride) * out_size(W, stride)
+        super().__init__(post, pre, np.ones(len(post)), n_out, C * H * W)  # fixed weights 1
 
-    def current(self, s_in: np.ndarray) -> np.ndarray:
-        """I[t, p] = number of input spikes at t in p's window (SPEC_CNN 2)."""
-        x = np.asarray(s_in, dtype=np.float64)
-        I = np.empty((x.shape[0], self.n_out))
-        for t in range(x.shape[0]):
-            I[t] = np.bincount(self.post, weights=x[t, self.pre], minlength=self.n_out)
-        return I
-
-    def backward(
-        self,
-        delta: np.ndarray,
-        s_out: np.ndarray,
-        s_in: np.ndarray,
-        *,
-        tau_m: float,
-        tau_s: float,
-        t_ref: int,
-        use_effect_ratio: bool,
-        need_pre_delta: bool,
-    ) -> tuple[None, np.ndarray | None]:
+    def backward(self, delta: np.ndarray, s_out: np.ndarray, s_in: np.ndarray,
+                 params: BackwardParams, need_pre_delta: bool) -> tuple[None, np.ndarray | None]:
         """SPEC_CNN 3.2: no gradient; delta_in[q] = sum over the windows p holding q of
         delta[p] / size^2 * R(p, q), 0 for q in no window. delta is not divided by the pool's
         vth, and the effect ratio is always on for pool (SPEC_CNN 8.2-8.3)."""
         if not need_pre_delta:
             return None, None
-        e = spsp_matrix(s_out, s_in, tau_m, tau_s, t_ref)
+        e = params.spsp_matrix(s_out, s_in)
         R = effect_ratio(e, s_out.sum(axis=0), s_in.sum(axis=0))[self.post, self.pre]
-        contrib = delta[self.post] / self.size**2 * R
-        return None, np.bincount(self.pre, weights=contrib, minlength=self.n_in)
+        return None, self.sum_by_pre(delta[self.post] / self.size**2 * R)
