@@ -1,30 +1,38 @@
-"""NumPy float64 reference implementation of HM2-BP (SPEC.md sections 1-5).
+"""NumPy float64 reference implementation of HM2-BP (SPEC.md sections 1-5, SPEC_CNN.md 1-4).
 
 This package is the oracle for every engine test: it is written straight from the spec, favours
 clarity over speed, and computes everything in float64. Pure functions on arrays form the core
 (names follow the paper), one module per concept: `neuron` (SPEC 1), `encoding` (SPEC 2),
-`loss` (SPEC 3, revival), `spsp` and `backward` (SPEC 4), `optimizer` (SPEC 5), with the
-wiring of a fully connected layer in `dense`. `Network` is a thin stateful wrapper with the same
-constructor and methods as the compiled `hm2bp.Network`.
+`loss` (SPEC 3, revival), `spsp` and `backward` (SPEC 4), `optimizer` (SPEC 5), and one module
+per connection kind, each with its layer object: `dense` (fully connected), `conv` (SPEC_CNN 1,
+3.3) and `pool` (SPEC_CNN 2, 3.2), the latter two on `wiring` (a connection as a list of
+pairs). `connection` is the interface all three share and the forward walk over a stack of
+them. `Network` is a thin stateful wrapper with the same constructor and methods as the
+compiled `hm2bp.Network`.
 
-Conventions: spike trains are bool arrays of shape (T, n) for one sample (time first), weights
-are (n_out, n_in). Counts and predictions reported to callers are always the ones from BEFORE
-the output revival (SPEC 4).
+Conventions: spike trains are bool arrays of shape (T, n) for one sample (time first), neurons
+in the flat order of `hm2bp.layers`; weights are (n_out, n_in) for dense layers and
+(out_channels, in_channels, k, k) for conv layers. Counts and predictions reported to callers
+are always the ones from BEFORE the output revival (SPEC 4).
 """
 
 from __future__ import annotations
 
-from .backward import effect_ratio, lateral_factor, sample_gradients
-from .dense import side_term
+from .backward import lateral_factor, sample_gradients
+from .connection import Connection, as_connections, forward_sample, from_layers
+from .conv import ConvConnection
+from .dense import DenseConnection, side_term
 from .encoding import encode_poisson
 from .loss import output_delta, revive
 from .network import Network
-from .neuron import FIRE_EPS, forward_sample, lif_forward
+from .neuron import FIRE_EPS, lif_forward, lif_scan
 from .optimizer import adam_step, regularization, sgd_step
-from .spsp import spsp, spsp_matrix
+from .pool import PoolConnection
+from .spsp import BackwardParams, effect_ratio, side_ratio, spsp, spsp_matrix
 
 __all__ = [
     "FIRE_EPS",
+    "lif_scan",
     "lif_forward",
     "forward_sample",
     "spsp",
@@ -32,12 +40,20 @@ __all__ = [
     "output_delta",
     "revive",
     "lateral_factor",
+    "side_ratio",
     "side_term",
     "effect_ratio",
     "sample_gradients",
+    "BackwardParams",
     "regularization",
     "adam_step",
     "sgd_step",
     "encode_poisson",
+    "Connection",
+    "DenseConnection",
+    "ConvConnection",
+    "PoolConnection",
+    "as_connections",
+    "from_layers",
     "Network",
 ]

@@ -1,7 +1,8 @@
-"""SPEC 4: the micro-level backward pass: lateral factor, effect ratio, per-sample gradients.
+"""SPEC 4 (SPEC_CNN 3): the micro-level backward pass: lateral factor, per-sample gradients.
 
-The connection-specific parts (side term, pre_delta) come from `dense`; the order of the steps
-around the revival follows the authors' CUDA code (see `sample_gradients`).
+The connection-specific parts (S-PSPs of the connected pairs, side term, gradient, pre_delta)
+come from each layer's `Connection.backward`; the order of the steps around the revival follows
+the authors' CUDA code (see `sample_gradients`).
 """
 
 from __future__ import annotations
@@ -10,10 +11,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from . import dense
+from .connection import Connection, as_connections, forward_sample
 from .loss import output_delta, revive
-from .neuron import forward_sample
-from .spsp import spsp_matrix
+from .spsp import BackwardParams, spsp_matrix
 
 
 def lateral_factor(
@@ -53,21 +53,12 @@ def lateral_factor(
     return lat
 
 
-def effect_ratio(e: np.ndarray, n_out: np.ndarray, n_in: np.ndarray) -> np.ndarray:
-    """R[o,i] = e[o,i]/n_i, or 1 where n_i == 0 or n_o == 0  (SPEC 4)."""
-    n_out = np.asarray(n_out, dtype=np.float64)
-    n_in = np.asarray(n_in, dtype=np.float64)
-    safe_n_in = np.where(n_in > 0, n_in, 1.0)
-    silent = (n_out == 0)[:, None] | (n_in == 0)[None, :]
-    return np.where(silent, 1.0, e / safe_n_in[None, :])
-
-
 def sample_gradients(
-    weights: Sequence[np.ndarray],
+    layers: Sequence[Connection] | Sequence[np.ndarray],
     s_in: np.ndarray,
     label: int,
     *,
-    vth: Sequence[float],
+    vth: Sequence[float] | None = None,
     tau_m: float = 64.0,
     tau_s: float = 8.0,
     t_ref: int = 2,
@@ -78,42 +69,39 @@ def sample_gradients(
     use_effect_ratio: bool = True,
     sample_weight: float = 1.0,
 ) -> tuple[list[np.ndarray], dict[str, Any]]:
-    """Per-sample SPEC-4 gradients of every layer (no regularization) and the forward info.
+    """Per-sample SPEC-4 gradients of every trainable layer (no regularization) and the forward
+    info.
 
+    layers: connection objects (vth None), or dense weight arrays (O, N) with one vth each. The
+    last layer is the output: dense, with lateral inhibition w0.
     Order (matches the authors' CUDA code): delta and cost from the pre-revival output counts,
     delta times sample_weight, lateral factor from the pre-revival output spikes, then revival;
     everything after (output S-PSPs, n_o, side term, effect ratio, pre_delta) uses the revived
-    output train.
-    Returns (grads: list of (O_l, N_l) float64, info) with info keys: spikes (pre-revival trains
-    per layer), counts (int64 output counts, pre-revival), prediction, cost (unweighted), delta
-    (weighted output delta), margin (smallest fire-test margin).
+    output train. Layers are walked top-down, each handing its pre_delta to the one below; the
+    first layer hands nothing down (its input is the data).
+    Returns (grads: one float64 array per layer with weights, in order, shaped like them; info)
+    with info keys: spikes (pre-revival trains per layer), counts (int64 output counts,
+    pre-revival), prediction, cost (unweighted), delta (weighted output delta), margin
+    (smallest fire-test margin).
     """
-    L = len(weights)
-    spikes, fire_margin = forward_sample(weights, s_in, vth, tau_m, tau_s, t_ref, w0)
+    stack = as_connections(layers, vth)
+    L = len(stack)
+    spikes, fire_margin = forward_sample(stack, s_in, None, tau_m, tau_s, t_ref, w0)
     s_top = spikes[-1]
     counts = s_top.sum(axis=0).astype(np.int64)
     delta, cost = output_delta(counts, label, desired, undesired, margin)
     delta = delta * sample_weight
     out_delta = delta  # kept for info: `delta` is reused for each layer's pre_delta below
-    lat_top = lateral_factor(s_top, label, vth[-1], w0, tau_m, tau_s, t_ref)
+    lat_top = lateral_factor(s_top, label, stack[-1].vth, w0, tau_m, tau_s, t_ref)
     trains = list(spikes)
     trains[-1] = revive(s_top, label, desired)
 
-    grads: list[np.ndarray] = [np.empty(0)] * L
+    params = BackwardParams(tau_m, tau_s, t_ref, use_effect_ratio)
+    grads: list[np.ndarray | None] = [None] * L
     for l in range(L - 1, -1, -1):
-        W = np.asarray(weights[l], dtype=np.float64)
-        s_o = trains[l]
         s_i = np.asarray(s_in, dtype=bool) if l == 0 else trains[l - 1]
-        n_o = s_o.sum(axis=0)
-        n_i = s_i.sum(axis=0)
-        e = spsp_matrix(s_o, s_i, tau_m, tau_s, t_ref)
-        dv = delta / vth[l]
-        side = dense.side_term(W, e, n_o, vth[l])
-        lat = lat_top if l == L - 1 else np.ones(W.shape[0])
-        grads[l] = dv[:, None] * e * (1.0 + side)[:, None] * lat[:, None]
-        if l > 0:
-            R = effect_ratio(e, n_o, n_i) if use_effect_ratio else np.ones_like(e)
-            delta = dense.pre_delta(dv, R, W)  # the delta of the layer below
+        grads[l], delta = stack[l].backward(delta, trains[l], s_i, params, need_pre_delta=l > 0)
+    grads[-1] = grads[-1] * lat_top[:, None]  # the output layer is dense: one row per neuron
 
     info = {
         "spikes": spikes,
@@ -123,4 +111,4 @@ def sample_gradients(
         "delta": out_delta,
         "margin": fire_margin,
     }
-    return grads, info
+    return [g for g in grads if g is not None], info

@@ -8,23 +8,27 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..hyper import DEFAULTS, check_all, check_number, check_whole, pick
-from ..layers import from_sizes
+from ..layers import Layer, Pool2d, build_spec, from_sizes, param_shapes
 from .backward import sample_gradients
+from .connection import Connection, forward_sample, from_layers
 from .encoding import encode_poisson
-from .neuron import forward_sample
 from .optimizer import adam_step, regularization, sgd_step
 
 
 class Network:
     """Stateful float64 reference network with the API of `hm2bp.Network`.
 
+    Two forms, as hm2bp.Network: ``Network(layers=[784, 800, 10], vth=[20.0, 8.0])`` (sizes,
+    input first, one threshold per layer) or ``Network(input_shape=(1, 28, 28),
+    layers=[Conv2d(...), Pool2d(...), ..., Dense(10, vth)])`` (hm2bp.layers). Unlike the engines
+    the reference runs Conv2d and Pool2d layers (SPEC_CNN 1-4).
     backend, dtype and threads are validated and otherwise ignored (always float64, one thread).
     """
 
     def __init__(
         self,
-        layers: Sequence[int],
-        vth: float | Sequence[float],
+        layers: Sequence[int | Layer],
+        vth: float | Sequence[float] | None = None,
         tau_m: float = DEFAULTS["tau_m"],
         tau_s: float = DEFAULTS["tau_s"],
         t_ref: int = DEFAULTS["t_ref"],
@@ -42,11 +46,24 @@ class Network:
         dtype: str = "float32",
         threads: int | None = None,
         seed: int = 0,
+        *,
+        input_shape: Sequence[int] | None = None,
     ) -> None:
-        # the same checks as hm2bp.Network (hm2bp.hyper, hm2bp.layers)
-        (n_in, _, _), dense = from_sizes(layers, vth)
-        self.layers = [n_in] + [layer.n for layer in dense]
-        self.vth = [layer.vth for layer in dense]
+        # the same forms and checks as hm2bp.Network (hm2bp.hyper, hm2bp.layers)
+        if input_shape is not None:
+            if vth is not None:
+                raise ValueError("with input_shape, give each layer its own vth (hm2bp.layers) "
+                                 "instead of vth=")
+            stack = list(layers)
+        elif vth is None:
+            raise ValueError("vth is required with layer sizes: one threshold per weight layer")
+        else:
+            input_shape, stack = from_sizes(layers, vth)
+        spec, self.shapes = build_spec(input_shape, stack)
+        self.input_shape = self.shapes[0]
+        self.layer_specs: list[Layer] = stack
+        self.layers = [c * h * w for c, h, w in self.shapes]  # neurons of the input and each layer
+        self.vth = [float(layer.vth) for layer in stack]
         hyper = check_all(pick(locals()))
         for name, value in hyper.items():
             setattr(self, name, value)
@@ -60,10 +77,13 @@ class Network:
         self.backend, self.dtype, self.threads = backend, dtype, threads
         seed = check_whole("seed", seed, 0)
 
+        # one U(-1, 1) block per trainable layer, in order, as the engine draws them
+        self._param_shapes = param_shapes(spec)
+        trainable = [layer for layer in stack if not isinstance(layer, Pool2d)]
         rng = np.random.default_rng(seed)
         self._W = [
-            init_w * rng.uniform(-1.0, 1.0, size=(n_out, n_in))
-            for n_in, n_out in zip(self.layers[:-1], self.layers[1:])
+            (init_w if layer.init_w is None else layer.init_w) * rng.uniform(-1.0, 1.0, size=shape)
+            for layer, shape in zip(trainable, self._param_shapes)
         ]
         self._step = 0
         if optimizer == "adam":
@@ -72,10 +92,11 @@ class Network:
         else:
             self._velocity = [np.zeros_like(W) for W in self._W]
 
-    # ---- weights and state ------------------------------------------------------------
+    def connections(self) -> list[Connection]:
+        """The layers as connection objects (reference.connection) on the current weights."""
+        return from_layers(self.layer_specs, self.shapes, self._W)
 
-    def _shapes(self) -> list[tuple[int, int]]:
-        return [(n_out, n_in) for n_in, n_out in zip(self.layers[:-1], self.layers[1:])]
+    # ---- weights and state ------------------------------------------------------------
 
     def get_weights(self) -> list[np.ndarray]:
         return [W.copy() for W in self._W]
@@ -86,7 +107,7 @@ class Network:
         if len(weights) != len(self._W):
             raise ValueError(f"weights must have {len(self._W)} arrays, got {len(weights)}")
         new = []
-        for l, (W, shape) in enumerate(zip(weights, self._shapes())):
+        for l, (W, shape) in enumerate(zip(weights, self._param_shapes)):
             W = np.array(W, dtype=np.float64, copy=True)
             if W.shape != shape:
                 raise ValueError(f"weights[{l}] must have shape {shape}, got {W.shape}")
@@ -161,16 +182,17 @@ class Network:
 
     # ---- forward / backward -----------------------------------------------------------
 
-    def _forward_one(self, s_in: np.ndarray) -> tuple[list[np.ndarray], float]:
+    def _forward_one(self, s_in: np.ndarray, stack: list[Connection]) -> list[np.ndarray]:
         return forward_sample(
-            self._W, s_in, self.vth, self.tau_m, self.tau_s, self.t_ref, self.lateral_inhibition
-        )
+            stack, s_in, None, self.tau_m, self.tau_s, self.t_ref, self.lateral_inhibition
+        )[0]
 
     def forward(self, spikes: np.ndarray) -> list[np.ndarray]:
-        """Spike trains of every layer: list of bool (B, T, n_l)."""
+        """Spike trains of every layer: list of bool (B, T, n_l), neurons in flat order."""
         spikes = self._check_spikes(spikes)
-        per_sample = [self._forward_one(x)[0] for x in spikes]
-        return [np.stack([s[l] for s in per_sample]) for l in range(len(self._W))]
+        stack = self.connections()
+        per_sample = [self._forward_one(x, stack) for x in spikes]
+        return [np.stack([s[l] for s in per_sample]) for l in range(len(stack))]
 
     def _batch(
         self, spikes: Any, labels: Any, sample_weights: Any
@@ -184,10 +206,11 @@ class Network:
                              f"desired={self.desired})")
         sums = [np.zeros_like(W) for W in self._W]
         infos = []
+        stack = self.connections()
         for b in range(B):
             grads, info = sample_gradients(
-                self._W, spikes[b], int(labels[b]),
-                vth=self.vth, tau_m=self.tau_m, tau_s=self.tau_s, t_ref=self.t_ref,
+                stack, spikes[b], int(labels[b]),
+                tau_m=self.tau_m, tau_s=self.tau_s, t_ref=self.t_ref,
                 w0=self.lateral_inhibition, desired=self.desired, undesired=self.undesired,
                 margin=self.margin, use_effect_ratio=self.effect_ratio,
                 sample_weight=float(weights[b]),
@@ -267,8 +290,9 @@ class Network:
     def infer(self, spikes: np.ndarray) -> dict[str, Any]:
         spikes = self._check_spikes(spikes)
         infos = []
+        stack = self.connections()
         for x in spikes:
-            trains, _ = self._forward_one(x)
+            trains = self._forward_one(x, stack)
             infos.append({"spikes": trains, "counts": trains[-1].sum(axis=0)})
         return self._report(infos)
 

@@ -8,11 +8,16 @@ import numpy as np
 def regularization(
     W: np.ndarray, reg_lambda: float, reg_beta: float, weight_limit: float
 ) -> np.ndarray:
-    """reg_lambda*reg_beta*(W/limit)*exp(reg_beta*(q[o]-1)), q[o] = mean_i (W[o,i]/limit)^2."""
+    """reg_lambda*reg_beta*(W/limit)*exp(reg_beta*(q[o]-1)), q[o] = mean_i (W[o,i]/limit)^2.
+
+    o is the first axis: a dense post neuron (W (O, N)) or a conv output channel, whose mean runs
+    over all its (c, i, j) (W (O, C, K, K); SPEC_CNN 4).
+    """
     W = np.asarray(W, dtype=np.float64)
     scaled = W / weight_limit
-    q = np.mean(scaled**2, axis=1)
-    return reg_lambda * reg_beta * scaled * np.exp(reg_beta * (q - 1.0))[:, None]
+    per_o = tuple(range(1, W.ndim))
+    q = np.mean(scaled**2, axis=per_o, keepdims=True)
+    return reg_lambda * reg_beta * scaled * np.exp(reg_beta * (q - 1.0))
 
 
 def adam_step(

@@ -1,12 +1,15 @@
 """SPEC 4: the spike-train level post-synaptic potential (S-PSP) e of a (post, pre) pair.
 
 `spsp` is the literal pairwise loop of the spec; `spsp_matrix` evaluates it for every pair of
-two populations at once (any connection picks the pairs it has).
+two populations at once (any connection picks the pairs it has). `side_ratio` and `effect_ratio`
+are the two normalisations of e that the side term and pre_delta use; `BackwardParams` carries
+what every connection's backward reads besides its own trains.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -88,3 +91,33 @@ def spsp_matrix(
     n_i = x.sum(axis=0)
     e[np.ix_(n_o == 0, n_i != 0)] = 0.1  # the 0.1 rule of `spsp`
     return e
+
+
+def side_ratio(e: np.ndarray, n_out: np.ndarray) -> np.ndarray:
+    """e[o,i]/n_o, or 0.5 where n_o == 0: the per-pair factor of the side term (SPEC 4)."""
+    n_out = np.asarray(n_out, dtype=np.float64)
+    safe_n = np.where(n_out > 0, n_out, 1.0)
+    return np.where((n_out > 0)[:, None], e / safe_n[:, None], 0.5)
+
+
+def effect_ratio(e: np.ndarray, n_out: np.ndarray, n_in: np.ndarray) -> np.ndarray:
+    """R[o,i] = e[o,i]/n_i, or 1 where n_i == 0 or n_o == 0  (SPEC 4)."""
+    n_out = np.asarray(n_out, dtype=np.float64)
+    n_in = np.asarray(n_in, dtype=np.float64)
+    safe_n_in = np.where(n_in > 0, n_in, 1.0)
+    silent = (n_out == 0)[:, None] | (n_in == 0)[None, :]
+    return np.where(silent, 1.0, e / safe_n_in[None, :])
+
+
+@dataclass(frozen=True)
+class BackwardParams:
+    """SPEC 1's time constants (for the S-PSPs) and whether dense layers use the effect ratio in
+    pre_delta (conv and pool always do, SPEC_CNN 8.3)."""
+
+    tau_m: float
+    tau_s: float
+    t_ref: int
+    use_effect_ratio: bool = True
+
+    def spsp_matrix(self, s_out: np.ndarray, s_in: np.ndarray) -> np.ndarray:
+        return spsp_matrix(s_out, s_in, self.tau_m, self.tau_s, self.t_ref)
