@@ -80,3 +80,71 @@ def test_cnn_batches_repeat_bit_for_bit_and_split_like_single_samples():
     again = _cnn(dtype="float64", threads=2).gradients(spikes, labels, reduce="sum")
     for x, y in zip(total, again):
         np.testing.assert_array_equal(x, y)
+
+
+# -- the engine against the float64 reference (hm2bp.reference, SPEC_CNN written out literally) --
+
+REF_CASES = [
+    # (input_shape, layers, T, batch)
+    ((1, 8, 8), [Conv2d(3, 3, 1.0), Pool2d(2, 1.0), Dense(5, 2.0), Dense(4, 3.0)], 70, 1),
+    ((1, 9, 9), [Conv2d(2, 5, 1.5, padding=1), Pool2d(3, 1.0, stride=2), Dense(4, 3.0)], 80, 3),
+    ((2, 7, 7), [Conv2d(3, 3, 1.0, padding=1), Pool2d(2, 1.0), Conv2d(4, 2, 2.0), Pool2d(2, 1.0, stride=1),
+                 Dense(4, 3.0)], 60, 2),
+    ((1, 10, 10), [Conv2d(3, 3, 1.0, padding=1), Pool2d(2, 1.0), Conv2d(4, 3, 2.0), Pool2d(3, 1.0, stride=2),
+                   Dense(6, 2.0), Dense(4, 3.0)], 90, 2),
+]
+
+
+@pytest.mark.parametrize("case", range(len(REF_CASES)))
+def test_float64_cnn_matches_the_reference(case):
+    from hm2bp import reference as ref
+
+    shape, layers, T, batch = REF_CASES[case]
+    kw = dict(input_shape=shape, layers=layers, **HYPER, seed=case, reg_lambda=10.0, reg_beta=0.4)
+    engine, oracle = hm2bp.Network(**kw, dtype="float64", threads=2), ref.Network(**kw)
+    spikes, labels = _spikes(case, batch, T, int(np.prod(shape)), 0.25)
+    for got, want in zip(engine.forward(spikes), oracle.forward(spikes)):
+        np.testing.assert_array_equal(got, want)
+    weights = np.linspace(0.5, 1.5, batch)
+    for got, want in zip(engine.gradients(spikes, labels, weights), oracle.gradients(spikes, labels, weights)):
+        assert np.abs(want).max() > 0
+        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9 * np.abs(want).max())
+    for _ in range(3):
+        a = engine.train_step(spikes, labels, 0.01)
+        b = oracle.train_step(spikes, labels, 0.01)
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-12)
+        np.testing.assert_array_equal(a["counts"], b["counts"])
+    for got, want in zip(engine.get_weights(), oracle.get_weights()):
+        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("case", range(len(REF_CASES)))
+def test_float32_cnn_follows_the_reference(case):
+    from hm2bp import reference as ref
+
+    shape, layers, T, batch = REF_CASES[case]
+    kw = dict(input_shape=shape, layers=layers, **HYPER, seed=case)
+    engine, oracle = hm2bp.Network(**kw, dtype="float32"), ref.Network(**kw)
+    spikes, labels = _spikes(case, batch, T, int(np.prod(shape)), 0.25)
+    if any((a != b).any() for a, b in zip(engine.forward(spikes), oracle.forward(spikes))):
+        pytest.skip("a float32 potential sits on a threshold tie in this case")
+    for got, want in zip(engine.gradients(spikes, labels), oracle.gradients(spikes, labels)):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+
+
+def test_a_cnn_trains_on_augmented_digits_and_resumes_exactly(tmp_path):
+    from hm2bp.config import preset
+    from hm2bp.trainer import Trainer
+
+    stack = [{"type": "conv2d", "channels": 4, "kernel": 5, "vth": 3.0, "init_w": 0.5},
+             {"type": "pool2d", "size": 4, "vth": 1.0}, {"type": "dense", "n": 10, "vth": 5.0}]
+    kw = dict(input_shape=[1, 28, 28], layer=stack, T=60, desired=10, undesired=2, margin=2, train_size=60,
+              test_size=40, batch_size=1, epochs=2, lr=0.005, reg_lambda=0.0, reg_beta=0.0,
+              lr_rule="sqrt_plus1", order="authors", augment_distortion=3.4, augment_scale=12.0,
+              augment_rotation=12.0, backend="cpu", threads=1)
+    whole = Trainer(preset("mnist-mini", **kw), tmp_path / "a").fit()
+    assert whole.epochs_completed == 2 and 0.0 <= whole.final_test_accuracy <= 1.0
+    Trainer(preset("mnist-mini", **{**kw, "epochs": 1}), tmp_path / "b").fit()
+    resumed = Trainer.resume(tmp_path / "b", epochs=2).fit()
+    assert resumed.history[-1]["test_accuracy"] == whole.history[-1]["test_accuracy"]
+    assert resumed.history[-1]["train_loss"] == whole.history[-1]["train_loss"]

@@ -4,6 +4,7 @@ import inspect
 import json
 
 import pytest
+import hm2bp
 from hm2bp import reference
 from hm2bp.config import (
     DEFAULT_PRESET,
@@ -185,3 +186,67 @@ def test_replace_ignores_none_and_validates():
     assert cfg.replace(epochs=None, threads=2).threads == 2
     with pytest.raises(ConfigError, match="batch_size"):
         cfg.replace(batch_size=-4)
+
+
+def test_mnist_cnn_preset_is_the_papers_cnn():
+    from hm2bp.layers import Conv2d, Dense, Pool2d
+
+    cfg = preset("mnist-cnn")
+    assert cfg.layers == [784, 8640, 2160, 2560, 640, 300, 10]
+    assert cfg.vth == [5.0, 2.0, 12.0, 4.0, 10.0, 10.0]
+    assert cfg.layer_stack() == [Conv2d(15, 5, 5.0, init_w=0.5), Pool2d(2, 2.0), Conv2d(40, 5, 12.0, init_w=0.5),
+                                 Pool2d(2, 4.0), Dense(300, 10.0), Dense(10, 10.0)]
+    assert (cfg.reg_lambda, cfg.lr_rule, cfg.order, cfg.batch_size) == (0.0, "sqrt_plus1", "authors", 1)
+    assert cfg.augmentation().enabled
+    kw = cfg.network_kwargs("cpu")
+    assert kw["input_shape"] == (1, 28, 28) and kw["vth"] is None
+
+
+def test_toml_layer_tables(tmp_path):
+    path = tmp_path / "cnn.toml"
+    path.write_text("""
+preset = "mnist-mini"
+[network]
+input_shape = [1, 28, 28]
+[[network.layer]]
+type = "conv2d"
+channels = 4
+kernel = 5
+vth = 3.0
+[[network.layer]]
+type = "pool2d"
+size = 4
+vth = 1.0
+[[network.layer]]
+type = "dense"
+n = 10
+vth = 5.0
+""")
+    cfg = build_config(config_file=path)
+    assert cfg.layers == [784, 4 * 24 * 24, 4 * 6 * 6, 10]
+    assert cfg.input_shape == [1, 28, 28]
+    net = hm2bp.Network(**cfg.network_kwargs("cpu"))
+    assert [w.shape for w in net.get_weights()] == [(4, 1, 5, 5), (10, 144)]
+
+
+@pytest.mark.parametrize("stack, match", [
+    ([{"type": "conv2d", "channels": 4, "kernel": 40, "vth": 1.0}, {"type": "dense", "n": 10, "vth": 1.0}],
+     "window 40 is larger than its input map 28x28"),
+    ([{"type": "conv2d", "channels": 0, "kernel": 5, "vth": 1.0}, {"type": "dense", "n": 10, "vth": 1.0}],
+     "channels must be >= 1"),
+    ([{"type": "dense", "n": 30, "vth": 1.0}, {"type": "conv2d", "channels": 2, "kernel": 3, "vth": 1.0},
+      {"type": "dense", "n": 10, "vth": 1.0}], "follows a Dense layer"),
+    ([{"type": "conv", "channels": 2}], "type must be one of dense, conv2d, pool2d"),
+    ([{"type": "pool2d", "size": 2, "vth": 1.0, "kernel": 3}, {"type": "dense", "n": 10, "vth": 1.0}],
+     "unknown key 'kernel' for pool2d"),
+    ([{"type": "dense", "vth": 1.0}], "missing 1 required positional argument: 'n'"),
+    ([{"type": "dense", "n": 12, "vth": 1.0}], r"layers\[-1\] = 10"),
+])
+def test_layer_stacks_in_configs_are_validated(stack, match):
+    with pytest.raises(ConfigError, match=match):
+        preset("mnist-mini", input_shape=[1, 28, 28], layer=stack)
+
+
+def test_input_shape_needs_a_layer_stack():
+    with pytest.raises(ConfigError, match="input_shape"):
+        preset("mnist-mini", input_shape=[1, 28, 28])

@@ -17,7 +17,10 @@ from typing import Any
 import numpy as np
 import tomllib
 
-from . import limits
+from . import hyper, layers, limits
+from .augment import AugmentConfig
+from .hyper import DEFAULTS, HYPERPARAMETERS
+from .schedule import LR_RULES, ORDER_MODES
 
 __all__ = [
     "DATASETS",
@@ -47,14 +50,19 @@ DATASETS: dict[str, tuple[int, int]] = {
     "mnist-mini": (784, 10),
 }
 
-OPTIMIZERS = ("adam", "sgd")
 DTYPES = ("float32", "float64")
 BACKENDS = ("auto", "cpu", "cuda")
 
 
 @dataclass
 class RunConfig:
-    """Everything needed to (re)build a network and train it; serialised into checkpoints."""
+    """Everything needed to (re)build a network and train it; serialised into checkpoints.
+
+    The network is either the classic list of sizes (`layers`, with one threshold per layer in
+    `vth`) or, when `layer` is given, a stack of layer tables on an `input_shape` (hm2bp.layers,
+    e.g. ``{"type": "conv2d", "channels": 15, "kernel": 5, "vth": 5.0}``); `layers` and `vth`
+    are then derived from it. The hyperparameters are hm2bp.hyper's.
+    """
 
     # data
     dataset: str = "mnist-mini"
@@ -62,19 +70,27 @@ class RunConfig:
     download: bool = True
     train_size: int | None = None  # a seeded class-stratified sample of N (None: all)
     test_size: int | None = None
+    # data augmentation of training images (SPEC_CNN 5; all 0: off)
+    augment_distortion: float = 0.0
+    augment_scale: float = 0.0
+    augment_rotation: float = 0.0
+    augment_mode: str = "epoch"  # one displacement map per epoch ("epoch", the authors') or per sample
+    augment_elastic_fix: bool = False
     # network (SPEC sections 1-4)
     layers: list[int] = field(default_factory=lambda: [784, 800, 10])
     vth: list[float] = field(default_factory=lambda: [20.0, 8.0])
+    input_shape: list[int] | None = None  # with `layer`: (channels, height, width)
+    layer: list[dict[str, Any]] | None = None  # a layer stack ([[network.layer]] tables)
     T: int = 400
-    tau_m: float = 64.0
-    tau_s: float = 8.0
-    t_ref: int = 2
-    lateral_inhibition: float = 1.0
-    desired: int = 35
-    undesired: int = 5
-    margin: int = 5
-    effect_ratio: bool = True
-    weight_limit: float = 8.0
+    tau_m: float = DEFAULTS["tau_m"]
+    tau_s: float = DEFAULTS["tau_s"]
+    t_ref: int = DEFAULTS["t_ref"]
+    lateral_inhibition: float = DEFAULTS["lateral_inhibition"]
+    desired: int = DEFAULTS["desired"]
+    undesired: int = DEFAULTS["undesired"]
+    margin: int = DEFAULTS["margin"]
+    effect_ratio: bool = DEFAULTS["effect_ratio"]
+    weight_limit: float = DEFAULTS["weight_limit"]
     init_w: float = 1.0
     dtype: str = "float32"
     # training (SPEC section 5)
@@ -82,9 +98,15 @@ class RunConfig:
     batch_size: int = 1
     eval_batch_size: int = 64
     lr: float = 0.001
-    optimizer: str = "adam"
-    reg_lambda: float = 10.0
-    reg_beta: float = 0.04
+    lr_rule: str = "sqrt_max1"  # lr / sqrt(max(epoch, 1)); "sqrt_plus1": lr / sqrt(epoch + 1)
+    order: str = "permutation"  # per-epoch sample order; "authors": 5000 swaps of the last order
+    optimizer: str = DEFAULTS["optimizer"]
+    reg_lambda: float = DEFAULTS["reg_lambda"]
+    reg_beta: float = DEFAULTS["reg_beta"]
+    momentum: float = DEFAULTS["momentum"]
+    b1: float = DEFAULTS["b1"]
+    b2: float = DEFAULTS["b2"]
+    eps: float = DEFAULTS["eps"]
     boosting: bool = True
     reencode: bool = False
     seed: int = 0
@@ -115,17 +137,30 @@ class RunConfig:
         return RunConfig.from_dict(merged)
 
     def network_kwargs(self, backend: str | None = None) -> dict[str, Any]:
-        """Keyword arguments for hm2bp.Network (contract names)."""
+        """Keyword arguments for hm2bp.Network (and hm2bp.reference.Network)."""
+        stack = self.layer_stack()
+        shape = {"layers": stack, "vth": None, "input_shape": tuple(self.input_shape)} if stack else {
+            "layers": list(self.layers), "vth": list(self.vth), "input_shape": None}
         return {
-            "layers": list(self.layers), "vth": list(self.vth), "tau_m": self.tau_m,
-            "tau_s": self.tau_s, "t_ref": self.t_ref, "lateral_inhibition": self.lateral_inhibition,
-            "desired": self.desired, "undesired": self.undesired, "margin": self.margin,
-            "effect_ratio": self.effect_ratio, "optimizer": self.optimizer,
-            "reg_lambda": self.reg_lambda, "reg_beta": self.reg_beta,
-            "weight_limit": self.weight_limit, "init_w": self.init_w,
+            **shape, **hyper.pick(self.to_dict()), "init_w": self.init_w,
             "backend": backend or self.backend, "dtype": self.dtype, "threads": self.threads,
             "seed": self.seed,
         }
+
+    def layer_stack(self) -> list[layers.Layer] | None:
+        """The `layer` tables as hm2bp.layers objects (None for the classic sizes form)."""
+        if self.layer is None:
+            return None
+        try:
+            return [layers.from_dict(t, f"layer[{k}]") for k, t in enumerate(self.layer)]
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"invalid {exc}") from None
+
+    def augmentation(self) -> AugmentConfig:
+        """The augmentation settings (AugmentConfig.enabled says whether to apply them)."""
+        return AugmentConfig(distortion=self.augment_distortion, scale=self.augment_scale,
+                             rotation=self.augment_rotation, mode=self.augment_mode,
+                             elastic_fix=self.augment_elastic_fix)
 
     def validate(self) -> None:
         """Raise ConfigError for impossible values, naming the key and what is allowed."""
@@ -133,18 +168,64 @@ class RunConfig:
             _check_type(name, getattr(self, name), kind)
         if self.dataset not in DATASETS:
             _fail("dataset", self.dataset, f"one of {', '.join(DATASETS)}")
-        if self.optimizer not in OPTIMIZERS:
-            _fail("optimizer", self.optimizer, f"one of {', '.join(OPTIMIZERS)}")
-        if self.dtype not in DTYPES:
-            _fail("dtype", self.dtype, f"one of {', '.join(DTYPES)}")
-        if self.backend not in BACKENDS:
-            _fail("backend", self.backend, f"one of {', '.join(BACKENDS)}")
+        for key, allowed in (("dtype", DTYPES), ("backend", BACKENDS), ("lr_rule", LR_RULES),
+                             ("order", ORDER_MODES), ("augment_mode", ("epoch", "sample"))):
+            if getattr(self, key) not in allowed:
+                _fail(key, getattr(self, key), f"one of {', '.join(allowed)}")
+        for name in HYPERPARAMETERS:  # the schema's types and bounds, one message style
+            try:
+                hyper.check(name, getattr(self, name))
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(f"invalid {name} = {getattr(self, name)!r}: {exc}") from None
+        try:
+            hyper.check_all(hyper.pick(self.to_dict()))
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"invalid hyperparameters: {exc}") from None
+        self._check_network()
 
+        _positive(self, "T", minimum=2)
+        if self.t_ref >= self.T:
+            _fail("t_ref", self.t_ref, f"a refractory period shorter than T ({self.T})")
+        if not self.undesired < self.desired < self.T:
+            _fail("desired", self.desired,
+                  f"undesired ({self.undesired}) < desired < T ({self.T})")
+        _positive(self, "init_w", strict=True)
+        _positive(self, "epochs", minimum=1)
+        _positive(self, "batch_size", minimum=1)
+        _positive(self, "eval_batch_size", minimum=1)
+        _positive(self, "lr", strict=True)
+        # seed + 1 keys the test set; keep both inside the engine's uint64.
+        if not 0 <= self.seed < 2**63:
+            _fail("seed", self.seed, "an integer in [0, 2**63)")
+        for name in ("threads", "train_size", "test_size"):
+            if getattr(self, name) is not None:
+                _positive(self, name, minimum=1)
+        try:
+            self.augmentation()
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"invalid augmentation: {exc}") from None
+        self._check_engine_limits()
+
+    def _check_network(self) -> None:
+        """The layer sizes (or the layer stack) against each other and the dataset."""
+        n_in, n_cls = DATASETS[self.dataset]
+        stack = self.layer_stack()
+        if stack is not None:
+            if self.input_shape is None:
+                _fail("input_shape", None, "(channels, height, width) of the input, with a layer stack")
+            try:
+                _, shapes = layers.build_spec(self.input_shape, stack)
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(f"invalid layer stack: {exc}") from None
+            # the classic fields follow the stack (informative; the stack builds the network)
+            self.layers = [c * h * w for c, h, w in shapes]
+            self.vth = [float(layer.vth) for layer in stack]
+        elif self.input_shape is not None:
+            _fail("input_shape", self.input_shape, "no input_shape without a layer stack ([[network.layer]])")
         if len(self.layers) < 2:
             _fail("layers", self.layers, "at least 2 sizes (inputs and outputs)")
         if any(n < 1 for n in self.layers):
             _fail("layers", self.layers, "sizes >= 1")
-        n_in, n_cls = DATASETS[self.dataset]
         if self.layers[0] != n_in:
             _fail("layers", self.layers, f"layers[0] = {n_in} (inputs of dataset {self.dataset!r})")
         if self.layers[-1] != n_cls:
@@ -156,37 +237,6 @@ class RunConfig:
                   f"(layers = {self.layers})")
         if any(not v > 0 for v in self.vth):
             _fail("vth", self.vth, "thresholds > 0")
-
-        _positive(self, "T", minimum=2)
-        _positive(self, "tau_m", strict=True)
-        _positive(self, "tau_s", strict=True)
-        if self.tau_s == self.tau_m:
-            _fail("tau_s", self.tau_s, "a value different from tau_m (S-PSP divides by "
-                  "1 - tau_s/tau_m)")
-        _positive(self, "t_ref")
-        if self.t_ref >= self.T:
-            _fail("t_ref", self.t_ref, f"a refractory period shorter than T ({self.T})")
-        _positive(self, "lateral_inhibition")
-        _positive(self, "undesired")
-        _positive(self, "margin")
-        if not self.undesired < self.desired < self.T:
-            _fail("desired", self.desired,
-                  f"undesired ({self.undesired}) < desired < T ({self.T})")
-        _positive(self, "weight_limit", strict=True)
-        _positive(self, "init_w", strict=True)
-        _positive(self, "epochs", minimum=1)
-        _positive(self, "batch_size", minimum=1)
-        _positive(self, "eval_batch_size", minimum=1)
-        _positive(self, "lr", strict=True)
-        _positive(self, "reg_lambda")
-        _positive(self, "reg_beta")
-        # seed + 1 keys the test set; keep both inside the engine's uint64.
-        if not 0 <= self.seed < 2**63:
-            _fail("seed", self.seed, "an integer in [0, 2**63)")
-        for name in ("threads", "train_size", "test_size"):
-            if getattr(self, name) is not None:
-                _positive(self, name, minimum=1)
-        self._check_engine_limits()
 
     def _check_engine_limits(self) -> None:
         """Values the engine's C++ types and the chosen float dtype can hold."""
@@ -208,34 +258,33 @@ class RunConfig:
                           f"of {self.dtype}")
 
 
-# Field name -> (type kind, section of a grouped TOML file).
+# Field name -> (type kind, section of a grouped TOML file); the hyperparameters' from hm2bp.hyper.
+_HYPER_KINDS = {float: "float", int: "int", bool: "bool", str: "str"}
 _FIELDS: dict[str, tuple[str, str]] = {
     "dataset": ("str", "data"),
     "data_dir": ("str?", "data"),
     "download": ("bool", "data"),
     "train_size": ("int?", "data"),
     "test_size": ("int?", "data"),
+    "augment_distortion": ("float", "data"),
+    "augment_scale": ("float", "data"),
+    "augment_rotation": ("float", "data"),
+    "augment_mode": ("str", "data"),
+    "augment_elastic_fix": ("bool", "data"),
     "layers": ("int_list", "network"),
     "vth": ("float_list", "network"),
+    "input_shape": ("int_list?", "network"),
+    "layer": ("table_list?", "network"),
     "T": ("int", "network"),
-    "tau_m": ("float", "network"),
-    "tau_s": ("float", "network"),
-    "t_ref": ("int", "network"),
-    "lateral_inhibition": ("float", "network"),
-    "desired": ("int", "network"),
-    "undesired": ("int", "network"),
-    "margin": ("int", "network"),
-    "effect_ratio": ("bool", "network"),
-    "weight_limit": ("float", "network"),
     "init_w": ("float", "network"),
     "dtype": ("str", "network"),
+    **{h.name: (_HYPER_KINDS[h.kind], h.group) for h in HYPERPARAMETERS.values()},
     "epochs": ("int", "training"),
     "batch_size": ("int", "training"),
     "eval_batch_size": ("int", "training"),
     "lr": ("float", "training"),
-    "optimizer": ("str", "training"),
-    "reg_lambda": ("float", "training"),
-    "reg_beta": ("float", "training"),
+    "lr_rule": ("str", "training"),
+    "order": ("str", "training"),
     "boosting": ("bool", "training"),
     "reencode": ("bool", "training"),
     "seed": ("int", "training"),
@@ -251,15 +300,15 @@ _INT_LIMITS: dict[str, int] = {
     "eval_batch_size": limits.INT32_MAX, "threads": limits.MAX_THREADS,
     "train_size": limits.INT64_MAX, "test_size": limits.INT64_MAX,
 }
-_FLOAT_KEYS = ("vth", "tau_m", "tau_s", "lateral_inhibition", "weight_limit", "init_w", "lr",
-               "reg_lambda", "reg_beta")
+_FLOAT_KEYS = ("vth", "init_w", "lr", *(h.name for h in HYPERPARAMETERS.values() if h.kind is float))
 SECTIONS: dict[str, list[str]] = {
     s: [k for k, (_, sec) in _FIELDS.items() if sec == s] for s in ("network", "training", "data")
 }
 _KIND_TEXT = {
     "str": "a string", "str?": "a string", "bool": "true or false", "int": "an integer",
     "int?": "an integer", "float": "a number", "int_list": "a list of integers",
-    "float_list": "a list of numbers",
+    "int_list?": "a list of integers", "float_list": "a list of numbers",
+    "table_list?": "a list of tables ([[network.layer]])",
 }
 
 
@@ -293,7 +342,9 @@ def _check_type(key: str, value: Any, kind: str) -> None:
         "int?": _is_int,
         "float": _is_num,
         "int_list": lambda v: isinstance(v, list) and all(_is_int(x) for x in v),
+        "int_list?": lambda v: isinstance(v, list) and all(_is_int(x) for x in v),
         "float_list": lambda v: isinstance(v, list) and all(_is_num(x) for x in v),
+        "table_list?": lambda v: isinstance(v, list) and all(isinstance(x, dict) for x in v),
     }[kind](value)
     if not ok:
         _fail(key, value, _KIND_TEXT[kind])
@@ -309,6 +360,8 @@ def _coerce(key: str, value: Any) -> Any:
         return float(value)
     if kind == "float_list":
         return [float(x) for x in value]
+    if kind == "table_list?" and value is not None:
+        return [dict(t) for t in value]
     return value
 
 
@@ -349,6 +402,22 @@ PRESETS: dict[str, dict[str, Any]] = {
     "fashion-fc400x2": {
         "dataset": "fashion-mnist", "layers": [784, 400, 400, 10], "T": 400,
         "vth": [20.0, 20.0, 15.0], "reg_beta": 0.04, "epochs": 200, "batch_size": 1,
+    },
+    # 28x28-15C5-P2-40C5-P2-300-10 (SPEC_CNN 0, 4, 5): no regularization, lr0 / sqrt(e + 1),
+    # the authors' partial shuffle, their augmentation with fresh training trains every epoch.
+    "mnist-cnn": {
+        "dataset": "mnist", "input_shape": [1, 28, 28],
+        "layer": [
+            {"type": "conv2d", "channels": 15, "kernel": 5, "vth": 5.0, "init_w": 0.5},
+            {"type": "pool2d", "size": 2, "vth": 2.0},
+            {"type": "conv2d", "channels": 40, "kernel": 5, "vth": 12.0, "init_w": 0.5},
+            {"type": "pool2d", "size": 2, "vth": 4.0},
+            {"type": "dense", "n": 300, "vth": 10.0},
+            {"type": "dense", "n": 10, "vth": 10.0},
+        ],
+        "T": 400, "reg_lambda": 0.0, "reg_beta": 0.0, "lr_rule": "sqrt_plus1", "order": "authors",
+        "augment_distortion": 3.4, "augment_scale": 12.0, "augment_rotation": 12.0,
+        "epochs": 200, "batch_size": 1,
     },
 }
 DEFAULT_PRESET = "mnist-mini"

@@ -28,6 +28,7 @@ class Hyperparameter:
     minimum: float = 0.0  # numbers: the smallest allowed value
     strict: bool = False  # numbers: must be > minimum rather than >=
     choices: tuple[str, ...] = ()
+    group: str = "network"  # what it is about: the "network" (SPEC 1-4) or its "training" (SPEC 5)
 
 
 # Python's `optimizer` is the engine's `adam` flag; every other name is the engine's.
@@ -42,14 +43,17 @@ HYPERPARAMETERS: dict[str, Hyperparameter] = {h.name: h for h in [
     Hyperparameter("undesired", int, "target spike count of the other output neurons (SPEC 3)"),
     Hyperparameter("margin", int, "count errors up to this size give no delta (SPEC 3)"),
     Hyperparameter("effect_ratio", bool, "use the effect ratio in the pre-deltas (SPEC 4)"),
-    Hyperparameter("optimizer", str, "'adam' or 'sgd' (with momentum, SPEC 5)", choices=("adam", "sgd")),
-    Hyperparameter("reg_lambda", float, "weight regularization strength lambda (SPEC 5); 0 = off"),
-    Hyperparameter("reg_beta", float, "weight regularization exponent beta (SPEC 5); 0 = off"),
+    Hyperparameter("optimizer", str, "'adam' or 'sgd' (with momentum, SPEC 5)", choices=("adam", "sgd"),
+                   group="training"),
+    Hyperparameter("reg_lambda", float, "weight regularization strength lambda (SPEC 5); 0 = off",
+                   group="training"),
+    Hyperparameter("reg_beta", float, "weight regularization exponent beta (SPEC 5); 0 = off",
+                   group="training"),
     Hyperparameter("weight_limit", float, "weight scale of the regularization (SPEC 5)", strict=True),
-    Hyperparameter("momentum", float, "SGD momentum (SPEC 5)"),
-    Hyperparameter("b1", float, "Adam's first-moment decay (SPEC 5)"),
-    Hyperparameter("b2", float, "Adam's second-moment decay (SPEC 5)"),
-    Hyperparameter("eps", float, "Adam's epsilon (SPEC 5)", strict=True),
+    Hyperparameter("momentum", float, "SGD momentum (SPEC 5)", group="training"),
+    Hyperparameter("b1", float, "Adam's first-moment decay (SPEC 5)", group="training"),
+    Hyperparameter("b2", float, "Adam's second-moment decay (SPEC 5)", group="training"),
+    Hyperparameter("eps", float, "Adam's epsilon (SPEC 5)", strict=True, group="training"),
 ]}
 
 _ENGINE_DEFAULTS: dict[str, Any] = _core.hyper_defaults()

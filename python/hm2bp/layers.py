@@ -16,6 +16,7 @@ The CNN layers are specified and validated here; the engines implement Dense lay
 """
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Union
@@ -23,7 +24,8 @@ from typing import Any, Union
 from . import _core
 from .hyper import check_number, check_whole
 
-__all__ = ["Conv2d", "Dense", "Layer", "Pool2d", "build_spec", "from_sizes", "param_shapes"]
+__all__ = ["Conv2d", "Dense", "Layer", "Pool2d", "build_spec", "from_dict", "from_sizes", "param_shapes",
+           "to_dict"]
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,33 @@ class Pool2d:
 
 
 Layer = Union[Dense, Conv2d, Pool2d]
+
+
+_KINDS: dict[str, type] = {"dense": Dense, "conv2d": Conv2d, "pool2d": Pool2d}
+
+
+def to_dict(layer: Layer) -> dict[str, Any]:
+    """A layer as a plain table: {"type": "conv2d", "channels": 15, ...} (TOML, JSON)."""
+    kind = next(name for name, cls in _KINDS.items() if isinstance(layer, cls))
+    return {"type": kind, **{k: v for k, v in dataclasses.asdict(layer).items() if v is not None}}
+
+
+def from_dict(table: Any, where: str = "layer") -> Layer:
+    """The inverse of to_dict, with one-line errors naming `where` and the bad key."""
+    if not isinstance(table, dict):
+        raise ValueError(f"{where} must be a table with a 'type', got {table!r}")
+    kind = table.get("type")
+    if kind not in _KINDS:
+        raise ValueError(f"{where}: type must be one of {', '.join(_KINDS)}, got {kind!r}")
+    cls = _KINDS[kind]
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(table) - {"type", *names})
+    if unknown:
+        raise ValueError(f"{where}: unknown key {unknown[0]!r} for {kind}; allowed: {', '.join(names)}")
+    try:
+        return cls(**{k: v for k, v in table.items() if k != "type"})
+    except TypeError as exc:  # a required key is missing
+        raise ValueError(f"{where}: {exc}") from None
 
 
 def _check_init_w(kind: str, init_w: float | None) -> None:

@@ -118,7 +118,9 @@ class Network:
                  optimizer: str = DEFAULTS["optimizer"], reg_lambda: float = DEFAULTS["reg_lambda"],
                  reg_beta: float = DEFAULTS["reg_beta"], weight_limit: float = DEFAULTS["weight_limit"],
                  init_w: float = 1.0, backend: str = "cpu", dtype: str = "float32", threads: int | None = None,
-                 seed: int = 0, *, input_shape: Sequence[int] | None = None) -> None:
+                 seed: int = 0, *, input_shape: Sequence[int] | None = None,
+                 momentum: float = DEFAULTS["momentum"], b1: float = DEFAULTS["b1"], b2: float = DEFAULTS["b2"],
+                 eps: float = DEFAULTS["eps"]) -> None:
         if input_shape is None:
             if vth is None:
                 raise ValueError("vth is required with layer sizes: one threshold per weight layer")

@@ -7,7 +7,8 @@ operations per batch. Where the spikes come from is a small "source" object, so 
 drives the fast image path, event data (``batch_spikes`` + ``train_step``) and networks without
 the image fast path (explicit ``encode_poisson`` + ``train_step``, e.g. hm2bp.reference).
 
-Reproducibility: the order of epoch e is ``default_rng([seed, e]).permutation(n)`` and the
+Reproducibility: the order of epoch e is hm2bp.schedule.epoch_order (by default
+``default_rng([seed, e]).permutation(n)``; "authors": 5000 swaps of the last order) and the
 Poisson spikes are keyed by (seed, sample index, epoch), so the state after epoch e is a
 function of the checkpoint of epoch e-1 alone; resuming reproduces an uninterrupted run.
 
@@ -38,7 +39,7 @@ from . import limits, runstate
 from .config import ConfigError, RunConfig
 from .network import default_threads, resolve_backend
 from .runstate import CheckpointError, Interrupted, RunDirError
-from .schedule import boost_weights, learning_rate  # the SPEC-5 schedule, one copy each
+from .schedule import boost_weights, epoch_order, learning_rate  # the SPEC-5 schedule, one copy each
 
 __all__ = [
     "CheckpointError",
@@ -184,11 +185,34 @@ class EventSource:
         return self.dataset.batch_spikes(idx, self.T)
 
 
+class AugmentedImageSource(ImageSource):
+    """Training images warped by a displacement map of the epoch (or of each sample) and
+    Poisson-encoded from the warped rates, fresh trains every epoch (SPEC_CNN 5); both in C++
+    (hm2bp.augment). Inference sees the images as they are."""
+
+    def __init__(self, dataset: Any, T: int, seed: int, augment: Any):
+        super().__init__(dataset, T, seed, reencode=True)
+        self.augment = augment
+
+    def train(self, net, idx, lr, epoch, weights):
+        from . import augment
+
+        rates = augment.augment(self.images[idx], self.seed, epoch, idx, self.augment)
+        spikes = augment.encode_rates(rates, self.T, self.seed, idx, epoch)
+        t0 = time.perf_counter()
+        out = net.train_step(spikes, self.labels[idx], lr, sample_weights=weights)
+        self.engine_seconds += time.perf_counter() - t0
+        return out
+
+
 def make_source(dataset: Any, net: Any, T: int, seed: int, reencode: bool = False,
-                encode: Callable[..., np.ndarray] | None = None) -> Source:
-    """Pick the spike source for a dataset and a network (fast image path when available)."""
+                encode: Callable[..., np.ndarray] | None = None, augment: Any = None) -> Source:
+    """Pick the spike source for a dataset and a network (fast image path when available);
+    augment: an enabled hm2bp.augment.AugmentConfig for training images."""
     if not getattr(dataset, "is_images", True):
         return EventSource(dataset, T)
+    if augment is not None:
+        return AugmentedImageSource(dataset, T, seed, augment)
     if encode is None and hasattr(net, "train_step_images"):
         return ImageSource(dataset, T, seed, reencode)
     return EncodedImageSource(dataset, T, seed, reencode, encode)
@@ -461,8 +485,10 @@ class Trainer:
                     f"invalid layers = {config.layers}: the {name} set {ds.name!r} has "
                     f"{ds.n_inputs} inputs and {ds.n_classes} classes"
                 )
+        augment = config.augmentation()
         self.train_source = make_source(self.train_set, self.net, config.T, config.seed,
-                                        config.reencode, encode)
+                                        config.reencode, encode, augment if augment.enabled else None)
+        self._order: tuple[int, np.ndarray] | None = None  # (epoch, its order), for "authors"
         self.test_source = make_source(self.test_set, self.net, config.T,
                                        config.seed + TEST_SEED_OFFSET, False, encode)
         n = len(self.train_set)
@@ -616,8 +642,10 @@ class Trainer:
     def _run_epoch(self, e: int) -> dict[str, Any]:
         cfg, src = self.config, self.train_source
         n, bs = len(self.train_set), cfg.batch_size
-        lr = learning_rate(cfg.lr, e)
-        order = np.random.default_rng([cfg.seed, e]).permutation(n)
+        lr = learning_rate(cfg.lr, e, cfg.lr_rule)
+        previous = self._order[1] if self._order is not None and self._order[0] == e - 1 else None
+        order = epoch_order(n, cfg.seed, e, previous, cfg.order)  # without previous: replayed
+        self._order = (e, order)
         predictions = np.empty(n, dtype=np.int64)
         layer_spikes = np.zeros(len(cfg.layers) - 1, dtype=np.int64)
         loss_sum = 0.0
@@ -721,9 +749,10 @@ class Trainer:
             "n_train": len(self.train_set),
             "n_test": len(self.test_set),
             "backend": self.backend,
-            # No RNG state is needed: shuffling uses default_rng([seed, epoch]) and spikes
-            # are keyed by (seed, sample, epoch); recorded here for readers.
-            "shuffle": "numpy.random.default_rng([seed, epoch]).permutation(n_train)",
+            # No RNG state is needed: the order is epoch_order(n, seed, epoch, mode) (the
+            # "authors" order replays its swaps from epoch 0 on resume) and spikes are keyed by
+            # (seed, sample, epoch); recorded here for readers.
+            "shuffle": f"hm2bp.schedule.epoch_order(n_train, seed, epoch, mode={self.config.order!r})",
             "config": self.config.to_dict(),
         }
         runstate.write_state(self.out_dir / runstate.STATE_FILE, arrays, meta)

@@ -48,6 +48,10 @@ class Network:
         seed: int = 0,
         *,
         input_shape: Sequence[int] | None = None,
+        momentum: float = DEFAULTS["momentum"],
+        b1: float = DEFAULTS["b1"],
+        b2: float = DEFAULTS["b2"],
+        eps: float = DEFAULTS["eps"],
     ) -> None:
         # the same forms and checks as hm2bp.Network (hm2bp.hyper, hm2bp.layers)
         if input_shape is not None:
@@ -282,10 +286,10 @@ class Network:
             g = grads[l] + regularization(W, self.reg_lambda, self.reg_beta, self.weight_limit)
             if self.optimizer == "adam":
                 self._W[l], self._m[l], self._v[l] = adam_step(
-                    W, g, self._m[l], self._v[l], self._step, lr
+                    W, g, self._m[l], self._v[l], self._step, lr, self.b1, self.b2, self.eps
                 )
             else:
-                self._W[l], self._velocity[l] = sgd_step(W, g, self._velocity[l], lr)
+                self._W[l], self._velocity[l] = sgd_step(W, g, self._velocity[l], lr, self.momentum)
 
     def infer(self, spikes: np.ndarray) -> dict[str, Any]:
         spikes = self._check_spikes(spikes)
