@@ -125,3 +125,33 @@ def test_the_reference_classifies_test_digits_with_the_authors_checkpoint(best_c
     # pool2 ~4.3, hidden ~8.3, the label's output neuron ~35
     rates = [float(s.sum(axis=1).mean()) for s in trains[:-1]] + [counts[np.arange(n), test.labels[:n]].mean()]
     np.testing.assert_allclose(rates, [2.4, 2.9, 8.1, 4.3, 8.3, 35], rtol=0.2)
+
+
+def test_the_engine_with_the_authors_checkpoint_on_the_first_1000_test_digits(best_checkpoint, shared_data):
+    # SPEC_CNN 7: 99.20% on the first 1,000 official test digits (99.47% on all 10,000).
+    from hm2bp import data
+    from hm2bp.config import preset
+    from hm2bp.trainer import TEST_SEED_OFFSET, evaluate, make_source
+
+    cfg = preset("mnist-cnn", data_dir=str(shared_data / "mnist-10k"), backend="cpu")
+    net = authors.network_from_checkpoint(best_checkpoint, cfg, "cpu")
+    test = data.load("mnist", "test", data_dir=cfg.data_dir).subset(np.arange(1000))
+    result = evaluate(net, make_source(test, net, cfg.T, cfg.seed + TEST_SEED_OFFSET), 10, 64)
+    assert result["accuracy"] >= 0.988, result["accuracy"]
+
+
+def test_hm2bp_eval_reads_and_exports_the_authors_format(best_checkpoint, shared_data, tmp_path, capsys):
+    from hm2bp.cli import eval_main
+
+    out = tmp_path / "again.txt"
+    argv = ["--authors-checkpoint", str(best_checkpoint), "--preset", "mnist-cnn", "--data-dir",
+            str(shared_data / "mnist-10k"), "--limit", "100", "--export-authors-checkpoint", str(out)]
+    assert eval_main(argv) == 0
+    text = capsys.readouterr().out
+    assert "accuracy" in text and "confusion matrix" in text
+    np.testing.assert_allclose(np.concatenate([w.ravel() for w in authors.read_checkpoint(out, MNIST_CNN_SHAPES)]),
+                               np.concatenate([w.ravel() for w in authors.read_checkpoint(best_checkpoint,
+                                                                                           MNIST_CNN_SHAPES)]),
+                               atol=5e-7)  # "%f": 6 decimals, and float32 weights in between
+    assert eval_main(["--authors-checkpoint", str(best_checkpoint)]) == 2
+    assert "--preset NAME or --config" in capsys.readouterr().err

@@ -72,7 +72,7 @@ def test_train_then_eval(tiny, tmp_path, capsys):
         assert eval_main([str(target)]) == 0
         lines = capsys.readouterr().out.strip().splitlines()
         acc = next(x for x in lines if x.startswith("accuracy "))
-        assert re.match(rf"accuracy {final.group(1)}% \(\d+/100\)$", acc), acc
+        assert re.match(rf"accuracy {final.group(1)}% \(\d+/100\) in [\d.]+ s$", acc), acc
         matrix = lines[lines.index(acc) + 2:]
         assert len(matrix) == 11  # header + 10 classes
         rows = np.array([[int(v) for v in row.split()[1:]] for row in matrix[1:]])

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -106,3 +107,14 @@ def write_checkpoint(path: str | os.PathLike, weights: Sequence[np.ndarray],
         blocks.append(np.zeros(n_b))
     with open(path, "w", encoding="ascii") as f:
         f.write("".join(f"{x:f} " for x in np.concatenate(blocks)))  # C's "%f ", no newline
+
+
+def network_from_checkpoint(path: str | os.PathLike, config: Any, backend: str = "cpu",
+                            threads: int | None = None) -> Any:
+    """An hm2bp.Network built from `config` (a hm2bp.config.RunConfig, e.g. preset("mnist-cnn"))
+    carrying the weights of the authors' checkpoint at `path`."""
+    import hm2bp
+
+    net = hm2bp.Network(**{**config.network_kwargs(backend), "threads": threads})
+    net.set_weights(read_checkpoint(path, [w.shape for w in net.get_weights()], config.lateral_inhibition))
+    return net

@@ -284,8 +284,15 @@ def _train(args: argparse.Namespace) -> int:
 def _eval_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="hm2bp-eval",
                                 description="Evaluate a hm2bp-train checkpoint.")
-    p.add_argument("checkpoint", metavar="CHECKPOINT_DIR_OR_NPZ",
+    p.add_argument("checkpoint", metavar="CHECKPOINT_DIR_OR_NPZ", nargs="?",
                    help="run directory or checkpoint.npz")
+    p.add_argument("--authors-checkpoint", metavar="FILE",
+                   help="evaluate a network trained by the authors' code (their text checkpoint, "
+                        "e.g. checkPoint_cnn_best.txt) instead of a run; with --preset or --config")
+    p.add_argument("--preset", choices=sorted(PRESETS), help="the network of --authors-checkpoint")
+    p.add_argument("--config", metavar="TOML", help="the network of --authors-checkpoint")
+    p.add_argument("--export-authors-checkpoint", metavar="FILE",
+                   help="also write the network's weights in the authors' text format")
     p.add_argument("--data-dir", metavar="DIR", help="dataset directory")
     p.add_argument("--split", choices=("test", "train"), default="test")
     p.add_argument("--limit", type=int, metavar="N",
@@ -313,26 +320,51 @@ def eval_main(argv: Sequence[str] | None = None) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
+    from . import authors
+
     if args.limit is not None and args.limit < 1:
         return _error("hm2bp-eval", f"--limit must be >= 1, got {args.limit}")
-    config, meta, arrays = load_checkpoint(args.checkpoint)
-    config = config.replace(data_dir=args.data_dir, backend=args.backend, threads=args.threads)
+    if (args.checkpoint is None) == (args.authors_checkpoint is None):
+        return _error("hm2bp-eval", "give either a run (CHECKPOINT_DIR_OR_NPZ) or --authors-checkpoint FILE")
+    if args.authors_checkpoint is not None:
+        if args.preset is None and args.config is None:
+            return _error("hm2bp-eval", "--authors-checkpoint needs the network: --preset NAME or --config TOML")
+        config = build_config(args.preset, args.config, data_dir=args.data_dir, backend=args.backend,
+                              threads=args.threads)
+        backend = resolve_backend(config.backend)
+        try:
+            net = authors.network_from_checkpoint(args.authors_checkpoint, config, backend, config.threads)
+        except (OSError, ValueError) as exc:
+            raise CheckpointError(str(exc)) from None
+        what = f"authors' checkpoint {args.authors_checkpoint}"
+    else:
+        if args.preset is not None or args.config is not None:
+            return _error("hm2bp-eval", "--preset/--config go with --authors-checkpoint; a run has its own config")
+        config, meta, arrays = load_checkpoint(args.checkpoint)
+        config = config.replace(data_dir=args.data_dir, backend=args.backend, threads=args.threads)
+        backend = resolve_backend(config.backend)
+        net = build_network(config, backend, None)
+        restore_network(net, arrays, args.checkpoint)
+        what = f"checkpoint {args.checkpoint}: epoch {meta['epoch']}"
     size = args.limit if args.limit is not None else getattr(config, f"{args.split}_size")
     dataset = load_split(config, args.split, size)
-    backend = resolve_backend(config.backend)
-    net = build_network(config, backend, None)
-    restore_network(net, arrays, args.checkpoint)
     seed = config.seed + (TEST_SEED_OFFSET if args.split == "test" else 0)
     source = make_source(dataset, net, config.T, seed)
+    t0 = time.perf_counter()
     result = evaluate(net, source, config.layers[-1], config.eval_batch_size)
+    seconds = time.perf_counter() - t0
     n = len(result["predictions"])
     correct = int(np.trace(result["confusion"]))
-    print(f"checkpoint {args.checkpoint}: epoch {meta['epoch']}, {config.preset or 'custom'} "
-          f"({'-'.join(map(str, config.layers))}), {args.split} split of {config.dataset}, "
-          f"backend {backend}")
-    print(f"accuracy {100 * result['accuracy']:.2f}% ({correct}/{n})")
+    print(f"{what}, {config.preset or 'custom'} ({'-'.join(map(str, config.layers))}), "
+          f"{args.split} split of {config.dataset}, backend {backend}")
+    print(f"accuracy {100 * result['accuracy']:.2f}% ({correct}/{n}) in {seconds:.1f} s")
     print("confusion matrix (rows: label, columns: prediction)")
     print(format_confusion(result["confusion"]))
+    if args.export_authors_checkpoint is not None:
+        weights = net.get_weights()
+        authors.write_checkpoint(args.export_authors_checkpoint, weights, [w.shape for w in weights],
+                                 config.lateral_inhibition)
+        print(f"wrote the weights in the authors' format to {args.export_authors_checkpoint}")
     return 0
 
 
