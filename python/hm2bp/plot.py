@@ -8,7 +8,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["PlotError", "plot_curves", "plot_raster", "require_matplotlib", "write_plots"]
+__all__ = ["PlotError", "plot_curves", "plot_feature_maps", "plot_raster", "require_matplotlib",
+           "write_plots"]
 
 
 class PlotError(RuntimeError):
@@ -78,8 +79,35 @@ def plot_raster(
     return Path(path)
 
 
+def plot_feature_maps(layer_spikes: Sequence[np.ndarray], shapes: Sequence[Sequence[int]], path: str | Path,
+                      title: str = "") -> Path:
+    """Spike counts of one sample's spatial layers (conv, pool) as images, one per channel (at
+    most 16 per layer); layer_spikes[l] is (T, n_l) in the flat (c, x, y) order, shapes[l] its
+    (channels, height, width)."""
+    plt = require_matplotlib()
+    maps = [(l, np.asarray(s).sum(axis=0).reshape(shape)) for l, (s, shape) in enumerate(zip(layer_spikes, shapes))
+            if shape[1] > 1 or shape[2] > 1]
+    cols = max(min(16, m.shape[0]) for _, m in maps)
+    fig, axes = plt.subplots(len(maps), cols, figsize=(1.1 * cols, 1.3 * len(maps)), squeeze=False)
+    for row, (l, counts) in enumerate(maps):
+        for c in range(cols):
+            ax = axes[row][c]
+            ax.axis("off")
+            if c < counts.shape[0]:
+                ax.imshow(counts[c], cmap="magma", vmin=0, vmax=max(1, counts.max()))
+        axes[row][0].set_title(f"layer {l + 1}: {counts.shape[0]} x {counts.shape[1]} x {counts.shape[2]}, "
+                               f"{int(counts.sum())} spikes", fontsize=7, loc="left")
+    fig.suptitle(title, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)
+
+
 def write_plots(trainer: Any, out_dir: str | Path) -> list[Path]:
-    """curves.png from the trainer's history and raster.png of test sample 0."""
+    """curves.png from the trainer's history, raster.png of test sample 0 and, for a network
+    with spatial layers, feature_maps.png of its spike counts; augmented.png of a few training
+    digits when the run augments them."""
     out_dir = Path(out_dir)
     paths = []
     if trainer.history:
@@ -91,4 +119,13 @@ def write_plots(trainer: Any, out_dir: str | Path) -> list[Path]:
     counts = np.asarray(layers[-1][0]).sum(axis=0)
     title = f"test sample 0: label {label}, prediction {int(np.argmax(counts))}"
     paths.append(plot_raster(spikes[0], [s[0] for s in layers], out_dir / "raster.png", title))
+    shapes = getattr(trainer.net, "shapes", None)
+    if shapes is not None and any(h > 1 or w > 1 for _, h, w in shapes[1:]):
+        paths.append(plot_feature_maps([s[0] for s in layers], shapes[1:], out_dir / "feature_maps.png", title))
+    augment = trainer.config.augmentation()
+    if augment.enabled:
+        from .augment import plot_augmented
+
+        paths.append(plot_augmented(trainer.train_set.images[:6], augment, trainer.config.seed,
+                                    out_dir / "augmented.png", n=6))
     return paths
