@@ -19,6 +19,7 @@
 #include "population.hpp"
 #include "simd.hpp"
 #include "spike_train.hpp"
+#include "threading.hpp"
 #include "weights.hpp"
 
 namespace hm2bp {
@@ -39,9 +40,10 @@ public:
 
     // SPEC 1 with the convolution's current and fire test v > vth (SPEC_CNN 1, 8.1). The LIF
     // state is kept position-major, (x, y, k) with the channels padded to whole vectors, so that
-    // a kernel column adds to contiguous memory as a few vector adds.
+    // a kernel column adds to contiguous memory as a few vector adds. Threads take ranges of
+    // output rows x (each reads all input spikes, adds only to its rows).
     void forward(const SampleContext<Real>& ctx, const SpikeTrain& input, Population<Real>& pop, Scratch<Real>& s,
-                 int) const
+                 int n_threads) const
     {
         using Vec = typename Simd<Real>::Vec;
         constexpr int lanes = Simd<Real>::lanes;
@@ -54,120 +56,167 @@ public:
         p.fire_margin = Real(0);
         pop.fired_masks.assign(static_cast<size_t>(T) * words, 0);
         const Real* wt = weights.wt.data();
-        auto add_current = [&](int t, Real* current) {
-            for (int k = input.step_start[t]; k < input.step_start[t + 1]; ++k) {
-                const int q = input.step_ids[k];
-                const int c = q / (H * Wd), h = q / Wd % H, w = q % Wd;
-                for (int i = 0; i < K; ++i) {
-                    const int x = h - i + padding;
-                    if (x < 0 || x >= D) continue;
-                    for (int j = 0; j < K; ++j) {
-                        const int y = w - j + padding;
-                        if (y < 0 || y >= E) continue;
-                        const Real* column = wt + static_cast<size_t>((c * K + i) * K + j) * O;
-                        Real* dst = current + static_cast<size_t>(x * E + y) * padded;
-                        for (int o = 0; o < padded; o += lanes) {
-                            Vec sum = load_vec(dst + o) + load_vec_head(column + o, std::min(lanes, O - o));
-                            std::memcpy(dst + o, &sum, sizeof sum);
+        const int parts = std::max(1, std::min(n_threads, D));
+        s.scans.resize(parts);
+#pragma omp parallel for num_threads(parts) schedule(static, 1) if (parts > 1)
+        for (int part = 0; part < parts; ++part) {
+            const FlushDenormals flush;
+            int x_lo, x_hi;
+            split_range(D, parts, part, 1, x_lo, x_hi);
+            const int lo = x_lo * E * padded;
+            auto add_current = [&](int t, Real* current) {
+                for (int k = input.step_start[t]; k < input.step_start[t + 1]; ++k) {
+                    const int q = input.step_ids[k];
+                    const int c = q / (H * Wd), h = q / Wd % H, w = q % Wd;
+                    for (int i = 0; i < K; ++i) {
+                        const int x = h - i + padding;
+                        if (x < x_lo || x >= x_hi) continue;
+                        for (int j = 0; j < K; ++j) {
+                            const int y = w - j + padding;
+                            if (y < 0 || y >= E) continue;
+                            const Real* column = wt + static_cast<size_t>((c * K + i) * K + j) * O;
+                            Real* dst = current + (static_cast<size_t>(x * E + y) * padded - lo);
+                            for (int o = 0; o < padded; o += lanes) {
+                                Vec sum = load_vec(dst + o) + load_vec_head(column + o, std::min(lanes, O - o));
+                                std::memcpy(dst + o, &sum, sizeof sum);
+                            }
                         }
                     }
                 }
-            }
-        };
-        auto fire = [&](int t, int k) {
-            const int o = k % padded, xy = k / padded;
-            if (o >= O) return;  // padding lanes get no current
-            const int n = o * D * E + xy;  // flat (o, x, y)
-            pop.fired_masks[static_cast<size_t>(t) * words + n / 64] |= uint64_t(1) << (n % 64);
-        };
-        const int n_state = D * E * padded;
-        if (ctx.power_of_two_taus()) scan_by_step<true>(n_state, T, p, s, add_current, fire);
-        else scan_by_step<false>(n_state, T, p, s, add_current, fire);
+            };
+            auto fire = [&](int t, int k) {
+                const int o = k % padded, xy = k / padded;
+                if (o < O) set_spike(pop.fired_masks, words, t, o * D * E + xy);  // padding lanes get no current
+            };
+            const int hi = x_hi * E * padded;
+            if (ctx.power_of_two_taus()) scan_by_step<true>(lo, hi, T, p, s.scans[part], add_current, fire);
+            else scan_by_step<false>(lo, hi, T, p, s.scans[part], add_current, fire);
+        }
         pop.out.from_masks(pop.fired_masks.data(), T, N);
     }
 
     // SPEC_CNN 3.3 given post.delta: adds g to `grad`, writes the pre-deltas of the layer below
     // (null when the input is the data layer: conv1 hands nothing down). One output position at
     // a time: the traces of its out_channels neurons side by side, so that every input spike of
-    // its receptive field adds one vector of channels to that connection's S-PSPs.
+    // its receptive field adds one vector of channels to that connection's S-PSPs. Threads take
+    // ranges of output rows with sums of their own, added up in thread order afterwards.
     void backward(const SampleContext<Real>& ctx, Population<Real>& post_pop, const SpikeTrain& pre,
-                  std::vector<Real>* pre_delta, GradientSum<Real>& grad, Scratch<Real>& s, int) const
+                  std::vector<Real>* pre_delta, GradientSum<Real>& grad, Scratch<Real>& s, int n_threads) const
     {
         const SpikeTrain& post = post_pop.out;
-        const int O = out.channels, D = out.height, E = out.width, C = in.channels, H = in.height, Wd = in.width;
-        const int K = kernel, N = O * D * E, T = ctx.T;
-        const int stride = (O + kTraceBlock - 1) / kTraceBlock * kTraceBlock;  // channels, padded
+        const int O = out.channels, D = out.height, C = in.channels, H = in.height, Wd = in.width;
+        const int N = static_cast<int>(out.size()), K = kernel;
+        const size_t n_in = static_cast<size_t>(C) * H * Wd, n_weights = static_cast<size_t>(C) * K * K * O;
         post_pop.resize_factors(N);
-        if (pre_delta) pre_delta->assign(static_cast<size_t>(C) * H * Wd, Real(0));
+        if (pre_delta) pre_delta->assign(n_in, Real(0));
         std::fill(grad.touched.begin(), grad.touched.end(), uint8_t(1));
-        s.traces.assign(static_cast<size_t>(T) * stride, Real(0));
-        s.trace_scratch.resize(T);
-        s.e.resize(static_cast<size_t>(C) * K * K * stride);
-        std::vector<Real> dv(stride), A(stride), weighted(stride), weight_sum(stride);
-        std::vector<int> n_o(stride), ids(stride);
-        const Real* wt = weights.wt.data();
         for (int o = 0; o < N; ++o) {
             post_pop.n_post[o] = post.count(o);
             post_pop.dv[o] = voltage_delta(post_pop.delta[o], Real(vth));
         }
-        for (int x = 0; x < D; ++x)
-            for (int y = 0; y < E; ++y) {
-                bool any = false, fired = false;
-                for (int k = 0; k < O; ++k) {
-                    ids[k] = (k * D + x) * E + y;
-                    n_o[k] = post_pop.n_post[ids[k]];
-                    dv[k] = post_pop.dv[ids[k]];
-                    any = any || dv[k] != Real(0);
-                    fired = fired || n_o[k] > 0;
+        const int parts = std::max(1, std::min(n_threads, D));
+        s.parts.resize(parts);
+#pragma omp parallel for num_threads(parts) schedule(static, 1) if (parts > 1)
+        for (int part = 0; part < parts; ++part) {
+            const FlushDenormals flush;
+            BackwardPart<Real>& b = s.parts[part];
+            Real* g = grad.grad.data();
+            Real* pd = pre_delta ? pre_delta->data() : nullptr;
+            if (parts > 1) {  // this thread's own sums
+                b.grad.assign(n_weights, Real(0));
+                g = b.grad.data();
+                if (pd) {
+                    b.pre_delta.assign(n_in, Real(0));
+                    pd = b.pre_delta.data();
                 }
-                if (!any) continue;  // every term of this position is zero, exactly
-                if (fired)  // else every e is the 0.1 rule's or 0: no trace needed
-                    for (int k0 = 0; k0 < O; k0 += kTraceBlock)
-                        spsp_traces(ctx, post, ids.data() + k0, std::min(kTraceBlock, O - k0), s.trace_scratch,
-                                    s.traces.data() + k0, stride);
-                // e[r, k] of every valid connection r = (c, i, j), then the 0.1 rule
-                std::fill(weighted.begin(), weighted.end(), Real(0));
-                std::fill(weight_sum.begin(), weight_sum.end(), Real(0));
-                for_each_connection(x, y, [&](int r, int q) {
-                    Real* e = s.e.data() + static_cast<size_t>(r) * stride;
-                    std::fill(e, e + stride, Real(0));
-                    const int n_q = pre.count(q);
-                    const int* times = pre.times(q);
-                    for (int m = 0; fired && m < n_q; ++m) {
-                        const Real* row = s.traces.data() + static_cast<size_t>(times[m]) * stride;
-#pragma omp simd
-                        for (int k = 0; k < stride; ++k) e[k] += row[k];  // padding lanes hold 0
-                    }
-                    const Real* w = wt + static_cast<size_t>(r) * O;
-                    for (int k = 0; k < O; ++k) {
-                        e[k] = spsp_value(e[k], n_o[k], n_q);
-                        weighted[k] += w[k] * e[k];
-                        weight_sum[k] += w[k];
-                    }
-                });
-                for (int k = 0; k < O; ++k) {
-                    const int o = ids[k];
-                    post_pop.side[o] = side_term(weighted[k], n_o[k], weight_sum[k], Real(vth));
-                    A[k] = post_pop.scale[o] = gradient_scale(dv[k], post_pop.side[o], Real(1));  // no lateral factor
-                }
-                for_each_connection(x, y, [&](int r, int q) {
-                    const Real* e = s.e.data() + static_cast<size_t>(r) * stride;
-                    const Real* w = wt + static_cast<size_t>(r) * O;
-                    const int n_q = pre.count(q);
-                    if (n_q > 0) {
-                        Real* g = grad.row(r, O);
-#pragma omp simd
-                        for (int k = 0; k < O; ++k) g[k] += weight_gradient(A[k], e[k]);
-                    }
-                    if (!pre_delta) return;
-                    Real pd = Real(0);
-                    for (int k = 0; k < O; ++k) pd += pre_delta_term(dv[k], e[k], n_o[k], n_q, true, w[k]);
-                    (*pre_delta)[q] += pd;
-                });
             }
+            int x_lo, x_hi;
+            split_range(D, parts, part, 1, x_lo, x_hi);
+            for (int x = x_lo; x < x_hi; ++x)
+                for (int y = 0; y < out.width; ++y) position_backward(ctx, post_pop, pre, x, y, b, g, pd);
+        }
+        for (int part = 0; parts > 1 && part < parts; ++part) {
+            const BackwardPart<Real>& b = s.parts[part];
+            for (size_t k = 0; k < n_weights; ++k) grad.grad[k] += b.grad[k];
+            if (pre_delta)
+                for (size_t q = 0; q < n_in; ++q) (*pre_delta)[q] += b.pre_delta[q];
+        }
     }
 
 private:
+    // The backward pass of the out_channels neurons at output position (x, y): adds their
+    // gradient terms to g (rows r, columns k) and their pre-delta terms to pd (null: none).
+    void position_backward(const SampleContext<Real>& ctx, Population<Real>& post_pop, const SpikeTrain& pre, int x,
+                           int y, BackwardPart<Real>& b, Real* g, Real* pd) const
+    {
+        const SpikeTrain& post = post_pop.out;
+        const int O = out.channels, D = out.height, E = out.width, K = kernel, T = ctx.T;
+        const int stride = (O + kTraceBlock - 1) / kTraceBlock * kTraceBlock;  // channels, padded
+        for (auto* v : {&b.dv, &b.A, &b.weighted, &b.weight_sum}) v->resize(O);
+        b.n_o.resize(O);
+        b.ids.resize(O);
+        Real *dv = b.dv.data(), *A = b.A.data(), *weighted = b.weighted.data(), *weight_sum = b.weight_sum.data();
+        int *n_o = b.n_o.data(), *ids = b.ids.data();
+        bool any = false, fired = false;
+        for (int k = 0; k < O; ++k) {
+            ids[k] = (k * D + x) * E + y;
+            n_o[k] = post_pop.n_post[ids[k]];
+            dv[k] = post_pop.dv[ids[k]];
+            any = any || dv[k] != Real(0);
+            fired = fired || n_o[k] > 0;
+        }
+        if (!any) return;  // every term of this position is zero, exactly
+        b.traces.resize(static_cast<size_t>(T) * stride);
+        b.trace_scratch.resize(T);
+        b.e.resize(static_cast<size_t>(in.channels) * K * K * stride);
+        if (fired) {  // else every e is the 0.1 rule's or 0: no trace needed
+            std::fill(b.traces.begin(), b.traces.end(), Real(0));
+            for (int k0 = 0; k0 < O; k0 += kTraceBlock)
+                spsp_traces(ctx, post, ids + k0, std::min(kTraceBlock, O - k0), b.trace_scratch, b.traces.data() + k0,
+                            stride);
+        }
+        const Real* wt = weights.wt.data();
+        // e[r, k] of every valid connection r = (c, i, j), then the 0.1 rule
+        std::fill(weighted, weighted + O, Real(0));
+        std::fill(weight_sum, weight_sum + O, Real(0));
+        for_each_connection(x, y, [&](int r, int q) {
+            Real* e = b.e.data() + static_cast<size_t>(r) * stride;
+            std::fill(e, e + stride, Real(0));
+            const int n_q = pre.count(q);
+            const int* times = pre.times(q);
+            for (int m = 0; fired && m < n_q; ++m) {
+                const Real* row = b.traces.data() + static_cast<size_t>(times[m]) * stride;
+#pragma omp simd
+                for (int k = 0; k < stride; ++k) e[k] += row[k];  // padding lanes hold 0
+            }
+            const Real* w = wt + static_cast<size_t>(r) * O;
+            for (int k = 0; k < O; ++k) {
+                e[k] = spsp_value(e[k], n_o[k], n_q);
+                weighted[k] += w[k] * e[k];
+                weight_sum[k] += w[k];
+            }
+        });
+        for (int k = 0; k < O; ++k) {
+            const int o = ids[k];
+            post_pop.side[o] = side_term(weighted[k], n_o[k], weight_sum[k], Real(vth));
+            A[k] = post_pop.scale[o] = gradient_scale(dv[k], post_pop.side[o], Real(1));  // no lateral factor
+        }
+        for_each_connection(x, y, [&](int r, int q) {
+            const Real* e = b.e.data() + static_cast<size_t>(r) * stride;
+            const Real* w = wt + static_cast<size_t>(r) * O;
+            const int n_q = pre.count(q);
+            if (n_q > 0) {
+                Real* grow = g + static_cast<size_t>(r) * O;
+#pragma omp simd
+                for (int k = 0; k < O; ++k) grow[k] += weight_gradient(A[k], e[k]);
+            }
+            if (!pd) return;
+            Real sum = Real(0);
+            for (int k = 0; k < O; ++k) sum += pre_delta_term(dv[k], e[k], n_o[k], n_q, true, w[k]);
+            pd[q] += sum;
+        });
+    }
+
     // fn(r, q) for every connection of the neurons at output position (x, y): kernel entry
     // r = (c * K + i) * K + j and input q = (c, x + i - P, y + j - P) inside the map (zero
     // padding: no connection), ascending r.

@@ -13,6 +13,7 @@
 #include "../model/network_spec.hpp"
 #include "population.hpp"
 #include "spike_train.hpp"
+#include "threading.hpp"
 
 namespace hm2bp {
 
@@ -28,26 +29,39 @@ public:
     {
     }
 
-    // SPEC 1 with the window sums as current, fire test v > vth - 1e-6.
+    // SPEC 1 with the window sums as current, fire test v > vth - 1e-6. Threads take ranges of
+    // pool neurons (each reads all input spikes, adds only to its range).
     void forward(const SampleContext<Real>& ctx, const SpikeTrain& input, Population<Real>& pop, Scratch<Real>& s,
-                 int) const
+                 int n_threads) const
     {
         const int N = static_cast<int>(out.size());
         const int T = ctx.T;
         const int words = SpikeTrain::mask_words(N);
         constexpr int lanes = Simd<Real>::lanes;
-        const int padded = (N + lanes - 1) / lanes * lanes;  // scan_by_step's whole vectors
+        const int n_vec = (N + lanes - 1) / lanes;  // scan_by_step takes whole vectors
         const LifParams<Real> p = ctx.lif(vth);
         pop.fired_masks.assign(static_cast<size_t>(T) * words, 0);
-        auto add_current = [&](int t, Real* current) {
-            for (int k = input.step_start[t]; k < input.step_start[t + 1]; ++k)
-                for_each_window(input.step_ids[k], [&](int n) { current[n] += Real(1); });
-        };
-        auto fire = [&](int t, int n) {
-            if (n < N) pop.fired_masks[static_cast<size_t>(t) * words + n / 64] |= uint64_t(1) << (n % 64);
-        };
-        if (ctx.power_of_two_taus()) scan_by_step<true>(padded, T, p, s, add_current, fire);
-        else scan_by_step<false>(padded, T, p, s, add_current, fire);
+        const int parts = std::max(1, std::min(n_threads, n_vec / 8));
+        s.scans.resize(parts);
+#pragma omp parallel for num_threads(parts) schedule(static, 1) if (parts > 1)
+        for (int part = 0; part < parts; ++part) {
+            const FlushDenormals flush;
+            int lo, hi;
+            split_range(n_vec, parts, part, 1, lo, hi);
+            lo *= lanes;
+            hi *= lanes;
+            auto add_current = [&](int t, Real* current) {
+                for (int k = input.step_start[t]; k < input.step_start[t + 1]; ++k)
+                    for_each_window(input.step_ids[k], [&](int n) {
+                        if (n >= lo && n < hi) current[n - lo] += Real(1);
+                    });
+            };
+            auto fire = [&](int t, int n) {
+                if (n < N) set_spike(pop.fired_masks, words, t, n);
+            };
+            if (ctx.power_of_two_taus()) scan_by_step<true>(lo, hi, T, p, s.scans[part], add_current, fire);
+            else scan_by_step<false>(lo, hi, T, p, s.scans[part], add_current, fire);
+        }
         pop.out.from_masks(pop.fired_masks.data(), T, N);
     }
 
@@ -60,8 +74,10 @@ public:
         const int N = static_cast<int>(out.size());
         const int T = ctx.T;
         pre_delta->assign(static_cast<size_t>(in.size()), Real(0));
-        s.traces.resize(static_cast<size_t>(T) * kTraceBlock);
-        s.trace_scratch.resize(T);
+        s.parts.resize(1);
+        BackwardPart<Real>& b = s.parts[0];
+        b.traces.resize(static_cast<size_t>(T) * kTraceBlock);
+        b.trace_scratch.resize(T);
         const Real* delta = post_pop.delta.data();
         int ids[kTraceBlock];
         int n_ids = 0;
@@ -76,8 +92,8 @@ public:
             });
         };
         auto flush = [&] {
-            spsp_traces(ctx, post, ids, n_ids, s.trace_scratch, s.traces.data(), kTraceBlock);
-            for (int b = 0; b < n_ids; ++b) hand_down(ids[b], s.traces.data() + b);
+            spsp_traces(ctx, post, ids, n_ids, b.trace_scratch, b.traces.data(), kTraceBlock);
+            for (int j = 0; j < n_ids; ++j) hand_down(ids[j], b.traces.data() + j);
             n_ids = 0;
         };
         for (int p = 0; p < N; ++p) {

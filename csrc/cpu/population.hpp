@@ -65,31 +65,49 @@ struct Population {
 // Neurons whose S-PSP traces are built together (spsp_trace_rows): one vector of floats.
 constexpr int kTraceBlock = 16;
 
-// A worker's buffers for one layer and one sample, whatever the layer's connection.
+// The LIF state of a range of neurons advanced step by step (scan_by_step).
 template <class Real>
-struct Scratch {
-    AlignedVector<Real> spsp;          // dense: e[o, i] of the active inputs (active inputs, n_out padded)
-    std::vector<Real> v, ep, current;  // conv, pool: LIF state and current of every neuron (scan_by_step)
+struct ScanState {
+    std::vector<Real> v, ep, current;
     std::vector<typename Simd<Real>::Int> ref;
-    std::vector<uint8_t> live;
-    AlignedVector<Real> traces;        // conv, pool: K of up to kTraceBlock neurons, (T, kTraceBlock)
-    SpspTraceScratch<Real, kTraceBlock> trace_scratch;
-    std::vector<Real> e;               // conv: the S-PSPs of one neuron's connections
+    std::vector<uint8_t> live;  // per vector: has had input
 };
 
-// SPEC 1 for n neurons (a multiple of the vector width) advanced together one step at a time,
-// for connections whose current is scattered from the input spikes (conv, pool):
+// What one thread of a conv or pool layer's backward pass needs for its share of the neurons.
+template <class Real>
+struct BackwardPart {
+    AlignedVector<Real> traces;  // K of up to a few trace blocks of neurons, (T, stride)
+    SpspTraceScratch<Real, kTraceBlock> trace_scratch;
+    std::vector<Real> e;                // conv: the S-PSPs of one position's connections
+    std::vector<Real> grad, pre_delta;  // this thread's sums, when several threads share a sample
+    std::vector<Real> dv, A, weighted, weight_sum;  // conv: per channel of one position
+    std::vector<int> n_o, ids;
+};
+
+// A worker's buffers for one layer and one sample, whatever the layer's connection; conv and
+// pool layers split a single sample over threads, one ScanState / BackwardPart each.
+template <class Real>
+struct Scratch {
+    AlignedVector<Real> spsp;  // dense: e[o, i] of the active inputs (active inputs, n_out padded)
+    std::vector<ScanState<Real>> scans;
+    std::vector<BackwardPart<Real>> parts;
+};
+
+// SPEC 1 for neurons [lo, hi) (multiples of the vector width) advanced together one step at a
+// time, for connections whose current is scattered from the input spikes (conv, pool):
 // add_current(t, current) adds the current of the spikes of step t (it reaches the neurons at
-// t + 1, the one-step delay) to a zeroed array; fire(t, k) is called for every neuron k that
-// fires at step t. Each step is one pass over the state, which also re-zeroes the current; a
-// vector of neurons that never had input is skipped (its state stays exactly 0 and, with a
-// threshold above 0, it cannot fire).
+// t + 1, the one-step delay) to a zeroed array, current[k - lo] for neuron k; fire(t, k) is
+// called for every neuron k that fires at step t. Each step is one pass over the state, which
+// also re-zeroes the current; a vector of neurons that never had input is skipped (its state
+// stays exactly 0 and, with a threshold above 0, it cannot fire).
 template <bool PowerOfTwoTaus, class Real, class AddCurrent, class Fire>
-void scan_by_step(int n, int T, const LifParams<Real>& p, Scratch<Real>& s, AddCurrent add_current, Fire fire)
+void scan_by_step(int lo, int hi, int T, const LifParams<Real>& p, ScanState<Real>& s, AddCurrent add_current,
+                  Fire fire)
 {
     using Vec = typename Simd<Real>::Vec;
     using Int = typename Simd<Real>::Int;
     constexpr int lanes = Simd<Real>::lanes;
+    const int n = hi - lo;
     const int n_vec = n / lanes;
     s.v.assign(n, Real(0));
     s.ep.assign(n, Real(0));
@@ -117,9 +135,15 @@ void scan_by_step(int n, int T, const LifParams<Real>& p, Scratch<Real>& s, AddC
             std::memcpy(v + k0, &vv, sizeof vv);
             std::memcpy(ep + k0, &ee, sizeof ee);
             std::memset(current + k0, 0, sizeof(Vec));
-            for (; bits; bits &= bits - 1) fire(t, static_cast<int>(k0) + __builtin_ctzll(bits));
+            for (; bits; bits &= bits - 1) fire(t, lo + static_cast<int>(k0) + __builtin_ctzll(bits));
         }
     }
+}
+
+// Sets bit n of step t's spike mask; several threads may set bits of one word.
+inline void set_spike(std::vector<uint64_t>& masks, int words, int t, int n)
+{
+    __atomic_fetch_or(&masks[static_cast<size_t>(t) * words + n / 64], uint64_t(1) << (n % 64), __ATOMIC_RELAXED);
 }
 
 // S-PSP traces of the neurons ids[0 .. n) of train (n <= kTraceBlock): rows[t * stride + j].
