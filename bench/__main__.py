@@ -3,6 +3,7 @@
     python -m bench [--quick] [--json FILE] [--rows a,b,...]   main table (default)
     python -m bench scaling [--json FILE] [--png FILE]          hm2bp engine sweeps
     python -m bench tta --budget 600 [--json FILE] [--png FILE] time-to-accuracy
+    python -m bench cnn [--batches 1,32] [--json FILE]           mnist-cnn speed
 
 Main table: every row trains and runs inference on the same Poisson-encoded mnist-10k training
 digits (encoded once here, passed to each row as a file), same 784-800-10 network, T and batch.
@@ -360,11 +361,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--min-seconds", type=float, help="minimum duration of one timed repeat")
     p.add_argument("--data-dir", help=f"mnist-10k folder (default {common.DEFAULT_DATA_DIR})")
     _sizes(p)
-    sub = p.add_subparsers(dest="command", metavar="{scaling,tta}")
-    from . import scaling, time_to_accuracy
+    sub = p.add_subparsers(dest="command", metavar="{scaling,tta,cnn}")
+    from . import cnn, scaling, time_to_accuracy
 
     scaling.add_parser(sub)
     time_to_accuracy.add_parser(sub)
+    cnn.add_parser(sub)
     row = sub.add_parser("_row")  # internal: one row in a child process
     row.add_argument("row", choices=common.ROWS)
     for flag, kind in (("--samples-file", str), ("--batch", int), ("--warmup", int),
@@ -389,6 +391,10 @@ def main(argv: list[str] | None = None) -> int:
         from . import time_to_accuracy
 
         return time_to_accuracy.main(args)
+    if args.command == "cnn":
+        from . import cnn
+
+        return cnn.main(args)
     return main_table(args)
 
 

@@ -265,3 +265,15 @@ def test_tta_smoke(tmp_path: Path) -> None:
     assert all(0 <= p["test_accuracy"] <= 1 for p in curve)
     assert "curve" in runs["snntorch"] or "skipped" in runs["snntorch"]
     assert png.stat().st_size > 0
+
+
+@needs_data
+def test_cnn_bench_smoke(tmp_path: Path) -> None:
+    js = tmp_path / "cnn.json"
+    proc = _run_bench(["cnn", "--batches", "2", "--samples", "2", "--repeats", "1", "--min-seconds", "0",
+                       "--json", str(js)], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(js.read_text())["rows"]
+    cpu = next(r for r in rows if r["backend"] == "cpu")
+    assert cpu["batch"] == 2 and cpu["train_samples_per_s"]["median"] > 0 and cpu["infer_samples_per_s"]["median"] > 0
+    assert "authors-cuda" in proc.stdout

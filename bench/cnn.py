@@ -1,0 +1,104 @@
+"""The spiking CNN (mnist-cnn, 28x28-15C5-P2-40C5-P2-300-10, T = 400; SPEC_CNN 0):
+
+    python -m bench cnn [--batches 1,32] [--threads 2] [--json FILE]
+
+hm2bp's training and inference samples/s on mnist-10k digits, per batch size and backend (CPU;
+CUDA when this build sees a GPU and implements the layers), beside the authors' CUDA code on a
+Titan XP (fixed row from their log: 1,632 s per 60,000-sample epoch, about 37 samples/s at
+batch 1; not measured here). Training runs the preset's own path: augmented digits (one
+displacement map per epoch) Poisson-encoded in C++, one Adam step per batch; inference the
+engine's own encoding. Training restarts from the initial weights before every pass over the
+samples (untimed), as in bench.engine.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+import numpy as np
+
+from .common import SEED, load_mnist, machine_info, peak_rss_mb, summarize, throughput
+
+AUTHORS_SAMPLES_PER_S = 60000 / 1632  # SPEC_CNN 7: their log, mean epoch time, Titan XP, batch 1
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("cnn", help="mnist-cnn training and inference speed")
+    p.add_argument("--batches", default="1,32", help="comma-separated batch sizes")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
+    p.add_argument("--samples", type=int, default=96, help="distinct digits cycled through")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--min-seconds", type=float, default=2.0)
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+
+
+def measure(backend: str, batch: int, threads: int | None, samples: int, repeats: int, min_seconds: float,
+            data_dir: str | None) -> dict[str, Any]:
+    import hm2bp
+    from hm2bp import augment
+    from hm2bp.config import preset
+
+    cfg = preset("mnist-cnn", backend=backend)
+    net = hm2bp.Network(**{**cfg.network_kwargs(backend), "threads": threads, "seed": SEED})
+    train = load_mnist("train", data_dir)
+    images, labels = train.images[:samples], train.labels[:samples].astype(np.int64)
+    starts = list(range(0, samples - batch + 1, batch))
+    aug = cfg.augmentation()
+    initial = net.get_state()
+
+    def train_step(k: int) -> None:
+        idx = np.arange(k, k + batch)
+        rates = augment.augment(images[idx], SEED, 0, idx, aug)
+        net.train_step(augment.encode_rates(rates, cfg.T, SEED, idx, 0), labels[idx], cfg.lr)
+
+    def infer_step(k: int) -> None:
+        net.infer_images(images[k:k + batch], T=cfg.T, seed=SEED, sample_index=k)
+
+    result = {
+        "backend": backend, "batch": batch, "threads": net.threads,
+        "train_samples_per_s": summarize(throughput(train_step, starts, batch, warmup=1, repeats=repeats,
+                                                    min_seconds=min_seconds,
+                                                    restart=lambda: net.set_state(initial))),
+        "infer_samples_per_s": summarize(throughput(infer_step, starts, batch, warmup=1, repeats=repeats,
+                                                    min_seconds=min_seconds)),
+    }
+    result["peak_rss_mb"] = peak_rss_mb()
+    return result
+
+
+def main(args: argparse.Namespace) -> int:
+    import hm2bp
+
+    batches = [int(b) for b in args.batches.split(",")]
+    backends = ["cpu"] + (["cuda"] if hm2bp.cuda_available() else [])
+    rows = []
+    for backend in backends:
+        for batch in batches:
+            if args.samples < batch:
+                raise SystemExit(f"--samples must be at least the batch size {batch}")
+            try:
+                rows.append(measure(backend, batch, args.threads, args.samples, args.repeats, args.min_seconds,
+                                    args.data_dir))
+            except NotImplementedError as exc:
+                rows.append({"backend": backend, "batch": batch, "skipped": str(exc)})
+    print("mnist-cnn (28x28-15C5-P2-40C5-P2-300-10, T=400), training samples/s median (min-max)")
+    print(f"{'row':<22}{'batch':>6}{'train':>24}{'infer':>24}   x authors")
+    for r in rows:
+        name = f"hm2bp-{r['backend']}"
+        if "skipped" in r:
+            print(f"{name:<22}{r['batch']:>6}   skipped: {r['skipped']}")
+            continue
+        tr, inf = r["train_samples_per_s"], r["infer_samples_per_s"]
+        print(f"{name + ' (' + str(r['threads']) + ' thr)':<22}{r['batch']:>6}"
+              f"{tr['median']:>10.1f} ({tr['min']:.1f}-{tr['max']:.1f})"
+              f"{inf['median']:>10.1f} ({inf['min']:.1f}-{inf['max']:.1f})"
+              f"   {tr['median'] / AUTHORS_SAMPLES_PER_S:.1f}x")
+    print(f"{'authors-cuda *':<22}{1:>6}{AUTHORS_SAMPLES_PER_S:>10.1f}")
+    print("* not measured here: their log, 1,632 s per 60,000-sample training epoch on a Titan XP")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"rows": rows, "authors_samples_per_s": AUTHORS_SAMPLES_PER_S, "machine": machine_info()}, f,
+                      indent=1)
+    return 0
