@@ -166,11 +166,10 @@ private:
             fired = fired || n_o[k] > 0;
         }
         if (!any) return;  // every term of this position is zero, exactly
-        b.traces.resize(static_cast<size_t>(T) * stride);
-        b.trace_scratch.resize(T);
+        b.traces.resize(static_cast<size_t>(T) * stride);  // padding lanes are never written: stay 0
+        b.trace_scratch.ensure(T);
         b.e.resize(static_cast<size_t>(in.channels) * K * K * stride);
-        if (fired) {  // else every e is the 0.1 rule's or 0: no trace needed
-            std::fill(b.traces.begin(), b.traces.end(), Real(0));
+        if (fired) {  // else every e is the 0.1 rule's or 0: no trace needed (rows t >= 1 rewritten)
             for (int k0 = 0; k0 < O; k0 += kTraceBlock)
                 spsp_traces(ctx, post, ids + k0, std::min(kTraceBlock, O - k0), b.trace_scratch, b.traces.data() + k0,
                             stride);

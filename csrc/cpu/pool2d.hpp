@@ -77,7 +77,7 @@ public:
         s.parts.resize(1);
         BackwardPart<Real>& b = s.parts[0];
         b.traces.resize(static_cast<size_t>(T) * kTraceBlock);
-        b.trace_scratch.resize(T);
+        b.trace_scratch.ensure(T);
         const Real* delta = post_pop.delta.data();
         int ids[kTraceBlock];
         int n_ids = 0;

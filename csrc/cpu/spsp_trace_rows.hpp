@@ -24,6 +24,12 @@ struct SpspTraceScratch {
         region1_lo.assign(static_cast<size_t>(T) * Lanes, 0);
         jump.assign(static_cast<size_t>(T) * Lanes, Real(0));
     }
+
+    // resize only when T changed: every spsp_trace_rows call leaves the events cleared.
+    void ensure(int T)
+    {
+        if (jump.size() != static_cast<size_t>(T) * Lanes) resize(T);
+    }
 };
 
 // The backward scan of spsp_trace_rows over t = T-1 .. 1 for all lanes: per step, K[j] = the
