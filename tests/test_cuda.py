@@ -327,11 +327,13 @@ def assert_fused_equals_split(config, spikes, labels, dtype) -> hm2bp.Network:
 CNN_HYPER = dict(desired=10, undesired=2, margin=2)
 CNN_CASES = [
     # (input_shape, layers, T, batch): padding 0 and 1, pool size == stride and != stride,
-    # conv above the data layer and above a pool (pre-deltas through both)
+    # conv above the data layer and above a pool (pre-deltas through both), pooling the data
+    # layer (nothing handed down), non-square maps
     ((1, 8, 8), [Conv2d(3, 3, 1.0), Pool2d(2, 1.0), Dense(5, 2.0), Dense(4, 3.0)], 70, 1),
     ((1, 9, 9), [Conv2d(2, 5, 1.5, padding=1), Pool2d(3, 1.0, stride=2), Dense(4, 3.0)], 80, 3),
     ((2, 7, 7), [Conv2d(3, 3, 1.0, padding=1), Pool2d(2, 1.0), Conv2d(4, 2, 2.0), Pool2d(2, 1.0, stride=1),
                  Dense(4, 3.0)], 60, 3),
+    ((1, 7, 9), [Pool2d(2, 0.5), Conv2d(2, 2, 1.0, padding=1), Dense(4, 2.0)], 60, 2),
 ]
 
 
