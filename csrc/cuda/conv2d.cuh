@@ -3,6 +3,8 @@
 // q = (c, x + i - P, y + j - P) through W[k, c, i, j], stored as the dense layers' W^T: row
 // r = (c * K + i) * K + j, column k. Every kernel gives each output element one owner thread
 // that sums in a fixed order (the CPU's), so no atomics and the same results on every run.
+// Not yet tuned on a GPU: the S-PSP of a connection is recomputed by each kernel that needs it,
+// and conv_grad_kernel has only C K K O threads (375 for mnist-cnn's conv1).
 #pragma once
 #include <cstdint>
 
