@@ -124,11 +124,7 @@ def test_mnist_cnn_shapes_and_parameter_layout():
     assert shapes[1:3] == [(3, 9, 9), (3, 5, 5)]
 
 
-def test_cnn_layers_run_on_the_cpu_engine_only_so_far():
-    if hm2bp.cuda_available():
-        with pytest.raises(NotImplementedError, match="CPU engine only"):
-            hm2bp.Network(input_shape=(1, 8, 8), layers=[Conv2d(2, 3, 1.0), Pool2d(2, 1.0), Dense(3, 1.0)],
-                          backend="cuda")
+def test_cnn_parameter_blocks_skip_pooling_layers():
     net = hm2bp.Network(input_shape=(1, 8, 8), layers=[Conv2d(2, 3, 1.0), Pool2d(2, 1.0), Dense(3, 1.0)])
     assert [w.shape for w in net.get_weights()] == [(2, 1, 3, 3), (3, 18)]
 

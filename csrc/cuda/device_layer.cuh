@@ -1,5 +1,6 @@
-// A dense layer's storage on the device: its parameters (W^T and the optimizer moments, kept
-// between runs; set and read back as the Engine API's row-major W), the sums of W the side term
+// A layer's storage on the device: its parameters (W^T and the optimizer moments, kept
+// between runs; set and read back as the Engine API's row-major W; a convolution's W^T has rows
+// (c, i, j) and a column per kernel, a pooling layer none), the sums of W the side term
 // and the regularization read, and its per-batch buffers (sized by prepare, which only grows
 // them, and rewritten by every run before they are read, so stale contents from a larger batch
 // never leak through).
@@ -19,26 +20,34 @@ namespace cuda {
 
 template <class Real>
 struct DeviceLayer {
-    int n_in = 0;
-    int n_out = 0;
+    LayerKind kind = LayerKind::Dense;
+    int n_in = 0;     // rows of W^T
+    int n_out = 0;    // columns of W^T
+    int neurons = 0;  // of the population (n_out for a dense layer)
+    int inputs = 0;   // neurons of the layer below (n_in for a dense layer)
+    int pd_tiles = 1; // tiles of pd_part: column tiles of a dense layer, one for a spatial one
     DeviceBuffer<Real> wt, moment1, moment2;  // (n_in, n_out): W^T, as on the CPU
     DeviceBuffer<Real> row_sum, reg_scale;    // (n_out): sum_i W, regularization scale
-    DeviceBuffer<Real> current, trace;        // (B, T, n_out)
-    DeviceBuffer<uint32_t> step_mask;         // (B, T, words(n_out)): the next layer's input
-    DeviceBuffer<uint32_t> neuron_mask;       // (B, n_out, words(T))
-    DeviceBuffer<int> counts;                 // (B, n_out)
-    DeviceBuffer<uint8_t> fired;              // (B, T, n_out), only when spikes are returned
-    DeviceBuffer<Real> dv, side;              // (B, n_out)
-    DeviceBuffer<Real> pd_part;               // (B, tiles(n_out), n_in): pre-delta per column tile
+    DeviceBuffer<Real> current, trace;        // (B, T, neurons)
+    DeviceBuffer<uint32_t> step_mask;         // (B, T, words(neurons)): the next layer's input
+    DeviceBuffer<uint32_t> neuron_mask;       // (B, neurons, words(T))
+    DeviceBuffer<int> counts;                 // (B, neurons)
+    DeviceBuffer<uint8_t> fired;              // (B, T, neurons), only when spikes are returned
+    DeviceBuffer<Real> dv, side;              // (B, neurons)
+    DeviceBuffer<Real> pd_part;               // (B, pd_tiles, inputs): pre-delta per tile
     DeviceBuffer<Real> grad_part;             // (groups, n_in, n_out)
     int groups = 1;                           // sample groups of the gradient, this run
     int samples_per_group = 1;
 
-    // The parameters, zeroed, and the per-neuron sums.
-    void allocate(int inputs, int outputs)
+    // The parameters (W^T: rows x cols), zeroed, and the per-column sums.
+    void allocate(LayerKind kind_, int rows, int cols, int neurons_, int inputs_)
     {
-        n_in = inputs;
-        n_out = outputs;
+        kind = kind_;
+        n_in = rows;
+        n_out = cols;
+        neurons = neurons_;
+        inputs = inputs_;
+        pd_tiles = kind == LayerKind::Dense ? column_tiles(n_out) : 1;
         const size_t size = static_cast<size_t>(n_in) * n_out;
         for (DeviceBuffer<Real>* p : {&wt, &moment1, &moment2}) {
             p->ensure(size);
@@ -63,9 +72,9 @@ struct DeviceLayer {
     {
         const size_t Bs = static_cast<size_t>(B), BT = Bs * T;
         const int time_words = words_for(T);
-        const size_t O = n_out, N = n_in;
+        const size_t O = neurons;
         current.ensure(BT * O);
-        step_mask.ensure(BT * words_for(n_out));
+        step_mask.ensure(BT * words_for(neurons));
         neuron_mask.ensure(Bs * O * time_words);
         counts.ensure(Bs * O);
         if (want_spikes) fired.ensure(BT * O);
@@ -73,14 +82,15 @@ struct DeviceLayer {
         trace.ensure(BT * O);
         dv.ensure(Bs * O);
         side.ensure(Bs * O);
-        if (pre_deltas) pd_part.ensure(Bs * column_tiles(n_out) * N);
+        if (pre_deltas) pd_part.ensure(Bs * pd_tiles * inputs);
         // Enough (tile, group) blocks to fill the GPU a few times over; each group's samples
-        // are summed in order, then the groups in order.
+        // are summed in order, then the groups in order. A convolution's gradient has one
+        // thread per weight summing the whole batch: one group.
         const int tiles = column_tiles(n_out);
         const int want = std::max(1, static_cast<int>(div_up(4 * sm_count, tiles)));
-        samples_per_group = static_cast<int>(div_up(B, std::min(want, B)));
+        samples_per_group = kind == LayerKind::Dense ? static_cast<int>(div_up(B, std::min(want, B))) : B;
         groups = static_cast<int>(div_up(B, samples_per_group));
-        grad_part.ensure(static_cast<size_t>(groups) * N * O);
+        grad_part.ensure(static_cast<size_t>(groups) * n_in * n_out);
     }
 };
 

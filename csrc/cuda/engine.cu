@@ -4,6 +4,9 @@
 // apply is a shared HM2BP_HD function of csrc/hm2bp:
 //   encode.cuh        input spikes (dense bytes, or SPEC 2's Poisson trains) as bit masks
 //   dense.cuh         a dense connection: forward current (SPEC 1's input), backward S-PSP rows
+//   conv2d.cuh        a convolution (SPEC_CNN 1, 3.3): forward current, dv and side, weight
+//                     gradient, pre-deltas
+//   pool2d.cuh        a pooling layer (SPEC_CNN 2, 3.2): window counts, pre-deltas
 //   population.cuh    a LIF population: SPEC 1's scan, the S-PSP traces K, the side term
 //   output_layer.cuh  SPEC 3's loss and predictions, revival, the lateral factor
 //   optimizer.cuh     SPEC 5: weight sums, batch mean, regularization, Adam/SGD
@@ -18,6 +21,7 @@
 //   weight_sums_kernel (when learning): sum_i W and the regularization scale (optimizer.cuh)
 // per layer, upwards:
 //   current_kernel    I[b,t,o] = sum over inputs firing at (b,t) of W^T[i,o]      (dense.cuh)
+//                     (conv_current_kernel, pool_current_kernel for spatial layers)
 //   lif_scan_kernel   SPEC 1, one thread per neuron (<Real, true>: one block per sample, with
 //                     lateral inhibition); writes both masks, counts and the layer's spike
 //                     total                                                  (population.cuh)
@@ -31,6 +35,9 @@
 //   spsp_rows_kernel  e[b,o,i] = sum over spike times of i of K[b,t,o] (K_b tile in shared
 //                     memory), g accumulated per sample group without atomics, pre-deltas
 //                                                                               (dense.cuh)
+//   a convolution instead: trace_kernel, conv_neuron_kernel (dv, side), conv_grad_kernel and,
+//   above a spiking layer, conv_pre_delta_kernel (conv2d.cuh); a pooling layer above a spiking
+//   layer: trace_kernel, pool_pre_delta_kernel (pool2d.cuh)
 // and to train, update_kernel: the sum of the group partials, batch mean, regularization,
 // Adam/SGD (optimizer.cuh); to export the gradients instead, export_gradient_kernel.
 // Work and traffic per sample: bench/GPU_NOTES.md.
@@ -50,6 +57,7 @@
 #include "../hm2bp/neuron.hpp"
 #include "../hm2bp/optimizer.hpp"
 #include "../hm2bp/spsp.hpp"
+#include "conv2d.cuh"
 #include "cuda_engine.hpp"
 #include "dense.cuh"
 #include "device_buffer.cuh"
@@ -57,6 +65,7 @@
 #include "encode.cuh"
 #include "optimizer.cuh"
 #include "output_layer.cuh"
+#include "pool2d.cuh"
 #include "population.cuh"
 
 #ifndef HM2BP_CUDA_ARCHS
@@ -74,15 +83,13 @@ constexpr size_t kTileBytes = 110 * 1024;  // shared tile of the masked sums: tw
 template <class Real>
 class CudaEngine final : public Engine {
 public:
-    explicit CudaEngine(const NetSpec& spec) : h_(spec.hyper)
+    explicit CudaEngine(const NetSpec& spec) : h_(spec.hyper), specs_(spec.layers), shapes_(layer_shapes(spec))
     {
         check_spec(spec);
-        for (const LayerSpec& layer : spec.layers) {
-            if (layer.kind != LayerKind::Dense)
-                throw std::invalid_argument("the CUDA engine does not implement Conv2d and Pool2d layers yet");
-            vth_.push_back(layer.vth);
-        }
-        for (const Shape& shape : layer_shapes(spec)) sizes_.push_back(static_cast<int>(shape.size()));
+        if (spec.layers.back().kind != LayerKind::Dense)
+            throw std::invalid_argument("CUDA engine: the output layer must be Dense");
+        for (const LayerSpec& layer : spec.layers) vth_.push_back(layer.vth);
+        for (const Shape& shape : shapes_) sizes_.push_back(static_cast<int>(shape.size()));
         const int L = static_cast<int>(spec.layers.size());
         if (h_.lateral_inhibition != 0.0 && sizes_.back() > kMaxLateralNeurons)
             throw std::invalid_argument("CUDA engine: lateral inhibition supports at most " +
@@ -113,7 +120,17 @@ public:
         sync_each_ = sync && std::strcmp(sync, "0") != 0;
 
         layers_ = std::vector<DeviceLayer<Real>>(L);
-        for (int l = 0; l < L; ++l) layers_[l].allocate(sizes_[l], sizes_[l + 1]);
+        for (int l = 0; l < L; ++l) {
+            // W^T: (n_in, n_out) of a dense layer, (C K K, O) of a convolution, none for pooling
+            const LayerKind kind = specs_[l].kind;
+            const int K = specs_[l].kernel;
+            const int rows = kind == LayerKind::Dense ? sizes_[l]
+                             : kind == LayerKind::Conv2d ? shapes_[l].channels * K * K
+                                                         : 0;
+            const int cols = kind == LayerKind::Pool2d ? 0 : shapes_[l + 1].channels;
+            layers_[l].allocate(kind, rows, cols, sizes_[l + 1], sizes_[l]);
+            if (kind != LayerKind::Pool2d) trainable_.push_back(l);
+        }
         uint64_t thresholds[256];
         poisson_thresholds(thresholds);
         thresholds_.ensure(256);
@@ -134,16 +151,16 @@ public:
     CudaEngine(const CudaEngine&) = delete;
     CudaEngine& operator=(const CudaEngine&) = delete;
 
-    void set_param(Param p, int l, const double* values) override
+    void set_param(Param p, int block, const double* values) override
     {
-        const DeviceLayer<Real>& layer = layer_at(l);
+        const DeviceLayer<Real>& layer = block_layer(block);
         HM2BP_CUDA_CHECK(cudaSetDevice(device_));
         upload_transposed(values, layer.n_in, layer.n_out, layer.param(p).get(), stream_);
     }
 
-    void get_param(Param p, int l, double* values) const override
+    void get_param(Param p, int block, double* values) const override
     {
-        const DeviceLayer<Real>& layer = layer_at(l);
+        const DeviceLayer<Real>& layer = block_layer(block);
         HM2BP_CUDA_CHECK(cudaSetDevice(device_));
         download_transposed(layer.param(p).get(), layer.n_in, layer.n_out, values, stream_);
     }
@@ -184,12 +201,12 @@ public:
 
     void apply_gradients(const std::vector<const double*>& sums, int64_t count, double lr) override
     {
-        if (static_cast<int>(sums.size()) != n_layers())
-            throw std::invalid_argument("CUDA engine: apply_gradients needs one array per layer");
+        if (sums.size() != trainable_.size())
+            throw std::invalid_argument("CUDA engine: apply_gradients needs one array per trainable layer");
         HM2BP_CUDA_CHECK(cudaSetDevice(device_));
         cudaGetLastError();
-        for (int l = 0; l < n_layers(); ++l) {
-            DeviceLayer<Real>& layer = layers_[l];
+        for (size_t l = 0; l < sums.size(); ++l) {
+            DeviceLayer<Real>& layer = layers_[trainable_[l]];
             layer.groups = 1;  // the sums are one group
             layer.grad_part.ensure(static_cast<size_t>(layer.n_in) * layer.n_out);
             upload_transposed(sums[l], layer.n_in, layer.n_out, layer.grad_part.get(), stream_);
@@ -201,7 +218,10 @@ public:
 
 private:
     Hyper h_;
+    std::vector<LayerSpec> specs_;
+    std::vector<Shape> shapes_;  // of the input and of every layer
     std::vector<int> sizes_;   // neurons of the input and of every layer
+    std::vector<int> trainable_;  // the layers with parameters: parameter block k is layer trainable_[k]
     std::vector<double> vth_;  // per layer
     int device_ = 0;
     cudaDeviceProp prop_{};
@@ -228,10 +248,11 @@ private:
     int n_layers() const { return static_cast<int>(layers_.size()); }
     RegParams regularization() const { return RegParams{h_.reg_lambda, h_.reg_beta, h_.weight_limit}; }
 
-    const DeviceLayer<Real>& layer_at(int l) const
+    const DeviceLayer<Real>& block_layer(int block) const
     {
-        if (l < 0 || l >= n_layers()) throw std::out_of_range("CUDA engine: layer index out of range");
-        return layers_[l];
+        if (block < 0 || block >= static_cast<int>(trainable_.size()))
+            throw std::out_of_range("CUDA engine: parameter block index out of range");
+        return layers_[trainable_[block]];
     }
 
     // Launches a kernel on the engine's stream and checks the launch (and, with
@@ -280,8 +301,8 @@ private:
         for (int b = 0; b < in.batch; ++b)
             if (req.labels[b] < 0 || req.labels[b] >= sizes_.back())
                 throw std::invalid_argument("CUDA engine: label out of range");
-        if (req.mode == Mode::Gradients && static_cast<int>(req.gradients_out.size()) != L)
-            throw std::invalid_argument("CUDA engine: gradients_out needs one array per layer");
+        if (req.mode == Mode::Gradients && req.gradients_out.size() != trainable_.size())
+            throw std::invalid_argument("CUDA engine: gradients_out needs one array per trainable layer");
     }
 
     // Sizes the per-batch buffers (they only grow) and the S-PSP tables for this T.
@@ -356,26 +377,40 @@ private:
                                              cudaMemcpyHostToDevice, stream_));
     }
 
+    ConvShape conv_shape(int l) const
+    {
+        const Shape &in = shapes_[l], &out = shapes_[l + 1];
+        return ConvShape{in.channels, in.height, in.width, out.channels, out.height, out.width, specs_[l].kernel,
+                         specs_[l].padding};
+    }
+
+    PoolShape pool_shape(int l) const
+    {
+        const Shape &in = shapes_[l], &out = shapes_[l + 1];
+        const int size = specs_[l].kernel;
+        return PoolShape{in.channels, in.height, in.width, out.height, out.width, size,
+                         specs_[l].stride > 0 ? specs_[l].stride : size};
+    }
+
     // SPEC 1 for layer l over the batch: current, then the scan.
     void forward_layer(int l, int B, int T, bool want_spikes)
     {
         DeviceLayer<Real>& layer = layers_[l];
-        const int N = layer.n_in, O = layer.n_out;
         const uint32_t* input = l == 0 ? in_step_mask_.get() : layers_[l - 1].step_mask.get();
         const size_t rows = static_cast<size_t>(B) * T;
-        const int chunk = chunk_rows(N);
-        const int tiles = column_tiles(O);
-        const size_t rows_per_group = (kTileThreads / 32) * kRowsPerWarp;
-        // One wave of blocks (two per SM), each with a long run of rows to reuse its W tile.
-        const size_t splits = div_up(2 * prop_.multiProcessorCount, tiles);
-        const size_t rows_per_block = round_up(div_up(rows, splits), rows_per_group);
-        launch("current_kernel", current_kernel<Real>, dim3(tiles, static_cast<unsigned>(div_up(rows, rows_per_block))),
-               kTileThreads, static_cast<size_t>(chunk) * kTileCols * sizeof(Real), input, words_for(N), rows,
-               rows_per_block, layer.wt.get(), N, O, chunk, layer.current.get());
+        const int O = layer.neurons;
+        if (layer.kind == LayerKind::Dense) dense_current(layer, input, rows);
+        else if (layer.kind == LayerKind::Conv2d)
+            launch("conv_current_kernel", conv_current_kernel<Real>, grid_for(rows * O), kThreads, 0, input,
+                   words_for(layer.inputs), rows, layer.wt.get(), conv_shape(l), layer.current.get());
+        else
+            launch("pool_current_kernel", pool_current_kernel<Real>, grid_for(rows * O), kThreads, 0, input,
+                   words_for(layer.inputs), rows, pool_shape(l), layer.current.get());
 
         const ScanOutputs out{layer.step_mask.get(), layer.neuron_mask.get(), layer.counts.get(), totals_.get() + l,
                               want_spikes ? layer.fired.get() : nullptr, words_for(O), words_for(T)};
-        const LifParams<Real> p{Real(vth_[l]), Real(h_.tau_m), Real(h_.tau_s), h_.t_ref};
+        LifParams<Real> p{Real(vth_[l]), Real(h_.tau_m), Real(h_.tau_s), h_.t_ref};
+        if (layer.kind == LayerKind::Conv2d) p.fire_margin = Real(0);  // v > vth (SPEC_CNN 1)
         if (l == n_layers() - 1 && h_.lateral_inhibition != 0.0) {
             launch("lif_scan_kernel<lateral>", lif_scan_kernel<Real, true>, B, static_cast<unsigned>(round_up(O, 32)),
                    0, layer.current.get(), T, O, p, Real(h_.lateral_inhibition), out);
@@ -386,9 +421,24 @@ private:
         }
     }
 
+    // The dense layer's input current over `rows` rows (b, t).
+    void dense_current(DeviceLayer<Real>& layer, const uint32_t* input, size_t rows)
+    {
+        const int N = layer.n_in, O = layer.n_out;
+        const int chunk = chunk_rows(N);
+        const int tiles = column_tiles(O);
+        const size_t rows_per_group = (kTileThreads / 32) * kRowsPerWarp;
+        // One wave of blocks (two per SM), each with a long run of rows to reuse its W tile.
+        const size_t splits = div_up(2 * prop_.multiProcessorCount, tiles);
+        const size_t rows_per_block = round_up(div_up(rows, splits), rows_per_group);
+        launch("current_kernel", current_kernel<Real>, dim3(tiles, static_cast<unsigned>(div_up(rows, rows_per_block))),
+               kTileThreads, static_cast<size_t>(chunk) * kTileCols * sizeof(Real), input, words_for(N), rows,
+               rows_per_block, layer.wt.get(), N, O, chunk, layer.current.get());
+    }
+
     void launch_trace(DeviceLayer<Real>& layer, int B, int T)
     {
-        const int O = layer.n_out;
+        const int O = layer.neurons;
         const size_t blocks = static_cast<size_t>(B) * div_up(T, 32) * column_tiles(O);
         launch("trace_kernel", trace_kernel<Real>, static_cast<unsigned>(blocks), kTraceThreads, 0,
                layer.neuron_mask.get(), T, O, words_for(T), spsp_window(h_.tau_m), h_.t_ref,
@@ -415,13 +465,21 @@ private:
 
         for (int l = L - 1; l >= 0; --l) {
             DeviceLayer<Real>& layer = layers_[l];
+            if (layer.kind == LayerKind::Conv2d) {
+                backward_conv(l, B, T);
+                continue;
+            }
+            if (layer.kind == LayerKind::Pool2d) {
+                if (l > 0) backward_pool(l, B, T);  // pooling the data layer: nothing to hand down
+                continue;
+            }
             const int N = layer.n_in, O = layer.n_out;
             const bool top = l == L - 1;
             const int* post_counts = top ? counts_after_.get() : layer.counts.get();
             launch_trace(layer, B, T);
             launch("side_kernel", side_kernel<Real>, grid_for(static_cast<size_t>(B) * O), kThreads, 0,
                    layer.trace.get(), layer.current.get(), B, T, O, post_counts, top ? delta_.get() : nullptr,
-                   top ? nullptr : layers_[l + 1].pd_part.get(), top ? 0 : column_tiles(layers_[l + 1].n_out),
+                   top ? nullptr : layers_[l + 1].pd_part.get(), top ? 0 : layers_[l + 1].pd_tiles,
                    layer.row_sum.get(), Real(vth_[l]), layer.dv.get(), layer.side.get());
             HM2BP_CUDA_CHECK(cudaMemsetAsync(layer.grad_part.get(), 0,
                                              static_cast<size_t>(layer.groups) * N * O * sizeof(Real), stream_));
@@ -449,13 +507,48 @@ private:
         }
     }
 
-    // Per layer: sum_i W[o, i] (the side term of silent neurons) and the regularization scale.
+    // SPEC_CNN 3.3 for convolution l (never the output layer): its delta comes from layer l + 1.
+    void backward_conv(int l, int B, int T)
+    {
+        DeviceLayer<Real>& layer = layers_[l];
+        const DeviceLayer<Real>& above = layers_[l + 1];
+        const int N = layer.neurons;
+        launch_trace(layer, B, T);
+        ConvBackArgs<Real> a{layer.trace.get(), layer.counts.get(),
+                             l == 0 ? in_neuron_mask_.get() : layers_[l - 1].neuron_mask.get(),
+                             l == 0 ? in_counts_.get() : layers_[l - 1].counts.get(),
+                             layer.wt.get(), layer.dv.get(), layer.side.get(), B, T, words_for(T), conv_shape(l)};
+        launch("conv_neuron_kernel", conv_neuron_kernel<Real>, grid_for(static_cast<size_t>(B) * N), kThreads, 0, a,
+               above.pd_part.get(), above.pd_tiles, Real(vth_[l]), layer.dv.get(), layer.side.get());
+        launch("conv_grad_kernel", conv_grad_kernel<Real>, grid_for(static_cast<size_t>(layer.n_in) * layer.n_out),
+               kThreads, 0, a, layer.grad_part.get());
+        if (l > 0)  // a convolution of the data layer hands nothing down (SPEC_CNN 3.3)
+            launch("conv_pre_delta_kernel", conv_pre_delta_kernel<Real>,
+                   grid_for(static_cast<size_t>(B) * layer.inputs), kThreads, 0, a, layer.pd_part.get());
+    }
+
+    // SPEC_CNN 3.2 for pooling layer l > 0: the pre-deltas of the layer below.
+    void backward_pool(int l, int B, int T)
+    {
+        DeviceLayer<Real>& layer = layers_[l];
+        const DeviceLayer<Real>& above = layers_[l + 1];
+        const DeviceLayer<Real>& below = layers_[l - 1];
+        launch_trace(layer, B, T);
+        launch("pool_pre_delta_kernel", pool_pre_delta_kernel<Real>, grid_for(static_cast<size_t>(B) * layer.inputs),
+               kThreads, 0, layer.trace.get(), layer.counts.get(), below.neuron_mask.get(), below.counts.get(),
+               above.pd_part.get(), above.pd_tiles, B, T, words_for(T), pool_shape(l), layer.pd_part.get());
+    }
+
+    // Per trainable layer: the column sums of W^T (sum_i W, the side term of a dense layer's
+    // silent neurons; per kernel of a convolution) and the regularization scale.
     void weight_sums()
     {
-        for (DeviceLayer<Real>& layer : layers_)
+        for (int l : trainable_) {
+            DeviceLayer<Real>& layer = layers_[l];
             launch("weight_sums_kernel", weight_sums_kernel<Real>, div_up(layer.n_out, 128), 128, 0, layer.wt.get(),
                    layer.n_in, layer.n_out, regularization(), h_.reg_lambda != 0.0 && h_.reg_beta != 0.0,
                    layer.row_sum.get(), layer.reg_scale.get());
+        }
     }
 
     // SPEC 5: batch mean + regularization, one Adam or SGD step per weight.
@@ -468,10 +561,12 @@ private:
         u.adam_params = adam_params(lr, h_.b1, h_.b2, h_.eps, step_);
         u.lr = lr;
         u.momentum = h_.momentum;
-        for (DeviceLayer<Real>& layer : layers_)
+        for (int l : trainable_) {
+            DeviceLayer<Real>& layer = layers_[l];
             launch("update_kernel", update_kernel<Real>, grid_for(static_cast<size_t>(layer.n_in) * layer.n_out),
                    kThreads, 0, layer.wt.get(), layer.moment1.get(), layer.moment2.get(), layer.grad_part.get(),
                    layer.groups, layer.n_in, layer.n_out, Real(count), layer.reg_scale.get(), u);
+        }
     }
 
     // Copies the results to the host (the only device-to-host traffic of a run) and waits.
@@ -493,11 +588,11 @@ private:
                                              stream_));
         for (size_t l = 0; l < req.layer_spikes_out.size(); ++l)
             HM2BP_CUDA_CHECK(cudaMemcpyAsync(req.layer_spikes_out[l], layers_[l].fired.get(),
-                                             static_cast<size_t>(B) * T * layers_[l].n_out, cudaMemcpyDeviceToHost,
+                                             static_cast<size_t>(B) * T * layers_[l].neurons, cudaMemcpyDeviceToHost,
                                              stream_));
         if (req.mode == Mode::Gradients) {
-            for (int l = 0; l < L; ++l) {
-                const DeviceLayer<Real>& layer = layers_[l];
+            for (size_t l = 0; l < trainable_.size(); ++l) {
+                const DeviceLayer<Real>& layer = layers_[trainable_[l]];
                 const size_t size = static_cast<size_t>(layer.n_in) * layer.n_out;
                 export_.ensure(size);
                 launch("export_gradient_kernel", export_gradient_kernel<Real>, grid_for(size), kThreads, 0,

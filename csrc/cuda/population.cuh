@@ -211,6 +211,28 @@ __global__ void __launch_bounds__(kTraceThreads) trace_kernel(const uint32_t* ne
     }
 }
 
+// The delta of neuron n of sample b handed down by the layer above: the sum, in tile order, of
+// its pre-delta tiles (B, tiles, N) (one tile above a spatial layer).
+template <class Real>
+__device__ Real delta_from_above(const Real* pd_part, int tiles, size_t b, int n, int N)
+{
+    Real d = Real(0);
+    for (int k = 0; k < tiles; ++k) d += pd_part[(b * tiles + k) * N + n];
+    return d;
+}
+
+// The fast-form S-PSP sum of one connection: K[t] of the post neuron (column o of the sample's
+// (T, O) traces Kb) summed over the spike times t of the pre neuron (its neuron-mask row m),
+// ascending, as the CPU's spatial layers add them.
+template <class Real>
+__device__ Real trace_over_spikes(const uint32_t* m, int time_words, const Real* Kb, int O, int o)
+{
+    Real e = Real(0);
+    for (int w = 0; w < time_words; ++w)
+        for (uint32_t x = m[w]; x; x &= x - 1) e += Kb[static_cast<size_t>(w * 32 + __ffs(x) - 1) * O + o];
+    return e;
+}
+
 // Per (b, o): dv = delta / vth and the side term (1/vth) * sum_i W e / n_o = (1/vth) *
 // sum_t K I / n_o, or (1/vth) * 0.5 * sum_i W for a silent neuron. delta comes from the output
 // loss, or for a hidden layer from the pre-delta tiles of the layer above (summed in order).
@@ -224,13 +246,7 @@ __global__ void side_kernel(const Real* K, const Real* current, int B, int T, in
     for (size_t idx = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x; idx < total; idx += stride) {
         const size_t b = idx / O;
         const int o = static_cast<int>(idx - b * O);
-        Real d;
-        if (delta) {
-            d = delta[idx];
-        } else {
-            d = Real(0);
-            for (int k = 0; k < pd_tiles; ++k) d += pd_part[(b * pd_tiles + k) * O + o];
-        }
+        const Real d = delta ? delta[idx] : delta_from_above(pd_part, pd_tiles, b, o, O);
         const int n_o = counts[idx];
         Real weighted = Real(0);
         if (n_o > 0) {

@@ -147,10 +147,6 @@ class Network:
         self.backend = self._choose_backend(backend)
         self._param_shapes = param_shapes(spec)
         self._trainable = [layer for layer in layer_list if not isinstance(layer, Pool2d)]
-        spatial = sorted({type(layer).__name__ for layer in layer_list if not isinstance(layer, Dense)})
-        if spatial and self.backend == "cuda":
-            raise NotImplementedError(f"{' and '.join(spatial)} layers run on the CPU engine only so far; "
-                                      "use backend='cpu'")
 
         spec.hyper = engine_hyper(hyper, self.threads)
         self._engine = _core.Engine(spec, dtype == "float64", self.backend)
