@@ -58,9 +58,7 @@ public:
         const Real* wt = weights.wt.data();
         const int parts = std::max(1, std::min(n_threads, D));
         s.scans.resize(parts);
-#pragma omp parallel for num_threads(parts) schedule(static, 1) if (parts > 1)
-        for (int part = 0; part < parts; ++part) {
-            const FlushDenormals flush;
+        for_each_part(parts, [&](int part) {
             int x_lo, x_hi;
             split_range(D, parts, part, 1, x_lo, x_hi);
             const int lo = x_lo * E * padded;
@@ -91,7 +89,7 @@ public:
             const int hi = x_hi * E * padded;
             if (ctx.power_of_two_taus()) scan_by_step<true>(lo, hi, T, p, s.scans[part], add_current, fire);
             else scan_by_step<false>(lo, hi, T, p, s.scans[part], add_current, fire);
-        }
+        });
         pop.out.from_masks(pop.fired_masks.data(), T, N);
     }
 
@@ -116,9 +114,7 @@ public:
         }
         const int parts = std::max(1, std::min(n_threads, D));
         s.parts.resize(parts);
-#pragma omp parallel for num_threads(parts) schedule(static, 1) if (parts > 1)
-        for (int part = 0; part < parts; ++part) {
-            const FlushDenormals flush;
+        for_each_part(parts, [&](int part) {
             BackwardPart<Real>& b = s.parts[part];
             Real* g = grad.grad.data();
             Real* pd = pre_delta ? pre_delta->data() : nullptr;
@@ -134,7 +130,7 @@ public:
             split_range(D, parts, part, 1, x_lo, x_hi);
             for (int x = x_lo; x < x_hi; ++x)
                 for (int y = 0; y < out.width; ++y) position_backward(ctx, post_pop, pre, x, y, b, g, pd);
-        }
+        });
         for (int part = 0; parts > 1 && part < parts; ++part) {
             const BackwardPart<Real>& b = s.parts[part];
             for (size_t k = 0; k < n_weights; ++k) grad.grad[k] += b.grad[k];

@@ -43,9 +43,7 @@ public:
         pop.fired_masks.assign(static_cast<size_t>(T) * words, 0);
         const int parts = std::max(1, std::min(n_threads, n_vec / 8));
         s.scans.resize(parts);
-#pragma omp parallel for num_threads(parts) schedule(static, 1) if (parts > 1)
-        for (int part = 0; part < parts; ++part) {
-            const FlushDenormals flush;
+        for_each_part(parts, [&](int part) {
             int lo, hi;
             split_range(n_vec, parts, part, 1, lo, hi);
             lo *= lanes;
@@ -61,7 +59,7 @@ public:
             };
             if (ctx.power_of_two_taus()) scan_by_step<true>(lo, hi, T, p, s.scans[part], add_current, fire);
             else scan_by_step<false>(lo, hi, T, p, s.scans[part], add_current, fire);
-        }
+        });
         pop.out.from_masks(pop.fired_masks.data(), T, N);
     }
 

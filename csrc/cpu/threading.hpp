@@ -46,6 +46,17 @@ void for_each_item(int n, int n_threads, Fn fn)
     }
 }
 
+// Runs fn(part) for every part in [0, parts), one thread each (in the caller's thread for one).
+template <class Fn>
+void for_each_part(int parts, Fn fn)
+{
+#pragma omp parallel for num_threads(parts) schedule(static, 1) if (parts > 1)
+    for (int part = 0; part < parts; ++part) {
+        const FlushDenormals flush;
+        fn(part);
+    }
+}
+
 // Runs fn(lo, hi) on one contiguous range of [0, n) per thread (multiples of `align`, 16 for
 // SIMD by default).
 template <class Fn>
