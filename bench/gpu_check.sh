@@ -3,12 +3,13 @@
 # scikit-build-core, cmake, ninja, numpy, torch, cupy, compute-sanitizer):
 #   1. build and install hm2bp with CUDA (pip install --no-build-isolation .)
 #   2. the CUDA and engine tests (every kernel synchronized and checked: HM2BP_CUDA_SYNC=1)
-#   3. compute-sanitizer on small cases: racecheck (shared-memory tiles), memcheck (bounds)
+#   3. compute-sanitizer on small cases (FC and CNN): racecheck (shared-memory tiles), memcheck (bounds)
 #   4. the main table (python -m bench): hm2bp-cuda beside hm2bp-cpu and snnTorch on the same
 #      GPU, when bench/stage_device.sh staged .device/ here and the run carried it
 #   5. bench/gpu_bench.py: mnist-fc800 samples/s at batch 1, 32, 256, 1024, memory, kernel times
+#   6. python -m bench cnn: mnist-cnn samples/s on CPU and CUDA at batch 1, 32, 256 (with .device/)
 # Logs and gpu_bench.json go to $OUT (or /tmp/hm2bp_gpu_check); the summary prints last.
-# Designed to finish in about 7 minutes; each step has its own time limit.
+# Designed to finish in about 8-9 minutes; each step has its own time limit.
 set -u -o pipefail
 cd "$(dirname "$0")/.."
 OUT_DIR=${OUT:-/tmp/hm2bp_gpu_check}
@@ -66,7 +67,8 @@ if command -v compute-sanitizer >/dev/null; then
             "tests/test_cuda.py::test_float64_matches_cpu_and_reference[3]" \
             "tests/test_cuda.py::test_float64_matches_cpu_and_reference[5]" \
             "tests/test_cuda.py::test_wide_layers_big_batches_and_chunked_tiles_match_cpu[2]" \
-            "tests/test_cuda.py::test_every_output_element_is_written" >>"$OUT_DIR/sanitizer.log" 2>&1
+            "tests/test_cuda.py::test_every_output_element_is_written" \
+            "tests/test_cuda.py::test_cnn_float64_matches_cpu_and_reference[1]" >>"$OUT_DIR/sanitizer.log" 2>&1
         rc=$?
         grep -E "ERROR SUMMARY|RACECHECK SUMMARY|passed|failed" "$OUT_DIR/sanitizer.log" | tail -2
         [ $rc -ne 0 ] && status=1
@@ -81,6 +83,17 @@ timeout 330 $PY bench/gpu_bench.py --json "$OUT_DIR/gpu_bench.json" 2>&1 | tee "
 rc=$?
 [ $rc -ne 0 ] && status=1
 summary+=("bench: rc $rc")
+
+step "mnist-cnn speed (log: cnn.log)"
+if [ -d .device/mnist-10k ]; then
+    timeout 180 $PY -m bench cnn --data-dir .device/mnist-10k --batches 1,32,256 --repeats 2 --min-seconds 1 \
+        --json "$OUT_DIR/cnn.json" 2>&1 | tee "$OUT_DIR/cnn.log"
+    rc=$?
+    [ $rc -ne 0 ] && status=1
+    summary+=("mnist-cnn: rc $rc, $(grep -E '^hm2bp-cuda' "$OUT_DIR/cnn.log" | tr -s ' ' | tr '\n' ';')")
+else
+    summary+=("mnist-cnn: skipped (.device/ not staged)")
+fi
 
 step "summary"
 printf '%s\n' "${summary[@]}"
