@@ -245,9 +245,6 @@ class RunConfig:
             for v in values if isinstance(values, list) else [values]:
                 if v is not None and v > top:
                     _fail(key, values, f"integers <= {top} (the engine's limit)")
-        if 4 * self.tau_m > limits.INT32_MAX:
-            _fail("tau_m", self.tau_m, f"<= {limits.INT32_MAX // 4} (the S-PSP window "
-                  f"4 * tau_m is an int)")
         info = np.finfo(self.dtype)
         tiny, big = float(info.tiny), float(info.max)
         for key in _FLOAT_KEYS:

@@ -107,7 +107,9 @@ def check_all(values: Mapping[str, Any]) -> dict[str, Any]:
     out = {name: check(name, values.get(name, default)) for name, default in DEFAULTS.items()}
     if out["tau_s"] == out["tau_m"]:
         raise ValueError("tau_s must differ from tau_m (the S-PSP divides by 1 - tau_s / tau_m)")
-    check_whole("the S-PSP window 4 * tau_m", math.floor(4 * out["tau_m"]), 0)
+    if 4 * out["tau_m"] > limits.INT32_MAX:
+        raise ValueError(f"tau_m must be <= {limits.INT32_MAX // 4} (the S-PSP window 4 * tau_m is an int), "
+                         f"got {out['tau_m']}")
     return out
 
 
