@@ -87,6 +87,8 @@ def test_torch_tensors_even_with_requires_grad(case):
     torch = pytest.importorskip("torch", reason="torch not installed")
     config, spikes, labels = case
     a, b = hm2bp.Network(**config, threads=1), hm2bp.Network(**config, threads=1)
+    cpu = torch.from_numpy(spikes)
+    assert np.shares_memory(as_host_array(cpu, "spikes"), spikes)  # read in place, no copy
     t = torch.tensor(spikes.astype(np.float32), requires_grad=True)
     np.testing.assert_array_equal(b.infer(t)["counts"], a.infer(spikes)["counts"])
     b.train_step(torch.from_numpy(spikes), torch.from_numpy(labels), 0.01)

@@ -39,15 +39,23 @@ def _detached(value: Any) -> Any:
     return value
 
 
+def _interface(value: Any) -> dict | None:
+    # asked of the object, not its type: PyTorch's tensor class has the property, and its CPU
+    # tensors answer it with AttributeError
+    try:
+        return value.__cuda_array_interface__
+    except AttributeError:
+        return None
+
+
 def cuda_array(value: Any, name: str = "array") -> CudaArray | None:
     """The CUDA array behind value's ``__cuda_array_interface__`` (None if it has none).
 
     Raises TypeError for what the engine cannot read in place: strided views, masked arrays.
     """
-    value = _detached(value)
-    if not hasattr(type(value), "__cuda_array_interface__"):
+    cai = _interface(_detached(value))
+    if cai is None:
         return None
-    cai = value.__cuda_array_interface__
     shape = tuple(int(s) for s in cai["shape"])
     typestr = str(cai["typestr"])
     itemsize = int(typestr[2:]) if typestr[2:].isdigit() else 0
@@ -64,7 +72,7 @@ def cuda_array(value: Any, name: str = "array") -> CudaArray | None:
 
 def _on_device(value: Any) -> bool:
     """Whether value lives outside host memory (by ``__cuda_array_interface__`` or DLPack)."""
-    if hasattr(type(value), "__cuda_array_interface__"):
+    if _interface(value) is not None:
         return True
     device = getattr(value, "__dlpack_device__", None)
     if device is None or isinstance(value, np.ndarray):

@@ -439,7 +439,7 @@ def bin_events(events: Any, sensor_size: Sequence[int] = NMNIST_SENSOR, *, recip
 
     events: what event_fields accepts. sensor_size: (width, height, polarities), n_inputs their
     product. recipe "authors" first undoes N-MNIST's saccades (stabilise_saccades; its 34x34x2
-    sensor only) and drops the events that moves off the sensor; "raw" keeps events where
+    sensor only) and drops the events it moves off the sensor; "raw" keeps events where
     they were recorded. Then input = p*width*height + x*height + y (x-major, the authors'
     order) and step = ceil(t / step_us) + 1 (step 0 stays silent, as for images); steps >= T
     are dropped (T=None keeps all) and several events in one (step, input) are one spike.
