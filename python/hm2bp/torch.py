@@ -1,0 +1,100 @@
+"""A PyTorch bridge: an hm2bp network as a ``torch.nn.Module`` whose weights are
+``torch.nn.Parameter``s, and a loss whose backward writes HM2-BP's gradients into ``.grad``, so
+that torch optimizers, schedulers, gradient clipping and DistributedDataParallel drive training.
+
+    model = hm2bp.torch.SpikingNetwork(hm2bp.Network([784, 800, 10], vth=[20.0, 8.0]))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    for spikes, labels in loader:               # spikes (B, T, n_in), 0/1
+        opt.zero_grad()
+        loss = hm2bp.torch.hm2bp_loss(model, spikes, labels)
+        loss.backward()                         # param.grad = SPEC 4 batch mean (+ SPEC 5 reg.)
+        opt.step()
+    counts = model(spikes)                      # output spike counts (B, n_out)
+
+The engine computes everything (forward, S-PSPs, gradients) on the current parameter values,
+which are copied into it before each call; the optimizer step is torch's. The gradients are
+HM2-BP's, not the derivative of the returned cost (spikes have none). Tensors on a GPU go
+through host memory. Needs torch (``pip install "hm2bp[torch]"``); ``import hm2bp`` does not import this module.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+try:
+    import torch
+except ImportError:
+    raise ImportError("hm2bp.torch needs PyTorch: pip install 'hm2bp[torch]'") from None
+
+from .network import Network
+from .reference.optimizer import regularization
+
+__all__ = ["SpikingNetwork", "hm2bp_loss"]
+
+
+def _host(x: Any) -> np.ndarray:
+    """A tensor (on any device) or array-like as a NumPy array."""
+    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+
+
+class SpikingNetwork(torch.nn.Module):
+    """An hm2bp.Network as a torch module: `weights` holds one Parameter per trainable layer
+    (Dense (n_out, n_in), Conv2d (out, in, k, k)) in the network's dtype (float32 or float64).
+    forward(spikes (B, T, n_in), 0/1) -> output spike counts (B, n_out) on the spikes' device."""
+
+    def __init__(self, network: Network) -> None:
+        super().__init__()
+        if not isinstance(network, Network):
+            raise TypeError(f"SpikingNetwork wraps an hm2bp.Network, got {type(network).__name__}")
+        self.network = network
+        dtype = torch.float64 if network.dtype == "float64" else torch.float32
+        self.weights = torch.nn.ParameterList(
+            [torch.nn.Parameter(torch.as_tensor(w, dtype=dtype)) for w in network.get_weights()])
+
+    def sync(self) -> None:
+        """Copy the parameters into the engine (done before every engine call)."""
+        self.network.set_weights([_host(p) for p in self.weights])
+
+    def forward(self, spikes: Any) -> torch.Tensor:
+        self.sync()
+        counts = self.network.infer(_host(spikes))["counts"]
+        device = spikes.device if isinstance(spikes, torch.Tensor) else None
+        return torch.as_tensor(counts, dtype=self.weights[0].dtype, device=device)
+
+
+class _HM2BPLoss(torch.autograd.Function):
+    """forward runs the engine's forward and backward pass at once; backward hands out the
+    gradients it computed, scaled by the incoming gradient."""
+
+    @staticmethod
+    def forward(ctx: Any, model: SpikingNetwork, spikes: Any, labels: Any, sample_weights: Any,
+                regularize: bool, *params: torch.Tensor) -> torch.Tensor:
+        net = model.network
+        model.sync()
+        boost = None if sample_weights is None else _host(sample_weights)
+        out = net.forward_backward(_host(spikes), _host(labels).astype(np.int64), boost, reduce="mean")
+        grads = out["gradients"]
+        if regularize and net.reg_lambda * net.reg_beta != 0:
+            grads = [g + regularization(w, net.reg_lambda, net.reg_beta, net.weight_limit)
+                     for g, w in zip(grads, net.get_weights())]
+        ctx.grads = [torch.as_tensor(g, dtype=p.dtype, device=p.device) for g, p in zip(grads, params)]
+        return torch.tensor(out["loss"], dtype=params[0].dtype, device=params[0].device)
+
+    @staticmethod
+    def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[Any, ...]:
+        grads = [grad_output * g for g in ctx.grads]
+        del ctx.grads
+        return (None, None, None, None, None, *grads)
+
+
+def hm2bp_loss(model: SpikingNetwork, spikes: Any, labels: Any, sample_weights: Any = None,
+               regularize: bool = True) -> torch.Tensor:
+    """The batch's mean SPEC-3 cost as a 0-d tensor. Its backward adds to each parameter's
+    .grad what hm2bp's own optimizer would apply: the batch mean of the per-sample SPEC-4
+    gradients (labels, revival, lateral factor; `sample_weights` are boosting weights), plus,
+    when `regularize` and the network's reg_lambda * reg_beta != 0, the SPEC-5 regularization
+    of the current weights. These are HM2-BP's gradients, not the derivative of the cost."""
+    if not isinstance(model, SpikingNetwork):
+        raise TypeError(f"hm2bp_loss needs an hm2bp.torch.SpikingNetwork, got {type(model).__name__}")
+    return _HM2BPLoss.apply(model, spikes, labels, sample_weights, bool(regularize), *model.weights)

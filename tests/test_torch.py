@@ -1,0 +1,76 @@
+"""hm2bp.torch: torch optimizers driving HM2-BP training give hm2bp's own training."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import hm2bp
+from helpers import random_case
+
+torch = pytest.importorskip("torch", reason="torch is not installed (pip install 'hm2bp[torch]')")
+import hm2bp.torch as ht  # noqa: E402
+
+
+def _pair(dtype: str, **kw) -> tuple[hm2bp.Network, hm2bp.Network, np.ndarray, np.ndarray]:
+    """Two identical networks (one for hm2bp's own optimizer, one for torch's), spikes, labels."""
+    config, spikes, labels = random_case(11, [30, 20, 6], 80, 12, rate=0.1, **kw)
+    return hm2bp.Network(**config, dtype=dtype), hm2bp.Network(**config, dtype=dtype), spikes, labels
+
+
+def _max_rel(a: list[np.ndarray], b: list[np.ndarray]) -> float:
+    return max(float(np.abs(x - y).max() / np.abs(y).max()) for x, y in zip(a, b, strict=True))
+
+
+@pytest.mark.parametrize("dtype, tol", [("float32", 1e-7), ("float64", 1e-15)])
+def test_one_torch_adam_step_equals_hm2bps_adam_step(dtype, tol):
+    own, bridged, spikes, labels = _pair(dtype, reg_lambda=10.0, reg_beta=0.04)
+    model = ht.SpikingNetwork(bridged)
+    opt = torch.optim.Adam(model.parameters(), lr=0.01, betas=(own.b1, own.b2), eps=own.eps)
+    before = own.get_weights()
+    own.train_step(spikes, labels, 0.01)
+    opt.zero_grad()
+    ht.hm2bp_loss(model, torch.from_numpy(spikes), torch.from_numpy(labels)).backward()
+    opt.step()
+    moved = [w - b for w, b in zip(own.get_weights(), before)]
+    assert min(np.abs(m).max() for m in moved) > 1e-3  # the step did something
+    got = [p.detach().numpy().astype(np.float64) for p in model.weights]
+    # Same rule (eps outside the bias-corrected square root in both); only rounding differs.
+    assert _max_rel(got, own.get_weights()) < tol
+
+
+def test_gradients_are_hm2bps_and_scale_with_the_loss():
+    net, _, spikes, labels = _pair("float64", reg_lambda=0.0)
+    model = ht.SpikingNetwork(net)
+    (3.0 * ht.hm2bp_loss(model, spikes, labels)).backward()
+    want = net.gradients(spikes, labels, reduce="mean")
+    for p, g in zip(model.weights, want, strict=True):
+        np.testing.assert_allclose(p.grad.numpy(), 3.0 * g, rtol=1e-15, atol=0)
+    counts = model(torch.from_numpy(spikes))
+    assert counts.shape == (12, 6) and np.array_equal(counts.numpy(), net.infer(spikes)["counts"])
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_torch_adam_training_with_a_dataloader_equals_hm2bps_own_training(dtype):
+    """The issue's done-when: 5 epochs x 3 batches, weights within float rounding."""
+    own, bridged, spikes, labels = _pair(dtype, reg_lambda=10.0, reg_beta=0.04)
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(torch.from_numpy(spikes), torch.from_numpy(labels)), batch_size=4)
+    model = ht.SpikingNetwork(bridged)
+    opt = torch.optim.Adam(model.parameters(), lr=0.005, betas=(own.b1, own.b2), eps=own.eps)
+    start = own.get_weights()
+    for _ in range(5):
+        for s, y in loader:
+            own.train_step(s.numpy(), y.numpy(), 0.005)
+            opt.zero_grad()
+            ht.hm2bp_loss(model, s, y).backward()
+            opt.step()
+    assert own.infer(spikes)["counts"].sum() > 0 and _max_rel(own.get_weights(), start) > 0.01
+    got = [p.detach().numpy().astype(np.float64) for p in model.weights]
+    assert _max_rel(got, own.get_weights()) < (1e-6 if dtype == "float32" else 1e-14)
+
+
+def test_refusals():
+    with pytest.raises(TypeError, match="wraps an hm2bp.Network"):
+        ht.SpikingNetwork([30, 20, 6])
+    with pytest.raises(TypeError, match="needs an hm2bp.torch.SpikingNetwork"):
+        ht.hm2bp_loss(torch.nn.Linear(2, 2), np.zeros((1, 2, 2)), np.zeros(1))
