@@ -197,3 +197,24 @@ def test_exported_mnist_mini_network_in_snntorch_and_norse(capsys):
     assert accuracy["hm2bp"] > 0.85
     for name, value in accuracy.items():  # no refractory period there: more spikes, a few flips
         assert value > accuracy["hm2bp"] - 0.1, name
+
+
+def test_hm2bp_export_writes_the_run_network(tmp_path, capsys):
+    from hm2bp import cli, trainer
+
+    run, toml = tmp_path / "run", tmp_path / "tiny.toml"
+    toml.write_text('preset = "mnist-mini"\n[network]\nlayers = [784, 30, 10]\nT = 60\nvth = [5.0, 3.0]\n'
+                    'desired = 10\nundesired = 2\nmargin = 2\n[training]\nepochs = 1\nbatch_size = 4\n'
+                    'seed = 7\nbackend = "cpu"\n[data]\ntrain_size = 100\ntest_size = 50\n')
+    assert cli.train_main(["--config", str(toml), "--out", str(run), "--quiet"]) == 0
+    assert cli.export_main([str(run), "--nir", str(tmp_path / "run.nir"), "--dt", "1e-4"]) == 0
+    assert "wrote" in capsys.readouterr().out
+    graph = nir.read(str(tmp_path / "run.nir"))
+    assert graph.metadata["T"] == 60 and graph.metadata["dt"] == 1e-4
+    config, _, arrays = trainer.load_checkpoint(run)
+    net = trainer.build_network(config, "cpu", None)
+    trainer.restore_network(net, arrays)
+    _same_network(net, hnir.from_nir(graph, dtype=config.dtype), _spikes(3, 2, 60, 784, 0.05))
+    assert cli.export_main([str(tmp_path / "missing"), "--nir", str(tmp_path / "x.nir")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("hm2bp-export: error: no checkpoint at") and "\n" not in err

@@ -368,5 +368,39 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="hm2bp-export",
+                                description="Export a hm2bp-train run's network (NIR: docs/interop.md).")
+    p.add_argument("checkpoint", metavar="CHECKPOINT_DIR_OR_NPZ", help="run directory or checkpoint.npz")
+    p.add_argument("--nir", metavar="FILE", required=True, help="write the network as a NIR graph (.nir, HDF5)")
+    p.add_argument("--dt", type=float, default=1.0, metavar="STEP",
+                   help="one time step in the graph's time unit (default 1; snnTorch's importer wants 1e-4)")
+    p.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    return p
+
+
+def export_main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of hm2bp-export."""
+    return _main("hm2bp-export", _export_parser(), argv, _export)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from . import nir
+
+    config, meta, arrays = load_checkpoint(args.checkpoint)
+    net = build_network(config, "cpu", None)
+    restore_network(net, arrays, args.checkpoint)
+    try:
+        nir.write(args.nir, net, args.dt, {"T": config.T, "dataset": config.dataset, "epoch": meta["epoch"],
+                                           "preset": config.preset or "custom"})
+    except ImportError as exc:
+        return _error("hm2bp-export", exc)
+    except ValueError as exc:
+        return _error("hm2bp-export", f"cannot export {args.checkpoint}: {exc}")
+    print(f"wrote {args.nir}: {config.preset or 'custom'} network at epoch {meta['epoch']} as a NIR graph "
+          f"(dt = {args.dt:g}; refractory period and encoding in its metadata)")
+    return 0
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(train_main())
