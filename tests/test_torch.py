@@ -74,3 +74,36 @@ def test_refusals():
         ht.SpikingNetwork([30, 20, 6])
     with pytest.raises(TypeError, match="needs an hm2bp.torch.SpikingNetwork"):
         ht.hm2bp_loss(torch.nn.Linear(2, 2), np.zeros((1, 2, 2)), np.zeros(1))
+
+
+def _ddp_worker(rank: int, world: int, init: str, spikes: np.ndarray, labels: np.ndarray, config: dict,
+                out: str) -> None:
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
+    model = torch.nn.parallel.DistributedDataParallel(ht.SpikingNetwork(hm2bp.Network(**config, dtype="float64")))
+    opt = torch.optim.Adam(model.parameters(), lr=0.005)
+    half = len(labels) // world
+    for _ in range(3):
+        part = slice(rank * half, (rank + 1) * half)
+        opt.zero_grad()
+        model(torch.from_numpy(spikes[part]), torch.from_numpy(labels[part])).backward()  # DDP averages grads
+        opt.step()
+    if rank == 0:
+        np.savez(out, *[p.detach().numpy() for p in model.module.weights])
+    dist.destroy_process_group()
+
+
+def test_distributed_data_parallel_on_two_processes_equals_one_batch(tmp_path):
+    """Two gloo processes with half a batch each: DDP's gradient average is the full batch's mean."""
+    import torch.multiprocessing as mp
+
+    config, spikes, labels = random_case(11, [30, 20, 6], 80, 12, rate=0.1, reg_lambda=0.0)
+    own = hm2bp.Network(**config, dtype="float64")
+    for _ in range(3):
+        own.train_step(spikes, labels, 0.005)
+    out = tmp_path / "w.npz"
+    mp.spawn(_ddp_worker, args=(2, f"file://{tmp_path / 'rendezvous'}", spikes, labels, config, str(out)),
+             nprocs=2, join=True)
+    got = list(np.load(out).values())
+    assert _max_rel(got, own.get_weights()) < 1e-14

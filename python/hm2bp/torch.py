@@ -10,6 +10,7 @@ that torch optimizers, schedulers, gradient clipping and DistributedDataParallel
         loss.backward()                         # param.grad = SPEC 4 batch mean (+ SPEC 5 reg.)
         opt.step()
     counts = model(spikes)                      # output spike counts (B, n_out)
+    loss = ddp_model(spikes, labels)            # the loss through DistributedDataParallel
 
 The engine computes everything (forward, S-PSPs, gradients) on the current parameter values,
 which are copied into it before each call; the optimizer step is torch's. The gradients are
@@ -41,7 +42,8 @@ def _host(x: Any) -> np.ndarray:
 class SpikingNetwork(torch.nn.Module):
     """An hm2bp.Network as a torch module: `weights` holds one Parameter per trainable layer
     (Dense (n_out, n_in), Conv2d (out, in, k, k)) in the network's dtype (float32 or float64).
-    forward(spikes (B, T, n_in), 0/1) -> output spike counts (B, n_out) on the spikes' device."""
+    forward(spikes (B, T, n_in), 0/1) -> output spike counts (B, n_out) on the spikes' device;
+    forward(spikes, labels) -> the loss of hm2bp_loss."""
 
     def __init__(self, network: Network) -> None:
         super().__init__()
@@ -56,7 +58,11 @@ class SpikingNetwork(torch.nn.Module):
         """Copy the parameters into the engine (done before every engine call)."""
         self.network.set_weights([_host(p) for p in self.weights])
 
-    def forward(self, spikes: Any) -> torch.Tensor:
+    def forward(self, spikes: Any, labels: Any = None, sample_weights: Any = None) -> torch.Tensor:
+        """Output spike counts; with labels, hm2bp_loss(self, spikes, labels, sample_weights)
+        instead (the form DistributedDataParallel needs: the loss computed inside its forward)."""
+        if labels is not None:
+            return hm2bp_loss(self, spikes, labels, sample_weights)
         self.sync()
         counts = self.network.infer(_host(spikes))["counts"]
         device = spikes.device if isinstance(spikes, torch.Tensor) else None
