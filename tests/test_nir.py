@@ -143,6 +143,21 @@ def _client_counts(module, spikes: np.ndarray, steps: int) -> np.ndarray:
     return total.numpy()
 
 
+def _unbatched_counts(module, spikes: np.ndarray, shape: tuple[int, ...], steps: int) -> np.ndarray:
+    """_client_counts one sample at a time, each step's input shaped `shape` (no batch axis)."""
+    import torch
+
+    counts = []
+    with torch.no_grad():
+        for sample in torch.as_tensor(spikes, dtype=torch.float32):
+            total, state = 0, None
+            for t in range(steps):
+                y, state = module(sample[t].reshape(shape), state)
+                total = total + y
+            counts.append(total.numpy())
+    return np.array(counts)
+
+
 def _clients(graph) -> dict:
     pytest.importorskip("torch", reason="torch is not installed (pip install 'hm2bp[nir,torch]')")
     out = {}
@@ -172,6 +187,20 @@ def test_clients_reproduce_hm2bp_spike_for_spike_without_refractory_period():
     for name, module in _clients(hnir.to_nir(net, dt=1e-4)).items():  # snnTorch assumes steps of 1e-4 s
         got = _client_counts(module, spikes, 80 - net.n_layers)
         assert np.array_equal(got, want), name
+
+
+def test_norse_runs_an_exported_cnn_spike_for_spike_without_refractory_period():
+    """snnTorch 1.0 imports no SumPool2d; Norse does. NIR shapes carry no batch axis (Flatten
+    flattens everything), so the torch modules run one sample at a time."""
+    norse = pytest.importorskip("norse.torch", reason="Norse is not installed (pip install --no-deps norse==1.1.0)")
+    net = hm2bp.Network(input_shape=(1, 12, 12), layers=[Conv2d(3, 3, vth=1.0, padding=1), Pool2d(2, vth=0.5),
+                                                         Dense(4, vth=1.0)], t_ref=0, init_w=0.8, seed=2,
+                        dtype="float64")
+    spikes = _spikes(0, 4, 60, 144, 0.3)
+    want = net.infer(spikes)["counts"]
+    assert want.sum() > 50
+    module = norse.from_nir(hnir.to_nir(net, dt=1e-4), dt=1e-4)
+    assert np.array_equal(_unbatched_counts(module, spikes, (1, 12, 12), 60 - net.n_layers), want)
 
 
 def test_exported_mnist_mini_network_in_snntorch_and_norse(capsys):
