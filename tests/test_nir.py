@@ -247,3 +247,10 @@ def test_hm2bp_export_writes_the_run_network(tmp_path, capsys):
     assert cli.export_main([str(tmp_path / "missing"), "--nir", str(tmp_path / "x.nir")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("hm2bp-export: error: no checkpoint at") and "\n" not in err
+
+
+@pytest.mark.parametrize("dt", [1.0, 1e-4, 1e-3, 0.37])
+def test_time_constants_survive_any_step(dt):
+    net = hm2bp.Network([8, 5, 3], vth=[2.0, 3.0], tau_m=63.123456789123, tau_s=7.3)
+    back = hnir.from_nir(hnir.to_nir(net, dt=dt))
+    assert (back.tau_m, back.tau_s) == (net.tau_m, net.tau_s)

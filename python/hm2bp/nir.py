@@ -61,7 +61,7 @@ def _lif(nir: Any, shape: tuple[int, ...], vth: float, net: Network, dt: float, 
     return nir.CubaLIF(tau_syn=full(net.tau_s * dt), tau_mem=full(net.tau_m * dt), r=full(net.tau_m),
                        v_leak=full(0.0), v_threshold=full(vth), v_reset=full(0.0), w_in=full(1.0),
                        metadata={"hm2bp_layer": kind, "t_ref": int(net.t_ref), "fire_margin": margin,
-                                 "delay_steps": 1})
+                                 "delay_steps": 1, "tau_m_steps": net.tau_m, "tau_s_steps": net.tau_s})
 
 
 def to_nir(net: Network, dt: float = 1.0, metadata: Mapping[str, Any] | None = None) -> Any:
@@ -276,21 +276,26 @@ def from_nir(graph: Any, dt: float | None = None, **network_kwargs: Any) -> Netw
 
 def _check_lif(name: str, node: Any, dt: float, taus: set[tuple[float, float]], t_refs: set[int]) -> float:
     """vth of a CubaLIF that fits hm2bp's neuron; its taus (in steps) and t_ref go into the sets."""
-    tau_s = _uniform(name, node, "tau_syn") / dt
-    tau_m = _uniform(name, node, "tau_mem") / dt
+    tau_s = _steps(_uniform(name, node, "tau_syn"), dt, _meta(node, "tau_s_steps", None))
+    tau_m = _steps(_uniform(name, node, "tau_mem"), dt, _meta(node, "tau_m_steps", None))
     for field, want in (("r", tau_m), ("w_in", 1.0), ("v_leak", 0.0), ("v_reset", 0.0)):
         got = _uniform(name, node, field)
         if not math.isclose(got, want, rel_tol=1e-9, abs_tol=1e-12):
             raise ValueError(f"node {name!r}: {field} = {got:g}, hm2bp's neuron needs {want:g}"
                              + (" (tau_mem / dt)" if field == "r" else ""))
-    taus.add((_round_tau(tau_s), _round_tau(tau_m)))
+    taus.add((tau_s, tau_m))
     t_refs.add(int(_meta(node, "t_ref", 0)))
     return _uniform(name, node, "v_threshold")
 
 
-def _round_tau(tau: float) -> float:
-    """A tau in steps, undoing the rounding of tau * dt / dt (e.g. 8e-4 / 1e-4)."""
-    return float(np.round(tau, 9))
+def _steps(tau: float, dt: float, exact: Any) -> float:
+    """tau / dt in steps: `exact` (to_nir's tau_*_steps metadata) when it gives tau back, else the
+    quotient rounded to 9 decimals when that does (8e-4 / 1e-4 is 7.999999999999999), else
+    the quotient."""
+    for steps in (exact, float(np.round(tau / dt, 9))):
+        if steps is not None and float(steps) * dt == tau:
+            return float(steps)
+    return tau / dt
 
 
 def _connection(name: str, node: Any, vth: float) -> tuple[Layer, np.ndarray | None]:
