@@ -14,14 +14,13 @@ that torch optimizers, schedulers, gradient clipping and DistributedDataParallel
 
 The engine computes everything (forward, S-PSPs, gradients) on the current parameter values,
 which are copied into it before each call; the optimizer step is torch's. The gradients are
-HM2-BP's, not the derivative of the returned cost (spikes have none). Tensors on a GPU go
-through host memory. Needs torch (``pip install "hm2bp[torch]"``); ``import hm2bp`` does not import this module.
+HM2-BP's, not the derivative of the returned cost (spikes have none). Arguments go through
+hm2bp.arrays: CUDA spike tensors are read in place by the CUDA backend, the rest is copied to
+the host. Needs torch (``pip install "hm2bp[torch]"``); ``import hm2bp`` does not import this module.
 """
 from __future__ import annotations
 
 from typing import Any
-
-import numpy as np
 
 try:
     import torch
@@ -32,11 +31,6 @@ from .network import Network
 from .reference.optimizer import regularization
 
 __all__ = ["SpikingNetwork", "hm2bp_loss"]
-
-
-def _host(x: Any) -> np.ndarray:
-    """A tensor (on any device) or array-like as a NumPy array."""
-    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
 
 
 class SpikingNetwork(torch.nn.Module):
@@ -56,7 +50,7 @@ class SpikingNetwork(torch.nn.Module):
 
     def sync(self) -> None:
         """Copy the parameters into the engine (done before every engine call)."""
-        self.network.set_weights([_host(p) for p in self.weights])
+        self.network.set_weights(list(self.weights))
 
     def forward(self, spikes: Any, labels: Any = None, sample_weights: Any = None) -> torch.Tensor:
         """Output spike counts; with labels, hm2bp_loss(self, spikes, labels, sample_weights)
@@ -64,7 +58,7 @@ class SpikingNetwork(torch.nn.Module):
         if labels is not None:
             return hm2bp_loss(self, spikes, labels, sample_weights)
         self.sync()
-        counts = self.network.infer(_host(spikes))["counts"]
+        counts = self.network.infer(spikes)["counts"]
         device = spikes.device if isinstance(spikes, torch.Tensor) else None
         return torch.as_tensor(counts, dtype=self.weights[0].dtype, device=device)
 
@@ -78,8 +72,7 @@ class _HM2BPLoss(torch.autograd.Function):
                 regularize: bool, *params: torch.Tensor) -> torch.Tensor:
         net = model.network
         model.sync()
-        boost = None if sample_weights is None else _host(sample_weights)
-        out = net.forward_backward(_host(spikes), _host(labels).astype(np.int64), boost, reduce="mean")
+        out = net.forward_backward(spikes, labels, sample_weights, reduce="mean")
         grads = out["gradients"]
         if regularize and net.reg_lambda * net.reg_beta != 0:
             grads = [g + regularization(w, net.reg_lambda, net.reg_beta, net.weight_limit)
