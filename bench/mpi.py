@@ -11,7 +11,8 @@ barrier, on a buffer of the batch's size (the weights' gradient sums plus a few 
 
 From these it predicts a step at larger R: the engine time per sample measured here, divided
 over R ranks, plus the reduction, modelled as the rank-order reduce-scatter + allgather it is:
-2 (R - 1) / R buffers through each rank's link plus 2 (R - 1) message latencies.
+2 (R - 1) / R buffers through each rank's link plus 2 (R - 1) message latencies; every rank
+still runs the optimizer step over all weights for every batch.
 """
 
 from __future__ import annotations
@@ -84,12 +85,12 @@ def rank_main(argv: list[str]) -> None:
     passes = [one_pass() for _ in range(args.repeats)]
     size = sum(w.size for w in net.get_weights()) + 1 + 2 + args.batch + comm.size  # DistributedSource.train
     buffer = np.ones(size)
-    comm.sum(buffer)
+    comm.sum([buffer])
     comm.comm.Barrier()
     t0 = time.perf_counter()
     calls = 20
     for _ in range(calls):
-        comm.sum(buffer)
+        comm.sum([buffer])
     alone = (time.perf_counter() - t0) / calls
     rows = comm.comm.gather({"wall": [w for w, _, _ in passes], "engine": [e for _, e, _ in passes],
                              "reduce": [r for _, _, r in passes], "alone": alone}, root=0)
@@ -132,20 +133,23 @@ def _run_ranks(R: int, args: argparse.Namespace, cores: int, out: Path) -> dict[
 
 
 def predict(rows: list[dict[str, Any]], batch: int) -> list[dict[str, Any]]:
-    """Step time at larger R, each rank as fast as the whole machine was at R = 1 (its engine time
-    per sample), with the reduction through a link of the LINKS model."""
+    """Step time at larger R, each rank as fast as the whole machine was at R = 1: its engine
+    time per sample, divided over the ranks, plus what every rank does for the whole batch
+    whatever R (the optimizer step over all weights, packing the buffer; R = 1's wall time less
+    its engine and reduction time), plus the reduction through a link of the LINKS model."""
     base = next((r for r in rows if r.get("ranks") == 1 and "skipped" not in r), None)
     if base is None:
         return []
     per_sample = base["engine_ms_per_batch"] / 1e3 / batch
+    fixed = (base["wall_ms_per_batch"] - base["engine_ms_per_batch"] - base["reduce_ms_per_batch"]) / 1e3
     size = base["buffer_bytes"]
     out = []
     for name, bandwidth, latency in LINKS:
         for R in PREDICT_RANKS:
             reduce_s = 2 * (R - 1) / R * size / bandwidth + 2 * (R - 1) * latency
-            compute_s = per_sample * batch / R
-            out.append({"link": name, "ranks": R, "compute_ms": 1e3 * compute_s, "reduce_ms": 1e3 * reduce_s,
-                        "reduce_share": reduce_s / (reduce_s + compute_s),
+            compute_s = per_sample * batch / R + fixed
+            out.append({"link": name, "ranks": R, "compute_ms": 1e3 * compute_s, "step_ms": 1e3 * fixed,
+                        "reduce_ms": 1e3 * reduce_s, "reduce_share": reduce_s / (reduce_s + compute_s),
                         "samples_per_s": batch / (reduce_s + compute_s)})
     return out
 
@@ -177,7 +181,8 @@ def main(args: argparse.Namespace) -> int:
               f"gradient sums + counts); ms are per batch, engine and reduce averaged over the ranks")
     prediction = predict(rows, args.batch)
     for p in prediction:
-        print(f"predicted R={p['ranks']:<3} {p['link']:<20} compute {p['compute_ms']:7.2f} ms + reduce "
+        print(f"predicted R={p['ranks']:<3} {p['link']:<20} compute {p['compute_ms']:6.2f} ms (step "
+              f"{p['step_ms']:.2f} of it) + reduce "
               f"{p['reduce_ms']:6.2f} ms per batch of {args.batch} (reduce {p['reduce_share']:.0%}), "
               f"{p['samples_per_s']:.0f} samples/s")
     if args.json:

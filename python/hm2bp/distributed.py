@@ -28,7 +28,7 @@ import contextlib
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -68,21 +68,27 @@ class Communicator:
     def is_root(self) -> bool:
         return self.rank == 0
 
-    def sum(self, local: np.ndarray) -> np.ndarray:
-        """Elementwise sum over the ranks of a float64 vector, added in rank order, the same
-        bits on every rank (module doc). The result is overwritten by the next call."""
-        local = np.ravel(local)
-        R, n = self.size, local.size
-        if R == 1:
-            return local.astype(np.float64, copy=True)
+    def sum(self, parts: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Elementwise sums over the ranks of float64 arrays (one buffer, packed here), added
+        in rank order, the same bits on every rank (module doc). The results are flat views
+        of a buffer that the next call overwrites."""
+        sizes = [p.size for p in parts]
+        n = sum(sizes)
+        R = self.size
         send, blocks, out = self._buffers(n)
-        send[:n] = local
-        self.comm.Alltoall(send, blocks)  # blocks[r] = my element block, as rank r holds it
-        part = blocks[0]
-        for r in range(1, R):
-            part += blocks[r]
-        self.comm.Allgather(part, out)
-        return out[:n]
+        flat = send if R > 1 else out
+        start = 0
+        for part, size in zip(parts, sizes):
+            flat[start:start + size] = np.ravel(part)
+            start += size
+        if R > 1:
+            self.comm.Alltoall(send, blocks)  # blocks[r] = my element block, as rank r holds it
+            block = blocks[0]
+            for r in range(1, R):
+                block += blocks[r]
+            self.comm.Allgather(block, out)
+        ends = np.cumsum(sizes)
+        return [out[end - size:end] for end, size in zip(ends, sizes)]
 
     def _buffers(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         # Kept between calls: fresh multi-MB buffers cost page faults, and MPI transfers
@@ -213,21 +219,18 @@ class DistributedSource:
         out = None
         if share.stop > share.start:  # a last batch smaller than R leaves some ranks idle
             out = self.source.train(step, idx[share], lr, epoch, None if weights is None else weights[share])
-        sizes = [int(np.prod(s)) for s in self._shapes]
-        grads = np.zeros(sum(sizes)) if out is None else np.concatenate([g.ravel() for g in step.gradients])
+        grads = [np.zeros(s) for s in self._shapes] if out is None else step.gradients
         loss = np.array([0.0 if out is None else float(out["loss"]) * (share.stop - share.start)])
-        total = self.dp.reduce([grads, loss], out, share, len(idx), self.n_layers)
-        ends = np.cumsum(sizes)
-        summed = [total[0][end - size:end].reshape(shape) for end, size, shape in zip(ends, sizes, self._shapes)]
-        net.apply_gradients(summed, lr, len(idx))
-        return {"loss": float(total[1][0]) / len(idx), "predictions": total["predictions"],
-                "layer_spikes": total["layer_spikes"]}
+        total = self.dp.reduce([*grads, loss], out, share, len(idx), self.n_layers)
+        net.apply_gradients([t.reshape(s) for t, s in zip(total, self._shapes)], lr, len(idx))
+        return {"loss": float(total[len(grads)][0]) / len(idx), "predictions": total[-1],
+                "layer_spikes": total[-2]}
 
     def infer(self, net: Any, idx: np.ndarray) -> dict:
         share = self.dp.share(len(idx))
         out = self.source.infer(net, idx[share]) if share.stop > share.start else None
         total = self.dp.reduce([], out, share, len(idx), self.n_layers)
-        return {"predictions": total["predictions"], "layer_spikes": total["layer_spikes"]}
+        return {"predictions": total[-1], "layer_spikes": total[-2]}
 
 
 class DataParallel:
@@ -290,32 +293,25 @@ class DataParallel:
         return self.guard
 
     def reduce(self, parts: list[np.ndarray], out: dict | None, share: slice, n: int,
-               n_layers: int) -> dict:
-        """One reduction of a batch: `parts` (float64 vectors), then the spike counts, the
+               n_layers: int) -> list[np.ndarray]:
+        """One reduction of a batch: `parts` (float64 arrays), then the spike counts, the
         predictions placed at this rank's share of the n samples and every rank's pending
-        signal; returns the summed parts by position, plus "predictions" and "layer_spikes".
-        Raises Interrupted on every rank when any rank holds a signal."""
-        R = self.comm.size
+        signal. Returns the summed parts (flat), then the spike counts and the predictions
+        (int64). Raises Interrupted on every rank when any rank holds a signal."""
         predictions = np.zeros(n)
         spikes = np.zeros(n_layers)
         if out is not None:
             predictions[share] = out["predictions"]
             spikes[:] = out["layer_spikes"]
-        signals = np.zeros(R)
+        signals = np.zeros(self.comm.size)
         if self.guard is not None and self.guard.pending:
             signals[self.comm.rank] = self.guard.pending
-        sizes = [p.size for p in parts] + [n_layers, n, R]
         t0 = time.perf_counter()
-        total = self.comm.sum(np.concatenate([*parts, spikes, predictions, signals]))
+        *total, spikes, predictions, signals = self.comm.sum([*parts, spikes, predictions, signals])
         self.reduce_seconds += time.perf_counter() - t0
-        ends = np.cumsum(sizes)
-        pieces = [total[end - size:end] for end, size in zip(ends, sizes)]
-        stop = pieces[-1][pieces[-1] > 0]
+        stop = signals[signals > 0]
         if stop.size:
             if self.guard is not None:
                 self.guard.pending = None
             raise runstate.Interrupted(int(stop[0]))
-        result: dict[Any, Any] = dict(enumerate(pieces[:len(parts)]))
-        result["layer_spikes"] = pieces[-3].astype(np.int64)
-        result["predictions"] = pieces[-2].astype(np.int64)
-        return result
+        return [*total, spikes.astype(np.int64), predictions.astype(np.int64)]
