@@ -231,6 +231,8 @@ def run(args: argparse.Namespace, comm: Any) -> int:
         return _finish(comm, 0)
     if args.resume:
         raise ConfigError("--seeds/--sweep start new runs; resume one of them with --resume <its directory>")
+    if args.plot:
+        raise ConfigError("--plot draws one run; it cannot be combined with --seeds/--sweep")
     if args.jobs is not None and (args.jobs < 1 or use_mpi):
         raise ConfigError("--jobs must be >= 1" if not use_mpi else
                           "--jobs is for local processes; under mpirun the runs go to the ranks")
