@@ -243,3 +243,19 @@ def test_launched_without_mpi4py(monkeypatch):
     for name in distributed.LAUNCH_ENV:
         monkeypatch.delenv(name, raising=False)
     assert distributed.communicator("auto") is None
+
+
+def test_bench_mpi_smoke(tmp_path, shared_data):
+    _mpirun()
+    js = tmp_path / "mpi.json"
+    proc = subprocess.run([sys.executable, "-m", "bench", "mpi", "--batch", "4", "--samples", "8", "--repeats", "1",
+                           "--data-dir", str(shared_data / "mnist-10k"), "--json", str(js)],
+                          cwd=Path(__file__).resolve().parents[1], env=_env(), capture_output=True, text=True,
+                          timeout=TIMEOUT)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    result = json.loads(js.read_text())
+    one, two = result["rows"]
+    assert (one["ranks"], two["ranks"]) == (1, 2) and one["weights"] == 784 * 800 + 800 * 10
+    assert two["buffer_bytes"] == 8 * (one["weights"] + 1 + 2 + 4 + 2)
+    assert all(r["train_samples_per_s"][0] > 0 and r["reduce_ms_per_batch"] > 0 for r in (one, two))
+    assert [p["ranks"] for p in result["prediction"]] == [8, 32, 8, 32]
