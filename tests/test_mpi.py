@@ -229,9 +229,28 @@ def test_parse_seeds_and_sweep():
             sweep.parse_seeds(bad)
     assert sweep.parse_sweep(["lr=1e-3,5e-4", "vth=[20,8],[15, 8]", "optimizer=adam,sgd"]) == {
         "lr": [1e-3, 5e-4], "vth": [[20, 8], [15, 8]], "optimizer": ["adam", "sgd"]}
-    for bad, match in (("lr", "KEY=V1"), ("nope=1", "not a config key"), ("seed=1,2", "--seeds")):
+    for bad, match in (("lr", "KEY=V1"), ("lr=", "KEY=V1"), ("nope=1", "not a config key"),
+                       ("seed=1,2", "--seeds"), ("lr=1", None)):
+        if match is None:
+            assert sweep.parse_sweep([bad]) == {"lr": [1]}
+            continue
         with pytest.raises(ConfigError, match=match):
             sweep.parse_sweep([bad])
+
+
+def test_sweep_file(tmp_path):
+    grid = tmp_path / "grid.toml"
+    grid.write_text('lr = [1e-3, 5e-4]\nvth = [[20.0, 8.0], [15.0, 8.0]]\n')
+    assert sweep.parse_sweep([str(grid), "T=100,200"]) == {
+        "lr": [1e-3, 5e-4], "vth": [[20.0, 8.0], [15.0, 8.0]], "T": [100, 200]}
+    for text, match in (("lr = 0.001\n", "a list of values"), ("nope = [1]\n", "not a config key"),
+                        ("lr = [\n", "not a readable TOML")):
+        grid.write_text(text)
+        with pytest.raises(ConfigError, match=match):
+            sweep.parse_sweep([str(grid)])
+    with pytest.raises(ConfigError, match="swept twice"):
+        grid.write_text("lr = [1]\n")
+        sweep.parse_sweep([str(grid), "lr=2"])
 
 
 def test_launched_without_mpi4py(monkeypatch):

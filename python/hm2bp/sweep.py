@@ -43,7 +43,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "with the accuracies' mean +- std")
     p.add_argument("--sweep", action="append", metavar="KEY=V1,V2",
                    help="train every value of a config key (repeat for a grid; TOML values, "
-                        "e.g. lr=1e-3,5e-4 or vth=[20,8],[15,8]), once per --seeds seed")
+                        "e.g. lr=1e-3,5e-4 or vth=[20,8],[15,8]; or a TOML file of key = [values]), "
+                        "once per --seeds seed")
     p.add_argument("--jobs", type=int, metavar="N",
                    help="runs at once without MPI (default: one per core, at most one per run)")
 
@@ -93,22 +94,40 @@ def _value(text: str) -> Any:
 
 
 def parse_sweep(items: list[str]) -> dict[str, list[Any]]:
-    """['lr=1e-3,5e-4', 'vth=[20,8],[15,8]'] -> {'lr': [0.001, 0.0005], 'vth': [[20, 8], [15, 8]]}."""
+    """['lr=1e-3,5e-4', 'vth=[20,8],[15,8]'] -> {'lr': [0.001, 0.0005], 'vth': [[20, 8], [15, 8]]};
+    an item without '=' names a TOML file of such lists (lr = [1e-3, 5e-4])."""
     grid: dict[str, list[Any]] = {}
     for item in items:
         key, sep, values = item.partition("=")
-        key = key.strip().replace("-", "_")
-        if not sep or not values.strip():
-            raise ConfigError(f"invalid --sweep {item!r}: expected KEY=V1,V2,...")
-        if key not in _FIELDS or key in ("preset",):
-            raise ConfigError(f"invalid --sweep {item!r}: {key!r} is not a config key; allowed: "
-                              f"{', '.join(sorted(_FIELDS - {'preset'}))}")
-        if key == "seed":
-            raise ConfigError("sweep seeds with --seeds 0-4, not --sweep seed=...")
-        if key in grid:
-            raise ConfigError(f"--sweep {key} is given twice")
-        grid[key] = [_value(v) for v in _split_values(values)]
+        if sep:
+            if not values.strip():
+                raise ConfigError(f"invalid --sweep {item!r}: expected KEY=V1,V2,... or a TOML file")
+            pairs = [(key, [_value(v) for v in _split_values(values)], f"--sweep {item!r}")]
+        else:
+            pairs = [(k, v, f"{item}: {k}") for k, v in _sweep_file(item).items()]
+        for key, values, where in pairs:
+            key = key.strip().replace("-", "_")
+            if key == "seed":
+                raise ConfigError(f"{where}: sweep seeds with --seeds 0-4")
+            if key not in _FIELDS or key == "preset":
+                raise ConfigError(f"{where}: {key!r} is not a config key; allowed: "
+                                  f"{', '.join(sorted(_FIELDS - {'preset', 'seed'}))}")
+            if not isinstance(values, list) or not values:
+                raise ConfigError(f"{where}: expected a list of values, got {values!r}")
+            if key in grid:
+                raise ConfigError(f"{where}: {key} is swept twice")
+            grid[key] = values
     return grid
+
+
+def _sweep_file(path: str) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"invalid --sweep {path!r}: expected KEY=V1,V2,... or a TOML file (not found)") from None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"--sweep {path}: not a readable TOML file ({exc})") from None
 
 
 def _label(setting: dict[str, Any]) -> str:
