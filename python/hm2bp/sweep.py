@@ -33,6 +33,8 @@ from .config import ConfigError, RunConfig, build_config
 __all__ = ["add_arguments", "parse_seeds", "parse_sweep", "requested", "run", "summarize", "train_one"]
 
 _FIELDS = {f.name for f in dataclasses.fields(RunConfig)}
+STOP_FILE = ".stop"  # in the sweep directory: written when the sweep is interrupted
+_worker_interrupted = False  # in a worker process: one of its runs was stopped by a signal
 # Flags of hm2bp-train that are not config keys or that a sweep sets itself.
 _NOT_OVERRIDES = {"preset", "seed"}
 
@@ -144,8 +146,11 @@ def train_one(spec: dict[str, Any]) -> dict[str, Any]:
     """One run of a sweep (in a worker process or rank): never raises, a failure is a record."""
     from .trainer import Trainer
 
-    record = {k: spec[k] for k in ("name", "setting", "seed", "out")}
+    record = _record(spec)
     t0 = time.perf_counter()
+    global _worker_interrupted
+    if _worker_interrupted or Path(spec["stop_file"]).exists():  # the sweep was stopped before this run
+        return {**record, "status": "not started", "error": "the sweep was interrupted", "seconds": 0.0}
     try:
         config = build_config(spec["preset"], spec["config_file"], **spec["overrides"])
         result = Trainer(config, spec["out"]).fit()
@@ -154,7 +159,8 @@ def train_one(spec: dict[str, Any]) -> dict[str, Any]:
             final_test_accuracy=result.final_test_accuracy,
             best_test_accuracy=result.best_test_accuracy, best_epoch=result.best_epoch,
             epochs=result.epochs_completed)
-        if result.interrupted:
+        if result.interrupted:  # a Ctrl-C reaches the workers too: this one starts no more runs
+            _worker_interrupted = True
             record["error"] = f"stopped by {signal.Signals(result.signal).name}"
     except BaseException as exc:  # noqa: BLE001 (a failed run must not stop the others)
         record.update(status="failed", error=f"{type(exc).__name__}: {exc}".replace("\n", " "))
@@ -232,7 +238,8 @@ def _specs(args: argparse.Namespace, out: Path) -> tuple[list[dict], list[dict]]
             names.add(name)
             overrides = {**base, **setting, **({} if seed is None else {"seed": seed})}
             specs.append({"name": name, "setting": setting, "seed": seed, "out": str(out / name),
-                          "preset": args.preset, "config_file": args.config, "overrides": overrides})
+                          "preset": args.preset, "config_file": args.config, "overrides": overrides,
+                          "stop_file": str(out / STOP_FILE)})
     for spec in specs:  # every config is checked before any run starts
         build_config(spec["preset"], spec["config_file"], **spec["overrides"])
     return specs, settings
@@ -257,6 +264,7 @@ def run(args: argparse.Namespace, comm: Any) -> int:
                           "--jobs is for local processes; under mpirun the runs go to the ranks")
     out = Path(args.out) if args.out else runstate.make_run_dir(Path("runs"), f"{args.preset or 'sweep'}-sweep")
     out.mkdir(parents=True, exist_ok=True)
+    (out / STOP_FILE).unlink(missing_ok=True)
     specs, settings = _specs(args, out)
     jobs = None
     if not use_mpi:
@@ -270,7 +278,7 @@ def run(args: argparse.Namespace, comm: Any) -> int:
     print(f"{len(specs)} runs ({len(settings)} setting(s) x {len(specs) // len(settings)} seed(s)) on "
           f"{where}, in {out}", flush=True)
     t0 = time.perf_counter()
-    records = _execute(specs, comm if use_mpi else None, jobs)
+    records, signum = _execute(specs, comm if use_mpi else None, jobs)
     wall = time.perf_counter() - t0
     rows = summarize(records, settings)
     title = f"hm2bp sweep: {args.preset or args.config or 'mnist-mini'}"
@@ -280,13 +288,17 @@ def run(args: argparse.Namespace, comm: Any) -> int:
         {"title": title, "wall_seconds": wall, "settings": rows, "runs": records}, indent=1).encode()))
     print(text, end="", flush=True)
     failed = [r for r in records if r["status"] != "ok"]
+    if signum is not None:
+        print(f"interrupted ({signal.Signals(signum).name}): {len(failed)} of {len(records)} runs did not "
+              f"complete; continue one with hm2bp-train --resume <its directory>", file=sys.stderr)
+        return _finish(comm if use_mpi else None, 128 + int(signum))
     if failed:
         print(f"hm2bp-train: error: {len(failed)} of {len(records)} runs did not complete "
               f"(see {out / 'summary.md'})", file=sys.stderr)
     return _finish(comm if use_mpi else None, 2 if failed else 0)
 
 
-def _execute(specs: list[dict], comm: Any, jobs: int | None) -> list[dict[str, Any]]:
+def _execute(specs: list[dict], comm: Any, jobs: int | None) -> tuple[list[dict[str, Any]], int | None]:
     if comm is not None:
         from mpi4py.futures import MPICommExecutor
 
@@ -298,16 +310,35 @@ def _execute(specs: list[dict], comm: Any, jobs: int | None) -> list[dict[str, A
         return _collect(executor, specs)
 
 
-def _collect(executor: concurrent.futures.Executor, specs: list[dict]) -> list[dict[str, Any]]:
+def _collect(executor: concurrent.futures.Executor, specs: list[dict]) -> tuple[list[dict[str, Any]], int | None]:
+    """Every run's record, in the order of specs, and the signal that interrupted the sweep
+    (None): after SIGINT/SIGTERM/SIGHUP no run starts, and the running ones (which a Ctrl-C
+    reaches too) save their last epoch and report interrupted."""
     futures = [executor.submit(train_one, spec) for spec in specs]
-    records = []
+    records, signum = [], None
     for spec, future in zip(specs, futures):
-        try:
-            records.append(future.result())
-        except Exception as exc:  # the worker itself died (e.g. killed, out of memory)
-            records.append({**{k: spec[k] for k in ("name", "setting", "seed", "out")}, "status": "failed",
-                            "error": f"worker lost: {type(exc).__name__}: {exc}", "seconds": 0.0})
-    return records
+        while True:
+            try:
+                records.append(future.result())
+                break
+            except KeyboardInterrupt as exc:
+                signum = signum or getattr(exc, "signum", signal.SIGINT)
+                Path(spec["stop_file"]).touch()  # runs already queued to a worker see it and return
+                for f in futures:
+                    f.cancel()
+            except concurrent.futures.CancelledError:
+                records.append({**_record(spec), "status": "not started", "error": "the sweep was interrupted",
+                                "seconds": 0.0})
+                break
+            except Exception as exc:  # the worker itself died (e.g. killed, out of memory)
+                records.append({**_record(spec), "status": "failed",
+                                "error": f"worker lost: {type(exc).__name__}: {exc}", "seconds": 0.0})
+                break
+    return records, signum
+
+
+def _record(spec: dict[str, Any]) -> dict[str, Any]:
+    return {k: spec[k] for k in ("name", "setting", "seed", "out")}
 
 
 def _finish(comm: Any, code: int) -> int:
