@@ -5,7 +5,9 @@
 hm2bp's training and inference samples/s on mnist-10k digits, per batch size and backend (CPU;
 CUDA when this build sees a GPU and implements the layers), beside the authors' CUDA code on a
 Titan XP (fixed row from their log: 1,632 s per 60,000-sample epoch, about 37 samples/s at
-batch 1; not measured here). Training runs the preset's own path: augmented digits (one
+batch 1; not measured here), and the peer row: snnTorch training the same network shape by BPTT
+(bench.peers, its CNN tutorial's recipe) on the same Poisson spikes, CPU, float32.
+Training runs the preset's own path: augmented digits (one
 displacement map per epoch) Poisson-encoded in C++, one Adam step per batch; inference the
 engine's own encoding. Training restarts from the initial weights before every pass over the
 samples (untimed), as in bench.engine.
@@ -18,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from .common import SEED, load_mnist, machine_info, peak_rss_mb, summarize, throughput
+from .common import SEED, Skipped, load_mnist, machine_info, peak_rss_mb, summarize, throughput
 
 AUTHORS_SAMPLES_PER_S = 60000 / 1632  # SPEC_CNN 7: their log, mean epoch time, Titan XP, batch 1
 
@@ -31,6 +33,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--min-seconds", type=float, default=2.0)
     p.add_argument("--data-dir", default=None)
+    p.add_argument("--peers", default="snntorch-cnn",
+                   help="comma-separated peer rows (bench.peers builders; '' for none)")
+    p.add_argument("--peer-batch", type=int, default=32, help="batch size of the peer rows")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
 
 
@@ -68,6 +73,33 @@ def measure(backend: str, batch: int, threads: int | None, samples: int, repeats
     return result
 
 
+def measure_peer(name: str, batch: int, threads: int | None, samples: int, repeats: int,
+                 min_seconds: float, data_dir: str | None) -> dict[str, Any]:
+    """A peer framework's BPTT training and inference samples/s on the same spikes
+    (unaugmented digits, hm2bp's Poisson encoding of epoch 0)."""
+    import os
+
+    import hm2bp
+    from hm2bp.config import preset
+
+    from . import peers
+
+    T = preset("mnist-cnn").T
+    runner, facts = peers.make(name, [784, 10], T, threads or os.cpu_count() or 1, "cpu")
+    train = load_mnist("train", data_dir)
+    n = max(batch, samples - samples % batch)
+    spikes = hm2bp.encode_poisson(train.images[:n], T, SEED, np.arange(n))
+    labels = train.labels[:n].astype(np.int64)
+    batches = [runner.prepare(spikes[k:k + batch], labels[k:k + batch]) for k in range(0, n, batch)]
+    return {
+        "backend": name, "batch": batch, "threads": facts["threads"], "facts": facts,
+        "train_samples_per_s": summarize(throughput(runner.train, batches, batch, warmup=1,
+                                                    repeats=repeats, min_seconds=min_seconds)),
+        "infer_samples_per_s": summarize(throughput(runner.infer, batches, batch, warmup=1,
+                                                    repeats=repeats, min_seconds=min_seconds)),
+    }
+
+
 def main(args: argparse.Namespace) -> int:
     import hm2bp
 
@@ -83,10 +115,16 @@ def main(args: argparse.Namespace) -> int:
                                     args.data_dir))
             except NotImplementedError as exc:
                 rows.append({"backend": backend, "batch": batch, "skipped": str(exc)})
+    for name in filter(None, args.peers.split(",")):
+        try:
+            rows.append(measure_peer(name, args.peer_batch, args.threads, args.samples,
+                                     args.repeats, args.min_seconds, args.data_dir))
+        except Skipped as exc:
+            rows.append({"backend": name, "batch": args.peer_batch, "skipped": str(exc)})
     print("mnist-cnn (28x28-15C5-P2-40C5-P2-300-10, T=400), training samples/s median (min-max)")
     print(f"{'row':<22}{'batch':>6}{'train':>24}{'infer':>24}   x authors")
     for r in rows:
-        name = f"hm2bp-{r['backend']}"
+        name = f"hm2bp-{r['backend']}" if r["backend"] in backends else r["backend"]
         if "skipped" in r:
             print(f"{name:<22}{r['batch']:>6}   skipped: {r['skipped']}")
             continue

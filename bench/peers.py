@@ -8,6 +8,8 @@ same T and batch, by BPTT with a surrogate gradient, each with its own standard 
 - Norse: nn.Linear + LIFCell per layer stepped in a loop over t (Norse's MNIST tutorial);
   Norse's LIF has a current-based synapse like HM2-BP's neuron; SuperSpike surrogate (Norse's
   default); MSE of rates; Adam.
+- snnTorch CNN (`python -m bench cnn`): mnist-cnn's shape 28x28-15C5-P2-40C5-P2-300-10 in the
+  snnTorch CNN tutorial's form (Conv2d -> max_pool2d -> Leaky), same loss and optimizer.
 
 Neuron constants mirror SPEC 1 where the model has them: membrane decay 1 - 1/64 per step
 (tau_m = 64 steps) and, for Norse, tau_syn = 8 steps. Targets mirror SPEC 3: 35 spikes for the
@@ -168,7 +170,45 @@ def _norse(torch: Any, layers: Sequence[int], T: int) -> tuple[Any, Any, Any, di
     return Net(), _rate_mse(torch, T, layers[-1]), None, facts
 
 
-_BUILDERS = {"snntorch": _snntorch, "spikingjelly": _spikingjelly, "norse": _norse}
+def _snntorch_cnn(torch: Any, layers: Sequence[int], T: int) -> tuple[Any, Any, Any, dict]:
+    """The mnist-cnn shape 28x28-15C5-P2-40C5-P2-300-10 in snnTorch's own CNN recipe (its
+    convolutional tutorial): Conv2d -> max_pool2d -> Leaky per stage, so the pools are not
+    spiking layers of their own as in HM2-BP; `layers` is unused."""
+    snn = _require("snntorch")
+    surrogate = _require("snntorch.surrogate")
+    SF = _require("snntorch.functional")
+    nn, F = torch.nn, torch.nn.functional
+    beta = 1.0 - 1.0 / TAU_M
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv1, self.conv2 = nn.Conv2d(1, 15, 5), nn.Conv2d(15, 40, 5)
+            self.fc1, self.fc2 = nn.Linear(40 * 4 * 4, 300), nn.Linear(300, 10)
+            self.lif = nn.ModuleList(snn.Leaky(beta=beta, spike_grad=surrogate.fast_sigmoid())
+                                     for _ in range(4))
+
+        def forward(self, x: Any) -> Any:
+            mem = [lif.init_leaky() for lif in self.lif]
+            out = []
+            for t in range(x.shape[0]):
+                h = x[t].reshape(-1, 1, 28, 28)
+                h, mem[0] = self.lif[0](F.max_pool2d(self.conv1(h), 2), mem[0])
+                h, mem[1] = self.lif[1](F.max_pool2d(self.conv2(h), 2), mem[1])
+                h, mem[2] = self.lif[2](self.fc1(h.flatten(1)), mem[2])
+                h, mem[3] = self.lif[3](self.fc2(h), mem[3])
+                out.append(h)
+            return torch.stack(out)
+
+    loss = SF.mse_count_loss(correct_rate=DESIRED / T, incorrect_rate=UNDESIRED / T)
+    facts = {"neuron": f"snn.Leaky(beta={beta:.6f})", "surrogate": "fast_sigmoid",
+             "loss": "SF.mse_count_loss(35/T, 5/T)", "loop": "python loop over t",
+             "network": "conv5(15)-maxpool2-LIF-conv5(40)-maxpool2-LIF-300-LIF-10-LIF"}
+    return Net(), loss, None, facts
+
+
+_BUILDERS = {"snntorch": _snntorch, "spikingjelly": _spikingjelly, "norse": _norse,
+             "snntorch-cnn": _snntorch_cnn}
 
 
 def make(

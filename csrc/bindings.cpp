@@ -6,6 +6,8 @@
 
 #include <omp.h>
 
+#include <cstdint>
+#include <limits>
 #include <stdexcept>
 
 #include "cpu/spike_train.hpp"
@@ -92,6 +94,25 @@ public:
         in.T = static_cast<int>(spikes.shape(1));
         in.n_in = static_cast<int>(spikes.shape(2));
         in.dense = spikes.data();
+        return run(in, mode, labels, weights, lr, want_spikes, reduce);
+    }
+
+    // run_dense on a C-contiguous 0/1 byte array (batch, T, n_in) in CUDA device memory at
+    // `pointer` (hm2bp.arrays checks what __cuda_array_interface__ describes).
+    py::dict run_dense_device(uintptr_t pointer, int64_t batch, int64_t T, int64_t n, uintptr_t stream,
+                              const std::string& mode, const py::object& labels, const py::object& weights,
+                              double lr, bool want_spikes, const std::string& reduce)
+    {
+        if (pointer == 0 || batch < 1 || n != n_in() || T > std::numeric_limits<int>::max() ||
+            batch > std::numeric_limits<int>::max())
+            throw std::invalid_argument("device spikes must be a non-null (batch, T, n_in) array");
+        InputBatch in;
+        in.batch = static_cast<int>(batch);
+        in.T = static_cast<int>(T);
+        in.n_in = static_cast<int>(n);
+        in.dense = reinterpret_cast<const uint8_t*>(pointer);
+        in.dense_on_device = true;
+        in.producer_stream = stream;
         return run(in, mode, labels, weights, lr, want_spikes, reduce);
     }
 
@@ -324,6 +345,9 @@ PYBIND11_MODULE(_core, m)
         .def_property_readonly("device", &PyEngine::device)
         .def("run_dense", &PyEngine::run_dense, py::arg("spikes"), py::arg("mode"), py::arg("labels"),
              py::arg("sample_weights"), py::arg("lr"), py::arg("want_spikes"), py::arg("reduce") = "mean")
+        .def("run_dense_device", &PyEngine::run_dense_device, py::arg("pointer"), py::arg("batch"), py::arg("T"),
+             py::arg("n_in"), py::arg("stream"), py::arg("mode"), py::arg("labels"), py::arg("sample_weights"),
+             py::arg("lr"), py::arg("want_spikes"), py::arg("reduce") = "mean")
         .def("run_images", &PyEngine::run_images, py::arg("images"), py::arg("T"), py::arg("seed"),
              py::arg("sample_index"), py::arg("epoch"), py::arg("mode"), py::arg("labels"),
              py::arg("sample_weights"), py::arg("lr"), py::arg("want_spikes"), py::arg("reduce") = "mean")

@@ -271,9 +271,11 @@ def test_tta_smoke(tmp_path: Path) -> None:
 def test_cnn_bench_smoke(tmp_path: Path) -> None:
     js = tmp_path / "cnn.json"
     proc = _run_bench(["cnn", "--batches", "2", "--samples", "2", "--repeats", "1", "--min-seconds", "0",
-                       "--json", str(js)], tmp_path)
+                       "--peer-batch", "2", "--json", str(js)], tmp_path)
     assert proc.returncode == 0, proc.stderr
     rows = json.loads(js.read_text())["rows"]
     cpu = next(r for r in rows if r["backend"] == "cpu")
     assert cpu["batch"] == 2 and cpu["train_samples_per_s"]["median"] > 0 and cpu["infer_samples_per_s"]["median"] > 0
     assert "authors-cuda" in proc.stdout
+    peer = next(r for r in rows if r["backend"] == "snntorch-cnn")
+    assert "skipped" in peer or peer["train_samples_per_s"]["median"] > 0

@@ -365,3 +365,56 @@ def test_cnn_float32_follows_cpu():
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_cnn_train_step_is_forward_backward_plus_apply_gradients(dtype):
     assert_fused_equals_split(*cnn_case(2), dtype)
+
+
+# ---------------------------------------------------------------------------------------------
+# CUDA arrays as inputs (hm2bp.arrays): read in place, no host round trip
+
+
+class HostBackedCudaArray:
+    """__cuda_array_interface__ over host memory. Under the SIMT emulator device memory is host
+    memory, so this checks the in-place read of CUDA spikes without a GPU; on a GPU it would be
+    an invalid device pointer, hence only there."""
+
+    def __init__(self, a: np.ndarray):
+        self.a = np.ascontiguousarray(a)
+
+    @property
+    def __cuda_array_interface__(self):
+        return {"shape": self.a.shape, "typestr": self.a.dtype.str, "data": (self.a.ctypes.data, False),
+                "version": 3, "strides": None, "stream": 1}
+
+
+def assert_device_spikes_match_host(make):
+    """Every spike-taking method on device spikes (make(numpy) -> device array) equals the same
+    call on host spikes."""
+    config, spikes, labels = random_case(4, [30, 20, 6], 60, 3)
+    host, device = (hm2bp.Network(**config, backend="cuda") for _ in range(2))
+    on_gpu = make(spikes)
+    for a, b in zip(device.forward(on_gpu), host.forward(spikes)):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(device.infer(on_gpu)["counts"], host.infer(spikes)["counts"])
+    for a, b in zip(device.gradients(on_gpu, labels), host.gradients(spikes, labels)):
+        np.testing.assert_array_equal(a, b)
+    assert_same_step(device.train_step(on_gpu, labels, 0.01), host.train_step(spikes, labels, 0.01))
+    for a, b in zip(device.get_weights(), host.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(TypeError, match="CUDA spikes must be a bool array"):
+        device.infer(make(spikes.astype(np.uint8)))
+
+
+@pytest.mark.skipif(hm2bp.build_info()["cuda_device"] != "SIMT emulator",
+                    reason="host memory stands in for device memory only under the SIMT emulator")
+def test_cuda_spikes_are_read_in_place_under_the_emulator():
+    assert_device_spikes_match_host(HostBackedCudaArray)
+
+
+@pytest.mark.parametrize("library", ["cupy", "torch"])
+def test_cuda_spikes_from_cupy_and_torch(library):
+    if hm2bp.build_info()["cuda_device"] == "SIMT emulator":
+        pytest.skip("real device arrays need a GPU")
+    lib = pytest.importorskip(library, reason=f"{library} not installed")
+    if library == "torch" and not lib.cuda.is_available():
+        pytest.skip("torch has no CUDA here")
+    make = (lambda a: lib.asarray(a)) if library == "cupy" else (lambda a: lib.from_numpy(a).cuda())
+    assert_device_spikes_match_host(make)

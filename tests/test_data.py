@@ -142,15 +142,18 @@ def test_nmnist_small_real_files(data):
     spikes = train.batch_spikes([0, 1, 999], T=540)
     assert spikes.dtype == bool and spikes.shape == (3, 540, 2312)
     assert not spikes[:, 0].any() and spikes.sum() > 1000
-    # the dataset agrees with binning the first file by hand
+    # without the stabilisation, the dataset agrees with binning the first file by hand
+    # (the authors' recipe is checked event by event in test_events.py)
     first = sorted((NMNIST_SMALL / "Train" / "0").glob("*.bin"))[0]
     raw = np.fromfile(first, np.uint8).reshape(-1, 5).astype(np.int64)
     ts = ((raw[:, 2] & 0x7F) << 16) | (raw[:, 3] << 8) | raw[:, 4]
-    step = ts // 600 + 1
+    step = (ts + 599) // 600 + 1
     keep = step < 540
     expected = np.zeros((540, 2312), bool)
-    expected[step[keep], ((raw[:, 2] >> 7) * 1156 + raw[:, 1] * 34 + raw[:, 0])[keep]] = True
-    assert np.array_equal(spikes[0], expected)
+    expected[step[keep], ((raw[:, 2] >> 7) * 1156 + raw[:, 0] * 34 + raw[:, 1])[keep]] = True
+    raw_train = data.load("nmnist", "train", data_dir=NMNIST_SMALL, nmnist_recipe="raw")
+    assert np.array_equal(raw_train.batch_spikes([0], T=540)[0], expected)
+    assert not np.array_equal(spikes[0], expected)  # the default (authors') recipe moved events
     sub = train.subset([999, 0])
     assert np.array_equal(sub.batch_spikes([0, 1], T=100), train.batch_spikes([999, 0], T=100))
     assert len(train.subset([])) == 0 and train.subset((3, 4)).labels.tolist() == \
@@ -185,12 +188,12 @@ def test_mnist_mini_without_shared_data(data):
 
 def test_nmnist_binning_hand_built(data, tmp_path):
     events = [
-        (1, 2, 0, 0),             # step 1, input 2*34+1 = 69
-        (1, 2, 0, 599),           # same step and input: collapses into the spike above
-        (1, 2, 1, 600),           # step 2, polarity 1: input 1156 + 69
-        (33, 33, 1, 1799),        # step floor(1799/600)+1 = 3, input 2311
-        (0, 0, 0, 540 * 600 - 601),  # step 539: last step kept at T = 540
-        (0, 0, 0, 540 * 600 - 600),  # step 540: dropped at T = 540
+        (1, 2, 0, 0),             # step 1, input 1*34+2 = 36 (x-major)
+        (1, 2, 0, 0),             # same step and input: collapses into the spike above
+        (1, 2, 1, 600),           # step ceil(600/600)+1 = 2, polarity 1: input 1156 + 36
+        (33, 33, 1, 1799),        # step ceil(1799/600)+1 = 4, input 2311
+        (0, 0, 0, 540 * 600 - 1200),  # step 539: last step kept at T = 540
+        (0, 0, 0, 540 * 600 - 1199),  # step 540: dropped at T = 540
         (5, 5, 0, 2**23 - 1),     # largest timestamp: dropped
     ]
     folder = tmp_path / "Train" / "3"
@@ -198,18 +201,19 @@ def test_nmnist_binning_hand_built(data, tmp_path):
     (folder / "00001.bin").write_bytes(event_bytes(events))
     (tmp_path / "Train" / "7").mkdir()
     (tmp_path / "Train" / "7" / "00002.bin").write_bytes(b"")  # a sample without events
-    ds = data.load("nmnist", "train", data_dir=tmp_path)
+    ds = data.load("nmnist", "train", data_dir=tmp_path, nmnist_recipe="raw")
     assert ds.labels.tolist() == [3, 7]
     spikes = ds.batch_spikes([0, 1], T=540)
     expected = np.zeros((540, 2312), bool)
-    expected[1, 69] = expected[2, 1156 + 69] = expected[3, 2311] = expected[539, 0] = True
+    expected[1, 36] = expected[2, 1156 + 36] = expected[4, 2311] = expected[539, 0] = True
     assert np.array_equal(spikes[0], expected) and not spikes[1].any()
     assert ds.batch_spikes([0], T=3).sum() == 2  # only steps 1 and 2 fit in T = 3
     assert ds.batch_spikes([0], T=541)[0, 540, 0]  # a longer window keeps the step-540 event
-    x, y, p, ts = data.read_nmnist_events(folder / "00001.bin")
-    assert p.tolist() == [0, 0, 1, 1, 0, 0, 0] and ts[-1] == 2**23 - 1
-    codes = data.bin_nmnist_events(x, y, p, ts, T=540)
-    assert codes.tolist() == [1 * 2312 + 69, 2 * 2312 + 1225, 3 * 2312 + 2311, 539 * 2312]
+    ev = data.read_nmnist_events(folder / "00001.bin")
+    assert ev["p"].tolist() == [0, 0, 1, 1, 0, 0, 0] and ev["t"][-1] == 2**23 - 1
+    assert ev["x"].tolist() == [1, 1, 1, 33, 0, 0, 5] and ev["y"].tolist()[:4] == [2, 2, 2, 33]
+    codes = data.bin_events(ev, recipe="raw", T=540)
+    assert codes.tolist() == [1 * 2312 + 36, 2 * 2312 + 1192, 4 * 2312 + 2311, 539 * 2312]
 
 
 @pytest.mark.parametrize("payload, what", [
@@ -472,19 +476,21 @@ def test_nmnist_all_empty_samples(data, tmp_path):
 
 
 @pytest.mark.parametrize("field,value,match", [
-    ("x", -1, "x: values"), ("y", 34, "y: values"), ("polarity", 2, "polarity"),
-    ("ts", -5, "negative"), ("ts", 2**31, "int32"), ("ts", 2**40, "int32"),
+    ("x", -1, "x: values"), ("y", 34, "y: values"), ("p", 2, "p: values"),
+    ("t", -5, "negative"), ("t", 2**31, "int32"), ("t", 2**40, "int32"),
 ])
-def test_bin_nmnist_events_validates_fields(data, field, value, match):
-    ev = {"x": np.array([1, 2]), "y": np.array([3, 4]), "polarity": np.array([0, 1]),
-          "ts": np.array([10, 20])}
-    ev[field] = ev[field].copy()
+@pytest.mark.parametrize("recipe", ["authors", "raw"])
+def test_bin_events_validates_fields(data, field, value, match, recipe):
+    ev = np.zeros(2, dtype=[(f, np.int64) for f in "xytp"])
+    ev["x"], ev["y"], ev["p"], ev["t"] = [1, 2], [3, 4], [0, 1], [10, 20]
     ev[field][1] = value
+    if recipe == "authors" and match == "int32":  # the stabilisation moves such a late event
+        assert len(data.bin_events(ev, recipe=recipe)) == 1  # off the sensor: dropped
+        return
     with pytest.raises(data.DatasetError, match=match):
-        data.bin_nmnist_events(ev["x"], ev["y"], ev["polarity"], ev["ts"])
-    if field == "ts" and value > 0:  # late events are fine when T drops them
-        assert len(data.bin_nmnist_events(ev["x"], ev["y"], ev["polarity"], ev["ts"],
-                                          T=540)) == 1
+        data.bin_events(ev, recipe=recipe)
+    if field == "t" and value > 0:  # late events are fine when T drops them
+        assert len(data.bin_events(ev, recipe=recipe, T=540)) == 1
 
 
 def test_stratified_sample(data):

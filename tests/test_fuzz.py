@@ -103,7 +103,7 @@ def test_fuzz_nmnist_events(tmp_path):
     base = base.astype(np.uint8).tobytes()
 
     def read(path):
-        codes = data.bin_nmnist_events(*data.read_nmnist_events(path))
+        codes = data.bin_events(data.read_nmnist_events(path), recipe="authors")
         assert codes.dtype == np.int32 and (codes >= 0).all()
 
     print(f"N-MNIST: {fuzz(tmp_path, 'sample.bin', base, read, data.DatasetError, seed=4)}")

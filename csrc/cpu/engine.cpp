@@ -90,6 +90,8 @@ public:
 
     BatchResult run(const BatchRequest& req) override
     {
+        if (req.input.dense_on_device)
+            throw std::invalid_argument("the CPU engine cannot read CUDA device memory; copy the spikes to the host");
         const FlushDenormals flush;
         const InputBatch& in = req.input;
         const int B = in.batch;

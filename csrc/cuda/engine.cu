@@ -344,10 +344,17 @@ private:
         const size_t BT = static_cast<size_t>(B) * T;
         const int step_words = words_for(N);
         if (in.dense) {
-            dense_.ensure(BT * N);
-            HM2BP_CUDA_CHECK(cudaMemcpyAsync(dense_.get(), in.dense, BT * N, cudaMemcpyHostToDevice, stream_));
+            const uint8_t* dense = in.dense;
+            if (in.dense_on_device) {  // read in place once its producer has written it
+                if (in.producer_stream != 0)
+                    HM2BP_CUDA_CHECK(cudaStreamSynchronize(reinterpret_cast<cudaStream_t>(in.producer_stream)));
+            } else {
+                dense_.ensure(BT * N);
+                HM2BP_CUDA_CHECK(cudaMemcpyAsync(dense_.get(), in.dense, BT * N, cudaMemcpyHostToDevice, stream_));
+                dense = dense_.get();
+            }
             launch("dense_step_mask_kernel", dense_step_mask_kernel, grid_for(BT * step_words * 32), kThreads, 0,
-                   dense_.get(), BT, N, step_words, in_step_mask_.get());
+                   dense, BT, N, step_words, in_step_mask_.get());
         } else {
             const size_t BN = static_cast<size_t>(B) * N;
             images_.ensure(BN);

@@ -1,4 +1,9 @@
-"""Datasets for hm2bp: MNIST, Fashion-MNIST, EMNIST balanced (IDX files) and N-MNIST (events).
+"""Datasets for hm2bp: MNIST, Fashion-MNIST, EMNIST balanced (IDX files) and event data.
+
+Event data comes as N-MNIST's .bin files (``load("nmnist", ...)``) or as users have it
+(:func:`from_events`): a tonic dataset, or any sequence of recordings, each a structured array
+with fields x, y, t, p or a plain (N, 4) array of columns t, x, y, p. Both become spike
+trains through one function, :func:`bin_events`.
 
 Files are looked up in an explicit ``data_dir``, else under ``$HM2BP_DATA``, else in a user cache
 (``$XDG_CACHE_HOME/hm2bp`` or ``~/.cache/hm2bp``); missing IDX files are downloaded from the
@@ -15,6 +20,7 @@ import hashlib
 import importlib.resources
 import io
 import math
+import operator
 import os
 import stat
 import sys
@@ -23,9 +29,10 @@ import time
 import urllib.request
 import zipfile
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -37,6 +44,8 @@ __all__ = [
     "NMNIST_SIZE",
     "NMNIST_INPUTS",
     "NMNIST_STEP_US",
+    "NMNIST_SENSOR",
+    "RECIPES",
     "DatasetError",
     "ImageDataset",
     "EventDataset",
@@ -45,7 +54,10 @@ __all__ = [
     "read_idx_images",
     "read_idx_labels",
     "read_nmnist_events",
-    "bin_nmnist_events",
+    "event_fields",
+    "stabilise_saccades",
+    "bin_events",
+    "from_events",
     "check_classes",
     "stratified_sample",
 ]
@@ -57,6 +69,13 @@ SPLITS = ("train", "test")
 NMNIST_SIZE = 34
 NMNIST_INPUTS = 2 * NMNIST_SIZE * NMNIST_SIZE
 NMNIST_STEP_US = 600
+# (width, height, polarities): the order of tonic's sensor_size; x < width, y < height.
+NMNIST_SENSOR = (NMNIST_SIZE, NMNIST_SIZE, 2)
+# "authors": N-MNIST's saccades undone as in the authors' converter (SPEC 2 step 1);
+# "raw": events where the sensor saw them. Both use SPEC 2's index and step formula.
+RECIPES = ("authors", "raw")
+EVENT_FIELDS = ("x", "y", "t", "p")  # tonic's field names
+_SACCADE_US = 105_000  # each of N-MNIST's three saccades lasts 105 ms
 
 _IMAGES_MAGIC = 0x00000803  # unsigned byte, 3 dimensions
 _LABELS_MAGIC = 0x00000801  # unsigned byte, 1 dimension
@@ -175,10 +194,11 @@ class ImageDataset:
 
 @dataclass(frozen=True, repr=False, eq=False)
 class EventDataset:
-    """Binned event streams (N-MNIST), stored compactly.
+    """Binned event streams (N-MNIST or any event sensor), stored compactly.
 
     Sample i owns ``codes[offsets[i]:offsets[i+1]]``: sorted unique int32 codes
-    ``step * n_inputs + input``. All steps are kept, so any T can be chosen per batch.
+    ``step * n_inputs + input`` (bin_events). All steps are kept, so any T can be chosen per
+    batch. sensor_size is (width, height, polarities); n_inputs is their product.
     """
 
     name: str
@@ -187,6 +207,7 @@ class EventDataset:
     codes: np.ndarray
     offsets: np.ndarray
     n_classes: int = 10
+    sensor_size: tuple[int, int, int] = NMNIST_SENSOR
 
     def __post_init__(self) -> None:
         if self.labels.dtype != np.int64 or self.labels.ndim != 1:
@@ -198,7 +219,7 @@ class EventDataset:
 
     @property
     def n_inputs(self) -> int:
-        return NMNIST_INPUTS
+        return math.prod(self.sensor_size)
 
     @property
     def is_images(self) -> bool:
@@ -214,7 +235,8 @@ class EventDataset:
         np.cumsum(ends - starts, out=offsets[1:])
         parts = [self.codes[s:e] for s, e in zip(starts, ends)]
         codes = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int32)
-        return EventDataset(self.name, self.split, self.labels[idx], codes, offsets, self.n_classes)
+        return EventDataset(self.name, self.split, self.labels[idx], codes, offsets, self.n_classes,
+                            self.sensor_size)
 
     def batch_spikes(self, indices: object, T: int = 540) -> np.ndarray:
         """Dense spike trains bool (B, T, n_inputs); events at steps >= T are dropped."""
@@ -318,8 +340,9 @@ def _check_regular(path: Path) -> None:
         raise DatasetError(f"{path}: not a regular file; dataset files must be plain files")
 
 
-def read_nmnist_events(path: str | os.PathLike[str]) -> tuple[np.ndarray, ...]:
-    """Events of one N-MNIST .bin file as int64 arrays (x, y, polarity, timestamp_us)."""
+def read_nmnist_events(path: str | os.PathLike[str]) -> np.ndarray:
+    """Events of one N-MNIST .bin file as a structured array with int64 fields x, y, t (us), p,
+    tonic's layout, so that the native files and tonic's take the same path (bin_events)."""
     path = Path(path)
     _check_regular(path)
     raw = np.fromfile(path, dtype=np.uint8)
@@ -327,45 +350,223 @@ def read_nmnist_events(path: str | os.PathLike[str]) -> tuple[np.ndarray, ...]:
         raise DatasetError(f"{path}: {raw.size} bytes is not a multiple of 5 (N-MNIST events are "
                            f"5 bytes each); the file is truncated or not an N-MNIST .bin file")
     ev = raw.reshape(-1, 5).astype(np.int64)
-    x, y = ev[:, 0], ev[:, 1]  # checked against the sensor size by bin_nmnist_events
-    polarity = ev[:, 2] >> 7
-    ts = ((ev[:, 2] & 0x7F) << 16) | (ev[:, 3] << 8) | ev[:, 4]
-    return x, y, polarity, ts
+    events = np.empty(len(ev), dtype=[(f, np.int64) for f in EVENT_FIELDS])
+    events["x"], events["y"] = ev[:, 0], ev[:, 1]  # checked against the sensor by bin_events
+    events["p"] = ev[:, 2] >> 7
+    events["t"] = ((ev[:, 2] & 0x7F) << 16) | (ev[:, 3] << 8) | ev[:, 4]
+    return events
 
 
-def bin_nmnist_events(x: np.ndarray, y: np.ndarray, polarity: np.ndarray, ts: np.ndarray,
-                      T: int | None = None) -> np.ndarray:
-    """SPEC 2 binning: sorted unique int32 codes ``step * 2312 + input``.
+def _whole(name: str, v: np.ndarray) -> np.ndarray:
+    """One event field as int64; floats are accepted when they hold whole numbers."""
+    if v.dtype == bool or np.issubdtype(v.dtype, np.signedinteger):
+        return v.astype(np.int64)
+    if np.issubdtype(v.dtype, np.unsignedinteger):
+        if v.size and v.max() > np.iinfo(np.int64).max:
+            raise DatasetError(f"{name}: value {v.max()} does not fit int64")
+        return v.astype(np.int64)
+    if np.issubdtype(v.dtype, np.floating):
+        if v.size and not (np.all(np.abs(v) < 2.0**62) and np.all(v == np.floor(v))):
+            raise DatasetError(f"{name}: expected whole numbers (coordinates, polarities, "
+                               f"timestamps in microseconds), got fractional or non-finite "
+                               f"{v.dtype} values")
+        return v.astype(np.int64)
+    raise DatasetError(f"{name}: expected numbers, got dtype {v.dtype}")
 
-    input = polarity*34*34 + y*34 + x, step = floor(ts / 600) + 1; steps >= T are dropped
-    (T=None keeps all); several events in one (step, input) give one code, i.e. one spike.
-    Fields out of range (coordinates outside the sensor, polarity not 0/1, negative
-    timestamps, codes beyond int32) raise DatasetError.
+
+def event_fields(events: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """x, y, t, p of one recording as 1-D int64 arrays.
+
+    events: a structured array with fields named x, y, t, p (tonic's; any integer, bool or
+    whole-valued float dtypes, any field order, other fields ignored) or an (N, 4) array-like
+    of columns t, x, y, p. t is in microseconds.
     """
-    fields = {name: np.asarray(v) for name, v in
-              (("x", x), ("y", y), ("polarity", polarity), ("ts", ts))}
-    for name, v in fields.items():
-        if v.ndim != 1 or v.shape != fields["x"].shape or (
-                v.size and not np.issubdtype(v.dtype, np.integer)):
-            raise DatasetError(f"{name}: expected a 1-D integer array like x {fields['x'].shape}, "
-                               f"got {v.dtype} {v.shape}")
-    x, y, polarity, ts = (v.astype(np.int64) for v in fields.values())
+    arr = np.asarray(events)
+    names = arr.dtype.names
+    if names is not None and arr.ndim == 1:
+        missing = [f for f in EVENT_FIELDS if f not in names]
+        if missing:
+            raise DatasetError(f"events: the structured array has fields {', '.join(names)}; "
+                               f"missing {', '.join(missing)} (x, y, t, p are needed)")
+        columns = {f: arr[f] for f in EVENT_FIELDS}
+    elif names is None and arr.ndim == 2 and arr.shape[1] == 4:
+        columns = dict(zip(("t", "x", "y", "p"), arr.T))
+    else:
+        raise DatasetError(f"events: expected a structured array with fields x, y, t, p or an "
+                           f"(N, 4) array of columns t, x, y, p, got {arr.dtype} {arr.shape}")
+    x, y, t, p = (_whole(f, columns[f]) for f in EVENT_FIELDS)
+    return x, y, t, p
+
+
+def _round_half_away(v: np.ndarray) -> np.ndarray:
+    """MATLAB's round (halves away from zero; NumPy's rounds them to even), exactly: v - floor(v)
+    is exact in float64, floor(|v| + 0.5) is not."""
+    low = np.floor(v)
+    frac = v - low
+    return (low + np.where(v >= 0, frac >= 0.5, frac > 0.5)).astype(np.int64)
+
+
+def stabilise_saccades(x: np.ndarray, y: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The authors' N-MNIST saccade stabilisation (SPEC 2 step 1): 1-based X = x + 1, Y = y + 1
+    moved back along the sensor's three 105 ms saccades, rounded as MATLAB rounds. Returns the
+    int64 (X, Y); values outside 1..34 are events the caller drops."""
+    x, y, t = (np.asarray(v, dtype=np.int64) for v in (x, y, t))
+    second, third = t > _SACCADE_US, t > 2 * _SACCADE_US
+    # each term in the authors' operation order ((3.5*ts)/105000), so exact halves stay exact
+    dx = np.where(third, 7 - 7 * (t - 2 * _SACCADE_US) / _SACCADE_US,
+                  np.where(second, 3.5 + 3.5 * (t - _SACCADE_US) / _SACCADE_US,
+                           3.5 * t / _SACCADE_US))
+    dy = np.where(third, 0.0, np.where(second, 7 - 7 * (t - _SACCADE_US) / _SACCADE_US,
+                                       7 * t / _SACCADE_US))
+    return _round_half_away((x + 1) - dx), _round_half_away((y + 1) - dy)
+
+
+def _sensor(sensor_size: Any) -> tuple[int, int, int]:
+    try:
+        sensor = tuple(operator.index(s) for s in sensor_size)
+    except TypeError:
+        sensor = ()
+    if len(sensor) != 3 or min(sensor) < 1 or math.prod(sensor) > np.iinfo(np.int32).max:
+        raise DatasetError(f"sensor_size: expected (width, height, polarities) as 3 positive "
+                           f"integers (tonic's order; N-MNIST: {NMNIST_SENSOR}), got "
+                           f"{sensor_size!r}")
+    return sensor  # type: ignore[return-value]
+
+
+def bin_events(events: Any, sensor_size: Sequence[int] = NMNIST_SENSOR, *, recipe: str = "raw",
+               step_us: int = NMNIST_STEP_US, T: int | None = None) -> np.ndarray:
+    """One recording as sorted unique int32 spike codes ``step * n_inputs + input`` (SPEC 2).
+
+    events: what event_fields accepts. sensor_size: (width, height, polarities), n_inputs their
+    product. recipe "authors" first undoes N-MNIST's saccades (stabilise_saccades; its 34x34x2
+    sensor only) and drops the events it moves off the sensor; "raw" keeps events where
+    they were recorded. Then input = p*width*height + x*height + y (x-major, the authors'
+    order) and step = ceil(t / step_us) + 1 (step 0 stays silent, as for images); steps >= T
+    are dropped (T=None keeps all) and several events in one (step, input) are one spike.
+    Coordinates or polarities outside the sensor, negative timestamps and codes beyond int32
+    raise DatasetError.
+    """
+    recipe = _check_choice(recipe, RECIPES, "recipe")
+    width, height, n_pol = _sensor(sensor_size)
+    if isinstance(step_us, bool) or not isinstance(step_us, (int, np.integer)) or step_us < 1:
+        raise DatasetError(f"step_us: expected a positive int number of microseconds per time "
+                           f"step, got {step_us!r}")
+    x, y, t, p = event_fields(events)
     if x.size:
-        for name, v, hi in (("x", x, NMNIST_SIZE), ("y", y, NMNIST_SIZE),
-                            ("polarity", polarity, 2)):
+        for name, v, hi in (("x", x, width), ("y", y, height), ("p", p, n_pol)):
             if v.min() < 0 or v.max() >= hi:
-                raise DatasetError(f"{name}: values {v.min()}..{v.max()} outside 0..{hi - 1}")
-        if ts.min() < 0:
-            raise DatasetError(f"ts: negative timestamp {ts.min()} us")
-    step = ts // NMNIST_STEP_US + 1
-    codes = step * NMNIST_INPUTS + polarity * NMNIST_SIZE * NMNIST_SIZE + y * NMNIST_SIZE + x
+                hint = " (OFF events must be polarity 0, not -1)" if name == "p" else ""
+                raise DatasetError(f"{name}: values {v.min()}..{v.max()} outside 0..{hi - 1}"
+                                   f" for sensor_size {(width, height, n_pol)}{hint}")
+        if t.min() < 0:
+            raise DatasetError(f"t: negative timestamp {t.min()} us")
+    if recipe == "authors":
+        if (width, height, n_pol) != NMNIST_SENSOR:
+            raise DatasetError(f"recipe 'authors' undoes N-MNIST's saccades and needs its "
+                               f"{NMNIST_SENSOR} sensor, got sensor_size "
+                               f"{(width, height, n_pol)}; use recipe 'raw'")
+        X, Y = stabilise_saccades(x, y, t)
+        keep = (X >= 1) & (X <= width) & (Y >= 1) & (Y <= height)
+        x, y, t, p = X[keep] - 1, Y[keep] - 1, t[keep], p[keep]
+    step = -(-t // int(step_us)) + 1  # ceil in integers: floats would misplace exact multiples
     if T is not None:
-        codes = codes[step < T]
-    if codes.size and codes.max() > np.iinfo(np.int32).max:
-        raise DatasetError(f"ts: timestamps up to {ts.max()} us do not fit the int32 codes "
-                           f"(at most {(np.iinfo(np.int32).max // NMNIST_INPUTS - 1) * NMNIST_STEP_US}"
-                           f" us); pass a T to drop late events")
-    return np.unique(codes).astype(np.int32)
+        keep = step < T
+        step, x, y, p = step[keep], x[keep], y[keep], p[keep]
+    n_inputs = width * height * n_pol
+    top = (np.iinfo(np.int32).max - n_inputs + 1) // n_inputs  # largest step whose codes fit
+    if step.size and step.max() > top:
+        raise DatasetError(f"t: timestamps up to {t.max()} us do not fit the int32 codes (at "
+                           f"most {(top - 1) * int(step_us)} us); pass a T to drop late events")
+    codes = np.sort((step * n_inputs + p * (width * height) + x * height + y).astype(np.int32))
+    # sort + neighbour test: NumPy 2's hash-based np.unique takes 3x longer on these sizes
+    first = np.ones(len(codes), dtype=bool)
+    first[1:] = codes[1:] != codes[:-1]
+    return codes[first]
+
+
+def _label(label: Any) -> int:
+    try:
+        value = operator.index(label)
+    except TypeError:
+        raise DatasetError(f"label: expected a non-negative integer class, got {label!r}") from None
+    if value < 0:
+        raise DatasetError(f"label: expected a non-negative integer class, got {value}")
+    return value
+
+
+def _bin_samples(pairs: Iterable[tuple[Any, Any]], count: int | None, sensor: tuple[int, int, int],
+                 recipe: str, step_us: int, name: str, split: str, n_classes: int | None,
+                 where: Callable[[int], str], progress: str) -> EventDataset:
+    """The EventDataset of (recording, label) pairs; where(k) names sample k in errors."""
+    parts, labels = [], []
+    bar = _Progress(progress, count or 0, unit="samples", live_only=True)
+    for k, pair in enumerate(pairs):
+        try:
+            try:
+                if isinstance(pair, np.ndarray):  # a recording, whose unpacking would mislead
+                    raise TypeError
+                events, label = pair
+            except (TypeError, ValueError):
+                raise DatasetError(f"expected an (events, label) pair, got "
+                                   f"{type(pair).__name__}; pass labels= with bare "
+                                   f"recordings") from None
+            parts.append(bin_events(events, sensor, recipe=recipe, step_us=step_us))
+            labels.append(_label(label))
+        except DatasetError as exc:
+            raise DatasetError(f"{where(k)}: {exc}") from None
+        bar.update(1)
+    bar.close()
+    if not labels:
+        raise DatasetError(f"no samples in the {name} {split} data")
+    if n_classes is None:
+        n_classes = max(labels) + 1
+    elif max(labels) >= n_classes:
+        raise DatasetError(f"label {max(labels)} out of range 0..{n_classes - 1} (n_classes = "
+                           f"{n_classes})")
+    offsets = np.zeros(len(parts) + 1, dtype=np.int64)
+    np.cumsum([len(c) for c in parts], out=offsets[1:])
+    return EventDataset(name, split, np.array(labels, dtype=np.int64), np.concatenate(parts),
+                        offsets, n_classes, sensor)
+
+
+def from_events(samples: Iterable[Any], labels: Sequence[int] | np.ndarray | None = None, *,
+                sensor_size: Sequence[int] | None = None, recipe: str = "raw",
+                step_us: int = NMNIST_STEP_US, n_classes: int | None = None,
+                name: str = "events", split: str = "train") -> EventDataset:
+    """An EventDataset from event data as users have it, binned by bin_events.
+
+    samples: a tonic dataset (without a transform that turns events into frames) or any
+    iterable of (events, label) pairs, or, with ``labels``, an iterable of recordings; each
+    recording is what event_fields accepts. sensor_size: (width, height, polarities), by
+    default the samples' ``sensor_size`` attribute (tonic's datasets have one). recipe
+    "authors" is N-MNIST's stabilisation (hm2bp's "nmnist" loader uses it by default).
+    n_classes defaults to the largest label + 1.
+    """
+    if sensor_size is None:
+        sensor_size = getattr(samples, "sensor_size", None)
+        if sensor_size is None:
+            raise DatasetError("sensor_size: the samples have no sensor_size attribute; pass "
+                               "sensor_size=(width, height, polarities)")
+    sensor = _sensor(sensor_size)
+    if recipe == "authors" and getattr(samples, "stabilize", False):
+        raise DatasetError("the samples are stabilised already (tonic's stabilize=True, which "
+                           "is not the authors' recipe); pass stabilize=False to tonic, or use "
+                           "recipe 'raw'")
+    count = len(samples) if hasattr(samples, "__len__") else None  # type: ignore[arg-type]
+    if labels is None:
+        pairs: Iterable[Any] = samples
+    else:
+        labels = np.asarray(labels)
+        if labels.ndim != 1 or (count is not None and count != len(labels)):
+            raise DatasetError(f"labels: expected one label per recording ({count}), got shape "
+                               f"{labels.shape}")
+        pairs = zip(samples, labels, strict=True)
+    ds = _bin_samples(pairs, count, sensor, recipe, step_us, name, split, n_classes,
+                      lambda k: f"sample {k}", f"binning {name} {split}")
+    if len(ds.codes) == 0:
+        raise DatasetError(f"all {len(ds)} {name} {split} samples are empty (no events in any "
+                           f"time step); check the recordings and sensor_size")
+    return ds
 
 
 def _nmnist_message(root: Path, split: str, problem: str) -> str:
@@ -377,7 +578,8 @@ def _nmnist_message(root: Path, split: str, problem: str) -> str:
             f"folder that already has them.")
 
 
-def _load_nmnist(root: Path, split: str) -> EventDataset:
+def _load_nmnist(root: Path, split: str, recipe: str) -> EventDataset:
+    recipe = _check_choice(recipe, RECIPES, "nmnist_recipe")
     split_dir = root / split.capitalize()
     if not split_dir.is_dir():
         raise DatasetError(_nmnist_message(root, split, f"{split_dir} does not exist"))
@@ -396,22 +598,14 @@ def _load_nmnist(root: Path, split: str) -> EventDataset:
     if not files:
         raise DatasetError(_nmnist_message(root, split, f"no <label>/*.bin files in {split_dir}"))
     files.sort(key=lambda lf: (lf[0], lf[1].name))
-    parts, offsets = [], np.zeros(len(files) + 1, dtype=np.int64)
-    bar = _Progress(f"reading N-MNIST {split}", len(files), unit="files", live_only=True)
-    for k, (_, path) in enumerate(files):
-        events = read_nmnist_events(path)
-        try:
-            parts.append(bin_nmnist_events(*events))
-        except DatasetError as exc:
-            raise DatasetError(f"{path}: not a valid N-MNIST recording: {exc}") from None
-        offsets[k + 1] = offsets[k] + len(parts[-1])
-        bar.update(1)
-    bar.close()
-    if offsets[-1] == 0:
+    ds = _bin_samples(((read_nmnist_events(path), label) for label, path in files), len(files),
+                      NMNIST_SENSOR, recipe, NMNIST_STEP_US, "nmnist", split,
+                      _N_CLASSES["nmnist"], lambda k: f"{files[k][1]}: not a valid N-MNIST "
+                      f"recording", f"reading N-MNIST {split}")
+    if len(ds.codes) == 0:
         raise DatasetError(f"{split_dir}: all {len(files)} N-MNIST {split} samples are empty (no "
                            f"events); the files are not N-MNIST recordings or were truncated")
-    labels = np.array([lab for lab, _ in files], dtype=np.int64)
-    return EventDataset("nmnist", split, labels, np.concatenate(parts), offsets)
+    return ds
 
 
 # ----------------------------------------------------------------------------------------------
@@ -605,15 +799,16 @@ def _load_mini(split: str) -> ImageDataset:
 
 
 def load(name: str, split: str, data_dir: str | os.PathLike[str] | None = None,
-         download: bool = True) -> ImageDataset | EventDataset:
-    """Load one split of a dataset; see the module docstring for where files come from."""
+         download: bool = True, nmnist_recipe: str = "authors") -> ImageDataset | EventDataset:
+    """Load one split of a dataset; see the module docstring for where files come from.
+    nmnist_recipe: how N-MNIST events become spikes, one of RECIPES (bin_events)."""
     name = _check_choice(name, DATASETS, "name")
     split = _check_choice(split, SPLITS, "split")
     if name == "mnist-mini":
         return _load_mini(split)
     root = resolve_data_dir(name, data_dir)
     if name == "nmnist":
-        return _load_nmnist(root, split)
+        return _load_nmnist(root, split, nmnist_recipe)
     images_path, labels_path = _idx_paths(name, split, root, download)
     images = read_idx_images(images_path)
     if name == "emnist-balanced":  # EMNIST stores images transposed; make them upright like MNIST

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from . import _core, limits
+from .arrays import CudaArray, as_host_array, cuda_array
 from .hyper import DEFAULTS, check_all, check_number, check_whole, engine_hyper, pick
 from .layers import Dense, Layer, Pool2d, build_spec, from_sizes, param_shapes
 
@@ -46,7 +47,7 @@ def resolve_backend(backend: str) -> str:
 
 def check_images(images: Array, n_in: int | None = None) -> Array:
     """uint8 images (B, n_in) or (B, H, W) -> contiguous (B, n_in)."""
-    images = np.asarray(images)
+    images = as_host_array(images, "images")
     if images.dtype != np.uint8:
         raise TypeError(
             f"images must be uint8 pixels 0..255, got dtype {images.dtype}"
@@ -61,7 +62,7 @@ def check_images(images: Array, n_in: int | None = None) -> Array:
 
 
 def check_sample_index(sample_index: int | Sequence[int] | Array, batch: int) -> Array:
-    index = np.asarray(sample_index)
+    index = as_host_array(sample_index, "sample_index")
     if index.ndim == 0:
         if not np.issubdtype(index.dtype, np.integer) or int(index) < 0:
             raise ValueError(f"sample_index must be a non-negative integer, got {sample_index!r}")
@@ -193,7 +194,7 @@ class Network:
         return [self._check_param(f"{what}s[{k}]", a, k) for k, a in enumerate(arrays)]
 
     def _check_param(self, name: str, value: Array, k: int) -> Array:
-        value = np.asarray(value)
+        value = as_host_array(value, name)
         shape = self._param_shapes[k]
         if value.shape != shape:
             axes = "(n_out, n_in)" if len(shape) == 2 else "(out_channels, in_channels, k, k)"
@@ -224,11 +225,20 @@ class Network:
 
     # -- input checks -------------------------------------------------------------------------
 
-    def _check_spikes(self, spikes: Array) -> Array:
-        spikes = np.asarray(spikes)
-        if spikes.ndim != 3:
-            raise ValueError(f"spikes must have shape (B, T, n_in), got {spikes.shape}")
-        B, T, n_in = spikes.shape
+    def _check_spikes(self, spikes: Array) -> Array | CudaArray:
+        """Host spikes as contiguous uint8; on the CUDA backend, a CUDA array as it is."""
+        device = cuda_array(spikes, "spikes") if self.backend == "cuda" else None
+        if device is not None:
+            if device.typestr != "|b1":
+                raise TypeError(f"CUDA spikes must be a bool array, got typestr {device.typestr!r} "
+                                f"(x.astype(bool) in CuPy, x.bool() in PyTorch, on the GPU)")
+            shape = device.shape
+        else:
+            spikes = as_host_array(spikes, "spikes")
+            shape = spikes.shape
+        if len(shape) != 3:
+            raise ValueError(f"spikes must have shape (B, T, n_in), got {shape}")
+        B, T, n_in = shape
         if B == 0:
             raise ValueError("spikes must hold at least one sample")
         if T < 2:
@@ -236,6 +246,8 @@ class Network:
         if n_in != self.layers[0]:
             raise ValueError(f"spikes have {n_in} inputs but the network has {self.layers[0]}")
         limits.check_sizes(self.layers, B, T, self.t_ref)
+        if device is not None:
+            return device
         if spikes.dtype != np.bool_:
             if not (np.issubdtype(spikes.dtype, np.integer) or np.issubdtype(spikes.dtype, np.floating)) \
                     or not np.isin(spikes, (0, 1)).all():
@@ -249,7 +261,7 @@ class Network:
                              f"revived with T // desired spacing; got T = {T}")
 
     def _check_labels(self, labels: Array, batch: int) -> Array:
-        labels = np.asarray(labels)
+        labels = as_host_array(labels, "labels")
         if labels.shape != (batch,) or not np.issubdtype(labels.dtype, np.integer):
             raise ValueError(f"labels must be {batch} integers (one per sample), got shape {labels.shape} "
                              f"dtype {labels.dtype}")
@@ -262,7 +274,7 @@ class Network:
     def _check_sample_weights(sample_weights: Array | None, batch: int) -> Array | None:
         if sample_weights is None:
             return None
-        w = np.asarray(sample_weights, dtype=np.float64)
+        w = as_host_array(sample_weights, "sample_weights").astype(np.float64, copy=False)
         if w.shape != (batch,) or not np.isfinite(w).all() or (w <= 0).any():
             raise ValueError(f"sample_weights must be {batch} finite numbers > 0, got shape {w.shape}")
         return np.ascontiguousarray(w)
@@ -278,14 +290,21 @@ class Network:
         return {"loss": float(out["loss"]), "predictions": out["predictions"], "counts": out["counts"],
                 "layer_spikes": out["layer_spikes"]}
 
+    def _run_dense(self, spikes: Array | CudaArray, *args: object) -> dict:
+        """The engine on checked spikes: host arrays by value, CUDA arrays in place."""
+        if isinstance(spikes, CudaArray):
+            B, T, n_in = spikes.shape
+            return self._engine.run_dense_device(spikes.pointer, B, T, n_in, spikes.stream, *args)
+        return self._engine.run_dense(spikes, *args)
+
     def forward(self, spikes: Array) -> list[Array]:
         """Spike trains of every layer: one bool (B, T, n_l) array per layer."""
-        out = self._engine.run_dense(self._check_spikes(spikes), "infer", None, None, 0.0, True)
+        out = self._run_dense(self._check_spikes(spikes), "infer", None, None, 0.0, True)
         return list(out["spikes"])
 
     def infer(self, spikes: Array) -> dict:
         """Predictions and output spike counts, no learning."""
-        return self._result(self._engine.run_dense(self._check_spikes(spikes), "infer", None, None, 0.0, False))
+        return self._result(self._run_dense(self._check_spikes(spikes), "infer", None, None, 0.0, False))
 
     def forward_backward(self, spikes: Array, labels: Array, sample_weights: Array | None = None,
                          reduce: str = "sum") -> dict:
@@ -295,7 +314,7 @@ class Network:
         processes, then apply_gradients) or their mean (reduce="mean"). No regularization."""
         s = self._check_spikes(spikes)
         self._check_learning_T(s.shape[1])
-        out = self._engine.run_dense(s, "gradients", self._check_labels(labels, s.shape[0]),
+        out = self._run_dense(s, "gradients", self._check_labels(labels, s.shape[0]),
                                      self._check_sample_weights(sample_weights, s.shape[0]), 0.0, False,
                                      _check_reduce(reduce))
         return {**self._result(out), "gradients": list(out["gradients"])}
@@ -317,7 +336,7 @@ class Network:
         """One optimizer step on the batch. Returns loss, predictions, counts, layer_spikes."""
         s = self._check_spikes(spikes)
         self._check_learning_T(s.shape[1])
-        out = self._engine.run_dense(s, "train", self._check_labels(labels, s.shape[0]),
+        out = self._run_dense(s, "train", self._check_labels(labels, s.shape[0]),
                                      self._check_sample_weights(sample_weights, s.shape[0]),
                                      self._check_lr(lr), False)
         return self._result(out)

@@ -409,7 +409,8 @@ def load_split(config: RunConfig, split: str, size: int | None) -> Any:
     class-stratified sample of that many (the same for a given seed, in dataset order)."""
     from . import data
 
-    ds = data.load(config.dataset, split, data_dir=config.data_dir, download=config.download)
+    ds = data.load(config.dataset, split, data_dir=config.data_dir, download=config.download,
+                   nmnist_recipe=config.nmnist_recipe)
     data.check_classes(ds)
     if size is not None:
         if size > len(ds):

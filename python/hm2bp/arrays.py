@@ -1,0 +1,101 @@
+"""Array arguments from wherever users hold them: the one input conversion of `hm2bp.Network`.
+
+Host arrays: anything NumPy reads (ndarrays, lists, memoryviews and other buffers, PyTorch CPU
+tensors and other objects with ``__array__``, objects with only DLPack), without a copy where
+NumPy can avoid one. PyTorch tensors that require grad are read through ``detach()``: HM2-BP
+computes its own gradients, nothing flows back through the inputs.
+
+CUDA arrays (CuPy, PyTorch CUDA tensors, Numba, anything with ``__cuda_array_interface__``): the
+CUDA backend reads spike trains in place, with no host round trip (:func:`cuda_array`). Every
+other argument, and spikes on the CPU backend, is copied to the host through DLPack when the
+array supports that (``numpy.from_dlpack(x, device="cpu")``), else the error says how to copy it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = ["CudaArray", "as_host_array", "cuda_array"]
+
+_DLPACK_CPU = 1  # DLDeviceType kDLCPU
+
+
+@dataclass(frozen=True)
+class CudaArray:
+    """A C-contiguous CUDA array as its ``__cuda_array_interface__`` describes it."""
+
+    pointer: int
+    shape: tuple[int, ...]
+    typestr: str
+    stream: int  # the producer's stream to wait for: 1, 2 (default streams), a handle, 0 (none)
+
+
+def _detached(value: Any) -> Any:
+    if getattr(value, "requires_grad", False) and callable(getattr(value, "detach", None)):
+        return value.detach()
+    return value
+
+
+def _interface(value: Any) -> dict | None:
+    # asked of the object, not its type: PyTorch's tensor class has the property, and its CPU
+    # tensors answer it with AttributeError
+    try:
+        return value.__cuda_array_interface__
+    except AttributeError:
+        return None
+
+
+def cuda_array(value: Any, name: str = "array") -> CudaArray | None:
+    """The CUDA array behind value's ``__cuda_array_interface__`` (None if it has none).
+
+    Raises TypeError for what the engine cannot read in place: strided views, masked arrays.
+    """
+    cai = _interface(_detached(value))
+    if cai is None:
+        return None
+    shape = tuple(int(s) for s in cai["shape"])
+    typestr = str(cai["typestr"])
+    itemsize = int(typestr[2:]) if typestr[2:].isdigit() else 0
+    strides = cai.get("strides")
+    contiguous = [itemsize * int(np.prod(shape[k + 1:], dtype=np.int64)) for k in range(len(shape))]
+    if strides is not None and any(s != c for s, c, n in zip(strides, contiguous, shape) if n > 1):
+        raise TypeError(f"{name}: the CUDA array is a strided view (strides {tuple(strides)}); pass a "
+                        f"C-contiguous one (x.copy() in CuPy, x.contiguous() in PyTorch)")
+    if cai.get("mask") is not None:
+        raise TypeError(f"{name}: masked CUDA arrays are not supported; fill the masked entries first")
+    stream = cai.get("stream")
+    return CudaArray(int(cai["data"][0]), shape, typestr, 0 if stream is None else int(stream))
+
+
+def _on_device(value: Any) -> bool:
+    """Whether value lives outside host memory (by ``__cuda_array_interface__`` or DLPack)."""
+    if _interface(value) is not None:
+        return True
+    device = getattr(value, "__dlpack_device__", None)
+    if device is None or isinstance(value, np.ndarray):
+        return False
+    return int(device()[0]) != _DLPACK_CPU
+
+
+def as_host_array(value: Any, name: str) -> np.ndarray:
+    """value as a NumPy array in host memory (see the module docstring)."""
+    if isinstance(value, np.ndarray):
+        return value
+    value = _detached(value)
+    if _on_device(value):
+        if hasattr(value, "__dlpack__"):
+            try:
+                return np.from_dlpack(value, device="cpu", copy=True)
+            except (BufferError, RuntimeError, TypeError, ValueError) as exc:
+                reason = f" ({exc})"
+        else:
+            reason = ""
+        raise TypeError(f"{name}: {type(value).__name__} is in GPU memory and cannot be copied to "
+                        f"the host through DLPack{reason}; copy it yourself (x.get() in CuPy, "
+                        f"x.cpu() in PyTorch)")
+    if not hasattr(value, "__array__") and hasattr(value, "__dlpack__"):
+        return np.from_dlpack(value)
+    return np.asarray(value)
