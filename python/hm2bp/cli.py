@@ -22,7 +22,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from . import runstate
+from . import distributed, runstate, sweep
 from .config import BACKENDS, DTYPES, PRESETS, ConfigError, RunConfig, build_config
 from .trainer import (
     TEST_SEED_OFFSET,
@@ -160,6 +160,10 @@ def _train_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="only the final accuracy line")
     p.add_argument("--plot", action="store_true",
                    help="write training curves and a spike raster (PNG, needs matplotlib)")
+    p.add_argument("--distributed", choices=distributed.MODES, default="auto",
+                   help="split every batch across MPI ranks (auto: when started by mpirun/srun "
+                        "with more than one rank)")
+    sweep.add_arguments(p)
     p.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     return p
 
@@ -209,7 +213,7 @@ def _discard_unused(out: Path) -> None:
 
 def train_main(argv: Sequence[str] | None = None) -> int:
     """Entry point of hm2bp-train."""
-    return _main("hm2bp-train", _train_parser(), argv, _train)
+    return distributed.abort_on_error(_main("hm2bp-train", _train_parser(), argv, _train))
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -222,6 +226,12 @@ def _train(args: argparse.Namespace) -> int:
         except PlotError as exc:
             return _error(prog, exc)
     report = _Report(quiet=args.quiet)
+    comm = distributed.communicator(args.distributed)
+    if sweep.requested(args):
+        return sweep.run(args, comm)
+    dp = distributed.DataParallel(comm) if comm is not None else None
+    if dp is not None and not dp.is_root:
+        return distributed.follow(dp)
     if args.resume:
         given = [f"--{k.replace('_', '-')}" for k in _NOT_WITH_RESUME
                  if getattr(args, k) is not None]
@@ -231,7 +241,8 @@ def _train(args: argparse.Namespace) -> int:
         out = Path(args.resume)
         trainer = Trainer.resume(out, epochs=args.epochs, backend=args.backend,
                                  threads=args.threads, data_dir=args.data_dir,
-                                 on_batch=report.on_batch, on_epoch=report.on_epoch)
+                                 on_batch=report.on_batch, on_epoch=report.on_epoch,
+                                 distributed=dp)
     else:
         config = build_config(
             args.preset, args.config, data_dir=args.data_dir, epochs=args.epochs,
@@ -241,12 +252,15 @@ def _train(args: argparse.Namespace) -> int:
         )
         out = Path(args.out) if args.out else _default_out(config, args.config)
         try:
-            trainer = Trainer(config, out, on_batch=report.on_batch, on_epoch=report.on_epoch)
+            trainer = Trainer(config, out, on_batch=report.on_batch, on_epoch=report.on_epoch,
+                              distributed=dp)
         except BaseException:
             if not args.out:
                 _discard_unused(out)
             raise
 
+    if dp is not None:
+        dp.send_config(trainer.config)
     cfg = trainer.config
     report.epochs = cfg.epochs
     say = report.say
@@ -254,6 +268,8 @@ def _train(args: argparse.Namespace) -> int:
     say(f"{cfg.preset or 'custom'}: layers {'-'.join(map(str, cfg.layers))}, T {cfg.T}, "
         f"{len(trainer.train_set)} train / {len(trainer.test_set)} test samples of "
         f"{cfg.dataset}, batch {cfg.batch_size}, backend {chosen}, {cfg.dtype}")
+    if dp is not None:
+        say(f"data-parallel: every batch of {cfg.batch_size} split over {dp.comm.size} MPI ranks")
     if args.resume:
         say(f"resuming {out} after epoch {trainer.epoch} of {cfg.epochs}")
     else:

@@ -436,6 +436,7 @@ class Trainer:
     on_batch(epoch, done, total): called when an epoch starts (done = 0) and after every
         training batch (progress display); epoch is 0-based.
     on_epoch(metrics): called after every completed epoch.
+    distributed: a hm2bp.distributed.DataParallel to split every batch across MPI ranks.
     """
 
     def __init__(
@@ -449,6 +450,7 @@ class Trainer:
         encode: Callable[..., np.ndarray] | None = None,
         on_batch: Callable[[int, int, int], None] | None = None,
         on_epoch: Callable[[dict[str, Any]], None] | None = None,
+        distributed: Any = None,
         _resuming: bool = False,
     ):
         config.validate()
@@ -458,6 +460,7 @@ class Trainer:
         self.config = config
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.on_batch, self.on_epoch = on_batch, on_epoch
+        self.distributed = distributed
         self._lock: runstate.RunLock | None = None
         if self.out_dir is not None and not _resuming:
             self._lock_dir()
@@ -492,6 +495,8 @@ class Trainer:
         self._order: tuple[int, np.ndarray] | None = None  # (epoch, its order), for "authors"
         self.test_source = make_source(self.test_set, self.net, config.T,
                                        config.seed + TEST_SEED_OFFSET, False, encode)
+        if self.distributed is not None:
+            self.distributed.attach(self)  # splits both sources' batches across the ranks
         n = len(self.train_set)
         self.epoch = 0  # completed epochs; the next epoch to run has 0-based index self.epoch
         self.sample_weights = np.ones(n)
@@ -599,7 +604,8 @@ class Trainer:
         if self.out_dir is not None:
             self._lock_dir()
         try:
-            with runstate.SignalGuard() as guard:
+            guard = runstate.SignalGuard() if self.distributed is None else self.distributed.start(self)
+            with guard:
                 return self._fit(guard)
         finally:
             self.close()
