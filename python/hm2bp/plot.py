@@ -48,13 +48,20 @@ def class_names(dataset: str, n_classes: int) -> list[str]:
 
 
 def save_figure(fig: Any, path: str | Path) -> Path:
-    """Save in the format of path's suffix (PLOT_FORMATS; PNG at PNG_DPI) and close the figure."""
+    """Save in the format of path's suffix (PLOT_FORMATS; PNG at PNG_DPI) and close the figure.
+    PDF and SVG keep their text as text (TrueType fonts in PDF), so it stays editable."""
+    import matplotlib
+
+    plt = require_matplotlib()
     path = Path(path)
     fmt = path.suffix[1:]
-    if fmt not in PLOT_FORMATS:
-        raise ValueError(f"plot format must be one of {', '.join(PLOT_FORMATS)}, got {path.name!r}")
-    fig.savefig(path, format=fmt, dpi=PNG_DPI if fmt == "png" else "figure")
-    require_matplotlib().close(fig)
+    try:
+        if fmt not in PLOT_FORMATS:
+            raise ValueError(f"plot format must be one of {', '.join(PLOT_FORMATS)}, got {path.name!r}")
+        with matplotlib.rc_context({"svg.fonttype": "none", "pdf.fonttype": 42}):
+            fig.savefig(path, format=fmt, dpi=PNG_DPI if fmt == "png" else "figure")
+    finally:
+        plt.close(fig)
     return path
 
 

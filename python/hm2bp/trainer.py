@@ -281,7 +281,9 @@ def _check_checkpoint(meta: Any, arrays: dict[str, np.ndarray]) -> RunConfig:
         config = RunConfig.from_dict({**ADDED_KEYS, **meta["config"]})
     except ConfigError as exc:
         raise ValueError(f"config: {exc}") from None
-    for name, size in (("n_train", config.train_size), ("n_test", config.test_size)):
+    n_train = None if config.train_size is None else (
+        config.train_size - validation.held_out(config.train_size, config.val_split))
+    for name, size in (("n_train", n_train), ("n_test", config.test_size)):
         if size is not None and meta[name] != size:
             raise ValueError(f"metadata {name} = {meta[name]} but the config's size is {size}")
 

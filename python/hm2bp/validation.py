@@ -17,13 +17,18 @@ import numpy as np
 from . import data
 from .config import ConfigError
 
-__all__ = ["BEST_FILE", "VAL_SEED_OFFSET", "Validation", "split"]
+__all__ = ["BEST_FILE", "VAL_SEED_OFFSET", "Validation", "held_out", "split"]
 
 BEST_FILE = "best.npz"
 # Validation spikes use seed + VAL_SEED_OFFSET (training: seed, test: seed + 1).
 VAL_SEED_OFFSET = 2
 # stratified_sample keys [seed, k]: k = 0, 1 are the train/test samples (data.SPLITS).
 _SPLIT_KEY = len(data.SPLITS)
+
+
+def held_out(n: int, share: float) -> int:
+    """How many of n training samples the validation set takes."""
+    return round(share * n)
 
 
 def split(dataset: Any, share: float, seed: int) -> tuple[Any, Any | None]:
@@ -33,7 +38,7 @@ def split(dataset: Any, share: float, seed: int) -> tuple[Any, Any | None]:
     if share == 0:
         return dataset, None
     n = len(dataset)
-    n_val = round(share * n)
+    n_val = held_out(n, share)
     if not 1 <= n_val < n:
         raise ConfigError(f"invalid val_split = {share}: {n_val} of the {n} training samples would "
                          f"be held out; choose a share that leaves at least one on each side")
