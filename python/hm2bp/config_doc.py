@@ -89,8 +89,8 @@ def _meaning(name: str) -> str:
     else:
         text = FIELD_DOCS[name]
     # The schema cites rules as SPEC n / SPEC_CNN n: the sections of docs/algorithm.md.
-    text = re.sub(r"SPEC_CNN (\d+)", r"algorithm.md C\1", text)
-    text = re.sub(r"SPEC (\d+)", r"algorithm.md \1", text)
+    text = re.sub(r"SPEC_CNN (\d+)", r"§C\1", text)
+    text = re.sub(r"SPEC (\d+)", r"§\1", text)
     return text.replace("|", "\\|")
 
 
@@ -109,8 +109,8 @@ def render_markdown() -> str:
         "may be flat or grouped into `[data]`, `[network]` and `[training]` tables, and may start",
         "from a preset with a top-level `preset = \"name\"`. `hm2bp-train --print-config` (with any",
         "of `--preset`, `--config` and the other flags) prints the effective configuration as such a",
-        "file, which loads back to the same run. \"algorithm.md n\" / \"algorithm.md Cn\" refer to",
-        "the sections of [algorithm.md](algorithm.md). Unset keys are simply left out of a file.",
+        "file, which loads back to the same run. §n and §Cn are the sections of",
+        "[algorithm.md](algorithm.md), where each rule is explained. Unset keys are simply left out.",
         "",
     ]
     for section in ("data", "network", "training"):
