@@ -13,8 +13,9 @@ Poisson spikes are keyed by (seed, sample index, epoch), so the state after epoc
 function of the checkpoint of epoch e-1 alone; resuming reproduces an uninterrupted run.
 
 Durability (see runstate): a trainer with a run directory holds its lock, writes the whole run
-state as one atomic checkpoint.npz after every epoch (and of epoch 0 when it starts), appends
-metrics.jsonl line-atomically, and on SIGINT, SIGTERM or SIGHUP saves the last completed epoch
+state as one atomic checkpoint.npz after every epoch (and of epoch 0 when it starts), the best
+epoch's state as best.npz (hm2bp.validation), appends metrics.jsonl line-atomically (and
+metrics.csv, hm2bp.metrics_log), and on SIGINT, SIGTERM or SIGHUP saves the last completed epoch
 and returns interrupted (a signal during a save waits for it). A non-finite loss, weight or
 moment stops the run with DivergenceError before anything non-finite is written.
 """
