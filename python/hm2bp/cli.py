@@ -163,7 +163,8 @@ def _train_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="DIR", help="run directory (default runs/<preset>-<time>)")
     p.add_argument("--resume", metavar="DIR",
                    help="continue the run in DIR (only --epochs, --backend, --threads, "
-                        "--data-dir, --quiet, --plot may be combined with it)")
+                        "--data-dir and the output flags (--quiet, --plot, --log, "
+                        "--print-config, ...) may be combined with it)")
     p.add_argument("--quiet", action="store_true", help="only the final accuracy line")
     p.add_argument("--progress-interval", type=float, metavar="SECONDS", default=DEFAULT_INTERVAL,
                    help="when stderr is not a terminal, a progress line every SECONDS "
