@@ -97,7 +97,7 @@ def state_of(run: Path) -> tuple[dict, dict]:
 
 def test_state_is_one_file_with_metadata_inside(good_run):
     names = sorted(p.name for p in good_run.iterdir())
-    assert names == [".lock", "checkpoint.npz", "metrics.jsonl"]
+    assert names == [".lock", "best.npz", "checkpoint.npz", "metrics.csv", "metrics.jsonl"]
     config, meta, arrays = load_checkpoint(good_run)
     assert meta["epoch"] == 1 and int(arrays["epoch"]) == 1 and meta["version"] == 2
     assert config.T == 60
@@ -273,8 +273,8 @@ def test_second_ctrl_c_during_a_save_waits_for_it(tmp_path, monkeypatch):
     calls = []
 
     def write_with_two_ctrl_c(path, arrays, meta):
-        calls.append(meta["epoch"])
-        if meta["epoch"] == 1:
+        calls.append((Path(path).name, meta["epoch"]))
+        if calls[-1] == ("best.npz", 1):  # the first save of epoch 1
             os.kill(os.getpid(), signal.SIGINT)
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(0.05)  # the handlers run now, in the middle of the save
@@ -282,11 +282,14 @@ def test_second_ctrl_c_during_a_save_waits_for_it(tmp_path, monkeypatch):
 
     monkeypatch.setattr(runstate, "write_state", write_with_two_ctrl_c)
     out = tmp_path / "run"
+    before = signal.getsignal(signal.SIGINT)  # SIG_IGN in a job started in the background (&)
     result = Trainer(preset("mnist-mini", epochs=3, **TINY), out).fit()
     assert result.interrupted and result.signal == signal.SIGINT
-    assert result.epochs_completed == 1 and calls == [0, 1]  # saved once, completely
+    # epoch 1 saved once, completely (its best.npz, then its checkpoint)
+    assert result.epochs_completed == 1
+    assert calls == [("checkpoint.npz", 0), ("best.npz", 1), ("checkpoint.npz", 1)]
     assert load_checkpoint(out)[1]["epoch"] == 1
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+    assert signal.getsignal(signal.SIGINT) is before  # restored
 
 
 # ---------------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ import numpy as np
 from . import _core
 from .hyper import check_number, check_whole
 from .network import check_images, check_sample_index, default_threads
-from .plot import require_matplotlib
+from .plot import require_matplotlib, save_figure
 
 __all__ = ["AugmentConfig", "augment", "displacement_map", "encode_rates", "plot_augmented"]
 
@@ -135,7 +135,7 @@ def encode_rates(rates: Array, T: int, seed: int, sample_index: int | Sequence[i
 
 def plot_augmented(images: Array, config: AugmentConfig, seed: int, path: str | Path, n: int = 8,
                    epochs: int = 4) -> Path:
-    """PNG grid: each of the first n images (row) as loaded, then its rate image in epochs
+    """A grid (PNG, PDF or SVG by path's suffix): each of the first n images (row) as loaded, then its rate image in epochs
     0..epochs-1 (columns). Needs matplotlib."""
     plt = require_matplotlib()
     images = _square_images(images)[:check_whole("n", n, 1)]
@@ -152,6 +152,4 @@ def plot_augmented(images: Array, config: AugmentConfig, seed: int, path: str | 
             ax.imshow(rates[row].reshape(side, side), cmap="gray", vmin=0.0, vmax=1 / 5.5)
             ax.set_axis_off()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path)

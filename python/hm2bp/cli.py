@@ -23,6 +23,10 @@ from typing import Any, TextIO
 import numpy as np
 
 from . import distributed, runstate, sweep
+from .config_doc import to_toml
+from .metrics_log import LOGGERS
+from .plot import PLOT_FORMATS
+from .progress import DEFAULT_INTERVAL, ProgressLines
 from .config import BACKENDS, DTYPES, PRESETS, ConfigError, RunConfig, build_config
 from .trainer import (
     TEST_SEED_OFFSET,
@@ -153,13 +157,27 @@ def _train_parser() -> argparse.ArgumentParser:
                    help="train on N samples: a class-stratified sample drawn with --seed")
     p.add_argument("--test-size", type=int, metavar="N",
                    help="test on N samples: a class-stratified sample drawn with --seed")
+    p.add_argument("--val-split", type=float, metavar="SHARE",
+                   help="hold out this share of the training set (e.g. 0.1) to pick the best "
+                        "epoch (best.npz); test accuracy is still reported")
     p.add_argument("--out", metavar="DIR", help="run directory (default runs/<preset>-<time>)")
     p.add_argument("--resume", metavar="DIR",
                    help="continue the run in DIR (only --epochs, --backend, --threads, "
-                        "--data-dir, --quiet, --plot may be combined with it)")
+                        "--data-dir and the output flags (--quiet, --plot, --log, "
+                        "--print-config, ...) may be combined with it)")
     p.add_argument("--quiet", action="store_true", help="only the final accuracy line")
+    p.add_argument("--progress-interval", type=float, metavar="SECONDS", default=DEFAULT_INTERVAL,
+                   help="when stderr is not a terminal, a progress line every SECONDS "
+                        f"(default {DEFAULT_INTERVAL:g})")
+    p.add_argument("--log", action="append", choices=LOGGERS, default=[],
+                   help="also log the metrics as TensorBoard scalars in RUN_DIR/tensorboard "
+                        "(needs tensorboard; metrics.jsonl and metrics.csv are always written)")
     p.add_argument("--plot", action="store_true",
-                   help="write training curves and a spike raster (PNG, needs matplotlib)")
+                   help="write training curves and a spike raster (needs matplotlib)")
+    p.add_argument("--plot-format", choices=PLOT_FORMATS, default="png",
+                   help="file format of --plot (png at 300 dpi, or pdf, svg; default png)")
+    p.add_argument("--print-config", action="store_true",
+                   help="print the effective config as TOML (a file for --config) and exit")
     p.add_argument("--distributed", choices=distributed.MODES, default="auto",
                    help="split every batch across MPI ranks (auto: when started by mpirun/srun "
                         "with more than one rank)")
@@ -171,10 +189,12 @@ def _train_parser() -> argparse.ArgumentParser:
 class _Report:
     """Progress bar (terminals only) and per-epoch lines of hm2bp-train."""
 
-    def __init__(self, quiet: bool):
+    def __init__(self, quiet: bool, interval: float = DEFAULT_INTERVAL):
         self.quiet = quiet
         self.epochs = 0
-        self.progress = Progress(sys.stderr) if not quiet and sys.stderr.isatty() else None
+        self.progress: Progress | ProgressLines | None = None
+        if not quiet:
+            self.progress = Progress(sys.stderr) if sys.stderr.isatty() else ProgressLines(sys.stderr, interval)
 
     def say(self, text: str) -> None:
         if not self.quiet:
@@ -189,12 +209,12 @@ class _Report:
         self.say(format_epoch(metrics, self.epochs))
 
     def clear(self) -> None:
-        if self.progress is not None:
+        if isinstance(self.progress, Progress):
             self.progress.clear()
 
 
 _NOT_WITH_RESUME = ("preset", "config", "batch_size", "lr", "seed", "dtype", "reencode",
-                    "train_size", "test_size", "out")
+                    "train_size", "test_size", "val_split", "out")
 
 
 def _default_out(config: RunConfig, config_file: str | None) -> Path:
@@ -218,6 +238,8 @@ def train_main(argv: Sequence[str] | None = None) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     prog = "hm2bp-train"
+    if not args.progress_interval > 0:
+        return _error(prog, f"--progress-interval must be > 0 seconds, got {args.progress_interval}")
     if args.plot:
         from .plot import PlotError, require_matplotlib
 
@@ -225,9 +247,17 @@ def _train(args: argparse.Namespace) -> int:
             require_matplotlib()
         except PlotError as exc:
             return _error(prog, exc)
-    report = _Report(quiet=args.quiet)
+    if "tensorboard" in args.log:
+        from .metrics_log import TensorBoardError, require_tensorboard
+
+        try:
+            require_tensorboard()
+        except TensorBoardError as exc:
+            return _error(prog, exc)
+    report = _Report(quiet=args.quiet, interval=args.progress_interval)
+    log = tuple(dict.fromkeys(args.log))
     comm = distributed.communicator(args.distributed)
-    if sweep.requested(args):
+    if sweep.requested(args) and not args.print_config:
         return sweep.run(args, comm)
     dp = distributed.DataParallel(comm) if comm is not None else None
     if dp is not None and not dp.is_root:
@@ -239,21 +269,30 @@ def _train(args: argparse.Namespace) -> int:
             return _error(prog, f"{', '.join(given)} cannot be combined with --resume "
                                 "(the run continues with its stored config)")
         out = Path(args.resume)
+        if args.print_config:
+            config = load_checkpoint(out)[0].replace(epochs=args.epochs, backend=args.backend,
+                                                     threads=args.threads, data_dir=args.data_dir)
+            sys.stdout.write(to_toml(config))
+            return 0
         trainer = Trainer.resume(out, epochs=args.epochs, backend=args.backend,
                                  threads=args.threads, data_dir=args.data_dir,
                                  on_batch=report.on_batch, on_epoch=report.on_epoch,
-                                 distributed=dp)
+                                 distributed=dp, log=log)
     else:
         config = build_config(
             args.preset, args.config, data_dir=args.data_dir, epochs=args.epochs,
             batch_size=args.batch_size, lr=args.lr, backend=args.backend,
             threads=args.threads, seed=args.seed, dtype=args.dtype,
             reencode=args.reencode, train_size=args.train_size, test_size=args.test_size,
+            val_split=args.val_split,
         )
+        if args.print_config:
+            sys.stdout.write(to_toml(config))
+            return 0
         out = Path(args.out) if args.out else _default_out(config, args.config)
         try:
             trainer = Trainer(config, out, on_batch=report.on_batch, on_epoch=report.on_epoch,
-                              distributed=dp)
+                              distributed=dp, log=log)
         except BaseException:
             if not args.out:
                 _discard_unused(out)
@@ -292,7 +331,7 @@ def _train(args: argparse.Namespace) -> int:
     if args.plot:
         from .plot import write_plots
 
-        for path in write_plots(trainer, out):
+        for path in write_plots(trainer, out, args.plot_format):
             say(f"wrote {path}")
     return 0
 

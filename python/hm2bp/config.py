@@ -25,7 +25,9 @@ from .schedule import LR_RULES, ORDER_MODES
 
 __all__ = [
     "DATASETS",
+    "ADDED_KEYS",
     "DEFAULT_PRESET",
+    "FIELD_DOCS",
     "MNIST_MINI",
     "PRESETS",
     "SECTIONS",
@@ -71,11 +73,8 @@ class RunConfig:
     download: bool = True
     train_size: int | None = None  # a seeded class-stratified sample of N (None: all)
     test_size: int | None = None
-    # How N-MNIST events become input spikes (SPEC 2): "authors" (the paper's recipe: saccades
-    # undone, coordinates rounded as MATLAB does, events moved off the 34x34 sensor dropped) or
-    # "raw" (events where the sensor recorded them); both use input p*34*34 + x*34 + y and
-    # step ceil(t / 600 us) + 1. Ignored for image datasets.
     nmnist_recipe: str = "authors"
+    val_split: float = 0.0  # share of the training set held out for validation (hm2bp.validation)
     # data augmentation of training images (SPEC_CNN 5; all 0: off)
     augment_distortion: float = 0.0
     augment_scale: float = 0.0
@@ -204,6 +203,8 @@ class RunConfig:
         # seed + 1 keys the test set; keep both inside the engine's uint64.
         if not 0 <= self.seed < 2**63:
             _fail("seed", self.seed, "an integer in [0, 2**63)")
+        if not 0 <= self.val_split < 1:
+            _fail("val_split", self.val_split, "a share in [0, 1) of the training set (0: no validation set)")
         for name in ("threads", "train_size", "test_size"):
             if getattr(self, name) is not None:
                 _positive(self, name, minimum=1)
@@ -271,6 +272,7 @@ _FIELDS: dict[str, tuple[str, str]] = {
     "train_size": ("int?", "data"),
     "test_size": ("int?", "data"),
     "nmnist_recipe": ("str", "data"),
+    "val_split": ("float", "data"),
     "augment_distortion": ("float", "data"),
     "augment_scale": ("float", "data"),
     "augment_rotation": ("float", "data"),
@@ -315,6 +317,57 @@ _KIND_TEXT = {
     "int_list?": "a list of integers", "float_list": "a list of numbers",
     "table_list?": "a list of tables ([[network.layer]])",
 }
+
+# What each key means (docs/config.md is rendered from this, _FIELDS and hm2bp.hyper's docs by
+# hm2bp.config_doc; the hyperparameters' meanings are hm2bp.hyper's).
+FIELD_DOCS: dict[str, str] = {
+    "dataset": "which data: " + ", ".join(DATASETS) + " (mnist-mini: the digits bundled with the package)",
+    "data_dir": "folder holding the dataset's files (default: $HM2BP_DATA/<dataset>, else ~/.cache/hm2bp)",
+    "download": "fetch missing MNIST, Fashion-MNIST or EMNIST files from public mirrors (MD5-checked)",
+    "train_size": "train on a class-stratified sample of this many training samples, drawn with `seed` "
+                  "(unset: all)",
+    "test_size": "test on a class-stratified sample of this many test samples, drawn with `seed` (unset: all)",
+    "nmnist_recipe": "how N-MNIST events become input spikes: 'authors' (the paper's recipe: saccades undone, "
+                     "coordinates rounded as MATLAB does, events moved off the 34x34 sensor dropped) or 'raw' "
+                     "(events where the sensor recorded them); both use input p*34*34 + x*34 + y and step "
+                     "ceil(t / 600 us) + 1; ignored for image datasets",
+    "val_split": "share of the training set held out as a validation set (class-stratified, drawn with "
+                 "`seed`); when > 0 it picks the best epoch (best.npz) instead of the test set",
+    "augment_distortion": "elastic distortion amplitude of training images, in pixels (0: off)",
+    "augment_scale": "random zoom of training images, in percent (0: off)",
+    "augment_rotation": "random rotation of training images, in degrees (0: off)",
+    "augment_mode": "'epoch': one displacement map per epoch shared by all samples (the authors'); "
+                    "'sample': one per sample and epoch",
+    "augment_elastic_fix": "draw the vertical elastic field from its own random numbers (the authors' code "
+                           "reuses the horizontal one)",
+    "layers": "layer sizes, inputs first, e.g. [784, 800, 10] (derived from `layer` when a stack is given)",
+    "vth": "firing threshold of each layer after the input (derived from `layer` when a stack is given)",
+    "input_shape": "(channels, height, width) of the input, with a layer stack",
+    "layer": "a layer stack on `input_shape`: [[network.layer]] tables of type dense (n, vth, init_w), "
+             "conv2d (channels, kernel, vth, padding, init_w) or pool2d (size, vth, stride)",
+    "T": "time steps per sample",
+    "init_w": "initial weights are init_w * U(-1, 1) (a layer table's init_w overrides it)",
+    "dtype": "float type of the engine: float32 or float64",
+    "epochs": "number of epochs to train (--resume --epochs N extends a run)",
+    "batch_size": "training samples per update (the gradient is the batch mean); the paper uses 1",
+    "eval_batch_size": "samples per engine call when testing (speed only, no effect on results)",
+    "lr": "initial learning rate lr0 of the schedule `lr_rule`",
+    "lr_rule": "learning rate in 0-based epoch e: 'sqrt_max1' lr0 / sqrt(max(e, 1)), "
+               "'sqrt_plus1' lr0 / sqrt(e + 1)",
+    "order": "sample order of each epoch: 'permutation' (a fresh one each epoch) or 'authors' (5000 random "
+             "swaps of the previous order)",
+    "boosting": "raise the weight of misclassified training samples after each epoch",
+    "reencode": "draw new Poisson spike trains for the training images every epoch (default: once)",
+    "seed": "seeds weights, spikes, sample order, samples and the validation split",
+    "backend": "engine: auto (CUDA when a GPU is usable, else CPU), cpu or cuda",
+    "threads": "CPU threads of the engine (unset: all cores the process may use)",
+    "preset": "start from this preset (informative in a stored config)",
+}
+# Keys added after checkpoint format 2 was fixed, with the value that reproduces a run stored
+# without them (a checkpoint's config must otherwise name every key).
+# nmnist_recipe: image runs ignore it; an N-MNIST checkpoint without it used a binning that no
+# longer exists and is refused (hm2bp.trainer).
+ADDED_KEYS: dict[str, Any] = {"val_split": 0.0, "nmnist_recipe": "authors"}
 
 
 def _fail(key: str, value: Any, expected: str) -> None:

@@ -271,6 +271,8 @@ class DataParallel:
         n_layers = len(trainer.config.layers) - 1
         trainer.train_source = DistributedSource(trainer.train_source, self, n_layers)
         trainer.test_source = DistributedSource(trainer.test_source, self, n_layers)
+        if trainer.validation is not None:
+            trainer.validation.source = DistributedSource(trainer.validation.source, self, n_layers)
 
     def send_config(self, config: RunConfig) -> None:
         """Rank 0, its trainer built: send its config (e.g. read from a checkpoint to resume)

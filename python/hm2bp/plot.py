@@ -1,4 +1,6 @@
-"""Optional PNG plots of a run: training curves and a spike raster (needs matplotlib)."""
+"""Optional plots of a run (needs matplotlib): training curves (loss, accuracy, firing rates,
+learning rate), a spike raster of one test sample with the output neurons' class labels, the
+feature maps of a CNN; as PNG at print resolution (300 dpi), PDF or SVG."""
 
 from __future__ import annotations
 
@@ -8,8 +10,18 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["PlotError", "plot_curves", "plot_feature_maps", "plot_raster", "require_matplotlib",
-           "write_plots"]
+__all__ = ["CLASS_NAMES", "PLOT_FORMATS", "PlotError", "class_names", "plot_curves", "plot_feature_maps",
+           "plot_raster", "require_matplotlib", "save_figure", "write_plots"]
+
+PLOT_FORMATS = ("png", "pdf", "svg")
+PNG_DPI = 300  # print resolution
+
+# Class names of the datasets whose classes are not just their index (hm2bp.data's label order).
+CLASS_NAMES: dict[str, tuple[str, ...]] = {
+    "fashion-mnist": ("T-shirt/top", "trouser", "pullover", "dress", "coat", "sandal", "shirt",
+                      "sneaker", "bag", "ankle boot"),
+    "emnist-balanced": tuple("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabdefghnqrt"),
+}
 
 
 class PlotError(RuntimeError):
@@ -29,26 +41,65 @@ def require_matplotlib() -> Any:
     return plt
 
 
-def plot_curves(history: Sequence[dict[str, Any]], path: str | Path) -> Path:
-    """Loss and train/test accuracy per epoch (metrics.jsonl records)."""
+def class_names(dataset: str, n_classes: int) -> list[str]:
+    """The names of a dataset's classes (digits: their index)."""
+    names = CLASS_NAMES.get(dataset)
+    return list(names) if names is not None and len(names) == n_classes else [str(c) for c in range(n_classes)]
+
+
+def save_figure(fig: Any, path: str | Path) -> Path:
+    """Save in the format of path's suffix (PLOT_FORMATS; PNG at PNG_DPI) and close the figure.
+    PDF and SVG keep their text as text (TrueType fonts in PDF), so it stays editable."""
+    import matplotlib
+
+    plt = require_matplotlib()
+    path = Path(path)
+    fmt = path.suffix[1:]
+    try:
+        if fmt not in PLOT_FORMATS:
+            raise ValueError(f"plot format must be one of {', '.join(PLOT_FORMATS)}, got {path.name!r}")
+        with matplotlib.rc_context({"svg.fonttype": "none", "pdf.fonttype": 42}):
+            fig.savefig(path, format=fmt, dpi=PNG_DPI if fmt == "png" else "figure")
+    finally:
+        plt.close(fig)
+    return path
+
+
+def plot_curves(history: Sequence[dict[str, Any]], path: str | Path, title: str = "") -> Path:
+    """Per epoch (metrics.jsonl records): loss; train, validation and test accuracy; firing rate
+    of each layer on the training and test samples; learning rate."""
     plt = require_matplotlib()
     from matplotlib.ticker import MaxNLocator
 
     epochs = [m["epoch"] for m in history]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    fig, axes = plt.subplots(2, 2, figsize=(10, 7))
+    (ax_loss, ax_acc), (ax_rate, ax_lr) = axes
     ax_loss.plot(epochs, [m["train_loss"] for m in history], marker="o")
-    ax_loss.set(xlabel="epoch", ylabel="train loss (SPEC-3 cost)", title="loss")
-    ax_acc.plot(epochs, [100 * m["train_accuracy"] for m in history], marker="o", label="train")
-    ax_acc.plot(epochs, [100 * m["test_accuracy"] for m in history], marker="o", label="test")
+    ax_loss.set(xlabel="epoch", ylabel="train loss (spike-count cost)", title="loss")
+    for key, label in (("train_accuracy", "train"), ("val_accuracy", "validation"),
+                       ("test_accuracy", "test")):
+        if all(key in m for m in history):
+            ax_acc.plot(epochs, [100 * m[key] for m in history], marker="o", label=label)
     ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
     ax_acc.legend()
-    for ax in (ax_loss, ax_acc):
+    n_layers = len(history[0]["firing_rate"])
+    for layer in range(n_layers):
+        name = "output" if layer == n_layers - 1 else f"layer {layer + 1}"
+        line, = ax_rate.plot(epochs, [m["firing_rate"][layer] for m in history], marker="o",
+                             label=f"{name} (train)")
+        ax_rate.plot(epochs, [m["test_firing_rate"][layer] for m in history], ls="--",
+                     color=line.get_color(), label=f"{name} (test)")
+    ax_rate.set(xlabel="epoch", ylabel="spikes per neuron per step", title="firing rate")
+    ax_rate.legend(fontsize=7)
+    ax_lr.plot(epochs, [m["lr"] for m in history], marker="o")
+    ax_lr.set(xlabel="epoch", ylabel="learning rate", title="learning rate")
+    for ax in axes.flat:
         ax.grid(alpha=0.3)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path)
 
 
 def plot_raster(
@@ -56,8 +107,10 @@ def plot_raster(
     layer_spikes: Sequence[np.ndarray],
     path: str | Path,
     title: str = "",
+    classes: Sequence[str] | None = None,
 ) -> Path:
-    """Spike raster of one sample: input (T, n_in) and each layer's (T, n_l) trains."""
+    """Spike raster of one sample: input (T, n_in) and each layer's (T, n_l) trains; classes:
+    names of the output neurons (tick labels of the output panel)."""
     plt = require_matplotlib()
     trains = [np.asarray(input_spikes)] + [np.asarray(s) for s in layer_spikes]
     names = ["input"] + [f"layer {i + 1}" for i in range(len(layer_spikes))]
@@ -70,13 +123,15 @@ def plot_raster(
         ax.scatter(t, n, s=1 if train.shape[1] > 50 else 6, marker="|", color="k")
         ax.set_ylim(-0.5, train.shape[1] - 0.5)
         ax.set_ylabel(f"{name}\n({train.sum()} spikes)")
+    if classes is not None and len(classes) == trains[-1].shape[1] <= 50:
+        counts = trains[-1].sum(axis=0)
+        axes[-1].set_yticks(range(len(classes)),
+                            [f"{c} ({int(k)})" for c, k in zip(classes, counts)], fontsize=6)
     axes[0].set_title(title)
     axes[-1].set_xlabel("time step")
     axes[-1].set_xlim(0, trains[0].shape[0])
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path)
 
 
 def plot_feature_maps(layer_spikes: Sequence[np.ndarray], shapes: Sequence[Sequence[int]], path: str | Path,
@@ -99,33 +154,39 @@ def plot_feature_maps(layer_spikes: Sequence[np.ndarray], shapes: Sequence[Seque
                                f"{int(counts.sum())} spikes", fontsize=7, loc="left")
     fig.suptitle(title, fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path)
 
 
-def write_plots(trainer: Any, out_dir: str | Path) -> list[Path]:
-    """curves.png from the trainer's history, raster.png of test sample 0 and, for a network
-    with spatial layers, feature_maps.png of its spike counts; augmented.png of a few training
-    digits when the run augments them."""
+def write_plots(trainer: Any, out_dir: str | Path, fmt: str = "png") -> list[Path]:
+    """curves.<fmt> from the trainer's history, raster.<fmt> of test sample 0 and, for a network
+    with spatial layers, feature_maps.<fmt> of its spike counts; augmented.<fmt> of a few
+    training digits when the run augments them. Titles name the run (its directory)."""
     out_dir = Path(out_dir)
+    if fmt not in PLOT_FORMATS:
+        raise ValueError(f"fmt must be one of {', '.join(PLOT_FORMATS)}, got {fmt!r}")
+    cfg = trainer.config
+    run = f"{out_dir.name} ({cfg.preset or 'custom'}, {'-'.join(map(str, cfg.layers))}, T {cfg.T})"
     paths = []
     if trainer.history:
-        paths.append(plot_curves(trainer.history, out_dir / "curves.png"))
+        paths.append(plot_curves(trainer.history, out_dir / f"curves.{fmt}", run))
     idx = np.arange(1)
     spikes = trainer.test_source.spikes(idx)
     layers = trainer.net.forward(spikes)
+    classes = class_names(cfg.dataset, cfg.layers[-1])
     label = int(trainer.test_source.labels[0])
     counts = np.asarray(layers[-1][0]).sum(axis=0)
-    title = f"test sample 0: label {label}, prediction {int(np.argmax(counts))}"
-    paths.append(plot_raster(spikes[0], [s[0] for s in layers], out_dir / "raster.png", title))
+    title = (f"{run}\ntest sample 0: label {classes[label]}, prediction "
+             f"{classes[int(np.argmax(counts))]}")
+    paths.append(plot_raster(spikes[0], [s[0] for s in layers], out_dir / f"raster.{fmt}", title,
+                             classes))
     shapes = getattr(trainer.net, "shapes", None)
     if shapes is not None and any(h > 1 or w > 1 for _, h, w in shapes[1:]):
-        paths.append(plot_feature_maps([s[0] for s in layers], shapes[1:], out_dir / "feature_maps.png", title))
-    augment = trainer.config.augmentation()
+        paths.append(plot_feature_maps([s[0] for s in layers], shapes[1:],
+                                       out_dir / f"feature_maps.{fmt}", title))
+    augment = cfg.augmentation()
     if augment.enabled:
         from .augment import plot_augmented
 
-        paths.append(plot_augmented(trainer.train_set.images[:6], augment, trainer.config.seed,
-                                    out_dir / "augmented.png", n=6))
+        paths.append(plot_augmented(trainer.train_set.images[:6], augment, cfg.seed,
+                                    out_dir / f"augmented.{fmt}", n=6))
     return paths

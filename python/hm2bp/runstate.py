@@ -42,6 +42,7 @@ __all__ = [
     "RunLock",
     "SignalGuard",
     "append_line",
+    "append_text",
     "atomic_write",
     "make_run_dir",
     "read_lines",
@@ -178,7 +179,12 @@ def read_state(path: Path) -> tuple[dict[str, Any] | None, dict[str, np.ndarray]
 def append_line(path: Path, record: dict[str, Any]) -> None:
     """Append one JSON line with a single write; a failed or short write (full disk) is
     truncated away, so the file only ever holds whole lines."""
-    line = (json.dumps(record) + "\n").encode()
+    append_text(path, json.dumps(record) + "\n")
+
+
+def append_text(path: Path, text: str) -> None:
+    """Append whole lines with a single write, as append_line does."""
+    line = text.encode()
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         start = os.lseek(fd, 0, os.SEEK_END)

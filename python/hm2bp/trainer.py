@@ -13,8 +13,9 @@ Poisson spikes are keyed by (seed, sample index, epoch), so the state after epoc
 function of the checkpoint of epoch e-1 alone; resuming reproduces an uninterrupted run.
 
 Durability (see runstate): a trainer with a run directory holds its lock, writes the whole run
-state as one atomic checkpoint.npz after every epoch (and of epoch 0 when it starts), appends
-metrics.jsonl line-atomically, and on SIGINT, SIGTERM or SIGHUP saves the last completed epoch
+state as one atomic checkpoint.npz after every epoch (and of epoch 0 when it starts), the best
+epoch's state as best.npz (hm2bp.validation), appends metrics.jsonl line-atomically (and
+metrics.csv, hm2bp.metrics_log), and on SIGINT, SIGTERM or SIGHUP saves the last completed epoch
 and returns interrupted (a signal during a save waits for it). A non-finite loss, weight or
 moment stops the run with DivergenceError before anything non-finite is written.
 """
@@ -35,8 +36,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from . import limits, runstate
-from .config import ConfigError, RunConfig
+from . import limits, runstate, validation
+from .config import ADDED_KEYS, ConfigError, RunConfig
+from .metrics_log import MetricsLog
 from .network import default_threads, resolve_backend
 from .runstate import CheckpointError, Interrupted, RunDirError
 from .schedule import boost_weights, epoch_order, learning_rate  # the SPEC-5 schedule, one copy each
@@ -272,14 +274,20 @@ def _check_checkpoint(meta: Any, arrays: dict[str, np.ndarray]) -> RunConfig:
             raise ValueError(f"metadata {key!r} = {meta[key]!r} is not an accuracy")
     if meta["epoch"] < 0 or meta["n_train"] < 1 or meta["n_test"] < 1:
         raise ValueError("metadata epoch, n_train or n_test out of range")
-    missing = sorted({f.name for f in dataclasses.fields(RunConfig)} - set(meta["config"]))
+    missing = sorted({f.name for f in dataclasses.fields(RunConfig)} - set(meta["config"])
+                     - ADDED_KEYS.keys())
     if missing:  # defaults would silently change the run (e.g. another T)
         raise ValueError(f"config lacks {', '.join(missing)}")
+    if meta["config"].get("dataset") == "nmnist" and "nmnist_recipe" not in meta["config"]:
+        raise ValueError("it was written by an older hm2bp whose N-MNIST binning no longer exists; "
+                         "start a new run")
     try:
-        config = RunConfig.from_dict(meta["config"])
+        config = RunConfig.from_dict({**ADDED_KEYS, **meta["config"]})
     except ConfigError as exc:
         raise ValueError(f"config: {exc}") from None
-    for name, size in (("n_train", config.train_size), ("n_test", config.test_size)):
+    n_train = None if config.train_size is None else (
+        config.train_size - validation.held_out(config.train_size, config.val_split))
+    for name, size in (("n_train", n_train), ("n_test", config.test_size)):
         if size is not None and meta[name] != size:
             raise ValueError(f"metadata {name} = {meta[name]} but the config's size is {size}")
 
@@ -371,10 +379,12 @@ class FitResult:
 
 
 def format_epoch(m: dict[str, Any], epochs: int) -> str:
-    """One summary line per epoch."""
+    """One summary line per epoch (with a validation set: its accuracy and the best epoch's)."""
+    val = (f"val {100 * m['val_accuracy']:6.2f}% (best {100 * m['best_val_accuracy']:6.2f}% at "
+           f"epoch {m['best_epoch']})  " if "val_accuracy" in m else "")
     return (
         f"epoch {m['epoch']:>{len(str(epochs))}}/{epochs}  loss {m['train_loss']:8.2f}  "
-        f"train {100 * m['train_accuracy']:6.2f}%  test {100 * m['test_accuracy']:6.2f}%  "
+        f"train {100 * m['train_accuracy']:6.2f}%  {val}test {100 * m['test_accuracy']:6.2f}%  "
         f"best {100 * m['best_test_accuracy']:6.2f}%  {m['seconds']:7.1f}s  "
         f"{m['samples_per_s']:8.1f} samples/s"
     )
@@ -437,6 +447,7 @@ class Trainer:
         training batch (progress display); epoch is 0-based.
     on_epoch(metrics): called after every completed epoch.
     distributed: a hm2bp.distributed.DataParallel to split every batch across MPI ranks.
+    log: optional loggers besides metrics.jsonl and metrics.csv (hm2bp.metrics_log.LOGGERS).
     """
 
     def __init__(
@@ -451,6 +462,7 @@ class Trainer:
         on_batch: Callable[[int, int, int], None] | None = None,
         on_epoch: Callable[[dict[str, Any]], None] | None = None,
         distributed: Any = None,
+        log: tuple[str, ...] = (),
         _resuming: bool = False,
     ):
         config.validate()
@@ -461,6 +473,7 @@ class Trainer:
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.on_batch, self.on_epoch = on_batch, on_epoch
         self.distributed = distributed
+        self.metrics_log = MetricsLog(self.out_dir, log) if self.out_dir is not None else None
         self._lock: runstate.RunLock | None = None
         if self.out_dir is not None and not _resuming:
             self._lock_dir()
@@ -481,6 +494,7 @@ class Trainer:
         self.net = build_network(config, self.backend, network_factory)
         self.train_set = train_set if train_set is not None else load_split(
             config, "train", config.train_size)
+        self.train_set, val_set = validation.split(self.train_set, config.val_split, config.seed)
         self.test_set = test_set if test_set is not None else load_split(
             config, "test", config.test_size)
         for name, ds in (("train", self.train_set), ("test", self.test_set)):
@@ -495,8 +509,10 @@ class Trainer:
         self._order: tuple[int, np.ndarray] | None = None  # (epoch, its order), for "authors"
         self.test_source = make_source(self.test_set, self.net, config.T,
                                        config.seed + TEST_SEED_OFFSET, False, encode)
+        self.validation = None if val_set is None else validation.Validation(val_set, make_source(
+            val_set, self.net, config.T, config.seed + validation.VAL_SEED_OFFSET, False, encode))
         if self.distributed is not None:
-            self.distributed.attach(self)  # splits both sources' batches across the ranks
+            self.distributed.attach(self)  # splits every source's batches across the ranks
         n = len(self.train_set)
         self.epoch = 0  # completed epochs; the next epoch to run has 0-based index self.epoch
         self.sample_weights = np.ones(n)
@@ -574,6 +590,11 @@ class Trainer:
         self.best_test_accuracy = meta["best_test_accuracy"]
         self.best_epoch = meta["best_epoch"]
         self.last_test_accuracy = meta["test_accuracy"]
+        if self.validation is not None:
+            try:
+                self.validation.restore(meta)
+            except ValueError as exc:
+                raise CheckpointError(f"{find_checkpoint(self.out_dir)}: {exc}") from None
         self._snapshot = self._take_snapshot()
         self._saved_epoch = self.epoch
 
@@ -591,8 +612,7 @@ class Trainer:
         kept = [m for m in records
                 if isinstance(m.get("epoch"), int) and m["epoch"] <= self.epoch]
         self.history = kept
-        runstate.atomic_write(path, lambda fh: fh.write(
-            "".join(json.dumps(m) + "\n" for m in kept).encode()))
+        self.metrics_log.rewrite(kept)
 
     # -- training -------------------------------------------------------------------------
 
@@ -606,8 +626,12 @@ class Trainer:
         try:
             guard = runstate.SignalGuard() if self.distributed is None else self.distributed.start(self)
             with guard:
+                if self.metrics_log is not None:
+                    self.metrics_log.open(self.epoch)
                 return self._fit(guard)
         finally:
+            if self.metrics_log is not None:
+                self.metrics_log.close()
             self.close()
 
     def _fit(self, guard: runstate.SignalGuard) -> FitResult:
@@ -622,7 +646,9 @@ class Trainer:
                     self.history.append(metrics)
                     self._snapshot = self._take_snapshot()
                     if self.out_dir is not None:
-                        runstate.append_line(self.out_dir / "metrics.jsonl", metrics)
+                        self.metrics_log.append(self.history)
+                        if self.best_epoch == self.epoch:  # before the checkpoint that names it
+                            self._save(self._snapshot, validation.BEST_FILE)
                         self._save(self._snapshot)
                 if self.on_epoch is not None:
                     self.on_epoch(metrics)
@@ -684,7 +710,14 @@ class Trainer:
         acc = test["accuracy"]
         self.last_test_accuracy = acc
         if self.best_test_accuracy is None or acc > self.best_test_accuracy:
-            self.best_test_accuracy, self.best_epoch = acc, e + 1
+            self.best_test_accuracy = acc
+            if self.validation is None:  # the best epoch is the best test epoch
+                self.best_epoch = e + 1
+        val = {} if self.validation is None else self.validation.after_epoch(
+            lambda source: evaluate(self.net, source, cfg.layers[-1], cfg.eval_batch_size)["accuracy"],
+            e + 1, acc)
+        if self.validation is not None:
+            self.best_epoch = self.validation.best_epoch
         neurons = np.asarray(cfg.layers[1:], dtype=np.float64)
         return {
             "epoch": e + 1,  # 1-based: epochs completed after this one
@@ -694,6 +727,7 @@ class Trainer:
             "test_accuracy": acc,
             "best_test_accuracy": self.best_test_accuracy,
             "best_epoch": self.best_epoch,
+            **val,
             # spikes per neuron per time step, training samples, before revival
             "firing_rate": (layer_spikes / (neurons * n * cfg.T)).tolist(),
             "test_firing_rate": (test["layer_spikes"] / (neurons * len(self.test_set)
@@ -740,9 +774,10 @@ class Trainer:
             "test_accuracy": self.last_test_accuracy,
             "best_test_accuracy": self.best_test_accuracy,
             "best_epoch": self.best_epoch,
+            "validation": {} if self.validation is None else self.validation.state(),
         }
 
-    def _save(self, snap: dict[str, Any]) -> None:
+    def _save(self, snap: dict[str, Any], name: str = runstate.STATE_FILE) -> None:
         arrays = {f"net.{k}": v for k, v in snap["state"].items()}
         arrays["sample_weights"] = snap["sample_weights"]
         arrays["epoch"] = np.int64(snap["epoch"])
@@ -761,6 +796,8 @@ class Trainer:
             # (seed, sample, epoch); recorded here for readers.
             "shuffle": f"hm2bp.schedule.epoch_order(n_train, seed, epoch, mode={self.config.order!r})",
             "config": self.config.to_dict(),
+            **snap["validation"],
         }
-        runstate.write_state(self.out_dir / runstate.STATE_FILE, arrays, meta)
-        self._saved_epoch = snap["epoch"]
+        runstate.write_state(self.out_dir / name, arrays, meta)
+        if name == runstate.STATE_FILE:
+            self._saved_epoch = snap["epoch"]

@@ -1,4 +1,4 @@
-"""NumPy float64 reference implementation of HM2-BP (SPEC.md sections 1-5, SPEC_CNN.md 1-4).
+"""NumPy float64 reference implementation of HM2-BP (docs/algorithm.md sections 1-5 and C1-C4).
 
 This package is the oracle for every engine test: it is written straight from the spec, favours
 clarity over speed, and computes everything in float64. Pure functions on arrays form the core
