@@ -14,6 +14,7 @@
 #include "engine.hpp"
 #include "py_arrays.hpp"
 #include "hm2bp/encoding.hpp"
+#include "hm2bp/optimizer.hpp"
 
 #ifdef HM2BP_WITH_CUDA
 #include "cuda/cuda_engine.hpp"
@@ -261,6 +262,36 @@ py::array_t<bool> encode_poisson(const U8Array& images, int T, uint64_t seed, co
     return out;
 }
 
+// SPEC 5's regularization gradient of one weight array (first axis: the post neuron or output
+// channel) in its own float type, for callers that step the weights themselves (hm2bp.torch).
+template <class Real>
+py::array_t<Real> regularization_gradient_of(const py::array_t<Real, py::array::c_style>& weights,
+                                             const RegParams& reg)
+{
+    py::array_t<Real> out(std::vector<py::ssize_t>(weights.shape(), weights.shape() + weights.ndim()));
+    const py::ssize_t O = weights.shape(0), n = O ? weights.size() / O : 0;
+    const Real* w = weights.data();
+    Real* g = out.mutable_data();
+    for (py::ssize_t o = 0; o < O; ++o) {
+        Real q = Real(0);
+        for (py::ssize_t i = 0; i < n; ++i) q += regularization_term(w[o * n + i], reg);
+        const Real scale = regularization_scale(q / Real(n), reg);
+        for (py::ssize_t i = 0; i < n; ++i) g[o * n + i] = regularization_grad(w[o * n + i], scale, reg);
+    }
+    return out;
+}
+
+py::array regularization_gradient(const py::array& weights, double reg_lambda, double reg_beta, double weight_limit)
+{
+    if (weights.ndim() < 2) throw std::invalid_argument("weights must have shape (n_out, n_in, ...)");
+    const RegParams reg{reg_lambda, reg_beta, weight_limit};
+    if (weights.dtype().is(py::dtype::of<float>()))
+        return regularization_gradient_of<float>(py::array_t<float, py::array::c_style>::ensure(weights), reg);
+    if (weights.dtype().is(py::dtype::of<double>()))
+        return regularization_gradient_of<double>(py::array_t<double, py::array::c_style>::ensure(weights), reg);
+    throw std::invalid_argument("weights must be float32 or float64");
+}
+
 py::dict build_info()
 {
     py::dict info;
@@ -355,6 +386,8 @@ PYBIND11_MODULE(_core, m)
 
     m.def("encode_poisson", &encode_poisson, py::arg("images"), py::arg("T"), py::arg("seed"),
           py::arg("sample_index"), py::arg("epoch"), py::arg("threads"));
+    m.def("regularization_gradient", &regularization_gradient, py::arg("weights"), py::arg("reg_lambda"),
+          py::arg("reg_beta"), py::arg("weight_limit"));
     m.def("build_info", &build_info);
     m.def("cuda_available", []() {
 #ifdef HM2BP_WITH_CUDA

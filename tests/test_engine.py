@@ -227,3 +227,19 @@ def test_real_mnist_digits_through_fc800(shared_data):
     for got, want in zip(engine32.gradients(one, labels[:1]), oracle.gradients(one, labels[:1])):
         if np.array_equal(engine32.forward(one)[1], oracle.forward(one)[1]):
             assert_rel_close(got, want, 1e-4)
+
+
+@pytest.mark.parametrize("shape", [(7, 13), (4, 3, 5, 5)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_regularization_gradient_binding_matches_reference(shape, dtype) -> None:
+    # hm2bp.torch adds this to .grad; the engine's own step uses the same shared formulas
+    from hm2bp import _core
+    from hm2bp.reference.optimizer import regularization
+
+    w = (np.random.default_rng(3).uniform(-6, 6, shape)).astype(dtype)
+    got = _core.regularization_gradient(w, 10.0, 0.04, 8.0)
+    assert got.dtype == dtype and got.shape == shape
+    want = regularization(w, 10.0, 0.04, 8.0)
+    np.testing.assert_allclose(got, want, rtol=1e-15 if dtype == np.float64 else 2e-6, atol=0)
+    with pytest.raises(ValueError, match="float32 or float64"):
+        _core.regularization_gradient(w.astype(np.int32), 10.0, 0.04, 8.0)

@@ -27,8 +27,8 @@ try:
 except ImportError:
     raise ImportError("hm2bp.torch needs PyTorch: pip install 'hm2bp[torch]'") from None
 
+from . import _core
 from .network import Network
-from .reference.optimizer import regularization
 
 __all__ = ["SpikingNetwork", "hm2bp_loss"]
 
@@ -75,7 +75,7 @@ class _HM2BPLoss(torch.autograd.Function):
         out = net.forward_backward(spikes, labels, sample_weights, reduce="mean")
         grads = out["gradients"]
         if regularize and net.reg_lambda * net.reg_beta != 0:
-            grads = [g + regularization(w, net.reg_lambda, net.reg_beta, net.weight_limit)
+            grads = [g + _core.regularization_gradient(w, net.reg_lambda, net.reg_beta, net.weight_limit)
                      for g, w in zip(grads, net.get_weights())]
         ctx.grads = [torch.as_tensor(g, dtype=p.dtype, device=p.device) for g, p in zip(grads, params)]
         return torch.tensor(out["loss"], dtype=params[0].dtype, device=params[0].device)
