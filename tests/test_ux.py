@@ -313,3 +313,21 @@ def test_raster_names_the_output_classes(tmp_path):
     assert all(f"{name} ({k})" in text for name, k in (("cat", 0), ("dog", 3), ("eel", 0)))
     with pytest.raises(ValueError, match="format"):
         plot.plot_raster(np.zeros((20, 4), bool), [out], tmp_path / "r.jpg")
+
+
+def test_eval_split_val_reproduces_the_runs_validation_accuracy(tmp_path, capsys):
+    from hm2bp.cli import eval_main
+
+    run = tmp_path / "run"
+    history = trainer.Trainer(tiny(val_split=0.2, epochs=1, dtype="float64"), run).fit().history
+    capsys.readouterr()
+    assert eval_main([str(run), "--split", "val"]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("accuracy"))
+    assert line.startswith(f"accuracy {100 * history[-1]['val_accuracy']:.2f}% (")
+    assert "/40)" in line  # the 40 held-out samples
+    assert eval_main([str(run), "--split", "train"]) == 0
+    assert "/160)" in capsys.readouterr().out
+    plain = tmp_path / "plain"
+    trainer.Trainer(tiny(epochs=1, dtype="float64"), plain).fit()
+    assert eval_main([str(plain), "--split", "val"]) == 2
+    assert "held out no validation set" in capsys.readouterr().err

@@ -22,12 +22,13 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from . import distributed, runstate, sweep
+from . import distributed, runstate, sweep, validation
 from .config_doc import to_toml
 from .metrics_log import LOGGERS
 from .plot import PLOT_FORMATS
 from .progress import DEFAULT_INTERVAL, ProgressLines
 from .config import BACKENDS, DTYPES, PRESETS, ConfigError, RunConfig, build_config
+from .data import stratified_sample
 from .trainer import (
     TEST_SEED_OFFSET,
     CheckpointError,
@@ -349,7 +350,9 @@ def _eval_parser() -> argparse.ArgumentParser:
     p.add_argument("--export-authors-checkpoint", metavar="FILE",
                    help="also write the network's weights in the authors' text format")
     p.add_argument("--data-dir", metavar="DIR", help="dataset directory")
-    p.add_argument("--split", choices=("test", "train"), default="test")
+    p.add_argument("--split", choices=("test", "train", "val"), default="test",
+                   help="which samples: the test set, or the training set's trained or held-out "
+                        "(--val-split) part")
     p.add_argument("--limit", type=int, metavar="N",
                    help="N samples, class-stratified with the run's seed (default: the "
                         "samples the run used)")
@@ -372,6 +375,25 @@ def format_confusion(confusion: np.ndarray) -> str:
 def eval_main(argv: Sequence[str] | None = None) -> int:
     """Entry point of hm2bp-eval."""
     return _main("hm2bp-eval", _eval_parser(), argv, _eval)
+
+
+def _eval_samples(config: RunConfig, split: str, limit: int | None) -> tuple[Any, int]:
+    """(dataset, spike seed) of hm2bp-eval's --split, as the trainer saw them; with a validation
+    split, "train" is the part trained on and "val" the held-out part (their --limit: a
+    class-stratified sample of that part)."""
+    if split == "test" or (split == "train" and config.val_split == 0):
+        size = limit if limit is not None else getattr(config, f"{split}_size")
+        return load_split(config, split, size), config.seed + (TEST_SEED_OFFSET if split == "test" else 0)
+    if config.val_split == 0:
+        raise ConfigError("--split val: this run held out no validation set (val_split = 0); "
+                          "use --split train or test")
+    trained, held = validation.split(load_split(config, "train", config.train_size), config.val_split,
+                                     config.seed)
+    dataset = held if split == "val" else trained
+    seed = config.seed + (validation.VAL_SEED_OFFSET if split == "val" else 0)
+    if limit is not None and limit < len(dataset):
+        dataset = dataset.subset(stratified_sample(dataset.labels, limit, [config.seed, 0]))
+    return dataset, seed
 
 
 def _eval(args: argparse.Namespace) -> int:
@@ -401,9 +423,7 @@ def _eval(args: argparse.Namespace) -> int:
         net = build_network(config, backend, None)
         restore_network(net, arrays, args.checkpoint)
         what = f"checkpoint {args.checkpoint}: epoch {meta['epoch']}"
-    size = args.limit if args.limit is not None else getattr(config, f"{args.split}_size")
-    dataset = load_split(config, args.split, size)
-    seed = config.seed + (TEST_SEED_OFFSET if args.split == "test" else 0)
+    dataset, seed = _eval_samples(config, args.split, args.limit)
     source = make_source(dataset, net, config.T, seed)
     t0 = time.perf_counter()
     result = evaluate(net, source, config.layers[-1], config.eval_batch_size)
