@@ -24,9 +24,9 @@ import numpy as np
 
 from . import distributed, runstate, sweep, validation
 from .config_doc import to_toml
-from .metrics_log import LOGGERS
+from .metrics_log import LOGGERS, TensorBoardError
 from .plot import PLOT_FORMATS
-from .progress import DEFAULT_INTERVAL, ProgressLines
+from .progress import DEFAULT_INTERVAL, Progress, ProgressLines
 from .config import BACKENDS, DTYPES, PRESETS, ConfigError, RunConfig, build_config
 from .data import stratified_sample
 from .trainer import (
@@ -48,43 +48,6 @@ from .trainer import (
 __all__ = ["Progress", "eval_main", "train_main"]
 
 
-class Progress:
-    """A one-line progress bar on a terminal stream, redrawn at most ``max_hz`` times/s."""
-
-    def __init__(self, stream: TextIO, max_hz: float = 10.0, width: int = 30):
-        self.stream, self.width = stream, width
-        self.interval = 1.0 / max_hz
-        self._epoch = -1
-        self._start = self._last = 0.0
-        self._shown = False
-
-    def __call__(self, epoch: int, done: int, total: int, epochs: int) -> None:
-        now = time.monotonic()
-        if epoch != self._epoch or done == 0:
-            self._epoch, self._start, self._last = epoch, now, now
-            return
-        if now - self._last < self.interval and done < total:
-            return
-        self._last = now
-        elapsed = max(now - self._start, 1e-9)
-        rate = done / elapsed
-        eta = (total - done) / rate if rate > 0 else 0.0
-        filled = self.width * done // total
-        bar = "#" * filled + "." * (self.width - filled)
-        self.stream.write(
-            f"\repoch {epoch + 1}/{epochs} [{bar}] {done}/{total} "
-            f"{rate:8.1f} samples/s  eta {eta:5.0f}s "
-        )
-        self.stream.flush()
-        self._shown = True
-
-    def clear(self) -> None:
-        if self._shown:
-            self.stream.write("\r" + " " * (self.width + 70) + "\r")
-            self.stream.flush()
-            self._shown = False
-
-
 def _error(prog: str, message: Any) -> int:
     print(f"{prog}: error: {message}", file=sys.stderr)
     return 2
@@ -94,8 +57,8 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     """Exceptions that mean bad input (or too little memory) rather than a bug."""
     from .data import DatasetError
 
-    return (ConfigError, CheckpointError, RunDirError, DivergenceError, DatasetError, OSError,
-            MemoryError)
+    return (ConfigError, CheckpointError, RunDirError, DivergenceError, DatasetError,
+            TensorBoardError, OSError, MemoryError)
 
 
 @contextlib.contextmanager
@@ -247,13 +210,6 @@ def _train(args: argparse.Namespace) -> int:
         try:
             require_matplotlib()
         except PlotError as exc:
-            return _error(prog, exc)
-    if "tensorboard" in args.log:
-        from .metrics_log import TensorBoardError, require_tensorboard
-
-        try:
-            require_tensorboard()
-        except TensorBoardError as exc:
             return _error(prog, exc)
     report = _Report(quiet=args.quiet, interval=args.progress_interval)
     log = tuple(dict.fromkeys(args.log))

@@ -1,6 +1,7 @@
-"""Progress of a training run as plain lines, for output that is not a terminal (a log file, a
-batch scheduler's output): one line every `interval` seconds with the epoch's progress, the
-training speed and the time left in the epoch and in the run.
+"""Progress of a training run: a bar redrawn in place on a terminal (Progress), or, for output
+that is not a terminal (a log file, a batch scheduler's output), plain lines (ProgressLines):
+one line every `interval` seconds with the epoch's progress, the training speed and the time
+left in the epoch and in the run.
 
     epoch 3/200  4096/60000 samples  612.4 samples/s  epoch eta 1m31s  run eta 5h02m
 
@@ -14,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
-__all__ = ["DEFAULT_INTERVAL", "ProgressLines", "format_duration"]
+__all__ = ["DEFAULT_INTERVAL", "Progress", "ProgressLines", "format_duration"]
 
 DEFAULT_INTERVAL = 30.0  # seconds between two lines
 
@@ -66,3 +67,40 @@ class ProgressLines:
             f"epoch {epoch + 1}/{epochs}  {done}/{total} samples  {rate:.1f} samples/s  "
             f"epoch eta {format_duration(epoch_left)}  run eta {format_duration(run_left)}\n")
         self.stream.flush()
+
+
+class Progress:
+    """A one-line progress bar on a terminal stream, redrawn at most ``max_hz`` times/s."""
+
+    def __init__(self, stream: TextIO, max_hz: float = 10.0, width: int = 30):
+        self.stream, self.width = stream, width
+        self.interval = 1.0 / max_hz
+        self._epoch = -1
+        self._start = self._last = 0.0
+        self._shown = False
+
+    def __call__(self, epoch: int, done: int, total: int, epochs: int) -> None:
+        now = time.monotonic()
+        if epoch != self._epoch or done == 0:
+            self._epoch, self._start, self._last = epoch, now, now
+            return
+        if now - self._last < self.interval and done < total:
+            return
+        self._last = now
+        elapsed = max(now - self._start, 1e-9)
+        rate = done / elapsed
+        eta = (total - done) / rate if rate > 0 else 0.0
+        filled = self.width * done // total
+        bar = "#" * filled + "." * (self.width - filled)
+        self.stream.write(
+            f"\repoch {epoch + 1}/{epochs} [{bar}] {done}/{total} "
+            f"{rate:8.1f} samples/s  eta {eta:5.0f}s "
+        )
+        self.stream.flush()
+        self._shown = True
+
+    def clear(self) -> None:
+        if self._shown:
+            self.stream.write("\r" + " " * (self.width + 70) + "\r")
+            self.stream.flush()
+            self._shown = False

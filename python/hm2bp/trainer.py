@@ -713,10 +713,11 @@ class Trainer:
             self.best_test_accuracy = acc
             if self.validation is None:  # the best epoch is the best test epoch
                 self.best_epoch = e + 1
-        val = {} if self.validation is None else self.validation.after_epoch(
-            lambda source: evaluate(self.net, source, cfg.layers[-1], cfg.eval_batch_size)["accuracy"],
-            e + 1, acc)
-        if self.validation is not None:
+        val: dict[str, Any] = {}
+        if self.validation is not None:  # the best epoch is the best validation epoch
+            val = self.validation.after_epoch(
+                lambda source: evaluate(self.net, source, cfg.layers[-1], cfg.eval_batch_size)["accuracy"],
+                e + 1, acc)
             self.best_epoch = self.validation.best_epoch
         neurons = np.asarray(cfg.layers[1:], dtype=np.float64)
         return {
