@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Union
 
-from . import _core
+from .. import _core
 from .hyper import check_number, check_whole
 
 __all__ = ["Conv2d", "Dense", "Layer", "Pool2d", "build_spec", "from_dict", "from_sizes", "param_shapes",
