@@ -7,7 +7,9 @@
 #include <omp.h>
 
 #include <cstdint>
+#include <exception>
 #include <limits>
+#include <new>
 #include <stdexcept>
 
 #include "cpu/spike_train.hpp"
@@ -317,6 +319,18 @@ void bind_augment(pybind11::module_&);
 PYBIND11_MODULE(_core, m)
 {
     m.doc() = "hm2bp compiled engine (CPU, and CUDA when built with it)";
+
+    // An allocation the engine cannot make (a network, T or batch too large for the memory
+    // left) is a MemoryError that says so, instead of pybind11's bare "std::bad_alloc".
+    py::register_exception_translator([](std::exception_ptr p) {
+        try {
+            if (p) std::rethrow_exception(p);
+        } catch (const std::bad_alloc&) {
+            PyErr_SetString(PyExc_MemoryError,
+                            "the engine could not allocate memory (std::bad_alloc): the network, T "
+                            "or batch needs more memory than this process may use; use a smaller one");
+        }
+    });
 
     py::enum_<LayerKind>(m, "LayerKind")
         .value("Dense", LayerKind::Dense)
