@@ -86,6 +86,11 @@ public:
     int64_t step() const { return engine_->step(); }
     void set_step(int64_t s) { engine_->set_step(s); }
     std::string device() const { return engine_->device(); }
+    py::object weights_finite() const
+    {
+        const std::optional<bool> finite = engine_->weights_finite();
+        return finite ? py::object(py::bool_(*finite)) : py::object(py::none());
+    }
 
     py::dict run_dense(const U8Array& spikes, const std::string& mode, const py::object& labels,
                        const py::object& weights, double lr, bool want_spikes, const std::string& reduce)
@@ -388,6 +393,7 @@ PYBIND11_MODULE(_core, m)
         .def("get_param", &PyEngine::get_param)
         .def_property("step", &PyEngine::step, &PyEngine::set_step)
         .def_property_readonly("device", &PyEngine::device)
+        .def("weights_finite", &PyEngine::weights_finite)
         .def("run_dense", &PyEngine::run_dense, py::arg("spikes"), py::arg("mode"), py::arg("labels"),
              py::arg("sample_weights"), py::arg("lr"), py::arg("want_spikes"), py::arg("reduce") = "mean")
         .def("run_dense_device", &PyEngine::run_dense_device, py::arg("pointer"), py::arg("batch"), py::arg("T"),
