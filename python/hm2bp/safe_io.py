@@ -71,6 +71,9 @@ class WriteError(OSError):
     """Writing a file failed (full disk, I/O error, file too large); the message names the file
     and says what was kept."""
 
+    def __str__(self) -> str:  # the message alone, without OSError's "[Errno N]"
+        return str(self.strerror)
+
 
 def short(value: object, limit: int = 80) -> str:
     """repr(value), shortened in the middle to about `limit` characters for a one-line message."""

@@ -149,6 +149,7 @@ class Network:
         self.backend = self._choose_backend(backend)
         self._param_shapes = param_shapes(spec)
         self._trainable = [layer for layer in layer_list if not isinstance(layer, Pool2d)]
+        limits.check_network_memory([int(np.prod(shape)) for shape in self._param_shapes], dtype)
 
         spec.hyper = engine_hyper(hyper, self.threads)
         self._engine = _core.Engine(spec, dtype == "float64", self.backend)
@@ -332,6 +333,7 @@ class Network:
         equals forward_backward(batch) + apply_gradients(its gradients, lr, len(batch)) bit for bit."""
         checked = self._check_params("gradient", grads)
         self._engine.apply_gradients(checked, check_whole("count", count, 1), self._check_lr(lr))
+        self._check_stepped()
 
     def train_step(self, spikes: Array, labels: Array, lr: float, sample_weights: Array | None = None) -> dict:
         """One optimizer step on the batch. Returns loss, predictions, counts, layer_spikes."""
@@ -340,7 +342,21 @@ class Network:
         out = self._run_dense(s, "train", self._check_labels(labels, s.shape[0]),
                                      self._check_sample_weights(sample_weights, s.shape[0]),
                                      self._check_lr(lr), False)
+        self._check_stepped()
         return self._result(out)
+
+    def _check_stepped(self) -> None:
+        """FloatingPointError when a step left a weight NaN or infinite (too large an lr or
+        init_w, or the lateral factor 1 / (1 - w0^2 * sum) at its pole). The CPU engine answers
+        from the column sums its step keeps (n_out values per layer, no measurable cost); an
+        engine that does not track them answers None and is checked where its state is read
+        (the trainer's epoch checkpoints)."""
+        if self._engine.weights_finite() is False:
+            raise FloatingPointError(
+                f"after optimizer step {self._engine.step} the weights are not finite (NaN or "
+                f"infinite): the step diverged (too large lr or init_w, or a lateral factor "
+                f"1 / (1 - w0^2 * sum) at its pole); restore a saved state with set_state and use a "
+                f"smaller lr, init_w or lateral_inhibition")
 
     def _run_images(self, mode: str, images: Array, labels: Array | None, lr: float, T: int, seed: int,
                     sample_index: int | Sequence[int] | Array, epoch: int,
@@ -357,6 +373,8 @@ class Network:
                                       _check_seed("epoch", epoch), mode, labels,
                                       self._check_sample_weights(sample_weights, B), lr, False,
                                       _check_reduce(reduce))
+        if mode == "train":
+            self._check_stepped()
         result = self._result(out)
         if mode == "gradients":
             result["gradients"] = list(out["gradients"])

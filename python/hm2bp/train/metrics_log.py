@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .. import safe_io
 from . import runstate
 
 __all__ = ["CSV_FILE", "JSONL_FILE", "LOGGERS", "TENSORBOARD_DIR", "MetricsLog", "TensorBoardError",
@@ -158,8 +159,9 @@ class MetricsLog:
 
     @staticmethod
     def _csv_header(path: Path) -> list[str] | None:
-        try:
-            with path.open(newline="") as fh:
-                return next(csv.reader(fh), None)
-        except OSError:
+        try:  # the header line only; a special file or a huge one is not ours to read
+            with safe_io.open_regular(path, 1 << 40, what="metrics file") as fh:
+                line = fh.readline(1 << 16).decode(errors="replace")
+            return next(csv.reader([line]), None)
+        except (OSError, safe_io.FileRefusedError):
             return None

@@ -173,6 +173,8 @@ class Trainer:
 
     def _lock_dir(self) -> None:
         assert self.out_dir is not None
+        if self.out_dir.exists() and not self.out_dir.is_dir():
+            raise RunDirError(f"{self.out_dir} is not a directory; give a new or existing run directory")
         self.out_dir.mkdir(parents=True, exist_ok=True)
         if self._lock is None:
             self._lock = runstate.RunLock(self.out_dir)
@@ -255,8 +257,11 @@ class Trainer:
             warnings.warn(f"{path}: dropped {len(bad)} damaged line(s) (line "
                           f"{', '.join(map(str, bad))}; cut by a crash or a full disk?)",
                           RuntimeWarning, stacklevel=3)
-        kept = [m for m in records
-                if isinstance(m.get("epoch"), int) and m["epoch"] <= self.epoch]
+        # One line per epoch, the last one written (a line repeated by a run that wrote
+        # beside another, or before a crash), in epoch order.
+        last = {m["epoch"]: m for m in records
+                if isinstance(m.get("epoch"), int) and 1 <= m["epoch"] <= self.epoch}
+        kept = [last[e] for e in sorted(last)]
         self.history = kept
         self.metrics_log.rewrite(kept)
 
@@ -292,6 +297,7 @@ class Trainer:
                     self.history.append(metrics)
                     self._snapshot = self._take_snapshot()
                     if self.out_dir is not None:
+                        self._lock.verify()  # the directory is still ours: nothing written beside another run
                         self.metrics_log.append(self.history)
                         if self.best_epoch == self.epoch:  # before the checkpoint that names it
                             self._save(self._snapshot, validation.BEST_FILE)
@@ -335,7 +341,10 @@ class Trainer:
             self.on_batch(e, 0, n)
         for start in range(0, n, bs):
             idx = order[start:start + bs]
-            out = src.train(self.net, idx, lr, e, None if weights is None else weights[idx])
+            try:
+                out = src.train(self.net, idx, lr, e, None if weights is None else weights[idx])
+            except FloatingPointError as exc:  # the network's own check of its weights
+                self._diverged(e, str(exc))
             loss = float(out["loss"])
             if not math.isfinite(loss):
                 self._diverged(e, f"the loss of a batch is {loss}")
@@ -445,6 +454,11 @@ class Trainer:
             "config": self.config.to_dict(),
             **snap["validation"],
         }
-        runstate.write_state(self.out_dir / name, arrays, meta)
+        self._lock.verify()
+        saved = self._saved_epoch
+        kept = ("nothing was saved yet" if saved is None else
+                f"the previous checkpoint (epoch {saved}) is intact" if name == runstate.STATE_FILE else
+                f"the previous {name} and the checkpoint of epoch {saved} are intact")
+        runstate.write_state(self.out_dir / name, arrays, meta, kept=kept)
         if name == runstate.STATE_FILE:
             self._saved_epoch = snap["epoch"]
