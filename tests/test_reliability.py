@@ -101,7 +101,7 @@ def state_of(run: Path) -> tuple[dict, dict]:
 
 def test_state_is_one_file_with_metadata_inside(good_run):
     names = sorted(p.name for p in good_run.iterdir())
-    assert names == [".lock", "best.npz", "checkpoint.npz", "metrics.csv", "metrics.jsonl"]
+    assert names == ["best.npz", "checkpoint.npz", "metrics.csv", "metrics.jsonl"]  # .lock: deleted at the end
     config, meta, arrays = load_checkpoint(good_run)
     assert meta["epoch"] == 1 and int(arrays["epoch"]) == 1 and meta["version"] == 2
     assert config.T == 60
@@ -276,13 +276,13 @@ def test_second_ctrl_c_during_a_save_waits_for_it(tmp_path, monkeypatch):
     real_write = runstate.write_state
     calls = []
 
-    def write_with_two_ctrl_c(path, arrays, meta):
+    def write_with_two_ctrl_c(path, arrays, meta, **kw):
         calls.append((Path(path).name, meta["epoch"]))
         if calls[-1] == ("best.npz", 1):  # the first save of epoch 1
             os.kill(os.getpid(), signal.SIGINT)
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(0.05)  # the handlers run now, in the middle of the save
-        real_write(path, arrays, meta)
+        real_write(path, arrays, meta, **kw)
 
     monkeypatch.setattr(runstate, "write_state", write_with_two_ctrl_c)
     out = tmp_path / "run"
@@ -418,7 +418,8 @@ def test_divergence_mid_run_never_writes_a_non_finite_state(tmp_path, monkeypatc
         return result
 
     tr.train_source.train = poisoned
-    with pytest.raises(DivergenceError, match="epoch 2: .*weights_0.*epoch 1 .* is kept"):
+    # found by the network's own check after the step (or, at the latest, by the epoch's snapshot)
+    with pytest.raises(DivergenceError, match="epoch 2: .*(weights_0|weights are not finite).*epoch 1 .* is kept"):
         tr.fit()
     assert load_checkpoint(out)[1]["epoch"] == 1
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 1

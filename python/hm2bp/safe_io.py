@@ -198,7 +198,9 @@ _WRITE_ERRNOS = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota
 
 def write_failure(path: Path, exc: OSError, kept: str | None = None) -> WriteError:
     """The WriteError of a failed write of `path`: which file, why, and what was kept."""
-    why = _WRITE_ERRNOS.get(exc.errno or 0, exc.strerror or str(exc))
+    detail = exc.strerror or str(exc)
+    why = _WRITE_ERRNOS.get(exc.errno or 0)
+    why = f"{why} ({detail})" if why and why != detail else detail
     if kept is None:
         kept = "the previous file is intact" if path.exists() else "nothing was written"
     return WriteError(exc.errno or errno.EIO, f"cannot write {path}: {why}; {kept}")

@@ -27,7 +27,9 @@ from typing import Any
 
 import numpy as np
 
+from .. import safe_io
 from ..config import ConfigError, RunConfig, build_config
+from ..config.files import MAX_CONFIG_BYTES
 from ..model.network import default_threads
 from ..train import runstate
 from ..train.trainer import Trainer
@@ -126,12 +128,16 @@ def parse_sweep(items: list[str]) -> dict[str, list[Any]]:
 
 def _sweep_file(path: str) -> dict[str, Any]:
     try:
-        with open(path, "rb") as fh:
-            return tomllib.load(fh)
+        return tomllib.loads(safe_io.read_text(path, MAX_CONFIG_BYTES, what="--sweep file", error=ConfigError))
     except FileNotFoundError:
-        raise ConfigError(f"invalid --sweep {path!r}: expected KEY=V1,V2,... or a TOML file (not found)") from None
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"--sweep {path}: not a readable TOML file ({exc})") from None
+        raise ConfigError(f"invalid --sweep {safe_io.short(path)}: expected KEY=V1,V2,... or a TOML file "
+                          f"(not found)") from None
+    except RecursionError:
+        raise ConfigError(f"--sweep {path}: not a sweep: arrays or tables nested too deeply") from None
+    except ConfigError:
+        raise
+    except (OSError, ValueError) as exc:  # tomllib's errors are ValueErrors
+        raise ConfigError(f"--sweep {path}: not a readable TOML file ({safe_io.short(str(exc), 200)})") from None
 
 
 def _label(setting: dict[str, Any]) -> str:
