@@ -9,7 +9,6 @@ from __future__ import annotations
 import errno
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -66,21 +65,6 @@ def one_line_error(err: str, *fragments: str) -> str:
     for fragment in fragments:
         assert fragment in lines[0], lines[0]
     return lines[0]
-
-
-@pytest.fixture(scope="module")
-def good_run(tmp_path_factory) -> Path:
-    """A finished 1-epoch run of the real engine."""
-    out = tmp_path_factory.mktemp("good") / "run"
-    Trainer(preset("mnist-mini", epochs=1, **TINY), out).fit()
-    return out
-
-
-@pytest.fixture
-def run_copy(good_run, tmp_path) -> Path:
-    out = tmp_path / "run"
-    shutil.copytree(good_run, out)
-    return out
 
 
 @pytest.fixture

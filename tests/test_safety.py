@@ -70,20 +70,6 @@ def one_line(err: str, *fragments: str, max_len: int = 400) -> str:
     return lines[0]
 
 
-@pytest.fixture(scope="module")
-def good_run(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("good") / "run"
-    Trainer(preset("mnist-mini", epochs=1, **TINY), out).fit()
-    return out
-
-
-@pytest.fixture
-def run_copy(good_run, tmp_path) -> Path:
-    out = tmp_path / "run"
-    shutil.copytree(good_run, out)
-    return out
-
-
 @pytest.fixture
 def tiny_toml(tmp_path) -> Path:
     path = tmp_path / "tiny.toml"

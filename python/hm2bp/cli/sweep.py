@@ -16,6 +16,7 @@ import concurrent.futures
 import dataclasses
 import itertools
 import json
+import math
 import multiprocessing
 import re
 import signal
@@ -59,17 +60,23 @@ def requested(args: argparse.Namespace) -> bool:
     return args.seeds is not None or bool(args.sweep)
 
 
+# A sweep of more runs than this is a typo (0-99999999), not a plan.
+MAX_RUNS = 10_000
+
+
 def parse_seeds(text: str) -> list[int]:
     """'0-4' -> [0, 1, 2, 3, 4]; '0,3,7'; '1-3,9'."""
     seeds: list[int] = []
     for part in text.split(","):
-        m = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
+        m = re.fullmatch(r"\s*(\d{1,19})\s*(?:-\s*(\d{1,19})\s*)?", part)
         if m is None or (m.group(2) is not None and int(m.group(2)) < int(m.group(1))):
-            raise ConfigError(f"invalid --seeds {text!r}: expected seeds like 0-4 or 0,3,7")
-        lo = int(m.group(1))
-        seeds.extend(range(lo, int(m.group(2) or lo) + 1))
+            raise ConfigError(f"invalid --seeds {safe_io.short(text)}: expected seeds like 0-4 or 0,3,7")
+        lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
+        if hi - lo + 1 + len(seeds) > MAX_RUNS:  # checked before the list is made
+            raise ConfigError(f"invalid --seeds {safe_io.short(text)}: more than {MAX_RUNS} runs")
+        seeds.extend(range(lo, hi + 1))
     if len(set(seeds)) != len(seeds):
-        raise ConfigError(f"invalid --seeds {text!r}: a seed is given twice")
+        raise ConfigError(f"invalid --seeds {safe_io.short(text)}: a seed is given twice")
     return seeds
 
 
@@ -234,6 +241,9 @@ def _specs(args: argparse.Namespace, out: Path) -> tuple[list[dict], list[dict]]
         raise ConfigError("--seed and --seeds cannot be combined: list every seed in --seeds")
     seeds: list[int | None] = parse_seeds(args.seeds) if args.seeds is not None else [args.seed]
     base = _base_overrides(args)
+    runs = len(seeds) * math.prod(len(v) for v in grid.values())
+    if runs > MAX_RUNS:  # before the grid is expanded
+        raise ConfigError(f"--sweep and --seeds ask for {runs} runs, more than {MAX_RUNS}")
     settings = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
     specs, names = [], set()
     for setting in settings:
