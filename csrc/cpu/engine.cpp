@@ -14,7 +14,7 @@
 #include <variant>
 #include <vector>
 
-#include "../engine.hpp"
+#include "../model/engine.hpp"
 #include "../hm2bp/encoding.hpp"
 #include "../hm2bp/loss.hpp"
 #include "../hm2bp/spsp.hpp"
