@@ -255,7 +255,7 @@ private:
     void refresh_column_sums()
     {
         for (WeightMatrix<Real>* p : params_)
-            if (p) p->refresh_column_sums(optimizer_.regularization(), threads());
+            if (p) p->refresh_column_sums(regularization_params(spec_.hyper), threads());
     }
 
     // SPEC 4 from the output layer down: adds g to the worker's gradient sums, propagates pre_delta.

@@ -246,7 +246,6 @@ private:
     std::vector<int> host_labels_;
 
     int n_layers() const { return static_cast<int>(layers_.size()); }
-    RegParams regularization() const { return RegParams{h_.reg_lambda, h_.reg_beta, h_.weight_limit}; }
 
     const DeviceLayer<Real>& block_layer(int block) const
     {
@@ -550,11 +549,11 @@ private:
     // silent neurons; per kernel of a convolution) and the regularization scale.
     void weight_sums()
     {
+        const RegParams reg = regularization_params(h_);
         for (int l : trainable_) {
             DeviceLayer<Real>& layer = layers_[l];
             launch("weight_sums_kernel", weight_sums_kernel<Real>, div_up(layer.n_out, 128), 128, 0, layer.wt.get(),
-                   layer.n_in, layer.n_out, regularization(), h_.reg_lambda != 0.0 && h_.reg_beta != 0.0,
-                   layer.row_sum.get(), layer.reg_scale.get());
+                   layer.n_in, layer.n_out, reg, reg.active(), layer.row_sum.get(), layer.reg_scale.get());
         }
     }
 
@@ -562,17 +561,12 @@ private:
     void update(int64_t count, double lr)
     {
         ++step_;
-        UpdateParams u;
-        u.reg = regularization();
-        u.adam = h_.adam;
-        u.adam_params = adam_params(lr, h_.b1, h_.b2, h_.eps, step_);
-        u.lr = lr;
-        u.momentum = h_.momentum;
+        const StepParams step = step_params(h_, lr, step_);
         for (int l : trainable_) {
             DeviceLayer<Real>& layer = layers_[l];
             launch("update_kernel", update_kernel<Real>, grid_for(static_cast<size_t>(layer.n_in) * layer.n_out),
                    kThreads, 0, layer.wt.get(), layer.moment1.get(), layer.moment2.get(), layer.grad_part.get(),
-                   layer.groups, layer.n_in, layer.n_out, Real(count), layer.reg_scale.get(), u);
+                   layer.groups, layer.n_in, layer.n_out, Real(count), layer.reg_scale.get(), step);
         }
     }
 
