@@ -38,7 +38,7 @@ public:
     {
     }
 
-    // SPEC 1 with the convolution's current and fire test v > vth (SPEC_CNN 1, 8.1). The LIF
+    // SPEC 1 with the convolution's current and fire test (lif_params: v > vth). The LIF
     // state is kept position-major, (x, y, k) with the channels padded to whole vectors, so that
     // a kernel column adds to contiguous memory as a few vector adds. Threads take ranges of
     // output rows x (each reads all input spikes, adds only to its rows).
@@ -52,8 +52,7 @@ public:
         const int N = O * D * E;
         const int T = ctx.T;
         const int words = SpikeTrain::mask_words(N);
-        LifParams<Real> p = ctx.lif(vth);
-        p.fire_margin = Real(0);
+        const LifParams<Real> p = ctx.lif(vth, LayerKind::Conv2d);
         pop.fired_masks.assign(static_cast<size_t>(T) * words, 0);
         const Real* wt = weights.wt.data();
         const int parts = std::max(1, std::min(n_threads, D));

@@ -29,8 +29,8 @@ public:
     {
     }
 
-    // SPEC 1 with the window sums as current, fire test v > vth - 1e-6. Threads take ranges of
-    // pool neurons (each reads all input spikes, adds only to its range).
+    // SPEC 1 with the window sums as current, fire test v > vth - 1e-6 (lif_params). Threads
+    // take ranges of pool neurons (each reads all input spikes, adds only to its range).
     void forward(const SampleContext<Real>& ctx, const SpikeTrain& input, Population<Real>& pop, Scratch<Real>& s,
                  int n_threads) const
     {
@@ -39,7 +39,7 @@ public:
         const int words = SpikeTrain::mask_words(N);
         constexpr int lanes = Simd<Real>::lanes;
         const int n_vec = (N + lanes - 1) / lanes;  // scan_by_step takes whole vectors
-        const LifParams<Real> p = ctx.lif(vth);
+        const LifParams<Real> p = ctx.lif(vth, LayerKind::Pool2d);
         pop.fired_masks.assign(static_cast<size_t>(T) * words, 0);
         const int parts = std::max(1, std::min(n_threads, n_vec / 8));
         s.scans.resize(parts);

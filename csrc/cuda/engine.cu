@@ -415,8 +415,7 @@ private:
 
         const ScanOutputs out{layer.step_mask.get(), layer.neuron_mask.get(), layer.counts.get(), totals_.get() + l,
                               want_spikes ? layer.fired.get() : nullptr, words_for(O), words_for(T)};
-        LifParams<Real> p{Real(vth_[l]), Real(h_.tau_m), Real(h_.tau_s), h_.t_ref};
-        if (layer.kind == LayerKind::Conv2d) p.fire_margin = Real(0);  // v > vth (SPEC_CNN 1)
+        const LifParams<Real> p = lif_params<Real>(h_, vth_[l], layer.kind);
         if (l == n_layers() - 1 && h_.lateral_inhibition != 0.0) {
             launch("lif_scan_kernel<lateral>", lif_scan_kernel<Real, true>, B, static_cast<unsigned>(round_up(O, 32)),
                    0, layer.current.get(), T, O, p, Real(h_.lateral_inhibition), out);
