@@ -66,10 +66,10 @@ public:
                 layers_.emplace_back(DenseLayer<Real>(static_cast<int>(shapes[l].size()), s.units, s.vth, lateral));
                 params_.push_back(&std::get<DenseLayer<Real>>(layers_.back()).weights);
             } else if (s.kind == LayerKind::Conv2d) {
-                layers_.emplace_back(Conv2dLayer<Real>(shapes[l], shapes[l + 1], s.kernel, s.padding, s.vth));
+                layers_.emplace_back(Conv2dLayer<Real>(conv_geometry(shapes[l], s), s.vth));
                 params_.push_back(&std::get<Conv2dLayer<Real>>(layers_.back()).weights);
             } else {
-                layers_.emplace_back(Pool2dLayer<Real>(shapes[l], shapes[l + 1], s.kernel, s.stride, s.vth));
+                layers_.emplace_back(Pool2dLayer<Real>(pool_geometry(shapes[l], s), s.vth));
                 params_.push_back(nullptr);
             }
         }

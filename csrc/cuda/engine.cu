@@ -53,6 +53,7 @@
 
 #include "../model/engine.hpp"
 #include "../hm2bp/encoding.hpp"
+#include "../hm2bp/geometry.hpp"
 #include "../hm2bp/loss.hpp"
 #include "../hm2bp/neuron.hpp"
 #include "../hm2bp/optimizer.hpp"
@@ -383,21 +384,6 @@ private:
                                              cudaMemcpyHostToDevice, stream_));
     }
 
-    ConvShape conv_shape(int l) const
-    {
-        const Shape &in = shapes_[l], &out = shapes_[l + 1];
-        return ConvShape{in.channels, in.height, in.width, out.channels, out.height, out.width, specs_[l].kernel,
-                         specs_[l].padding};
-    }
-
-    PoolShape pool_shape(int l) const
-    {
-        const Shape &in = shapes_[l], &out = shapes_[l + 1];
-        const int size = specs_[l].kernel;
-        return PoolShape{in.channels, in.height, in.width, out.height, out.width, size,
-                         specs_[l].stride > 0 ? specs_[l].stride : size};
-    }
-
     // SPEC 1 for layer l over the batch: current, then the scan.
     void forward_layer(int l, int B, int T, bool want_spikes)
     {
@@ -408,10 +394,11 @@ private:
         if (layer.kind == LayerKind::Dense) dense_current(layer, input, rows);
         else if (layer.kind == LayerKind::Conv2d)
             launch("conv_current_kernel", conv_current_kernel<Real>, grid_for(rows * O), kThreads, 0, input,
-                   words_for(layer.inputs), rows, layer.wt.get(), conv_shape(l), layer.current.get());
+                   words_for(layer.inputs), rows, layer.wt.get(), conv_geometry(shapes_[l], specs_[l]),
+                   layer.current.get());
         else
             launch("pool_current_kernel", pool_current_kernel<Real>, grid_for(rows * O), kThreads, 0, input,
-                   words_for(layer.inputs), rows, pool_shape(l), layer.current.get());
+                   words_for(layer.inputs), rows, pool_geometry(shapes_[l], specs_[l]), layer.current.get());
 
         const ScanOutputs out{layer.step_mask.get(), layer.neuron_mask.get(), layer.counts.get(), totals_.get() + l,
                               want_spikes ? layer.fired.get() : nullptr, words_for(O), words_for(T)};
@@ -522,7 +509,8 @@ private:
         ConvBackArgs<Real> a{layer.trace.get(), layer.counts.get(),
                              l == 0 ? in_neuron_mask_.get() : layers_[l - 1].neuron_mask.get(),
                              l == 0 ? in_counts_.get() : layers_[l - 1].counts.get(),
-                             layer.wt.get(), layer.dv.get(), layer.side.get(), B, T, words_for(T), conv_shape(l)};
+                             layer.wt.get(), layer.dv.get(), layer.side.get(), B, T, words_for(T),
+                             conv_geometry(shapes_[l], specs_[l])};
         launch("conv_neuron_kernel", conv_neuron_kernel<Real>, grid_for(static_cast<size_t>(B) * N), kThreads, 0, a,
                above.pd_part.get(), above.pd_tiles, Real(vth_[l]), layer.dv.get(), layer.side.get());
         launch("conv_grad_kernel", conv_grad_kernel<Real>, grid_for(static_cast<size_t>(layer.n_in) * layer.n_out),
@@ -541,7 +529,8 @@ private:
         launch_trace(layer, B, T);
         launch("pool_pre_delta_kernel", pool_pre_delta_kernel<Real>, grid_for(static_cast<size_t>(B) * layer.inputs),
                kThreads, 0, layer.trace.get(), layer.counts.get(), below.neuron_mask.get(), below.counts.get(),
-               above.pd_part.get(), above.pd_tiles, B, T, words_for(T), pool_shape(l), layer.pd_part.get());
+               above.pd_part.get(), above.pd_tiles, B, T, words_for(T), pool_geometry(shapes_[l], specs_[l]),
+               layer.pd_part.get());
     }
 
     // Per trainable layer: the column sums of W^T (sum_i W, the side term of a dense layer's
