@@ -13,6 +13,7 @@
 #include "../hm2bp/geometry.hpp"
 #include "../hm2bp/spsp.hpp"
 #include "population.cuh"
+#include "spsp_traces.cuh"
 
 namespace hm2bp {
 namespace cuda {

@@ -2,17 +2,21 @@
 // This file is the orchestration (the CudaEngine class: buffers, launch geometry, the kernel
 // sequence below, results); the kernels live in one file per concept, and every formula they
 // apply is a shared HM2BP_HD function of csrc/hm2bp:
-//   encode.cuh        input spikes (dense bytes, or SPEC 2's Poisson trains) as bit masks
-//   dense.cuh         a dense connection: forward current (SPEC 1's input), backward S-PSP rows
-//   conv2d.cuh        a convolution (SPEC_CNN 1, 3.3): forward current, dv and side, weight
-//                     gradient, pre-deltas
-//   pool2d.cuh        a pooling layer (SPEC_CNN 2, 3.2): window counts, pre-deltas
-//   population.cuh    a LIF population: SPEC 1's scan, the S-PSP traces K, the side term
-//   output_layer.cuh  SPEC 3's loss and predictions, revival, the lateral factor
-//   optimizer.cuh     SPEC 5: weight sums, batch mean, regularization, Adam/SGD
-//   device_layer.cuh  a layer's device storage; parameter upload and read-back
-//   masked_sum.cuh    the shared-tile masked sum behind both dense.cuh kernels
-//   device_buffer.cuh device arrays and error checks
+//   encode.cuh          input spikes (dense bytes, or SPEC 2's Poisson trains) as bit masks
+//   dense_current.cuh   a dense connection's forward current (SPEC 1's input)
+//   dense_spsp_rows.cuh a dense connection's backward pass: the S-PSP rows, the weight
+//                       gradient, the pre-deltas (SPEC 4)
+//   conv2d.cuh          a convolution (SPEC_CNN 1, 3.3): forward current, dv and side, weight
+//                       gradient, pre-deltas
+//   pool2d.cuh          a pooling layer (SPEC_CNN 2, 3.2): window counts, pre-deltas
+//   population.cuh      a LIF population: SPEC 1's scan, the delta from above, the side term
+//   spsp_traces.cuh     the S-PSP traces K of a population (SPEC 4, 6), their sum over a pre
+//                       neuron's spike times
+//   output_layer.cuh    SPEC 3's loss and predictions, revival, the lateral factor
+//   optimizer.cuh       SPEC 5: weight sums, batch mean, regularization, Adam/SGD
+//   device_layer.cuh    a layer's device storage; parameter upload and read-back
+//   masked_sum.cuh      the shared-tile masked sum behind both dense kernels
+//   device_buffer.cuh   device arrays and error checks
 //
 // Spikes live on the device as bit masks, by step (B, T, words(n)) for the forward rows and by
 // neuron (B, n, words(T)) for the traces and S-PSP rows. One batch:
@@ -20,7 +24,7 @@
 //   transpose_mask_kernel: the input masks and counts                          (encode.cuh)
 //   weight_sums_kernel (when learning): sum_i W and the regularization scale (optimizer.cuh)
 // per layer, upwards:
-//   current_kernel    I[b,t,o] = sum over inputs firing at (b,t) of W^T[i,o]      (dense.cuh)
+//   current_kernel    I[b,t,o] = sum over inputs firing at (b,t) of W^T[i,o] (dense_current.cuh)
 //                     (conv_current_kernel, pool_current_kernel for spatial layers)
 //   lif_scan_kernel   SPEC 1, one thread per neuron (<Real, true>: one block per sample, with
 //                     lateral inhibition); writes both masks, counts and the layer's spike
@@ -31,10 +35,11 @@
 //   revival_kernel                                      (population.cuh, output_layer.cuh)
 //   per layer, downwards:
 //   trace_kernel      K[b,t,o] in gather form (spsp_pair terms summed one by one)
+//                                                                          (spsp_traces.cuh)
 //   side_kernel       dv and the side term (sum_t K I / n_o)                 (population.cuh)
 //   spsp_rows_kernel  e[b,o,i] = sum over spike times of i of K[b,t,o] (K_b tile in shared
 //                     memory), g accumulated per sample group without atomics, pre-deltas
-//                                                                               (dense.cuh)
+//                                                                      (dense_spsp_rows.cuh)
 //   a convolution instead: trace_kernel, conv_neuron_kernel (dv, side), conv_grad_kernel and,
 //   above a spiking layer, conv_pre_delta_kernel (conv2d.cuh); a pooling layer above a spiking
 //   layer: trace_kernel, pool_pre_delta_kernel (pool2d.cuh)
@@ -60,7 +65,8 @@
 #include "../hm2bp/spsp.hpp"
 #include "conv2d.cuh"
 #include "cuda_engine.hpp"
-#include "dense.cuh"
+#include "dense_current.cuh"
+#include "dense_spsp_rows.cuh"
 #include "device_buffer.cuh"
 #include "device_layer.cuh"
 #include "encode.cuh"
@@ -68,6 +74,7 @@
 #include "output_layer.cuh"
 #include "pool2d.cuh"
 #include "population.cuh"
+#include "spsp_traces.cuh"
 
 #ifndef HM2BP_CUDA_ARCHS
 #define HM2BP_CUDA_ARCHS ""
