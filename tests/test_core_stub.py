@@ -57,39 +57,15 @@ def test_every_member_of_each_class_is_in_the_stub_and_back(name):
     assert declared - exposed == set(), f"the stub's {name} declares members _core lacks: {sorted(declared - exposed)}"
 
 
-def _split_top_level(text: str) -> list[str]:
-    parts, depth, start = [], 0, 0
-    for i, ch in enumerate(text):
-        if ch in "([{":
-            depth += 1
-        elif ch in ")]}":
-            depth -= 1
-        elif ch == "," and depth == 0:
-            parts.append(text[start:i])
-            start = i + 1
-    parts.append(text[start:])
-    return [p.strip() for p in parts if p.strip()]
-
-
-def _binding_parameters(func, name: str) -> list[tuple[str, bool]]:
-    """(name, has a default) of each parameter, from pybind11's signature line (self dropped)."""
+def _binding_parameters(func, name: str) -> list[tuple[str, bool, bool]]:
+    """The parameters of pybind11's signature line, which is Python syntax once given a `def`."""
     line = next(l for l in func.__doc__.splitlines() if l.startswith(name + "("))
-    inner, depth = "", 0
-    for ch in line[len(name):]:
-        depth += ch in "([{"
-        depth -= ch in ")]}"
-        if depth == 0:
-            break
-        inner += ch
-    params = []
-    for part in _split_top_level(inner[1:]):
-        head = part.split(":", 1)[0].strip()
-        params.append((head, "=" in part))
-    return [p for p in params if p[0] != "self"]
+    node = ast.parse(f"def {line}: ...").body[0]
+    return _parameters(node)
 
 
-def _stub_parameters(node: ast.FunctionDef) -> list[tuple[str, bool, bool]]:
-    """(name, has a default, positional-only) of each parameter of a stub def (self dropped)."""
+def _parameters(node: ast.FunctionDef) -> list[tuple[str, bool, bool]]:
+    """(name, has a default, positional-only) of each parameter of a def (self dropped)."""
     a = node.args
     positional = a.posonlyargs + a.args
     defaults = [False] * (len(positional) - len(a.defaults)) + [True] * len(a.defaults)
@@ -116,9 +92,9 @@ def _functions():
 def test_every_parameter_is_in_the_stub(qualname, func, nodes):
     bound = _binding_parameters(func, qualname.rsplit(".", 1)[-1])
     for node in nodes:  # every @overload lists the binding's parameters, in its order
-        stub = _stub_parameters(node)
+        stub = _parameters(node)
         assert len(stub) == len(bound), f"{qualname}: stub {stub}, binding {bound}"
-        for (name, default), (s_name, s_default, s_posonly) in zip(bound, stub):
+        for (name, default, _), (s_name, s_default, s_posonly) in zip(bound, stub):
             if re.fullmatch(r"arg\d+", name):  # unnamed in the binding: positional only
                 assert s_posonly, f"{qualname}: {s_name} must be positional-only (before /)"
             else:
