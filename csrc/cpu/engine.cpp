@@ -14,10 +14,10 @@
 #include <variant>
 #include <vector>
 
-#include "../model/engine.hpp"
 #include "../hm2bp/encoding.hpp"
 #include "../hm2bp/loss.hpp"
 #include "../hm2bp/spsp.hpp"
+#include "../model/engine.hpp"
 #include "conv2d.hpp"
 #include "dense.hpp"
 #include "optimizer_step.hpp"
