@@ -15,7 +15,7 @@ import io
 import json
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -111,13 +111,17 @@ def _tag(key: str) -> str:
 class MetricsLog:
     """The metric files of one run directory; loggers: a subset of LOGGERS."""
 
-    def __init__(self, run_dir: Path, loggers: Sequence[str] = ()):
+    def __init__(self, run_dir: Path, loggers: Sequence[str] = (),
+                 guard: Callable[[], None] | None = None):
+        """guard: called before each file is written (the trainer's check that the run
+        directory is still the one it locked)."""
         unknown = sorted(set(loggers) - set(LOGGERS))
         if unknown:
             raise ValueError(f"unknown logger {unknown[0]!r}; known: {', '.join(LOGGERS)}")
         if "tensorboard" in loggers:
             require_tensorboard()  # refuse before training starts, not after the first epoch
         self.run_dir, self.loggers = Path(run_dir), tuple(loggers)
+        self._guard = guard or (lambda: None)
         self._tensorboard: _TensorBoard | None = None
 
     def open(self, epoch: int) -> None:
@@ -133,8 +137,10 @@ class MetricsLog:
     def append(self, history: Sequence[dict[str, Any]]) -> None:
         """Log history[-1], the epoch just completed (history: all records of the run)."""
         record = history[-1]
+        self._guard()
         runstate.append_line(self.run_dir / JSONL_FILE, record)
         path, columns = self.run_dir / CSV_FILE, csv_columns(record)
+        self._guard()
         if self._csv_header(path) == columns:
             runstate.append_text(path, csv_row(record, columns))
         else:  # a new file, or one of an older run with other columns

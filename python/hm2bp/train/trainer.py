@@ -119,7 +119,8 @@ class Trainer:
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.on_batch, self.on_epoch = on_batch, on_epoch
         self.distributed = distributed
-        self.metrics_log = MetricsLog(self.out_dir, log) if self.out_dir is not None else None
+        self.metrics_log = (MetricsLog(self.out_dir, log, guard=self._verify_dir)
+                            if self.out_dir is not None else None)
         self._lock: runstate.RunLock | None = None
         if self.out_dir is not None and not _resuming:
             self._lock_dir()
@@ -180,6 +181,12 @@ class Trainer:
             self._lock = runstate.RunLock(self.out_dir)
         self._lock.acquire()
         runstate.remove_stale_temporaries(self.out_dir)
+
+    def _verify_dir(self) -> None:
+        """Before every write: RunDirError when the run directory was removed or replaced
+        under this run (another run may be writing there now)."""
+        if self._lock is not None:
+            self._lock.verify()
 
     def close(self) -> None:
         """Release the run directory (fit() does at its end; fit() again re-locks it)."""
@@ -297,7 +304,6 @@ class Trainer:
                     self.history.append(metrics)
                     self._snapshot = self._take_snapshot()
                     if self.out_dir is not None:
-                        self._lock.verify()  # the directory is still ours: nothing written beside another run
                         self.metrics_log.append(self.history)
                         if self.best_epoch == self.epoch:  # before the checkpoint that names it
                             self._save(self._snapshot, validation.BEST_FILE)
@@ -454,7 +460,7 @@ class Trainer:
             "config": self.config.to_dict(),
             **snap["validation"],
         }
-        self._lock.verify()
+        self._verify_dir()
         saved = self._saved_epoch
         kept = ("nothing was saved yet" if saved is None else
                 f"the previous checkpoint (epoch {saved}) is intact" if name == runstate.STATE_FILE else
