@@ -47,6 +47,8 @@ def _read_checkpoint(npz: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         try:
             meta = json.loads(safe_io.read_text(meta_path, runstate.MAX_META_BYTES,
                                                 what="checkpoint metadata"))
+        except safe_io.FileRefusedError as exc:  # names the file and the problem itself
+            raise CheckpointError(f"{npz} has no metadata and {exc}") from None
         except (OSError, ValueError, RecursionError) as exc:
             why = "nested too deeply" if isinstance(exc, RecursionError) else safe_io.short(str(exc), 200)
             raise CheckpointError(f"{npz} has no metadata and {meta_path} cannot be read "
