@@ -1,7 +1,8 @@
 """What a network is, whoever runs it: its layer stack on an input shape, the shapes that follow,
 its hyperparameters and its initial weights. `describe` builds one from the two forms that
 `hm2bp.Network` and `hm2bp.reference.Network` accept, checking everything once; both networks
-are made from it, so they cannot differ in what they accept or in their initial state.
+are `DescribedNetwork`s made from it, so they cannot differ in what they accept or in their
+initial state.
 """
 from __future__ import annotations
 
@@ -12,10 +13,10 @@ from typing import Any
 import numpy as np
 
 from . import limits
-from .hyper import check_all, check_number, check_whole
+from .hyper import check_all, check_number, check_whole, hyperparameter_signature
 from .layers import Layer, Pool2d, Shape, from_sizes, param_shapes, stack_shapes
 
-__all__ = ["DTYPES", "NetworkDescription", "check_dtype", "describe"]
+__all__ = ["DTYPES", "DescribedNetwork", "NetworkDescription", "check_dtype", "describe"]
 
 DTYPES = ("float32", "float64")
 
@@ -80,3 +81,33 @@ def check_dtype(dtype: str) -> str:
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
     return dtype
+
+
+class DescribedNetwork:
+    """What hm2bp.Network and hm2bp.reference.Network share: one constructor, which checks its
+    arguments into a NetworkDescription and shows it as attributes (shapes, input_shape,
+    layer_specs, layers: the neurons per population, vth, init_w, seed and every
+    hyperparameter by name); `_start` then makes what runs the network."""
+
+    @hyperparameter_signature
+    def __init__(self, layers: Sequence[int | Layer], vth: float | Sequence[float] | None = None, *,
+                 input_shape: Sequence[int] | None = None, init_w: float = 1.0, backend: str = "cpu",
+                 dtype: str = "float32", threads: int | None = None, seed: int = 0,
+                 **hyperparameters: Any) -> None:
+        description = describe(layers, vth, input_shape=input_shape, init_w=init_w, seed=seed,
+                               hyperparameters=hyperparameters)
+        self.description = description
+        self.shapes = list(description.shapes)
+        self.input_shape = description.input_shape
+        self.layer_specs: list[Layer] = list(description.layers)
+        self.layers = description.sizes
+        self.vth = description.vth
+        self.init_w, self.seed = description.init_w, description.seed
+        for name, value in description.hyperparameters.items():
+            setattr(self, name, value)
+        self._param_shapes = description.param_shapes
+        self._start(backend, check_dtype(dtype), threads)
+
+    def _start(self, backend: str, dtype: str, threads: int | None) -> None:
+        """Make the network run: the engine, or the reference's arrays."""
+        raise NotImplementedError

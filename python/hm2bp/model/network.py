@@ -18,9 +18,9 @@ import numpy as np
 from .. import _core
 from . import limits
 from .arrays import CudaArray, as_host_array, cuda_array
-from .description import NetworkDescription, check_dtype, describe
-from .hyper import check_lr, check_whole, hyperparameter_signature
-from .layers import Conv2d, Dense, Layer
+from .description import DescribedNetwork, NetworkDescription
+from .hyper import check_lr, check_whole
+from .layers import Conv2d, Dense
 
 log = logging.getLogger("hm2bp")
 
@@ -103,7 +103,7 @@ def encode_poisson(images: Array, T: int, seed: int, sample_index: int | Sequenc
                                 _check_seed("epoch", epoch), default_threads())
 
 
-class Network:
+class Network(DescribedNetwork):
     """An HM2-BP spiking network (SPEC sections 1-5; layers: `hm2bp.layers`).
 
     Two forms: the classic fully connected one, ``Network(layers=[784, 800, 10], vth=[20.0,
@@ -115,30 +115,13 @@ class Network:
     Poisson-encodes itself.
     """
 
-    @hyperparameter_signature
-    def __init__(self, layers: Sequence[int | Layer], vth: float | Sequence[float] | None = None, *,
-                 input_shape: Sequence[int] | None = None, init_w: float = 1.0, backend: str = "cpu",
-                 dtype: str = "float32", threads: int | None = None, seed: int = 0,
-                 **hyperparameters: Any) -> None:
-        description = describe(layers, vth, input_shape=input_shape, init_w=init_w, seed=seed,
-                               hyperparameters=hyperparameters)
-        self.description = description
-        self.shapes = list(description.shapes)
-        self.input_shape = description.input_shape
-        self.layer_specs: list[Layer] = list(description.layers)
-        self.layers = description.sizes  # neurons of the input and of each layer
+    def _start(self, backend: str, dtype: str, threads: int | None) -> None:
         limits.check_sizes(self.layers)
-        self.vth = description.vth
-        for name, value in description.hyperparameters.items():
-            setattr(self, name, value)
-        self.init_w = description.init_w
-        self.dtype = check_dtype(dtype)
+        self.dtype = dtype
         self.threads = default_threads() if threads is None else check_whole("threads", threads, 1, limits.MAX_THREADS)
-        self.seed = description.seed
         self.backend = self._choose_backend(backend)
-        self._param_shapes = description.param_shapes
-        self._engine = _core.Engine(_engine_spec(description, self.threads), dtype == "float64", self.backend)
-        self.set_weights(description.initial_weights())
+        self._engine = _core.Engine(_engine_spec(self.description, self.threads), dtype == "float64", self.backend)
+        self.set_weights(self.description.initial_weights())
 
     @staticmethod
     def _choose_backend(backend: str) -> str:

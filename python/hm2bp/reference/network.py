@@ -8,16 +8,15 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..model.description import check_dtype, describe
-from ..model.hyper import check_lr, check_whole, hyperparameter_signature
-from ..model.layers import Layer
+from ..model.description import DescribedNetwork
+from ..model.hyper import check_lr, check_whole
 from .backward import sample_gradients
 from .connection import Connection, forward_sample, from_layers
 from .encoding import encode_poisson
 from .optimizer import adam_step, regularization, sgd_step
 
 
-class Network:
+class Network(DescribedNetwork):
     """Stateful float64 reference network with the API of `hm2bp.Network`.
 
     Two forms, as hm2bp.Network: ``Network(layers=[784, 800, 10], vth=[20.0, 8.0])`` (sizes,
@@ -27,29 +26,13 @@ class Network:
     otherwise ignored (always float64, one thread).
     """
 
-    @hyperparameter_signature
-    def __init__(self, layers: Sequence[int | Layer], vth: float | Sequence[float] | None = None, *,
-                 input_shape: Sequence[int] | None = None, init_w: float = 1.0, backend: str = "cpu",
-                 dtype: str = "float32", threads: int | None = None, seed: int = 0,
-                 **hyperparameters: Any) -> None:
-        description = describe(layers, vth, input_shape=input_shape, init_w=init_w, seed=seed,
-                               hyperparameters=hyperparameters)
-        self.description = description
-        self.shapes = list(description.shapes)
-        self.input_shape = description.input_shape
-        self.layer_specs: list[Layer] = list(description.layers)
-        self.layers = description.sizes  # neurons of the input and each layer
-        self.vth = description.vth
-        for name, value in description.hyperparameters.items():
-            setattr(self, name, value)
+    def _start(self, backend: str, dtype: str, threads: int | None) -> None:
         if backend not in ("cpu", "cuda", "auto"):
             raise ValueError(f"backend must be 'cpu', 'cuda' or 'auto', got {backend!r}")
         if threads is not None:
             check_whole("threads", threads, 1)
-        self.backend, self.dtype, self.threads = backend, check_dtype(dtype), threads
-
-        self._param_shapes = description.param_shapes
-        self._W = description.initial_weights()  # the engine's draw, block by block
+        self.backend, self.dtype, self.threads = backend, dtype, threads
+        self._W = self.description.initial_weights()  # the engine's draw, block by block
         self._step = 0
         if self.optimizer == "adam":
             self._m = [np.zeros_like(W) for W in self._W]
