@@ -69,6 +69,39 @@ def test_the_package_has_no_import_cycle():
         visit(name, [])
 
 
+# What each sub-package may import of the others (docs/architecture.md): downwards only.
+# config reads the rule names of train.schedule, which imports nothing of the package.
+LAYERS = {
+    "model": set(),
+    "reference": {"model"},
+    "data": {"model"},
+    "config": {"model", "data", "train.schedule"},
+    "train": {"model", "data", "config"},
+    "interop": {"model"},
+    "cli": {"model", "data", "config", "train", "interop"},
+}
+
+
+def test_sub_packages_import_downwards_only():
+    modules = _modules()
+    wrong = []
+    for name, path in modules.items():
+        room = name.split(".")[1] if name.count(".") >= 1 else None
+        if room not in LAYERS:
+            continue  # hm2bp/__init__.py and _moved.py sit above the rooms
+        for target in _imports(name, path, modules):
+            parts = target.split(".")
+            other = parts[1] if len(parts) > 1 else None
+            if other in (room, None) or other not in LAYERS:
+                continue
+            allowed = LAYERS[room]
+            if len(parts) == 2:  # the sub-package's __init__, run on the way to one of its modules
+                allowed = allowed | {a.split(".")[0] for a in allowed}
+            if other not in allowed and ".".join(parts[1:3]) not in allowed:
+                wrong.append(f"{name} imports {target}")
+    assert not wrong, wrong
+
+
 def test_the_package_uses_no_old_module_path():
     from hm2bp._moved import MOVED
 
