@@ -45,7 +45,7 @@ from .checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, find_checkpoint, 
 from .metrics_log import MetricsLog
 from .runstate import CheckpointError, Interrupted, RunDirError
 from .schedule import boost_weights, epoch_order, learning_rate  # the SPEC-5 schedule, one copy each
-from .sources import TEST_SEED_OFFSET, evaluate, make_source
+from .sources import TEST_SEED_OFFSET, LearningStep, evaluate, make_source
 
 __all__ = ["DivergenceError", "FitResult", "Trainer", "format_epoch"]
 
@@ -334,6 +334,7 @@ class Trainer:
         cfg, src = self.config, self.train_source
         n, bs = len(self.train_set), cfg.batch_size
         lr = learning_rate(cfg.lr, e, cfg.lr_rule)
+        step = LearningStep(self.net, lr)
         previous = self._order[1] if self._order is not None and self._order[0] == e - 1 else None
         order = epoch_order(n, cfg.seed, e, previous, cfg.order)  # without previous: replayed
         self._order = (e, order)
@@ -348,7 +349,7 @@ class Trainer:
         for start in range(0, n, bs):
             idx = order[start:start + bs]
             try:
-                out = src.train(self.net, idx, lr, e, None if weights is None else weights[idx])
+                out = src.train(step, idx, e, None if weights is None else weights[idx])
             except FloatingPointError as exc:  # the network's own check of its weights
                 self._diverged(e, str(exc))
             loss = float(out["loss"])
