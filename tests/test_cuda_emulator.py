@@ -23,7 +23,9 @@ SLOWEST = ["test_runs_are_reproducible", "test_mnist_digits_through_fc800",
            "test_wide_layers_big_batches_and_chunked_tiles_match_cpu[1]"]
 # real device arrays (CuPy, PyTorch CUDA) need a GPU; the emulator checks the same path with
 # host-backed __cuda_array_interface__ objects instead
-GPU_ONLY = ["test_cuda_spikes_from_cupy_and_torch[cupy]", "test_cuda_spikes_from_cupy_and_torch[torch]"]
+GPU_ONLY = ["test_cuda_spikes_from_cupy_and_torch[cupy]", "test_cuda_spikes_from_cupy_and_torch[torch]",
+            "test_torch_spikes_are_read_after_the_kernel_that_writes_them[False]",
+            "test_torch_spikes_are_read_after_the_kernel_that_writes_them[True]"]
 
 pytestmark = [
     pytest.mark.skipif(shutil.which("g++") is None or importlib.util.find_spec("pybind11") is None,
