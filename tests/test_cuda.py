@@ -209,6 +209,23 @@ def test_runs_are_reproducible():
         np.testing.assert_array_equal(x, y)
 
 
+@pytest.mark.skipif(hm2bp.build_info()["cuda_device"] != "SIMT emulator",
+                    reason="the emulator stands in for GPUs of any multiprocessor count (SIMT_SMS)")
+def test_results_do_not_depend_on_the_gpus_multiprocessor_count(monkeypatch):
+    # The weight gradient is summed in sample groups; were the groups sized by the SM count,
+    # an H100 PCIe (114 SMs), an H100 SXM (132) and a MIG slice would round it differently.
+    config, spikes, labels = random_case(11, [20, 40, 4], 30, 12, rate=0.2, vth=[2.0, 2.0])
+    results = []
+    for sms in ("1", "114", "132"):
+        monkeypatch.setenv("SIMT_SMS", sms)  # read by the emulator's cudaGetDeviceProperties
+        net = hm2bp.Network(**config, dtype="float32", backend="cuda")
+        results.append(net.gradients(spikes, labels))
+    assert all(np.abs(g).max() > 0 for g in results[0])
+    for other in results[1:]:
+        for got, want in zip(other, results[0]):
+            np.testing.assert_array_equal(got, want)
+
+
 def test_poisson_image_path_matches_encode_poisson_and_cpu():
     rng = np.random.default_rng(1)
     images = rng.integers(0, 256, size=(4, 36), dtype=np.uint8)
