@@ -66,6 +66,7 @@ dry_form() {
         *" -m pytest "*) out+=(--collect-only -q) ;;
         *" pip install "*) out+=(--dry-run --quiet) ;;
         *" -m bench "* | *"gpu_bench.py "*) out+=(--dry-run) ;;
+        *) echo "false no-checking-form-for-this-step"; return ;;  # never run a step for real here
     esac
     printf '%q ' "${out[@]}"
 }

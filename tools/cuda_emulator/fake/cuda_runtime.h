@@ -117,7 +117,7 @@ inline cudaError_t cudaGetDeviceProperties(cudaDeviceProp* p, int)
 {
     std::memset(p, 0, sizeof(*p));
     std::strcpy(p->name, "SIMT emulator");
-    const char* sms = std::getenv("SIMT_SMS");
+    const char* sms = std::getenv("SIMT_SMS");  // launch geometry only: no result may depend on it
     p->multiProcessorCount = sms ? std::atoi(sms) : 1;
     p->sharedMemPerBlockOptin = simt_rt::smem_optin();
     p->major = 9;
