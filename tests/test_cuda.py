@@ -515,3 +515,21 @@ def test_torch_spikes_are_read_after_the_kernel_that_writes_them(side_stream):
             torch.cuda._sleep(100_000_000)  # ~50 ms of GPU clock cycles before the copy
             on_gpu.copy_(host, non_blocking=True)
             np.testing.assert_array_equal(net.infer(on_gpu)["counts"], want)
+
+
+def test_host_memory_posing_as_cuda_spikes_is_refused_not_read():
+    # On a GPU, reading a host pointer would be a sticky illegal-address fault that ends the
+    # process's CUDA context; the engine refuses it first, and keeps working.
+    if EMULATED:
+        pytest.skip("the emulator's version registers memory: test_cuda_spikes_outside_this_gpus_memory_...")
+    config, spikes, _ = random_case(4, [30, 20, 6], 60, 3)
+    net = hm2bp.Network(**config, backend="cuda")
+    host = np.ascontiguousarray(spikes)
+
+    class HostPosingAsCuda:
+        __cuda_array_interface__ = {"shape": host.shape, "typestr": host.dtype.str, "version": 3,
+                                    "data": (host.ctypes.data, False), "strides": None, "stream": None}
+
+    with pytest.raises(ValueError, match="not all in GPU memory"):
+        net.infer(HostPosingAsCuda())
+    assert net.infer(spikes)["counts"].any()
