@@ -13,10 +13,9 @@ array supports that (``numpy.from_dlpack(x, device="cpu")``), else the error say
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from typing import Any
-
-import sys
 
 import numpy as np
 
