@@ -25,6 +25,9 @@
 
 namespace hm2bp {
 
+// The conv backward's fixed split of the output rows (the most threads one sample keeps busy).
+constexpr int kBackwardParts = 4;
+
 template <class Real>
 class Conv2dLayer {
 public:
@@ -56,7 +59,7 @@ public:
         const Real* wt = weights.wt.data();
         const int parts = std::max(1, std::min(n_threads, D));
         s.scans.resize(parts);
-        for_each_part(parts, [&](int part) {
+        for_each_part(parts, parts, [&](int part) {
             int x_lo, x_hi;
             split_range(D, parts, part, 1, x_lo, x_hi);
             const int lo = x_lo * E * padded;
@@ -88,8 +91,10 @@ public:
     // SPEC_CNN 3.3 given post.delta: adds g to `grad`, writes the pre-deltas of the layer below
     // (null when the input is the data layer: conv1 hands nothing down). One output position at
     // a time: the traces of its out_channels neurons side by side, so that every input spike of
-    // its receptive field adds one vector of channels to that connection's S-PSPs. Threads take
-    // ranges of output rows with sums of their own, added up in thread order afterwards.
+    // its receptive field adds one vector of channels to that connection's S-PSPs. The output
+    // rows are split into min(D, kBackwardParts) ranges with sums of their own, added up in part
+    // order afterwards, whatever the thread count (the threads take parts): the same sums, bit
+    // for bit, on any number of threads.
     void backward(const SampleContext<Real>& ctx, Population<Real>& post_pop, const SpikeTrain& pre,
                   std::vector<Real>* pre_delta, GradientSum<Real>& grad, Scratch<Real>& s, int n_threads) const
     {
@@ -104,13 +109,13 @@ public:
             post_pop.n_post[o] = post.count(o);
             post_pop.dv[o] = voltage_delta(post_pop.delta[o], Real(vth));
         }
-        const int parts = std::max(1, std::min(n_threads, D));
+        const int parts = std::min(D, kBackwardParts);
         s.parts.resize(parts);
-        for_each_part(parts, [&](int part) {
+        for_each_part(parts, n_threads, [&](int part) {
             BackwardPart<Real>& b = s.parts[part];
             Real* g = grad.grad.data();
             Real* pd = pre_delta ? pre_delta->data() : nullptr;
-            if (parts > 1) {  // this thread's own sums
+            if (parts > 1) {  // this part's own sums
                 b.grad.assign(n_weights, Real(0));
                 g = b.grad.data();
                 if (pd) {
