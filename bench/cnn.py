@@ -36,11 +36,13 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--peers", default="snntorch-cnn",
                    help="comma-separated peer rows (bench.peers builders; '' for none)")
     p.add_argument("--peer-batch", type=int, default=32, help="batch size of the peer rows")
+    p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                   help="time hm2bp's repeats by wall clock or by this process's CPU time (common.CLOCKS)")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
 
 
 def measure(backend: str, batch: int, threads: int | None, samples: int, repeats: int, min_seconds: float,
-            data_dir: str | None) -> dict[str, Any]:
+            data_dir: str | None, clock: str = "wall") -> dict[str, Any]:
     import hm2bp
     from hm2bp import augment
     from hm2bp.config import preset
@@ -62,12 +64,12 @@ def measure(backend: str, batch: int, threads: int | None, samples: int, repeats
         net.infer_images(images[k:k + batch], T=cfg.T, seed=SEED, sample_index=k)
 
     result = {
-        "backend": backend, "batch": batch, "threads": net.threads,
+        "backend": backend, "batch": batch, "threads": net.threads, "clock": clock,
         "train_samples_per_s": summarize(throughput(train_step, starts, batch, warmup=1, repeats=repeats,
                                                     min_seconds=min_seconds,
-                                                    restart=lambda: net.set_state(initial))),
+                                                    restart=lambda: net.set_state(initial), clock=clock)),
         "infer_samples_per_s": summarize(throughput(infer_step, starts, batch, warmup=1, repeats=repeats,
-                                                    min_seconds=min_seconds)),
+                                                    min_seconds=min_seconds, clock=clock)),
     }
     result["peak_rss_mb"] = peak_rss_mb()
     return result
@@ -112,7 +114,7 @@ def main(args: argparse.Namespace) -> int:
                 raise SystemExit(f"--samples must be at least the batch size {batch}")
             try:
                 rows.append(measure(backend, batch, args.threads, args.samples, args.repeats, args.min_seconds,
-                                    args.data_dir))
+                                    args.data_dir, args.clock))
             except NotImplementedError as exc:
                 rows.append({"backend": backend, "batch": batch, "skipped": str(exc)})
     for name in filter(None, args.peers.split(",")):
