@@ -27,6 +27,8 @@ namespace hm2bp {
 
 // The conv backward's fixed split of the output rows (the most threads one sample keeps busy).
 constexpr int kBackwardParts = 4;
+// Connections whose pre-delta sums over the channels run side by side (position_backward).
+constexpr int kPreDeltaBlock = 16;
 
 template <class Real>
 class Conv2dLayer {
@@ -193,6 +195,20 @@ private:
             post_pop.side[o] = side_term(weighted[k], n_o[k], weight_sum[k], Real(vth));
             A[k] = post_pop.scale[o] = gradient_scale(dv[k], post_pop.side[o], Real(1));  // no lateral factor
         }
+        // The pre-delta of input q is a sum over the channels k in ascending k: a chain of
+        // dependent adds per connection. Its terms are computed as vectors (one row of
+        // pd_terms per connection), then kPreDeltaBlock connections' chains run side by side,
+        // each still in ascending k.
+        b.pd_terms.resize(static_cast<size_t>(kPreDeltaBlock) * stride);
+        int block_q[kPreDeltaBlock];
+        int n_block = 0;
+        auto flush = [&] {
+            Real sum[kPreDeltaBlock] = {};
+            for (int k = 0; k < O; ++k)
+                for (int j = 0; j < kPreDeltaBlock; ++j) sum[j] += b.pd_terms[static_cast<size_t>(j) * stride + k];
+            for (int j = 0; j < n_block; ++j) pd[block_q[j]] += sum[j];  // rows from n_block on: stale, unused
+            n_block = 0;
+        };
         geo.for_each_connection(x, y, [&](int r, int q) {
             const Real* e = b.e.data() + static_cast<size_t>(r) * stride;
             const Real* w = wt + static_cast<size_t>(r) * O;
@@ -203,10 +219,13 @@ private:
                 for (int k = 0; k < O; ++k) grow[k] += weight_gradient(A[k], e[k]);
             }
             if (!pd) return;
-            Real sum = Real(0);
-            for (int k = 0; k < O; ++k) sum += pre_delta_term(dv[k], e[k], n_o[k], n_q, true, w[k]);
-            pd[q] += sum;
+            Real* terms = b.pd_terms.data() + static_cast<size_t>(n_block) * stride;
+#pragma omp simd
+            for (int k = 0; k < O; ++k) terms[k] = pre_delta_term(dv[k], e[k], n_o[k], n_q, true, w[k]);
+            block_q[n_block++] = q;  // the q of one position's connections are distinct
+            if (n_block == kPreDeltaBlock) flush();
         });
+        if (n_block > 0) flush();
     }
 };
 
