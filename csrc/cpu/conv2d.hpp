@@ -18,6 +18,7 @@
 #include "../hm2bp/spsp.hpp"
 #include "../model/network_spec.hpp"
 #include "population.hpp"
+#include "row_sums.hpp"
 #include "simd.hpp"
 #include "spike_train.hpp"
 #include "threading.hpp"
@@ -175,15 +176,12 @@ private:
         std::fill(weight_sum, weight_sum + O, Real(0));
         geo.for_each_connection(x, y, [&](int r, int q) {
             Real* e = b.e.data() + static_cast<size_t>(r) * stride;
-            std::fill(e, e + stride, Real(0));
             const int n_q = pre.count(q);
-            const int* times = pre.times(q);
-            for (int m = 0; fired && m < n_q; ++m) {
-                const Real* row = b.traces.data() + static_cast<size_t>(times[m]) * stride;
-#pragma omp simd
-                for (int k = 0; k < stride; ++k) e[k] += row[k];  // padding lanes hold 0
-            }
+            // in registers, a vector of channels at a time (padding lanes of the traces hold 0)
+            if (fired) sum_rows(b.traces.data(), stride, pre.times(q), n_q, 0, stride, e);
+            else std::fill(e, e + stride, Real(0));
             const Real* w = wt + static_cast<size_t>(r) * O;
+#pragma omp simd  // the arrays are distinct (the compiler cannot tell): one vector of channels per step
             for (int k = 0; k < O; ++k) {
                 e[k] = spsp_value(e[k], n_o[k], n_q);
                 weighted[k] += w[k] * e[k];
