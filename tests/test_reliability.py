@@ -20,9 +20,13 @@ from pathlib import Path
 import hm2bp
 import numpy as np
 import pytest
-from hm2bp import cli, limits, runstate, trainer
+from hm2bp import cli
+from hm2bp.model import limits
+from hm2bp.train import build, checkpoint, runstate
 from hm2bp.config import ConfigError, RunConfig, build_config, preset
-from hm2bp.trainer import CheckpointError, DivergenceError, Trainer, load_checkpoint
+from hm2bp.train.checkpoint import load_checkpoint
+from hm2bp.train.runstate import CheckpointError
+from hm2bp.train.trainer import DivergenceError, Trainer
 
 TINY = {"layers": [784, 30, 10], "T": 60, "vth": [5.0, 3.0], "desired": 10, "undesired": 2,
         "margin": 2, "train_size": 200, "test_size": 100, "batch_size": 4, "lr": 0.005,
@@ -176,7 +180,7 @@ def test_loader_names_file_and_problem(run_copy, case, capsys):
     damaged = (run_copy / "checkpoint.npz").read_bytes()
     with pytest.raises(CheckpointError, match="checkpoint") as info:
         config, _, arrays = load_checkpoint(run_copy)
-        trainer.restore_network(trainer.build_network(config, "cpu", None), arrays)
+        checkpoint.restore_network(build.build_network(config, "cpu", None), arrays)
     assert fragment in str(info.value)
     # the tools refuse it in one line, and never overwrite it
     assert cli.eval_main([str(run_copy)]) == 2
@@ -405,9 +409,10 @@ def test_divergence_mid_run_never_writes_a_non_finite_state(tmp_path, monkeypatc
     tr = Trainer(preset("mnist-mini", epochs=3, **TINY), out)
     real = tr.train_source.train
 
-    def poisoned(net, idx, lr, epoch, weights):
-        result = real(net, idx, lr, epoch, weights)
+    def poisoned(step, idx, epoch, weights):
+        result = real(step, idx, epoch, weights)
         if epoch == 1:
+            net = step.net
             w = net.get_weights()
             w[0][0, 0] = np.nan
             net._engine.set_param("weights", 0, w[0])  # what an overflow in the engine does
