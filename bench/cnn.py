@@ -44,7 +44,7 @@ def add_parser(sub: Any) -> None:
 def measure(backend: str, batch: int, threads: int | None, samples: int, repeats: int, min_seconds: float,
             data_dir: str | None, clock: str = "wall") -> dict[str, Any]:
     import hm2bp
-    from hm2bp.data import augment
+    from hm2bp import augment  # the path builds from before the sub-packages also have (bench.ab)
     from hm2bp.config import preset
 
     cfg = preset("mnist-cnn", backend=backend)

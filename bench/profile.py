@@ -1,16 +1,16 @@
-"""A fixed amount of engine work to count instructions on, per phase:
+"""A fixed amount of engine training to profile per phase:
 
-    valgrind --tool=callgrind --toggle-collect='*CpuEngine*run*' --callgrind-out-file=cg.out \\
-        python -m bench.profile --net cnn --batch 1 --samples 4
-    callgrind_annotate --inclusive=yes cg.out | head -60        # per function
-    callgrind_annotate --auto=yes --show-percs=no cg.out         # per source line (build with -g)
+    perf record -e cpu-clock -F 4000 -o perf.data python -m bench.profile --net cnn --samples 80
+    perf report -i perf.data --dso <the _core .so> --sort sym,srcline --stdio -g none
 
 Trains `samples` mnist-10k training digits (the presets' networks: mnist-cnn with its
-augmentation, or mnist-fc800, T = 400), one thread, `batch` at a time, from the same initial
-weights, after one untimed warm-up batch. Instruction counts do not depend on the machine's
-load, so they compare builds and phases on a shared machine where wall-clock times cannot;
-they do not see memory stalls (the optimizer step at batch 1 is bound by its traffic).
-Without valgrind it prints the process CPU time per sample.
+augmentation, or mnist-fc800, T = 400), one thread by default, `batch` at a time, after one
+untimed warm-up batch, and prints the process CPU time per sample. perf's cpu-clock samples
+are taken only while this process runs, so each function's (or source line's) share of them
+holds on a loaded machine, where wall-clock times do not. The installed module is stripped:
+for names and lines, link the build's objects again without `strip` (and with -g). Under
+`valgrind --tool=callgrind --toggle-collect='*CpuEngine*run*'` the same run gives instruction
+counts, for a build without AVX-512 (valgrind 3.19 and older cannot run it).
 """
 from __future__ import annotations
 
