@@ -44,13 +44,15 @@ def add_parser(sub: Any) -> None:
                    help="torch device of the peer rows (default auto: cuda when torch sees a GPU)")
     p.add_argument("--dry-run", action="store_true", default=argparse.SUPPRESS,
                    help="check the arguments and stop")
+    p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                   help="time hm2bp's repeats by wall clock or by this process's CPU time (common.CLOCKS)")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
 
 
 def measure(backend: str, batch: int, threads: int | None, samples: int, repeats: int, min_seconds: float,
-            data_dir: str | None) -> dict[str, Any]:
+            data_dir: str | None, clock: str = "wall") -> dict[str, Any]:
     import hm2bp
-    from hm2bp.data import augment
+    from hm2bp import augment  # the path builds from before the sub-packages also have (bench.ab)
     from hm2bp.config import preset
 
     cfg = preset("mnist-cnn", backend=backend)
@@ -70,12 +72,12 @@ def measure(backend: str, batch: int, threads: int | None, samples: int, repeats
         net.infer_images(images[k:k + batch], T=cfg.T, seed=SEED, sample_index=k)
 
     result = {
-        "backend": backend, "batch": batch, "threads": net.threads,
+        "backend": backend, "batch": batch, "threads": net.threads, "clock": clock,
         "train_samples_per_s": summarize(throughput(train_step, starts, batch, warmup=1, repeats=repeats,
                                                     min_seconds=min_seconds,
-                                                    restart=lambda: net.set_state(initial))),
+                                                    restart=lambda: net.set_state(initial), clock=clock)),
         "infer_samples_per_s": summarize(throughput(infer_step, starts, batch, warmup=1, repeats=repeats,
-                                                    min_seconds=min_seconds)),
+                                                    min_seconds=min_seconds, clock=clock)),
     }
     result["peak_rss_mb"] = peak_rss_mb()
     return result
@@ -141,7 +143,7 @@ def main(args: argparse.Namespace) -> int:
         for batch in batches:
             try:
                 rows.append(measure(backend, batch, args.threads, args.samples, args.repeats, args.min_seconds,
-                                    args.data_dir))
+                                    args.data_dir, args.clock))
             except NotImplementedError as exc:
                 rows.append({"backend": backend, "batch": batch, "skipped": str(exc)})
     for name in filter(None, args.peers.split(",")):
