@@ -337,7 +337,8 @@ FIELD_DOCS: dict[str, str] = {
     "eval_batch_size": "samples per engine call when testing (speed only, no effect on results)",
     "lr": "initial learning rate lr0 of the schedule `lr_rule`",
     "lr_rule": "learning rate in 0-based epoch e: 'sqrt_max1' lr0 / sqrt(max(e, 1)), "
-               "'sqrt_plus1' lr0 / sqrt(e + 1)",
+               "'sqrt_plus1' lr0 / sqrt(e + 1), 'cosine' lr0 * (1 + cos(pi * e / epochs)) / 2 (not the "
+               "paper's; follows `epochs`, so extending a run with --epochs changes its later rates)",
     "order": "sample order of each epoch: 'permutation' (a fresh one each epoch) or 'authors' (5000 random "
              "swaps of the previous order)",
     "boosting": "raise the weight of misclassified training samples after each epoch",
