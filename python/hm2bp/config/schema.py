@@ -157,6 +157,10 @@ class RunConfig:
             _check_type(name, getattr(self, name), kind)
         if self.dataset not in DATASETS:
             fail("dataset", self.dataset, f"one of {', '.join(DATASETS)}")
+        if self.dataset == "mnist-mini" and self.data_dir is not None:
+            fail("data_dir", self.data_dir, "none with dataset 'mnist-mini' (the digits bundled with the "
+                 "package); for MNIST files in a folder use dataset = \"mnist\" or a preset that "
+                 "does, e.g. --preset mnist-fc800")
         for key, allowed in (("dtype", DTYPES), ("backend", BACKENDS), ("lr_rule", LR_RULES),
                              ("order", ORDER_MODES), ("augment_mode", ("epoch", "sample")),
                              ("nmnist_recipe", RECIPES)):
@@ -306,7 +310,8 @@ _KIND_TEXT = {
 # hm2bp.config.doc; the hyperparameters' meanings are hm2bp.hyper's).
 FIELD_DOCS: dict[str, str] = {
     "dataset": "which data: " + ", ".join(DATASETS) + " (mnist-mini: the digits bundled with the package)",
-    "data_dir": "folder holding the dataset's files (default: $HM2BP_DATA/<dataset>, else ~/.cache/hm2bp)",
+    "data_dir": "folder holding the dataset's files (default: $HM2BP_DATA/<dataset>, else ~/.cache/hm2bp, else "
+                "an operating-system copy such as Debian's dataset-fashion-mnist); none for mnist-mini",
     "download": "fetch missing MNIST, Fashion-MNIST or EMNIST files from public mirrors (MD5-checked)",
     "train_size": "train on a class-stratified sample of this many training samples, drawn with `seed` "
                   "(unset: all)",
