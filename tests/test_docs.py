@@ -100,7 +100,7 @@ def test_license_matches_pyproject_and_citation_names_the_paper():
 
 def test_readme_small_cnn_toml_trains_on_the_bundled_digits(tmp_path):
     # README's layer-stack example needs no download: it runs as shown (here on fewer samples)
-    from hm2bp.trainer import Trainer
+    from hm2bp import Trainer
 
     blocks = re.findall(r"```toml\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
     example = [b for b in blocks if "[[network.layer]]" in b and 'type = "conv2d"' in b]

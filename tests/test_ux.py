@@ -190,12 +190,12 @@ def test_mnist_mini_run_with_a_stored_data_dir_still_loads(tmp_path):
     # older versions ignored --data-dir for mnist-mini and stored it; it is refused now
     run = tmp_path / "run"
     trainer.Trainer(tiny(epochs=1), run).fit()
-    _, meta, arrays = trainer.load_checkpoint(run)
+    _, meta, arrays = checkpoint.load_checkpoint(run)
     meta["config"]["data_dir"] = str(tmp_path / "ignored")
     runstate.write_state(run / runstate.STATE_FILE, arrays, meta)
-    assert trainer.load_checkpoint(run)[0].data_dir is None
+    assert checkpoint.load_checkpoint(run)[0].data_dir is None
     with pytest.raises(hconfig.ConfigError, match="data_dir"):
-        trainer.load_checkpoint(run)[0].replace(data_dir=str(tmp_path))
+        checkpoint.load_checkpoint(run)[0].replace(data_dir=str(tmp_path))
 
 
 # -- metrics files ----------------------------------------------------------------------------
