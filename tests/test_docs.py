@@ -96,3 +96,18 @@ def test_license_matches_pyproject_and_citation_names_the_paper():
     assert f"version: {project['version']}" in citation
     readme = (ROOT / "README.md").read_text()
     assert "pages     = {7005--7015}" in readme and "CITATION.cff" in readme
+
+
+def test_readme_small_cnn_toml_trains_on_the_bundled_digits(tmp_path):
+    # README's layer-stack example needs no download: it runs as shown (here on fewer samples)
+    from hm2bp import Trainer
+
+    blocks = re.findall(r"```toml\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    example = [b for b in blocks if "[[network.layer]]" in b and 'type = "conv2d"' in b]
+    assert len(example) == 1
+    path = tmp_path / "small-cnn.toml"
+    path.write_text(example[0])
+    cfg = hconfig.build_config(config_file=path, train_size=100, test_size=50, epochs=1)
+    assert cfg.dataset == "mnist-mini" and cfg.layers == [784, 8 * 24 * 24, 8 * 6 * 6, 10]
+    result = Trainer(cfg, tmp_path / "run").fit()
+    assert result.epochs_completed == 1 and 0 <= result.final_test_accuracy <= 1

@@ -3,7 +3,9 @@ data, and the augmentation of training images.
 
 - datasets: the dataset names, ImageDataset and EventDataset, class-stratified samples;
 - catalog: ``load(name, split)``, where a dataset's files are looked up (``data_dir``, else
-  ``$HM2BP_DATA``, else the user cache); ``mnist-mini`` ships inside the package (``_data/``);
+  ``$HM2BP_DATA``, else the user cache, else an operating-system copy such as Debian's
+  dataset-fashion-mnist) and which dataset a file is (MD5); ``mnist-mini`` ships inside the
+  package (``_data/``);
 - idx: the IDX reader; download: the public mirrors, MD5-checked (``HM2BP_MIRROR`` overrides them);
 - events: N-MNIST's .bin files and event recordings as users have them (:func:`from_events`),
   binned into spike trains by one function, :func:`bin_events`;
@@ -11,7 +13,7 @@ data, and the augmentation of training images.
 """
 from __future__ import annotations
 
-from .catalog import load, resolve_data_dir
+from .catalog import KNOWN_FILES, SYSTEM_DIRS, load, resolve_data_dir
 from .datasets import (DATASETS, NMNIST_INPUTS, NMNIST_SENSOR, NMNIST_SIZE, NMNIST_STEP_US, SPLITS,
                        DatasetError, EventDataset, ImageDataset, check_classes, stratified_sample)
 from .download import MD5, MIRRORS
@@ -23,6 +25,8 @@ __all__ = [
     "SPLITS",
     "MIRRORS",
     "MD5",
+    "KNOWN_FILES",
+    "SYSTEM_DIRS",
     "NMNIST_SIZE",
     "NMNIST_INPUTS",
     "NMNIST_STEP_US",
