@@ -21,13 +21,13 @@ import re
 import signal
 import sys
 import time
-import tomllib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..config import ConfigError, RunConfig, build_config
+from ..config.files import tomllib
 from ..model.network import default_threads
 from ..train import runstate
 from ..train.trainer import Trainer

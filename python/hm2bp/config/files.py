@@ -3,16 +3,20 @@ starting from a preset; and the composition preset < config file < overrides."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import tomllib
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10: the tomli package (a dependency there), the parser that became tomllib
+    import tomli as tomllib
 
 from .presets import DEFAULT_PRESET, PRESETS
 from .schema import FIELDS, SECTIONS, ConfigError, RunConfig, fail
 
-__all__ = ["build_config", "load_toml"]
+__all__ = ["build_config", "load_toml", "tomllib"]
 
 
 def _flatten(table: Mapping[str, Any], source: str) -> dict[str, Any]:
