@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from ..config import ConfigError, RunConfig, build_config
+from .._suggest import did_you_mean
 from ..config.files import tomllib
 from ..model.network import default_threads
 from ..train import runstate
@@ -114,7 +115,7 @@ def parse_sweep(items: list[str]) -> dict[str, list[Any]]:
             if key == "seed":
                 raise ConfigError(f"{where}: sweep seeds with --seeds 0-4")
             if key not in _FIELDS or key == "preset":
-                raise ConfigError(f"{where}: {key!r} is not a config key; allowed: "
+                raise ConfigError(f"{where}: {key!r} is not a config key{did_you_mean(key, _FIELDS)}; allowed: "
                                   f"{', '.join(sorted(_FIELDS - {'preset', 'seed'}))}")
             if not isinstance(values, list) or not values:
                 raise ConfigError(f"{where}: expected a list of values, got {values!r}")
