@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -152,10 +153,18 @@ class Network:
 
         spec.hyper = engine_hyper(hyper, self.threads)
         self._engine = _core.Engine(spec, dtype == "float64", self.backend)
+        # The RunConfig of the training run it was loaded from (hm2bp.load), else None. (Typed
+        # loosely: hm2bp.config builds on this module.)
+        self.config: Any = None
 
         rng = np.random.default_rng(self.seed)
         self.set_weights([(self.init_w if layer.init_w is None else layer.init_w) * rng.uniform(-1.0, 1.0, size=shape)
                           for layer, shape in zip(self._trainable, self._param_shapes)])
+
+    def __repr__(self) -> str:
+        rows = [f"    {layer!r},  # -> {shape}" for layer, shape in zip(self.layer_specs, self.shapes[1:])]
+        return (f"Network(input_shape={self.input_shape}, dtype={self.dtype!r}, backend={self.backend!r}, "
+                f"threads={self.threads}, layers=[\n" + "\n".join(rows) + "\n])")
 
     @staticmethod
     def _choose_backend(backend: str) -> str:
@@ -187,6 +196,14 @@ class Network:
         for k, w in enumerate(self._check_params("weight", weights)):
             self._engine.set_param("weights", k, w)
 
+    def _set_finite_weights(self, weights: Sequence[np.ndarray]) -> None:
+        """set_weights for host arrays of the network's dtype whose values the caller has checked
+        to be finite (hm2bp.torch, before every step): no float64 copy, only the shapes are checked."""
+        if len(weights) != self.n_param_layers:
+            raise ValueError(f"expected {self.n_param_layers} weight arrays, got {len(weights)}")
+        for k, w in enumerate(weights):
+            self._engine.set_param("weights", k, self._check_shape(f"weights[{k}]", w, k))
+
     def _check_params(self, what: str, arrays: Sequence[Array]) -> list[Array]:
         arrays = list(arrays)
         if len(arrays) != self.n_param_layers:
@@ -194,12 +211,15 @@ class Network:
                              f"got {len(arrays)}")
         return [self._check_param(f"{what}s[{k}]", a, k) for k, a in enumerate(arrays)]
 
-    def _check_param(self, name: str, value: Array, k: int) -> Array:
-        value = as_host_array(value, name)
+    def _check_shape(self, name: str, value: Array, k: int) -> Array:
         shape = self._param_shapes[k]
         if value.shape != shape:
             axes = "(n_out, n_in)" if len(shape) == 2 else "(out_channels, in_channels, k, k)"
             raise ValueError(f"{name} must have shape {shape} {axes}, got {value.shape}")
+        return value
+
+    def _check_param(self, name: str, value: Array, k: int) -> Array:
+        value = self._check_shape(name, as_host_array(value, name), k)
         if not np.issubdtype(value.dtype, np.number) or np.issubdtype(value.dtype, np.complexfloating):
             raise TypeError(f"{name} must be a real array, got dtype {value.dtype}")
         return np.ascontiguousarray(limits.check_finite_in(name, value, self.dtype))
