@@ -1,7 +1,12 @@
 """What a new user trips on first: a mistyped preset or key gets a suggestion, --resume with
-fewer epochs than the run has done is refused with what to do instead."""
+fewer epochs than the run has done is refused with what to do instead, a trained run loads as a
+Network (hm2bp.load)."""
 
+import numpy as np
 import pytest
+
+import hm2bp
+from hm2bp.train import build, checkpoint, runstate
 from hm2bp import config as hconfig
 from hm2bp.cli import train_main
 from hm2bp.config import ConfigError, build_config
@@ -46,3 +51,62 @@ def test_resume_with_fewer_epochs_than_done_is_refused(tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"{run} has already completed 2 epochs, more than --epochs 1" in err
     assert "--epochs N with N > 2" in err and f"hm2bp-eval {run}" in err
+
+
+# -- a trained run as a Python object -------------------------------------------------------------
+
+CNN_LAYERS = [{"type": "conv2d", "channels": 3, "kernel": 5, "vth": 5.0}, {"type": "pool2d", "size": 4, "vth": 2.0},
+              {"type": "dense", "n": 10, "vth": 5.0}]
+
+
+def _nmnist_folder(root) -> None:
+    """A tiny N-MNIST tree (Train/ and Test/, 2 recordings per class) of random events."""
+    rng = np.random.default_rng(0)
+    for split in ("Train", "Test"):
+        for label in range(10):
+            folder = root / split / str(label)
+            folder.mkdir(parents=True)
+            for k in range(2):
+                x, y, p = rng.integers(0, 34, 300), rng.integers(0, 34, 300), rng.integers(0, 2, 300)
+                ts = np.sort(rng.integers(0, 100_000, 300))
+                (folder / f"{k:05d}.bin").write_bytes(b"".join(
+                    bytes([a, b, (c << 7) | (t >> 16), (t >> 8) & 0xFF, t & 0xFF]) for a, b, c, t in
+                    zip(x.tolist(), y.tolist(), p.tolist(), ts.tolist())))
+
+
+@pytest.mark.parametrize("kind", ["fc", "cnn", "nmnist"])
+def test_load_a_run_as_a_network(tmp_path, kind, capsys):
+    values = {**TINY, "epochs": 1}
+    if kind == "cnn":
+        values.update(layers=None, vth=None, input_shape=[1, 28, 28], layer=CNN_LAYERS)
+        values = {k: v for k, v in values.items() if v is not None}
+    if kind == "nmnist":
+        _nmnist_folder(tmp_path / "nmnist")
+        values.update(dataset="nmnist", data_dir=str(tmp_path / "nmnist"), layers=[2312, 30, 10], train_size=None,
+                      test_size=None)
+        values = {k: v for k, v in values.items() if v is not None}
+    preset = "nmnist-fc800" if kind == "nmnist" else "mnist-mini"
+    config = tmp_path / "run.toml"
+    config.write_text(to_toml(hconfig.preset(preset, **values)))
+    run = tmp_path / "run"
+    assert train_main(["--config", str(config), "--out", str(run), "--quiet"]) == 0
+    capsys.readouterr()
+
+    net = hm2bp.load(run)
+    stored = checkpoint.load_checkpoint(run)
+    assert net.config == stored[0] and net.config.dataset == ("nmnist" if kind == "nmnist" else "mnist-mini")
+    for k, w in enumerate(net.get_weights()):
+        assert np.array_equal(w, stored[2][f"net.weights_{k}"])
+    # ready for forward and evaluation: the test split through the run's own encoding
+    test = build.load_split(net.config, "test", net.config.test_size)
+    spikes = test.batch_spikes(np.arange(4), T=net.config.T) if kind == "nmnist" else \
+        hm2bp.encode_poisson(test.images[:4], net.config.T, seed=0, sample_index=0)
+    assert net.infer(spikes)["counts"].shape == (4, 10)
+    text = repr(net)
+    assert text.startswith("Network(input_shape=") and ("Conv2d(" if kind == "cnn" else "Dense(") in text
+
+
+def test_a_damaged_run_is_refused_in_one_line(tmp_path):
+    (tmp_path / "checkpoint.npz").write_bytes(b"not a checkpoint")
+    with pytest.raises(runstate.CheckpointError, match="checkpoint.npz"):
+        hm2bp.load(tmp_path)
