@@ -110,3 +110,42 @@ def test_a_damaged_run_is_refused_in_one_line(tmp_path):
     (tmp_path / "checkpoint.npz").write_bytes(b"not a checkpoint")
     with pytest.raises(runstate.CheckpointError, match="checkpoint.npz"):
         hm2bp.load(tmp_path)
+
+
+# -- other frameworks' layouts --------------------------------------------------------------------
+
+def test_time_first_spikes_give_the_same_results():
+    rng = np.random.default_rng(0)
+    spikes = rng.random((3, 60, 20)) < 0.2  # (B, T, n_in)
+    spikes[:, 0] = False
+    labels = np.array([0, 2, 1])
+    a, b = (hm2bp.Network([20, 12, 3], vth=[1.0, 1.5], desired=10, seed=1) for _ in range(2))
+    tf = np.swapaxes(spikes, 0, 1)  # (T, B, n_in), as snnTorch, SpikingJelly and Norse hold them
+    assert np.array_equal(a.infer(tf, time_first=True)["counts"], a.infer(spikes)["counts"])
+    for x, y in zip(a.forward(tf, time_first=True), a.forward(spikes), strict=True):
+        assert x.shape[:2] == (60, 3) and np.array_equal(x, np.swapaxes(y, 0, 1))
+    a.train_step(spikes, labels, lr=0.01)
+    b.train_step(tf, labels, lr=0.01, time_first=True)
+    for wa, wb in zip(a.get_weights(), b.get_weights(), strict=True):
+        assert np.array_equal(wa, wb)
+    with pytest.raises(ValueError, match=r"\(T, B, n_in\) with time_first=True"):
+        a.infer(tf[0], time_first=True)
+
+
+@pytest.mark.parametrize("sensor", [(34, 34, 2), (5, 3, 2)])
+def test_tonic_frames_flatten_in_hm2bps_event_order(sensor):
+    """tonic's ToFrame gives (T, p, y, x); hm2bp's events land at (p * width + x) * height + y,
+    the order bin_events (and so hm2bp's own N-MNIST data) uses."""
+    width, height, polarities = sensor
+    rng = np.random.default_rng(1)
+    frames = (rng.random((6, polarities, height, width)) < 0.1).astype(np.int16) * 2  # counts, tonic's dtype
+    spikes = hm2bp.data.from_frames(frames)
+    assert spikes.shape == (1, 6, polarities * width * height) and spikes.dtype == bool
+    t, p, y, x = np.nonzero(frames)
+    events = np.zeros(len(t), dtype=[("x", int), ("y", int), ("t", int), ("p", int)])
+    events["x"], events["y"], events["p"], events["t"] = x, y, p, t * hm2bp.data.NMNIST_STEP_US
+    codes = hm2bp.data.bin_events(events, sensor, recipe="raw", T=7)  # step ceil(t / 600 us) + 1: frame + 1
+    want = np.zeros((7, polarities * width * height), bool)
+    want.reshape(-1)[codes] = True
+    assert np.array_equal(spikes[0], want[1:]) and spikes.sum() == len(t)
+    assert np.array_equal(hm2bp.data.from_frames(frames[None])[0], spikes[0])  # a batch (B, T, p, y, x)
