@@ -10,11 +10,10 @@
 #include <limits>
 #include <stdexcept>
 
-#include "cpu/spike_train.hpp"
-#include "engine.hpp"
-#include "py_arrays.hpp"
 #include "hm2bp/encoding.hpp"
 #include "hm2bp/optimizer.hpp"
+#include "model/engine.hpp"
+#include "py_arrays.hpp"
 
 #ifdef HM2BP_WITH_CUDA
 #include "cuda/cuda_engine.hpp"

@@ -14,10 +14,10 @@
 #include <variant>
 #include <vector>
 
-#include "../engine.hpp"
 #include "../hm2bp/encoding.hpp"
 #include "../hm2bp/loss.hpp"
 #include "../hm2bp/spsp.hpp"
+#include "../model/engine.hpp"
 #include "conv2d.hpp"
 #include "dense.hpp"
 #include "optimizer_step.hpp"
@@ -66,10 +66,10 @@ public:
                 layers_.emplace_back(DenseLayer<Real>(static_cast<int>(shapes[l].size()), s.units, s.vth, lateral));
                 params_.push_back(&std::get<DenseLayer<Real>>(layers_.back()).weights);
             } else if (s.kind == LayerKind::Conv2d) {
-                layers_.emplace_back(Conv2dLayer<Real>(shapes[l], shapes[l + 1], s.kernel, s.padding, s.vth));
+                layers_.emplace_back(Conv2dLayer<Real>(conv_geometry(shapes[l], s), s.vth));
                 params_.push_back(&std::get<Conv2dLayer<Real>>(layers_.back()).weights);
             } else {
-                layers_.emplace_back(Pool2dLayer<Real>(shapes[l], shapes[l + 1], s.kernel, s.stride, s.vth));
+                layers_.emplace_back(Pool2dLayer<Real>(pool_geometry(shapes[l], s), s.vth));
                 params_.push_back(nullptr);
             }
         }
@@ -255,7 +255,7 @@ private:
     void refresh_column_sums()
     {
         for (WeightMatrix<Real>* p : params_)
-            if (p) p->refresh_column_sums(optimizer_.regularization(), threads());
+            if (p) p->refresh_column_sums(regularization_params(spec_.hyper), threads());
     }
 
     // SPEC 4 from the output layer down: adds g to the worker's gradient sums, propagates pre_delta.
