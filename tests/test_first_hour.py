@@ -149,3 +149,14 @@ def test_tonic_frames_flatten_in_hm2bps_event_order(sensor):
     want.reshape(-1)[codes] = True
     assert np.array_equal(spikes[0], want[1:]) and spikes.sum() == len(t)
     assert np.array_equal(hm2bp.data.from_frames(frames[None])[0], spikes[0])  # a batch (B, T, p, y, x)
+
+
+def test_plot_titles_name_the_network_a_run_trained():
+    from hm2bp.cli.plot import _network_name
+
+    cnn = hconfig.preset("mnist-cnn")
+    net = build.build_network(cnn, "cpu", None)
+    assert _network_name(cnn, net) == "mnist-cnn 28x28-15C5-P2-40C5-P2-300-10"
+    custom = cnn.replace(dataset="mnist-mini", layer=[{"type": "conv2d", "channels": 8, "kernel": 5, "vth": 5.0},
+                                                      {"type": "dense", "n": 10, "vth": 10.0}])
+    assert _network_name(custom, build.build_network(custom, "cpu", None)) == "28x28-8C5-10, from preset mnist-cnn"
