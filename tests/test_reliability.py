@@ -409,9 +409,10 @@ def test_divergence_mid_run_never_writes_a_non_finite_state(tmp_path, monkeypatc
     tr = Trainer(preset("mnist-mini", epochs=3, **TINY), out)
     real = tr.train_source.train
 
-    def poisoned(net, idx, lr, epoch, weights):
-        result = real(net, idx, lr, epoch, weights)
+    def poisoned(step, idx, epoch, weights):
+        result = real(step, idx, epoch, weights)
         if epoch == 1:
+            net = step.net
             w = net.get_weights()
             w[0][0, 0] = np.nan
             net._engine.set_param("weights", 0, w[0])  # what an overflow in the engine does

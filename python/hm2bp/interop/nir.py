@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from .. import _core
+from ..model.hyper import HYPERPARAMETERS
 from ..model.layers import Conv2d, Dense, Layer, Pool2d
 from ..model.network import Network
 
@@ -120,7 +121,10 @@ def to_nir(net: Network, dt: float = 1.0, metadata: Mapping[str, Any] | None = N
     nodes["output"] = nir.Output(output_type={"output": np.array([net.layers[-1]])})
     edges.append((last, "output"))
     meta = {"generator": f"hm2bp {_core.build_info()['version']}", "dt": float(dt), "t_ref": int(net.t_ref),
-            "fire_margin": _DENSE_MARGIN, "conv_fire_margin": 0.0, **_SEMANTICS, **(metadata or {})}
+            "fire_margin": _DENSE_MARGIN, "conv_fire_margin": 0.0, **_SEMANTICS,
+            # every hyperparameter of hm2bp.hyper, also those NIR has no node field for (desired,
+            # optimizer, ...), so that from_nir rebuilds the same network
+            "hyperparameters": dict(net.description.hyperparameters), **(metadata or {})}
     return nir.NIRGraph(nodes=nodes, edges=edges, metadata=meta)
 
 
@@ -153,6 +157,19 @@ def read(path: str | Path, dt: float | None = None, **network_kwargs: Any) -> Ne
 
 
 # -- import ------------------------------------------------------------------------------------
+
+
+def _stored_hyperparameters(graph: Any) -> dict[str, Any]:
+    """The hyperparameters an hm2bp export stored in the graph's metadata, as Python values (a
+    NIR file gives numpy scalars and bytes back; hm2bp.Network checks them); names this hm2bp
+    does not declare are left out."""
+    stored = _meta(graph, "hyperparameters", None) or {}
+    out = {}
+    for name, value in stored.items():
+        if name in HYPERPARAMETERS:
+            value = value.decode() if isinstance(value, bytes) else value
+            out[name] = value.item() if isinstance(value, np.generic) else value
+    return out
 
 
 def _meta(node: Any, key: str, default: Any) -> Any:
@@ -216,8 +233,10 @@ def from_nir(graph: Any, dt: float | None = None, **network_kwargs: Any) -> Netw
     Linear of -w0 off the diagonal and 0 on it (lateral inhibition). All CubaLIFs share
     tau_syn and tau_mem, with r = tau_mem / dt, w_in = 1, v_leak = v_reset = 0, one v_threshold
     per node. dt (the time step in the graph's unit) defaults to the graph's metadata "dt"; the
-    refractory period to its "t_ref" (0 when absent: a NIR CubaLIF has none). `network_kwargs`
-    go to hm2bp.Network (backend, dtype, desired, ...).
+    refractory period to its "t_ref" (0 when absent: a NIR CubaLIF has none). The other
+    hyperparameters come from the graph's metadata "hyperparameters" (an hm2bp export writes
+    them all), else their defaults. `network_kwargs` go to hm2bp.Network (backend, dtype,
+    desired, ...) and win over the metadata.
     """
     nir = _nir()
     if dt is None:
@@ -275,8 +294,9 @@ def from_nir(graph: Any, dt: float | None = None, **network_kwargs: Any) -> Netw
     if lateral is not None and lateral_at != chain[-2]:
         raise ValueError(f"node {lateral[0]!r}: only the output neurons may have a recurrent connection in hm2bp")
     w0 = 0.0 if lateral is None else _lateral(*lateral, layers[-1].n)
-    net = Network(layers, input_shape=input_shape, tau_m=tau_m, tau_s=tau_s, t_ref=t_ref,
-                  lateral_inhibition=w0, **network_kwargs)
+    hyper = {**_stored_hyperparameters(graph), "tau_m": tau_m, "tau_s": tau_s, "t_ref": t_ref,
+             "lateral_inhibition": w0}
+    net = Network(layers, input_shape=input_shape, **{**hyper, **network_kwargs})
     net.set_weights(weights)
     return net
 

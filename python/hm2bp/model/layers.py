@@ -10,9 +10,10 @@ threshold vth (SPEC 1; SPEC_CNN 1-2).
 
 Populations are shaped (channels, height, width); a Dense population is (n, 1, 1). A neuron's
 flat index, the order of spike arrays (B, T, n_l) and of the next layer's inputs, is
-n = (c * height + x) * width + y.
-
-The CNN layers are specified and validated here; the engines implement Dense layers only so far.
+n = (c * height + x) * width + y. A layer checks its arguments once, when it is made, and holds
+them normalised (vth a float); the shapes of a stack (`stack_shapes`) and of its parameters
+(`param_shapes`) follow from SPEC_CNN 1-2 here, without the engine (which has its own, checked
+against these by tests/test_architecture.py). Both engines and the reference run all three kinds.
 """
 from __future__ import annotations
 
@@ -21,12 +22,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Union
 
-from .. import _core
 from .._suggest import did_you_mean
 from .hyper import check_number, check_whole
 
-__all__ = ["Conv2d", "Dense", "Layer", "Pool2d", "build_spec", "from_dict", "from_sizes", "param_shapes",
-           "to_dict"]
+__all__ = ["Conv2d", "Dense", "Layer", "Pool2d", "from_dict", "from_sizes", "output_shape", "param_shapes",
+           "stack_shapes", "to_dict"]
+
+Shape = tuple[int, int, int]
+
+
+def _normalise(layer: Any, **values: Any) -> None:
+    """Store checked values on a frozen layer."""
+    for name, value in values.items():
+        object.__setattr__(layer, name, value)
 
 
 @dataclass(frozen=True)
@@ -38,9 +46,8 @@ class Dense:
     init_w: float | None = None
 
     def __post_init__(self) -> None:
-        check_whole("Dense n", self.n, 1)
-        check_number("Dense vth", self.vth, strict=True)
-        _check_init_w("Dense", self.init_w)
+        _normalise(self, n=check_whole("Dense n", self.n, 1), vth=check_number("Dense vth", self.vth, strict=True),
+                   init_w=_check_init_w("Dense", self.init_w))
 
 
 @dataclass(frozen=True)
@@ -54,11 +61,11 @@ class Conv2d:
     init_w: float | None = None
 
     def __post_init__(self) -> None:
-        check_whole("Conv2d channels", self.channels, 1)
-        check_whole("Conv2d kernel", self.kernel, 1)
-        check_number("Conv2d vth", self.vth, strict=True)
-        check_whole("Conv2d padding", self.padding, 0)
-        _check_init_w("Conv2d", self.init_w)
+        _normalise(self, channels=check_whole("Conv2d channels", self.channels, 1),
+                   kernel=check_whole("Conv2d kernel", self.kernel, 1),
+                   vth=check_number("Conv2d vth", self.vth, strict=True),
+                   padding=check_whole("Conv2d padding", self.padding, 0),
+                   init_w=_check_init_w("Conv2d", self.init_w))
 
 
 @dataclass(frozen=True)
@@ -70,10 +77,9 @@ class Pool2d:
     stride: int | None = None
 
     def __post_init__(self) -> None:
-        check_whole("Pool2d size", self.size, 1)
-        check_number("Pool2d vth", self.vth, strict=True)
-        if self.stride is not None:
-            check_whole("Pool2d stride", self.stride, 1)
+        _normalise(self, size=check_whole("Pool2d size", self.size, 1),
+                   vth=check_number("Pool2d vth", self.vth, strict=True),
+                   stride=None if self.stride is None else check_whole("Pool2d stride", self.stride, 1))
 
 
 Layer = Union[Dense, Conv2d, Pool2d]
@@ -107,51 +113,55 @@ def from_dict(table: Any, where: str = "layer") -> Layer:
         raise ValueError(f"{where}: {exc}") from None
 
 
-def _check_init_w(kind: str, init_w: float | None) -> None:
-    if init_w is not None:
-        check_number(f"{kind} init_w", init_w)
+def _check_init_w(kind: str, init_w: float | None) -> float | None:
+    return None if init_w is None else check_number(f"{kind} init_w", init_w)
 
 
-def _layer_spec(layer: Layer) -> Any:
-    spec = _core.LayerSpec()
-    spec.vth = float(layer.vth)
-    if isinstance(layer, Dense):
-        spec.kind, spec.units = _core.LayerKind.Dense, layer.n
-    elif isinstance(layer, Conv2d):
-        spec.kind, spec.units = _core.LayerKind.Conv2d, layer.channels
-        spec.kernel, spec.padding = layer.kernel, layer.padding
-    else:
-        spec.kind, spec.kernel = _core.LayerKind.Pool2d, layer.size
-        spec.stride = layer.stride or 0
-    return spec
-
-
-def from_sizes(sizes: Sequence[int], vth: float | Sequence[float]) -> tuple[tuple[int, int, int], list[Dense]]:
+def from_sizes(sizes: Sequence[int], vth: float | Sequence[float]) -> tuple[Shape, list[Dense]]:
     """The classic form [n_in, n_1, ..., n_out] with one vth per layer -> (input shape, Dense layers)."""
     sizes = list(sizes)
     if len(sizes) < 2:
         raise ValueError(f"layers must list at least 2 sizes (inputs and outputs), got {sizes}")
-    sizes = [check_whole(f"layers[{k}]", n, 1) for k, n in enumerate(sizes)]
     vth = [vth] if isinstance(vth, (int, float)) else list(vth)
     if len(vth) != len(sizes) - 1:
         raise ValueError(f"vth needs one threshold per weight layer ({len(sizes) - 1}), got {len(vth)}")
-    vth = [check_number(f"vth[{k}]", v, strict=True) for k, v in enumerate(vth)]
-    return (sizes[0], 1, 1), [Dense(n, v) for n, v in zip(sizes[1:], vth)]
+    n_in = check_whole("layers[0]", sizes[0], 1)
+    layers = []
+    for k, (n, v) in enumerate(zip(sizes[1:], vth)):
+        try:
+            layers.append(Dense(n, v))
+        except (TypeError, ValueError) as exc:  # name the list entry, not the Dense argument
+            message = str(exc).replace("Dense n", f"layers[{k + 1}]").replace("Dense vth", f"vth[{k}]")
+            raise type(exc)(message) from None
+    return (n_in, 1, 1), layers
 
 
-def build_spec(input_shape: Sequence[int], layers: Sequence[Layer]) -> tuple[Any, list[tuple[int, int, int]]]:
-    """A validated engine NetSpec (hyperparameters not yet set) and the population shapes:
-    shapes[0] is the input, shapes[l + 1] the output of layer l."""
+def output_shape(shape: Shape, layer: Layer) -> Shape:
+    """The population shape a layer makes of its input's (SPEC_CNN 1-2): a convolution has
+    stride 1 and pads both sides; a pool's windows start every stride steps, the last one cut
+    at the border (ceil(H / stride) of them)."""
+    c, h, w = shape
+    if isinstance(layer, Dense):
+        return (layer.n, 1, 1)
+    if isinstance(layer, Conv2d):
+        grow = 2 * layer.padding - layer.kernel + 1
+        return (layer.channels, h + grow, w + grow)
+    stride = layer.stride or layer.size
+    return (c, -(-h // stride), -(-w // stride))
+
+
+def stack_shapes(input_shape: Sequence[int], layers: Sequence[Layer]) -> list[Shape]:
+    """The population shapes of a layer stack, checked: shapes[0] is the input, shapes[l + 1]
+    the output of layer l. Spatial layers come first, every window fits its map, the output
+    layer is Dense."""
     input_shape = tuple(input_shape)
     if len(input_shape) != 3:
         raise ValueError(f"input_shape must be (channels, height, width), got {input_shape}")
-    shape = tuple(check_whole(f"input_shape[{k}]", n, 1) for k, n in enumerate(input_shape))
+    shape: Shape = tuple(check_whole(f"input_shape[{k}]", n, 1) for k, n in enumerate(input_shape))  # type: ignore[assignment]
     layers = list(layers)
     if not layers:
         raise ValueError("the network needs at least one layer")
-    spec = _core.NetSpec()
-    spec.input = _core.Shape(*shape)
-    shapes, specs, flat = [shape], [], False
+    shapes, flat = [shape], False
     for k, layer in enumerate(layers):
         if not isinstance(layer, (Dense, Conv2d, Pool2d)):
             raise TypeError(f"layers[{k}] must be hm2bp.layers.Dense, Conv2d or Pool2d, got {layer!r}")
@@ -165,15 +175,20 @@ def build_spec(input_shape: Sequence[int], layers: Sequence[Layer]) -> tuple[Any
                 raise ValueError(f"{name}: window {window} is larger than its input map "
                                  f"{shape[1]}x{shape[2]} (padding {padding})")
         flat = flat or isinstance(layer, Dense)
-        specs.append(_layer_spec(layer))
-        shape = tuple(_core.output_shape(_core.Shape(*shape), specs[-1]))
+        shape = output_shape(shape, layer)
         shapes.append(shape)
     if not isinstance(layers[-1], Dense):
         raise ValueError(f"the output layer must be Dense (one neuron per class), got {type(layers[-1]).__name__}")
-    spec.layers = specs
-    return spec, shapes
+    return shapes
 
 
-def param_shapes(spec: Any) -> list[tuple[int, ...]]:
-    """Shapes of the trainable layers' parameters: Dense (n_out, n_in), Conv2d (out, in, k, k)."""
-    return [tuple(s) for s in _core.param_shapes(spec)]
+def param_shapes(layers: Sequence[Layer], shapes: Sequence[Shape]) -> list[tuple[int, ...]]:
+    """Shapes of the trainable layers' parameters (stack_shapes gives `shapes`): Dense
+    (n_out, n_in), Conv2d (out_channels, in_channels, k, k); Pool2d has none."""
+    out: list[tuple[int, ...]] = []
+    for layer, (c, h, w) in zip(layers, shapes):
+        if isinstance(layer, Dense):
+            out.append((layer.n, c * h * w))
+        elif isinstance(layer, Conv2d):
+            out.append((layer.channels, c, layer.kernel, layer.kernel))
+    return out

@@ -40,7 +40,7 @@ def from_layers(
     layers: Sequence[Layer], shapes: Sequence[tuple[int, int, int]], weights: Sequence[np.ndarray]
 ) -> list[Connection]:
     """The connection objects of a layer stack: shapes[l] is layer l's input shape (as
-    hm2bp.layers.build_spec gives it), weights one array per trainable layer, in order."""
+    hm2bp.layers.stack_shapes gives it), weights one array per trainable layer, in order."""
     trained = iter(weights)
     out: list[Connection] = []
     for layer, in_shape in zip(layers, shapes):

@@ -45,7 +45,7 @@ from .checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, find_checkpoint, 
 from .metrics_log import MetricsLog
 from .runstate import CheckpointError, Interrupted, RunDirError
 from .schedule import boost_weights, epoch_order, learning_rate  # the SPEC-5 schedule, one copy each
-from .sources import TEST_SEED_OFFSET, evaluate, make_source
+from .sources import TEST_SEED_OFFSET, LearningStep, evaluate, make_source
 
 __all__ = ["DivergenceError", "FitResult", "Trainer", "format_epoch"]
 
@@ -322,6 +322,7 @@ class Trainer:
         cfg, src = self.config, self.train_source
         n, bs = len(self.train_set), cfg.batch_size
         lr = learning_rate(cfg.lr, e, cfg.lr_rule)
+        step = LearningStep(self.net, lr)
         previous = self._order[1] if self._order is not None and self._order[0] == e - 1 else None
         order = epoch_order(n, cfg.seed, e, previous, cfg.order)  # without previous: replayed
         self._order = (e, order)
@@ -335,7 +336,7 @@ class Trainer:
             self.on_batch(e, 0, n)
         for start in range(0, n, bs):
             idx = order[start:start + bs]
-            out = src.train(self.net, idx, lr, e, None if weights is None else weights[idx])
+            out = src.train(step, idx, e, None if weights is None else weights[idx])
             loss = float(out["loss"])
             if not math.isfinite(loss):
                 self._diverged(e, f"the loss of a batch is {loss}")
