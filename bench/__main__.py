@@ -293,7 +293,8 @@ def _targets(rows: list[dict[str, Any]]) -> list[str]:
     return out
 
 
-def main_table(args: argparse.Namespace) -> int:
+def main_table_rows(args: argparse.Namespace) -> list[str]:
+    """The rows asked for, after filling args from the preset; SystemExit for bad arguments."""
     preset = QUICK if args.quick else FULL
     for k, v in preset.items():
         if getattr(args, k) is None:
@@ -304,6 +305,14 @@ def main_table(args: argparse.Namespace) -> int:
     bad = [n for n in names if n not in common.ROWS]
     if bad:
         raise SystemExit(f"--rows: unknown {bad}; expected names from {', '.join(common.ROWS)}")
+    return names
+
+
+def main_table(args: argparse.Namespace) -> int:
+    names = main_table_rows(args)
+    if args.dry_run:
+        print(f"dry run: bench main table, rows {names}: arguments OK")
+        return 0
     t0 = time.perf_counter()
     machine = common.machine_info()
     machine["load_avg_start"] = os.getloadavg()
@@ -362,6 +371,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, help="timed repeats (median and min-max reported)")
     p.add_argument("--min-seconds", type=float, help="minimum duration of one timed repeat")
     p.add_argument("--data-dir", help=f"mnist-10k folder (default {common.DEFAULT_DATA_DIR})")
+    p.add_argument("--dry-run", action="store_true",
+                   help="check the arguments of the main table or `cnn` and stop (bench/gpu_check.sh --dry-run)")
     _sizes(p)
     sub = p.add_subparsers(dest="command", metavar="{scaling,tta,cnn,mpi,bridge}")
     from . import bridge, cnn, mpi, scaling, time_to_accuracy
@@ -387,6 +398,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "_row":
         serve_row(args)
         return 0
+    if args.dry_run and args.command not in (None, "cnn"):
+        raise SystemExit(f"--dry-run: only the main table and `cnn` check their arguments, not {args.command}")
     if args.command == "scaling":
         from . import scaling
 

@@ -303,8 +303,9 @@ def test_ctrl_c_in_first_epoch_keeps_initial_state(tmp_path):
 
 def test_checkpoint_files(tmp_path):
     fake_trainer(tmp_path, epochs=1).fit()
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".lock", "best.npz", "checkpoint.npz",
-                                                          "metrics.csv", "metrics.jsonl"]  # no temporaries
+    # no temporaries, and the .lock deleted at the end
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.npz", "checkpoint.npz", "metrics.csv",
+                                                          "metrics.jsonl"]
     with np.load(tmp_path / "checkpoint.npz", allow_pickle=False) as f:
         assert {"net.weights_0", "net.step", "sample_weights", "epoch", "__meta__"} <= set(f.files)
         meta = json.loads(f["__meta__"].tobytes())

@@ -7,6 +7,7 @@
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -23,7 +24,7 @@ struct InputBatch {
     const uint8_t* dense = nullptr;         // (batch, T, n_in)
     // dense is CUDA device memory (the CUDA engine reads it in place, no host round trip),
     // written on producer_stream (a cudaStream_t, 1 or 2 for the legacy / per-thread default
-    // stream, 0 for none to wait on); the CPU engine refuses it.
+    // stream), which the engine's work is ordered after; the CPU engine refuses it.
     bool dense_on_device = false;
     uintptr_t producer_stream = 0;
     const uint8_t* images = nullptr;        // (batch, n_in)
@@ -72,6 +73,9 @@ public:
     // layout): batch mean, regularization, one Adam or SGD step; the step counter advances once.
     virtual void apply_gradients(const std::vector<const double*>& sums, int64_t count, double lr) = 0;
     virtual std::string device() const = 0;
+    // Whether every weight is finite, when the engine can tell at almost no cost (the CPU engine
+    // from the column sums its optimizer step keeps anyway); nullopt: not tracked, ask get_param.
+    virtual std::optional<bool> weights_finite() const { return std::nullopt; }
 };
 
 std::unique_ptr<Engine> make_cpu_engine(const NetSpec& spec, bool float64);

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from .. import safe_io
 from ..data.augment import AugmentConfig
 from ..data.events import RECIPES
 from ..model import hyper, layers, limits
@@ -109,8 +111,13 @@ class RunConfig:
             raise ConfigError(
                 f"unknown config key {unknown[0]!r}; allowed keys: {', '.join(sorted(FIELDS))}"
             )
-        cfg = cls(**{k: _coerce(k, v) for k, v in values.items()})
-        cfg.validate()
+        try:
+            cfg = cls(**{k: _coerce(k, v) for k, v in values.items()})
+            cfg.validate()
+        except RecursionError:  # a value nested thousands deep (a crafted TOML or checkpoint)
+            raise ConfigError("invalid config: a value is nested too deeply") from None
+        except OverflowError as exc:  # a number beyond any float, caught here if not by its key
+            raise ConfigError(f"invalid config: a number is too large ({exc})") from None
         return cfg
 
     def replace(self, **changes: Any) -> RunConfig:
@@ -151,6 +158,10 @@ class RunConfig:
             _check_type(name, getattr(self, name), kind)
         if self.dataset not in DATASETS:
             fail("dataset", self.dataset, f"one of {', '.join(DATASETS)}")
+        if self.data_dir is not None:  # a FIFO or a file here would only fail much later
+            where = os.path.expanduser(self.data_dir)
+            if os.path.exists(where) and not os.path.isdir(where):
+                fail("data_dir", self.data_dir, "a directory (or a new path, for downloads)")
         for key, allowed in (("dtype", DTYPES), ("backend", BACKENDS), ("lr_rule", LR_RULES),
                              ("order", ORDER_MODES), ("augment_mode", ("epoch", "sample")),
                              ("nmnist_recipe", RECIPES)):
@@ -160,7 +171,7 @@ class RunConfig:
             try:
                 hyper.check(name, getattr(self, name))
             except (TypeError, ValueError) as exc:
-                raise ConfigError(f"invalid {name} = {getattr(self, name)!r}: {exc}") from None
+                raise ConfigError(f"invalid {name} = {safe_io.short(getattr(self, name))}: {exc}") from None
         try:
             hyper.check_all(hyper.pick(self.to_dict()))
         except (TypeError, ValueError) as exc:
@@ -355,7 +366,19 @@ ADDED_KEYS: dict[str, Any] = {"val_split": 0.0, "nmnist_recipe": "authors"}
 
 
 def fail(key: str, value: Any, expected: str) -> None:
-    raise ConfigError(f"invalid {key} = {value!r}: expected {expected}")
+    raise ConfigError(f"invalid {key} = {safe_io.short(value)}: expected {expected}")
+
+
+def _huge(value: Any) -> bool:
+    """An int (also inside lists and tables) beyond 64 bits: no key takes one, and such a
+    number overflows any float it meets."""
+    if isinstance(value, int):
+        return not -(2**63) <= value < 2**63
+    if isinstance(value, (list, tuple)):
+        return any(_huge(v) for v in value)
+    if isinstance(value, dict):
+        return any(_huge(v) for v in value.values())
+    return False
 
 
 def _positive(cfg: RunConfig, key: str, *, strict: bool = False, minimum: float = 0) -> None:
@@ -376,6 +399,8 @@ def _is_num(v: Any) -> bool:
 def _check_type(key: str, value: Any, kind: str) -> None:
     if kind.endswith("?") and value is None:
         return
+    if _huge(value):
+        fail(key, value, "numbers of at most 64 bits (magnitude below 2**63)")
     ok = {
         "str": lambda v: isinstance(v, str),
         "str?": lambda v: isinstance(v, str),

@@ -14,6 +14,7 @@ Needs the ``nir`` package (``pip install "hm2bp[nir]"``), imported when first us
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from .. import _core
 from ..model.hyper import HYPERPARAMETERS
 from ..model.layers import Conv2d, Dense, Layer, Pool2d
 from ..model.network import Network
+from .nir_file import read_graph, write_graph
 
 __all__ = ["from_nir", "read", "to_nir", "write"]
 
@@ -46,6 +48,17 @@ def _nir() -> Any:
     except ImportError:
         raise ImportError("hm2bp.nir needs the nir package: pip install 'hm2bp[nir]'") from None
     return nir
+
+
+def _normal(x: float) -> bool:
+    """A finite float > 0 that is not subnormal (a time constant keeps its digits)."""
+    return math.isfinite(x) and x >= sys.float_info.min
+
+
+def _check_dt(dt: Any) -> float:
+    if isinstance(dt, bool) or not isinstance(dt, (int, float)) or not _normal(float(dt)):
+        raise ValueError(f"dt must be a finite number > 0 (and not subnormal), got {dt!r}")
+    return float(dt)
 
 
 def _pool_fits(size: int, stride: int, height: int, width: int) -> bool:
@@ -73,8 +86,11 @@ def to_nir(net: Network, dt: float = 1.0, metadata: Mapping[str, Any] | None = N
     numbers, strings, arrays).
     """
     nir = _nir()
-    if not (isinstance(dt, (int, float)) and math.isfinite(dt) and dt > 0):
-        raise ValueError(f"dt must be a finite number > 0, got {dt!r}")
+    _check_dt(dt)
+    for name, steps in (("tau_s", net.tau_s), ("tau_m", net.tau_m)):
+        if not _normal(steps * dt):  # e.g. dt = 1e308: an infinite time constant
+            raise ValueError(f"dt = {dt!r} makes {name} * dt = {steps * dt!r}, not a finite normal "
+                             f"number; choose a dt nearer 1")
     weights = iter(net.get_weights())
     nodes: dict[str, Any] = {"input": nir.Input(input_type={"input": _input_type(net)})}
     edges: list[tuple[str, str]] = []
@@ -147,13 +163,23 @@ def _input_type(net: Network) -> np.ndarray:
 
 
 def write(path: str | Path, net: Network, dt: float = 1.0, metadata: Mapping[str, Any] | None = None) -> None:
-    """Write to_nir(net, dt, metadata) to a .nir (HDF5) file."""
-    _nir().write(str(path), to_nir(net, dt, metadata))
+    """Write to_nir(net, dt, metadata) to a .nir (HDF5) file, atomically (nir_file.write_graph:
+    a failed write leaves the previous file as it was)."""
+    graph = to_nir(net, dt, metadata)
+    write_graph(path, graph)
 
 
 def read(path: str | Path, dt: float | None = None, **network_kwargs: Any) -> Network:
-    """from_nir of the graph in a .nir file."""
-    return from_nir(_nir().read(str(path)), dt, **network_kwargs)
+    """from_nir of the graph in a .nir file, read by nir_file.read_graph: a regular file whose
+    HDF5 objects are all in it (no links, no external storage), plain numbers and text of sizes
+    within the limits, checked before any data is read. A problem is one ValueError naming the
+    file."""
+    _nir()
+    graph = read_graph(path)
+    try:
+        return from_nir(graph, dt, **network_kwargs)
+    except (ValueError, TypeError, OverflowError, KeyError) as exc:
+        raise ValueError(f"{path}: {exc}") from None
 
 
 # -- import ------------------------------------------------------------------------------------
@@ -181,6 +207,8 @@ def _uniform(name: str, node: Any, field: str) -> float:
     values = np.asarray(getattr(node, field), dtype=np.float64)
     if values.size == 0 or not np.all(values == values.flat[0]):
         raise ValueError(f"node {name!r}: hm2bp needs one {field} per layer, got several values")
+    if not math.isfinite(values.flat[0]):
+        raise ValueError(f"node {name!r}: {field} = {values.flat[0]}, hm2bp needs finite values")
     return float(values.flat[0])
 
 
@@ -243,7 +271,10 @@ def from_nir(graph: Any, dt: float | None = None, **network_kwargs: Any) -> Netw
         dt = _meta(graph, "dt", None)
         if dt is None:
             raise ValueError("the graph does not say its time step (no metadata 'dt'): pass dt=, e.g. 1e-4")
-    dt = float(dt)
+    try:
+        dt = _check_dt(float(dt))
+    except (TypeError, ValueError):
+        raise ValueError(f"dt must be a finite number > 0 (and not subnormal), got {dt!r}") from None
     chain, lateral, lateral_at = _chain(graph)
     input_type = np.asarray(graph.nodes[chain[0]].input_type["input"]).astype(int).ravel()
     if input_type.size == 1:
@@ -305,6 +336,10 @@ def _check_lif(name: str, node: Any, dt: float, taus: set[tuple[float, float]], 
     """vth of a CubaLIF that fits hm2bp's neuron; its taus (in steps) and t_ref go into the sets."""
     tau_s = _steps(_uniform(name, node, "tau_syn"), dt, _meta(node, "tau_s_steps", None))
     tau_m = _steps(_uniform(name, node, "tau_mem"), dt, _meta(node, "tau_m_steps", None))
+    for field, steps in (("tau_syn", tau_s), ("tau_mem", tau_m)):
+        if not _normal(steps):
+            raise ValueError(f"node {name!r}: {field} / dt = {steps!r} steps; hm2bp needs finite "
+                             f"time constants > 0")
     for field, want in (("r", tau_m), ("w_in", 1.0), ("v_leak", 0.0), ("v_reset", 0.0)):
         got = _uniform(name, node, field)
         if not math.isclose(got, want, rel_tol=1e-9, abs_tol=1e-12):

@@ -120,6 +120,7 @@ class Network(DescribedNetwork):
         self.dtype = dtype
         self.threads = default_threads() if threads is None else check_whole("threads", threads, 1, limits.MAX_THREADS)
         self.backend = self._choose_backend(backend)
+        limits.check_network_memory([int(np.prod(shape)) for shape in self._param_shapes], dtype)
         self._engine = _core.Engine(_engine_spec(self.description, self.threads), dtype == "float64", self.backend)
         self.set_weights(self.description.initial_weights())
         # The RunConfig of the training run it was loaded from (hm2bp.load), else None. (Typed
@@ -325,6 +326,7 @@ class Network(DescribedNetwork):
         equals forward_backward(batch) + apply_gradients(its gradients, lr, len(batch)) bit for bit."""
         checked = self._check_params("gradient", grads)
         self._engine.apply_gradients(checked, check_whole("count", count, 1), check_lr(lr))
+        self._check_stepped()
 
     def train_step(self, spikes: Array, labels: Array, lr: float, sample_weights: Array | None = None, *,
                    time_first: bool = False) -> dict:
@@ -335,7 +337,21 @@ class Network(DescribedNetwork):
         out = self._run_dense(s, "train", self._check_labels(labels, s.shape[0]),
                                      self._check_sample_weights(sample_weights, s.shape[0]),
                                      check_lr(lr), False)
+        self._check_stepped()
         return self._result(out)
+
+    def _check_stepped(self) -> None:
+        """FloatingPointError when a step left a weight NaN or infinite (too large an lr or
+        init_w, or the lateral factor 1 / (1 - w0^2 * sum) at its pole). The CPU engine answers
+        from the column sums its step keeps (n_out values per layer, no measurable cost); an
+        engine that does not track them answers None and is checked where its state is read
+        (the trainer's epoch checkpoints)."""
+        if self._engine.weights_finite() is False:
+            raise FloatingPointError(
+                f"after optimizer step {self._engine.step} the weights are not finite (NaN or "
+                f"infinite): the step diverged (too large lr or init_w, or a lateral factor "
+                f"1 / (1 - w0^2 * sum) at its pole); restore a saved state with set_state and use a "
+                f"smaller lr, init_w or lateral_inhibition")
 
     def _run_images(self, mode: str, images: Array, labels: Array | None, lr: float, T: int, seed: int,
                     sample_index: int | Sequence[int] | Array, epoch: int,
@@ -352,6 +368,8 @@ class Network(DescribedNetwork):
                                       _check_seed("epoch", epoch), mode, labels,
                                       self._check_sample_weights(sample_weights, B), lr, False,
                                       _check_reduce(reduce))
+        if mode == "train":
+            self._check_stepped()
         result = self._result(out)
         if mode == "gradients":
             result["gradients"] = list(out["gradients"])
