@@ -309,7 +309,7 @@ def test_plots_in_each_format(fmt, tmp_path, capsys):
         blob = (run / f"{name}.{fmt}").read_bytes()
         assert blob.startswith(MAGIC[fmt]), name
         if fmt == "svg":
-            assert "run (mnist-mini, 784-30-10, T 60)" in blob.decode()  # the run's name
+            assert "run (784-30-10, from preset mnist-mini, T 60, mnist-mini)" in blob.decode()  # the run's name
         if fmt == "png":  # print resolution: pHYs of 300 dpi (11811 pixels per metre)
             k = blob.index(b"pHYs")
             assert int.from_bytes(blob[k + 4:k + 8], "big") == 11811

@@ -196,10 +196,7 @@ public:
             if (!params_[l]) continue;
             GradientSum<Real>& g = groups_[0].grads[l];
             const WeightMatrix<Real>& w = *params_[l];
-            const double* sum = sums[block++];
-            for (int o = 0; o < w.n_out; ++o)
-                for (int i = 0; i < w.n_in; ++i)
-                    g.grad[static_cast<size_t>(i) * w.n_out + o] = Real(sum[static_cast<size_t>(o) * w.n_in + i]);
+            transpose_tiled(sums[block++], w.n_out, w.n_in, g.grad.data(), [](double v) { return Real(v); });
             std::fill(g.touched.begin(), g.touched.end(), uint8_t(1));
         }
         refresh_column_sums();
@@ -343,10 +340,8 @@ private:
     void export_gradient(int l, Real divisor, double* out)
     {
         const WeightMatrix<Real>& w = *params_[l];
-        const AlignedVector<Real>& grad = groups_[0].grads[l].grad;
-        for (int o = 0; o < w.n_out; ++o)
-            for (int i = 0; i < w.n_in; ++i)
-                out[static_cast<size_t>(o) * w.n_in + i] = double(grad[static_cast<size_t>(i) * w.n_out + o] / divisor);
+        transpose_tiled(groups_[0].grads[l].grad.data(), w.n_in, w.n_out, out,
+                        [divisor](Real g) { return double(g / divisor); });
     }
 
     // SPEC 5 from group 0's gradient sums over `count` samples (column sums already refreshed).

@@ -23,6 +23,7 @@ from typing import Any, NoReturn
 import numpy as np
 
 from .. import safe_io
+from .._suggest import did_you_mean
 from ..config import BACKENDS, DTYPES, PRESETS, ConfigError, RunConfig, build_config
 from ..config.doc import to_toml
 from ..data import DatasetError, stratified_sample
@@ -155,13 +156,23 @@ def _main(prog: str, parser: argparse.ArgumentParser, argv: Sequence[str] | None
         return 1
 
 
+_PRESET_CHOICES = "{" + ",".join(sorted(PRESETS)) + "}"
+
+
+def _preset(name: str) -> str:
+    """--preset's value: a preset's name (argparse reports the error, with the closest name)."""
+    if name not in PRESETS:
+        raise argparse.ArgumentTypeError(f"unknown preset {name!r}{did_you_mean(name, PRESETS)}")
+    return name
+
+
 def _train_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="hm2bp-train",
         description="Train an HM2-BP spiking network. Without arguments: the mnist-mini "
                     "preset on the bundled digits.",
     )
-    p.add_argument("--preset", choices=sorted(PRESETS),
+    p.add_argument("--preset", type=_preset, metavar=_PRESET_CHOICES,
                    help="start from this preset (default: mnist-mini, or the config's preset)")
     p.add_argument("--config", metavar="FILE", help="TOML config file (flat or "
                    "[network]/[training]/[data] tables; optional preset = \"...\")")
@@ -281,6 +292,10 @@ def _train(args: argparse.Namespace) -> int:
             return _error(prog, f"{', '.join(given)} cannot be combined with --resume "
                                 "(the run continues with its stored config)")
         out = Path(args.resume)
+        if args.epochs is not None and args.epochs < (done := load_checkpoint(out)[1]["epoch"]):
+            return _error(prog, f"{out} has already completed {done} epochs, more than --epochs {args.epochs}; "
+                                f"to train on, give the new total (--epochs N with N > {done}); "
+                                f"to evaluate it: hm2bp-eval {out}")
         if args.print_config:
             config = load_checkpoint(out)[0].replace(epochs=args.epochs, backend=args.backend,
                                                      threads=args.threads, data_dir=args.data_dir)
@@ -354,7 +369,7 @@ def _eval_parser() -> argparse.ArgumentParser:
     p.add_argument("--authors-checkpoint", metavar="FILE",
                    help="evaluate a network trained by the authors' code (their text checkpoint, "
                         "e.g. checkPoint_cnn_best.txt) instead of a run; with --preset or --config")
-    p.add_argument("--preset", choices=sorted(PRESETS), help="the network of --authors-checkpoint")
+    p.add_argument("--preset", type=_preset, metavar=_PRESET_CHOICES, help="the network of --authors-checkpoint")
     p.add_argument("--config", metavar="TOML", help="the network of --authors-checkpoint")
     p.add_argument("--export-authors-checkpoint", metavar="FILE",
                    help="also write the network's weights in the authors' text format")

@@ -17,7 +17,8 @@ from .catalog import KNOWN_FILES, SYSTEM_DIRS, load, resolve_data_dir
 from .datasets import (DATASETS, NMNIST_INPUTS, NMNIST_SENSOR, NMNIST_SIZE, NMNIST_STEP_US, SPLITS,
                        DatasetError, EventDataset, ImageDataset, check_classes, stratified_sample)
 from .download import MD5, MIRRORS
-from .events import RECIPES, bin_events, event_fields, from_events, read_nmnist_events, stabilise_saccades
+from .events import RECIPES, bin_events, event_fields, from_events, from_frames, read_nmnist_events, \
+    stabilise_saccades
 from .idx import read_idx_images, read_idx_labels
 
 __all__ = [
@@ -44,6 +45,7 @@ __all__ = [
     "stabilise_saccades",
     "bin_events",
     "from_events",
+    "from_frames",
     "check_classes",
     "stratified_sample",
 ]

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Union
 
+from .._suggest import did_you_mean
 from .hyper import check_number, check_whole
 
 __all__ = ["Conv2d", "Dense", "Layer", "Pool2d", "from_dict", "from_sizes", "output_shape", "param_shapes",
@@ -104,7 +105,8 @@ def from_dict(table: Any, where: str = "layer") -> Layer:
     names = [f.name for f in dataclasses.fields(cls)]
     unknown = sorted(set(table) - {"type", *names})
     if unknown:
-        raise ValueError(f"{where}: unknown key {unknown[0]!r} for {kind}; allowed: {', '.join(names)}")
+        raise ValueError(f"{where}: unknown key {unknown[0]!r} for {kind}{did_you_mean(unknown[0], names)}; "
+                         f"allowed: {', '.join(names)}")
     try:
         return cls(**{k: v for k, v in table.items() if k != "type"})
     except TypeError as exc:  # a required key is missing
