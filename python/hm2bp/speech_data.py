@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["SPEECH_CHANNELS", "SPEECH_CLASSES", "SpeechFileError", "read_speech", "speech_files",
-           "spike_codes"]
+__all__ = ["SPEECH_CHANNELS", "SPEECH_CLASSES", "SpeechFileError", "encode_split", "read_speech",
+           "speech_files", "spike_codes"]
 
 SPEECH_CHANNELS = 78  # Lyon's passive ear at 12.5 kHz, earQ 8, step factor 0.25
 SPEECH_CLASSES = 26   # the letters A..Z
@@ -136,3 +136,21 @@ def spike_codes(analog: np.ndarray, encode: Callable[[np.ndarray, int], np.ndarr
                               f"{math.floor(np.iinfo(np.int32).max / channels / STEP_ANALOG) - 1})")
     spikes = encode(analog, steps)
     return np.flatnonzero(spikes.reshape(-1)).astype(np.int32)
+
+
+def encode_split(files: list[tuple[int, Path]], encode: Callable[[np.ndarray, int], np.ndarray],
+                 channels: int = SPEECH_CHANNELS,
+                 progress: Callable[[int], None] | None = None
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(labels int64 (N,), codes int32, offsets int64 (N + 1,)) of the samples `files` (as
+    speech_files lists them), read and BSA-encoded once (spike_codes): sample k owns
+    codes[offsets[k]:offsets[k + 1]]. progress(1) is called after each sample."""
+    parts = []
+    for _, path in files:
+        parts.append(spike_codes(read_speech(path, channels), encode))
+        if progress is not None:
+            progress(1)
+    offsets = np.zeros(len(parts) + 1, dtype=np.int64)
+    np.cumsum([len(c) for c in parts], out=offsets[1:])
+    codes = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int32)
+    return np.array([label for label, _ in files], dtype=np.int64), codes, offsets
