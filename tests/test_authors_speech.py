@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hm2bp.authors_speech import (
+from hm2bp.interop.authors import (
     WEIGHT_FILES,
     SpeechWeights,
     WeightFileError,

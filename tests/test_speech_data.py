@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hm2bp.speech_data import SpeechFileError, read_speech, speech_files, spike_codes
+from hm2bp.data.speech import SpeechFileError, read_speech, speech_files, spike_codes
 
 
 def _write(path: Path, rows: list[list[float]] | str) -> Path:

@@ -9,8 +9,9 @@ import struct
 import numpy as np
 import pytest
 
-from hm2bp import data_cli, spoken_letters as sl
-from hm2bp.speech_data import read_speech, speech_files
+from hm2bp.cli import data as data_cli
+from hm2bp.data import spoken_letters as sl
+from hm2bp.data.speech import read_speech, speech_files
 
 needs_speech_tools = pytest.mark.skipif(
     shutil.which("espeak-ng") is None or importlib.util.find_spec("lyon") is None

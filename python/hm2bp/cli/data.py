@@ -1,5 +1,5 @@
 """``hm2bp-data``: make datasets. ``hm2bp-data spoken-letters OUT`` writes the open TI46
-stand-in (hm2bp.spoken_letters) in the authors' layout, ready for ``--data-dir OUT``.
+stand-in (hm2bp.data.spoken_letters) in the authors' layout, ready for ``--data-dir OUT``.
 
 Exit codes: 0 done, 2 bad arguments or a missing tool (one line, no traceback), 130 when
 interrupted (the files written so far are complete; the same command resumes).
@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from . import spoken_letters
+from ..data import spoken_letters
 from .progress import format_duration
 
 __all__ = ["main"]

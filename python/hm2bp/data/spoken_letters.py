@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .runstate import atomic_write
+from ..train.runstate import atomic_write
 
 __all__ = [
     "ACCENTS",
