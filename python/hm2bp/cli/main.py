@@ -288,10 +288,16 @@ def _eval_parser() -> argparse.ArgumentParser:
     p.add_argument("--authors-checkpoint", metavar="FILE",
                    help="evaluate a network trained by the authors' code (their text checkpoint, "
                         "e.g. checkPoint_cnn_best.txt) instead of a run; with --preset or --config")
-    p.add_argument("--preset", choices=sorted(PRESETS), help="the network of --authors-checkpoint")
-    p.add_argument("--config", metavar="TOML", help="the network of --authors-checkpoint")
+    p.add_argument("--authors-weights", metavar="DIR",
+                   help="evaluate the authors' speech network from their four weight files in DIR "
+                        "(r_weights_info.txt, r_weights_recurrent_info.txt, h_weights_info.txt, "
+                        "o_weights_info.txt) instead of a run; with --preset (ti46-alpha) or --config")
+    p.add_argument("--preset", choices=sorted(PRESETS), help="the network of --authors-checkpoint/-weights")
+    p.add_argument("--config", metavar="TOML", help="the network of --authors-checkpoint/-weights")
     p.add_argument("--export-authors-checkpoint", metavar="FILE",
                    help="also write the network's weights in the authors' text format")
+    p.add_argument("--export-authors-weights", metavar="DIR",
+                   help="also write a speech network's weights as the authors' four weight files")
     p.add_argument("--data-dir", metavar="DIR", help="dataset directory")
     p.add_argument("--split", choices=("test", "train", "val"), default="test",
                    help="which samples: the test set, or the training set's trained or held-out "
@@ -342,22 +348,29 @@ def _eval_samples(config: RunConfig, split: str, limit: int | None) -> tuple[Any
 def _eval(args: argparse.Namespace) -> int:
     if args.limit is not None and args.limit < 1:
         return _error("hm2bp-eval", f"--limit must be >= 1, got {args.limit}")
-    if (args.checkpoint is None) == (args.authors_checkpoint is None):
-        return _error("hm2bp-eval", "give either a run (CHECKPOINT_DIR_OR_NPZ) or --authors-checkpoint FILE")
-    if args.authors_checkpoint is not None:
+    sources = [a for a in (args.checkpoint, args.authors_checkpoint, args.authors_weights) if a is not None]
+    if len(sources) != 1:
+        return _error("hm2bp-eval", "give one of a run (CHECKPOINT_DIR_OR_NPZ), --authors-checkpoint FILE "
+                                    "or --authors-weights DIR")
+    if args.checkpoint is None:
+        flag = "--authors-checkpoint" if args.authors_checkpoint is not None else "--authors-weights"
         if args.preset is None and args.config is None:
-            return _error("hm2bp-eval", "--authors-checkpoint needs the network: --preset NAME or --config TOML")
+            return _error("hm2bp-eval", f"{flag} needs the network: --preset NAME or --config TOML")
         config = build_config(args.preset, args.config, data_dir=args.data_dir, backend=args.backend,
                               threads=args.threads)
         backend = resolve_backend(config.backend)
         try:
-            net = authors.network_from_checkpoint(args.authors_checkpoint, config, backend, config.threads)
+            if args.authors_checkpoint is not None:
+                net = authors.network_from_checkpoint(args.authors_checkpoint, config, backend, config.threads)
+            else:
+                net = authors.read_weight_files(args.authors_weights, config, backend, config.threads)
         except (OSError, ValueError) as exc:
             raise CheckpointError(str(exc)) from None
-        what = f"authors' checkpoint {args.authors_checkpoint}"
+        what = f"authors' {'checkpoint' if args.authors_checkpoint is not None else 'weight files'} {sources[0]}"
     else:
         if args.preset is not None or args.config is not None:
-            return _error("hm2bp-eval", "--preset/--config go with --authors-checkpoint; a run has its own config")
+            return _error("hm2bp-eval", "--preset/--config go with --authors-checkpoint or --authors-weights; "
+                                        "a run has its own config")
         config, meta, arrays = load_checkpoint(args.checkpoint)
         config = config.replace(data_dir=args.data_dir, backend=args.backend, threads=args.threads)
         backend = resolve_backend(config.backend)
@@ -381,6 +394,12 @@ def _eval(args: argparse.Namespace) -> int:
         authors.write_checkpoint(args.export_authors_checkpoint, weights, [w.shape for w in weights],
                                  config.lateral_inhibition)
         print(f"wrote the weights in the authors' format to {args.export_authors_checkpoint}")
+    if args.export_authors_weights is not None:
+        try:
+            authors.write_weight_files(args.export_authors_weights, net)
+        except ValueError as exc:
+            return _error("hm2bp-eval", f"--export-authors-weights: {exc}")
+        print(f"wrote the weights as the authors' four weight files to {args.export_authors_weights}")
     return 0
 
 

@@ -35,6 +35,7 @@ DATASETS: dict[str, tuple[int, int]] = {
     "emnist-balanced": (784, 47),
     "nmnist": (2312, 10),
     "mnist-mini": (784, 10),
+    "spoken-letters": (78, 26),
 }
 
 DTYPES = ("float32", "float64")

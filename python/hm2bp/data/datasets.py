@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["DATASETS", "N_CLASSES", "NMNIST_INPUTS", "NMNIST_SENSOR", "NMNIST_SIZE", "NMNIST_STEP_US",
-           "SPLITS", "DatasetError", "EventDataset", "ImageDataset", "check_choice", "check_classes",
+           "SPEECH_SENSOR", "SPLITS", "DatasetError", "EventDataset", "ImageDataset", "check_choice", "check_classes",
            "check_regular", "stratified_sample"]
 
-DATASETS = ("mnist", "fashion-mnist", "emnist-balanced", "nmnist", "mnist-mini")
+DATASETS = ("mnist", "fashion-mnist", "emnist-balanced", "nmnist", "mnist-mini", "spoken-letters")
 SPLITS = ("train", "test")
 
 # N-MNIST binning (SPEC 2): 34x34 sensor, two polarities, 600 us per time step.
@@ -26,7 +26,10 @@ NMNIST_INPUTS = 2 * NMNIST_SIZE * NMNIST_SIZE
 NMNIST_STEP_US = 600
 # (width, height, polarities): the order of tonic's sensor_size; x < width, y < height.
 NMNIST_SENSOR = (NMNIST_SIZE, NMNIST_SIZE, 2)
-N_CLASSES = {"mnist": 10, "fashion-mnist": 10, "emnist-balanced": 47, "nmnist": 10, "mnist-mini": 10}
+N_CLASSES = {"mnist": 10, "fashion-mnist": 10, "emnist-balanced": 47, "nmnist": 10, "mnist-mini": 10,
+             "spoken-letters": 26}
+# Spoken letters (TI46's alphabet or its stand-in): 78 cochlear channels as a (channels, 1, 1) sensor.
+SPEECH_SENSOR = (78, 1, 1)
 
 
 class DatasetError(ValueError):
@@ -109,7 +112,8 @@ class EventDataset:
 
     Sample i owns ``codes[offsets[i]:offsets[i+1]]``: sorted unique int32 codes
     ``step * n_inputs + input`` (bin_events). All steps are kept, so any T can be chosen per
-    batch. sensor_size is (width, height, polarities); n_inputs is their product.
+    batch. sensor_size is (width, height, polarities); n_inputs is their product (spoken
+    letters: SPEECH_SENSOR, the 78 cochlear channels).
     """
 
     name: str

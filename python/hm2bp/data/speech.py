@@ -20,11 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["SPEECH_CHANNELS", "SPEECH_CLASSES", "SpeechFileError", "encode_split", "read_speech",
-           "speech_files", "spike_codes"]
+__all__ = ["SPEECH_CHANNELS", "SPEECH_CLASSES", "SpeechFileError", "encode_split", "load_speech",
+           "read_speech", "speech_files", "spike_codes"]
 
-SPEECH_CHANNELS = 78  # Lyon's passive ear at 12.5 kHz, earQ 8, step factor 0.25
-SPEECH_CLASSES = 26   # the letters A..Z
+SPEECH_CHANNELS = SPEECH_SENSOR[0]  # Lyon's passive ear at 12.5 kHz, earQ 8, step factor 0.25
+SPEECH_CLASSES = N_CLASSES["spoken-letters"]  # the letters A..Z
 STEP_ANALOG = 10      # BSA holds each frame for 10 steps: spike times 1..10 * frames
 
 
@@ -154,3 +154,20 @@ def encode_split(files: list[tuple[int, Path]], encode: Callable[[np.ndarray, in
     np.cumsum([len(c) for c in parts], out=offsets[1:])
     codes = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int32)
     return np.array([label for label, _ in files], dtype=np.int64), codes, offsets
+
+
+def load_speech(root: Path, split: str) -> EventDataset:
+    """The `split` of a spoken-letter folder in the authors' layout (root/<split>/<label>/*.dat),
+    every sample BSA-encoded once (sensor SPEECH_SENSOR: the channels)."""
+    if not (root / split).is_dir():
+        raise DatasetError(f"spoken-letters {split} files missing: {root / split} does not exist. "
+                           f"Make the open stand-in with `hm2bp-data spoken-letters DIR` (or bring "
+                           f"TI46's alphabet as DIR/train/<label>/*.dat, DIR/test/...) and point "
+                           f"--data-dir / HM2BP_DATA at DIR.")
+    files = speech_files(root / split)
+    bar = LoadProgress(f"reading spoken-letters {split}", len(files), unit="samples", live_only=True)
+    # one sample per call: the engine's threads would only wait on each other at this size
+    labels, codes, offsets = encode_split(files, lambda a, T: encode_bsa(a, T, threads=1),
+                                          progress=bar.update)
+    bar.close()
+    return EventDataset("spoken-letters", split, labels, codes, offsets, SPEECH_CLASSES, SPEECH_SENSOR)
