@@ -6,6 +6,7 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <limits>
 #include <stdexcept>
@@ -13,6 +14,7 @@
 #include "cpu/spike_train.hpp"
 #include "engine.hpp"
 #include "py_arrays.hpp"
+#include "hm2bp/bsa.hpp"
 #include "hm2bp/encoding.hpp"
 #include "hm2bp/optimizer.hpp"
 
@@ -262,6 +264,29 @@ py::array_t<bool> encode_poisson(const U8Array& images, int T, uint64_t seed, co
     return out;
 }
 
+// SPEC_SPEECH 2: BSA spike trains (batch, T, channels) of analog samples (batch, channels, frames).
+py::array_t<bool> encode_bsa(const F64Array& analog, int T, int threads)
+{
+    if (analog.ndim() != 3) throw std::invalid_argument("analog must have shape (batch, channels, frames)");
+    const int B = static_cast<int>(analog.shape(0)), C = static_cast<int>(analog.shape(1));
+    const int F = static_cast<int>(analog.shape(2));
+    py::array_t<bool> out({B, T, C});
+    uint8_t* dst = reinterpret_cast<uint8_t*>(out.mutable_data());
+    const double* src = analog.data();
+    {
+        py::gil_scoped_release release;
+        std::fill(dst, dst + static_cast<size_t>(B) * T * C, uint8_t(0));
+        double k[kBsaTaps];
+        bsa_kernel(k);
+#pragma omp parallel for num_threads(threads) schedule(dynamic) collapse(2)
+        for (int b = 0; b < B; ++b)
+            for (int c = 0; c < C; ++c)
+                bsa_channel(src + (static_cast<size_t>(b) * C + c) * F, 1, F, T, k,
+                            [&](int t) { dst[(static_cast<size_t>(b) * T + t) * C + c] = 1; });
+    }
+    return out;
+}
+
 // SPEC 5's regularization gradient of one weight array (first axis: the post neuron or output
 // channel) in its own float type, for callers that step the weights themselves (hm2bp.torch).
 template <class Real>
@@ -386,6 +411,7 @@ PYBIND11_MODULE(_core, m)
 
     m.def("encode_poisson", &encode_poisson, py::arg("images"), py::arg("T"), py::arg("seed"),
           py::arg("sample_index"), py::arg("epoch"), py::arg("threads"));
+    m.def("encode_bsa", &encode_bsa, py::arg("analog"), py::arg("T"), py::arg("threads"));
     m.def("regularization_gradient", &regularization_gradient, py::arg("weights"), py::arg("reg_lambda"),
           py::arg("reg_beta"), py::arg("weight_limit"));
     m.def("build_info", &build_info);
