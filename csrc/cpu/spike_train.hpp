@@ -10,6 +10,7 @@
 #include <immintrin.h>
 #endif
 
+#include "../hm2bp/bsa.hpp"
 #include "../hm2bp/encoding.hpp"
 
 namespace hm2bp {
@@ -106,6 +107,19 @@ struct SpikeTrain {
                 }
                 neuron_times.resize(end);
             }
+            neuron_start[n + 1] = static_cast<int>(neuron_times.size());
+        }
+        index_by_step();
+    }
+
+    // BSA encoding of one sample's analog channels (N, frames) (SPEC_SPEECH 2); kernel from bsa_kernel.
+    void from_bsa(const double* analog, int frames, int T_, int N_, const double* kernel)
+    {
+        begin(T_, N_);
+        neuron_times.clear();
+        for (int n = 0; n < N; ++n) {
+            bsa_channel(analog + static_cast<size_t>(n) * frames, 1, frames, T, kernel,
+                        [&](int t) { neuron_times.push_back(t); });
             neuron_start[n + 1] = static_cast<int>(neuron_times.size());
         }
         index_by_step();

@@ -88,6 +88,9 @@ public:
         check_spec(spec);
         if (spec.layers.back().kind != LayerKind::Dense)
             throw std::invalid_argument("CUDA engine: the output layer must be Dense");
+        for (const LayerSpec& layer : spec.layers)
+            if (layer.kind == LayerKind::Reservoir)
+                throw std::invalid_argument("the CUDA engine has no Reservoir layer yet; use backend='cpu'");
         for (const LayerSpec& layer : spec.layers) vth_.push_back(layer.vth);
         for (const Shape& shape : shapes_) sizes_.push_back(static_cast<int>(shape.size()));
         const int L = static_cast<int>(spec.layers.size());
@@ -164,6 +167,10 @@ public:
         HM2BP_CUDA_CHECK(cudaSetDevice(device_));
         download_transposed(layer.param(p).get(), layer.n_in, layer.n_out, values, stream_);
     }
+
+    // No Reservoir layer here (the constructor refuses one): no fixed weights to set or get.
+    void set_fixed(int layer, const double*, const double*) override { not_a_reservoir(layer); }
+    void get_fixed(int layer, double*, double*) const override { not_a_reservoir(layer); }
 
     int64_t step() const override { return step_; }
     void set_step(int64_t s) override { step_ = s; }
@@ -281,6 +288,11 @@ private:
         return static_cast<int>(std::min<size_t>({round_up(D, 32), fit, static_cast<size_t>(kMaxChunkRows)}));
     }
 
+    [[noreturn]] static void not_a_reservoir(int layer)
+    {
+        throw std::out_of_range("layer " + std::to_string(layer) + " is not a Reservoir layer");
+    }
+
     void check_request(const BatchRequest& req) const
     {
         const InputBatch& in = req.input;
@@ -290,6 +302,9 @@ private:
         if (in.n_in != sizes_[0])
             throw std::invalid_argument("CUDA engine: input has " + std::to_string(in.n_in) + " neurons, the network " +
                                         std::to_string(sizes_[0]));
+        if (in.analog)
+            throw std::invalid_argument("the CUDA engine does not BSA-encode analog input yet; encode it with "
+                                        "hm2bp.encode_bsa and pass the spikes");
         if (!in.dense && !(in.images && in.sample_index))
             throw std::invalid_argument("CUDA engine: input needs dense spikes or images with sample indices");
         if (!req.layer_spikes_out.empty() && static_cast<int>(req.layer_spikes_out.size()) != L)
