@@ -182,3 +182,216 @@ def test_generator_other_seeds_and_shapes():
     assert small.input.shape == (8, 4) and small.recurrent.shape == (8, 8) and small.trained[0].shape == (3, 8)
     assert np.abs(small.input).sum() <= 4 * 3 * 2.0 and set(np.unique(small.recurrent)) <= {-0.5, 0.0, 0.5}
     np.testing.assert_array_equal(reservoir.grid_coordinates((2, 2, 3))[7], [1, 0, 1])  # (x*2 + y)*3 + z = 7
+
+
+# ---- the reservoir layer (SPEC_SPEECH 3) ----------------------------------------------------------
+
+import hm2bp  # noqa: E402
+from hm2bp import reference as ref  # noqa: E402
+from hm2bp.layers import Dense, Reservoir, from_dict, to_dict  # noqa: E402
+
+TAU = dict(tau_m=64.0, tau_s=8.0, t_ref=2)
+# the authors' speech network as committed (SPEC_SPEECH 5), for the golden checks
+SPEECH = dict(input_shape=(78, 1, 1), layers=[Reservoir(), Dense(64, 20.0), Dense(26, 5.0)], lateral_inhibition=0.0,
+              optimizer="sgd", effect_ratio=False, reg_lambda=0.0, desired=45, undesired=15, margin=5)
+
+
+def tiny(n_in: int, n: int, **kw) -> dict:
+    """A network config: a reservoir of n neurons (grid 1 x 1 x n) under one output neuron."""
+    return dict(input_shape=(n_in, 1, 1), layers=[Reservoir(n, 20.0, grid=(1, 1, n), **kw), Dense(1, 1.0)],
+                lateral_inhibition=0.0)
+
+
+def reservoir_trains(net, spikes):
+    return net.forward(spikes)[0]
+
+
+@pytest.mark.parametrize("make", [ref.Network, hm2bp.Network], ids=["reference", "engine"])
+def test_reservoir_hand_checked_single_neuron(make):
+    # One neuron, input weight 200, one input spike at t = 0, self-connection w. By hand (SPEC 1,
+    # tau_s 8, tau_m 64, t_ref 2): t = 1: ep = 200, v = 25 > 20: fires (every w).
+    # w = 0: t = 2, 3 refractory (ep 175, 153.1); t = 4: ep 133.98, v 16.75; t = 5: v 16.49 + 14.65 = 31.1: fires.
+    # w = +100: its spike of t = 1 adds 100 at t = 2 (ep 275), t = 3 refractory (ep 240.6); t = 4: v 26.3: fires.
+    # w = -100: t = 2: ep 75; t = 3: ep 65.6 (refractory); t = 4: v 7.18; t = 5: 13.35; t = 6: 18.63;
+    # t = 7: 23.15: fires.
+    spikes = np.zeros((1, 12, 1), dtype=bool)
+    spikes[0, 0, 0] = True
+    for w, second in [(0.0, 5), (100.0, 4), (-100.0, 7)]:
+        net = make(**tiny(1, 1), dtype="float64")
+        net.set_reservoir_weights([(np.array([[200.0]]), np.array([[w]]))])
+        times = np.nonzero(reservoir_trains(net, spikes)[0, :, 0])[0]
+        assert list(times[:2]) == [1, second], w
+
+
+@pytest.mark.parametrize("make", [ref.Network, hm2bp.Network], ids=["reference", "engine"])
+def test_reservoir_recurrent_delay_and_inhibitory_sign(make):
+    # Neuron 0 is driven by the input; neuron 1 only through W_rec[1, 0]. Its current arrives one
+    # step after neuron 0's spike: an excitatory synapse strong enough to fire at once makes
+    # neuron 1 fire exactly one step after each first spike (a delay of 0 or 2 would not).
+    spikes = np.zeros((1, 30, 1), dtype=bool)
+    spikes[0, [3, 15], 0] = True
+    w_in = np.array([[400.0], [0.0]])
+    net = make(**tiny(1, 2), dtype="float64")
+    net.set_reservoir_weights([(w_in, np.array([[0.0, 0.0], [400.0, 0.0]]))])
+    s = reservoir_trains(net, spikes)[0]
+    first0, first1 = np.nonzero(s[:, 0])[0][0], np.nonzero(s[:, 1])[0][0]
+    assert first0 == 4 and first1 == 5
+    # inhibitory: the same pair with neuron 1 also driven by the input; a negative W_rec[1, 0]
+    # (neuron 0 inhibitory: its column is negative) silences neuron 1 after neuron 0 fires
+    w_in = np.array([[400.0], [160.0]])
+    counts = {}
+    for w in (0.0, -400.0):
+        net.set_reservoir_weights([(w_in, np.array([[0.0, 0.0], [w, 0.0]]))])
+        counts[w] = reservoir_trains(net, spikes)[0].sum(axis=0)
+    assert counts[0.0][1] > counts[-400.0][1] and counts[0.0][0] == counts[-400.0][0]
+
+
+def test_duplicate_input_synapses_add_up():
+    # SPEC_SPEECH 3.3: fan_out draws with replacement; duplicates sum (+-16, +-24, 0), and the
+    # layer's W_in is exactly the sum of its synapses
+    w = reservoir.generate(n_in=3, trained=(), seed=11, grid=(1, 1, 2), fan_out=20, input_weight=8.0)
+    summed = np.zeros((2, 3))
+    for i, o, x in zip(*w.input_synapses):
+        summed[o, i] += x
+    np.testing.assert_array_equal(w.input, summed)
+    assert (np.abs(w.input) > 8).any()  # 20 draws onto 2 neurons: duplicates
+    layer = Reservoir(2, 20.0, grid=(1, 1, 2), fan_out=20, seed=11)
+    net = hm2bp.Network(input_shape=(3, 1, 1), layers=[layer, Dense(2, 1.0)])
+    np.testing.assert_array_equal(net.reservoir_weights()[0][0], w.input)
+    np.testing.assert_array_equal(ref.Network(input_shape=(3, 1, 1), layers=[layer, Dense(2, 1.0)])
+                                  .reservoir_weights()[0][0], w.input)
+
+
+def random_reservoir_case(seed: int, T: int = 90, batch: int = 3):
+    """A random reservoir network with random (non-integer) fixed weights and random input spikes."""
+    rng = np.random.default_rng(seed)
+    config = dict(input_shape=(10, 1, 1), layers=[Reservoir(18, 6.0, grid=(2, 3, 3), seed=seed), Dense(9, 3.0),
+                                                  Dense(4, 2.0)],
+                  desired=10, undesired=2, margin=2, seed=seed, lateral_inhibition=[0.0, 1.0][seed % 2],
+                  optimizer=["adam", "sgd"][seed % 2], effect_ratio=bool(seed % 3))
+    fixed = [(rng.uniform(-2.0, 6.0, size=(18, 10)), rng.uniform(-1.5, 2.0, size=(18, 18)))]
+    spikes = rng.random((batch, T, 10)) < 0.1
+    labels = rng.integers(0, 4, batch)
+    return config, fixed, spikes, labels
+
+
+def assert_rel_close(actual, expected, rtol):
+    scale = max(np.abs(expected).max(), 1e-12)
+    err = np.abs(actual - expected).max() / scale
+    assert err <= rtol, f"relative error {err:.3g} > {rtol}"
+
+
+def fire_margin(oracle, spikes) -> float:
+    return min(ref.forward_sample(oracle.connections(), s, None, **TAU, w0=oracle.lateral_inhibition)[1]
+               for s in spikes)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+@pytest.mark.parametrize("dtype, rtol", [("float64", 1e-9), ("float32", 1e-4)])
+def test_engine_equals_reference_on_random_reservoirs(seed, dtype, rtol):
+    config, fixed, spikes, labels = random_reservoir_case(seed)
+    oracle = ref.Network(**config)
+    oracle.set_reservoir_weights(fixed)
+    if dtype == "float32" and fire_margin(oracle, spikes) < 1e-4:
+        pytest.skip("a membrane potential this close to the threshold may round to the other side in float32")
+    engine = hm2bp.Network(**config, dtype=dtype, threads=2)
+    engine.set_reservoir_weights(fixed)
+    engine.set_weights(oracle.get_weights())
+    got, want = engine.forward(spikes), oracle.forward(spikes)
+    assert want[0].sum() > 50 and want[1].sum() > 0
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
+    grads = engine.gradients(spikes, labels)
+    assert len(grads) == 2  # the two Dense layers; the reservoir has none
+    for g, w in zip(grads, oracle.gradients(spikes, labels)):
+        assert np.abs(w).max() > 0
+        assert_rel_close(g, w, rtol)
+    for _ in range(3):
+        a, b = engine.train_step(spikes, labels, 0.05), oracle.train_step(spikes, labels, 0.05)
+        np.testing.assert_array_equal(a["counts"], b["counts"])
+        np.testing.assert_array_equal(a["layer_spikes"], b["layer_spikes"])
+        for g, w in zip(engine.get_weights(), oracle.get_weights()):
+            assert_rel_close(g, w, rtol)
+    # fixed: training never changed the reservoir (float32 stores the given weights rounded)
+    for (g_in, g_rec), (w_in, w_rec) in zip(engine.reservoir_weights(), fixed):
+        np.testing.assert_array_equal(g_in, w_in.astype(dtype))
+        np.testing.assert_array_equal(g_rec, w_rec.astype(dtype))
+
+
+def test_bsa_inside_the_engine_equals_encoding_first():
+    rng = np.random.default_rng(5)
+    analog = rng.uniform(0, 3e-4, size=(3, 10, 12))
+    config, fixed, _, labels = random_reservoir_case(2)
+    engine = hm2bp.Network(**config, dtype="float64")
+    engine.set_reservoir_weights(fixed)
+    spikes = bsa.encode_bsa(analog, 150)
+    a = engine.forward_backward_bsa(analog, labels, T=150)
+    b = engine.forward_backward(spikes, labels)
+    for key in ("counts", "layer_spikes", "predictions"):
+        np.testing.assert_array_equal(a[key], b[key])
+    for g, w in zip(a["gradients"], b["gradients"]):
+        np.testing.assert_array_equal(g, w)
+    np.testing.assert_array_equal(engine.infer_bsa(analog, T=150)["counts"], engine.infer(spikes)["counts"])
+    oracle = ref.Network(**config)
+    oracle.set_reservoir_weights(fixed)
+    oracle.set_weights(engine.get_weights())
+    np.testing.assert_array_equal(oracle.infer_bsa(analog, T=150)["counts"], b["counts"])
+    with pytest.raises(ValueError, match="analog"):
+        engine.infer_bsa(analog[:, :5], T=150)
+    with pytest.raises(ValueError, match="finite"):
+        engine.infer_bsa(np.full((1, 10, 3), np.inf), T=150)
+
+
+def test_the_golden_sample_through_the_authors_reservoir(speech):
+    # SPEC_SPEECH 4.2 / 6 ("chain" and "readout"): our BSA + our regenerated seed-5 weights give the
+    # authors' 4901 reservoir spikes (99 of 135 neurons, t 6..658) and, with the initial hidden
+    # and output weights, their 344 hidden and 38 output spikes, over t = 0..658.
+    analog = read_dat(speech / "f1_u10_c0.dat")
+    w = reservoir.generate()
+    for net in (hm2bp.Network(**SPEECH, dtype="float64"), hm2bp.Network(**SPEECH, dtype="float32"),
+                ref.Network(**SPEECH)):
+        net.set_weights(w.trained)
+        res, hidden, out = net.forward(bsa.encode_bsa(analog, T_GOLDEN)[None])
+        assert res.sum() == 4901 and (res[0].sum(axis=0) > 0).sum() == 99
+        times = np.nonzero(res[0].any(axis=1))[0]
+        assert times.min() == 6 and times.max() == 658
+        assert hidden.sum() == 344 and out.sum() == 38
+
+
+def test_reservoir_is_fixed_and_checkpointed():
+    config, fixed, spikes, labels = random_reservoir_case(3)
+    net = hm2bp.Network(**config, dtype="float64")
+    assert net.n_param_layers == 2 and [w.shape for w in net.get_weights()] == [(9, 18), (4, 9)]
+    generated = net.reservoir_weights()
+    np.testing.assert_array_equal(generated[0][1], Reservoir(18, 6.0, grid=(2, 3, 3), seed=3).generate(10)[1])
+    net.set_reservoir_weights(fixed)
+    state = net.get_state()
+    assert {"reservoir_input_0", "reservoir_recurrent_0"} <= set(state)
+    before = net.forward(spikes)
+    other = hm2bp.Network(**config, dtype="float64")
+    other.set_state(state)
+    for a, b in zip(other.forward(spikes), before):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="W_rec"):
+        net.set_reservoir_weights([(fixed[0][0], fixed[0][1][:3])])
+    with pytest.raises(ValueError, match="pairs"):
+        net.set_reservoir_weights([])
+
+
+def test_reservoir_layer_config_and_refusals():
+    layer = Reservoir()
+    assert (layer.n, layer.grid, layer.seed) == (135, (3, 3, 15), 5)
+    table = to_dict(layer)
+    assert table["type"] == "reservoir" and table["grid"] == [3, 3, 15]
+    assert from_dict(table) == layer
+    with pytest.raises(ValueError, match="holds 12 neurons"):
+        Reservoir(10, 20.0, grid=(2, 2, 3))
+    with pytest.raises(ValueError, match=r"inhibitory must lie in \[0, 1\]"):
+        Reservoir(inhibitory=1.5)
+    with pytest.raises(ValueError, match="connect"):
+        Reservoir(connect=(0.1, 0.2))
+    # no trainable layer below a reservoir; a reservoir is not an output layer
+    with pytest.raises(ValueError, match="nothing below it would learn"):
+        hm2bp.Network(input_shape=(4, 1, 1), layers=[Dense(3, 1.0), Reservoir(2, 1.0, grid=(1, 1, 2)), Dense(2, 1.0)])
+    with pytest.raises(ValueError, match="output layer must be Dense"):
+        hm2bp.Network(input_shape=(4, 1, 1), layers=[Reservoir(2, 1.0, grid=(1, 1, 2))])
