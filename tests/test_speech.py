@@ -395,3 +395,14 @@ def test_reservoir_layer_config_and_refusals():
         hm2bp.Network(input_shape=(4, 1, 1), layers=[Dense(3, 1.0), Reservoir(2, 1.0, grid=(1, 1, 2)), Dense(2, 1.0)])
     with pytest.raises(ValueError, match="output layer must be Dense"):
         hm2bp.Network(input_shape=(4, 1, 1), layers=[Reservoir(2, 1.0, grid=(1, 1, 2))])
+
+
+def test_raster_names_the_reservoir_panel(tmp_path):
+    pytest.importorskip("matplotlib")
+    from hm2bp import plot
+
+    res = np.zeros((30, 8), dtype=bool)
+    res[[3, 7], [1, 5]] = True
+    path = plot.plot_raster(np.zeros((30, 4), bool), [res, np.zeros((30, 3), bool)], tmp_path / "r.svg", "t",
+                            layer_names=["reservoir", None])
+    assert "reservoir" in path.read_text() and "(2 spikes)" in path.read_text()
