@@ -10,7 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import hm2bp
 from hm2bp import bsa, reservoir
+from hm2bp import reference as ref
+from hm2bp.layers import Dense, Reservoir, from_dict, to_dict
 from hm2bp.reference import bsa as ref_bsa
 
 T_GOLDEN = 659  # the authors' CPU run simulated t = 0..658 (SPEC_SPEECH 4.2)
@@ -49,7 +52,7 @@ def test_bsa_kernel_is_the_normalised_gaussian_centred_at_12():
     assert k[11] == k[13] and k[0] < k[23]  # centre at L/2 = 12: asymmetric
 
 
-@pytest.mark.parametrize("encode", [bsa.encode_bsa, ref_bsa.encode_bsa], ids=["engine", "reference"])
+@pytest.mark.parametrize("encode", [hm2bp.encode_bsa, ref.encode_bsa], ids=["engine", "reference"])
 def test_bsa_hand_derived_cases(encode):
     # Zeros and negative values never fire: |s - k_j| - |s| = k_j for s <= 0, so e1 = e2 + 1.
     assert not encode(np.zeros((3, 20)), 300).any()
@@ -185,10 +188,6 @@ def test_generator_other_seeds_and_shapes():
 
 
 # ---- the reservoir layer (SPEC_SPEECH 3) ----------------------------------------------------------
-
-import hm2bp  # noqa: E402
-from hm2bp import reference as ref  # noqa: E402
-from hm2bp.layers import Dense, Reservoir, from_dict, to_dict  # noqa: E402
 
 TAU = dict(tau_m=64.0, tau_s=8.0, t_ref=2)
 # the authors' speech network as committed (SPEC_SPEECH 5), for the golden checks

@@ -1,7 +1,8 @@
 """hm2bp: fast, faithful HM2-BP training of deep spiking neural networks.
 
 `Network` is the compiled engine (CPU, CUDA when available), built from `layers` (Dense,
-Conv2d, Pool2d) and the hyperparameters of `hyper`; `reference` is the plain NumPy
+Conv2d, Pool2d, Reservoir) and the hyperparameters of `hyper`; `encode_poisson` and `encode_bsa`
+turn images and analog channels (speech) into spike trains; `reference` is the plain NumPy
 implementation of the algorithm it is tested against.
 """
 from __future__ import annotations
@@ -14,6 +15,7 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 
 from . import _core, config, data, hyper, layers, reference  # noqa: E402
+from .bsa import encode_bsa  # noqa: E402
 from .network import Network, cuda_available, encode_poisson  # noqa: E402
 from .trainer import Trainer  # noqa: E402
 
@@ -25,5 +27,5 @@ def build_info() -> dict:
     return dict(_core.build_info())
 
 
-__all__ = ["Network", "Trainer", "build_info", "config", "cuda_available", "data", "encode_poisson",
+__all__ = ["Network", "Trainer", "build_info", "config", "cuda_available", "data", "encode_bsa", "encode_poisson",
            "hyper", "layers", "reference", "__version__"]
