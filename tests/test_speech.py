@@ -15,6 +15,7 @@ from hm2bp import bsa, reservoir
 from hm2bp import reference as ref
 from hm2bp.layers import Dense, Reservoir, from_dict, to_dict
 from hm2bp.reference import bsa as ref_bsa
+from helpers import assert_rel_close, fire_margin, random_reservoir_case
 
 T_GOLDEN = 659  # the authors' CPU run simulated t = 0..658 (SPEC_SPEECH 4.2)
 
@@ -189,7 +190,6 @@ def test_generator_other_seeds_and_shapes():
 
 # ---- the reservoir layer (SPEC_SPEECH 3) ----------------------------------------------------------
 
-TAU = dict(tau_m=64.0, tau_s=8.0, t_ref=2)
 # the authors' speech network as committed (SPEC_SPEECH 5), for the golden checks
 SPEECH = dict(input_shape=(78, 1, 1), layers=[Reservoir(), Dense(64, 20.0), Dense(26, 5.0)], lateral_inhibition=0.0,
               optimizer="sgd", effect_ratio=False, reg_lambda=0.0, desired=45, undesired=15, margin=5)
@@ -259,30 +259,6 @@ def test_duplicate_input_synapses_add_up():
     np.testing.assert_array_equal(net.reservoir_weights()[0][0], w.input)
     np.testing.assert_array_equal(ref.Network(input_shape=(3, 1, 1), layers=[layer, Dense(2, 1.0)])
                                   .reservoir_weights()[0][0], w.input)
-
-
-def random_reservoir_case(seed: int, T: int = 90, batch: int = 3):
-    """A random reservoir network with random (non-integer) fixed weights and random input spikes."""
-    rng = np.random.default_rng(seed)
-    config = dict(input_shape=(10, 1, 1), layers=[Reservoir(18, 6.0, grid=(2, 3, 3), seed=seed), Dense(9, 3.0),
-                                                  Dense(4, 2.0)],
-                  desired=10, undesired=2, margin=2, seed=seed, lateral_inhibition=[0.0, 1.0][seed % 2],
-                  optimizer=["adam", "sgd"][seed % 2], effect_ratio=bool(seed % 3))
-    fixed = [(rng.uniform(-2.0, 6.0, size=(18, 10)), rng.uniform(-1.5, 2.0, size=(18, 18)))]
-    spikes = rng.random((batch, T, 10)) < 0.1
-    labels = rng.integers(0, 4, batch)
-    return config, fixed, spikes, labels
-
-
-def assert_rel_close(actual, expected, rtol):
-    scale = max(np.abs(expected).max(), 1e-12)
-    err = np.abs(actual - expected).max() / scale
-    assert err <= rtol, f"relative error {err:.3g} > {rtol}"
-
-
-def fire_margin(oracle, spikes) -> float:
-    return min(ref.forward_sample(oracle.connections(), s, None, **TAU, w0=oracle.lateral_inhibition)[1]
-               for s in spikes)
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3, 4])
