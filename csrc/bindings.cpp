@@ -318,11 +318,13 @@ py::array_t<bool> encode_bsa(const F64Array& analog, int T, int threads)
         std::fill(dst, dst + static_cast<size_t>(B) * T * C, uint8_t(0));
         double k[kBsaTaps];
         bsa_kernel(k);
+        constexpr int W = kBsaCpuLanes;
+        const int groups = (C + W - 1) / W;
 #pragma omp parallel for num_threads(threads) schedule(dynamic) collapse(2)
         for (int b = 0; b < B; ++b)
-            for (int c = 0; c < C; ++c)
-                bsa_channel(src + (static_cast<size_t>(b) * C + c) * F, 1, F, T, k,
-                            [&](int t) { dst[(static_cast<size_t>(b) * T + t) * C + c] = 1; });
+            for (int g = 0; g < groups; ++g)
+                bsa_channels<W>(src + (static_cast<size_t>(b) * C + g * W) * F, F, std::min(W, C - g * W), F, T, k,
+                                [&](int c, int t) { dst[(static_cast<size_t>(b) * T + t) * C + g * W + c] = 1; });
     }
     return out;
 }

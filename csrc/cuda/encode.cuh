@@ -76,8 +76,8 @@ __global__ void bsa_dense_kernel(const double* analog, int B, int N, int frames,
     for (size_t idx = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x; idx < total; idx += stride) {
         const size_t b = idx / N;
         const int n = static_cast<int>(idx - b * N);
-        bsa_channel(analog + idx * frames, 1, frames, T, k,
-                    [&](int t) { dense[(b * T + t) * N + n] = 1; });
+        bsa_channels<1>(analog + idx * frames, frames, 1, frames, T, k,
+                        [&](int, int t) { dense[(b * T + t) * N + n] = 1; });
     }
 }
 
