@@ -11,8 +11,7 @@
 #include <limits>
 #include <stdexcept>
 
-#include "cpu/spike_train.hpp"
-#include "engine.hpp"
+#include "model/engine.hpp"
 #include "py_arrays.hpp"
 #include "hm2bp/bsa.hpp"
 #include "hm2bp/encoding.hpp"

@@ -15,7 +15,7 @@
 #include <variant>
 #include <vector>
 
-#include "../engine.hpp"
+#include "../model/engine.hpp"
 #include "../hm2bp/bsa.hpp"
 #include "../hm2bp/encoding.hpp"
 #include "../hm2bp/loss.hpp"
@@ -69,10 +69,10 @@ public:
                 layers_.emplace_back(DenseLayer<Real>(static_cast<int>(shapes[l].size()), s.units, s.vth, lateral));
                 params_.push_back(&std::get<DenseLayer<Real>>(layers_.back()).weights);
             } else if (s.kind == LayerKind::Conv2d) {
-                layers_.emplace_back(Conv2dLayer<Real>(shapes[l], shapes[l + 1], s.kernel, s.padding, s.vth));
+                layers_.emplace_back(Conv2dLayer<Real>(conv_geometry(shapes[l], s), s.vth));
                 params_.push_back(&std::get<Conv2dLayer<Real>>(layers_.back()).weights);
             } else if (s.kind == LayerKind::Pool2d) {
-                layers_.emplace_back(Pool2dLayer<Real>(shapes[l], shapes[l + 1], s.kernel, s.stride, s.vth));
+                layers_.emplace_back(Pool2dLayer<Real>(pool_geometry(shapes[l], s), s.vth));
                 params_.push_back(nullptr);
             } else {
                 layers_.emplace_back(ReservoirLayer<Real>(static_cast<int>(shapes[l].size()), s.units, s.vth));
@@ -282,7 +282,7 @@ private:
     void refresh_column_sums()
     {
         for (WeightMatrix<Real>* p : params_)
-            if (p) p->refresh_column_sums(optimizer_.regularization(), threads());
+            if (p) p->refresh_column_sums(regularization_params(spec_.hyper), threads());
     }
 
     // SPEC 4 from the output layer down: adds g to the worker's gradient sums, propagates pre_delta.

@@ -79,7 +79,7 @@ private:
               Scratch<Real>& scratch) const
     {
         const int T = ctx.T;
-        const LifParams<Real> p = ctx.lif(vth);
+        const LifParams<Real> p = ctx.lif(vth, LayerKind::Reservoir);
         const int words = SpikeTrain::mask_words(n);
         pop.fired_masks.assign(static_cast<size_t>(T) * words, 0);
         // the LIF state and the current in the scan state's buffers (reused sample after sample)

@@ -2,17 +2,21 @@
 // This file is the orchestration (the CudaEngine class: buffers, launch geometry, the kernel
 // sequence below, results); the kernels live in one file per concept, and every formula they
 // apply is a shared HM2BP_HD function of csrc/hm2bp:
-//   encode.cuh        input spikes (dense bytes, or SPEC 2's Poisson trains) as bit masks
-//   dense.cuh         a dense connection: forward current (SPEC 1's input), backward S-PSP rows
-//   conv2d.cuh        a convolution (SPEC_CNN 1, 3.3): forward current, dv and side, weight
-//                     gradient, pre-deltas
-//   pool2d.cuh        a pooling layer (SPEC_CNN 2, 3.2): window counts, pre-deltas
-//   population.cuh    a LIF population: SPEC 1's scan, the S-PSP traces K, the side term
-//   output_layer.cuh  SPEC 3's loss and predictions, revival, the lateral factor
-//   optimizer.cuh     SPEC 5: weight sums, batch mean, regularization, Adam/SGD
-//   device_layer.cuh  a layer's device storage; parameter upload and read-back
-//   masked_sum.cuh    the shared-tile masked sum behind both dense.cuh kernels
-//   device_buffer.cuh device arrays and error checks
+//   encode.cuh          input spikes (dense bytes, or SPEC 2's Poisson trains) as bit masks
+//   dense_current.cuh   a dense connection's forward current (SPEC 1's input)
+//   dense_spsp_rows.cuh a dense connection's backward pass: the S-PSP rows, the weight
+//                       gradient, the pre-deltas (SPEC 4)
+//   conv2d.cuh          a convolution (SPEC_CNN 1, 3.3): forward current, dv and side, weight
+//                       gradient, pre-deltas
+//   pool2d.cuh          a pooling layer (SPEC_CNN 2, 3.2): window counts, pre-deltas
+//   population.cuh      a LIF population: SPEC 1's scan, the delta from above, the side term
+//   spsp_traces.cuh     the S-PSP traces K of a population (SPEC 4, 6), their sum over a pre
+//                       neuron's spike times
+//   output_layer.cuh    SPEC 3's loss and predictions, revival, the lateral factor
+//   optimizer.cuh       SPEC 5: weight sums, batch mean, regularization, Adam/SGD
+//   device_layer.cuh    a layer's device storage; parameter upload and read-back
+//   masked_sum.cuh      the shared-tile masked sum behind both dense kernels
+//   device_buffer.cuh   device arrays and error checks
 //
 // Spikes live on the device as bit masks, by step (B, T, words(n)) for the forward rows and by
 // neuron (B, n, words(T)) for the traces and S-PSP rows. One batch:
@@ -20,7 +24,7 @@
 //   transpose_mask_kernel: the input masks and counts                          (encode.cuh)
 //   weight_sums_kernel (when learning): sum_i W and the regularization scale (optimizer.cuh)
 // per layer, upwards:
-//   current_kernel    I[b,t,o] = sum over inputs firing at (b,t) of W^T[i,o]      (dense.cuh)
+//   current_kernel    I[b,t,o] = sum over inputs firing at (b,t) of W^T[i,o] (dense_current.cuh)
 //                     (conv_current_kernel, pool_current_kernel for spatial layers)
 //   lif_scan_kernel   SPEC 1, one thread per neuron (<Real, true>: one block per sample, with
 //                     lateral inhibition); writes both masks, counts and the layer's spike
@@ -31,10 +35,11 @@
 //   revival_kernel                                      (population.cuh, output_layer.cuh)
 //   per layer, downwards:
 //   trace_kernel      K[b,t,o] in gather form (spsp_pair terms summed one by one)
+//                                                                          (spsp_traces.cuh)
 //   side_kernel       dv and the side term (sum_t K I / n_o)                 (population.cuh)
 //   spsp_rows_kernel  e[b,o,i] = sum over spike times of i of K[b,t,o] (K_b tile in shared
 //                     memory), g accumulated per sample group without atomics, pre-deltas
-//                                                                               (dense.cuh)
+//                                                                      (dense_spsp_rows.cuh)
 //   a convolution instead: trace_kernel, conv_neuron_kernel (dv, side), conv_grad_kernel and,
 //   above a spiking layer, conv_pre_delta_kernel (conv2d.cuh); a pooling layer above a spiking
 //   layer: trace_kernel, pool_pre_delta_kernel (pool2d.cuh)
@@ -52,15 +57,17 @@
 #include <string>
 #include <vector>
 
-#include "../engine.hpp"
+#include "../model/engine.hpp"
 #include "../hm2bp/encoding.hpp"
+#include "../hm2bp/geometry.hpp"
 #include "../hm2bp/loss.hpp"
 #include "../hm2bp/neuron.hpp"
 #include "../hm2bp/optimizer.hpp"
 #include "../hm2bp/spsp.hpp"
 #include "conv2d.cuh"
 #include "cuda_engine.hpp"
-#include "dense.cuh"
+#include "dense_current.cuh"
+#include "dense_spsp_rows.cuh"
 #include "device_buffer.cuh"
 #include "device_layer.cuh"
 #include "encode.cuh"
@@ -69,6 +76,7 @@
 #include "pool2d.cuh"
 #include "population.cuh"
 #include "reservoir.cuh"
+#include "spsp_traces.cuh"
 
 #ifndef HM2BP_CUDA_ARCHS
 #define HM2BP_CUDA_ARCHS ""
@@ -278,7 +286,6 @@ private:
     std::vector<int> host_labels_;
 
     int n_layers() const { return static_cast<int>(layers_.size()); }
-    RegParams regularization() const { return RegParams{h_.reg_lambda, h_.reg_beta, h_.weight_limit}; }
 
     const DeviceLayer<Real>& block_layer(int block) const
     {
@@ -437,21 +444,6 @@ private:
                                              cudaMemcpyHostToDevice, stream_));
     }
 
-    ConvShape conv_shape(int l) const
-    {
-        const Shape &in = shapes_[l], &out = shapes_[l + 1];
-        return ConvShape{in.channels, in.height, in.width, out.channels, out.height, out.width, specs_[l].kernel,
-                         specs_[l].padding};
-    }
-
-    PoolShape pool_shape(int l) const
-    {
-        const Shape &in = shapes_[l], &out = shapes_[l + 1];
-        const int size = specs_[l].kernel;
-        return PoolShape{in.channels, in.height, in.width, out.height, out.width, size,
-                         specs_[l].stride > 0 ? specs_[l].stride : size};
-    }
-
     // SPEC 1 for layer l over the batch: current, then the scan.
     void forward_layer(int l, int B, int T, bool want_spikes)
     {
@@ -462,15 +454,15 @@ private:
         if (layer.kind == LayerKind::Dense || layer.kind == LayerKind::Reservoir) dense_current(layer, input, rows);
         else if (layer.kind == LayerKind::Conv2d)
             launch("conv_current_kernel", conv_current_kernel<Real>, grid_for(rows * O), kThreads, 0, input,
-                   words_for(layer.inputs), rows, layer.wt.get(), conv_shape(l), layer.current.get());
+                   words_for(layer.inputs), rows, layer.wt.get(), conv_geometry(shapes_[l], specs_[l]),
+                   layer.current.get());
         else
             launch("pool_current_kernel", pool_current_kernel<Real>, grid_for(rows * O), kThreads, 0, input,
-                   words_for(layer.inputs), rows, pool_shape(l), layer.current.get());
+                   words_for(layer.inputs), rows, pool_geometry(shapes_[l], specs_[l]), layer.current.get());
 
         const ScanOutputs out{layer.step_mask.get(), layer.neuron_mask.get(), layer.counts.get(), totals_.get() + l,
                               want_spikes ? layer.fired.get() : nullptr, words_for(O), words_for(T)};
-        LifParams<Real> p{Real(vth_[l]), Real(h_.tau_m), Real(h_.tau_s), h_.t_ref};
-        if (layer.kind == LayerKind::Conv2d) p.fire_margin = Real(0);  // v > vth (SPEC_CNN 1)
+        const LifParams<Real> p = lif_params<Real>(h_, vth_[l], layer.kind);
         if (layer.kind == LayerKind::Reservoir) {
             launch("reservoir_scan_kernel", reservoir_scan_kernel<Real>, B, static_cast<unsigned>(round_up(O, 32)), 0,
                    layer.current.get(), recurrent_[l]->get(), T, O, p, out);
@@ -582,7 +574,8 @@ private:
         ConvBackArgs<Real> a{layer.trace.get(), layer.counts.get(),
                              l == 0 ? in_neuron_mask_.get() : layers_[l - 1].neuron_mask.get(),
                              l == 0 ? in_counts_.get() : layers_[l - 1].counts.get(),
-                             layer.wt.get(), layer.dv.get(), layer.side.get(), B, T, words_for(T), conv_shape(l)};
+                             layer.wt.get(), layer.dv.get(), layer.side.get(), B, T, words_for(T),
+                             conv_geometry(shapes_[l], specs_[l])};
         launch("conv_neuron_kernel", conv_neuron_kernel<Real>, grid_for(static_cast<size_t>(B) * N), kThreads, 0, a,
                above.pd_part.get(), above.pd_tiles, Real(vth_[l]), layer.dv.get(), layer.side.get());
         launch("conv_grad_kernel", conv_grad_kernel<Real>, grid_for(static_cast<size_t>(layer.n_in) * layer.n_out),
@@ -601,18 +594,19 @@ private:
         launch_trace(layer, B, T);
         launch("pool_pre_delta_kernel", pool_pre_delta_kernel<Real>, grid_for(static_cast<size_t>(B) * layer.inputs),
                kThreads, 0, layer.trace.get(), layer.counts.get(), below.neuron_mask.get(), below.counts.get(),
-               above.pd_part.get(), above.pd_tiles, B, T, words_for(T), pool_shape(l), layer.pd_part.get());
+               above.pd_part.get(), above.pd_tiles, B, T, words_for(T), pool_geometry(shapes_[l], specs_[l]),
+               layer.pd_part.get());
     }
 
     // Per trainable layer: the column sums of W^T (sum_i W, the side term of a dense layer's
     // silent neurons; per kernel of a convolution) and the regularization scale.
     void weight_sums()
     {
+        const RegParams reg = regularization_params(h_);
         for (int l : trainable_) {
             DeviceLayer<Real>& layer = layers_[l];
             launch("weight_sums_kernel", weight_sums_kernel<Real>, div_up(layer.n_out, 128), 128, 0, layer.wt.get(),
-                   layer.n_in, layer.n_out, regularization(), h_.reg_lambda != 0.0 && h_.reg_beta != 0.0,
-                   layer.row_sum.get(), layer.reg_scale.get());
+                   layer.n_in, layer.n_out, reg, reg.active(), layer.row_sum.get(), layer.reg_scale.get());
         }
     }
 
@@ -620,17 +614,12 @@ private:
     void update(int64_t count, double lr)
     {
         ++step_;
-        UpdateParams u;
-        u.reg = regularization();
-        u.adam = h_.adam;
-        u.adam_params = adam_params(lr, h_.b1, h_.b2, h_.eps, step_);
-        u.lr = lr;
-        u.momentum = h_.momentum;
+        const StepParams step = step_params(h_, lr, step_);
         for (int l : trainable_) {
             DeviceLayer<Real>& layer = layers_[l];
             launch("update_kernel", update_kernel<Real>, grid_for(static_cast<size_t>(layer.n_in) * layer.n_out),
                    kThreads, 0, layer.wt.get(), layer.moment1.get(), layer.moment2.get(), layer.grad_part.get(),
-                   layer.groups, layer.n_in, layer.n_out, Real(count), layer.reg_scale.get(), u);
+                   layer.groups, layer.n_in, layer.n_out, Real(count), layer.reg_scale.get(), step);
         }
     }
 

@@ -74,6 +74,9 @@ inline bool is_trainable(LayerKind kind) { return kind == LayerKind::Dense || ki
 // layer above needs no pre_delta and no layer below them learns.
 inline bool is_fixed(LayerKind kind) { return kind == LayerKind::Reservoir; }
 
+// A pooling layer's window step: its stride, or the window size when the spec gives 0.
+inline int pool_stride(const LayerSpec& layer) { return layer.stride > 0 ? layer.stride : layer.kernel; }
+
 // The population a layer produces from an input of shape `in` (SPEC_CNN 1: D = H - K + 1 + 2P,
 // stride 1; SPEC_CNN 2: D = ceil(H / stride), channels kept).
 inline Shape output_shape(const Shape& in, const LayerSpec& layer)
@@ -85,7 +88,7 @@ inline Shape output_shape(const Shape& in, const LayerSpec& layer)
             return {layer.units, in.height - layer.kernel + 1 + 2 * layer.padding,
                     in.width - layer.kernel + 1 + 2 * layer.padding};
         case LayerKind::Pool2d: {
-            const int stride = layer.stride > 0 ? layer.stride : layer.kernel;
+            const int stride = pool_stride(layer);
             return {in.channels, (in.height + stride - 1) / stride, (in.width + stride - 1) / stride};
         }
     }

@@ -1,5 +1,5 @@
-// The engine's C++ API: one abstract Engine over a NetSpec, implemented by the CPU engine (cpu/)
-// and, when compiled with CUDA, the GPU engine (cuda/). Python reaches it through bindings.cpp.
+// The engine's C++ API: one abstract Engine over a NetSpec, implemented by the CPU engine (csrc/cpu/)
+// and, when compiled with CUDA, the GPU engine (csrc/cuda/). Python reaches it through bindings.cpp.
 //
 // Three operations: forward (Infer), forward + loss + backward into gradient sums (Gradients),
 // and an optimizer step from gradient sums (apply_gradients). Train is their composition, bit
@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "model/network_spec.hpp"
+#include "network_spec.hpp"
 
 namespace hm2bp {
 
