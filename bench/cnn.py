@@ -42,7 +42,7 @@ def add_parser(sub: Any) -> None:
 def measure(backend: str, batch: int, threads: int | None, samples: int, repeats: int, min_seconds: float,
             data_dir: str | None) -> dict[str, Any]:
     import hm2bp
-    from hm2bp import augment
+    from hm2bp.data import augment
     from hm2bp.config import preset
 
     cfg = preset("mnist-cnn", backend=backend)

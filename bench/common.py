@@ -46,7 +46,7 @@ class Skipped(Exception):
 
 
 def hm2bp_module(name: str) -> Any:
-    """hm2bp.<name> for the pure-Python modules (reference, schedule, data, config).
+    """hm2bp.<name> for the pure-Python modules (reference, train.schedule, data, config).
 
     Falls back to importing python/hm2bp/<name> (a module or a package) under a stand-in
     parent package that skips hm2bp/__init__.py when the package cannot be imported (engine

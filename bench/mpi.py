@@ -53,9 +53,9 @@ def add_parser(sub: Any) -> None:
 
 def rank_main(argv: list[str]) -> None:
     import hm2bp
-    from hm2bp import distributed
+    from hm2bp.cli import distributed
     from hm2bp.config import preset
-    from hm2bp.trainer import ImageSource
+    from hm2bp.train.sources import ImageSource
 
     p = argparse.ArgumentParser()
     for flag in ("--batch", "--samples", "--repeats", "--threads"):
@@ -155,7 +155,7 @@ def predict(rows: list[dict[str, Any]], batch: int) -> list[dict[str, Any]]:
 
 
 def main(args: argparse.Namespace) -> int:
-    from hm2bp.network import default_threads
+    from hm2bp.model.network import default_threads
 
     cores = default_threads()
     ranks = [int(r) for r in args.ranks.split(",")]

@@ -59,8 +59,8 @@ def load_samples(paths: list[str] | None, n: int) -> np.ndarray:
 def measure(backend: str, batch: int, threads: int | None, analog: np.ndarray, repeats: int,
             min_seconds: float) -> dict[str, Any]:
     import hm2bp
-    from hm2bp.layers import Dense, Reservoir
-    from hm2bp.reservoir import generate
+    from hm2bp.model.layers import Dense, Reservoir
+    from hm2bp.model.reservoir import generate
 
     net = hm2bp.Network(input_shape=(78, 1, 1), layers=[Reservoir(), Dense(64, 20.0), Dense(26, 5.0)], **HYPER,
                         backend=backend, threads=threads)

@@ -137,7 +137,7 @@ def run(model: Any, train: Any, test_images: np.ndarray, test_labels: np.ndarray
                 break
         else:
             if model.boosting:  # SPEC 5, once per epoch, as hm2bp.trainer
-                weights = common.hm2bp_module("schedule").boost_weights(weights, labels,
+                weights = common.hm2bp_module("train.schedule").boost_weights(weights, labels,
                                                                         predictions)
             epoch += 1
     if curve[-1]["train_s"] != round(clock, 2):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from hm2bp import reference as ref
-from hm2bp.layers import Dense, Reservoir
+from hm2bp.model.layers import Dense, Reservoir
 
 TAU = dict(tau_m=64.0, tau_s=8.0, t_ref=2)
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import hm2bp
-from hm2bp.arrays import CudaArray, as_host_array, cuda_array
+from hm2bp.model.arrays import CudaArray, as_host_array, cuda_array
 from helpers import random_case
 
 

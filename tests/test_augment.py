@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 import hm2bp
-from hm2bp import augment as aug
 from hm2bp import data
-from hm2bp.augment import AugmentConfig
+from hm2bp.data import augment as aug
+from hm2bp.data.augment import AugmentConfig
 from hm2bp.reference.encoding import _mix
 
 TAG = np.uint64(0x8000000000617567)  # "aug" | 2^63, csrc/hm2bp/augment.hpp
@@ -253,5 +253,7 @@ def test_errors_say_what_to_fix(digits):
 
 def test_plot_augmented(tmp_path, digits):
     pytest.importorskip("matplotlib")
-    path = aug.plot_augmented(digits, AugmentConfig(), 0, tmp_path / "aug.png", n=3, epochs=2)
+    from hm2bp.cli.plot import plot_augmented
+
+    path = plot_augmented(digits, AugmentConfig(), 0, tmp_path / "aug.png", n=3, epochs=2)
     assert path.stat().st_size > 1000

@@ -131,7 +131,7 @@ def test_the_engine_with_the_authors_checkpoint_on_the_first_1000_test_digits(be
     # SPEC_CNN 7: 99.20% on the first 1,000 official test digits (99.47% on all 10,000).
     from hm2bp import data
     from hm2bp.config import preset
-    from hm2bp.trainer import TEST_SEED_OFFSET, evaluate, make_source
+    from hm2bp.train.sources import TEST_SEED_OFFSET, evaluate, make_source
 
     cfg = preset("mnist-cnn", data_dir=str(shared_data / "mnist-10k"), backend="cpu")
     net = authors.network_from_checkpoint(best_checkpoint, cfg, "cpu")

@@ -9,8 +9,10 @@ from pathlib import Path
 import hm2bp
 import numpy as np
 import pytest
-from hm2bp import cli, trainer
-from hm2bp.cli import Progress, eval_main, train_main
+from hm2bp import cli
+from hm2bp.cli import eval_main, train_main
+from hm2bp.cli.progress import Progress
+from hm2bp.train import checkpoint, trainer
 
 TINY_TOML = """
 preset = "mnist-mini"
@@ -91,7 +93,7 @@ def test_resume_extends_a_run(tiny, tmp_path, capsys):
     assert train_main(["--resume", str(out), "--epochs", "2"]) == 0
     stdout = capsys.readouterr().out
     assert "after epoch 1 of 2" in stdout and FINAL_LINE.match(last_line(stdout))
-    assert trainer.load_checkpoint(out)[1]["epoch"] == 2
+    assert checkpoint.load_checkpoint(out)[1]["epoch"] == 2
     # nothing left to do: still prints the accuracy line
     assert train_main(["--resume", str(out)]) == 0
     stdout = capsys.readouterr().out
@@ -119,7 +121,7 @@ def test_ctrl_c_exits_with_resume_hint(tiny, tmp_path, capsys, monkeypatch):
     assert train_main(["--config", tiny, "--out", str(out), "--epochs", "3"]) == 130
     err = capsys.readouterr().err
     assert f"hm2bp-train --resume {out}" in err and "epoch 1" in err
-    assert trainer.load_checkpoint(out)[1]["epoch"] == 1
+    assert checkpoint.load_checkpoint(out)[1]["epoch"] == 1
 
 
 @pytest.mark.parametrize("args,fragments", [
@@ -155,7 +157,7 @@ def test_real_mnist_files(tmp_path, capsys):
     assert train_main(["--config", str(path), "--data-dir", str(SHARED_MNIST), "--out", str(out),
                        "--quiet"]) == 0
     assert FINAL_LINE.match(capsys.readouterr().out.strip())
-    config = trainer.load_checkpoint(out)[0]
+    config = checkpoint.load_checkpoint(out)[0]
     assert config.dataset == "mnist" and Path(config.data_dir).is_absolute()
 
 

@@ -134,7 +134,7 @@ def test_float32_cnn_follows_the_reference(case):
 
 def test_a_cnn_trains_on_augmented_digits_and_resumes_exactly(tmp_path):
     from hm2bp.config import preset
-    from hm2bp.trainer import Trainer
+    from hm2bp.train.trainer import Trainer
 
     stack = [{"type": "conv2d", "channels": 4, "kernel": 5, "vth": 3.0, "init_w": 0.5},
              {"type": "pool2d", "size": 4, "vth": 1.0}, {"type": "dense", "n": 10, "vth": 5.0}]

@@ -507,7 +507,7 @@ def test_stratified_sample(data):
 
 def test_train_size_is_a_stratified_sample_of_class_sorted_nmnist(shared_data):
     from hm2bp.config import preset
-    from hm2bp.trainer import load_split
+    from hm2bp.train.build import load_split
 
     cfg = preset("nmnist-fc800", data_dir=str(shared_data / "nmnist-small"), train_size=300)
     full = np.bincount(load_split(cfg, "train", None).labels, minlength=10)
@@ -518,7 +518,7 @@ def test_train_size_is_a_stratified_sample_of_class_sorted_nmnist(shared_data):
 
 def test_mnist_files_where_emnist_belongs(data, tmp_path):
     from hm2bp.config import preset
-    from hm2bp.trainer import load_split
+    from hm2bp.train.build import load_split
 
     images, labels = fake_digits(60)
     write_mnist(tmp_path / "emnist", "train", images, labels, prefix="emnist-balanced-")

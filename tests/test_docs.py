@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from hm2bp import config as hconfig
-from hm2bp.config_doc import render_markdown
+from hm2bp.config.doc import render_markdown
 from hm2bp.hyper import HYPERPARAMETERS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_config_md_is_the_rendered_schema():
     committed = (ROOT / "docs" / "config.md").read_text()
     assert committed == render_markdown(), (
-        "docs/config.md is out of date: python -m hm2bp.config_doc > docs/config.md")
+        "docs/config.md is out of date: python -m hm2bp.config.doc > docs/config.md")
 
 
 def test_every_config_key_has_a_meaning():

@@ -272,11 +272,11 @@ def test_nmnist_recipe_config_key():
 
 
 def test_trainer_loads_with_the_configured_recipe(shared_data):
-    from hm2bp import trainer
+    from hm2bp.train import build
 
     root = str(shared_data / "nmnist-small")
-    authors = trainer.load_split(preset("nmnist-fc800", data_dir=root), "test", None)
-    raw = trainer.load_split(preset("nmnist-fc800", data_dir=root, nmnist_recipe="raw"), "test",
+    authors = build.load_split(preset("nmnist-fc800", data_dir=root), "test", None)
+    raw = build.load_split(preset("nmnist-fc800", data_dir=root, nmnist_recipe="raw"), "test",
                              None)
     assert np.array_equal(authors.codes, data.load("nmnist", "test", data_dir=root).codes)
     assert np.array_equal(raw.codes, data.load("nmnist", "test", data_dir=root,

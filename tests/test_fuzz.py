@@ -13,9 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hm2bp import data, trainer
+from hm2bp import data
+from hm2bp.train import checkpoint
 from hm2bp.config import ConfigError, build_config, preset
-from hm2bp.trainer import CheckpointError, Trainer
+from hm2bp.train.runstate import CheckpointError
+from hm2bp.train.trainer import Trainer
 
 TRIALS = 400
 MAX_SECONDS = 2.0  # per read
@@ -142,8 +144,8 @@ def test_fuzz_checkpoint(tmp_path, checkpoint_bytes):
     base, net = checkpoint_bytes
 
     def read(path):
-        config, meta, arrays = trainer.load_checkpoint(path)
-        trainer.restore_network(net, arrays, path)  # a loaded state must also restore
+        config, meta, arrays = checkpoint.load_checkpoint(path)
+        checkpoint.restore_network(net, arrays, path)  # a loaded state must also restore
 
     print(f"checkpoint: {fuzz(tmp_path, 'checkpoint.npz', base, read, CheckpointError, 6)}")
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hm2bp import distributed, sweep
+from hm2bp.cli import distributed, sweep
 from hm2bp.config import ConfigError
-from hm2bp.trainer import load_checkpoint
+from hm2bp.train.checkpoint import load_checkpoint
 
 # A network that spikes within a few steps, on 91 bundled digits: batches of 15 split 7 + 8,
 # and a last batch of 1 that leaves rank 0 idle.
@@ -153,9 +153,9 @@ def test_resume_with_another_rank_count(tiny, tmp_path):
 
 DRIVER = """
 import os, signal, sys
-from hm2bp import distributed
+from hm2bp.cli import distributed
 from hm2bp.config import build_config
-from hm2bp.trainer import Trainer
+from hm2bp.train.trainer import Trainer
 
 dp = distributed.DataParallel(distributed.communicator("mpi"))
 config = build_config(None, sys.argv[1], dtype="float64", epochs=3)

@@ -9,7 +9,7 @@ import pytest
 
 import hm2bp
 from hm2bp import data
-from hm2bp.layers import Conv2d, Dense, Pool2d, Reservoir
+from hm2bp.model.layers import Conv2d, Dense, Pool2d, Reservoir
 
 nir = pytest.importorskip("nir", reason="the nir package is not installed (pip install 'hm2bp[nir]')")
 import hm2bp.nir as hnir  # noqa: E402
@@ -245,7 +245,8 @@ def test_exported_mnist_mini_network_in_snntorch_and_norse(capsys):
 
 
 def test_hm2bp_export_writes_the_run_network(tmp_path, capsys):
-    from hm2bp import cli, trainer
+    from hm2bp import cli
+    from hm2bp.train import build, checkpoint
 
     run, toml = tmp_path / "run", tmp_path / "tiny.toml"
     toml.write_text('preset = "mnist-mini"\n[network]\nlayers = [784, 30, 10]\nT = 60\nvth = [5.0, 3.0]\n'
@@ -256,9 +257,9 @@ def test_hm2bp_export_writes_the_run_network(tmp_path, capsys):
     assert "wrote" in capsys.readouterr().out
     graph = nir.read(str(tmp_path / "run.nir"))
     assert graph.metadata["T"] == 60 and graph.metadata["dt"] == 1e-4
-    config, _, arrays = trainer.load_checkpoint(run)
-    net = trainer.build_network(config, "cpu", None)
-    trainer.restore_network(net, arrays)
+    config, _, arrays = checkpoint.load_checkpoint(run)
+    net = build.build_network(config, "cpu", None)
+    checkpoint.restore_network(net, arrays)
     _same_network(net, hnir.from_nir(graph, dtype=config.dtype), _spikes(3, 2, 60, 784, 0.05))
     assert cli.export_main([str(tmp_path / "missing"), "--nir", str(tmp_path / "x.nir")]) == 2
     err = capsys.readouterr().err.strip()

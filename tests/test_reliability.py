@@ -20,9 +20,13 @@ from pathlib import Path
 import hm2bp
 import numpy as np
 import pytest
-from hm2bp import cli, limits, runstate, trainer
+from hm2bp import cli
+from hm2bp.model import limits
+from hm2bp.train import build, checkpoint, runstate
 from hm2bp.config import ConfigError, RunConfig, build_config, preset
-from hm2bp.trainer import CheckpointError, DivergenceError, Trainer, load_checkpoint
+from hm2bp.train.checkpoint import load_checkpoint
+from hm2bp.train.runstate import CheckpointError
+from hm2bp.train.trainer import DivergenceError, Trainer
 
 TINY = {"layers": [784, 30, 10], "T": 60, "vth": [5.0, 3.0], "desired": 10, "undesired": 2,
         "margin": 2, "train_size": 200, "test_size": 100, "batch_size": 4, "lr": 0.005,
@@ -176,7 +180,7 @@ def test_loader_names_file_and_problem(run_copy, case, capsys):
     damaged = (run_copy / "checkpoint.npz").read_bytes()
     with pytest.raises(CheckpointError, match="checkpoint") as info:
         config, _, arrays = load_checkpoint(run_copy)
-        trainer.restore_network(trainer.build_network(config, "cpu", None), arrays)
+        checkpoint.restore_network(build.build_network(config, "cpu", None), arrays)
     assert fragment in str(info.value)
     # the tools refuse it in one line, and never overwrite it
     assert cli.eval_main([str(run_copy)]) == 2

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 import pytest
-from hm2bp.schedule import apply_swaps, boost_weights, epoch_order, learning_rate
+from hm2bp.train.schedule import apply_swaps, boost_weights, epoch_order, learning_rate
 
 # ------------------------------------------------------------------------- learning rate
 

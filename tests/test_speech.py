@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 import hm2bp
-from hm2bp import bsa, reservoir
+from hm2bp.model import bsa, reservoir
 from hm2bp import reference as ref
-from hm2bp.layers import Dense, Reservoir, from_dict, to_dict
+from hm2bp.model.layers import Dense, Reservoir, from_dict, to_dict
 from hm2bp.reference import bsa as ref_bsa
 from helpers import assert_rel_close, fire_margin, random_reservoir_case
 
@@ -374,7 +374,7 @@ def test_reservoir_layer_config_and_refusals():
 
 def test_raster_names_the_reservoir_panel(tmp_path):
     pytest.importorskip("matplotlib")
-    from hm2bp import plot
+    from hm2bp.cli import plot
 
     res = np.zeros((30, 8), dtype=bool)
     res[[3, 7], [1, 5]] = True

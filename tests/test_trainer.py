@@ -7,19 +7,14 @@ import time
 
 import numpy as np
 import pytest
-from hm2bp import data, reference, schedule
+from hm2bp import data, reference
+from hm2bp.train import schedule
 from hm2bp.config import ConfigError, preset
-from hm2bp.trainer import (
-    CheckpointError,
-    EncodedImageSource,
-    EventSource,
-    ImageSource,
-    Trainer,
-    boost_weights,
-    learning_rate,
-    load_checkpoint,
-    make_source,
-)
+from hm2bp.train.checkpoint import load_checkpoint
+from hm2bp.train.runstate import CheckpointError
+from hm2bp.train.schedule import boost_weights, learning_rate
+from hm2bp.train.sources import EncodedImageSource, EventSource, ImageSource, make_source
+from hm2bp.train.trainer import Trainer
 
 METRIC_KEYS = {"epoch", "train_loss", "train_accuracy", "test_accuracy", "best_test_accuracy",
                "seconds", "samples_per_s", "engine_seconds", "firing_rate", "lr"}

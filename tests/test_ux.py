@@ -10,11 +10,12 @@ import sys
 import numpy as np
 import pytest
 from hm2bp import config as hconfig
-from hm2bp import data, metrics_log, runstate, trainer, validation
+from hm2bp import data
+from hm2bp.train import build, checkpoint, metrics_log, runstate, sources, trainer, validation
 from hm2bp.cli import train_main
 from hm2bp.config import PRESETS, RunConfig, build_config
-from hm2bp.config_doc import to_toml
-from hm2bp.progress import ProgressLines, format_duration
+from hm2bp.config.doc import to_toml
+from hm2bp.cli.progress import ProgressLines, format_duration
 
 TINY = dict(preset="mnist-mini", layers=[784, 30, 10], T=60, vth=[5.0, 3.0], desired=10, undesired=2,
             margin=2, epochs=3, batch_size=4, lr=0.005, seed=7, backend="cpu", train_size=200,
@@ -141,17 +142,17 @@ def test_val_split_picks_the_best_epoch_and_keeps_its_weights(tmp_path):
     assert history[-1]["test_accuracy_at_best"] == history[1]["test_accuracy"]
     assert result.best_test_accuracy == max(m["test_accuracy"] for m in history)  # still reported
     # the validation accuracy is that of the held-out samples
-    assert measured[-1] == trainer.evaluate(t.net, t.validation.source, 10)["accuracy"]
+    assert measured[-1] == sources.evaluate(t.net, t.validation.source, 10)["accuracy"]
     assert 0 < measured[-1] < 1
 
     # best.npz is a whole checkpoint of epoch 2: it evaluates to that epoch's test accuracy
-    config, meta, arrays = trainer.load_checkpoint(run / validation.BEST_FILE)
+    config, meta, arrays = checkpoint.load_checkpoint(run / validation.BEST_FILE)
     assert meta["epoch"] == 2 and meta["test_accuracy"] == history[1]["test_accuracy"]
-    assert trainer.load_checkpoint(run)[1]["epoch"] == 4
+    assert checkpoint.load_checkpoint(run)[1]["epoch"] == 4
     assert not list(run.glob(".*.tmp"))
-    net = trainer.build_network(config, "cpu", None)
-    trainer.restore_network(net, arrays)
-    assert trainer.evaluate(net, t.test_source, 10)["accuracy"] == history[1]["test_accuracy"]
+    net = build.build_network(config, "cpu", None)
+    checkpoint.restore_network(net, arrays)
+    assert sources.evaluate(net, t.test_source, 10)["accuracy"] == history[1]["test_accuracy"]
 
 
 def test_resume_with_val_split_is_exact(tmp_path):
@@ -161,27 +162,27 @@ def test_resume_with_val_split_is_exact(tmp_path):
     resumed = trainer.Trainer.resume(part, epochs=3).fit()
     assert without_timing(resumed.history) == without_timing(whole.history)
     for name in (runstate.STATE_FILE, validation.BEST_FILE):
-        a = trainer.load_checkpoint(tmp_path / "whole" / name)
-        b = trainer.load_checkpoint(part / name)
+        a = checkpoint.load_checkpoint(tmp_path / "whole" / name)
+        b = checkpoint.load_checkpoint(part / name)
         assert a[1]["epoch"] == b[1]["epoch"]
         assert a[2].keys() == b[2].keys()
         for key in a[2]:
             np.testing.assert_array_equal(a[2][key], b[2][key])
     # the held-out samples are part of the stored run: another split cannot resume it
-    _, meta, arrays = trainer.load_checkpoint(part)
+    _, meta, arrays = checkpoint.load_checkpoint(part)
     meta["n_val"] = 5
     runstate.write_state(part / runstate.STATE_FILE, arrays, meta)
-    with pytest.raises(trainer.CheckpointError, match="validation samples"):
+    with pytest.raises(runstate.CheckpointError, match="validation samples"):
         trainer.Trainer.resume(part)
 
 
 def test_checkpoint_without_val_split_still_loads(tmp_path):
     run = tmp_path / "run"
     trainer.Trainer(tiny(epochs=1), run).fit()
-    _, meta, arrays = trainer.load_checkpoint(run)
+    _, meta, arrays = checkpoint.load_checkpoint(run)
     del meta["config"]["val_split"]  # a run stored before the key existed
     runstate.write_state(run / runstate.STATE_FILE, arrays, meta)
-    assert trainer.load_checkpoint(run)[0].val_split == 0.0
+    assert checkpoint.load_checkpoint(run)[0].val_split == 0.0
     assert trainer.Trainer.resume(run, epochs=2).fit().epochs_completed == 2
 
 
@@ -301,7 +302,7 @@ def test_plots_in_each_format(fmt, tmp_path, capsys):
 
 def test_raster_names_the_output_classes(tmp_path):
     pytest.importorskip("matplotlib")
-    from hm2bp import plot
+    from hm2bp.cli import plot
 
     assert plot.class_names("fashion-mnist", 10)[9] == "ankle boot"
     assert plot.class_names("emnist-balanced", 47)[36:] == list("abdefghnqrt")

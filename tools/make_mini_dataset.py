@@ -1,4 +1,4 @@
-"""Build python/hm2bp/_data/mnist_mini.npz, the bundled "mnist-mini" dataset.
+"""Build python/hm2bp/data/_data/mnist_mini.npz, the bundled "mnist-mini" dataset.
 
 train = the first 6,000 training digits of ../shared/data/mnist-10k, test = the first 1,000
 digits of the official t10k test set (the two never overlap). The output is byte-for-byte
@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import sys
+import types
 import zipfile
 from pathlib import Path
 
@@ -22,8 +23,13 @@ N_TRAIN, N_TEST = 6000, 1000
 
 
 def _data_module():
-    # Load data.py as a bare file: the package imports the compiled engine, not needed here.
-    spec = importlib.util.spec_from_file_location("hm2bp_data", REPO / "python/hm2bp/data.py")
+    # Load the dataset catalog as a bare module of a stand-in package: hm2bp itself imports the
+    # compiled engine, not needed here, and so does hm2bp.data's __init__ (augmentation).
+    folder = REPO / "python/hm2bp/data"
+    package = types.ModuleType("hm2bp_data")
+    package.__path__ = [str(folder)]  # its relative imports (.datasets) resolve in the folder
+    sys.modules[package.__name__] = package
+    spec = importlib.util.spec_from_file_location("hm2bp_data.catalog", folder / "catalog.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look the module up while it executes
     spec.loader.exec_module(module)
@@ -43,7 +49,7 @@ def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--src", type=Path, default=REPO.parent / "shared/data/mnist-10k")
-    parser.add_argument("--out", type=Path, default=REPO / "python/hm2bp/_data/mnist_mini.npz")
+    parser.add_argument("--out", type=Path, default=REPO / "python/hm2bp/data/_data/mnist_mini.npz")
     args = parser.parse_args()
     data = _data_module()
     arrays = {}

@@ -1,9 +1,11 @@
 """hm2bp: fast, faithful HM2-BP training of deep spiking neural networks.
 
 `Network` is the compiled engine (CPU, CUDA when available), built from `layers` (Dense,
-Conv2d, Pool2d, Reservoir) and the hyperparameters of `hyper`; `encode_poisson` and `encode_bsa`
-turn images and analog channels (speech) into spike trains; `reference` is the plain NumPy
-implementation of the algorithm it is tested against.
+Conv2d, Pool2d, Reservoir) and the hyperparameters of `hyper`; `Trainer` trains one from a
+`config.RunConfig`; `data` loads the datasets; `encode_poisson` and `encode_bsa` turn images and
+analog channels (speech) into spike trains; `reference` is the plain NumPy implementation of the
+algorithm the engine is tested against. docs/architecture.md maps the sub-packages (model, data,
+config, train, interop, cli, reference).
 """
 from __future__ import annotations
 
@@ -14,10 +16,13 @@ import os
 # Read once when the OpenMP runtime starts; an explicit setting by the user wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 
-from . import _core, config, data, hyper, layers, reference  # noqa: E402
-from .bsa import encode_bsa  # noqa: E402
-from .network import Network, cuda_available, encode_poisson  # noqa: E402
-from .trainer import Trainer  # noqa: E402
+from . import _core, _moved, config, data, reference  # noqa: E402
+from .model import hyper, layers  # noqa: E402
+from .model.bsa import encode_bsa  # noqa: E402
+from .model.network import Network, cuda_available, encode_poisson  # noqa: E402
+from .train.trainer import Trainer  # noqa: E402
+
+_moved.install()  # the module paths of the flat layout (hm2bp.nir, hm2bp.torch, ...) keep working
 
 __version__: str = _core.build_info()["version"]
 

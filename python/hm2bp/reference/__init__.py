@@ -22,11 +22,11 @@ from .backward import lateral_factor, sample_gradients
 from .bsa import encode_bsa
 from .connection import Connection, as_connections, forward_sample, from_layers
 from .conv import ConvConnection
-from .dense import DenseConnection, side_term
+from .dense import DenseConnection, lif_forward, side_term
 from .encoding import encode_poisson
 from .loss import output_delta, revive
 from .network import Network
-from .neuron import FIRE_EPS, lif_forward, lif_scan
+from .neuron import FIRE_EPS, lif_scan
 from .optimizer import adam_step, regularization, sgd_step
 from .pool import PoolConnection
 from .reservoir import ReservoirConnection

@@ -13,7 +13,7 @@ from typing import Protocol, Sequence
 
 import numpy as np
 
-from ..layers import Conv2d, Dense, Layer, Pool2d
+from ..model.layers import Conv2d, Dense, Layer, Pool2d
 from .conv import ConvConnection
 from .dense import DenseConnection
 from .neuron import lif_scan

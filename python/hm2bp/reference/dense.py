@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .neuron import FIRE_EPS
+from .neuron import FIRE_EPS, lif_scan
 from .spsp import BackwardParams, effect_ratio, side_ratio
 
 
@@ -24,6 +24,22 @@ def current(W: np.ndarray, s_in: np.ndarray) -> np.ndarray:
         # order (so every rounding) of the per-step form in SPEC 1.
         I[t] = W @ x[t]
     return I
+
+
+def lif_forward(
+    W: np.ndarray,
+    s_in: np.ndarray,
+    vth: float,
+    tau_m: float,
+    tau_s: float,
+    t_ref: int,
+    w0: float = 0.0,
+) -> tuple[np.ndarray, float]:
+    """Simulate one dense layer for one sample (SPEC 1): `lif_scan` of the dense current.
+
+    W: (O, N) weights; s_in: (T, N) bool input spikes. Returns (s_out bool (T, O), margin).
+    """
+    return lif_scan(current(W, s_in), vth, tau_m, tau_s, t_ref, w0)
 
 
 def side_term(W: np.ndarray, e: np.ndarray, n_out: np.ndarray, vth: float) -> np.ndarray:

@@ -7,8 +7,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..hyper import DEFAULTS, check_all, check_number, check_whole, pick
-from ..layers import Layer, Reservoir, build_spec, from_sizes, is_trainable, param_shapes
+from ..model.hyper import DEFAULTS, check_all, check_number, check_whole, pick
+from ..model.layers import Layer, Reservoir, build_spec, from_sizes, is_trainable, param_shapes
 from .backward import sample_gradients
 from .bsa import encode_bsa
 from .connection import Connection, forward_sample, from_layers

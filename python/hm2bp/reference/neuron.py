@@ -61,22 +61,3 @@ def lif_scan(
         ref[fire] = t_ref
         v[fire] = 0.0
     return s_out, margin
-
-
-
-def lif_forward(
-    W: np.ndarray,
-    s_in: np.ndarray,
-    vth: float,
-    tau_m: float,
-    tau_s: float,
-    t_ref: int,
-    w0: float = 0.0,
-) -> tuple[np.ndarray, float]:
-    """Simulate one dense layer for one sample (SPEC 1): `lif_scan` of the dense current.
-
-    W: (O, N) weights; s_in: (T, N) bool input spikes. Returns (s_out bool (T, O), margin).
-    """
-    from .dense import current  # here, not at the top: dense imports this module
-
-    return lif_scan(current(W, s_in), vth, tau_m, tau_s, t_ref, w0)

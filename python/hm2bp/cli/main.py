@@ -22,28 +22,21 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from . import distributed, runstate, sweep, validation
-from .config_doc import to_toml
-from .metrics_log import LOGGERS, TensorBoardError
-from .plot import PLOT_FORMATS
+from ..config import BACKENDS, DTYPES, PRESETS, ConfigError, RunConfig, build_config
+from ..config.doc import to_toml
+from ..data import DatasetError, stratified_sample
+from ..interop import authors, nir
+from ..model.network import resolve_backend
+from ..train import runstate, validation
+from ..train.build import build_network, load_split
+from ..train.checkpoint import load_checkpoint, restore_network
+from ..train.metrics_log import LOGGERS, TensorBoardError
+from ..train.runstate import CheckpointError, RunDirError
+from ..train.sources import TEST_SEED_OFFSET, evaluate, make_source
+from ..train.trainer import DivergenceError, Trainer, format_epoch
+from . import distributed, sweep
+from .plot import PLOT_FORMATS, PlotError, require_matplotlib, write_plots
 from .progress import DEFAULT_INTERVAL, Progress, ProgressLines
-from .config import BACKENDS, DTYPES, PRESETS, ConfigError, RunConfig, build_config
-from .data import stratified_sample
-from .trainer import (
-    TEST_SEED_OFFSET,
-    CheckpointError,
-    DivergenceError,
-    RunDirError,
-    Trainer,
-    build_network,
-    evaluate,
-    format_epoch,
-    load_checkpoint,
-    load_split,
-    make_source,
-    resolve_backend,
-    restore_network,
-)
 
 __all__ = ["Progress", "eval_main", "train_main"]
 
@@ -55,8 +48,6 @@ def _error(prog: str, message: Any) -> int:
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     """Exceptions that mean bad input (or too little memory) rather than a bug."""
-    from .data import DatasetError
-
     return (ConfigError, CheckpointError, RunDirError, DivergenceError, DatasetError,
             TensorBoardError, OSError, MemoryError)
 
@@ -205,8 +196,6 @@ def _train(args: argparse.Namespace) -> int:
     if not args.progress_interval > 0:
         return _error(prog, f"--progress-interval must be > 0 seconds, got {args.progress_interval}")
     if args.plot:
-        from .plot import PlotError, require_matplotlib
-
         try:
             require_matplotlib()
         except PlotError as exc:
@@ -286,8 +275,6 @@ def _train(args: argparse.Namespace) -> int:
     print(f"test accuracy {100 * result.final_test_accuracy:.2f}% "
           f"(best {100 * result.best_test_accuracy:.2f}%)", flush=True)
     if args.plot:
-        from .plot import write_plots
-
         for path in write_plots(trainer, out, args.plot_format):
             say(f"wrote {path}")
     return 0
@@ -353,8 +340,6 @@ def _eval_samples(config: RunConfig, split: str, limit: int | None) -> tuple[Any
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from . import authors
-
     if args.limit is not None and args.limit < 1:
         return _error("hm2bp-eval", f"--limit must be >= 1, got {args.limit}")
     if (args.checkpoint is None) == (args.authors_checkpoint is None):
@@ -416,8 +401,6 @@ def export_main(argv: Sequence[str] | None = None) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from . import nir
-
     config, meta, arrays = load_checkpoint(args.checkpoint)
     net = build_network(config, "cpu", None)
     restore_network(net, arrays, args.checkpoint)
@@ -433,5 +416,3 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(train_main())

@@ -9,7 +9,7 @@ threshold vth (SPEC 1; SPEC_CNN 1-2).
   channel by channel (SPEC_CNN 2); no parameters.
 - ``Reservoir(n=135, vth=20.0, grid=(3, 3, 15), ...)``: a recurrent spiking reservoir (liquid
   state machine, SPEC_SPEECH 3) with fixed input and recurrent weights, generated from a seed
-  (`hm2bp.reservoir.generate`) or set with `Network.set_reservoir_weights`; never trained, so no
+  (`hm2bp.model.reservoir.generate`) or set with `Network.set_reservoir_weights`; never trained, so no
   trainable layer may lie below it.
 
 Populations are shaped (channels, height, width); a Dense population is (n, 1, 1). A neuron's
@@ -27,7 +27,8 @@ from typing import Any, Union
 
 import numpy as np
 
-from . import _core, reservoir
+from .. import _core
+from . import reservoir
 from .hyper import check_number, check_whole
 
 __all__ = ["Conv2d", "Dense", "Layer", "Pool2d", "Reservoir", "build_spec", "from_dict", "from_sizes",
@@ -88,7 +89,7 @@ class Reservoir:
 
     Each step, neuron o receives sum_i W_in[o, i] s_in[t-1, i] + sum_l W_rec[o, l] s[t-1, l] (both
     one step delayed). The weights are drawn from a glibc rand() stream after srand(seed)
-    (`hm2bp.reservoir.generate`): a fraction `inhibitory` of the neurons is inhibitory; a pre ->
+    (`hm2bp.model.reservoir.generate`): a fraction `inhibitory` of the neurons is inhibitory; a pre ->
     post pair at squared grid distance d2 connects with probability c * exp(-d2 / distance), c
     from `connect` (EE, EI, IE, II), with weight +-recurrent_weight by the pre neuron's type; each
     input sends fan_out synapses of weight +-input_weight to random neurons (duplicates add).

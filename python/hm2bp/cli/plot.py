@@ -10,8 +10,12 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["CLASS_NAMES", "PLOT_FORMATS", "PlotError", "class_names", "plot_curves", "plot_feature_maps",
-           "plot_raster", "require_matplotlib", "save_figure", "write_plots"]
+from ..data.augment import AugmentConfig, augment, square_images
+from ..model.hyper import check_whole
+from ..model.layers import Reservoir
+
+__all__ = ["CLASS_NAMES", "PLOT_FORMATS", "PlotError", "class_names", "plot_curves", "plot_augmented",
+           "plot_feature_maps", "plot_raster", "require_matplotlib", "save_figure", "write_plots"]
 
 PLOT_FORMATS = ("png", "pdf", "svg")
 PNG_DPI = 300  # print resolution
@@ -160,6 +164,28 @@ def plot_feature_maps(layer_spikes: Sequence[np.ndarray], shapes: Sequence[Seque
     return save_figure(fig, path)
 
 
+def plot_augmented(images: np.ndarray, config: AugmentConfig, seed: int, path: str | Path, n: int = 8,
+                   epochs: int = 4) -> Path:
+    """A grid (PNG, PDF or SVG by path's suffix): each of the first n images (row) as loaded, then its rate image in epochs
+    0..epochs-1 (columns). Needs matplotlib."""
+    plt = require_matplotlib()
+    images = square_images(images)[:check_whole("n", n, 1)]
+    side = int(round(images.shape[1] ** 0.5))
+    epochs = check_whole("epochs", epochs, 1)
+    index = np.arange(images.shape[0])
+    columns = [images / (5.5 * 255.0)] + [augment(images, seed, e, index, config) for e in range(epochs)]
+    fig, axes = plt.subplots(len(images), len(columns), figsize=(1.2 * len(columns), 1.2 * len(images)),
+                             squeeze=False)
+    for col, rates in enumerate(columns):
+        axes[0, col].set_title("original" if col == 0 else f"epoch {col - 1}", fontsize=8)
+        for row in range(len(images)):
+            ax = axes[row, col]
+            ax.imshow(rates[row].reshape(side, side), cmap="gray", vmin=0.0, vmax=1 / 5.5)
+            ax.set_axis_off()
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
 def write_plots(trainer: Any, out_dir: str | Path, fmt: str = "png") -> list[Path]:
     """curves.<fmt> from the trainer's history, raster.<fmt> of test sample 0 and, for a network
     with spatial layers, feature_maps.<fmt> of its spike counts; augmented.<fmt> of a few
@@ -180,8 +206,6 @@ def write_plots(trainer: Any, out_dir: str | Path, fmt: str = "png") -> list[Pat
     counts = np.asarray(layers[-1][0]).sum(axis=0)
     title = (f"{run}\ntest sample 0: label {classes[label]}, prediction "
              f"{classes[int(np.argmax(counts))]}")
-    from .layers import Reservoir
-
     kinds = ["reservoir" if isinstance(layer, Reservoir) else None for layer in getattr(trainer.net, "layer_specs", [])]
     paths.append(plot_raster(spikes[0], [s[0] for s in layers], out_dir / f"raster.{fmt}", title,
                              classes, kinds or None))
@@ -189,10 +213,8 @@ def write_plots(trainer: Any, out_dir: str | Path, fmt: str = "png") -> list[Pat
     if shapes is not None and any(h > 1 or w > 1 for _, h, w in shapes[1:]):
         paths.append(plot_feature_maps([s[0] for s in layers], shapes[1:],
                                        out_dir / f"feature_maps.{fmt}", title))
-    augment = cfg.augmentation()
-    if augment.enabled:
-        from .augment import plot_augmented
-
-        paths.append(plot_augmented(trainer.train_set.images[:6], augment, cfg.seed,
+    augmentation = cfg.augmentation()
+    if augmentation.enabled:
+        paths.append(plot_augmented(trainer.train_set.images[:6], augmentation, cfg.seed,
                                     out_dir / f"augmented.{fmt}", n=6))
     return paths

@@ -27,8 +27,10 @@ from typing import Any
 
 import numpy as np
 
-from . import runstate
-from .config import ConfigError, RunConfig, build_config
+from ..config import ConfigError, RunConfig, build_config
+from ..model.network import default_threads
+from ..train import runstate
+from ..train.trainer import Trainer
 
 __all__ = ["add_arguments", "parse_seeds", "parse_sweep", "requested", "run", "summarize", "train_one"]
 
@@ -144,8 +146,6 @@ def _dirname(setting: dict[str, Any], seed: int | None) -> str:
 
 def train_one(spec: dict[str, Any]) -> dict[str, Any]:
     """One run of a sweep (in a worker process or rank): never raises, a failure is a record."""
-    from .trainer import Trainer
-
     record = _record(spec)
     t0 = time.perf_counter()
     global _worker_interrupted
@@ -268,8 +268,6 @@ def run(args: argparse.Namespace, comm: Any) -> int:
     specs, settings = _specs(args, out)
     jobs = None
     if not use_mpi:
-        from .network import default_threads
-
         cores = default_threads()
         jobs = min(args.jobs or cores, len(specs))
         for spec in specs:  # the cores shared between the runs at once

@@ -7,23 +7,23 @@ operations per batch. Where the spikes come from is a small "source" object, so 
 drives the fast image path, event data (``batch_spikes`` + ``train_step``) and networks without
 the image fast path (explicit ``encode_poisson`` + ``train_step``, e.g. hm2bp.reference).
 
-Reproducibility: the order of epoch e is hm2bp.schedule.epoch_order (by default
+Reproducibility: the order of epoch e is hm2bp.train.schedule.epoch_order (by default
 ``default_rng([seed, e]).permutation(n)``; "authors": 5000 swaps of the last order) and the
 Poisson spikes are keyed by (seed, sample index, epoch), so the state after epoch e is a
 function of the checkpoint of epoch e-1 alone; resuming reproduces an uninterrupted run.
 
 Durability (see runstate): a trainer with a run directory holds its lock, writes the whole run
 state as one atomic checkpoint.npz after every epoch (and of epoch 0 when it starts), the best
-epoch's state as best.npz (hm2bp.validation), appends metrics.jsonl line-atomically (and
-metrics.csv, hm2bp.metrics_log), and on SIGINT, SIGTERM or SIGHUP saves the last completed epoch
+epoch's state as best.npz (hm2bp.train.validation), appends metrics.jsonl line-atomically (and
+metrics.csv, hm2bp.train.metrics_log), and on SIGINT, SIGTERM or SIGHUP saves the last completed epoch
 and returns interrupted (a signal during a save waits for it). A non-finite loss, weight or
 moment stops the run with DivergenceError before anything non-finite is written.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
+from __future__ import annotations
+
 import math
 import os
 import signal
@@ -32,339 +32,27 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
-from . import limits, runstate, validation
-from .config import ADDED_KEYS, ConfigError, RunConfig
+from ..config import ConfigError, RunConfig
+from ..model import limits
+from ..model.network import resolve_backend
+from . import runstate, validation
+from .build import build_network, load_split
+from .checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, find_checkpoint, load_checkpoint, restore_network
 from .metrics_log import MetricsLog
-from .network import default_threads, resolve_backend
 from .runstate import CheckpointError, Interrupted, RunDirError
 from .schedule import boost_weights, epoch_order, learning_rate  # the SPEC-5 schedule, one copy each
+from .sources import TEST_SEED_OFFSET, evaluate, make_source
 
-__all__ = [
-    "CheckpointError",
-    "DivergenceError",
-    "EncodedImageSource",
-    "EventSource",
-    "FitResult",
-    "ImageSource",
-    "RunDirError",
-    "Trainer",
-    "boost_weights",
-    "build_network",
-    "check_memory",
-    "evaluate",
-    "find_checkpoint",
-    "format_epoch",
-    "learning_rate",
-    "load_checkpoint",
-    "load_split",
-    "make_source",
-    "resolve_backend",
-    "restore_network",
-]
-
-CHECKPOINT_FORMAT = "hm2bp-checkpoint"
-CHECKPOINT_VERSION = 2  # 1: checkpoint.npz + checkpoint.json; 2: one npz with __meta__
-# Test spikes use seed + TEST_SEED_OFFSET so that train and test sample i are independent.
-TEST_SEED_OFFSET = 1
+__all__ = ["DivergenceError", "FitResult", "Trainer", "format_epoch"]
 
 
 class DivergenceError(RuntimeError):
     """Training produced a non-finite loss, weight or optimizer moment."""
 
-
-# ---------------------------------------------------------------------------------------------
-# Spike sources: one per dataset split; each times its own engine calls.
-
-
-class Source(Protocol):
-    labels: np.ndarray
-    engine_seconds: float
-
-    def train(self, net: Any, idx: np.ndarray, lr: float, epoch: int,
-              weights: np.ndarray | None) -> dict: ...
-
-    def infer(self, net: Any, idx: np.ndarray) -> dict: ...
-
-    def spikes(self, idx: np.ndarray) -> np.ndarray: ...
-
-
-class ImageSource:
-    """Static images, Poisson-encoded inside the engine (train_step_images/infer_images)."""
-
-    def __init__(self, dataset: Any, T: int, seed: int, reencode: bool = False):
-        self.images = np.ascontiguousarray(dataset.images, dtype=np.uint8)
-        self.labels = np.asarray(dataset.labels, dtype=np.int64)
-        self.T, self.seed, self.reencode = T, seed, reencode
-        self.engine_seconds = 0.0
-
-    def _epoch(self, epoch: int) -> int:
-        # The reference encodes once and reuses the train; re-encoding keys spikes by epoch.
-        return epoch if self.reencode else 0
-
-    def train(self, net, idx, lr, epoch, weights):
-        images, labels = self.images[idx], self.labels[idx]
-        t0 = time.perf_counter()
-        out = net.train_step_images(images, labels, lr, T=self.T, seed=self.seed,
-                                    sample_index=idx, epoch=self._epoch(epoch),
-                                    sample_weights=weights)
-        self.engine_seconds += time.perf_counter() - t0
-        return out
-
-    def infer(self, net, idx):
-        images = self.images[idx]
-        t0 = time.perf_counter()
-        out = net.infer_images(images, T=self.T, seed=self.seed, sample_index=idx, epoch=0)
-        self.engine_seconds += time.perf_counter() - t0
-        return out
-
-    def spikes(self, idx):
-        import hm2bp
-
-        return hm2bp.encode_poisson(self.images[idx], self.T, self.seed, idx, 0)
-
-
-class EncodedImageSource(ImageSource):
-    """Static images encoded in Python, for networks without the *_images fast path."""
-
-    def __init__(self, dataset: Any, T: int, seed: int, reencode: bool = False,
-                 encode: Callable[..., np.ndarray] | None = None):
-        super().__init__(dataset, T, seed, reencode)
-        if encode is None:
-            import hm2bp
-
-            encode = hm2bp.encode_poisson
-        self.encode = encode
-
-    def _encode(self, idx: np.ndarray, epoch: int) -> np.ndarray:
-        return self.encode(self.images[idx], self.T, self.seed, idx, epoch)
-
-    def train(self, net, idx, lr, epoch, weights):
-        spikes = self._encode(idx, self._epoch(epoch))
-        t0 = time.perf_counter()
-        out = net.train_step(spikes, self.labels[idx], lr, sample_weights=weights)
-        self.engine_seconds += time.perf_counter() - t0
-        return out
-
-    def infer(self, net, idx):
-        spikes = self._encode(idx, 0)
-        t0 = time.perf_counter()
-        out = net.infer(spikes)
-        self.engine_seconds += time.perf_counter() - t0
-        return out
-
-    def spikes(self, idx):
-        return self._encode(idx, 0)
-
-
-class EventSource:
-    """Event data (N-MNIST): spike trains come from the dataset (batch_spikes)."""
-
-    def __init__(self, dataset: Any, T: int):
-        self.dataset = dataset
-        self.labels = np.asarray(dataset.labels, dtype=np.int64)
-        self.T = T
-        self.engine_seconds = 0.0
-
-    def train(self, net, idx, lr, epoch, weights):
-        spikes = self.dataset.batch_spikes(idx, self.T)
-        t0 = time.perf_counter()
-        out = net.train_step(spikes, self.labels[idx], lr, sample_weights=weights)
-        self.engine_seconds += time.perf_counter() - t0
-        return out
-
-    def infer(self, net, idx):
-        spikes = self.dataset.batch_spikes(idx, self.T)
-        t0 = time.perf_counter()
-        out = net.infer(spikes)
-        self.engine_seconds += time.perf_counter() - t0
-        return out
-
-    def spikes(self, idx):
-        return self.dataset.batch_spikes(idx, self.T)
-
-
-class AugmentedImageSource(ImageSource):
-    """Training images warped by a displacement map of the epoch (or of each sample) and
-    Poisson-encoded from the warped rates, fresh trains every epoch (SPEC_CNN 5); both in C++
-    (hm2bp.augment). Inference sees the images as they are."""
-
-    def __init__(self, dataset: Any, T: int, seed: int, augment: Any):
-        super().__init__(dataset, T, seed, reencode=True)
-        self.augment = augment
-
-    def train(self, net, idx, lr, epoch, weights):
-        from . import augment
-
-        rates = augment.augment(self.images[idx], self.seed, epoch, idx, self.augment)
-        spikes = augment.encode_rates(rates, self.T, self.seed, idx, epoch)
-        t0 = time.perf_counter()
-        out = net.train_step(spikes, self.labels[idx], lr, sample_weights=weights)
-        self.engine_seconds += time.perf_counter() - t0
-        return out
-
-
-def make_source(dataset: Any, net: Any, T: int, seed: int, reencode: bool = False,
-                encode: Callable[..., np.ndarray] | None = None, augment: Any = None) -> Source:
-    """Pick the spike source for a dataset and a network (fast image path when available);
-    augment: an enabled hm2bp.augment.AugmentConfig for training images."""
-    if not getattr(dataset, "is_images", True):
-        return EventSource(dataset, T)
-    if augment is not None:
-        return AugmentedImageSource(dataset, T, seed, augment)
-    if encode is None and hasattr(net, "train_step_images"):
-        return ImageSource(dataset, T, seed, reencode)
-    return EncodedImageSource(dataset, T, seed, reencode, encode)
-
-
-# ---------------------------------------------------------------------------------------------
-# Checkpoints: one file, checkpoint.npz, holding the network state ('net.<name>'), the boosting
-# weights, the epoch and, as JSON, the config and accuracies (runstate.write_state); loaded
-# without pickle and checked in full before anything is used.
-
-_META_TYPES: dict[str, tuple[type, ...]] = {
-    "format": (str,), "version": (int,), "epoch": (int,), "n_train": (int,), "n_test": (int,),
-    "test_accuracy": (float, int, type(None)), "best_test_accuracy": (float, int, type(None)),
-    "best_epoch": (int, type(None)), "backend": (str,), "config": (dict,),
-}
-
-
-def find_checkpoint(path: str | Path) -> Path:
-    """The checkpoint file of a run directory, or path itself when it names the file."""
-    path = Path(path)
-    npz = path / runstate.STATE_FILE if path.is_dir() else path
-    if not npz.exists():
-        raise CheckpointError(f"no checkpoint at {path}: {npz} does not exist")
-    return npz
-
-
-def _read_checkpoint(npz: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    meta, arrays = runstate.read_state(npz)
-    if meta is None:  # version 1: the metadata is the json beside the npz
-        meta_path = npz.with_suffix(".json")
-        try:
-            meta = json.loads(meta_path.read_text())
-        except (OSError, ValueError) as exc:
-            raise CheckpointError(f"{npz} has no metadata and {meta_path} cannot be read "
-                                  f"({exc})") from None
-        if isinstance(meta, dict) and meta.get("version") != 1:
-            raise CheckpointError(f"{meta_path} does not belong to the version-1 {npz}")
-    return meta, arrays
-
-
-def _check_checkpoint(meta: Any, arrays: dict[str, np.ndarray]) -> RunConfig:
-    """Everything a checkpoint holds, against its format and its own config; raises
-    ValueError naming the first problem."""
-    if not isinstance(meta, dict) or meta.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError("not an hm2bp checkpoint (no hm2bp-checkpoint metadata)")
-    for key, types in _META_TYPES.items():
-        value = meta.get(key, KeyError)
-        if value is KeyError:
-            raise ValueError(f"metadata lacks {key!r}")
-        if not isinstance(value, types) or isinstance(value, bool):
-            raise ValueError(f"metadata {key!r} = {value!r} has the wrong type")
-    if not 1 <= meta["version"] <= CHECKPOINT_VERSION:
-        raise ValueError(f"format version {meta['version']}, this hm2bp reads versions 1 to "
-                         f"{CHECKPOINT_VERSION} (written by a newer hm2bp?)")
-    for key in ("test_accuracy", "best_test_accuracy"):
-        if meta[key] is not None and not 0 <= meta[key] <= 1:
-            raise ValueError(f"metadata {key!r} = {meta[key]!r} is not an accuracy")
-    if meta["epoch"] < 0 or meta["n_train"] < 1 or meta["n_test"] < 1:
-        raise ValueError("metadata epoch, n_train or n_test out of range")
-    missing = sorted({f.name for f in dataclasses.fields(RunConfig)} - set(meta["config"])
-                     - ADDED_KEYS.keys())
-    if missing:  # defaults would silently change the run (e.g. another T)
-        raise ValueError(f"config lacks {', '.join(missing)}")
-    if meta["config"].get("dataset") == "nmnist" and "nmnist_recipe" not in meta["config"]:
-        raise ValueError("it was written by an older hm2bp whose N-MNIST binning no longer exists; "
-                         "start a new run")
-    try:
-        config = RunConfig.from_dict({**ADDED_KEYS, **meta["config"]})
-    except ConfigError as exc:
-        raise ValueError(f"config: {exc}") from None
-    n_train = None if config.train_size is None else (
-        config.train_size - validation.held_out(config.train_size, config.val_split))
-    for name, size in (("n_train", n_train), ("n_test", config.test_size)):
-        if size is not None and meta[name] != size:
-            raise ValueError(f"metadata {name} = {meta[name]} but the config's size is {size}")
-
-    net = {k for k in arrays if k.startswith("net.")}
-    unexpected = sorted(set(arrays) - net - {"sample_weights", "epoch"})
-    if unexpected or not net or "sample_weights" not in arrays or "epoch" not in arrays:
-        raise ValueError(f"arrays {sorted(arrays)} are not those of a checkpoint (network "
-                         f"state 'net.*', 'sample_weights', 'epoch')")
-    epoch = arrays["epoch"]
-    if epoch.shape != () or not np.issubdtype(epoch.dtype, np.integer) \
-            or int(epoch) != meta["epoch"]:
-        raise ValueError(f"array epoch = {epoch!r} does not match metadata epoch "
-                         f"{meta['epoch']} (interrupted while saving?)")
-    weights = arrays["sample_weights"]
-    if weights.dtype != np.float64 or weights.shape != (meta["n_train"],) \
-            or not np.isfinite(weights).all() or (weights <= 0).any():
-        raise ValueError(f"sample_weights must be {meta['n_train']} finite float64 > 0, got "
-                         f"{weights.dtype} {weights.shape}")
-    limits.check_state({k[len("net."):]: arrays[k] for k in net})
-    return config
-
-
-def load_checkpoint(path: str | Path) -> tuple[RunConfig, dict[str, Any], dict[str, np.ndarray]]:
-    """Read and check a checkpoint: (config, metadata, arrays). Arrays: 'net.<name>' (engine
-    state), 'sample_weights', 'epoch'. Any problem is one CheckpointError naming the file."""
-    npz = find_checkpoint(path)
-    meta, arrays = _read_checkpoint(npz)
-    try:
-        config = _check_checkpoint(meta, arrays)
-    except ValueError as exc:
-        raise CheckpointError(f"{npz}: {exc}") from None
-    return config, meta, arrays
-
-
-def evaluate(net: Any, source: Source, n_classes: int, batch_size: int = 64) -> dict[str, Any]:
-    """Accuracy, predictions, confusion matrix (rows: label, columns: prediction) and total
-    spikes per layer over all samples of a source; no learning."""
-    labels = source.labels
-    n = len(labels)
-    predictions = np.empty(n, dtype=np.int64)
-    layer_spikes = None
-    for start in range(0, n, batch_size):
-        idx = np.arange(start, min(start + batch_size, n))
-        out = source.infer(net, idx)
-        predictions[idx] = out["predictions"]
-        spikes = np.asarray(out["layer_spikes"], dtype=np.int64)
-        layer_spikes = spikes if layer_spikes is None else layer_spikes + spikes
-    confusion = np.bincount(labels * n_classes + predictions,
-                            minlength=n_classes * n_classes).reshape(n_classes, n_classes)
-    return {
-        "accuracy": float(np.mean(predictions == labels)) if n else 0.0,
-        "predictions": predictions,
-        "confusion": confusion,
-        "layer_spikes": layer_spikes,
-    }
-
-
-def restore_network(net: Any, arrays: dict[str, np.ndarray],
-                    where: str | Path = "the checkpoint") -> None:
-    """Load the 'net.<name>' arrays of a checkpoint into a network (exact state), after
-    checking names, shapes and dtypes against the network its config builds."""
-    state = {k[len("net."):]: v for k, v in arrays.items() if k.startswith("net.")}
-    template = net.get_state()
-    try:
-        if set(state) != set(template):
-            raise ValueError(f"it holds {sorted(state)}, the network has {sorted(template)}")
-        for key, want in template.items():
-            got = state[key]
-            if got.shape != np.shape(want) or got.dtype.kind != np.asarray(want).dtype.kind:
-                raise ValueError(f"{key} is {got.dtype} {got.shape}, the network needs "
-                                 f"{np.asarray(want).dtype} {np.shape(want)}")
-        net.set_state(state)
-    except (ValueError, TypeError, KeyError) as exc:
-        raise CheckpointError(f"{where} does not fit its network: {exc}") from None
-
-
-# ---------------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -390,48 +78,6 @@ def format_epoch(m: dict[str, Any], epochs: int) -> str:
     )
 
 
-def check_memory(config: RunConfig) -> int:
-    """Refuse (ConfigError) a configuration whose estimated memory exceeds what is free."""
-    threads = config.threads or default_threads()
-    try:
-        return limits.check_memory(config.layers, config.T, config.t_ref,
-                                   max(config.batch_size, config.eval_batch_size), threads,
-                                   config.dtype)
-    except (MemoryError, ValueError) as exc:
-        raise ConfigError(str(exc)) from None
-
-
-def build_network(config: RunConfig, backend: str, factory: Callable[..., Any] | None) -> Any:
-    """The network of a config, after its memory estimate is checked."""
-    check_memory(config)
-    if factory is None:
-        import hm2bp
-
-        factory = hm2bp.Network
-    try:
-        return factory(**config.network_kwargs(backend))
-    except (RuntimeError, ValueError, MemoryError) as exc:
-        raise ConfigError(f"cannot create the network (backend {backend!r}): {exc}") from None
-
-
-def load_split(config: RunConfig, split: str, size: int | None) -> Any:
-    """One split of the config's dataset, checked for its class count; with a size, a seeded
-    class-stratified sample of that many (the same for a given seed, in dataset order)."""
-    from . import data
-
-    ds = data.load(config.dataset, split, data_dir=config.data_dir, download=config.download,
-                   nmnist_recipe=config.nmnist_recipe)
-    data.check_classes(ds)
-    if size is not None:
-        if size > len(ds):
-            raise ConfigError(
-                f"invalid {split}_size = {size}: the {split} split of {config.dataset!r} has "
-                f"only {len(ds)} samples"
-            )
-        ds = ds.subset(data.stratified_sample(ds.labels, size, [config.seed,
-                                                                data.SPLITS.index(split)]))
-    return ds
-
 
 class Trainer:
     """Trains one network as described by a RunConfig.
@@ -447,7 +93,7 @@ class Trainer:
         training batch (progress display); epoch is 0-based.
     on_epoch(metrics): called after every completed epoch.
     distributed: a hm2bp.distributed.DataParallel to split every batch across MPI ranks.
-    log: optional loggers besides metrics.jsonl and metrics.csv (hm2bp.metrics_log.LOGGERS).
+    log: optional loggers besides metrics.jsonl and metrics.csv (hm2bp.train.metrics_log.LOGGERS).
     """
 
     def __init__(
@@ -795,7 +441,7 @@ class Trainer:
             # No RNG state is needed: the order is epoch_order(n, seed, epoch, mode) (the
             # "authors" order replays its swaps from epoch 0 on resume) and spikes are keyed by
             # (seed, sample, epoch); recorded here for readers.
-            "shuffle": f"hm2bp.schedule.epoch_order(n_train, seed, epoch, mode={self.config.order!r})",
+            "shuffle": f"hm2bp.train.schedule.epoch_order(n_train, seed, epoch, mode={self.config.order!r})",
             "config": self.config.to_dict(),
             **snap["validation"],
         }

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from . import data
-from .config import ConfigError
+from .. import data
+from ..config import ConfigError
 
 __all__ = ["BEST_FILE", "VAL_SEED_OFFSET", "Validation", "held_out", "split"]
 
@@ -50,7 +50,7 @@ def split(dataset: Any, share: float, seed: int) -> tuple[Any, Any | None]:
 class Validation:
     """Evaluates the validation set after each epoch and tracks the best validation epoch.
 
-    source: the hm2bp.trainer spike source of the validation set. The tracked values travel
+    source: the hm2bp.train.sources spike source of the validation set. The tracked values travel
     in checkpoints through state() / restore()."""
 
     def __init__(self, dataset: Any, source: Any):

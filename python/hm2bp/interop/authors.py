@@ -18,7 +18,9 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["checkpoint_size", "lateral_matrix", "read_checkpoint", "write_checkpoint"]
+from ..model.network import Network
+
+__all__ = ["checkpoint_size", "lateral_matrix", "network_from_checkpoint", "read_checkpoint", "write_checkpoint"]
 
 # "%f" prints 6 decimals: a lateral entry is -w0 to within half of the last one.
 _PRINT_TOLERANCE = 5e-7
@@ -113,8 +115,6 @@ def network_from_checkpoint(path: str | os.PathLike, config: Any, backend: str =
                             threads: int | None = None) -> Any:
     """An hm2bp.Network built from `config` (a hm2bp.config.RunConfig, e.g. preset("mnist-cnn"))
     carrying the weights of the authors' checkpoint at `path`."""
-    import hm2bp
-
-    net = hm2bp.Network(**{**config.network_kwargs(backend), "threads": threads})
+    net = Network(**{**config.network_kwargs(backend), "threads": threads})
     net.set_weights(read_checkpoint(path, [w.shape for w in net.get_weights()], config.lateral_inhibition))
     return net

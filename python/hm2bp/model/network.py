@@ -13,7 +13,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from . import _core, limits
+from .. import _core
+from . import limits
 from .arrays import CudaArray, as_host_array, cuda_array
 from .hyper import DEFAULTS, check_all, check_number, check_whole, engine_hyper, pick
 from .layers import Layer, Reservoir, build_spec, from_sizes, is_trainable, param_shapes

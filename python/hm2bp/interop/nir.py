@@ -22,9 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from . import _core
-from .layers import Conv2d, Dense, Layer, Pool2d, Reservoir
-from .network import Network
+from .. import _core
+from ..model.layers import Conv2d, Dense, Layer, Pool2d, Reservoir
+from ..model.network import Network
 
 __all__ = ["from_nir", "read", "to_nir", "write"]
 

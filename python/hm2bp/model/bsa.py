@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _core, limits
+from .. import _core
+from . import limits
 from .arrays import as_host_array
 from .hyper import check_whole
 from .network import default_threads

@@ -1,8 +1,6 @@
-"""Run configuration: presets (SPEC section 7), TOML config files and validation.
-
-A run is described by one flat :class:`RunConfig`. TOML files may be flat or grouped into
-``[network]``, ``[training]`` and ``[data]`` tables, and may start from a preset with
-``preset = "name"``. Every problem is reported as :class:`ConfigError` naming the key.
+"""The run configuration: one flat :class:`RunConfig`, its keys (type, section of a grouped TOML
+file, meaning) and its validation. Every problem is reported as :class:`ConfigError` naming the
+key.
 """
 
 from __future__ import annotations
@@ -11,32 +9,18 @@ import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import tomllib
 
-from . import hyper, layers, limits
-from .augment import AugmentConfig
-from .data import RECIPES
-from .hyper import DEFAULTS, HYPERPARAMETERS
-from .schedule import LR_RULES, ORDER_MODES
+from ..data.augment import AugmentConfig
+from ..data.events import RECIPES
+from ..model import hyper, layers, limits
+from ..model.hyper import DEFAULTS, HYPERPARAMETERS
+from ..train.schedule import LR_RULES, ORDER_MODES
 
-__all__ = [
-    "DATASETS",
-    "ADDED_KEYS",
-    "DEFAULT_PRESET",
-    "FIELD_DOCS",
-    "MNIST_MINI",
-    "PRESETS",
-    "SECTIONS",
-    "ConfigError",
-    "RunConfig",
-    "build_config",
-    "load_toml",
-    "preset",
-]
+__all__ = ["ADDED_KEYS", "BACKENDS", "DATASETS", "DTYPES", "FIELDS", "FIELD_DOCS", "SECTIONS", "ConfigError",
+           "RunConfig", "fail"]
 
 
 class ConfigError(ValueError):
@@ -74,7 +58,7 @@ class RunConfig:
     train_size: int | None = None  # a seeded class-stratified sample of N (None: all)
     test_size: int | None = None
     nmnist_recipe: str = "authors"
-    val_split: float = 0.0  # share of the training set held out for validation (hm2bp.validation)
+    val_split: float = 0.0  # share of the training set held out for validation (hm2bp.train.validation)
     # data augmentation of training images (SPEC_CNN 5; all 0: off)
     augment_distortion: float = 0.0
     augment_scale: float = 0.0
@@ -126,10 +110,10 @@ class RunConfig:
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> RunConfig:
         """Build and validate from a flat mapping (e.g. a checkpoint's ``config``)."""
-        unknown = sorted(set(values) - _FIELDS.keys())
+        unknown = sorted(set(values) - FIELDS.keys())
         if unknown:
             raise ConfigError(
-                f"unknown config key {unknown[0]!r}; allowed keys: {', '.join(sorted(_FIELDS))}"
+                f"unknown config key {unknown[0]!r}; allowed keys: {', '.join(sorted(FIELDS))}"
             )
         cfg = cls(**{k: _coerce(k, v) for k, v in values.items()})
         cfg.validate()
@@ -169,15 +153,15 @@ class RunConfig:
 
     def validate(self) -> None:
         """Raise ConfigError for impossible values, naming the key and what is allowed."""
-        for name, (kind, _) in _FIELDS.items():
+        for name, (kind, _) in FIELDS.items():
             _check_type(name, getattr(self, name), kind)
         if self.dataset not in DATASETS:
-            _fail("dataset", self.dataset, f"one of {', '.join(DATASETS)}")
+            fail("dataset", self.dataset, f"one of {', '.join(DATASETS)}")
         for key, allowed in (("dtype", DTYPES), ("backend", BACKENDS), ("lr_rule", LR_RULES),
                              ("order", ORDER_MODES), ("augment_mode", ("epoch", "sample")),
                              ("nmnist_recipe", RECIPES)):
             if getattr(self, key) not in allowed:
-                _fail(key, getattr(self, key), f"one of {', '.join(allowed)}")
+                fail(key, getattr(self, key), f"one of {', '.join(allowed)}")
         for name in HYPERPARAMETERS:  # the schema's types and bounds, one message style
             try:
                 hyper.check(name, getattr(self, name))
@@ -191,9 +175,9 @@ class RunConfig:
 
         _positive(self, "T", minimum=2)
         if self.t_ref >= self.T:
-            _fail("t_ref", self.t_ref, f"a refractory period shorter than T ({self.T})")
+            fail("t_ref", self.t_ref, f"a refractory period shorter than T ({self.T})")
         if not self.undesired < self.desired < self.T:
-            _fail("desired", self.desired,
+            fail("desired", self.desired,
                   f"undesired ({self.undesired}) < desired < T ({self.T})")
         _positive(self, "init_w", strict=True)
         _positive(self, "epochs", minimum=1)
@@ -202,9 +186,9 @@ class RunConfig:
         _positive(self, "lr", strict=True)
         # seed + 1 keys the test set; keep both inside the engine's uint64.
         if not 0 <= self.seed < 2**63:
-            _fail("seed", self.seed, "an integer in [0, 2**63)")
+            fail("seed", self.seed, "an integer in [0, 2**63)")
         if not 0 <= self.val_split < 1:
-            _fail("val_split", self.val_split, "a share in [0, 1) of the training set (0: no validation set)")
+            fail("val_split", self.val_split, "a share in [0, 1) of the training set (0: no validation set)")
         for name in ("threads", "train_size", "test_size"):
             if getattr(self, name) is not None:
                 _positive(self, name, minimum=1)
@@ -220,7 +204,7 @@ class RunConfig:
         stack = self.layer_stack()
         if stack is not None:
             if self.input_shape is None:
-                _fail("input_shape", None, "(channels, height, width) of the input, with a layer stack")
+                fail("input_shape", None, "(channels, height, width) of the input, with a layer stack")
             try:
                 _, shapes = layers.build_spec(self.input_shape, stack)
             except (TypeError, ValueError) as exc:
@@ -229,22 +213,22 @@ class RunConfig:
             self.layers = [c * h * w for c, h, w in shapes]
             self.vth = [float(layer.vth) for layer in stack]
         elif self.input_shape is not None:
-            _fail("input_shape", self.input_shape, "no input_shape without a layer stack ([[network.layer]])")
+            fail("input_shape", self.input_shape, "no input_shape without a layer stack ([[network.layer]])")
         if len(self.layers) < 2:
-            _fail("layers", self.layers, "at least 2 sizes (inputs and outputs)")
+            fail("layers", self.layers, "at least 2 sizes (inputs and outputs)")
         if any(n < 1 for n in self.layers):
-            _fail("layers", self.layers, "sizes >= 1")
+            fail("layers", self.layers, "sizes >= 1")
         if self.layers[0] != n_in:
-            _fail("layers", self.layers, f"layers[0] = {n_in} (inputs of dataset {self.dataset!r})")
+            fail("layers", self.layers, f"layers[0] = {n_in} (inputs of dataset {self.dataset!r})")
         if self.layers[-1] != n_cls:
-            _fail("layers", self.layers,
+            fail("layers", self.layers,
                   f"layers[-1] = {n_cls} (classes of dataset {self.dataset!r})")
         if len(self.vth) != len(self.layers) - 1:
-            _fail("vth", self.vth,
+            fail("vth", self.vth,
                   f"{len(self.layers) - 1} thresholds, one per layer after the input "
                   f"(layers = {self.layers})")
         if any(not v > 0 for v in self.vth):
-            _fail("vth", self.vth, "thresholds > 0")
+            fail("vth", self.vth, "thresholds > 0")
 
     def _check_engine_limits(self) -> None:
         """Values the engine's C++ types and the chosen float dtype can hold."""
@@ -252,20 +236,20 @@ class RunConfig:
             values = getattr(self, key)
             for v in values if isinstance(values, list) else [values]:
                 if v is not None and v > top:
-                    _fail(key, values, f"integers <= {top} (the engine's limit)")
+                    fail(key, values, f"integers <= {top} (the engine's limit)")
         info = np.finfo(self.dtype)
         tiny, big = float(info.tiny), float(info.max)
         for key in _FLOAT_KEYS:
             values = getattr(self, key)
             for v in values if isinstance(values, list) else [values]:
                 if v > big or 0 < v < tiny:  # would become inf or 0 in the engine
-                    _fail(key, values, f"values 0 or within [{tiny:.3g}, {big:.3g}], the range "
+                    fail(key, values, f"values 0 or within [{tiny:.3g}, {big:.3g}], the range "
                           f"of {self.dtype}")
 
 
 # Field name -> (type kind, section of a grouped TOML file); the hyperparameters' from hm2bp.hyper.
 _HYPER_KINDS = {float: "float", int: "int", bool: "bool", str: "str"}
-_FIELDS: dict[str, tuple[str, str]] = {
+FIELDS: dict[str, tuple[str, str]] = {
     "dataset": ("str", "data"),
     "data_dir": ("str?", "data"),
     "download": ("bool", "data"),
@@ -309,7 +293,7 @@ _INT_LIMITS: dict[str, int] = {
 }
 _FLOAT_KEYS = ("vth", "init_w", "lr", *(h.name for h in HYPERPARAMETERS.values() if h.kind is float))
 SECTIONS: dict[str, list[str]] = {
-    s: [k for k, (_, sec) in _FIELDS.items() if sec == s] for s in ("network", "training", "data")
+    s: [k for k, (_, sec) in FIELDS.items() if sec == s] for s in ("network", "training", "data")
 }
 _KIND_TEXT = {
     "str": "a string", "str?": "a string", "bool": "true or false", "int": "an integer",
@@ -318,8 +302,8 @@ _KIND_TEXT = {
     "table_list?": "a list of tables ([[network.layer]])",
 }
 
-# What each key means (docs/config.md is rendered from this, _FIELDS and hm2bp.hyper's docs by
-# hm2bp.config_doc; the hyperparameters' meanings are hm2bp.hyper's).
+# What each key means (docs/config.md is rendered from this, FIELDS and hm2bp.hyper's docs by
+# hm2bp.config.doc; the hyperparameters' meanings are hm2bp.hyper's).
 FIELD_DOCS: dict[str, str] = {
     "dataset": "which data: " + ", ".join(DATASETS) + " (mnist-mini: the digits bundled with the package)",
     "data_dir": "folder holding the dataset's files (default: $HM2BP_DATA/<dataset>, else ~/.cache/hm2bp)",
@@ -367,11 +351,11 @@ FIELD_DOCS: dict[str, str] = {
 # Keys added after checkpoint format 2 was fixed, with the value that reproduces a run stored
 # without them (a checkpoint's config must otherwise name every key).
 # nmnist_recipe: image runs ignore it; an N-MNIST checkpoint without it used a binning that no
-# longer exists and is refused (hm2bp.trainer).
+# longer exists and is refused (hm2bp.train.checkpoint).
 ADDED_KEYS: dict[str, Any] = {"val_split": 0.0, "nmnist_recipe": "authors"}
 
 
-def _fail(key: str, value: Any, expected: str) -> None:
+def fail(key: str, value: Any, expected: str) -> None:
     raise ConfigError(f"invalid {key} = {value!r}: expected {expected}")
 
 
@@ -379,7 +363,7 @@ def _positive(cfg: RunConfig, key: str, *, strict: bool = False, minimum: float 
     value = getattr(cfg, key)
     bad = not math.isfinite(value) or (value <= minimum if strict else value < minimum)
     if bad:
-        _fail(key, value, f"a finite value {'>' if strict else '>='} {minimum:g}")
+        fail(key, value, f"a finite value {'>' if strict else '>='} {minimum:g}")
 
 
 def _is_int(v: Any) -> bool:
@@ -406,12 +390,12 @@ def _check_type(key: str, value: Any, kind: str) -> None:
         "table_list?": lambda v: isinstance(v, list) and all(isinstance(x, dict) for x in v),
     }[kind](value)
     if not ok:
-        _fail(key, value, _KIND_TEXT[kind])
+        fail(key, value, _KIND_TEXT[kind])
 
 
 def _coerce(key: str, value: Any) -> Any:
     """Type-check one value and normalise numbers (ints allowed where floats are)."""
-    kind = _FIELDS[key][0]
+    kind = FIELDS[key][0]
     if isinstance(value, tuple):
         value = list(value)
     _check_type(key, value, kind)
@@ -422,145 +406,3 @@ def _coerce(key: str, value: Any) -> Any:
     if kind == "table_list?" and value is not None:
         return [dict(t) for t in value]
     return value
-
-
-# ---------------------------------------------------------------------------------------------
-# Presets. The paper networks follow SPEC section 7; everything not listed is RunConfig's
-# default (tau_m 64, tau_s 8, t_ref 2, lateral inhibition 1, 35/5/5, Adam lr 0.001, boosting,
-# effect ratio, weight limit 8, lambda 10, batch 1).
-
-# The default run on the bundled digits: must finish in < 3 minutes on 2 cores and reach
-# >= 85% on the 1000 bundled test digits. Tune here.
-MNIST_MINI: dict[str, Any] = {
-    "dataset": "mnist-mini",
-    "train_size": None,  # None: all 6000 bundled training digits (test: 1000)
-    "layers": [784, 400, 10],
-    "vth": [20.0, 8.0],
-    "T": 200,
-    "epochs": 4,
-    "batch_size": 8,
-    "lr": 0.005,  # 0.001 (paper, batch 1) reached 88.5% here, 0.005 91.2%
-    "dtype": "float32",
-    "reg_beta": 0.04,
-}
-
-PRESETS: dict[str, dict[str, Any]] = {
-    "mnist-mini": MNIST_MINI,
-    "mnist-fc800": {
-        "dataset": "mnist", "layers": [784, 800, 10], "T": 400, "vth": [20.0, 8.0],
-        "reg_beta": 0.04, "epochs": 200, "batch_size": 1,
-    },
-    "nmnist-fc800": {
-        "dataset": "nmnist", "nmnist_recipe": "authors", "layers": [2312, 800, 10], "T": 540,
-        "vth": [15.0, 15.0], "reg_beta": 0.01, "epochs": 200, "batch_size": 1,
-    },
-    "emnist-fc800x2": {
-        "dataset": "emnist-balanced", "layers": [784, 800, 800, 47], "T": 400,
-        "vth": [20.0, 20.0, 8.0], "reg_beta": 0.04, "epochs": 200, "batch_size": 1,
-    },
-    "fashion-fc400x2": {
-        "dataset": "fashion-mnist", "layers": [784, 400, 400, 10], "T": 400,
-        "vth": [20.0, 20.0, 15.0], "reg_beta": 0.04, "epochs": 200, "batch_size": 1,
-    },
-    # 28x28-15C5-P2-40C5-P2-300-10 (SPEC_CNN 0, 4, 5): no regularization, lr0 / sqrt(e + 1),
-    # the authors' partial shuffle, their augmentation with fresh training trains every epoch.
-    "mnist-cnn": {
-        "dataset": "mnist", "input_shape": [1, 28, 28],
-        "layer": [
-            {"type": "conv2d", "channels": 15, "kernel": 5, "vth": 5.0, "init_w": 0.5},
-            {"type": "pool2d", "size": 2, "vth": 2.0},
-            {"type": "conv2d", "channels": 40, "kernel": 5, "vth": 12.0, "init_w": 0.5},
-            {"type": "pool2d", "size": 2, "vth": 4.0},
-            {"type": "dense", "n": 300, "vth": 10.0},
-            {"type": "dense", "n": 10, "vth": 10.0},
-        ],
-        "T": 400, "reg_lambda": 0.0, "reg_beta": 0.0, "lr_rule": "sqrt_plus1", "order": "authors",
-        "augment_distortion": 3.4, "augment_scale": 12.0, "augment_rotation": 12.0,
-        "epochs": 200, "batch_size": 1,
-    },
-}
-DEFAULT_PRESET = "mnist-mini"
-
-
-def preset(name: str, **overrides: Any) -> RunConfig:
-    """The named preset as a validated RunConfig, with optional key overrides."""
-    if name not in PRESETS:
-        raise ConfigError(f"invalid preset = {name!r}: expected one of {', '.join(PRESETS)}")
-    values = {**PRESETS[name], "preset": name}
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    return RunConfig.from_dict(values)
-
-
-def _flatten(table: Mapping[str, Any], source: str) -> dict[str, Any]:
-    """Merge [network]/[training]/[data] tables and top-level keys into one flat dict."""
-    flat: dict[str, Any] = {}
-
-    def put(key: str, value: Any, where: str) -> None:
-        if key not in _FIELDS:
-            raise ConfigError(
-                f"{source}: unknown key {where}{key!r}; allowed keys: "
-                f"{', '.join(sorted(_FIELDS))} (or tables [network], [training], [data])"
-            )
-        if key in flat:
-            raise ConfigError(f"{source}: key {key!r} given twice")
-        flat[key] = value
-
-    for key, value in table.items():
-        if key in SECTIONS:
-            if not isinstance(value, dict):
-                raise ConfigError(f"{source}: {key!r} must be a table ([{key}])")
-            for sub, sub_value in value.items():
-                if sub in _FIELDS and _FIELDS[sub][1] != key:
-                    raise ConfigError(
-                        f"{source}: key {sub!r} belongs in [{_FIELDS[sub][1]}] "
-                        f"(or at the top level), not in [{key}]"
-                    )
-                put(sub, sub_value, f"[{key}] ")
-        else:
-            put(key, value, "")
-    return flat
-
-
-def load_toml(path: str | Path) -> dict[str, Any]:
-    """Read a TOML config file into a flat dict of keys (not yet validated)."""
-    path = Path(path)
-    try:
-        with path.open("rb") as fh:
-            table = tomllib.load(fh)
-    except FileNotFoundError:
-        raise ConfigError(f"config file not found: {path}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not a TOML text file (not UTF-8)") from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
-    return _flatten(table, str(path))
-
-
-def build_config(
-    preset_name: str | None = None,
-    config_file: str | Path | None = None,
-    **overrides: Any,
-) -> RunConfig:
-    """Compose preset < config file < overrides (None overrides are ignored).
-
-    A config file's own ``preset`` key is used when ``preset_name`` is not given; without
-    either, the config starts from RunConfig's defaults if a file is given, else from
-    DEFAULT_PRESET.
-    """
-    file_values = load_toml(config_file) if config_file is not None else {}
-    name = preset_name or file_values.get("preset")
-    if name is None and config_file is None:
-        name = DEFAULT_PRESET
-    if name is not None and not isinstance(name, str):
-        _fail("preset", name, "a string")
-    values: dict[str, Any] = {}
-    if name is not None:
-        if name not in PRESETS:
-            _fail("preset", name, f"one of {', '.join(PRESETS)}")
-        values.update(PRESETS[name])
-    values.update(file_values)
-    values["preset"] = name
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    return RunConfig.from_dict(values)

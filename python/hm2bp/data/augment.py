@@ -13,16 +13,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from . import _core
-from .hyper import check_number, check_whole
-from .network import check_images, check_sample_index, default_threads
-from .plot import require_matplotlib, save_figure
+from .. import _core
+from ..model.hyper import check_number, check_whole
+from ..model.network import check_images, check_sample_index, default_threads
 
-__all__ = ["AugmentConfig", "augment", "displacement_map", "encode_rates", "plot_augmented"]
+__all__ = ["AugmentConfig", "augment", "displacement_map", "encode_rates", "square_images"]
 
 Array = np.ndarray
 
@@ -72,7 +70,7 @@ class AugmentConfig:
                     rotation=self.rotation, sigma=self.sigma, field=self.field)
 
 
-def _square_images(images: Array) -> Array:
+def square_images(images: Array) -> Array:
     images = check_images(images)
     side = int(round(images.shape[1] ** 0.5))
     if side < 2 or side * side != images.shape[1]:
@@ -94,7 +92,7 @@ def augment(images: Array, seed: int, epoch: int, sample_index: int | Sequence[i
     The amplitudes are applied as given; `config.enabled` says whether the authors would
     augment at all. float32 rates are rounded: encode float64 ones for the bit-exact path.
     """
-    images = _square_images(images)
+    images = square_images(images)
     index = check_sample_index(sample_index, images.shape[0])
     if dtype not in ("float32", "float64"):
         raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
@@ -131,25 +129,3 @@ def encode_rates(rates: Array, T: int, seed: int, sample_index: int | Sequence[i
     return _core.encode_rates(np.ascontiguousarray(rates, dtype=np.float64), check_whole("T", T, 2),
                               check_whole("seed", seed, 0), index, check_whole("epoch", epoch, 0),
                               _threads(threads))
-
-
-def plot_augmented(images: Array, config: AugmentConfig, seed: int, path: str | Path, n: int = 8,
-                   epochs: int = 4) -> Path:
-    """A grid (PNG, PDF or SVG by path's suffix): each of the first n images (row) as loaded, then its rate image in epochs
-    0..epochs-1 (columns). Needs matplotlib."""
-    plt = require_matplotlib()
-    images = _square_images(images)[:check_whole("n", n, 1)]
-    side = int(round(images.shape[1] ** 0.5))
-    epochs = check_whole("epochs", epochs, 1)
-    index = np.arange(images.shape[0])
-    columns = [images / (5.5 * 255.0)] + [augment(images, seed, e, index, config) for e in range(epochs)]
-    fig, axes = plt.subplots(len(images), len(columns), figsize=(1.2 * len(columns), 1.2 * len(images)),
-                             squeeze=False)
-    for col, rates in enumerate(columns):
-        axes[0, col].set_title("original" if col == 0 else f"epoch {col - 1}", fontsize=8)
-        for row in range(len(images)):
-            ax = axes[row, col]
-            ax.imshow(rates[row].reshape(side, side), cmap="gray", vmin=0.0, vmax=1 / 5.5)
-            ax.set_axis_off()
-    fig.tight_layout()
-    return save_figure(fig, path)

@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from . import _core, limits
+from .. import _core
+from . import limits
 
 __all__ = ["DEFAULTS", "HYPERPARAMETERS", "Hyperparameter", "check", "check_all", "check_number",
            "check_whole", "engine_hyper", "pick"]

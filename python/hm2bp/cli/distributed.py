@@ -33,8 +33,9 @@ from typing import Any
 
 import numpy as np
 
-from . import runstate
-from .config import ConfigError, RunConfig
+from ..config import ConfigError, RunConfig
+from ..train import runstate
+from ..train.trainer import Trainer
 
 __all__ = ["MODES", "Communicator", "DataParallel", "abort_on_error", "communicator", "follow",
            "launcher"]
@@ -147,8 +148,6 @@ def abort_on_error(code: int) -> int:
 def follow(dp: DataParallel) -> int:
     """hm2bp-train on a rank other than 0: train rank 0's run (its config arrives from rank 0),
     silently; exit code 0, 128 + signal when stopped, 2 when rank 0 could not start."""
-    from .trainer import Trainer
-
     global _rank0_failed
     config = dp.comm.bcast(None)
     if config is None:

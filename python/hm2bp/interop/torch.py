@@ -15,7 +15,7 @@ that torch optimizers, schedulers, gradient clipping and DistributedDataParallel
 The engine computes everything (forward, S-PSPs, gradients) on the current parameter values,
 which are copied into it before each call; the optimizer step is torch's. The gradients are
 HM2-BP's, not the derivative of the returned cost (spikes have none). Arguments go through
-hm2bp.arrays: CUDA spike tensors are read in place by the CUDA backend, the rest is copied to
+hm2bp.model.arrays: CUDA spike tensors are read in place by the CUDA backend, the rest is copied to
 the host. Needs torch (``pip install "hm2bp[torch]"``); ``import hm2bp`` does not import this module.
 """
 from __future__ import annotations
@@ -27,8 +27,8 @@ try:
 except ImportError:
     raise ImportError("hm2bp.torch needs PyTorch: pip install 'hm2bp[torch]'") from None
 
-from . import _core
-from .network import Network
+from .. import _core
+from ..model.network import Network
 
 __all__ = ["SpikingNetwork", "hm2bp_loss"]
 

@@ -1,0 +1,134 @@
+"""Datasets for hm2bp: MNIST, Fashion-MNIST, EMNIST balanced (IDX files) and event data.
+
+Event data comes as N-MNIST's .bin files (``load("nmnist", ...)``) or as users have it
+(:func:`from_events`): a tonic dataset, or any sequence of recordings, each a structured array
+with fields x, y, t, p or a plain (N, 4) array of columns t, x, y, p. Both become spike
+trains through one function, :func:`bin_events`.
+
+Files are looked up in an explicit ``data_dir``, else under ``$HM2BP_DATA``, else in a user cache
+(``$XDG_CACHE_HOME/hm2bp`` or ``~/.cache/hm2bp``); missing IDX files are downloaded from the
+datasets' public mirrors and checked against their published MD5 sums (``HM2BP_MIRROR`` overrides
+the mirrors). N-MNIST has no stable direct URL and must be unpacked by hand. ``mnist-mini`` (6,000
+training and 1,000 test digits) ships inside the package, so the project works without any download.
+"""
+
+from __future__ import annotations
+import importlib.resources
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .datasets import DATASETS, N_CLASSES, SPLITS, DatasetError, EventDataset, ImageDataset, check_choice
+from .download import IDX_FILES, fetch_missing, missing_message
+from .events import load_nmnist
+from .idx import read_idx_images, read_idx_labels
+
+__all__ = ["load", "resolve_data_dir"]
+
+_IMAGE_SHAPE = (28, 28)
+_SUBDIR = {"mnist": "mnist", "fashion-mnist": "fashion-mnist", "emnist-balanced": "emnist",
+           "nmnist": "nmnist"}
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "hm2bp"
+
+
+def _find(directory: Path, base: str) -> Path | None:
+    for candidate in (directory / f"{base}.gz", directory / base):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _has_files(name: str, directory: Path) -> bool:
+    if name == "nmnist":
+        return (directory / "Train").is_dir() or (directory / "Test").is_dir()
+    return any(_find(directory, b) for split in SPLITS for b in IDX_FILES[name][split])
+
+
+def resolve_data_dir(name: str, data_dir: str | os.PathLike[str] | None = None) -> Path:
+    """Folder holding (or to receive) the files of dataset ``name``.
+
+    Base folder: ``data_dir``, else ``$HM2BP_DATA``, else the user cache. A base folder may be a
+    root with per-dataset subfolders (mnist/, fashion-mnist/, emnist/, nmnist/) or hold the files
+    directly; the subfolder wins when both have files, and downloads go to the subfolder.
+    """
+    name = check_choice(name, DATASETS, "name")
+    if name == "mnist-mini":
+        raise ValueError("name: 'mnist-mini' is bundled with the package and has no data directory")
+    sub = _SUBDIR[name]
+    given = data_dir if data_dir is not None else os.environ.get("HM2BP_DATA") or None
+    if given is None:
+        return _cache_dir() / sub
+    base = Path(given).expanduser()
+    if not _has_files(name, base / sub) and _has_files(name, base):
+        return base
+    return base / sub
+
+
+
+def _idx_paths(name: str, split: str, root: Path, download: bool) -> tuple[Path, Path]:
+    bases = IDX_FILES[name][split]
+    missing = [b for b in bases if _find(root, b) is None]
+    if missing:
+        if not download:
+            raise DatasetError(missing_message(name, split, root, missing, "download=False"))
+        fetch_missing(name, split, root, missing)
+    found = [_find(root, b) for b in bases]
+    if None in found:  # a mirror served the archive without the expected members
+        raise DatasetError(missing_message(name, split, root, missing, "not found after download"))
+    return found[0], found[1]
+
+
+def _make_image_dataset(name: str, split: str, images: np.ndarray, labels: np.ndarray,
+                        images_src: object, labels_src: object) -> ImageDataset:
+    if len(images) != len(labels):
+        raise DatasetError(f"{images_src} has {len(images)} images but {labels_src} has "
+                           f"{len(labels)} labels; the files do not belong together, download "
+                           f"them again")
+    if images.shape[1:] != _IMAGE_SHAPE:
+        raise DatasetError(f"{images_src}: images are {images.shape[1]}x{images.shape[2]}, "
+                           f"expected {_IMAGE_SHAPE[0]}x{_IMAGE_SHAPE[1]} for {name}")
+    n_classes = N_CLASSES[name]
+    if labels.size and labels.max() >= n_classes:
+        raise DatasetError(f"{labels_src}: label {labels.max()} out of range 0..{n_classes - 1} "
+                           f"for {name}; wrong file for this dataset?")
+    flat = np.ascontiguousarray(images).reshape(len(images), -1)
+    return ImageDataset(name, split, flat, labels.astype(np.int64), _IMAGE_SHAPE, n_classes)
+
+
+def _load_mini(split: str) -> ImageDataset:
+    # chained joinpath: namespace packages on 3.11 accept one segment per call
+    resource = importlib.resources.files(__package__).joinpath("_data").joinpath("mnist_mini.npz")
+    try:
+        blob = resource.read_bytes()
+    except OSError as exc:
+        raise DatasetError(f"bundled dataset {resource} is missing ({exc}); reinstall hm2bp or "
+                           f"regenerate it with tools/make_mini_dataset.py") from exc
+    with np.load(io.BytesIO(blob)) as npz:
+        images, labels = npz[f"{split}_images"], npz[f"{split}_labels"]
+    src = f"{resource}[{split}]"
+    return _make_image_dataset("mnist-mini", split, images, labels, src, src)
+
+
+def load(name: str, split: str, data_dir: str | os.PathLike[str] | None = None,
+         download: bool = True, nmnist_recipe: str = "authors") -> ImageDataset | EventDataset:
+    """Load one split of a dataset; see the module docstring for where files come from.
+    nmnist_recipe: how N-MNIST events become spikes, one of RECIPES (bin_events)."""
+    name = check_choice(name, DATASETS, "name")
+    split = check_choice(split, SPLITS, "split")
+    if name == "mnist-mini":
+        return _load_mini(split)
+    root = resolve_data_dir(name, data_dir)
+    if name == "nmnist":
+        return load_nmnist(root, split, nmnist_recipe)
+    images_path, labels_path = _idx_paths(name, split, root, download)
+    images = read_idx_images(images_path)
+    if name == "emnist-balanced":  # EMNIST stores images transposed; make them upright like MNIST
+        images = images.transpose(0, 2, 1)
+    return _make_image_dataset(name, split, images, read_idx_labels(labels_path),
+                               images_path, labels_path)
