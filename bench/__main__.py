@@ -5,6 +5,7 @@
     python -m bench tta --budget 600 [--json FILE] [--png FILE] time-to-accuracy
     python -m bench cnn [--batches 1,32] [--json FILE]           mnist-cnn speed
     python -m bench mpi [--ranks 1,2] [--json FILE]              data-parallel MPI training
+    python -m bench speech [--batches 1,128] [--json FILE]       spoken-letter network speed
 
 Main table: every row trains and runs inference on the same Poisson-encoded mnist-10k training
 digits (encoded once here, passed to each row as a file), same 784-800-10 network, T and batch.
@@ -362,13 +363,14 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--min-seconds", type=float, help="minimum duration of one timed repeat")
     p.add_argument("--data-dir", help=f"mnist-10k folder (default {common.DEFAULT_DATA_DIR})")
     _sizes(p)
-    sub = p.add_subparsers(dest="command", metavar="{scaling,tta,cnn,mpi}")
-    from . import cnn, mpi, scaling, time_to_accuracy
+    sub = p.add_subparsers(dest="command", metavar="{scaling,tta,cnn,mpi,speech}")
+    from . import cnn, mpi, scaling, speech, time_to_accuracy
 
     scaling.add_parser(sub)
     time_to_accuracy.add_parser(sub)
     cnn.add_parser(sub)
     mpi.add_parser(sub)
+    speech.add_parser(sub)
     row = sub.add_parser("_row")  # internal: one row in a child process
     row.add_argument("row", choices=common.ROWS)
     for flag, kind in (("--samples-file", str), ("--batch", int), ("--warmup", int),
@@ -401,6 +403,10 @@ def main(argv: list[str] | None = None) -> int:
         from . import mpi
 
         return mpi.main(args)
+    if args.command == "speech":
+        from . import speech
+
+        return speech.main(args)
     return main_table(args)
 
 

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "../hm2bp/backward.hpp"
+#include "../hm2bp/geometry.hpp"
 #include "../hm2bp/neuron.hpp"
 #include "../hm2bp/spsp.hpp"
 #include "../model/network_spec.hpp"
@@ -28,17 +29,15 @@ template <class Real>
 class Conv2dLayer {
 public:
     WeightMatrix<Real> weights;  // row (c * K + i) * K + j, column k: W[k, c, i, j]
-    Shape in, out;
-    int kernel, padding;
+    ConvGeometry geo;
     double vth;
 
-    Conv2dLayer(const Shape& in_, const Shape& out_, int kernel_, int padding_, double vth_)
-        : weights(in_.channels * kernel_ * kernel_, out_.channels), in(in_), out(out_), kernel(kernel_),
-          padding(padding_), vth(vth_)
+    Conv2dLayer(const ConvGeometry& geo_, double vth_)
+        : weights(geo_.C * geo_.K * geo_.K, geo_.O), geo(geo_), vth(vth_)
     {
     }
 
-    // SPEC 1 with the convolution's current and fire test v > vth (SPEC_CNN 1, 8.1). The LIF
+    // SPEC 1 with the convolution's current and fire test (lif_params: v > vth). The LIF
     // state is kept position-major, (x, y, k) with the channels padded to whole vectors, so that
     // a kernel column adds to contiguous memory as a few vector adds. Threads take ranges of
     // output rows x (each reads all input spikes, adds only to its rows).
@@ -47,13 +46,12 @@ public:
     {
         using Vec = typename Simd<Real>::Vec;
         constexpr int lanes = Simd<Real>::lanes;
-        const int O = out.channels, D = out.height, E = out.width, H = in.height, Wd = in.width, K = kernel;
+        const int O = geo.O, D = geo.D, E = geo.E;
         const int padded = (O + lanes - 1) / lanes * lanes;
         const int N = O * D * E;
         const int T = ctx.T;
         const int words = SpikeTrain::mask_words(N);
-        LifParams<Real> p = ctx.lif(vth);
-        p.fire_margin = Real(0);
+        const LifParams<Real> p = ctx.lif(vth, LayerKind::Conv2d);
         pop.fired_masks.assign(static_cast<size_t>(T) * words, 0);
         const Real* wt = weights.wt.data();
         const int parts = std::max(1, std::min(n_threads, D));
@@ -63,24 +61,15 @@ public:
             split_range(D, parts, part, 1, x_lo, x_hi);
             const int lo = x_lo * E * padded;
             auto add_current = [&](int t, Real* current) {
-                for (int k = input.step_start[t]; k < input.step_start[t + 1]; ++k) {
-                    const int q = input.step_ids[k];
-                    const int c = q / (H * Wd), h = q / Wd % H, w = q % Wd;
-                    for (int i = 0; i < K; ++i) {
-                        const int x = h - i + padding;
-                        if (x < x_lo || x >= x_hi) continue;
-                        for (int j = 0; j < K; ++j) {
-                            const int y = w - j + padding;
-                            if (y < 0 || y >= E) continue;
-                            const Real* column = wt + static_cast<size_t>((c * K + i) * K + j) * O;
-                            Real* dst = current + (static_cast<size_t>(x * E + y) * padded - lo);
-                            for (int o = 0; o < padded; o += lanes) {
-                                Vec sum = load_vec(dst + o) + load_vec_head(column + o, std::min(lanes, O - o));
-                                std::memcpy(dst + o, &sum, sizeof sum);
-                            }
+                for (int k = input.step_start[t]; k < input.step_start[t + 1]; ++k)
+                    geo.for_each_position(input.step_ids[k], x_lo, x_hi, [&](int x, int y, int r) {
+                        const Real* column = wt + static_cast<size_t>(r) * O;
+                        Real* dst = current + (static_cast<size_t>(x * E + y) * padded - lo);
+                        for (int o = 0; o < padded; o += lanes) {
+                            Vec sum = load_vec(dst + o) + load_vec_head(column + o, std::min(lanes, O - o));
+                            std::memcpy(dst + o, &sum, sizeof sum);
                         }
-                    }
-                }
+                    });
             };
             auto fire = [&](int t, int k) {
                 const int o = k % padded, xy = k / padded;
@@ -102,9 +91,9 @@ public:
                   std::vector<Real>* pre_delta, GradientSum<Real>& grad, Scratch<Real>& s, int n_threads) const
     {
         const SpikeTrain& post = post_pop.out;
-        const int O = out.channels, D = out.height, C = in.channels, H = in.height, Wd = in.width;
-        const int N = static_cast<int>(out.size()), K = kernel;
-        const size_t n_in = static_cast<size_t>(C) * H * Wd, n_weights = static_cast<size_t>(C) * K * K * O;
+        const int D = geo.D, N = geo.O * geo.D * geo.E;
+        const size_t n_in = static_cast<size_t>(geo.C) * geo.H * geo.W;
+        const size_t n_weights = static_cast<size_t>(geo.C) * geo.K * geo.K * geo.O;
         post_pop.resize_factors(N);
         if (pre_delta) pre_delta->assign(n_in, Real(0));
         std::fill(grad.touched.begin(), grad.touched.end(), uint8_t(1));
@@ -129,7 +118,7 @@ public:
             int x_lo, x_hi;
             split_range(D, parts, part, 1, x_lo, x_hi);
             for (int x = x_lo; x < x_hi; ++x)
-                for (int y = 0; y < out.width; ++y) position_backward(ctx, post_pop, pre, x, y, b, g, pd);
+                for (int y = 0; y < geo.E; ++y) position_backward(ctx, post_pop, pre, x, y, b, g, pd);
         });
         for (int part = 0; parts > 1 && part < parts; ++part) {
             const BackwardPart<Real>& b = s.parts[part];
@@ -146,7 +135,7 @@ private:
                            int y, BackwardPart<Real>& b, Real* g, Real* pd) const
     {
         const SpikeTrain& post = post_pop.out;
-        const int O = out.channels, D = out.height, E = out.width, K = kernel, T = ctx.T;
+        const int O = geo.O, D = geo.D, E = geo.E, T = ctx.T;
         const int stride = (O + kTraceBlock - 1) / kTraceBlock * kTraceBlock;  // channels, padded
         for (auto* v : {&b.dv, &b.A, &b.weighted, &b.weight_sum}) v->resize(O);
         b.n_o.resize(O);
@@ -164,7 +153,7 @@ private:
         if (!any) return;  // every term of this position is zero, exactly
         b.traces.resize(static_cast<size_t>(T) * stride);  // padding lanes are never written: stay 0
         b.trace_scratch.ensure(T);
-        b.e.resize(static_cast<size_t>(in.channels) * K * K * stride);
+        b.e.resize(static_cast<size_t>(geo.C) * geo.K * geo.K * stride);
         if (fired) {  // else every e is the 0.1 rule's or 0: no trace needed (rows t >= 1 rewritten)
             for (int k0 = 0; k0 < O; k0 += kTraceBlock)
                 spsp_traces(ctx, post, ids + k0, std::min(kTraceBlock, O - k0), b.trace_scratch, b.traces.data() + k0,
@@ -174,7 +163,7 @@ private:
         // e[r, k] of every valid connection r = (c, i, j), then the 0.1 rule
         std::fill(weighted, weighted + O, Real(0));
         std::fill(weight_sum, weight_sum + O, Real(0));
-        for_each_connection(x, y, [&](int r, int q) {
+        geo.for_each_connection(x, y, [&](int r, int q) {
             Real* e = b.e.data() + static_cast<size_t>(r) * stride;
             std::fill(e, e + stride, Real(0));
             const int n_q = pre.count(q);
@@ -196,7 +185,7 @@ private:
             post_pop.side[o] = side_term(weighted[k], n_o[k], weight_sum[k], Real(vth));
             A[k] = post_pop.scale[o] = gradient_scale(dv[k], post_pop.side[o], Real(1));  // no lateral factor
         }
-        for_each_connection(x, y, [&](int r, int q) {
+        geo.for_each_connection(x, y, [&](int r, int q) {
             const Real* e = b.e.data() + static_cast<size_t>(r) * stride;
             const Real* w = wt + static_cast<size_t>(r) * O;
             const int n_q = pre.count(q);
@@ -210,24 +199,6 @@ private:
             for (int k = 0; k < O; ++k) sum += pre_delta_term(dv[k], e[k], n_o[k], n_q, true, w[k]);
             pd[q] += sum;
         });
-    }
-
-    // fn(r, q) for every connection of the neurons at output position (x, y): kernel entry
-    // r = (c * K + i) * K + j and input q = (c, x + i - P, y + j - P) inside the map (zero
-    // padding: no connection), ascending r.
-    template <class Fn>
-    void for_each_connection(int x, int y, Fn fn) const
-    {
-        const int C = in.channels, H = in.height, Wd = in.width, K = kernel;
-        for (int c = 0; c < C; ++c)
-            for (int i = 0; i < K; ++i) {
-                const int h = x + i - padding;
-                if (h < 0 || h >= H) continue;
-                for (int j = 0; j < K; ++j) {
-                    const int w = y + j - padding;
-                    if (w >= 0 && w < Wd) fn((c * K + i) * K + j, (c * H + h) * Wd + w);
-                }
-            }
     }
 };
 

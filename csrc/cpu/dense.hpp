@@ -76,7 +76,7 @@ public:
     {
         const int O = n_out();
         const int T = ctx.T;
-        const LifParams<Real> p = ctx.lif(vth);
+        const LifParams<Real> p = ctx.lif(vth, LayerKind::Dense);
         const bool pow2 = ctx.power_of_two_taus();
         pop.fired_masks.assign(static_cast<size_t>(T) * SpikeTrain::mask_words(O), 0);
         if (lateral) {

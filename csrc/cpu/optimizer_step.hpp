@@ -20,15 +20,13 @@ public:
     int64_t step() const { return step_; }
     void set_step(int64_t s) { step_ = s; }
 
-    RegParams regularization() const { return {h_.reg_lambda, h_.reg_beta, h_.weight_limit}; }
-
     // One step of all layers from their gradient sums over `count` samples.
     void apply(std::vector<WeightMatrix<Real>*>& layers, const std::vector<const GradientSum<Real>*>& sums,
                int64_t count, double lr, int threads)
     {
         ++step_;
-        const AdamParams adam = adam_params(lr, h_.b1, h_.b2, h_.eps, step_);
-        for (size_t l = 0; l < layers.size(); ++l) step_layer(*layers[l], *sums[l], count, adam, threads);
+        const StepParams step = step_params(h_, lr, step_);
+        for (size_t l = 0; l < layers.size(); ++l) step_layer(*layers[l], *sums[l], count, step, threads);
     }
 
 private:
@@ -39,19 +37,17 @@ private:
     // The layer's step; the threads split the columns, so that each column sum of the new
     // weights is added up in ascending i, as refresh_column_sums would (the caller refreshed the
     // sums of the current weights).
-    void step_layer(WeightMatrix<Real>& layer, const GradientSum<Real>& sum, int64_t count, const AdamParams& adam,
+    void step_layer(WeightMatrix<Real>& layer, const GradientSum<Real>& sum, int64_t count, const StepParams& step,
                     int threads)
     {
-        const RegParams reg = regularization();
-        const bool regularize = h_.reg_lambda != 0.0 && h_.reg_beta != 0.0;
         const Real* grad = sum.grad.data();
         const std::vector<uint8_t>& touched = sum.touched;
         const int O = layer.n_out;
         const int N = layer.n_in;
         if (zero_row_.size() < static_cast<size_t>(O)) zero_row_.assign(O, Real(0));
         std::vector<Real> scale(O, Real(0));
-        if (regularize)
-            for (int o = 0; o < O; ++o) scale[o] = regularization_scale(layer.square_sum[o] / Real(N), reg);
+        if (step.reg.active())
+            for (int o = 0; o < O; ++o) scale[o] = regularization_scale(layer.square_sum[o] / Real(N), step.reg);
         const bool power_of_two_divisors = is_power_of_two(double(count)) && is_power_of_two(h_.weight_limit);
         for_each_range(O, threads, [&](int lo, int hi) {
             std::fill(layer.row_sum.begin() + lo, layer.row_sum.begin() + hi, Real(0));
@@ -64,7 +60,7 @@ private:
                     update_row<decltype(power_of_two)::value>(
                         layer.wt.data() + row, layer.moment1.data() + row, layer.moment2.data() + row, grad_row,
                         scale.data() + lo, layer.row_sum.data() + lo, layer.square_sum.data() + lo, hi - lo,
-                        Real(count), reg, adam);
+                        Real(count), step);
                 }
             };
             if (power_of_two_divisors) update_rows(std::true_type());
@@ -81,22 +77,14 @@ private:
     [[gnu::noinline]] void update_row(Real* __restrict w, Real* __restrict m1, Real* __restrict m2,
                                       const Real* __restrict grad, const Real* __restrict scale,
                                       Real* __restrict row_sum, Real* __restrict square_sum, int n, Real batch,
-                                      RegParams reg, AdamParams adam) const
+                                      StepParams step) const
     {
-        const bool use_adam = h_.adam;
-        const double lr = adam.lr, momentum = h_.momentum;
 #pragma omp simd
-        for (int o = 0; o < n; ++o) {
-            // scale is all zeros when regularization is off
-            const Real g = divide<PowerOfTwoDivisors>(grad[o], batch) +
-                           regularization_grad<PowerOfTwoDivisors>(w[o], scale[o], reg);
-            if (use_adam) adam_update(w[o], g, m1[o], m2[o], adam);
-            else sgd_update(w[o], g, m1[o], lr, momentum);
-        }
+        for (int o = 0; o < n; ++o) weight_step<PowerOfTwoDivisors>(w[o], m1[o], m2[o], grad[o], batch, scale[o], step);
 #pragma omp simd
         for (int o = 0; o < n; ++o) {
             row_sum[o] += w[o];
-            square_sum[o] += regularization_term<PowerOfTwoDivisors>(w[o], reg);
+            square_sum[o] += regularization_term<PowerOfTwoDivisors>(w[o], step.reg);
         }
     }
 };

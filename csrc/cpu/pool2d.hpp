@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "../hm2bp/backward.hpp"
+#include "../hm2bp/geometry.hpp"
 #include "../hm2bp/neuron.hpp"
 #include "../hm2bp/spsp.hpp"
 #include "../model/network_spec.hpp"
@@ -20,26 +21,22 @@ namespace hm2bp {
 template <class Real>
 class Pool2dLayer {
 public:
-    Shape in, out;
-    int size, stride;
+    PoolGeometry geo;
     double vth;
 
-    Pool2dLayer(const Shape& in_, const Shape& out_, int size_, int stride_, double vth_)
-        : in(in_), out(out_), size(size_), stride(stride_ > 0 ? stride_ : size_), vth(vth_)
-    {
-    }
+    Pool2dLayer(const PoolGeometry& geo_, double vth_) : geo(geo_), vth(vth_) {}
 
-    // SPEC 1 with the window sums as current, fire test v > vth - 1e-6. Threads take ranges of
-    // pool neurons (each reads all input spikes, adds only to its range).
+    // SPEC 1 with the window sums as current, fire test v > vth - 1e-6 (lif_params). Threads
+    // take ranges of pool neurons (each reads all input spikes, adds only to its range).
     void forward(const SampleContext<Real>& ctx, const SpikeTrain& input, Population<Real>& pop, Scratch<Real>& s,
                  int n_threads) const
     {
-        const int N = static_cast<int>(out.size());
+        const int N = geo.C * geo.D * geo.E;
         const int T = ctx.T;
         const int words = SpikeTrain::mask_words(N);
         constexpr int lanes = Simd<Real>::lanes;
         const int n_vec = (N + lanes - 1) / lanes;  // scan_by_step takes whole vectors
-        const LifParams<Real> p = ctx.lif(vth);
+        const LifParams<Real> p = ctx.lif(vth, LayerKind::Pool2d);
         pop.fired_masks.assign(static_cast<size_t>(T) * words, 0);
         const int parts = std::max(1, std::min(n_threads, n_vec / 8));
         s.scans.resize(parts);
@@ -50,7 +47,7 @@ public:
             hi *= lanes;
             auto add_current = [&](int t, Real* current) {
                 for (int k = input.step_start[t]; k < input.step_start[t + 1]; ++k)
-                    for_each_window(input.step_ids[k], [&](int n) {
+                    geo.for_each_window(input.step_ids[k], [&](int n) {
                         if (n >= lo && n < hi) current[n - lo] += Real(1);
                     });
             };
@@ -69,9 +66,9 @@ public:
     {
         if (!pre_delta) return;  // pooling the data layer: nothing to hand down
         const SpikeTrain& post = post_pop.out;
-        const int N = static_cast<int>(out.size());
+        const int N = geo.C * geo.D * geo.E;
         const int T = ctx.T;
-        pre_delta->assign(static_cast<size_t>(in.size()), Real(0));
+        pre_delta->assign(static_cast<size_t>(geo.C) * geo.H * geo.W, Real(0));
         s.parts.resize(1);
         BackwardPart<Real>& b = s.parts[0];
         b.traces.resize(static_cast<size_t>(T) * kTraceBlock);
@@ -82,11 +79,11 @@ public:
         // Window members of p, each with e(p, q) from p's trace (null for a silent p: R = 1).
         auto hand_down = [&](int p, const Real* trace) {
             const int n_p = post.count(p);
-            for_each_member(p, [&](int q) {
+            geo.for_each_member(p, [&](int q) {
                 Real e = Real(0);
                 if (trace)
                     for (int m = 0; m < pre.count(q); ++m) e += trace[static_cast<size_t>(pre.times(q)[m]) * kTraceBlock];
-                (*pre_delta)[q] += pool_pre_delta_term(delta[p], size, spsp_value(e, n_p, pre.count(q)), n_p, pre.count(q));
+                (*pre_delta)[q] += pool_pre_delta_term(delta[p], geo.size, spsp_value(e, n_p, pre.count(q)), n_p, pre.count(q));
             });
         };
         auto flush = [&] {
@@ -104,30 +101,6 @@ public:
             if (n_ids == kTraceBlock) flush();
         }
         if (n_ids > 0) flush();
-    }
-
-private:
-    // fn(p) for every pool neuron p whose window contains input neuron q = (c, h, w).
-    template <class Fn>
-    void for_each_window(int q, Fn fn) const
-    {
-        const int H = in.height, Wd = in.width, D = out.height, E = out.width;
-        const int c = q / (H * Wd), h = q / Wd % H, w = q % Wd;
-        // windows X with X * stride <= h < X * stride + size
-        const int x_lo = h >= size ? (h - size) / stride + 1 : 0, x_hi = std::min(D - 1, h / stride);
-        const int y_lo = w >= size ? (w - size) / stride + 1 : 0, y_hi = std::min(E - 1, w / stride);
-        for (int X = x_lo; X <= x_hi; ++X)
-            for (int Y = y_lo; Y <= y_hi; ++Y) fn((c * D + X) * E + Y);
-    }
-
-    // fn(q) for every input neuron q in pool neuron p's window, ascending.
-    template <class Fn>
-    void for_each_member(int p, Fn fn) const
-    {
-        const int H = in.height, Wd = in.width, D = out.height, E = out.width;
-        const int c = p / (D * E), X = p / E % D, Y = p % E;
-        for (int h = X * stride; h < std::min(H, X * stride + size); ++h)
-            for (int w = Y * stride; w < std::min(Wd, Y * stride + size); ++w) fn((c * H + h) * Wd + w);
     }
 };
 

@@ -25,7 +25,7 @@ struct SampleContext {
     const Real* spsp_tables = nullptr;  // spsp_tables(T, ...)
     const Hyper* hyper = nullptr;
 
-    LifParams<Real> lif(double vth) const { return {Real(vth), Real(hyper->tau_m), Real(hyper->tau_s), hyper->t_ref}; }
+    LifParams<Real> lif(double vth, LayerKind kind) const { return lif_params<Real>(*hyper, vth, kind); }
     // The LIF scans are instantiated for the taus at hand (divide).
     bool power_of_two_taus() const { return is_power_of_two(hyper->tau_m) && is_power_of_two(hyper->tau_s); }
 };

@@ -5,7 +5,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "../engine.hpp"
+#include "../model/engine.hpp"
 #include "../hm2bp/optimizer.hpp"
 #include "simd.hpp"
 #include "threading.hpp"

@@ -1,49 +1,29 @@
 // A spiking convolution on the device (SPEC_CNN 1, 3.3; the CPU's cpu/conv2d.hpp): O kernels of
 // K x K x C shared over all positions, stride 1, zero padding P; neuron n = (k, x, y) sees input
-// q = (c, x + i - P, y + j - P) through W[k, c, i, j], stored as the dense layers' W^T: row
-// r = (c * K + i) * K + j, column k. Every kernel gives each output element one owner thread
-// that sums in a fixed order (the CPU's), so no atomics and the same results on every run.
+// q = (c, x + i - P, y + j - P) through W[k, c, i, j] (ConvGeometry, hm2bp/geometry.hpp), stored
+// as the dense layers' W^T: row r = (c * K + i) * K + j, column k. Every kernel gives each output
+// element one owner thread that sums in a fixed order (the CPU's), so no atomics and the same
+// results on every run.
 // Not yet tuned on a GPU: the S-PSP of a connection is recomputed by each kernel that needs it,
 // and conv_grad_kernel has only C K K O threads (375 for mnist-cnn's conv1).
 #pragma once
 #include <cstdint>
 
 #include "../hm2bp/backward.hpp"
+#include "../hm2bp/geometry.hpp"
 #include "../hm2bp/spsp.hpp"
 #include "population.cuh"
+#include "spsp_traces.cuh"
 
 namespace hm2bp {
 namespace cuda {
-
-struct ConvShape {
-    int C, H, W;  // input channels, height, width
-    int O, D, E;  // output channels, height, width
-    int K, P;     // kernel size, zero padding
-};
-
-// fn(r, q) for every valid connection of the neurons at position (x, y): kernel entry
-// r = (c * K + i) * K + j and input q = (c, x + i - P, y + j - P) inside the map, ascending r
-// (zero padding: the others do not exist).
-template <class Fn>
-__device__ void for_each_connection(const ConvShape& s, int x, int y, Fn fn)
-{
-    for (int c = 0; c < s.C; ++c)
-        for (int i = 0; i < s.K; ++i) {
-            const int h = x + i - s.P;
-            if (h < 0 || h >= s.H) continue;
-            for (int j = 0; j < s.K; ++j) {
-                const int w = y + j - s.P;
-                if (w >= 0 && w < s.W) fn((c * s.K + i) * s.K + j, (c * s.H + h) * s.W + w);
-            }
-        }
-}
 
 // I[row, n] = sum over (c, i, j) ascending of W[k, c, i, j] s_in[row, q] for rows (b, t): the
 // CPU adds its input spikes in ascending q, which for one n is the same order, so float64 agrees
 // bit for bit. Grid-stride over B * T * O * D * E.
 template <class Real>
 __global__ void conv_current_kernel(const uint32_t* step_mask, int step_words, size_t rows, const Real* wt,
-                                    ConvShape s, Real* current)
+                                    ConvGeometry s, Real* current)
 {
     const int N = s.O * s.D * s.E;
     const size_t total = rows * N;
@@ -54,7 +34,7 @@ __global__ void conv_current_kernel(const uint32_t* step_mask, int step_words, s
         const int k = n / (s.D * s.E), x = n / s.E % s.D, y = n % s.E;
         const uint32_t* m = step_mask + row * step_words;
         Real acc = Real(0);
-        for_each_connection(s, x, y, [&](int r, int q) {
+        s.for_each_connection(x, y, [&](int r, int q) {
             if ((m[q >> 5] >> (q & 31)) & 1u) acc += wt[static_cast<size_t>(r) * s.O + k];
         });
         current[idx] = acc;
@@ -73,7 +53,7 @@ struct ConvBackArgs {
     const Real* dv;            // (B, N)
     const Real* side;          // (B, N)
     int B, T, time_words;
-    ConvShape s;
+    ConvGeometry s;
 };
 
 // e of the connection from input q to conv neuron n of sample b (the 0.1 rule included); a
@@ -94,7 +74,7 @@ template <class Real>
 __global__ void conv_neuron_kernel(ConvBackArgs<Real> a, const Real* pd_above, int pd_tiles, Real vth, Real* dv,
                                    Real* side)
 {
-    const ConvShape& s = a.s;
+    const ConvGeometry& s = a.s;
     const int N = s.O * s.D * s.E;
     const size_t total = static_cast<size_t>(a.B) * N;
     const size_t stride = static_cast<size_t>(gridDim.x) * blockDim.x;
@@ -104,7 +84,7 @@ __global__ void conv_neuron_kernel(ConvBackArgs<Real> a, const Real* pd_above, i
         const int k = n / (s.D * s.E), x = n / s.E % s.D, y = n % s.E;
         const int n_o = a.counts[idx];
         Real weighted = Real(0), weight_sum = Real(0);
-        for_each_connection(s, x, y, [&](int r, int q) {
+        s.for_each_connection(x, y, [&](int r, int q) {
             const Real e = conv_spsp(a, b, n, n_o, q, a.pre_counts[b * s.C * s.H * s.W + q]);
             const Real w = a.wt[static_cast<size_t>(r) * s.O + k];
             weighted += w * e;
@@ -121,30 +101,22 @@ __global__ void conv_neuron_kernel(ConvBackArgs<Real> a, const Real* pd_above, i
 template <class Real>
 __global__ void conv_grad_kernel(ConvBackArgs<Real> a, Real* grad)
 {
-    const ConvShape& s = a.s;
+    const ConvGeometry& s = a.s;
     const int N = s.O * s.D * s.E, N_in = s.C * s.H * s.W;
     const size_t total = static_cast<size_t>(s.C) * s.K * s.K * s.O;
     const size_t stride = static_cast<size_t>(gridDim.x) * blockDim.x;
     for (size_t idx = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x; idx < total; idx += stride) {
         const int r = static_cast<int>(idx / s.O), k = static_cast<int>(idx % s.O);
-        const int c = r / (s.K * s.K), i = r / s.K % s.K, j = r % s.K;
         Real g = Real(0);
         for (size_t b = 0; b < static_cast<size_t>(a.B); ++b)
-            for (int x = 0; x < s.D; ++x) {
-                const int h = x + i - s.P;
-                if (h < 0 || h >= s.H) continue;
-                for (int y = 0; y < s.E; ++y) {
-                    const int w = y + j - s.P;
-                    if (w < 0 || w >= s.W) continue;
-                    const int q = (c * s.H + h) * s.W + w;
-                    const int n_q = a.pre_counts[b * N_in + q];
-                    if (n_q == 0) continue;  // a silent input adds no gradient
-                    const int n = (k * s.D + x) * s.E + y;
-                    const size_t bn = b * N + n;
-                    const Real e = conv_spsp(a, b, n, a.counts[bn], q, n_q);
-                    g += weight_gradient(gradient_scale(a.dv[bn], a.side[bn], Real(1)), e);  // no lateral factor
-                }
-            }
+            s.for_each_use(r, [&](int x, int y, int q) {
+                const int n_q = a.pre_counts[b * N_in + q];
+                if (n_q == 0) return;  // a silent input adds no gradient
+                const int n = (k * s.D + x) * s.E + y;
+                const size_t bn = b * N + n;
+                const Real e = conv_spsp(a, b, n, a.counts[bn], q, n_q);
+                g += weight_gradient(gradient_scale(a.dv[bn], a.side[bn], Real(1)), e);  // no lateral factor
+            });
         grad[idx] = g;
     }
 }
@@ -155,30 +127,26 @@ __global__ void conv_grad_kernel(ConvBackArgs<Real> a, Real* grad)
 template <class Real>
 __global__ void conv_pre_delta_kernel(ConvBackArgs<Real> a, Real* pd)
 {
-    const ConvShape& s = a.s;
+    const ConvGeometry& s = a.s;
     const int N = s.O * s.D * s.E, N_in = s.C * s.H * s.W;
     const size_t total = static_cast<size_t>(a.B) * N_in;
     const size_t stride = static_cast<size_t>(gridDim.x) * blockDim.x;
     for (size_t idx = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x; idx < total; idx += stride) {
         const size_t b = idx / N_in;
         const int q = static_cast<int>(idx - b * N_in);
-        const int c = q / (s.H * s.W), h = q / s.W % s.H, w = q % s.W;
         const int n_q = a.pre_counts[idx];
         Real total_pd = Real(0);
-        // x = h - i + P for i in [0, K), inside [0, D); likewise y
-        for (int x = max(0, h + s.P - s.K + 1); x <= min(s.D - 1, h + s.P); ++x)
-            for (int y = max(0, w + s.P - s.K + 1); y <= min(s.E - 1, w + s.P); ++y) {
-                const int r = (c * s.K + h - x + s.P) * s.K + w - y + s.P;
-                Real sum = Real(0);
-                for (int k = 0; k < s.O; ++k) {
-                    const int n = (k * s.D + x) * s.E + y;
-                    const size_t bn = b * N + n;
-                    const int n_o = a.counts[bn];
-                    const Real e = conv_spsp(a, b, n, n_o, q, n_q);
-                    sum += pre_delta_term(a.dv[bn], e, n_o, n_q, true, a.wt[static_cast<size_t>(r) * s.O + k]);
-                }
-                total_pd += sum;
+        s.for_each_position(q, 0, s.D, [&](int x, int y, int r) {
+            Real sum = Real(0);
+            for (int k = 0; k < s.O; ++k) {
+                const int n = (k * s.D + x) * s.E + y;
+                const size_t bn = b * N + n;
+                const int n_o = a.counts[bn];
+                const Real e = conv_spsp(a, b, n, n_o, q, n_q);
+                sum += pre_delta_term(a.dv[bn], e, n_o, n_q, true, a.wt[static_cast<size_t>(r) * s.O + k]);
             }
+            total_pd += sum;
+        });
         pd[idx] = total_pd;
     }
 }

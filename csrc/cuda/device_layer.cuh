@@ -11,7 +11,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "../engine.hpp"
+#include "../model/engine.hpp"
 #include "device_buffer.cuh"
 #include "masked_sum.cuh"
 

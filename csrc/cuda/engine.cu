@@ -2,17 +2,21 @@
 // This file is the orchestration (the CudaEngine class: buffers, launch geometry, the kernel
 // sequence below, results); the kernels live in one file per concept, and every formula they
 // apply is a shared HM2BP_HD function of csrc/hm2bp:
-//   encode.cuh        input spikes (dense bytes, or SPEC 2's Poisson trains) as bit masks
-//   dense.cuh         a dense connection: forward current (SPEC 1's input), backward S-PSP rows
-//   conv2d.cuh        a convolution (SPEC_CNN 1, 3.3): forward current, dv and side, weight
-//                     gradient, pre-deltas
-//   pool2d.cuh        a pooling layer (SPEC_CNN 2, 3.2): window counts, pre-deltas
-//   population.cuh    a LIF population: SPEC 1's scan, the S-PSP traces K, the side term
-//   output_layer.cuh  SPEC 3's loss and predictions, revival, the lateral factor
-//   optimizer.cuh     SPEC 5: weight sums, batch mean, regularization, Adam/SGD
-//   device_layer.cuh  a layer's device storage; parameter upload and read-back
-//   masked_sum.cuh    the shared-tile masked sum behind both dense.cuh kernels
-//   device_buffer.cuh device arrays and error checks
+//   encode.cuh          input spikes (dense bytes, or SPEC 2's Poisson trains) as bit masks
+//   dense_current.cuh   a dense connection's forward current (SPEC 1's input)
+//   dense_spsp_rows.cuh a dense connection's backward pass: the S-PSP rows, the weight
+//                       gradient, the pre-deltas (SPEC 4)
+//   conv2d.cuh          a convolution (SPEC_CNN 1, 3.3): forward current, dv and side, weight
+//                       gradient, pre-deltas
+//   pool2d.cuh          a pooling layer (SPEC_CNN 2, 3.2): window counts, pre-deltas
+//   population.cuh      a LIF population: SPEC 1's scan, the delta from above, the side term
+//   spsp_traces.cuh     the S-PSP traces K of a population (SPEC 4, 6), their sum over a pre
+//                       neuron's spike times
+//   output_layer.cuh    SPEC 3's loss and predictions, revival, the lateral factor
+//   optimizer.cuh       SPEC 5: weight sums, batch mean, regularization, Adam/SGD
+//   device_layer.cuh    a layer's device storage; parameter upload and read-back
+//   masked_sum.cuh      the shared-tile masked sum behind both dense kernels
+//   device_buffer.cuh   device arrays and error checks
 //
 // Spikes live on the device as bit masks, by step (B, T, words(n)) for the forward rows and by
 // neuron (B, n, words(T)) for the traces and S-PSP rows. One batch:
@@ -20,7 +24,7 @@
 //   transpose_mask_kernel: the input masks and counts                          (encode.cuh)
 //   weight_sums_kernel (when learning): sum_i W and the regularization scale (optimizer.cuh)
 // per layer, upwards:
-//   current_kernel    I[b,t,o] = sum over inputs firing at (b,t) of W^T[i,o]      (dense.cuh)
+//   current_kernel    I[b,t,o] = sum over inputs firing at (b,t) of W^T[i,o] (dense_current.cuh)
 //                     (conv_current_kernel, pool_current_kernel for spatial layers)
 //   lif_scan_kernel   SPEC 1, one thread per neuron (<Real, true>: one block per sample, with
 //                     lateral inhibition); writes both masks, counts and the layer's spike
@@ -31,10 +35,11 @@
 //   revival_kernel                                      (population.cuh, output_layer.cuh)
 //   per layer, downwards:
 //   trace_kernel      K[b,t,o] in gather form (spsp_pair terms summed one by one)
+//                                                                          (spsp_traces.cuh)
 //   side_kernel       dv and the side term (sum_t K I / n_o)                 (population.cuh)
 //   spsp_rows_kernel  e[b,o,i] = sum over spike times of i of K[b,t,o] (K_b tile in shared
 //                     memory), g accumulated per sample group without atomics, pre-deltas
-//                                                                               (dense.cuh)
+//                                                                      (dense_spsp_rows.cuh)
 //   a convolution instead: trace_kernel, conv_neuron_kernel (dv, side), conv_grad_kernel and,
 //   above a spiking layer, conv_pre_delta_kernel (conv2d.cuh); a pooling layer above a spiking
 //   layer: trace_kernel, pool_pre_delta_kernel (pool2d.cuh)
@@ -47,19 +52,22 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
-#include "../engine.hpp"
+#include "../model/engine.hpp"
 #include "../hm2bp/encoding.hpp"
+#include "../hm2bp/geometry.hpp"
 #include "../hm2bp/loss.hpp"
 #include "../hm2bp/neuron.hpp"
 #include "../hm2bp/optimizer.hpp"
 #include "../hm2bp/spsp.hpp"
 #include "conv2d.cuh"
 #include "cuda_engine.hpp"
-#include "dense.cuh"
+#include "dense_current.cuh"
+#include "dense_spsp_rows.cuh"
 #include "device_buffer.cuh"
 #include "device_layer.cuh"
 #include "encode.cuh"
@@ -67,6 +75,8 @@
 #include "output_layer.cuh"
 #include "pool2d.cuh"
 #include "population.cuh"
+#include "reservoir.cuh"
+#include "spsp_traces.cuh"
 
 #ifndef HM2BP_CUDA_ARCHS
 #define HM2BP_CUDA_ARCHS ""
@@ -88,6 +98,10 @@ public:
         check_spec(spec);
         if (spec.layers.back().kind != LayerKind::Dense)
             throw std::invalid_argument("CUDA engine: the output layer must be Dense");
+        for (size_t l = 0; l < spec.layers.size(); ++l)
+            if (spec.layers[l].kind == LayerKind::Reservoir && shapes_[l + 1].size() > kMaxLateralNeurons)
+                throw std::invalid_argument("CUDA engine: a Reservoir layer holds at most " +
+                                            std::to_string(kMaxLateralNeurons) + " neurons");
         for (const LayerSpec& layer : spec.layers) vth_.push_back(layer.vth);
         for (const Shape& shape : shapes_) sizes_.push_back(static_cast<int>(shape.size()));
         const int L = static_cast<int>(spec.layers.size());
@@ -124,13 +138,21 @@ public:
             // W^T: (n_in, n_out) of a dense layer, (C K K, O) of a convolution, none for pooling
             const LayerKind kind = specs_[l].kind;
             const int K = specs_[l].kernel;
-            const int rows = kind == LayerKind::Dense ? sizes_[l]
+            const int rows = kind == LayerKind::Dense || kind == LayerKind::Reservoir ? sizes_[l]
                              : kind == LayerKind::Conv2d ? shapes_[l].channels * K * K
                                                          : 0;
             const int cols = kind == LayerKind::Pool2d ? 0 : shapes_[l + 1].channels;
             layers_[l].allocate(kind, rows, cols, sizes_[l + 1], sizes_[l]);
-            if (kind != LayerKind::Pool2d) trainable_.push_back(l);
+            if (is_trainable(kind)) trainable_.push_back(l);
         }
+        recurrent_.resize(L);
+        for (int l = 0; l < L; ++l)
+            if (kind_of(l) == LayerKind::Reservoir) {
+                const size_t size = static_cast<size_t>(sizes_[l + 1]) * sizes_[l + 1];
+                recurrent_[l] = std::make_unique<DeviceBuffer<Real>>();
+                recurrent_[l]->ensure(size);
+                HM2BP_CUDA_CHECK(cudaMemset(recurrent_[l]->get(), 0, size * sizeof(Real)));
+            }
         uint64_t thresholds[256];
         poisson_thresholds(thresholds);
         thresholds_.ensure(256);
@@ -163,6 +185,22 @@ public:
         const DeviceLayer<Real>& layer = block_layer(block);
         HM2BP_CUDA_CHECK(cudaSetDevice(device_));
         download_transposed(layer.param(p).get(), layer.n_in, layer.n_out, values, stream_);
+    }
+
+    void set_fixed(int layer, const double* input, const double* recurrent) override
+    {
+        const DeviceLayer<Real>& res = reservoir(layer);
+        HM2BP_CUDA_CHECK(cudaSetDevice(device_));
+        upload_transposed(input, res.n_in, res.n_out, res.wt.get(), stream_);
+        upload_transposed(recurrent, res.n_out, res.n_out, recurrent_[layer]->get(), stream_);
+    }
+
+    void get_fixed(int layer, double* input, double* recurrent) const override
+    {
+        const DeviceLayer<Real>& res = reservoir(layer);
+        HM2BP_CUDA_CHECK(cudaSetDevice(device_));
+        download_transposed(res.wt.get(), res.n_in, res.n_out, input, stream_);
+        download_transposed(recurrent_[layer]->get(), res.n_out, res.n_out, recurrent, stream_);
     }
 
     int64_t step() const override { return step_; }
@@ -234,7 +272,9 @@ private:
     std::vector<DeviceLayer<Real>> layers_;
     DeviceBuffer<Real> tables_;                // spsp_tables for T_
     DeviceBuffer<uint64_t> thresholds_;        // poisson_threshold(p), p = 0..255
-    DeviceBuffer<uint8_t> dense_, images_;     // inputs as given
+    DeviceBuffer<uint8_t> dense_, images_;     // inputs as given (dense_ also from analog_)
+    DeviceBuffer<double> analog_;              // (B, n_in, frames), BSA-encoded into dense_
+    std::vector<std::unique_ptr<DeviceBuffer<Real>>> recurrent_;  // per layer: W_rec^T of a Reservoir layer, else null
     DeviceBuffer<int64_t> sample_index_;
     DeviceBuffer<uint64_t> keys_;              // (B, n_in) Poisson neuron keys
     DeviceBuffer<uint32_t> in_step_mask_, in_neuron_mask_;
@@ -246,7 +286,6 @@ private:
     std::vector<int> host_labels_;
 
     int n_layers() const { return static_cast<int>(layers_.size()); }
-    RegParams regularization() const { return RegParams{h_.reg_lambda, h_.reg_beta, h_.weight_limit}; }
 
     const DeviceLayer<Real>& block_layer(int block) const
     {
@@ -281,6 +320,15 @@ private:
         return static_cast<int>(std::min<size_t>({round_up(D, 32), fit, static_cast<size_t>(kMaxChunkRows)}));
     }
 
+    LayerKind kind_of(int l) const { return specs_[l].kind; }
+
+    const DeviceLayer<Real>& reservoir(int layer) const
+    {
+        if (layer < 0 || layer >= n_layers() || kind_of(layer) != LayerKind::Reservoir)
+            throw std::out_of_range("layer " + std::to_string(layer) + " is not a Reservoir layer");
+        return layers_[layer];
+    }
+
     void check_request(const BatchRequest& req) const
     {
         const InputBatch& in = req.input;
@@ -290,8 +338,9 @@ private:
         if (in.n_in != sizes_[0])
             throw std::invalid_argument("CUDA engine: input has " + std::to_string(in.n_in) + " neurons, the network " +
                                         std::to_string(sizes_[0]));
-        if (!in.dense && !(in.images && in.sample_index))
-            throw std::invalid_argument("CUDA engine: input needs dense spikes or images with sample indices");
+        if (!in.dense && !in.analog && !(in.images && in.sample_index))
+            throw std::invalid_argument("CUDA engine: input needs dense spikes, analog channels or images with "
+                                        "sample indices");
         if (!req.layer_spikes_out.empty() && static_cast<int>(req.layer_spikes_out.size()) != L)
             throw std::invalid_argument("CUDA engine: layer_spikes_out needs one array per layer");
         if (req.mode == Mode::Infer) return;
@@ -324,7 +373,7 @@ private:
         in_neuron_mask_.ensure(Bs * N0 * time_words);
         in_counts_.ensure(Bs * N0);
         for (int l = 0; l < n_layers(); ++l)
-            layers_[l].prepare(B, T, learn, want_spikes, l > 0, prop_.multiProcessorCount);
+            layers_[l].prepare(B, T, learn, want_spikes, l > 0 && !is_fixed(kind_of(l - 1)), prop_.multiProcessorCount);
         const size_t O = sizes_.back();
         predictions_.ensure(Bs);
         if (learn) {
@@ -355,6 +404,17 @@ private:
             }
             launch("dense_step_mask_kernel", dense_step_mask_kernel, grid_for(BT * step_words * 32), kThreads, 0,
                    dense, BT, N, step_words, in_step_mask_.get());
+        } else if (in.analog) {
+            const size_t values = static_cast<size_t>(B) * N * in.frames;
+            analog_.ensure(values);
+            dense_.ensure(BT * N);
+            HM2BP_CUDA_CHECK(cudaMemcpyAsync(analog_.get(), in.analog, values * sizeof(double), cudaMemcpyHostToDevice,
+                                             stream_));
+            HM2BP_CUDA_CHECK(cudaMemsetAsync(dense_.get(), 0, BT * N, stream_));
+            launch("bsa_dense_kernel", bsa_dense_kernel, grid_for(static_cast<size_t>(B) * N), kThreads, 0,
+                   analog_.get(), B, N, in.frames, T, dense_.get());
+            launch("dense_step_mask_kernel", dense_step_mask_kernel, grid_for(BT * step_words * 32), kThreads, 0,
+                   dense_.get(), BT, N, step_words, in_step_mask_.get());
         } else {
             const size_t BN = static_cast<size_t>(B) * N;
             images_.ensure(BN);
@@ -384,21 +444,6 @@ private:
                                              cudaMemcpyHostToDevice, stream_));
     }
 
-    ConvShape conv_shape(int l) const
-    {
-        const Shape &in = shapes_[l], &out = shapes_[l + 1];
-        return ConvShape{in.channels, in.height, in.width, out.channels, out.height, out.width, specs_[l].kernel,
-                         specs_[l].padding};
-    }
-
-    PoolShape pool_shape(int l) const
-    {
-        const Shape &in = shapes_[l], &out = shapes_[l + 1];
-        const int size = specs_[l].kernel;
-        return PoolShape{in.channels, in.height, in.width, out.height, out.width, size,
-                         specs_[l].stride > 0 ? specs_[l].stride : size};
-    }
-
     // SPEC 1 for layer l over the batch: current, then the scan.
     void forward_layer(int l, int B, int T, bool want_spikes)
     {
@@ -406,19 +451,22 @@ private:
         const uint32_t* input = l == 0 ? in_step_mask_.get() : layers_[l - 1].step_mask.get();
         const size_t rows = static_cast<size_t>(B) * T;
         const int O = layer.neurons;
-        if (layer.kind == LayerKind::Dense) dense_current(layer, input, rows);
+        if (layer.kind == LayerKind::Dense || layer.kind == LayerKind::Reservoir) dense_current(layer, input, rows);
         else if (layer.kind == LayerKind::Conv2d)
             launch("conv_current_kernel", conv_current_kernel<Real>, grid_for(rows * O), kThreads, 0, input,
-                   words_for(layer.inputs), rows, layer.wt.get(), conv_shape(l), layer.current.get());
+                   words_for(layer.inputs), rows, layer.wt.get(), conv_geometry(shapes_[l], specs_[l]),
+                   layer.current.get());
         else
             launch("pool_current_kernel", pool_current_kernel<Real>, grid_for(rows * O), kThreads, 0, input,
-                   words_for(layer.inputs), rows, pool_shape(l), layer.current.get());
+                   words_for(layer.inputs), rows, pool_geometry(shapes_[l], specs_[l]), layer.current.get());
 
         const ScanOutputs out{layer.step_mask.get(), layer.neuron_mask.get(), layer.counts.get(), totals_.get() + l,
                               want_spikes ? layer.fired.get() : nullptr, words_for(O), words_for(T)};
-        LifParams<Real> p{Real(vth_[l]), Real(h_.tau_m), Real(h_.tau_s), h_.t_ref};
-        if (layer.kind == LayerKind::Conv2d) p.fire_margin = Real(0);  // v > vth (SPEC_CNN 1)
-        if (l == n_layers() - 1 && h_.lateral_inhibition != 0.0) {
+        const LifParams<Real> p = lif_params<Real>(h_, vth_[l], layer.kind);
+        if (layer.kind == LayerKind::Reservoir) {
+            launch("reservoir_scan_kernel", reservoir_scan_kernel<Real>, B, static_cast<unsigned>(round_up(O, 32)), 0,
+                   layer.current.get(), recurrent_[l]->get(), T, O, p, out);
+        } else if (l == n_layers() - 1 && h_.lateral_inhibition != 0.0) {
             launch("lif_scan_kernel<lateral>", lif_scan_kernel<Real, true>, B, static_cast<unsigned>(round_up(O, 32)),
                    0, layer.current.get(), T, O, p, Real(h_.lateral_inhibition), out);
         } else {
@@ -470,14 +518,16 @@ private:
                labels_.get(), B, T, O_out, time_words, revival_interval(T, h_.desired), out.neuron_mask.get(),
                counts_after_.get());
 
-        for (int l = L - 1; l >= 0; --l) {
+        // down to the first fixed layer (SPEC_SPEECH 3.6): it and the layers below it do not learn
+        for (int l = L - 1; l >= 0 && !is_fixed(kind_of(l)); --l) {
             DeviceLayer<Real>& layer = layers_[l];
+            const bool below_learns = l > 0 && !is_fixed(kind_of(l - 1));
             if (layer.kind == LayerKind::Conv2d) {
                 backward_conv(l, B, T);
                 continue;
             }
             if (layer.kind == LayerKind::Pool2d) {
-                if (l > 0) backward_pool(l, B, T);  // pooling the data layer: nothing to hand down
+                if (below_learns) backward_pool(l, B, T);  // pooling the data layer: nothing to hand down
                 continue;
             }
             const int N = layer.n_in, O = layer.n_out;
@@ -500,7 +550,7 @@ private:
             a.lat = top && lateral ? lat_.get() : nullptr;
             a.wt = layer.wt.get();
             a.grad_part = layer.grad_part.get();
-            a.pd_part = l > 0 ? layer.pd_part.get() : nullptr;
+            a.pd_part = below_learns ? layer.pd_part.get() : nullptr;
             a.B = B;
             a.T = T;
             a.N = N;
@@ -524,12 +574,13 @@ private:
         ConvBackArgs<Real> a{layer.trace.get(), layer.counts.get(),
                              l == 0 ? in_neuron_mask_.get() : layers_[l - 1].neuron_mask.get(),
                              l == 0 ? in_counts_.get() : layers_[l - 1].counts.get(),
-                             layer.wt.get(), layer.dv.get(), layer.side.get(), B, T, words_for(T), conv_shape(l)};
+                             layer.wt.get(), layer.dv.get(), layer.side.get(), B, T, words_for(T),
+                             conv_geometry(shapes_[l], specs_[l])};
         launch("conv_neuron_kernel", conv_neuron_kernel<Real>, grid_for(static_cast<size_t>(B) * N), kThreads, 0, a,
                above.pd_part.get(), above.pd_tiles, Real(vth_[l]), layer.dv.get(), layer.side.get());
         launch("conv_grad_kernel", conv_grad_kernel<Real>, grid_for(static_cast<size_t>(layer.n_in) * layer.n_out),
                kThreads, 0, a, layer.grad_part.get());
-        if (l > 0)  // a convolution of the data layer hands nothing down (SPEC_CNN 3.3)
+        if (l > 0 && !is_fixed(kind_of(l - 1)))  // a convolution of the data layer hands nothing down (SPEC_CNN 3.3)
             launch("conv_pre_delta_kernel", conv_pre_delta_kernel<Real>,
                    grid_for(static_cast<size_t>(B) * layer.inputs), kThreads, 0, a, layer.pd_part.get());
     }
@@ -543,18 +594,19 @@ private:
         launch_trace(layer, B, T);
         launch("pool_pre_delta_kernel", pool_pre_delta_kernel<Real>, grid_for(static_cast<size_t>(B) * layer.inputs),
                kThreads, 0, layer.trace.get(), layer.counts.get(), below.neuron_mask.get(), below.counts.get(),
-               above.pd_part.get(), above.pd_tiles, B, T, words_for(T), pool_shape(l), layer.pd_part.get());
+               above.pd_part.get(), above.pd_tiles, B, T, words_for(T), pool_geometry(shapes_[l], specs_[l]),
+               layer.pd_part.get());
     }
 
     // Per trainable layer: the column sums of W^T (sum_i W, the side term of a dense layer's
     // silent neurons; per kernel of a convolution) and the regularization scale.
     void weight_sums()
     {
+        const RegParams reg = regularization_params(h_);
         for (int l : trainable_) {
             DeviceLayer<Real>& layer = layers_[l];
             launch("weight_sums_kernel", weight_sums_kernel<Real>, div_up(layer.n_out, 128), 128, 0, layer.wt.get(),
-                   layer.n_in, layer.n_out, regularization(), h_.reg_lambda != 0.0 && h_.reg_beta != 0.0,
-                   layer.row_sum.get(), layer.reg_scale.get());
+                   layer.n_in, layer.n_out, reg, reg.active(), layer.row_sum.get(), layer.reg_scale.get());
         }
     }
 
@@ -562,17 +614,12 @@ private:
     void update(int64_t count, double lr)
     {
         ++step_;
-        UpdateParams u;
-        u.reg = regularization();
-        u.adam = h_.adam;
-        u.adam_params = adam_params(lr, h_.b1, h_.b2, h_.eps, step_);
-        u.lr = lr;
-        u.momentum = h_.momentum;
+        const StepParams step = step_params(h_, lr, step_);
         for (int l : trainable_) {
             DeviceLayer<Real>& layer = layers_[l];
             launch("update_kernel", update_kernel<Real>, grid_for(static_cast<size_t>(layer.n_in) * layer.n_out),
                    kThreads, 0, layer.wt.get(), layer.moment1.get(), layer.moment2.get(), layer.grad_part.get(),
-                   layer.groups, layer.n_in, layer.n_out, Real(count), layer.reg_scale.get(), u);
+                   layer.groups, layer.n_in, layer.n_out, Real(count), layer.reg_scale.get(), step);
         }
     }
 

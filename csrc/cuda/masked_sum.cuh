@@ -16,8 +16,10 @@ namespace hm2bp {
 namespace cuda {
 
 constexpr unsigned kFullWarp = 0xffffffffu;
-constexpr int kTileCols = 32;      // columns per tile: one per lane
+constexpr int kTileCols = 32;        // columns per tile: one per lane
 constexpr int kMaxChunkRows = 1024;  // rows of M per tile: at most 32 mask words, one per lane
+constexpr int kRowsPerWarp = 4;      // rows a warp sums together (independent loads in flight)
+constexpr int kTileThreads = 256;    // threads of the tiled kernels (8 warps)
 
 inline int column_tiles(int n) { return (n + kTileCols - 1) / kTileCols; }  // tiles of n columns
 

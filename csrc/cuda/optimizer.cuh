@@ -48,32 +48,19 @@ __global__ void export_gradient_kernel(const Real* grad_part, int groups, int N,
     }
 }
 
-struct UpdateParams {
-    RegParams reg;
-    bool adam;
-    AdamParams adam_params;
-    double lr;
-    double momentum;
-};
-
 // One Adam or SGD step per weight (the CPU's update_row); scale from weight_sums_kernel.
 template <class Real>
 __global__ void update_kernel(Real* wt, Real* moment1, Real* moment2, const Real* grad_part, int groups, int N,
-                              int O, Real count, const Real* scale, UpdateParams u)
+                              int O, Real count, const Real* scale, StepParams step)
 {
     const size_t size = static_cast<size_t>(N) * O;
     const size_t stride = static_cast<size_t>(gridDim.x) * blockDim.x;
     for (size_t k = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x; k < size; k += stride) {
         const int o = static_cast<int>(k % O);
         Real w = wt[k], m = moment1[k];
-        const Real g = batch_gradient(grad_part, groups, size, k) / count + regularization_grad(w, scale[o], u.reg);
-        if (u.adam) {
-            Real v = moment2[k];
-            adam_update(w, g, m, v, u.adam_params);
-            moment2[k] = v;
-        } else {
-            sgd_update(w, g, m, u.lr, u.momentum);
-        }
+        Real v = step.adam ? moment2[k] : Real(0);  // SGD neither reads nor writes the second moment
+        weight_step(w, m, v, batch_gradient(grad_part, groups, size, k), count, scale[o], step);
+        if (step.adam) moment2[k] = v;
         wt[k] = w;
         moment1[k] = m;
     }

@@ -1,27 +1,23 @@
 // Spiking pooling on the device (SPEC_CNN 2, 3.2; the CPU's cpu/pool2d.hpp): pool neuron
 // p = (c, X, Y) counts, with fixed weights 1, the spikes of its size x size window of channel c
-// at (X * stride, Y * stride), clipped at the border. No parameters. One owner thread per
-// output element, fixed summation order: no atomics.
+// at (X * stride, Y * stride), clipped at the border (PoolGeometry, hm2bp/geometry.hpp). No
+// parameters. One owner thread per output element, fixed summation order: no atomics.
 #pragma once
 #include <cstdint>
 
 #include "../hm2bp/backward.hpp"
+#include "../hm2bp/geometry.hpp"
 #include "../hm2bp/spsp.hpp"
 #include "population.cuh"
+#include "spsp_traces.cuh"
 
 namespace hm2bp {
 namespace cuda {
 
-struct PoolShape {
-    int C, H, W;  // channels, input height, width
-    int D, E;     // output height, width: ceil(H / stride), ceil(W / stride)
-    int size, stride;
-};
-
 // I[row, p] = the number of window members of p firing at row (b, t). Grid-stride over
 // B * T * C * D * E.
 template <class Real>
-__global__ void pool_current_kernel(const uint32_t* step_mask, int step_words, size_t rows, PoolShape s,
+__global__ void pool_current_kernel(const uint32_t* step_mask, int step_words, size_t rows, PoolGeometry s,
                                     Real* current)
 {
     const int N = s.C * s.D * s.E;
@@ -30,14 +26,9 @@ __global__ void pool_current_kernel(const uint32_t* step_mask, int step_words, s
     for (size_t idx = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x; idx < total; idx += stride) {
         const size_t row = idx / N;
         const int p = static_cast<int>(idx - row * N);
-        const int c = p / (s.D * s.E), X = p / s.E % s.D, Y = p % s.E;
         const uint32_t* m = step_mask + row * step_words;
         int count = 0;
-        for (int h = X * s.stride; h < min(s.H, X * s.stride + s.size); ++h)
-            for (int w = Y * s.stride; w < min(s.W, Y * s.stride + s.size); ++w) {
-                const int q = (c * s.H + h) * s.W + w;
-                count += (m[q >> 5] >> (q & 31)) & 1u;
-            }
+        s.for_each_member(p, [&](int q) { count += (m[q >> 5] >> (q & 31)) & 1u; });
         current[idx] = Real(count);
     }
 }
@@ -48,7 +39,7 @@ __global__ void pool_current_kernel(const uint32_t* step_mask, int step_words, s
 template <class Real>
 __global__ void pool_pre_delta_kernel(const Real* K, const int* counts, const uint32_t* pre_mask,
                                       const int* pre_counts, const Real* pd_above, int pd_tiles, int B, int T,
-                                      int time_words, PoolShape s, Real* pd)
+                                      int time_words, PoolGeometry s, Real* pd)
 {
     const int N = s.C * s.D * s.E, N_in = s.C * s.H * s.W;
     const size_t total = static_cast<size_t>(B) * N_in;
@@ -56,22 +47,16 @@ __global__ void pool_pre_delta_kernel(const Real* K, const int* counts, const ui
     for (size_t idx = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x; idx < total; idx += stride) {
         const size_t b = idx / N_in;
         const int q = static_cast<int>(idx - b * N_in);
-        const int c = q / (s.H * s.W), h = q / s.W % s.H, w = q % s.W;
         const int n_q = pre_counts[idx];
         const uint32_t* m = pre_mask + idx * time_words;
-        // windows X with X * stride <= h < X * stride + size
-        const int x_lo = h >= s.size ? (h - s.size) / s.stride + 1 : 0, x_hi = min(s.D - 1, h / s.stride);
-        const int y_lo = w >= s.size ? (w - s.size) / s.stride + 1 : 0, y_hi = min(s.E - 1, w / s.stride);
         Real sum = Real(0);
-        for (int X = x_lo; X <= x_hi; ++X)
-            for (int Y = y_lo; Y <= y_hi; ++Y) {
-                const int p = (c * s.D + X) * s.E + Y;
-                const int n_p = counts[b * N + p];
-                // a silent p has an all-zero trace: its e is the 0.1 rule's or 0
-                const Real e = n_p > 0 ? trace_over_spikes(m, time_words, K + b * T * N, N, p) : Real(0);
-                sum += pool_pre_delta_term(delta_from_above(pd_above, pd_tiles, b, p, N), s.size,
-                                           spsp_value(e, n_p, n_q), n_p, n_q);
-            }
+        s.for_each_window(q, [&](int p) {
+            const int n_p = counts[b * N + p];
+            // a silent p has an all-zero trace: its e is the 0.1 rule's or 0
+            const Real e = n_p > 0 ? trace_over_spikes(m, time_words, K + b * T * N, N, p) : Real(0);
+            sum += pool_pre_delta_term(delta_from_above(pd_above, pd_tiles, b, p, N), s.size,
+                                       spsp_value(e, n_p, n_q), n_p, n_q);
+        });
         pd[idx] = sum;
     }
 }

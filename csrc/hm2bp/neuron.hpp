@@ -2,6 +2,7 @@
 #pragma once
 #include <cmath>
 
+#include "../model/network_spec.hpp"
 #include "common.hpp"
 
 namespace hm2bp {
@@ -12,10 +13,18 @@ struct LifParams {
     Real tau_m;
     Real tau_s;
     int t_ref;
-    // The fire test is v > vth - fire_margin: 1e-6 for dense and pooling layers, 0 for
-    // convolutions (the authors' code, SPEC_CNN 8.1).
-    Real fire_margin = Real(1e-6);
+    Real fire_margin;  // the fire test is v > vth - fire_margin (lif_params)
 };
+
+// A layer's LIF parameters. The firing rule of each layer kind lives here: dense and pooling
+// neurons fire on v > vth - 1e-6, convolution neurons on v > vth (the authors' code, SPEC_CNN
+// 8.1).
+template <class Real>
+inline LifParams<Real> lif_params(const Hyper& h, double vth, LayerKind kind)
+{
+    const Real fire_margin = kind == LayerKind::Conv2d ? Real(0) : Real(1e-6);
+    return {Real(vth), Real(h.tau_m), Real(h.tau_s), h.t_ref, fire_margin};
+}
 
 // Value is Real, or on the CPU a vector of neurons' Reals (a GCC vector type, with Int the integer
 // vector of the same shape); the same code then runs lane by lane.

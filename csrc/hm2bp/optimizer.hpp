@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "../model/network_spec.hpp"
 #include "common.hpp"
 
 namespace hm2bp {
@@ -11,7 +12,11 @@ struct RegParams {
     double lambda;
     double beta;
     double limit;
+    // With lambda or beta 0 the regularization gradient is 0: its scale is not computed.
+    bool active() const { return lambda != 0.0 && beta != 0.0; }
 };
+
+inline RegParams regularization_params(const Hyper& h) { return {h.reg_lambda, h.reg_beta, h.weight_limit}; }
 
 // The weight regularizer's gradient is scale[o] * W[o, i] / limit, with a per-neuron scale
 // lambda * beta * exp(beta * (q - 1)) of q = mean_i (W[o,i] / limit)^2.
@@ -37,7 +42,6 @@ HM2BP_HD Real regularization_grad(Real w, Real scale, const RegParams& r)
 }
 
 struct AdamParams {
-    double lr;
     double b1;
     double b2;
     double eps;
@@ -45,19 +49,13 @@ struct AdamParams {
     double bias2;  // 1 - b2^step
 };
 
-// Adam's parameters for update number `step` (1, 2, ...; one counter for all layers).
-inline AdamParams adam_params(double lr, double b1, double b2, double eps, int64_t step)
-{
-    return {lr, b1, b2, eps, 1.0 - std::pow(b1, double(step)), 1.0 - std::pow(b2, double(step))};
-}
-
 template <class Real>
-HM2BP_HD void adam_update(Real& w, Real g, Real& m, Real& v, const AdamParams& a)
+HM2BP_HD void adam_update(Real& w, Real g, Real& m, Real& v, double lr, const AdamParams& a)
 {
     m = Real(a.b1) * m + Real(1 - a.b1) * g;
     v = Real(a.b2) * v + Real(1 - a.b2) * g * g;
     using std::sqrt;
-    w -= Real(a.lr) * (m / Real(a.bias1)) / (sqrt(v / Real(a.bias2)) + Real(a.eps));
+    w -= Real(lr) * (m / Real(a.bias1)) / (sqrt(v / Real(a.bias2)) + Real(a.eps));
 }
 
 // SGD with momentum in the authors' form (common/cuBase.cu): the learning rate sits inside the
@@ -67,6 +65,36 @@ HM2BP_HD void sgd_update(Real& w, Real g, Real& velocity, double lr, double mome
 {
     velocity = Real(momentum) * velocity + Real(lr) * g;
     w -= velocity;
+}
+
+// What one optimizer step applies to every weight of every layer.
+struct StepParams {
+    double lr;
+    bool adam;  // else SGD with momentum
+    AdamParams adam_params;
+    double momentum;
+    RegParams reg;
+};
+
+// The parameters of update number `step` (1, 2, ...; one counter for all layers).
+inline StepParams step_params(const Hyper& h, double lr, int64_t step)
+{
+    const AdamParams adam{h.b1, h.b2, h.eps, 1.0 - std::pow(h.b1, double(step)), 1.0 - std::pow(h.b2, double(step))};
+    return {lr, h.adam, adam, h.momentum, regularization_params(h)};
+}
+
+// SPEC 5 for one weight w with moments m1 (Adam's first moment or SGD's velocity) and m2
+// (Adam's second; untouched by SGD): the batch mean of its gradient sum over `batch` samples
+// plus the regularization gradient (scale: regularization_scale of its post neuron, 0 when the
+// regularization is off), then one Adam or SGD step. PowerOfTwoDivisors: the batch size and
+// the weight limit are powers of two (divide).
+template <bool PowerOfTwoDivisors = false, class Real>
+HM2BP_HD void weight_step(Real& w, Real& m1, Real& m2, Real grad_sum, Real batch, Real scale, const StepParams& s)
+{
+    const Real g =
+        divide<PowerOfTwoDivisors>(grad_sum, batch) + regularization_grad<PowerOfTwoDivisors>(w, scale, s.reg);
+    if (s.adam) adam_update(w, g, m1, m2, s.lr, s.adam_params);
+    else sgd_update(w, g, m1, s.lr, s.momentum);
 }
 
 }  // namespace hm2bp

@@ -18,8 +18,8 @@ mv engine.cu engine.cpp
 grep -q 'kernel<<<grid, block, smem, stream_>>>(args...);' engine.cpp
 sed -i 's/kernel<<<grid, block, smem, stream_>>>(args...);/simt::launch(kernel, grid, block, smem, args...);/' engine.cpp
 for f in *.cuh; do sed -i 's/extern __shared__ __align__(16) unsigned char smem_raw\[\];/unsigned char* smem_raw = simt::dynamic_smem();/' "$f"; done
-# Two kernels have a dynamic shared array (dense.cuh: current_kernel, spsp_rows_kernel), and no
-# launch or dynamic shared array is left unpatched.
+# Two kernels have a dynamic shared array (current_kernel in dense_current.cuh, spsp_rows_kernel
+# in dense_spsp_rows.cuh), and no launch or dynamic shared array is left unpatched.
 test "$(cat *.cuh | grep -c 'simt::dynamic_smem')" = 2
 ! grep -n '<<<\|extern __shared__' engine.cpp *.cuh || exit 1
 cd "$DEST/src"

@@ -7,6 +7,10 @@ threshold vth (SPEC 1; SPEC_CNN 1-2).
   1, zero padding, shared kernels; SPEC_CNN 1).
 - ``Pool2d(size, vth, stride=None)``: spiking pooling with fixed weights 1 over each window,
   channel by channel (SPEC_CNN 2); no parameters.
+- ``Reservoir(n=135, vth=20.0, grid=(3, 3, 15), ...)``: a recurrent spiking reservoir (liquid
+  state machine, SPEC_SPEECH 3) with fixed input and recurrent weights, generated from a seed
+  (`hm2bp.model.reservoir.generate`) or set with `Network.set_reservoir_weights`; never trained, so no
+  trainable layer may lie below it.
 
 Populations are shaped (channels, height, width); a Dense population is (n, 1, 1). A neuron's
 flat index, the order of spike arrays (B, T, n_l) and of the next layer's inputs, is
@@ -21,11 +25,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Union
 
+import numpy as np
+
 from .. import _core
+from . import reservoir
 from .hyper import check_number, check_whole
 
-__all__ = ["Conv2d", "Dense", "Layer", "Pool2d", "build_spec", "from_dict", "from_sizes", "param_shapes",
-           "to_dict"]
+__all__ = ["Conv2d", "Dense", "Layer", "Pool2d", "Reservoir", "build_spec", "from_dict", "from_sizes",
+           "is_trainable", "param_shapes", "to_dict"]
 
 
 @dataclass(frozen=True)
@@ -75,16 +82,82 @@ class Pool2d:
             check_whole("Pool2d stride", self.stride, 1)
 
 
-Layer = Union[Dense, Conv2d, Pool2d]
+@dataclass(frozen=True)
+class Reservoir:
+    """A fixed recurrent spiking reservoir of n LIF neurons on a grid (SPEC_SPEECH 3; the
+    defaults are the authors' speech reservoir).
+
+    Each step, neuron o receives sum_i W_in[o, i] s_in[t-1, i] + sum_l W_rec[o, l] s[t-1, l] (both
+    one step delayed). The weights are drawn from a glibc rand() stream after srand(seed)
+    (`hm2bp.model.reservoir.generate`): a fraction `inhibitory` of the neurons is inhibitory; a pre ->
+    post pair at squared grid distance d2 connects with probability c * exp(-d2 / distance), c
+    from `connect` (EE, EI, IE, II), with weight +-recurrent_weight by the pre neuron's type; each
+    input sends fan_out synapses of weight +-input_weight to random neurons (duplicates add).
+    The weights are fixed: the backward pass stops above this layer.
+    """
+
+    n: int = 135
+    vth: float = 20.0
+    grid: tuple[int, int, int] = (3, 3, 15)
+    inhibitory: float = 0.2
+    connect: tuple[float, float, float, float] = reservoir.DEFAULT_CONNECT
+    distance: float = 4.0
+    recurrent_weight: float = 1.0
+    fan_out: int = 32
+    input_weight: float = 8.0
+    seed: int = 5
+
+    def __post_init__(self) -> None:
+        check_whole("Reservoir n", self.n, 1)
+        check_number("Reservoir vth", self.vth, strict=True)
+        grid = _as_tuple("Reservoir grid", self.grid, 3)
+        object.__setattr__(self, "grid", tuple(check_whole(f"Reservoir grid[{k}]", g, 1) for k, g in enumerate(grid)))
+        if int(np.prod(self.grid)) != self.n:
+            raise ValueError(f"Reservoir grid {'x'.join(map(str, self.grid))} holds {int(np.prod(self.grid))} "
+                             f"neurons, not n = {self.n}")
+        connect = _as_tuple("Reservoir connect", self.connect, 4)
+        object.__setattr__(self, "connect", tuple(_probability(f"Reservoir connect[{k}]", c)
+                                                  for k, c in enumerate(connect)))
+        _probability("Reservoir inhibitory", self.inhibitory)
+        check_number("Reservoir distance", self.distance, strict=True)
+        check_number("Reservoir recurrent_weight", self.recurrent_weight)
+        check_whole("Reservoir fan_out", self.fan_out, 0)
+        check_number("Reservoir input_weight", self.input_weight)
+        check_whole("Reservoir seed", self.seed, 0, 2**32 - 1)
+
+    def generate(self, n_in: int) -> tuple[np.ndarray, np.ndarray]:
+        """The fixed weights for n_in inputs from the seed: W_in (n, n_in) and W_rec (n, n), [post, pre]."""
+        w = reservoir.generate(n_in, (), self.seed, grid=self.grid, inhibitory=self.inhibitory,
+                               connect=self.connect, distance=self.distance,
+                               recurrent_weight=self.recurrent_weight, fan_out=self.fan_out,
+                               input_weight=self.input_weight)
+        return w.input, w.recurrent
 
 
-_KINDS: dict[str, type] = {"dense": Dense, "conv2d": Conv2d, "pool2d": Pool2d}
+def _as_tuple(name: str, value: Any, length: int) -> tuple:
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or len(value) != length:
+        raise ValueError(f"{name} must be {length} numbers, got {value!r}")
+    return tuple(value)
+
+
+def _probability(name: str, value: Any) -> float:
+    value = check_number(name, value)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must lie in [0, 1], got {value}")
+    return value
+
+
+Layer = Union[Dense, Conv2d, Pool2d, Reservoir]
+
+
+_KINDS: dict[str, type] = {"dense": Dense, "conv2d": Conv2d, "pool2d": Pool2d, "reservoir": Reservoir}
 
 
 def to_dict(layer: Layer) -> dict[str, Any]:
     """A layer as a plain table: {"type": "conv2d", "channels": 15, ...} (TOML, JSON)."""
     kind = next(name for name, cls in _KINDS.items() if isinstance(layer, cls))
-    return {"type": kind, **{k: v for k, v in dataclasses.asdict(layer).items() if v is not None}}
+    table = {k: v for k, v in dataclasses.asdict(layer).items() if v is not None}
+    return {"type": kind, **{k: list(v) if isinstance(v, tuple) else v for k, v in table.items()}}
 
 
 def from_dict(table: Any, where: str = "layer") -> Layer:
@@ -115,6 +188,8 @@ def _layer_spec(layer: Layer) -> Any:
     spec.vth = float(layer.vth)
     if isinstance(layer, Dense):
         spec.kind, spec.units = _core.LayerKind.Dense, layer.n
+    elif isinstance(layer, Reservoir):
+        spec.kind, spec.units = _core.LayerKind.Reservoir, layer.n
     elif isinstance(layer, Conv2d):
         spec.kind, spec.units = _core.LayerKind.Conv2d, layer.channels
         spec.kernel, spec.padding = layer.kernel, layer.padding
@@ -149,20 +224,26 @@ def build_spec(input_shape: Sequence[int], layers: Sequence[Layer]) -> tuple[Any
         raise ValueError("the network needs at least one layer")
     spec = _core.NetSpec()
     spec.input = _core.Shape(*shape)
-    shapes, specs, flat = [shape], [], False
+    shapes, specs, flat, trained = [shape], [], None, None  # flat: the kind of the first flat layer
     for k, layer in enumerate(layers):
-        if not isinstance(layer, (Dense, Conv2d, Pool2d)):
-            raise TypeError(f"layers[{k}] must be hm2bp.layers.Dense, Conv2d or Pool2d, got {layer!r}")
+        if not isinstance(layer, (Dense, Conv2d, Pool2d, Reservoir)):
+            raise TypeError(f"layers[{k}] must be hm2bp.layers.Dense, Conv2d, Pool2d or Reservoir, got {layer!r}")
         name = f"layers[{k}] ({type(layer).__name__})"
-        if not isinstance(layer, Dense):
+        if isinstance(layer, Reservoir) and trained is not None:
+            raise ValueError(f"{name} lies above the trainable {trained}: a reservoir's fixed weights stop "
+                             f"the backward pass, so nothing below it would learn")
+        if isinstance(layer, (Dense, Conv2d)) and trained is None:
+            trained = name
+        if not isinstance(layer, (Dense, Reservoir)):
             if flat:
-                raise ValueError(f"{name} follows a Dense layer: spatial layers must come before the Dense ones")
+                raise ValueError(f"{name} follows a {flat} layer: spatial layers must come before the {flat} ones")
             window = layer.kernel if isinstance(layer, Conv2d) else layer.size
             padding = layer.padding if isinstance(layer, Conv2d) else 0
             if window > min(shape[1], shape[2]) + 2 * padding:
                 raise ValueError(f"{name}: window {window} is larger than its input map "
                                  f"{shape[1]}x{shape[2]} (padding {padding})")
-        flat = flat or isinstance(layer, Dense)
+        if flat is None and isinstance(layer, (Dense, Reservoir)):
+            flat = type(layer).__name__
         specs.append(_layer_spec(layer))
         shape = tuple(_core.output_shape(_core.Shape(*shape), specs[-1]))
         shapes.append(shape)
@@ -170,6 +251,11 @@ def build_spec(input_shape: Sequence[int], layers: Sequence[Layer]) -> tuple[Any
         raise ValueError(f"the output layer must be Dense (one neuron per class), got {type(layers[-1]).__name__}")
     spec.layers = specs
     return spec, shapes
+
+
+def is_trainable(layer: Layer) -> bool:
+    """Whether the optimizer steps this layer's weights (a parameter array each: Dense, Conv2d)."""
+    return isinstance(layer, (Dense, Conv2d))
 
 
 def param_shapes(spec: Any) -> list[tuple[int, ...]]:

@@ -17,7 +17,7 @@ from .. import _core
 from . import limits
 from .arrays import CudaArray, as_host_array, cuda_array
 from .hyper import DEFAULTS, check_all, check_number, check_whole, engine_hyper, pick
-from .layers import Dense, Layer, Pool2d, build_spec, from_sizes, param_shapes
+from .layers import Layer, Reservoir, build_spec, from_sizes, is_trainable, param_shapes
 
 log = logging.getLogger("hm2bp")
 
@@ -148,10 +148,12 @@ class Network:
         self.seed = _check_seed("seed", seed)
         self.backend = self._choose_backend(backend)
         self._param_shapes = param_shapes(spec)
-        self._trainable = [layer for layer in layer_list if not isinstance(layer, Pool2d)]
+        self._trainable = [layer for layer in layer_list if is_trainable(layer)]
+        self._reservoirs = [l for l, layer in enumerate(layer_list) if isinstance(layer, Reservoir)]
 
         spec.hyper = engine_hyper(hyper, self.threads)
         self._engine = _core.Engine(spec, dtype == "float64", self.backend)
+        self.set_reservoir_weights([layer_list[l].generate(self.layers[l]) for l in self._reservoirs])
 
         rng = np.random.default_rng(self.seed)
         self.set_weights([(self.init_w if layer.init_w is None else layer.init_w) * rng.uniform(-1.0, 1.0, size=shape)
@@ -195,21 +197,50 @@ class Network:
         return [self._check_param(f"{what}s[{k}]", a, k) for k, a in enumerate(arrays)]
 
     def _check_param(self, name: str, value: Array, k: int) -> Array:
-        value = as_host_array(value, name)
         shape = self._param_shapes[k]
+        return self._check_array(name, value, shape, "(n_out, n_in)" if len(shape) == 2
+                                 else "(out_channels, in_channels, k, k)")
+
+    def _check_array(self, name: str, value: Array, shape: tuple[int, ...], axes: str = "(n_out, n_in)") -> Array:
+        value = as_host_array(value, name)
         if value.shape != shape:
-            axes = "(n_out, n_in)" if len(shape) == 2 else "(out_channels, in_channels, k, k)"
             raise ValueError(f"{name} must have shape {shape} {axes}, got {value.shape}")
         if not np.issubdtype(value.dtype, np.number) or np.issubdtype(value.dtype, np.complexfloating):
             raise TypeError(f"{name} must be a real array, got dtype {value.dtype}")
         return np.ascontiguousarray(limits.check_finite_in(name, value, self.dtype))
 
+    def reservoir_weights(self) -> list[tuple[Array, Array]]:
+        """The fixed weights of each Reservoir layer, bottom up: (W_in (n, n_in), W_rec (n, n)),
+        float64, [post, pre]."""
+        return [tuple(self._engine.get_fixed(l)) for l in self._reservoirs]
+
+    def set_reservoir_weights(self, weights: Sequence[tuple[Array, Array]]) -> None:
+        """Replace the fixed weights of each Reservoir layer (bottom up): (W_in (n, n_in), W_rec (n, n))
+        pairs, [post, pre], e.g. the authors' reservoir files. Training never changes them."""
+        weights = list(weights)
+        if len(weights) != len(self._reservoirs):
+            raise ValueError(f"expected {len(self._reservoirs)} (W_in, W_rec) pairs (one per Reservoir layer), "
+                             f"got {len(weights)}")
+        checked = []
+        for k, (l, pair) in enumerate(zip(self._reservoirs, weights)):
+            if len(pair) != 2:
+                raise ValueError(f"reservoir weights[{k}] must be a pair (W_in, W_rec)")
+            n = self.layers[l + 1]
+            checked.append([self._check_array(f"reservoir weights[{k}][{j}] ({what})", a, shape)
+                            for j, (what, a, shape) in enumerate([("W_in", pair[0], (n, self.layers[l])),
+                                                                  ("W_rec", pair[1], (n, n))])])
+        for l, (w_in, w_rec) in zip(self._reservoirs, checked):
+            self._engine.set_fixed(l, w_in, w_rec)
+
     def get_state(self) -> dict[str, Array]:
-        """Weights and optimizer state, enough to resume training exactly."""
+        """Weights and optimizer state, enough to resume training exactly (with the fixed weights
+        of Reservoir layers: reservoir_input_k, reservoir_recurrent_k)."""
         state: dict[str, Array] = {"step": np.array(self._engine.step, dtype=np.int64)}
         for k in range(self.n_param_layers):
             for kind in ("weights", "moment1", "moment2"):
                 state[f"{kind}_{k}"] = self._engine.get_param(kind, k)
+        for k, (w_in, w_rec) in enumerate(self.reservoir_weights()):
+            state[f"reservoir_input_{k}"], state[f"reservoir_recurrent_{k}"] = w_in, w_rec
         return state
 
     def set_state(self, state: dict[str, Array]) -> None:
@@ -219,6 +250,8 @@ class Network:
         limits.check_state({k: state[k] for k in self.get_state()})
         checked = {f"{kind}_{k}": self._check_param(f"{kind}_{k}", state[f"{kind}_{k}"], k)
                    for k in range(self.n_param_layers) for kind in ("weights", "moment1", "moment2")}
+        self.set_reservoir_weights([(state[f"reservoir_input_{k}"], state[f"reservoir_recurrent_{k}"])
+                                    for k in range(len(self._reservoirs))])
         for key, value in checked.items():
             kind, k = key.rsplit("_", 1)
             self._engine.set_param(kind, int(k), value)
@@ -380,3 +413,42 @@ class Network:
                      epoch: int = 0) -> dict:
         """infer on uint8 images Poisson-encoded inside the engine."""
         return self._run_images("infer", images, None, 0.0, T, seed, sample_index, epoch, None)
+
+    def _run_analog(self, mode: str, analog: Array, labels: Array | None, lr: float, T: int,
+                    sample_weights: Array | None, reduce: str = "mean") -> dict:
+        values = as_host_array(analog, "analog")
+        if values.ndim != 3 or values.shape[0] < 1 or values.shape[1] != self.layers[0] or values.shape[2] < 1:
+            raise ValueError(f"analog must have shape (B, {self.layers[0]}, frames) with B, frames >= 1, "
+                             f"got {values.shape}")
+        if not (np.issubdtype(values.dtype, np.integer) or np.issubdtype(values.dtype, np.floating)):
+            raise TypeError(f"analog must be a real array, got dtype {values.dtype}")
+        values = np.ascontiguousarray(values, dtype=np.float64)
+        if not np.isfinite(values).all():
+            raise ValueError("analog must be finite (no NaN or inf)")
+        B = values.shape[0]
+        T = _check_T(T)
+        limits.check_sizes(self.layers, B, T, self.t_ref)
+        if labels is not None:
+            labels = self._check_labels(labels, B)
+            self._check_learning_T(T)
+        out = self._engine.run_analog(values, T, mode, labels, self._check_sample_weights(sample_weights, B), lr,
+                                      False, _check_reduce(reduce))
+        result = self._result(out)
+        if mode == "gradients":
+            result["gradients"] = list(out["gradients"])
+        return result
+
+    def train_step_bsa(self, analog: Array, labels: Array, lr: float, *, T: int,
+                       sample_weights: Array | None = None) -> dict:
+        """train_step on analog channels (B, n_in, frames) BSA-encoded inside the engine (the
+        spikes of hm2bp.encode_bsa; pad shorter samples with zero frames, which add no spikes)."""
+        return self._run_analog("train", analog, labels, self._check_lr(lr), T, sample_weights)
+
+    def forward_backward_bsa(self, analog: Array, labels: Array, *, T: int, sample_weights: Array | None = None,
+                             reduce: str = "sum") -> dict:
+        """forward_backward on analog channels BSA-encoded inside the engine."""
+        return self._run_analog("gradients", analog, labels, 0.0, T, sample_weights, reduce)
+
+    def infer_bsa(self, analog: Array, *, T: int) -> dict:
+        """infer on analog channels BSA-encoded inside the engine."""
+        return self._run_analog("infer", analog, None, 0.0, T, None)

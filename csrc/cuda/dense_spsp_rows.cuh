@@ -1,6 +1,7 @@
-// A dense connection on the device: its forward pass (the input current of SPEC 1) and its
-// backward pass (SPEC 4: the S-PSP rows that give the weight gradient and the pre-deltas), both
-// masked sums over a shared tile (masked_sum.cuh).
+// A dense connection's backward pass on the device (SPEC 4; the CPU's DenseLayer::backward in
+// cpu/dense.hpp): the S-PSP rows e = sum of the post traces K (spsp_traces.cuh) over each input's
+// spike times, a masked sum over a shared tile (masked_sum.cuh), and from them the weight
+// gradient and the pre-deltas.
 #pragma once
 #include <cstdint>
 
@@ -10,60 +11,6 @@
 
 namespace hm2bp {
 namespace cuda {
-
-constexpr int kRowsPerWarp = 4;    // rows a warp sums together (independent loads in flight)
-constexpr int kTileThreads = 256;  // threads of the tiled kernels (8 warps)
-
-// current[row, o] = sum_i W[o, i] s_in[row, i] over rows (b, t), i ascending (bit-identical to
-// the CPU). Grid: x = column tile of 32 outputs, y = a range of rows_per_block rows. Dynamic
-// shared memory: chunk_rows x 32 Reals; wt is W^T (n_in, n_out).
-template <class Real>
-__global__ void __launch_bounds__(kTileThreads) current_kernel(const uint32_t* step_mask, int step_words,
-                                                              size_t rows, size_t rows_per_block,
-                                                              const Real* wt, int n_in, int n_out,
-                                                              int chunk_rows, Real* current)
-{
-    extern __shared__ __align__(16) unsigned char smem_raw[];
-    Real* tile = reinterpret_cast<Real*>(smem_raw);
-    int lane, warp, nwarps, o0, o;
-    tile_thread(lane, warp, nwarps, o0, o);
-    const size_t row_begin = blockIdx.y * rows_per_block;
-    const size_t row_end = row_begin + rows_per_block < rows ? row_begin + rows_per_block : rows;
-    const int n_chunks = (n_in + chunk_rows - 1) / chunk_rows;
-    const int chunk_words = chunk_rows / 32;
-
-    if (n_chunks == 1) {
-        load_tile(tile, wt, n_out, 0, n_in, o0, n_out);
-        __syncthreads();
-    }
-    for (size_t group = row_begin; group < row_end; group += static_cast<size_t>(nwarps) * kRowsPerWarp) {
-        const size_t first = group + static_cast<size_t>(warp) * kRowsPerWarp;
-        Real acc[kRowsPerWarp];
-#pragma unroll
-        for (int r = 0; r < kRowsPerWarp; ++r) acc[r] = Real(0);
-        for (int c = 0; c < n_chunks; ++c) {
-            const int d0 = c * chunk_rows;
-            if (n_chunks > 1) {
-                __syncthreads();
-                load_tile(tile, wt, n_out, d0, min(chunk_rows, n_in - d0), o0, n_out);
-                __syncthreads();
-            }
-            const int w0 = c * chunk_words;
-            const int n_words = min(chunk_words, step_words - w0);
-            uint32_t mine[kRowsPerWarp];
-#pragma unroll
-            for (int r = 0; r < kRowsPerWarp; ++r)
-                mine[r] = (first + r < row_end && lane < n_words) ? step_mask[(first + r) * step_words + w0 + lane] : 0u;
-#pragma unroll
-            for (int r = 0; r < kRowsPerWarp; ++r) add_masked_rows(mine[r], tile, lane, acc[r]);
-        }
-        if (o < n_out) {
-#pragma unroll
-            for (int r = 0; r < kRowsPerWarp; ++r)
-                if (first + r < row_end) current[(first + r) * n_out + o] = acc[r];
-        }
-    }
-}
 
 template <class Real>
 struct SpspRowsArgs {
