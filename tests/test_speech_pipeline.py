@@ -16,7 +16,7 @@ from hm2bp.data.speech import read_speech
 from hm2bp.interop.authors import (WeightFileError, read_speech_weights, read_weight_files,
                                    write_weight_files)
 from hm2bp.model.layers import Dense, Reservoir
-from hm2bp.reservoir import generate
+from hm2bp.model.reservoir import generate
 from hm2bp.train.trainer import Trainer
 
 from test_spoken_letters import needs_speech_tools

@@ -20,6 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..model.bsa import encode_bsa
+from .datasets import N_CLASSES, SPEECH_SENSOR, DatasetError, EventDataset
+from .progress import LoadProgress
+
 __all__ = ["SPEECH_CHANNELS", "SPEECH_CLASSES", "SpeechFileError", "encode_split", "load_speech",
            "read_speech", "speech_files", "spike_codes"]
 
@@ -28,7 +32,7 @@ SPEECH_CLASSES = N_CLASSES["spoken-letters"]  # the letters A..Z
 STEP_ANALOG = 10      # BSA holds each frame for 10 steps: spike times 1..10 * frames
 
 
-class SpeechFileError(ValueError):
+class SpeechFileError(DatasetError):
     """A .dat file or a speech folder is malformed; the message names it and what is wrong."""
 
 
