@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from hm2bp.data import DatasetError
 from hm2bp.data.speech import SpeechFileError, read_speech, speech_files, spike_codes
 
 
@@ -128,7 +129,7 @@ def test_folder_layout_sorted_complete_labels_from_folders(tmp_path):
 def test_bad_folders_are_refused(tmp_path, make, message):
     split = tmp_path / "train"
     make(split)
-    with pytest.raises(SpeechFileError, match=message):
+    with pytest.raises(DatasetError, match=message):
         speech_files(split)
 
 

@@ -15,7 +15,7 @@ import numpy as np
 
 __all__ = ["DATASETS", "N_CLASSES", "NMNIST_INPUTS", "NMNIST_SENSOR", "NMNIST_SIZE", "NMNIST_STEP_US",
            "SPEECH_SENSOR", "SPLITS", "DatasetError", "EventDataset", "ImageDataset", "check_choice", "check_classes",
-           "check_regular", "stratified_sample"]
+           "check_regular", "label_folders", "stratified_sample"]
 
 DATASETS = ("mnist", "fashion-mnist", "emnist-balanced", "nmnist", "mnist-mini", "spoken-letters")
 SPLITS = ("train", "test")
@@ -47,6 +47,23 @@ def check_regular(path: Path) -> None:
     """Refuse what is not a regular file: a FIFO or device would block or never end the read."""
     if not stat.S_ISREG(path.stat().st_mode):
         raise DatasetError(f"{path}: not a regular file; dataset files must be plain files")
+
+
+def label_folders(split_dir: Path, n_classes: int, source: str) -> list[tuple[int, Path]]:
+    """(label, folder) of the label folders 0 .. n_classes-1 of a split folder, by name. Hidden
+    entries and loose files (a README, an archive) are not samples and are skipped; any other
+    folder is refused ("05" or "26" must not become a class). source names where the folders
+    come from, for the message."""
+    names = [str(k) for k in range(n_classes)]
+    out = []
+    for folder in sorted(split_dir.iterdir()):
+        if folder.name.startswith(".") or not folder.is_dir():
+            continue
+        if folder.name not in names:
+            raise DatasetError(f"{folder}: unexpected folder {folder.name!r}; expected only the "
+                               f"label folders 0 ... {n_classes - 1} {source}")
+        out.append((int(folder.name), folder))
+    return out
 
 
 def _take(n: int, indices: object) -> np.ndarray:

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..model.bsa import encode_bsa
-from .datasets import N_CLASSES, SPEECH_SENSOR, DatasetError, EventDataset
+from .datasets import N_CLASSES, SPEECH_SENSOR, DatasetError, EventDataset, label_folders
 from .progress import LoadProgress
 
 __all__ = ["SPEECH_CHANNELS", "SPEECH_CLASSES", "SpeechFileError", "encode_split", "load_speech",
@@ -103,15 +103,8 @@ def speech_files(split_dir: str | os.PathLike[str],
     if not split_dir.is_dir():
         raise SpeechFileError(f"{split_dir}: no such folder (expected label folders 0 ... "
                               f"{n_classes - 1} holding .dat files)")
-    names = [str(k) for k in range(n_classes)]
     files: list[tuple[int, Path]] = []
-    for label_dir in sorted(split_dir.iterdir()):
-        if label_dir.name.startswith(".") or not label_dir.is_dir():
-            continue
-        if label_dir.name not in names:  # "05" or "26" must not become a class
-            raise SpeechFileError(f"{label_dir}: unexpected folder {label_dir.name!r}; expected only "
-                                  f"the label folders 0 ... {n_classes - 1}")
-        label = int(label_dir.name)
+    for label, label_dir in label_folders(split_dir, n_classes, "holding .dat files"):
         for root, dirs, names_here in os.walk(label_dir):
             dirs[:] = sorted(d for d in dirs if not d.startswith("."))
             for name in sorted(names_here):
