@@ -11,11 +11,11 @@
 #include <limits>
 #include <stdexcept>
 
-#include "model/engine.hpp"
-#include "py_arrays.hpp"
 #include "hm2bp/bsa.hpp"
 #include "hm2bp/encoding.hpp"
 #include "hm2bp/optimizer.hpp"
+#include "model/engine.hpp"
+#include "py_arrays.hpp"
 
 #ifdef HM2BP_WITH_CUDA
 #include "cuda/cuda_engine.hpp"

@@ -15,11 +15,11 @@
 #include <variant>
 #include <vector>
 
-#include "../model/engine.hpp"
 #include "../hm2bp/bsa.hpp"
 #include "../hm2bp/encoding.hpp"
 #include "../hm2bp/loss.hpp"
 #include "../hm2bp/spsp.hpp"
+#include "../model/engine.hpp"
 #include "conv2d.hpp"
 #include "dense.hpp"
 #include "optimizer_step.hpp"

@@ -5,6 +5,7 @@
 // Fixed: the engine's backward pass stops above this layer (is_fixed), so it has no backward.
 #pragma once
 #include <algorithm>
+#include <cstring>
 #include <vector>
 
 #include "../hm2bp/neuron.hpp"
@@ -74,22 +75,28 @@ private:
         for (int o = 0; o < n; ++o) current[o] += row[o];
     }
 
+    // The neurons advance a vector at a time (the last one partly used: its other lanes get no
+    // current and are masked out); the current of step t is summed into a padded buffer.
     template <bool PowerOfTwoTaus>
     void scan(const SampleContext<Real>& ctx, const SpikeTrain& input, Population<Real>& pop,
               Scratch<Real>& scratch) const
     {
+        using Vec = typename Simd<Real>::Vec;
+        using Int = typename Simd<Real>::Int;
+        constexpr int lanes = Simd<Real>::lanes;
         const int T = ctx.T;
         const LifParams<Real> p = ctx.lif(vth, LayerKind::Reservoir);
         const int words = SpikeTrain::mask_words(n);
+        const int n_vec = (n + lanes - 1) / lanes;
+        const uint64_t last_lanes = n % lanes == 0 ? ~uint64_t(0) : (uint64_t(1) << (n % lanes)) - 1;
         pop.fired_masks.assign(static_cast<size_t>(T) * words, 0);
         // the LIF state and the current in the scan state's buffers (reused sample after sample)
         ScanState<Real>& s = scratch.scans.empty() ? scratch.scans.emplace_back() : scratch.scans[0];
-        s.v.assign(n, Real(0));
-        s.ep.assign(n, Real(0));
-        s.current.resize(n);
-        std::vector<int> ref(n, 0), fired, fired_before;
-        Real* v = s.v.data();
-        Real* ep = s.ep.data();
+        s.v.assign(static_cast<size_t>(n_vec) * lanes, Real(0));
+        s.ep.assign(static_cast<size_t>(n_vec) * lanes, Real(0));
+        s.current.assign(static_cast<size_t>(n_vec) * lanes, Real(0));
+        s.ref.assign(n_vec, Int{});
+        std::vector<int> fired, fired_before;
         Real* current = s.current.data();
         // t = 0: the state decays from 0 (stays 0) and never fires
         for (int t = 1; t < T; ++t) {
@@ -98,11 +105,19 @@ private:
                 add_row(w_in.data() + static_cast<size_t>(input.step_ids[k]) * n, n, current);
             for (int l : fired_before) add_row(w_rec.data() + static_cast<size_t>(l) * n, n, current);
             fired.clear();
-            for (int o = 0; o < n; ++o) {
-                lif_decay<PowerOfTwoTaus>(v[o], ep[o], p);
-                if (lif_integrate<PowerOfTwoTaus>(v[o], ep[o], ref[o], current[o], p)) {
+            uint64_t* mask = pop.fired_masks.data() + static_cast<size_t>(t) * words;
+            for (int q = 0; q < n_vec; ++q) {
+                const size_t k0 = static_cast<size_t>(q) * lanes;
+                Vec v = load_vec(s.v.data() + k0), ep = load_vec(s.ep.data() + k0);
+                lif_decay<PowerOfTwoTaus>(v, ep, p);
+                uint64_t bits = lane_bits(lif_integrate<PowerOfTwoTaus>(v, ep, s.ref[q], load_vec(current + k0), p));
+                std::memcpy(s.v.data() + k0, &v, sizeof v);
+                std::memcpy(s.ep.data() + k0, &ep, sizeof ep);
+                if (q == n_vec - 1) bits &= last_lanes;
+                for (; bits; bits &= bits - 1) {
+                    const int o = static_cast<int>(k0) + __builtin_ctzll(bits);
                     fired.push_back(o);
-                    pop.fired_masks[static_cast<size_t>(t) * words + o / 64] |= uint64_t(1) << (o % 64);
+                    mask[o / 64] |= uint64_t(1) << (o % 64);
                 }
             }
             fired.swap(fired_before);

@@ -5,8 +5,8 @@
 #include <cstdint>
 #include <vector>
 
-#include "../model/engine.hpp"
 #include "../hm2bp/optimizer.hpp"
+#include "../model/engine.hpp"
 #include "simd.hpp"
 #include "threading.hpp"
 

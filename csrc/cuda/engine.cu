@@ -57,13 +57,13 @@
 #include <string>
 #include <vector>
 
-#include "../model/engine.hpp"
 #include "../hm2bp/encoding.hpp"
 #include "../hm2bp/geometry.hpp"
 #include "../hm2bp/loss.hpp"
 #include "../hm2bp/neuron.hpp"
 #include "../hm2bp/optimizer.hpp"
 #include "../hm2bp/spsp.hpp"
+#include "../model/engine.hpp"
 #include "conv2d.cuh"
 #include "cuda_engine.hpp"
 #include "dense_current.cuh"

@@ -8,7 +8,7 @@ from .. import _core
 from . import limits
 from .arrays import as_host_array
 from .hyper import check_whole
-from .network import default_threads
+from .network import check_analog, default_threads
 
 __all__ = ["encode_bsa"]
 
@@ -21,16 +21,11 @@ def encode_bsa(analog: np.ndarray, T: int, threads: int | None = None) -> np.nda
     dropped. Deterministic: the same samples give the same spikes on every backend.
     """
     values = as_host_array(analog, "analog")
-    if values.ndim not in (2, 3) or min(values.shape, default=0) < 1:
+    if values.ndim not in (2, 3):
         raise ValueError(f"analog must have shape (channels, frames) or (batch, channels, frames), got {values.shape}")
-    if not (np.issubdtype(values.dtype, np.integer) or np.issubdtype(values.dtype, np.floating)):
-        raise TypeError(f"analog must be a real array, got dtype {values.dtype}")
-    values = np.ascontiguousarray(values, dtype=np.float64)
-    if not np.isfinite(values).all():
-        raise ValueError("analog must be finite (no NaN or inf)")
+    batch = check_analog(values if values.ndim == 3 else values[None])
     T = check_whole("T", T, 1)
     threads = default_threads() if threads is None else check_whole("threads", threads, 1, limits.MAX_THREADS)
-    batch = values if values.ndim == 3 else values[None]
     limits.check_sizes([batch.shape[1]], batch.shape[0], T)
     out = _core.encode_bsa(batch, T, threads)
     return out if values.ndim == 3 else out[0]

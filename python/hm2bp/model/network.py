@@ -62,6 +62,21 @@ def check_images(images: Array, n_in: int | None = None) -> Array:
     return np.ascontiguousarray(images)
 
 
+def check_analog(analog: Array, n_in: int | None = None) -> Array:
+    """Analog channels (B, C, frames) with B, C, frames >= 1 (C = n_in when given), real and
+    finite -> contiguous float64 (the BSA encoder's input)."""
+    values = as_host_array(analog, "analog")
+    channels = "C" if n_in is None else str(n_in)
+    if values.ndim != 3 or min(values.shape) < 1 or (n_in is not None and values.shape[1] != n_in):
+        raise ValueError(f"analog must have shape (B, {channels}, frames) with B, frames >= 1, got {values.shape}")
+    if not (np.issubdtype(values.dtype, np.integer) or np.issubdtype(values.dtype, np.floating)):
+        raise TypeError(f"analog must be a real array, got dtype {values.dtype}")
+    values = np.ascontiguousarray(values, dtype=np.float64)
+    if not np.isfinite(values).all():
+        raise ValueError("analog must be finite (no NaN or inf)")
+    return values
+
+
 def check_sample_index(sample_index: int | Sequence[int] | Array, batch: int) -> Array:
     index = as_host_array(sample_index, "sample_index")
     if index.ndim == 0:
@@ -416,15 +431,7 @@ class Network:
 
     def _run_analog(self, mode: str, analog: Array, labels: Array | None, lr: float, T: int,
                     sample_weights: Array | None, reduce: str = "mean") -> dict:
-        values = as_host_array(analog, "analog")
-        if values.ndim != 3 or values.shape[0] < 1 or values.shape[1] != self.layers[0] or values.shape[2] < 1:
-            raise ValueError(f"analog must have shape (B, {self.layers[0]}, frames) with B, frames >= 1, "
-                             f"got {values.shape}")
-        if not (np.issubdtype(values.dtype, np.integer) or np.issubdtype(values.dtype, np.floating)):
-            raise TypeError(f"analog must be a real array, got dtype {values.dtype}")
-        values = np.ascontiguousarray(values, dtype=np.float64)
-        if not np.isfinite(values).all():
-            raise ValueError("analog must be finite (no NaN or inf)")
+        values = check_analog(analog, self.layers[0])
         B = values.shape[0]
         T = _check_T(T)
         limits.check_sizes(self.layers, B, T, self.t_ref)
