@@ -60,9 +60,12 @@ public:
             int x_lo, x_hi;
             split_range(D, parts, part, 1, x_lo, x_hi);
             const int lo = x_lo * E * padded;
+            // a local copy: the vector stores below (memcpy) could alias the member, which the
+            // compiler would then reload at every position
+            const ConvGeometry g = geo;
             auto add_current = [&](int t, Real* current) {
                 for (int k = input.step_start[t]; k < input.step_start[t + 1]; ++k)
-                    geo.for_each_position(input.step_ids[k], x_lo, x_hi, [&](int x, int y, int r) {
+                    g.for_each_position(input.step_ids[k], x_lo, x_hi, [&](int x, int y, int r) {
                         const Real* column = wt + static_cast<size_t>(r) * O;
                         Real* dst = current + (static_cast<size_t>(x * E + y) * padded - lo);
                         for (int o = 0; o < padded; o += lanes) {
