@@ -55,7 +55,7 @@ def rank_main(argv: list[str]) -> None:
     import hm2bp
     from hm2bp.cli import distributed
     from hm2bp.config import preset
-    from hm2bp.train.sources import ImageSource
+    from hm2bp.train.sources import ImageSource, LearningStep
 
     p = argparse.ArgumentParser()
     for flag in ("--batch", "--samples", "--repeats", "--threads"):
@@ -70,6 +70,7 @@ def rank_main(argv: list[str]) -> None:
     digits = load_mnist("train", args.data_dir)
     digits = digits.subset(np.arange(args.samples))
     source = distributed.DistributedSource(ImageSource(digits, cfg.T, SEED), dp, len(cfg.layers) - 1)
+    step = LearningStep(net, cfg.lr)
     initial = net.get_state()
     batches = [np.arange(k, k + args.batch) for k in range(0, args.samples - args.batch + 1, args.batch)]
 
@@ -78,7 +79,7 @@ def rank_main(argv: list[str]) -> None:
         comm.comm.Barrier()
         engine0, reduce0, t0 = source.engine_seconds, dp.reduce_seconds, time.perf_counter()
         for idx in batches:
-            source.train(net, idx, cfg.lr, 0, None)
+            source.train(step, idx, 0, None)
         return time.perf_counter() - t0, source.engine_seconds - engine0, dp.reduce_seconds - reduce0
 
     one_pass()  # warm-up

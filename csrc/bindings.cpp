@@ -8,7 +8,9 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <exception>
 #include <limits>
+#include <new>
 #include <stdexcept>
 
 #include "hm2bp/bsa.hpp"
@@ -85,6 +87,11 @@ public:
     int64_t step() const { return engine_->step(); }
     void set_step(int64_t s) { engine_->set_step(s); }
     std::string device() const { return engine_->device(); }
+    py::object weights_finite() const
+    {
+        const std::optional<bool> finite = engine_->weights_finite();
+        return finite ? py::object(py::bool_(*finite)) : py::object(py::none());
+    }
 
     py::dict run_dense(const U8Array& spikes, const std::string& mode, const py::object& labels,
                        const py::object& weights, double lr, bool want_spikes, const std::string& reduce)
@@ -384,6 +391,18 @@ PYBIND11_MODULE(_core, m)
 {
     m.doc() = "hm2bp compiled engine (CPU, and CUDA when built with it)";
 
+    // An allocation the engine cannot make (a network, T or batch too large for the memory
+    // left) is a MemoryError that says so, instead of pybind11's bare "std::bad_alloc".
+    py::register_exception_translator([](std::exception_ptr p) {
+        try {
+            if (p) std::rethrow_exception(p);
+        } catch (const std::bad_alloc&) {
+            PyErr_SetString(PyExc_MemoryError,
+                            "the engine could not allocate memory (std::bad_alloc): the network, T "
+                            "or batch needs more memory than this process may use; use a smaller one");
+        }
+    });
+
     py::enum_<LayerKind>(m, "LayerKind")
         .value("Dense", LayerKind::Dense)
         .value("Conv2d", LayerKind::Conv2d)
@@ -441,6 +460,7 @@ PYBIND11_MODULE(_core, m)
         .def("get_param", &PyEngine::get_param)
         .def_property("step", &PyEngine::step, &PyEngine::set_step)
         .def_property_readonly("device", &PyEngine::device)
+        .def("weights_finite", &PyEngine::weights_finite)
         .def("run_dense", &PyEngine::run_dense, py::arg("spikes"), py::arg("mode"), py::arg("labels"),
              py::arg("sample_weights"), py::arg("lr"), py::arg("want_spikes"), py::arg("reduce") = "mean")
         .def("run_dense_device", &PyEngine::run_dense_device, py::arg("pointer"), py::arg("batch"), py::arg("T"),

@@ -8,7 +8,9 @@ import pytest
 
 import hm2bp
 from hm2bp import _core, hyper
-from hm2bp.layers import Conv2d, Dense, Pool2d, build_spec, param_shapes
+from hm2bp.layers import Conv2d, Dense, Pool2d, output_shape, param_shapes, stack_shapes
+from hm2bp.model.description import describe
+from hm2bp.model.network import _engine_spec
 from helpers import random_case
 
 
@@ -114,14 +116,33 @@ def test_mnist_cnn_shapes_and_parameter_layout():
     # SPEC_CNN 0: 28x28-15C5-P2-40C5-P2-300-10, 210375 trainable weights
     layers = [Conv2d(15, 5, vth=5.0, init_w=0.5), Pool2d(2, vth=2.0), Conv2d(40, 5, vth=12.0, init_w=0.5),
               Pool2d(2, vth=4.0), Dense(300, vth=10.0), Dense(10, vth=10.0)]
-    spec, shapes = build_spec((1, 28, 28), layers)
+    shapes = stack_shapes((1, 28, 28), layers)
     assert shapes == [(1, 28, 28), (15, 24, 24), (15, 12, 12), (40, 8, 8), (40, 4, 4), (300, 1, 1), (10, 1, 1)]
-    blocks = param_shapes(spec)
+    blocks = param_shapes(layers, shapes)
     assert blocks == [(15, 1, 5, 5), (40, 15, 5, 5), (300, 640), (10, 300)]
     assert sum(int(np.prod(b)) for b in blocks) == 210375
     # pooling with stride != size, and padding
-    _, shapes = build_spec((2, 9, 9), [Conv2d(3, 3, 1.0, padding=1), Pool2d(3, 1.0, stride=2), Dense(4, 1.0)])
+    shapes = stack_shapes((2, 9, 9), [Conv2d(3, 3, 1.0, padding=1), Pool2d(3, 1.0, stride=2), Dense(4, 1.0)])
     assert shapes[1:3] == [(3, 9, 9), (3, 5, 5)]
+
+
+@pytest.mark.parametrize("shape, layer", [
+    ((1, 28, 28), Conv2d(15, 5, 1.0)), ((3, 9, 7), Conv2d(2, 3, 1.0, padding=1)), ((2, 5, 6), Conv2d(1, 5, 1.0, padding=2)),
+    ((15, 24, 24), Pool2d(2, 1.0)), ((3, 9, 9), Pool2d(3, 1.0, stride=2)), ((2, 7, 5), Pool2d(2, 1.0, stride=3)),
+    ((4, 3, 3), Pool2d(3, 1.0, stride=1)), ((40, 4, 4), Dense(300, 1.0)),
+])
+def test_the_python_shapes_are_the_engines(shape, layer):
+    """layers.output_shape and param_shapes (what the NumPy reference runs on, written from
+    SPEC_CNN 1-2) against the engine's own shape inference and parameter layout."""
+    stack = [layer] + ([] if isinstance(layer, Dense) else [Dense(2, 1.0)])
+    description = describe(stack, input_shape=shape)
+    spec = _engine_spec(description, threads=1)
+    engine_shapes = [shape]
+    for entry in spec.layers:
+        engine_shapes.append(tuple(_core.output_shape(_core.Shape(*engine_shapes[-1]), entry)))
+    assert output_shape(shape, layer) == engine_shapes[1]
+    assert list(description.shapes) == engine_shapes
+    assert description.param_shapes == [tuple(s) for s in _core.param_shapes(spec)]
 
 
 def test_cnn_parameter_blocks_skip_pooling_layers():
@@ -139,7 +160,7 @@ def test_cnn_parameter_blocks_skip_pooling_layers():
 ])
 def test_layer_stacks_are_validated(input_shape, layers, match):
     with pytest.raises((ValueError, TypeError), match=match):
-        build_spec(input_shape, layers)
+        stack_shapes(input_shape, layers)
 
 
 @pytest.mark.parametrize("make, match", [
@@ -163,12 +184,28 @@ def test_network_form_arguments_are_checked():
 # -- hyperparameter schema ----------------------------------------------------------------------
 
 def test_schema_defaults_are_the_engines_and_the_papers():
-    engine = _core.hyper_defaults()
-    for name, value in hyper.DEFAULTS.items():
-        assert value == (("adam" if engine["adam"] else "sgd") if name == "optimizer" else engine[name])
+    # hm2bp.hyper declares the defaults from the specs, the engine's Hyper struct its own
+    engine = {("optimizer" if k == "adam" else k): (("adam" if v else "sgd") if k == "adam" else v)
+              for k, v in _core.hyper_defaults().items() if k != "threads"}
+    assert engine == hyper.DEFAULTS
     assert hyper.DEFAULTS == {**hyper.DEFAULTS, "tau_m": 64.0, "tau_s": 8.0, "t_ref": 2, "lateral_inhibition": 1.0,
                               "desired": 35, "undesired": 5, "margin": 5, "reg_lambda": 10.0, "reg_beta": 0.04,
                               "weight_limit": 8.0, "optimizer": "adam"}
+
+
+def test_the_reference_takes_the_same_defaults_as_the_engine():
+    """The reference's defaults come from hm2bp.hyper (written from the specs), not from the
+    engine; both networks must still start from the same hyperparameters."""
+    import inspect
+
+    from hm2bp import reference as ref
+
+    engine = hm2bp.Network([6, 4, 3], vth=[1.0, 1.0])
+    oracle = ref.Network([6, 4, 3], vth=[1.0, 1.0])
+    params = inspect.signature(ref.Network).parameters
+    for name in hyper.HYPERPARAMETERS:
+        assert getattr(oracle, name) == getattr(engine, name) == params[name].default, name
+    assert inspect.signature(ref.Network) == inspect.signature(hm2bp.Network)
 
 
 def test_schema_checks():

@@ -200,7 +200,8 @@ def test_nmnist_binning_hand_built(data, tmp_path):
     folder.mkdir(parents=True)
     (folder / "00001.bin").write_bytes(event_bytes(events))
     (tmp_path / "Train" / "7").mkdir()
-    (tmp_path / "Train" / "7" / "00002.bin").write_bytes(b"")  # a sample without events
+    # a sample without spikes (its only event lies beyond any T; a 0-byte file is refused)
+    (tmp_path / "Train" / "7" / "00002.bin").write_bytes(event_bytes([(5, 5, 0, 2**23 - 1)]))
     ds = data.load("nmnist", "train", data_dir=tmp_path, nmnist_recipe="raw")
     assert ds.labels.tolist() == [3, 7]
     spikes = ds.batch_spikes([0, 1], T=540)
@@ -469,9 +470,10 @@ def test_nmnist_label_folders_are_exactly_0_to_9(data, tmp_path, folder):
     assert len(data.load("nmnist", "train", data_dir=root)) == 10
 
 
-def test_nmnist_all_empty_samples(data, tmp_path):
+def test_nmnist_empty_samples_are_refused(data, tmp_path):
+    """A 0-byte recording is damage (issue 25), refused naming the file."""
     root = _nmnist_tree(tmp_path, events=())
-    with pytest.raises(data.DatasetError, match="all 10 .* empty"):
+    with pytest.raises(data.DatasetError, match=r"00001.bin: the file is empty \(0 bytes\)"):
         data.load("nmnist", "train", data_dir=root)
 
 

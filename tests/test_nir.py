@@ -23,8 +23,7 @@ def _spikes(seed: int, B: int, T: int, n: int, rate: float = 0.15) -> np.ndarray
 
 def _same_network(a: hm2bp.Network, b: hm2bp.Network, spikes: np.ndarray) -> None:
     assert a.layer_specs == b.layer_specs and a.input_shape == b.input_shape
-    for name in ("tau_m", "tau_s", "t_ref", "lateral_inhibition"):
-        assert getattr(a, name) == getattr(b, name), name
+    assert a.description.hyperparameters == b.description.hyperparameters
     for wa, wb in zip(a.get_weights(), b.get_weights(), strict=True):
         assert np.array_equal(wa, wb)
     ra, rb = a.infer(spikes), b.infer(spikes)
@@ -38,6 +37,17 @@ def test_dense_round_trip_through_a_file_is_exact(tmp_path, w0):
     hnir.write(tmp_path / "net.nir", net, dt=1e-4)
     back = hnir.read(tmp_path / "net.nir", dtype="float64")
     _same_network(net, back, _spikes(1, 3, 80, 30))
+
+
+def test_every_hyperparameter_survives_a_round_trip(tmp_path):
+    # those NIR has no field for (targets, optimizer, regularization) travel in the metadata
+    net = hm2bp.Network([12, 6, 4], vth=[2.0, 3.0], desired=20, undesired=3, margin=2, effect_ratio=False,
+                        optimizer="sgd", reg_lambda=0.5, reg_beta=0.01, weight_limit=4.0, momentum=0.8,
+                        b1=0.8, b2=0.99, eps=1e-6, t_ref=1, lateral_inhibition=0.5)
+    hnir.write(tmp_path / "net.nir", net)
+    back = hnir.read(tmp_path / "net.nir")
+    assert back.description.hyperparameters == net.description.hyperparameters
+    assert hnir.from_nir(hnir.to_nir(net), desired=25).desired == 25  # arguments win
 
 
 def test_cnn_round_trip_is_exact_and_every_node_has_shapes(tmp_path):

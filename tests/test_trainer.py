@@ -13,7 +13,7 @@ from hm2bp.config import ConfigError, preset
 from hm2bp.train.checkpoint import load_checkpoint
 from hm2bp.train.runstate import CheckpointError
 from hm2bp.train.schedule import boost_weights, learning_rate
-from hm2bp.train.sources import EncodedImageSource, EventSource, ImageSource, make_source
+from hm2bp.train.sources import EncodedImageSource, EventSource, ImageSource, LearningStep, make_source
 from hm2bp.train.trainer import Trainer
 
 METRIC_KEYS = {"epoch", "train_loss", "train_accuracy", "test_accuracy", "best_test_accuracy",
@@ -184,7 +184,7 @@ def test_event_source_feeds_train_step():
     ds, net = FakeEvents(6), Net()
     src = make_source(ds, net, T=5, seed=0)
     assert isinstance(src, EventSource)
-    src.train(net, np.array([4, 2]), 0.1, 0, None)
+    src.train(LearningStep(net, 0.1), np.array([4, 2]), 0, None)
     assert seen == [((2, 5, 2312), [4, 2], [4, 2])]
     assert src.infer(net, np.arange(3))["predictions"].shape == (3,)
 
@@ -197,8 +197,8 @@ def test_encoded_source_equals_image_fast_path():
     slow = make_source(ds, b, T=60, seed=9, encode=reference.encode_poisson)
     assert type(fast) is ImageSource and type(slow) is EncodedImageSource
     idx = np.array([3, 0, 2])
-    out_a = fast.train(a, idx, 0.01, 0, np.ones(3))
-    out_b = slow.train(b, idx, 0.01, 0, np.ones(3))
+    out_a = fast.train(LearningStep(a, 0.01), idx, 0, np.ones(3))
+    out_b = slow.train(LearningStep(b, 0.01), idx, 0, np.ones(3))
     np.testing.assert_array_equal(out_a["counts"], out_b["counts"])
     for wa, wb in zip(a.get_weights(), b.get_weights()):
         np.testing.assert_array_equal(wa, wb)
@@ -303,8 +303,9 @@ def test_ctrl_c_in_first_epoch_keeps_initial_state(tmp_path):
 
 def test_checkpoint_files(tmp_path):
     fake_trainer(tmp_path, epochs=1).fit()
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".lock", "best.npz", "checkpoint.npz",
-                                                          "metrics.csv", "metrics.jsonl"]  # no temporaries
+    # no temporaries, and the .lock deleted at the end
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.npz", "checkpoint.npz", "metrics.csv",
+                                                          "metrics.jsonl"]
     with np.load(tmp_path / "checkpoint.npz", allow_pickle=False) as f:
         assert {"net.weights_0", "net.step", "sample_weights", "epoch", "__meta__"} <= set(f.files)
         meta = json.loads(f["__meta__"].tobytes())

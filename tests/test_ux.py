@@ -262,6 +262,10 @@ def test_print_config_round_trips_files_and_flags(tmp_path, capsys):
     assert train_main(args + ["--print-config"]) == 0
     printed = tmp_path / "printed.toml"
     printed.write_text(capsys.readouterr().out)
+    text = printed.read_text()
+    network = text[text.index("[network]"):text.index("[[network.layer]]")].splitlines()
+    assert not [line for line in network if line.startswith(("layers =", "vth ="))], \
+        "a layer stack derives layers and vth: they are not printed beside the [[network.layer]] tables"
     want = build_config(None, source, epochs=7, val_split=0.05, seed=3, threads=2, train_size=100)
     assert build_config(config_file=printed) == want
     assert want.layer[1] == {"type": "dense", "n": 10, "vth": 8} and want.data_dir == '/d/a "b"'

@@ -9,6 +9,8 @@
 // (forward, traces and S-PSP rows) or its active inputs (gradient rows, pre-deltas) among the
 // threads.
 #include <algorithm>
+#include <cmath>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
@@ -200,6 +202,20 @@ public:
         }
         refresh_column_sums();
         step_from_workers(count, lr);
+    }
+
+    std::optional<bool> weights_finite() const override
+    {
+        // A non-finite weight makes its column sum non-finite (NaN, or inf from an overflow that
+        // is as fatal); after a step the sums are current, so this reads n_out values per layer.
+        for (const WeightMatrix<Real>* p : params_) {
+            if (!p) continue;
+            const Real* values = p->sums_valid ? p->row_sum.data() : p->wt.data();
+            const size_t n = p->sums_valid ? p->row_sum.size() : p->wt.size();
+            for (size_t k = 0; k < n; ++k)
+                if (!std::isfinite(values[k])) return false;
+        }
+        return true;
     }
 
 private:

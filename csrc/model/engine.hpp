@@ -7,6 +7,7 @@
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -79,6 +80,9 @@ public:
     virtual void set_fixed(int layer, const double* input, const double* recurrent) = 0;
     virtual void get_fixed(int layer, double* input, double* recurrent) const = 0;
     virtual std::string device() const = 0;
+    // Whether every weight is finite, when the engine can tell at almost no cost (the CPU engine
+    // from the column sums its optimizer step keeps anyway); nullopt: not tracked, ask get_param.
+    virtual std::optional<bool> weights_finite() const { return std::nullopt; }
 };
 
 std::unique_ptr<Engine> make_cpu_engine(const NetSpec& spec, bool float64);

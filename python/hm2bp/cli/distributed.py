@@ -35,6 +35,7 @@ import numpy as np
 
 from ..config import ConfigError, RunConfig
 from ..train import runstate
+from ..train.sources import LearningStep
 from ..train.trainer import Trainer
 
 __all__ = ["MODES", "Communicator", "DataParallel", "abort_on_error", "communicator", "follow",
@@ -170,23 +171,19 @@ class CollectiveSignalGuard(runstate.SignalGuard):
 
 
 class _GradientsOnly:
-    """The network as a source sees it on one rank: a training step computes the gradient
-    sums of the rank's share and keeps them; DataParallel adds them up and steps."""
+    """The learning step as a source sees it on one rank: a training step computes the gradient
+    sums of the rank's share and keeps them; DistributedSource adds them up and steps."""
 
     def __init__(self, net: Any):
         self.net = net
         self.gradients: list[np.ndarray] | None = None
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.net, name)
-
-    def train_step(self, spikes: np.ndarray, labels: np.ndarray, lr: float,
-                   sample_weights: np.ndarray | None = None) -> dict:
+    def train_step(self, spikes: np.ndarray, labels: np.ndarray, sample_weights: np.ndarray | None = None) -> dict:
         out = self.net.forward_backward(spikes, labels, sample_weights, reduce="sum")
         self.gradients = out["gradients"]
         return out
 
-    def train_step_images(self, images: np.ndarray, labels: np.ndarray, lr: float, *, T: int, seed: int,
+    def train_step_images(self, images: np.ndarray, labels: np.ndarray, *, T: int, seed: int,
                           sample_index: Any, epoch: int = 0, sample_weights: np.ndarray | None = None) -> dict:
         out = self.net.forward_backward_images(images, labels, T=T, seed=seed, sample_index=sample_index,
                                                epoch=epoch, sample_weights=sample_weights, reduce="sum")
@@ -210,18 +207,19 @@ class DistributedSource:
     def spikes(self, idx: np.ndarray) -> np.ndarray:
         return self.source.spikes(idx)
 
-    def train(self, net: Any, idx: np.ndarray, lr: float, epoch: int, weights: np.ndarray | None) -> dict:
+    def train(self, step: LearningStep, idx: np.ndarray, epoch: int, weights: np.ndarray | None) -> dict:
+        net = step.net
         share = self.dp.share(len(idx))
         if self._shapes is None:
             self._shapes = [np.shape(w) for w in net.get_weights()]
-        step = _GradientsOnly(net)
+        rank = _GradientsOnly(net)
         out = None
         if share.stop > share.start:  # a last batch smaller than R leaves some ranks idle
-            out = self.source.train(step, idx[share], lr, epoch, None if weights is None else weights[share])
-        grads = [np.zeros(s) for s in self._shapes] if out is None else step.gradients
+            out = self.source.train(rank, idx[share], epoch, None if weights is None else weights[share])
+        grads = [np.zeros(s) for s in self._shapes] if out is None else rank.gradients
         loss = np.array([0.0 if out is None else float(out["loss"]) * (share.stop - share.start)])
         total = self.dp.reduce([*grads, loss], out, share, len(idx), self.n_layers)
-        net.apply_gradients([t.reshape(s) for t, s in zip(total, self._shapes)], lr, len(idx))
+        net.apply_gradients([t.reshape(s) for t, s in zip(total, self._shapes)], step.lr, len(idx))
         return {"loss": float(total[len(grads)][0]) / len(idx), "predictions": total[-1],
                 "layer_spikes": total[-2]}
 

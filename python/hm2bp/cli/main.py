@@ -18,17 +18,18 @@ import traceback
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, NoReturn
 
 import numpy as np
 
+from .. import safe_io
 from ..config import BACKENDS, DTYPES, PRESETS, ConfigError, RunConfig, build_config
 from ..config.doc import to_toml
 from ..data import DatasetError, stratified_sample
 from ..interop import authors, nir
 from ..model.network import resolve_backend
 from ..train import runstate, validation
-from ..train.build import build_network, load_split
+from ..train.build import build_network, check_memory, load_split
 from ..train.checkpoint import load_checkpoint, restore_network
 from ..train.metrics_log import LOGGERS, TensorBoardError
 from ..train.runstate import CheckpointError, RunDirError
@@ -41,15 +42,78 @@ from .progress import DEFAULT_INTERVAL, Progress, ProgressLines
 __all__ = ["Progress", "eval_main", "train_main"]
 
 
+# Longest message line; a value a user handed us (a 100 MB string) is cut in the middle.
+_MAX_MESSAGE = 600
+
+
+def _one_line(message: Any) -> str:
+    text = " ".join(str(message).split("\n"))
+    if len(text) > _MAX_MESSAGE:
+        half = _MAX_MESSAGE // 2
+        text = f"{text[:half]} ... {text[-half:]}"
+    return text
+
+
 def _error(prog: str, message: Any) -> int:
-    print(f"{prog}: error: {message}", file=sys.stderr)
+    print(f"{prog}: error: {_one_line(message)}", file=sys.stderr)
     return 2
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     """Exceptions that mean bad input (or too little memory) rather than a bug."""
     return (ConfigError, CheckpointError, RunDirError, DivergenceError, DatasetError,
-            TensorBoardError, OSError, MemoryError)
+            TensorBoardError, OSError, MemoryError, safe_io.FileRefusedError)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with hm2bp's one-line errors (exit 2), the usage left to --help."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {_one_line(message)} (see {self.prog} --help)\n")
+
+
+def integer(text: str) -> int:
+    """argparse type of every integer option: an int of at most 64 bits (no option takes more,
+    and a longer one would overflow the first float it meets)."""
+    value = int(text)
+    if not -(2**63) <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"{safe_io.short(text, 40)} is out of range (at most 64-bit "
+                                         f"integers)")
+    return value
+
+
+# What each path argument is (by dest): read as a file, written (replaced atomically), or a
+# directory. _check_paths refuses special files for all of them before any work starts.
+_PATH_KINDS = {"config": "input", "authors_checkpoint": "input", "checkpoint": "run",
+               "export_authors_checkpoint": "output", "nir": "output", "data_dir": "directory",
+               "out": "directory", "resume": "directory"}
+
+
+def _check_paths(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Every path argument, checked before anything is read or computed: an input is a regular
+    file (a FIFO, device, directory or socket is refused at once, never opened for reading),
+    an output is absent or a regular file, a directory argument is not something else."""
+    for action in parser._actions:
+        value = getattr(args, action.dest, None)
+        kind = _PATH_KINDS.get(action.dest)
+        if value is None or kind is None or not os.path.lexists(value):
+            continue
+        if kind == "output":
+            safe_io.check_output(value, what=f"--{action.dest.replace('_', '-')} file")
+        elif kind == "directory":
+            if not os.path.isdir(value):
+                raise safe_io.FileRefusedError(f"{value}: not a directory ({action.metavar} of "
+                                               f"{'/'.join(action.option_strings)})")
+        elif not (kind == "run" and os.path.isdir(value)):
+            safe_io.open_regular(value, 1 << 62, what="input").close()
+
+
+def _integers(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    # every integer option, whoever declares it (sweep, distributed), parses as `integer`
+    for action in parser._actions:
+        if action.type is int:
+            action.type = integer
+    return parser
 
 
 @contextlib.contextmanager
@@ -66,9 +130,10 @@ def _one_line_warnings(prog: str) -> Iterator[None]:
 def _main(prog: str, parser: argparse.ArgumentParser, argv: Sequence[str] | None,
           body: Callable[[argparse.Namespace], int]) -> int:
     """Run a tool: every exception becomes one line and an exit code (see the module doc)."""
-    args = parser.parse_args(argv)
+    args = _integers(parser).parse_args(argv)
     try:
         with _one_line_warnings(prog), runstate.SignalGuard():
+            _check_paths(parser, args)
             return body(args)
     except BrokenPipeError:  # the reader went away (| head): stop quietly
         with contextlib.suppress(OSError):
@@ -82,14 +147,16 @@ def _main(prog: str, parser: argparse.ArgumentParser, argv: Sequence[str] | None
         if args.debug:
             traceback.print_exc()
         if isinstance(exc, _user_errors()):
-            return _error(prog, str(exc).replace("\n", " ") or type(exc).__name__)
-        print(f"{prog}: internal error: {type(exc).__name__}: {exc} (rerun with --debug for "
-              f"the traceback and report it)", file=sys.stderr)
+            return _error(prog, str(exc) or type(exc).__name__)
+        if isinstance(exc, RecursionError):  # only input nested thousands deep gets here
+            return _error(prog, "an input is nested too deeply (thousands of levels)")
+        print(f"{prog}: internal error: {type(exc).__name__}: {_one_line(exc)} (rerun with --debug "
+              f"for the traceback and report it)", file=sys.stderr)
         return 1
 
 
 def _train_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="hm2bp-train",
         description="Train an HM2-BP spiking network. Without arguments: the mnist-mini "
                     "preset on the bundled digits.",
@@ -179,9 +246,8 @@ def _default_out(config: RunConfig, config_file: str | None) -> Path:
 
 
 def _discard_unused(out: Path) -> None:
-    # A default directory whose run could not start holds only the lock file.
+    # A default directory whose run could not start is empty (the lock deleted itself).
     with contextlib.suppress(OSError):
-        (out / runstate.LOCK_FILE).unlink()
         out.rmdir()
         out.parent.rmdir()  # runs/ too, when nothing else is in it
 
@@ -281,7 +347,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _eval_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="hm2bp-eval",
+    p = _Parser(prog="hm2bp-eval",
                                 description="Evaluate a hm2bp-train checkpoint.")
     p.add_argument("checkpoint", metavar="CHECKPOINT_DIR_OR_NPZ", nargs="?",
                    help="run directory or checkpoint.npz")
@@ -359,6 +425,7 @@ def _eval(args: argparse.Namespace) -> int:
         config = build_config(args.preset, args.config, data_dir=args.data_dir, backend=args.backend,
                               threads=args.threads)
         backend = resolve_backend(config.backend)
+        check_memory(config)  # as hm2bp-train does, before the network is allocated
         try:
             if args.authors_checkpoint is not None:
                 net = authors.network_from_checkpoint(args.authors_checkpoint, config, backend, config.threads)
@@ -404,7 +471,7 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _export_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="hm2bp-export",
+    p = _Parser(prog="hm2bp-export",
                                 description="Export a hm2bp-train run's network (NIR: docs/interop.md).")
     p.add_argument("checkpoint", metavar="CHECKPOINT_DIR_OR_NPZ", help="run directory or checkpoint.npz")
     p.add_argument("--nir", metavar="FILE", required=True, help="write the network as a NIR graph (.nir, HDF5)")

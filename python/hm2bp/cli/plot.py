@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import safe_io
 from ..data.augment import AugmentConfig, augment, square_images
 from ..model.hyper import check_whole
 from ..model.layers import Reservoir
@@ -63,7 +64,8 @@ def save_figure(fig: Any, path: str | Path) -> Path:
         if fmt not in PLOT_FORMATS:
             raise ValueError(f"plot format must be one of {', '.join(PLOT_FORMATS)}, got {path.name!r}")
         with matplotlib.rc_context({"svg.fonttype": "none", "pdf.fonttype": 42}):
-            fig.savefig(path, format=fmt, dpi=PNG_DPI if fmt == "png" else "figure")
+            safe_io.atomic_write(path, lambda fh: fig.savefig(fh, format=fmt, dpi=PNG_DPI if fmt == "png"
+                                                              else "figure"), what="plot")
     finally:
         plt.close(fig)
     return path

@@ -16,6 +16,7 @@ import concurrent.futures
 import dataclasses
 import itertools
 import json
+import math
 import multiprocessing
 import re
 import signal
@@ -27,7 +28,9 @@ from typing import Any
 
 import numpy as np
 
+from .. import safe_io
 from ..config import ConfigError, RunConfig, build_config
+from ..config.files import MAX_CONFIG_BYTES
 from ..model.network import default_threads
 from ..train import runstate
 from ..train.trainer import Trainer
@@ -57,17 +60,23 @@ def requested(args: argparse.Namespace) -> bool:
     return args.seeds is not None or bool(args.sweep)
 
 
+# A sweep of more runs than this is a typo (0-99999999), not a plan.
+MAX_RUNS = 10_000
+
+
 def parse_seeds(text: str) -> list[int]:
     """'0-4' -> [0, 1, 2, 3, 4]; '0,3,7'; '1-3,9'."""
     seeds: list[int] = []
     for part in text.split(","):
-        m = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
+        m = re.fullmatch(r"\s*(\d{1,19})\s*(?:-\s*(\d{1,19})\s*)?", part)
         if m is None or (m.group(2) is not None and int(m.group(2)) < int(m.group(1))):
-            raise ConfigError(f"invalid --seeds {text!r}: expected seeds like 0-4 or 0,3,7")
-        lo = int(m.group(1))
-        seeds.extend(range(lo, int(m.group(2) or lo) + 1))
+            raise ConfigError(f"invalid --seeds {safe_io.short(text)}: expected seeds like 0-4 or 0,3,7")
+        lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
+        if hi - lo + 1 + len(seeds) > MAX_RUNS:  # checked before the list is made
+            raise ConfigError(f"invalid --seeds {safe_io.short(text)}: more than {MAX_RUNS} runs")
+        seeds.extend(range(lo, hi + 1))
     if len(set(seeds)) != len(seeds):
-        raise ConfigError(f"invalid --seeds {text!r}: a seed is given twice")
+        raise ConfigError(f"invalid --seeds {safe_io.short(text)}: a seed is given twice")
     return seeds
 
 
@@ -126,12 +135,16 @@ def parse_sweep(items: list[str]) -> dict[str, list[Any]]:
 
 def _sweep_file(path: str) -> dict[str, Any]:
     try:
-        with open(path, "rb") as fh:
-            return tomllib.load(fh)
+        return tomllib.loads(safe_io.read_text(path, MAX_CONFIG_BYTES, what="--sweep file", error=ConfigError))
     except FileNotFoundError:
-        raise ConfigError(f"invalid --sweep {path!r}: expected KEY=V1,V2,... or a TOML file (not found)") from None
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"--sweep {path}: not a readable TOML file ({exc})") from None
+        raise ConfigError(f"invalid --sweep {safe_io.short(path)}: expected KEY=V1,V2,... or a TOML file "
+                          f"(not found)") from None
+    except RecursionError:
+        raise ConfigError(f"--sweep {path}: not a sweep: arrays or tables nested too deeply") from None
+    except ConfigError:
+        raise
+    except (OSError, ValueError) as exc:  # tomllib's errors are ValueErrors
+        raise ConfigError(f"--sweep {path}: not a readable TOML file ({safe_io.short(str(exc), 200)})") from None
 
 
 def _label(setting: dict[str, Any]) -> str:
@@ -228,6 +241,9 @@ def _specs(args: argparse.Namespace, out: Path) -> tuple[list[dict], list[dict]]
         raise ConfigError("--seed and --seeds cannot be combined: list every seed in --seeds")
     seeds: list[int | None] = parse_seeds(args.seeds) if args.seeds is not None else [args.seed]
     base = _base_overrides(args)
+    runs = len(seeds) * math.prod(len(v) for v in grid.values())
+    if runs > MAX_RUNS:  # before the grid is expanded
+        raise ConfigError(f"--sweep and --seeds ask for {runs} runs, more than {MAX_RUNS}")
     settings = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
     specs, names = [], set()
     for setting in settings:

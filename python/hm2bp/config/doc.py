@@ -14,10 +14,10 @@ import re
 import sys
 from typing import Any
 
+from ..model.hyper import HYPERPARAMETERS
 from . import schema
 from .presets import PRESETS
 from .schema import FIELD_DOCS, SECTIONS, RunConfig
-from ..model.hyper import HYPERPARAMETERS
 
 __all__ = ["render_markdown", "to_toml", "toml_value"]
 
@@ -68,15 +68,17 @@ def _key(name: str) -> str:
 
 def to_toml(cfg: RunConfig) -> str:
     """The whole config as a grouped TOML file; build_config(config_file=it) gives cfg back.
-    Unset (None) keys are left out, which loads them as unset again (no preset sets one)."""
+    Unset (None) keys are left out, which loads them as unset again (no preset sets one); so are
+    `layers` and `vth` of a layer stack, which derives them (RunConfig.validate)."""
     values = cfg.to_dict()
+    derived = {"layers", "vth"} if values["layer"] is not None else set()
     lines = ["# hm2bp run configuration (hm2bp-train --print-config); keys: docs/config.md"]
     if values["preset"] is not None:
         lines.append(f"preset = {toml_value(values['preset'])}")
     for section in ("data", "network", "training"):
         lines += ["", f"[{section}]"]
         lines += [f"{key} = {toml_value(values[key])}" for key in SECTIONS[section]
-                  if values[key] is not None and key != "layer"]
+                  if values[key] is not None and key != "layer" and key not in derived]
         if section == "network" and values["layer"] is not None:
             for table in values["layer"]:
                 lines += ["", "[[network.layer]]"]

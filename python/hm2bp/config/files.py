@@ -9,6 +9,7 @@ from typing import Any
 
 import tomllib
 
+from .. import safe_io
 from .presets import DEFAULT_PRESET, PRESETS
 from .schema import FIELDS, SECTIONS, ConfigError, RunConfig, fail
 
@@ -45,18 +46,27 @@ def _flatten(table: Mapping[str, Any], source: str) -> dict[str, Any]:
     return flat
 
 
+# A config is a page of keys; a larger file is not one (and is refused before it is read).
+MAX_CONFIG_BYTES = 1 << 20
+
+
 def load_toml(path: str | Path) -> dict[str, Any]:
-    """Read a TOML config file into a flat dict of keys (not yet validated)."""
+    """Read a TOML config file into a flat dict of keys (not yet validated): a regular file of
+    at most MAX_CONFIG_BYTES (hm2bp.safe_io), any problem one ConfigError line."""
     path = Path(path)
     try:
-        with path.open("rb") as fh:
-            table = tomllib.load(fh)
+        text = safe_io.read_text(path, MAX_CONFIG_BYTES, what="config file", error=ConfigError)
+        table = tomllib.loads(text)
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}") from None
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not a TOML text file (not UTF-8)") from None
+        raise ConfigError(f"{path}: not valid TOML: {safe_io.short(str(exc), 200)}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: not a config: arrays or tables nested too deeply") from None
+    except ValueError as exc:  # ConfigError; or tomllib's int() of a number of > 4300 digits
+        if isinstance(exc, ConfigError):
+            raise
+        raise ConfigError(f"{path}: not valid TOML: {safe_io.short(str(exc), 200)}") from None
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
     return _flatten(table, str(path))

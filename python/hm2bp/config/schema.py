@@ -7,16 +7,18 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from .. import safe_io
 from ..data.augment import AugmentConfig
 from ..data.events import RECIPES
 from ..model import hyper, layers, limits
-from ..model.hyper import DEFAULTS, HYPERPARAMETERS
+from ..model.hyper import HYPERPARAMETERS
 from ..train.schedule import LR_RULES, ORDER_MODES
 
 __all__ = ["ADDED_KEYS", "BACKENDS", "DATASETS", "DTYPES", "FIELDS", "FIELD_DOCS", "SECTIONS", "ConfigError",
@@ -42,14 +44,24 @@ DTYPES = ("float32", "float64")
 BACKENDS = ("auto", "cpu", "cuda")
 
 
+def _with_hyperparameters(cls: type) -> type:
+    """Add one field per hyperparameter, with its declared type and default (hm2bp.hyper)."""
+    for h in HYPERPARAMETERS.values():
+        cls.__annotations__[h.name] = h.kind.__name__
+        setattr(cls, h.name, h.default)
+    return cls
+
+
 @dataclass
+@_with_hyperparameters
 class RunConfig:
     """Everything needed to (re)build a network and train it; serialised into checkpoints.
 
     The network is either the classic list of sizes (`layers`, with one threshold per layer in
     `vth`) or, when `layer` is given, a stack of layer tables on an `input_shape` (hm2bp.layers,
     e.g. ``{"type": "conv2d", "channels": 15, "kernel": 5, "vth": 5.0}``); `layers` and `vth`
-    are then derived from it. The hyperparameters are hm2bp.hyper's.
+    are then derived from it. The hyperparameters (tau_m, ..., eps) are fields too, one per
+    entry of hm2bp.hyper.HYPERPARAMETERS, added from there (`_with_hyperparameters`).
     """
 
     # data
@@ -72,15 +84,6 @@ class RunConfig:
     input_shape: list[int] | None = None  # with `layer`: (channels, height, width)
     layer: list[dict[str, Any]] | None = None  # a layer stack ([[network.layer]] tables)
     T: int = 400
-    tau_m: float = DEFAULTS["tau_m"]
-    tau_s: float = DEFAULTS["tau_s"]
-    t_ref: int = DEFAULTS["t_ref"]
-    lateral_inhibition: float = DEFAULTS["lateral_inhibition"]
-    desired: int = DEFAULTS["desired"]
-    undesired: int = DEFAULTS["undesired"]
-    margin: int = DEFAULTS["margin"]
-    effect_ratio: bool = DEFAULTS["effect_ratio"]
-    weight_limit: float = DEFAULTS["weight_limit"]
     init_w: float = 1.0
     dtype: str = "float32"
     # training (SPEC section 5)
@@ -90,13 +93,6 @@ class RunConfig:
     lr: float = 0.001
     lr_rule: str = "sqrt_max1"  # lr / sqrt(max(epoch, 1)); "sqrt_plus1": lr / sqrt(epoch + 1)
     order: str = "permutation"  # per-epoch sample order; "authors": 5000 swaps of the last order
-    optimizer: str = DEFAULTS["optimizer"]
-    reg_lambda: float = DEFAULTS["reg_lambda"]
-    reg_beta: float = DEFAULTS["reg_beta"]
-    momentum: float = DEFAULTS["momentum"]
-    b1: float = DEFAULTS["b1"]
-    b2: float = DEFAULTS["b2"]
-    eps: float = DEFAULTS["eps"]
     boosting: bool = True
     reencode: bool = False
     seed: int = 0
@@ -116,8 +112,13 @@ class RunConfig:
             raise ConfigError(
                 f"unknown config key {unknown[0]!r}; allowed keys: {', '.join(sorted(FIELDS))}"
             )
-        cfg = cls(**{k: _coerce(k, v) for k, v in values.items()})
-        cfg.validate()
+        try:
+            cfg = cls(**{k: _coerce(k, v) for k, v in values.items()})
+            cfg.validate()
+        except RecursionError:  # a value nested thousands deep (a crafted TOML or checkpoint)
+            raise ConfigError("invalid config: a value is nested too deeply") from None
+        except OverflowError as exc:  # a number beyond any float, caught here if not by its key
+            raise ConfigError(f"invalid config: a number is too large ({exc})") from None
         return cfg
 
     def replace(self, **changes: Any) -> RunConfig:
@@ -158,6 +159,10 @@ class RunConfig:
             _check_type(name, getattr(self, name), kind)
         if self.dataset not in DATASETS:
             fail("dataset", self.dataset, f"one of {', '.join(DATASETS)}")
+        if self.data_dir is not None:  # a FIFO or a file here would only fail much later
+            where = os.path.expanduser(self.data_dir)
+            if os.path.exists(where) and not os.path.isdir(where):
+                fail("data_dir", self.data_dir, "a directory (or a new path, for downloads)")
         for key, allowed in (("dtype", DTYPES), ("backend", BACKENDS), ("lr_rule", LR_RULES),
                              ("order", ORDER_MODES), ("augment_mode", ("epoch", "sample")),
                              ("nmnist_recipe", RECIPES)):
@@ -167,7 +172,7 @@ class RunConfig:
             try:
                 hyper.check(name, getattr(self, name))
             except (TypeError, ValueError) as exc:
-                raise ConfigError(f"invalid {name} = {getattr(self, name)!r}: {exc}") from None
+                raise ConfigError(f"invalid {name} = {safe_io.short(getattr(self, name))}: {exc}") from None
         try:
             hyper.check_all(hyper.pick(self.to_dict()))
         except (TypeError, ValueError) as exc:
@@ -184,7 +189,10 @@ class RunConfig:
         _positive(self, "epochs", minimum=1)
         _positive(self, "batch_size", minimum=1)
         _positive(self, "eval_batch_size", minimum=1)
-        _positive(self, "lr", strict=True)
+        try:
+            hyper.check_lr(self.lr)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"invalid lr = {self.lr!r}: {exc}") from None
         # seed + 1 keys the test set; keep both inside the engine's uint64.
         if not 0 <= self.seed < 2**63:
             fail("seed", self.seed, "an integer in [0, 2**63)")
@@ -207,12 +215,12 @@ class RunConfig:
             if self.input_shape is None:
                 fail("input_shape", None, "(channels, height, width) of the input, with a layer stack")
             try:
-                _, shapes = layers.build_spec(self.input_shape, stack)
+                shapes = layers.stack_shapes(self.input_shape, stack)
             except (TypeError, ValueError) as exc:
                 raise ConfigError(f"invalid layer stack: {exc}") from None
             # the classic fields follow the stack (informative; the stack builds the network)
             self.layers = [c * h * w for c, h, w in shapes]
-            self.vth = [float(layer.vth) for layer in stack]
+            self.vth = [layer.vth for layer in stack]
         elif self.input_shape is not None:
             fail("input_shape", self.input_shape, "no input_shape without a layer stack ([[network.layer]])")
         if len(self.layers) < 2:
@@ -228,8 +236,11 @@ class RunConfig:
             fail("vth", self.vth,
                   f"{len(self.layers) - 1} thresholds, one per layer after the input "
                   f"(layers = {self.layers})")
-        if any(not v > 0 for v in self.vth):
-            fail("vth", self.vth, "thresholds > 0")
+        if stack is None:
+            try:
+                layers.from_sizes(self.layers, self.vth)
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(f"invalid vth = {self.vth!r}: {exc}") from None
 
     def _check_engine_limits(self) -> None:
         """Values the engine's C++ types and the chosen float dtype can hold."""
@@ -357,7 +368,19 @@ ADDED_KEYS: dict[str, Any] = {"val_split": 0.0, "nmnist_recipe": "authors"}
 
 
 def fail(key: str, value: Any, expected: str) -> None:
-    raise ConfigError(f"invalid {key} = {value!r}: expected {expected}")
+    raise ConfigError(f"invalid {key} = {safe_io.short(value)}: expected {expected}")
+
+
+def _huge(value: Any) -> bool:
+    """An int (also inside lists and tables) beyond 64 bits: no key takes one, and such a
+    number overflows any float it meets."""
+    if isinstance(value, int):
+        return not -(2**63) <= value < 2**63
+    if isinstance(value, (list, tuple)):
+        return any(_huge(v) for v in value)
+    if isinstance(value, dict):
+        return any(_huge(v) for v in value.values())
+    return False
 
 
 def _positive(cfg: RunConfig, key: str, *, strict: bool = False, minimum: float = 0) -> None:
@@ -378,6 +401,8 @@ def _is_num(v: Any) -> bool:
 def _check_type(key: str, value: Any, kind: str) -> None:
     if kind.endswith("?") and value is None:
         return
+    if _huge(value):
+        fail(key, value, "numbers of at most 64 bits (magnitude below 2**63)")
     ok = {
         "str": lambda v: isinstance(v, str),
         "str?": lambda v: isinstance(v, str),

@@ -1,18 +1,15 @@
-"""Datasets for hm2bp: MNIST, Fashion-MNIST, EMNIST balanced (IDX files) and event data.
-
-Event data comes as N-MNIST's .bin files (``load("nmnist", ...)``) or as users have it
-(:func:`from_events`): a tonic dataset, or any sequence of recordings, each a structured array
-with fields x, y, t, p or a plain (N, 4) array of columns t, x, y, p. Both become spike
-trains through one function, :func:`bin_events`.
+"""``load(name, split)``: one split of a dataset by name, from wherever its files are.
 
 Files are looked up in an explicit ``data_dir``, else under ``$HM2BP_DATA``, else in a user cache
 (``$XDG_CACHE_HOME/hm2bp`` or ``~/.cache/hm2bp``); missing IDX files are downloaded from the
-datasets' public mirrors and checked against their published MD5 sums (``HM2BP_MIRROR`` overrides
-the mirrors). N-MNIST has no stable direct URL and must be unpacked by hand. ``mnist-mini`` (6,000
-training and 1,000 test digits) ships inside the package, so the project works without any download.
+datasets' public mirrors and checked against their published MD5 sums (download.py;
+``HM2BP_MIRROR`` overrides the mirrors). N-MNIST has no stable direct URL and must be unpacked
+by hand (events.py reads it). ``mnist-mini`` (6,000 training and 1,000 test digits) ships inside
+the package (``_data/``), so the project works without any download.
 """
 
 from __future__ import annotations
+
 import importlib.resources
 import io
 import os

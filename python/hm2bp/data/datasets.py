@@ -6,7 +6,6 @@ sampling that takes subsets of them.
 from __future__ import annotations
 
 import math
-import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +14,7 @@ import numpy as np
 
 __all__ = ["DATASETS", "N_CLASSES", "NMNIST_INPUTS", "NMNIST_SENSOR", "NMNIST_SIZE", "NMNIST_STEP_US",
            "SPEECH_SENSOR", "SPLITS", "DatasetError", "EventDataset", "ImageDataset", "check_choice", "check_classes",
-           "check_regular", "label_folders", "stratified_sample"]
+           "label_folders", "stratified_sample"]
 
 DATASETS = ("mnist", "fashion-mnist", "emnist-balanced", "nmnist", "mnist-mini", "spoken-letters")
 SPLITS = ("train", "test")
@@ -41,12 +40,6 @@ def check_choice(value: object, allowed: Sequence[str], what: str) -> str:
     if value not in allowed:
         raise ValueError(f"{what}: expected one of {', '.join(map(repr, allowed))}, got {value!r}")
     return str(value)
-
-
-def check_regular(path: Path) -> None:
-    """Refuse what is not a regular file: a FIFO or device would block or never end the read."""
-    if not stat.S_ISREG(path.stat().st_mode):
-        raise DatasetError(f"{path}: not a regular file; dataset files must be plain files")
 
 
 def label_folders(split_dir: Path, n_classes: int, source: str) -> list[tuple[int, Path]]:

@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from .datasets import (N_CLASSES, NMNIST_SENSOR, NMNIST_STEP_US, DatasetError, EventDataset, check_choice,
-                       check_regular, label_folders)
+from .. import safe_io
+from .datasets import N_CLASSES, NMNIST_SENSOR, NMNIST_STEP_US, DatasetError, EventDataset, check_choice, label_folders
 from .progress import LoadProgress
 
 __all__ = ["EVENT_FIELDS", "RECIPES", "bin_events", "event_fields", "from_events", "load_nmnist",
@@ -25,6 +25,9 @@ __all__ = ["EVENT_FIELDS", "RECIPES", "bin_events", "event_fields", "from_events
 RECIPES = ("authors", "raw")
 EVENT_FIELDS = ("x", "y", "t", "p")  # tonic's field names
 _SACCADE_US = 105_000  # each of N-MNIST's three saccades lasts 105 ms
+# The largest N-MNIST recording has about 7,000 events (35 KB); a .bin file of more than 1 MiB
+# is not one, and is refused before it is read.
+MAX_NMNIST_BYTES = 1 << 20
 _NMNIST_PAGES = ("https://www.garrickorchard.com/datasets/n-mnist",
                  "https://data.mendeley.com/datasets/468j46mzdv/1")
 
@@ -33,16 +36,20 @@ def read_nmnist_events(path: str | os.PathLike[str]) -> np.ndarray:
     """Events of one N-MNIST .bin file as a structured array with int64 fields x, y, t (us), p,
     tonic's layout, so that the native files and tonic's take the same path (bin_events)."""
     path = Path(path)
-    check_regular(path)
-    raw = np.fromfile(path, dtype=np.uint8)
+    raw = np.frombuffer(safe_io.read_bytes(path, MAX_NMNIST_BYTES, what="N-MNIST recording",
+                                           error=DatasetError), dtype=np.uint8)
+    if raw.size == 0:
+        raise DatasetError(f"{path}: the file is empty (0 bytes); an N-MNIST recording holds "
+                           f"events of 5 bytes each: truncated or not an N-MNIST .bin file")
     if raw.size % 5:
         raise DatasetError(f"{path}: {raw.size} bytes is not a multiple of 5 (N-MNIST events are "
                            f"5 bytes each); the file is truncated or not an N-MNIST .bin file")
-    ev = raw.reshape(-1, 5).astype(np.int64)
+    ev = raw.reshape(-1, 5)  # column by column: a few bytes of temporaries per event
     events = np.empty(len(ev), dtype=[(f, np.int64) for f in EVENT_FIELDS])
     events["x"], events["y"] = ev[:, 0], ev[:, 1]  # checked against the sensor by bin_events
     events["p"] = ev[:, 2] >> 7
-    events["t"] = ((ev[:, 2] & 0x7F) << 16) | (ev[:, 3] << 8) | ev[:, 4]
+    events["t"] = ((ev[:, 2].astype(np.int64) & 0x7F) << 16) | (ev[:, 3].astype(np.int64) << 8) \
+        | ev[:, 4]
     return events
 
 
@@ -275,7 +282,6 @@ def load_nmnist(root: Path, split: str, recipe: str) -> EventDataset:
     files: list[tuple[int, Path]] = []
     for label, label_dir in label_folders(split_dir, N_CLASSES["nmnist"], "from the N-MNIST archive"):
         for f in sorted(label_dir.glob("*.bin")):
-            check_regular(f)
             files.append((label, f))
     if not files:
         raise DatasetError(_nmnist_message(root, split, f"no <label>/*.bin files in {split_dir}"))

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import safe_io
 from ..config.presets import preset as named_preset
 from ..config.schema import RunConfig
 from ..model.layers import Dense, Reservoir
@@ -44,6 +45,7 @@ __all__ = ["WEIGHT_FILES", "SpeechWeights", "WeightFileError", "checkpoint_size"
 
 # "%f" prints 6 decimals: a lateral entry is -w0 to within half of the last one.
 _PRINT_TOLERANCE = 5e-7
+_MAX_TOKEN = 64  # characters per number and its separator, at most, in a file we read
 
 
 def _layout(shapes: Sequence[Sequence[int]]) -> list[tuple[int, int, int]]:
@@ -78,9 +80,12 @@ def read_checkpoint(path: str | os.PathLike, shapes: Sequence[Sequence[int]],
     file on a wrong count of numbers, a token that is not a finite number, or a lateral matrix
     that is not -w0 off the diagonal (0 on it)."""
     layout = _layout(shapes)
-    with open(path, encoding="ascii", errors="replace") as f:
-        tokens = f.read().split()
     expected = checkpoint_size(shapes)
+    # "%f " prints a number in at most ~50 characters (weights are small); the file is read
+    # whole only when it can be the expected count of numbers.
+    text = safe_io.read_bytes(path, expected * _MAX_TOKEN + 4096, what="authors' checkpoint",
+                              error=ValueError).decode("ascii", errors="replace")
+    tokens = text.split()
     if len(tokens) != expected:
         raise ValueError(f"{path}: {len(tokens)} numbers, expected {expected} for layer shapes "
                          f"{[tuple(s) for s in shapes]}")
@@ -91,7 +96,8 @@ def read_checkpoint(path: str | os.PathLike, shapes: Sequence[Sequence[int]],
         except ValueError:
             values[k] = math.nan
         if not math.isfinite(values[k]):
-            raise ValueError(f"{path}: number {k} (0-based) is {token[:40]!r}, not a finite number")
+            raise ValueError(f"{path}: number {k} (0-based) is {safe_io.short(token, 40)}, not a finite "
+                             f"number")
     weights, at = [], 0
     for shape, (n_w, n_lat, n_b) in zip(shapes, layout):
         weights.append(values[at:at + n_w].reshape(tuple(shape)))
@@ -127,8 +133,8 @@ def write_checkpoint(path: str | os.PathLike, weights: Sequence[np.ndarray],
         if n_lat:
             blocks.append(lateral_matrix(int(shape[0]), w0).ravel())
         blocks.append(np.zeros(n_b))
-    with open(path, "w", encoding="ascii") as f:
-        f.write("".join(f"{x:f} " for x in np.concatenate(blocks)))  # C's "%f ", no newline
+    text = "".join(f"{x:f} " for x in np.concatenate(blocks))  # C's "%f ", no newline
+    safe_io.atomic_write(path, lambda fh: fh.write(text.encode("ascii")), what="authors' checkpoint")
 
 
 def network_from_checkpoint(path: str | os.PathLike, config: Any, backend: str = "cpu",

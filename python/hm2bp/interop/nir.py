@@ -16,6 +16,7 @@ Needs the ``nir`` package (``pip install "hm2bp[nir]"``), imported when first us
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -23,8 +24,10 @@ from typing import Any
 import numpy as np
 
 from .. import _core
+from ..model.hyper import HYPERPARAMETERS
 from ..model.layers import Conv2d, Dense, Layer, Pool2d, Reservoir
 from ..model.network import Network
+from .nir_file import read_graph, write_graph
 
 __all__ = ["from_nir", "read", "to_nir", "write"]
 
@@ -47,6 +50,17 @@ def _nir() -> Any:
     except ImportError:
         raise ImportError("hm2bp.nir needs the nir package: pip install 'hm2bp[nir]'") from None
     return nir
+
+
+def _normal(x: float) -> bool:
+    """A finite float > 0 that is not subnormal (a time constant keeps its digits)."""
+    return math.isfinite(x) and x >= sys.float_info.min
+
+
+def _check_dt(dt: Any) -> float:
+    if isinstance(dt, bool) or not isinstance(dt, (int, float)) or not _normal(float(dt)):
+        raise ValueError(f"dt must be a finite number > 0 (and not subnormal), got {dt!r}")
+    return float(dt)
 
 
 def _pool_fits(size: int, stride: int, height: int, width: int) -> bool:
@@ -74,8 +88,11 @@ def to_nir(net: Network, dt: float = 1.0, metadata: Mapping[str, Any] | None = N
     numbers, strings, arrays).
     """
     nir = _nir()
-    if not (isinstance(dt, (int, float)) and math.isfinite(dt) and dt > 0):
-        raise ValueError(f"dt must be a finite number > 0, got {dt!r}")
+    _check_dt(dt)
+    for name, steps in (("tau_s", net.tau_s), ("tau_m", net.tau_m)):
+        if not _normal(steps * dt):  # e.g. dt = 1e308: an infinite time constant
+            raise ValueError(f"dt = {dt!r} makes {name} * dt = {steps * dt!r}, not a finite normal "
+                             f"number; choose a dt nearer 1")
     weights = iter(net.get_weights())
     fixed = iter(net.reservoir_weights())
     nodes: dict[str, Any] = {"input": nir.Input(input_type={"input": _input_type(net)})}
@@ -125,7 +142,10 @@ def to_nir(net: Network, dt: float = 1.0, metadata: Mapping[str, Any] | None = N
     nodes["output"] = nir.Output(output_type={"output": np.array([net.layers[-1]])})
     edges.append((last, "output"))
     meta = {"generator": f"hm2bp {_core.build_info()['version']}", "dt": float(dt), "t_ref": int(net.t_ref),
-            "fire_margin": _DENSE_MARGIN, "conv_fire_margin": 0.0, **_SEMANTICS, **(metadata or {})}
+            "fire_margin": _DENSE_MARGIN, "conv_fire_margin": 0.0, **_SEMANTICS,
+            # every hyperparameter of hm2bp.hyper, also those NIR has no node field for (desired,
+            # optimizer, ...), so that from_nir rebuilds the same network
+            "hyperparameters": dict(net.description.hyperparameters), **(metadata or {})}
     return nir.NIRGraph(nodes=nodes, edges=edges, metadata=meta)
 
 
@@ -149,16 +169,39 @@ def _input_type(net: Network) -> np.ndarray:
 
 
 def write(path: str | Path, net: Network, dt: float = 1.0, metadata: Mapping[str, Any] | None = None) -> None:
-    """Write to_nir(net, dt, metadata) to a .nir (HDF5) file."""
-    _nir().write(str(path), to_nir(net, dt, metadata))
+    """Write to_nir(net, dt, metadata) to a .nir (HDF5) file, atomically (nir_file.write_graph:
+    a failed write leaves the previous file as it was)."""
+    graph = to_nir(net, dt, metadata)
+    write_graph(path, graph)
 
 
 def read(path: str | Path, dt: float | None = None, **network_kwargs: Any) -> Network:
-    """from_nir of the graph in a .nir file."""
-    return from_nir(_nir().read(str(path)), dt, **network_kwargs)
+    """from_nir of the graph in a .nir file, read by nir_file.read_graph: a regular file whose
+    HDF5 objects are all in it (no links, no external storage), plain numbers and text of sizes
+    within the limits, checked before any data is read. A problem is one ValueError naming the
+    file."""
+    _nir()
+    graph = read_graph(path)
+    try:
+        return from_nir(graph, dt, **network_kwargs)
+    except (ValueError, TypeError, OverflowError, KeyError) as exc:
+        raise ValueError(f"{path}: {exc}") from None
 
 
 # -- import ------------------------------------------------------------------------------------
+
+
+def _stored_hyperparameters(graph: Any) -> dict[str, Any]:
+    """The hyperparameters an hm2bp export stored in the graph's metadata, as Python values (a
+    NIR file gives numpy scalars and bytes back; hm2bp.Network checks them); names this hm2bp
+    does not declare are left out."""
+    stored = _meta(graph, "hyperparameters", None) or {}
+    out = {}
+    for name, value in stored.items():
+        if name in HYPERPARAMETERS:
+            value = value.decode() if isinstance(value, bytes) else value
+            out[name] = value.item() if isinstance(value, np.generic) else value
+    return out
 
 
 def _meta(node: Any, key: str, default: Any) -> Any:
@@ -170,6 +213,8 @@ def _uniform(name: str, node: Any, field: str) -> float:
     values = np.asarray(getattr(node, field), dtype=np.float64)
     if values.size == 0 or not np.all(values == values.flat[0]):
         raise ValueError(f"node {name!r}: hm2bp needs one {field} per layer, got several values")
+    if not math.isfinite(values.flat[0]):
+        raise ValueError(f"node {name!r}: {field} = {values.flat[0]}, hm2bp needs finite values")
     return float(values.flat[0])
 
 
@@ -222,15 +267,20 @@ def from_nir(graph: Any, dt: float | None = None, **network_kwargs: Any) -> Netw
     Linear of -w0 off the diagonal and 0 on it (lateral inhibition). All CubaLIFs share
     tau_syn and tau_mem, with r = tau_mem / dt, w_in = 1, v_leak = v_reset = 0, one v_threshold
     per node. dt (the time step in the graph's unit) defaults to the graph's metadata "dt"; the
-    refractory period to its "t_ref" (0 when absent: a NIR CubaLIF has none). `network_kwargs`
-    go to hm2bp.Network (backend, dtype, desired, ...).
+    refractory period to its "t_ref" (0 when absent: a NIR CubaLIF has none). The other
+    hyperparameters come from the graph's metadata "hyperparameters" (an hm2bp export writes
+    them all), else their defaults. `network_kwargs` go to hm2bp.Network (backend, dtype,
+    desired, ...) and win over the metadata.
     """
     nir = _nir()
     if dt is None:
         dt = _meta(graph, "dt", None)
         if dt is None:
             raise ValueError("the graph does not say its time step (no metadata 'dt'): pass dt=, e.g. 1e-4")
-    dt = float(dt)
+    try:
+        dt = _check_dt(float(dt))
+    except (TypeError, ValueError):
+        raise ValueError(f"dt must be a finite number > 0 (and not subnormal), got {dt!r}") from None
     chain, lateral, lateral_at = _chain(graph)
     input_type = np.asarray(graph.nodes[chain[0]].input_type["input"]).astype(int).ravel()
     if input_type.size == 1:
@@ -281,8 +331,9 @@ def from_nir(graph: Any, dt: float | None = None, **network_kwargs: Any) -> Netw
     if lateral is not None and lateral_at != chain[-2]:
         raise ValueError(f"node {lateral[0]!r}: only the output neurons may have a recurrent connection in hm2bp")
     w0 = 0.0 if lateral is None else _lateral(*lateral, layers[-1].n)
-    net = Network(layers, input_shape=input_shape, tau_m=tau_m, tau_s=tau_s, t_ref=t_ref,
-                  lateral_inhibition=w0, **network_kwargs)
+    hyper = {**_stored_hyperparameters(graph), "tau_m": tau_m, "tau_s": tau_s, "t_ref": t_ref,
+             "lateral_inhibition": w0}
+    net = Network(layers, input_shape=input_shape, **{**hyper, **network_kwargs})
     net.set_weights(weights)
     return net
 
@@ -291,6 +342,10 @@ def _check_lif(name: str, node: Any, dt: float, taus: set[tuple[float, float]], 
     """vth of a CubaLIF that fits hm2bp's neuron; its taus (in steps) and t_ref go into the sets."""
     tau_s = _steps(_uniform(name, node, "tau_syn"), dt, _meta(node, "tau_s_steps", None))
     tau_m = _steps(_uniform(name, node, "tau_mem"), dt, _meta(node, "tau_m_steps", None))
+    for field, steps in (("tau_syn", tau_s), ("tau_mem", tau_m)):
+        if not _normal(steps):
+            raise ValueError(f"node {name!r}: {field} / dt = {steps!r} steps; hm2bp needs finite "
+                             f"time constants > 0")
     for field, want in (("r", tau_m), ("w_in", 1.0), ("v_leak", 0.0), ("v_reset", 0.0)):
         got = _uniform(name, node, field)
         if not math.isclose(got, want, rel_tol=1e-9, abs_tol=1e-12):

@@ -14,9 +14,10 @@ threshold vth (SPEC 1; SPEC_CNN 1-2).
 
 Populations are shaped (channels, height, width); a Dense population is (n, 1, 1). A neuron's
 flat index, the order of spike arrays (B, T, n_l) and of the next layer's inputs, is
-n = (c * height + x) * width + y.
-
-The CNN layers are specified and validated here; the engines implement Dense layers only so far.
+n = (c * height + x) * width + y. A layer checks its arguments once, when it is made, and holds
+them normalised (vth a float); the shapes of a stack (`stack_shapes`) and of its parameters
+(`param_shapes`) follow from SPEC_CNN 1-2 here, without the engine (which has its own, checked
+against these by tests/test_architecture.py). Both engines and the reference run all four kinds.
 """
 from __future__ import annotations
 
@@ -27,12 +28,19 @@ from typing import Any, Union
 
 import numpy as np
 
-from .. import _core
 from . import reservoir
 from .hyper import check_number, check_whole
 
-__all__ = ["Conv2d", "Dense", "Layer", "Pool2d", "Reservoir", "build_spec", "from_dict", "from_sizes",
-           "is_trainable", "param_shapes", "to_dict"]
+__all__ = ["Conv2d", "Dense", "Layer", "Pool2d", "Reservoir", "from_dict", "from_sizes", "is_trainable",
+           "output_shape", "param_shapes", "stack_shapes", "to_dict"]
+
+Shape = tuple[int, int, int]
+
+
+def _normalise(layer: Any, **values: Any) -> None:
+    """Store checked values on a frozen layer."""
+    for name, value in values.items():
+        object.__setattr__(layer, name, value)
 
 
 @dataclass(frozen=True)
@@ -44,9 +52,8 @@ class Dense:
     init_w: float | None = None
 
     def __post_init__(self) -> None:
-        check_whole("Dense n", self.n, 1)
-        check_number("Dense vth", self.vth, strict=True)
-        _check_init_w("Dense", self.init_w)
+        _normalise(self, n=check_whole("Dense n", self.n, 1), vth=check_number("Dense vth", self.vth, strict=True),
+                   init_w=_check_init_w("Dense", self.init_w))
 
 
 @dataclass(frozen=True)
@@ -60,11 +67,11 @@ class Conv2d:
     init_w: float | None = None
 
     def __post_init__(self) -> None:
-        check_whole("Conv2d channels", self.channels, 1)
-        check_whole("Conv2d kernel", self.kernel, 1)
-        check_number("Conv2d vth", self.vth, strict=True)
-        check_whole("Conv2d padding", self.padding, 0)
-        _check_init_w("Conv2d", self.init_w)
+        _normalise(self, channels=check_whole("Conv2d channels", self.channels, 1),
+                   kernel=check_whole("Conv2d kernel", self.kernel, 1),
+                   vth=check_number("Conv2d vth", self.vth, strict=True),
+                   padding=check_whole("Conv2d padding", self.padding, 0),
+                   init_w=_check_init_w("Conv2d", self.init_w))
 
 
 @dataclass(frozen=True)
@@ -76,10 +83,9 @@ class Pool2d:
     stride: int | None = None
 
     def __post_init__(self) -> None:
-        check_whole("Pool2d size", self.size, 1)
-        check_number("Pool2d vth", self.vth, strict=True)
-        if self.stride is not None:
-            check_whole("Pool2d stride", self.stride, 1)
+        _normalise(self, size=check_whole("Pool2d size", self.size, 1),
+                   vth=check_number("Pool2d vth", self.vth, strict=True),
+                   stride=None if self.stride is None else check_whole("Pool2d stride", self.stride, 1))
 
 
 @dataclass(frozen=True)
@@ -108,22 +114,21 @@ class Reservoir:
     seed: int = 5
 
     def __post_init__(self) -> None:
-        check_whole("Reservoir n", self.n, 1)
-        check_number("Reservoir vth", self.vth, strict=True)
-        grid = _as_tuple("Reservoir grid", self.grid, 3)
-        object.__setattr__(self, "grid", tuple(check_whole(f"Reservoir grid[{k}]", g, 1) for k, g in enumerate(grid)))
-        if int(np.prod(self.grid)) != self.n:
-            raise ValueError(f"Reservoir grid {'x'.join(map(str, self.grid))} holds {int(np.prod(self.grid))} "
-                             f"neurons, not n = {self.n}")
-        connect = _as_tuple("Reservoir connect", self.connect, 4)
-        object.__setattr__(self, "connect", tuple(_probability(f"Reservoir connect[{k}]", c)
-                                                  for k, c in enumerate(connect)))
-        _probability("Reservoir inhibitory", self.inhibitory)
-        check_number("Reservoir distance", self.distance, strict=True)
-        check_number("Reservoir recurrent_weight", self.recurrent_weight)
-        check_whole("Reservoir fan_out", self.fan_out, 0)
-        check_number("Reservoir input_weight", self.input_weight)
-        check_whole("Reservoir seed", self.seed, 0, 2**32 - 1)
+        n = check_whole("Reservoir n", self.n, 1)
+        grid = tuple(check_whole(f"Reservoir grid[{k}]", g, 1)
+                     for k, g in enumerate(_as_tuple("Reservoir grid", self.grid, 3)))
+        if int(np.prod(grid)) != n:
+            raise ValueError(f"Reservoir grid {'x'.join(map(str, grid))} holds {int(np.prod(grid))} "
+                             f"neurons, not n = {n}")
+        _normalise(self, n=n, vth=check_number("Reservoir vth", self.vth, strict=True), grid=grid,
+                   connect=tuple(_probability(f"Reservoir connect[{k}]", c)
+                                 for k, c in enumerate(_as_tuple("Reservoir connect", self.connect, 4))),
+                   inhibitory=_probability("Reservoir inhibitory", self.inhibitory),
+                   distance=check_number("Reservoir distance", self.distance, strict=True),
+                   recurrent_weight=check_number("Reservoir recurrent_weight", self.recurrent_weight),
+                   fan_out=check_whole("Reservoir fan_out", self.fan_out, 0),
+                   input_weight=check_number("Reservoir input_weight", self.input_weight),
+                   seed=check_whole("Reservoir seed", self.seed, 0, 2**32 - 1))
 
     def generate(self, n_in: int) -> tuple[np.ndarray, np.ndarray]:
         """The fixed weights for n_in inputs from the seed: W_in (n, n_in) and W_rec (n, n), [post, pre]."""
@@ -178,53 +183,55 @@ def from_dict(table: Any, where: str = "layer") -> Layer:
         raise ValueError(f"{where}: {exc}") from None
 
 
-def _check_init_w(kind: str, init_w: float | None) -> None:
-    if init_w is not None:
-        check_number(f"{kind} init_w", init_w)
+def _check_init_w(kind: str, init_w: float | None) -> float | None:
+    return None if init_w is None else check_number(f"{kind} init_w", init_w)
 
 
-def _layer_spec(layer: Layer) -> Any:
-    spec = _core.LayerSpec()
-    spec.vth = float(layer.vth)
-    if isinstance(layer, Dense):
-        spec.kind, spec.units = _core.LayerKind.Dense, layer.n
-    elif isinstance(layer, Reservoir):
-        spec.kind, spec.units = _core.LayerKind.Reservoir, layer.n
-    elif isinstance(layer, Conv2d):
-        spec.kind, spec.units = _core.LayerKind.Conv2d, layer.channels
-        spec.kernel, spec.padding = layer.kernel, layer.padding
-    else:
-        spec.kind, spec.kernel = _core.LayerKind.Pool2d, layer.size
-        spec.stride = layer.stride or 0
-    return spec
-
-
-def from_sizes(sizes: Sequence[int], vth: float | Sequence[float]) -> tuple[tuple[int, int, int], list[Dense]]:
+def from_sizes(sizes: Sequence[int], vth: float | Sequence[float]) -> tuple[Shape, list[Dense]]:
     """The classic form [n_in, n_1, ..., n_out] with one vth per layer -> (input shape, Dense layers)."""
     sizes = list(sizes)
     if len(sizes) < 2:
         raise ValueError(f"layers must list at least 2 sizes (inputs and outputs), got {sizes}")
-    sizes = [check_whole(f"layers[{k}]", n, 1) for k, n in enumerate(sizes)]
     vth = [vth] if isinstance(vth, (int, float)) else list(vth)
     if len(vth) != len(sizes) - 1:
         raise ValueError(f"vth needs one threshold per weight layer ({len(sizes) - 1}), got {len(vth)}")
-    vth = [check_number(f"vth[{k}]", v, strict=True) for k, v in enumerate(vth)]
-    return (sizes[0], 1, 1), [Dense(n, v) for n, v in zip(sizes[1:], vth)]
+    n_in = check_whole("layers[0]", sizes[0], 1)
+    layers = []
+    for k, (n, v) in enumerate(zip(sizes[1:], vth)):
+        try:
+            layers.append(Dense(n, v))
+        except (TypeError, ValueError) as exc:  # name the list entry, not the Dense argument
+            message = str(exc).replace("Dense n", f"layers[{k + 1}]").replace("Dense vth", f"vth[{k}]")
+            raise type(exc)(message) from None
+    return (n_in, 1, 1), layers
 
 
-def build_spec(input_shape: Sequence[int], layers: Sequence[Layer]) -> tuple[Any, list[tuple[int, int, int]]]:
-    """A validated engine NetSpec (hyperparameters not yet set) and the population shapes:
-    shapes[0] is the input, shapes[l + 1] the output of layer l."""
+def output_shape(shape: Shape, layer: Layer) -> Shape:
+    """The population shape a layer makes of its input's (SPEC_CNN 1-2): a convolution has
+    stride 1 and pads both sides; a pool's windows start every stride steps, the last one cut
+    at the border (ceil(H / stride) of them)."""
+    c, h, w = shape
+    if isinstance(layer, (Dense, Reservoir)):
+        return (layer.n, 1, 1)
+    if isinstance(layer, Conv2d):
+        grow = 2 * layer.padding - layer.kernel + 1
+        return (layer.channels, h + grow, w + grow)
+    stride = layer.stride or layer.size
+    return (c, -(-h // stride), -(-w // stride))
+
+
+def stack_shapes(input_shape: Sequence[int], layers: Sequence[Layer]) -> list[Shape]:
+    """The population shapes of a layer stack, checked: shapes[0] is the input, shapes[l + 1]
+    the output of layer l. Spatial layers come first, every window fits its map, the output
+    layer is Dense."""
     input_shape = tuple(input_shape)
     if len(input_shape) != 3:
         raise ValueError(f"input_shape must be (channels, height, width), got {input_shape}")
-    shape = tuple(check_whole(f"input_shape[{k}]", n, 1) for k, n in enumerate(input_shape))
+    shape: Shape = tuple(check_whole(f"input_shape[{k}]", n, 1) for k, n in enumerate(input_shape))  # type: ignore[assignment]
     layers = list(layers)
     if not layers:
         raise ValueError("the network needs at least one layer")
-    spec = _core.NetSpec()
-    spec.input = _core.Shape(*shape)
-    shapes, specs, flat, trained = [shape], [], None, None  # flat: the kind of the first flat layer
+    shapes, flat, trained = [shape], None, None  # flat: the kind of the first flat layer
     for k, layer in enumerate(layers):
         if not isinstance(layer, (Dense, Conv2d, Pool2d, Reservoir)):
             raise TypeError(f"layers[{k}] must be hm2bp.layers.Dense, Conv2d, Pool2d or Reservoir, got {layer!r}")
@@ -244,13 +251,11 @@ def build_spec(input_shape: Sequence[int], layers: Sequence[Layer]) -> tuple[Any
                                  f"{shape[1]}x{shape[2]} (padding {padding})")
         if flat is None and isinstance(layer, (Dense, Reservoir)):
             flat = type(layer).__name__
-        specs.append(_layer_spec(layer))
-        shape = tuple(_core.output_shape(_core.Shape(*shape), specs[-1]))
+        shape = output_shape(shape, layer)
         shapes.append(shape)
     if not isinstance(layers[-1], Dense):
         raise ValueError(f"the output layer must be Dense (one neuron per class), got {type(layers[-1]).__name__}")
-    spec.layers = specs
-    return spec, shapes
+    return shapes
 
 
 def is_trainable(layer: Layer) -> bool:
@@ -258,6 +263,13 @@ def is_trainable(layer: Layer) -> bool:
     return isinstance(layer, (Dense, Conv2d))
 
 
-def param_shapes(spec: Any) -> list[tuple[int, ...]]:
-    """Shapes of the trainable layers' parameters: Dense (n_out, n_in), Conv2d (out, in, k, k)."""
-    return [tuple(s) for s in _core.param_shapes(spec)]
+def param_shapes(layers: Sequence[Layer], shapes: Sequence[Shape]) -> list[tuple[int, ...]]:
+    """Shapes of the trainable layers' parameters (stack_shapes gives `shapes`): Dense
+    (n_out, n_in), Conv2d (out_channels, in_channels, k, k); Pool2d and Reservoir have none."""
+    out: list[tuple[int, ...]] = []
+    for layer, (c, h, w) in zip(layers, shapes):
+        if isinstance(layer, Dense):
+            out.append((layer.n, c * h * w))
+        elif isinstance(layer, Conv2d):
+            out.append((layer.channels, c, layer.kernel, layer.kernel))
+    return out

@@ -27,6 +27,7 @@ __all__ = [
     "check_finite_in",
     "check_int",
     "check_memory",
+    "check_network_memory",
     "check_sizes",
     "check_state",
     "engine_bytes",
@@ -156,6 +157,20 @@ def format_bytes(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     raise AssertionError("unreachable")
+
+
+def check_network_memory(param_sizes: Sequence[int], dtype: str) -> int:
+    """Refuse (MemoryError, with the estimate) a network whose weights do not fit: the engine's
+    weights and two moments, one gradient buffer, and the float64 initial weights and their
+    checked copy, from the parameter counts alone, before anything is allocated."""
+    real = 8 if dtype == "float64" else 4
+    params = sum(param_sizes)
+    need = params * (4 * real + 2 * 8)
+    free = available_bytes()
+    if free is not None and need > free:
+        raise MemoryError(f"a network of {params} weights in {dtype} needs about {format_bytes(need)} of "
+                          f"memory, only {format_bytes(free)} are available; use a smaller network")
+    return need
 
 
 def check_memory(layers: Sequence[int], T: int, t_ref: int, batch: int, threads: int,

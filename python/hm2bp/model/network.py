@@ -3,21 +3,24 @@
 All per-sample work (spike simulation, S-PSP traces, gradients, optimizer) runs in C++/CUDA
 (`hm2bp._core`); this module validates arguments, so that a mistake raises a clear Python
 exception instead of reaching the engine, and converts arrays. A network is a stack of layers
-(`hm2bp.layers`) and the hyperparameters of `hm2bp.hyper`.
+(`hm2bp.layers`) and the hyperparameters of `hm2bp.hyper`, checked once into a
+`NetworkDescription` (model/description.py) that `_engine_spec` turns into the engine's NetSpec.
 """
 from __future__ import annotations
 
 import logging
 import os
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 from .. import _core
 from . import limits
 from .arrays import CudaArray, as_host_array, cuda_array
-from .hyper import DEFAULTS, check_all, check_number, check_whole, engine_hyper, pick
-from .layers import Layer, Reservoir, build_spec, from_sizes, is_trainable, param_shapes
+from .description import DescribedNetwork, NetworkDescription
+from .hyper import check_lr, check_whole
+from .layers import Conv2d, Dense, Reservoir
 
 log = logging.getLogger("hm2bp")
 
@@ -115,7 +118,7 @@ def encode_poisson(images: Array, T: int, seed: int, sample_index: int | Sequenc
                                 _check_seed("epoch", epoch), default_threads())
 
 
-class Network:
+class Network(DescribedNetwork):
     """An HM2-BP spiking network (SPEC sections 1-5; layers: `hm2bp.layers`).
 
     Two forms: the classic fully connected one, ``Network(layers=[784, 800, 10], vth=[20.0,
@@ -127,52 +130,16 @@ class Network:
     Poisson-encodes itself.
     """
 
-    def __init__(self, layers: Sequence[int | Layer], vth: float | Sequence[float] | None = None,
-                 tau_m: float = DEFAULTS["tau_m"], tau_s: float = DEFAULTS["tau_s"],
-                 t_ref: int = DEFAULTS["t_ref"], lateral_inhibition: float = DEFAULTS["lateral_inhibition"],
-                 desired: int = DEFAULTS["desired"], undesired: int = DEFAULTS["undesired"],
-                 margin: int = DEFAULTS["margin"], effect_ratio: bool = DEFAULTS["effect_ratio"],
-                 optimizer: str = DEFAULTS["optimizer"], reg_lambda: float = DEFAULTS["reg_lambda"],
-                 reg_beta: float = DEFAULTS["reg_beta"], weight_limit: float = DEFAULTS["weight_limit"],
-                 init_w: float = 1.0, backend: str = "cpu", dtype: str = "float32", threads: int | None = None,
-                 seed: int = 0, *, input_shape: Sequence[int] | None = None,
-                 momentum: float = DEFAULTS["momentum"], b1: float = DEFAULTS["b1"], b2: float = DEFAULTS["b2"],
-                 eps: float = DEFAULTS["eps"]) -> None:
-        if input_shape is None:
-            if vth is None:
-                raise ValueError("vth is required with layer sizes: one threshold per weight layer")
-            input_shape, layer_list = from_sizes(layers, vth)
-        else:
-            if vth is not None:
-                raise ValueError("with input_shape, give each layer its own vth (hm2bp.layers) instead of vth=")
-            layer_list = list(layers)
-        spec, self.shapes = build_spec(input_shape, layer_list)
-        self.input_shape = self.shapes[0]
-        self.layer_specs: list[Layer] = layer_list
-        self.layers = [c * h * w for c, h, w in self.shapes]  # neurons of the input and of each layer
+    def _start(self, backend: str, dtype: str, threads: int | None) -> None:
         limits.check_sizes(self.layers)
-        self.vth = [float(layer.vth) for layer in layer_list]
-        hyper = check_all(pick(locals()))
-        for name, value in hyper.items():
-            setattr(self, name, value)
-        self.init_w = check_number("init_w", init_w)
-        if dtype not in ("float32", "float64"):
-            raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
         self.dtype = dtype
         self.threads = default_threads() if threads is None else check_whole("threads", threads, 1, limits.MAX_THREADS)
-        self.seed = _check_seed("seed", seed)
         self.backend = self._choose_backend(backend)
-        self._param_shapes = param_shapes(spec)
-        self._trainable = [layer for layer in layer_list if is_trainable(layer)]
-        self._reservoirs = [l for l, layer in enumerate(layer_list) if isinstance(layer, Reservoir)]
-
-        spec.hyper = engine_hyper(hyper, self.threads)
-        self._engine = _core.Engine(spec, dtype == "float64", self.backend)
-        self.set_reservoir_weights([layer_list[l].generate(self.layers[l]) for l in self._reservoirs])
-
-        rng = np.random.default_rng(self.seed)
-        self.set_weights([(self.init_w if layer.init_w is None else layer.init_w) * rng.uniform(-1.0, 1.0, size=shape)
-                          for layer, shape in zip(self._trainable, self._param_shapes)])
+        self._reservoirs = [l for l, layer in enumerate(self.layer_specs) if isinstance(layer, Reservoir)]
+        limits.check_network_memory([int(np.prod(shape)) for shape in self._param_shapes], dtype)
+        self._engine = _core.Engine(_engine_spec(self.description, self.threads), dtype == "float64", self.backend)
+        self.set_reservoir_weights([self.layer_specs[l].generate(self.layers[l]) for l in self._reservoirs])
+        self.set_weights(self.description.initial_weights())
 
     @staticmethod
     def _choose_backend(backend: str) -> str:
@@ -328,10 +295,6 @@ class Network:
             raise ValueError(f"sample_weights must be {batch} finite numbers > 0, got shape {w.shape}")
         return np.ascontiguousarray(w)
 
-    @staticmethod
-    def _check_lr(lr: float) -> float:
-        return check_number("lr", lr)
-
     # -- engine calls -------------------------------------------------------------------------
 
     @staticmethod
@@ -379,7 +342,8 @@ class Network:
         then Adam or SGD on grads / count; the step counter advances once. train_step(batch)
         equals forward_backward(batch) + apply_gradients(its gradients, lr, len(batch)) bit for bit."""
         checked = self._check_params("gradient", grads)
-        self._engine.apply_gradients(checked, check_whole("count", count, 1), self._check_lr(lr))
+        self._engine.apply_gradients(checked, check_whole("count", count, 1), check_lr(lr))
+        self._check_stepped()
 
     def train_step(self, spikes: Array, labels: Array, lr: float, sample_weights: Array | None = None) -> dict:
         """One optimizer step on the batch. Returns loss, predictions, counts, layer_spikes."""
@@ -387,8 +351,22 @@ class Network:
         self._check_learning_T(s.shape[1])
         out = self._run_dense(s, "train", self._check_labels(labels, s.shape[0]),
                                      self._check_sample_weights(sample_weights, s.shape[0]),
-                                     self._check_lr(lr), False)
+                                     check_lr(lr), False)
+        self._check_stepped()
         return self._result(out)
+
+    def _check_stepped(self) -> None:
+        """FloatingPointError when a step left a weight NaN or infinite (too large an lr or
+        init_w, or the lateral factor 1 / (1 - w0^2 * sum) at its pole). The CPU engine answers
+        from the column sums its step keeps (n_out values per layer, no measurable cost); an
+        engine that does not track them answers None and is checked where its state is read
+        (the trainer's epoch checkpoints)."""
+        if self._engine.weights_finite() is False:
+            raise FloatingPointError(
+                f"after optimizer step {self._engine.step} the weights are not finite (NaN or "
+                f"infinite): the step diverged (too large lr or init_w, or a lateral factor "
+                f"1 / (1 - w0^2 * sum) at its pole); restore a saved state with set_state and use a "
+                f"smaller lr, init_w or lateral_inhibition")
 
     def _run_images(self, mode: str, images: Array, labels: Array | None, lr: float, T: int, seed: int,
                     sample_index: int | Sequence[int] | Array, epoch: int,
@@ -405,6 +383,8 @@ class Network:
                                       _check_seed("epoch", epoch), mode, labels,
                                       self._check_sample_weights(sample_weights, B), lr, False,
                                       _check_reduce(reduce))
+        if mode == "train":
+            self._check_stepped()
         result = self._result(out)
         if mode == "gradients":
             result["gradients"] = list(out["gradients"])
@@ -414,7 +394,7 @@ class Network:
                           sample_index: int | Sequence[int] | Array, epoch: int = 0,
                           sample_weights: Array | None = None) -> dict:
         """train_step on uint8 images Poisson-encoded inside the engine (same spikes as encode_poisson)."""
-        return self._run_images("train", images, labels, self._check_lr(lr), T, seed, sample_index, epoch,
+        return self._run_images("train", images, labels, check_lr(lr), T, seed, sample_index, epoch,
                                 sample_weights)
 
     def forward_backward_images(self, images: Array, labels: Array, *, T: int, seed: int,
@@ -440,6 +420,8 @@ class Network:
             self._check_learning_T(T)
         out = self._engine.run_analog(values, T, mode, labels, self._check_sample_weights(sample_weights, B), lr,
                                       False, _check_reduce(reduce))
+        if mode == "train":
+            self._check_stepped()
         result = self._result(out)
         if mode == "gradients":
             result["gradients"] = list(out["gradients"])
@@ -449,7 +431,7 @@ class Network:
                        sample_weights: Array | None = None) -> dict:
         """train_step on analog channels (B, n_in, frames) BSA-encoded inside the engine (the
         spikes of hm2bp.encode_bsa; pad shorter samples with zero frames, which add no spikes)."""
-        return self._run_analog("train", analog, labels, self._check_lr(lr), T, sample_weights)
+        return self._run_analog("train", analog, labels, check_lr(lr), T, sample_weights)
 
     def forward_backward_bsa(self, analog: Array, labels: Array, *, T: int, sample_weights: Array | None = None,
                              reduce: str = "sum") -> dict:
@@ -459,3 +441,34 @@ class Network:
     def infer_bsa(self, analog: Array, *, T: int) -> dict:
         """infer on analog channels BSA-encoded inside the engine."""
         return self._run_analog("infer", analog, None, 0.0, T, None)
+
+def _engine_spec(description: NetworkDescription, threads: int) -> Any:
+    """The engine's NetSpec of a checked description: the one place where layers and
+    hyperparameters become the engine's types (Python's `optimizer` is the engine's `adam`)."""
+    spec = _core.NetSpec()
+    spec.input = _core.Shape(*description.input_shape)
+    layers = []
+    for layer in description.layers:
+        entry = _core.LayerSpec()
+        entry.vth = layer.vth
+        if isinstance(layer, Dense):
+            entry.kind, entry.units = _core.LayerKind.Dense, layer.n
+        elif isinstance(layer, Reservoir):
+            entry.kind, entry.units = _core.LayerKind.Reservoir, layer.n
+        elif isinstance(layer, Conv2d):
+            entry.kind, entry.units = _core.LayerKind.Conv2d, layer.channels
+            entry.kernel, entry.padding = layer.kernel, layer.padding
+        else:
+            entry.kind, entry.kernel = _core.LayerKind.Pool2d, layer.size
+            entry.stride = layer.stride or 0
+        layers.append(entry)
+    spec.layers = layers
+    hyper = _core.Hyper()
+    for name, value in description.hyperparameters.items():
+        if name == "optimizer":
+            hyper.adam = value == "adam"
+        else:
+            setattr(hyper, name, value)
+    hyper.threads = threads
+    spec.hyper = hyper
+    return spec

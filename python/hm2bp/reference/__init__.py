@@ -7,8 +7,11 @@ clarity over speed, and computes everything in float64. Pure functions on arrays
 (SPEC_SPEECH 2), and one module per connection kind, each with its layer object: `dense` (fully
 connected), `conv` (SPEC_CNN 1, 3.3), `pool` (SPEC_CNN 2, 3.2), the latter two on `wiring` (a
 connection as a list of pairs), and `reservoir` (SPEC_SPEECH 3, fixed and recurrent).
-`connection` is the interface they share and the forward walk over a stack of them. `Network` is a thin stateful wrapper with the same constructor and methods as the
-compiled `hm2bp.Network`.
+`connection` is the interface they share and the forward walk over a stack of them. `Network`
+is a thin stateful wrapper with the same constructor and methods as the compiled
+`hm2bp.Network`. Nothing here imports the engine (`hm2bp._core`): the layer types, their shapes
+and the hyperparameters' defaults come from hm2bp.model's plain-Python declarations, written
+from the specs (tests/test_layout.py checks both).
 
 Conventions: spike trains are bool arrays of shape (T, n) for one sample (time first), neurons
 in the flat order of `hm2bp.layers`; weights are (n_out, n_in) for dense layers and

@@ -1,8 +1,8 @@
 """A layer of the reference as one object: its connection plus its LIF population, and the
 forward walk over a stack of them (SPEC 1, SPEC_CNN 1-2).
 
-Every layer kind (`dense.DenseConnection`, `conv.ConvConnection`, `pool.PoolConnection`)
-offers the `Connection` interface; the forward pass, the backward walk (`backward`) and the
+Every layer kind (`dense.DenseConnection`, `conv.ConvConnection`, `pool.PoolConnection`,
+`reservoir.ReservoirConnection`) offers the `Connection` interface; the forward pass, the backward walk (`backward`) and the
 network only use that interface, so they are the same for all kinds.
 """
 
@@ -46,7 +46,7 @@ def from_layers(
     fixed: Sequence[tuple[np.ndarray, np.ndarray]] = (),
 ) -> list[Connection]:
     """The connection objects of a layer stack: shapes[l] is layer l's input shape (as
-    hm2bp.layers.build_spec gives it), weights one array per trainable layer, in order, fixed
+    hm2bp.layers.stack_shapes gives it), weights one array per trainable layer, in order, fixed
     one (W_in, W_rec) pair per Reservoir layer, in order."""
     trained, reservoirs = iter(weights), iter(fixed)
     out: list[Connection] = []

@@ -1,5 +1,6 @@
 """`Network`: the stateful float64 reference network, same constructor and methods as the
-compiled `hm2bp.Network`."""
+compiled `hm2bp.Network`, built from the same checked `NetworkDescription` (hm2bp.model:
+plain Python written from the specs, no engine)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..model.hyper import DEFAULTS, check_all, check_number, check_whole, pick
-from ..model.layers import Layer, Reservoir, build_spec, from_sizes, is_trainable, param_shapes
+from ..model.description import DescribedNetwork
+from ..model.hyper import check_lr, check_whole
+from ..model.layers import Reservoir
 from .backward import sample_gradients
 from .bsa import encode_bsa
 from .connection import Connection, forward_sample, from_layers
@@ -16,84 +18,27 @@ from .encoding import encode_poisson
 from .optimizer import adam_step, regularization, sgd_step
 
 
-class Network:
+class Network(DescribedNetwork):
     """Stateful float64 reference network with the API of `hm2bp.Network`.
 
     Two forms, as hm2bp.Network: ``Network(layers=[784, 800, 10], vth=[20.0, 8.0])`` (sizes,
     input first, one threshold per layer) or ``Network(input_shape=(1, 28, 28),
-    layers=[Conv2d(...), Pool2d(...), ..., Dense(10, vth)])`` (hm2bp.layers). Unlike the engines
-    the reference runs Conv2d and Pool2d layers (SPEC_CNN 1-4).
-    backend, dtype and threads are validated and otherwise ignored (always float64, one thread).
+    layers=[Conv2d(...), Pool2d(...), ..., Dense(10, vth)])`` (hm2bp.layers), with the same
+    hyperparameters, checks and initial weights. backend, dtype and threads are validated and
+    otherwise ignored (always float64, one thread).
     """
 
-    def __init__(
-        self,
-        layers: Sequence[int | Layer],
-        vth: float | Sequence[float] | None = None,
-        tau_m: float = DEFAULTS["tau_m"],
-        tau_s: float = DEFAULTS["tau_s"],
-        t_ref: int = DEFAULTS["t_ref"],
-        lateral_inhibition: float = DEFAULTS["lateral_inhibition"],
-        desired: int = DEFAULTS["desired"],
-        undesired: int = DEFAULTS["undesired"],
-        margin: int = DEFAULTS["margin"],
-        effect_ratio: bool = DEFAULTS["effect_ratio"],
-        optimizer: str = DEFAULTS["optimizer"],
-        reg_lambda: float = DEFAULTS["reg_lambda"],
-        reg_beta: float = DEFAULTS["reg_beta"],
-        weight_limit: float = DEFAULTS["weight_limit"],
-        init_w: float = 1.0,
-        backend: str = "cpu",
-        dtype: str = "float32",
-        threads: int | None = None,
-        seed: int = 0,
-        *,
-        input_shape: Sequence[int] | None = None,
-        momentum: float = DEFAULTS["momentum"],
-        b1: float = DEFAULTS["b1"],
-        b2: float = DEFAULTS["b2"],
-        eps: float = DEFAULTS["eps"],
-    ) -> None:
-        # the same forms and checks as hm2bp.Network (hm2bp.hyper, hm2bp.layers)
-        if input_shape is not None:
-            if vth is not None:
-                raise ValueError("with input_shape, give each layer its own vth (hm2bp.layers) "
-                                 "instead of vth=")
-            stack = list(layers)
-        elif vth is None:
-            raise ValueError("vth is required with layer sizes: one threshold per weight layer")
-        else:
-            input_shape, stack = from_sizes(layers, vth)
-        spec, self.shapes = build_spec(input_shape, stack)
-        self.input_shape = self.shapes[0]
-        self.layer_specs: list[Layer] = stack
-        self.layers = [c * h * w for c, h, w in self.shapes]  # neurons of the input and each layer
-        self.vth = [float(layer.vth) for layer in stack]
-        hyper = check_all(pick(locals()))
-        for name, value in hyper.items():
-            setattr(self, name, value)
-        init_w = check_number("init_w", init_w)
+    def _start(self, backend: str, dtype: str, threads: int | None) -> None:
         if backend not in ("cpu", "cuda", "auto"):
             raise ValueError(f"backend must be 'cpu', 'cuda' or 'auto', got {backend!r}")
-        if dtype not in ("float32", "float64"):
-            raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
         if threads is not None:
             check_whole("threads", threads, 1)
         self.backend, self.dtype, self.threads = backend, dtype, threads
-        seed = check_whole("seed", seed, 0)
-
-        # one U(-1, 1) block per trainable layer, in order, as the engine draws them
-        self._param_shapes = param_shapes(spec)
-        trainable = [layer for layer in stack if is_trainable(layer)]
-        self._reservoirs = [l for l, layer in enumerate(stack) if isinstance(layer, Reservoir)]
-        self._fixed = [stack[l].generate(self.layers[l]) for l in self._reservoirs]
-        rng = np.random.default_rng(seed)
-        self._W = [
-            (init_w if layer.init_w is None else layer.init_w) * rng.uniform(-1.0, 1.0, size=shape)
-            for layer, shape in zip(trainable, self._param_shapes)
-        ]
+        self._W = self.description.initial_weights()  # the engine's draw, block by block
+        self._reservoirs = [l for l, layer in enumerate(self.layer_specs) if isinstance(layer, Reservoir)]
+        self._fixed = [self.layer_specs[l].generate(self.layers[l]) for l in self._reservoirs]
         self._step = 0
-        if optimizer == "adam":
+        if self.optimizer == "adam":
             self._m = [np.zeros_like(W) for W in self._W]
             self._v = [np.zeros_like(W) for W in self._W]
         else:
@@ -286,7 +231,7 @@ class Network:
     def apply_gradients(self, grads: Sequence[np.ndarray], lr: float, count: int) -> None:
         """One optimizer step from gradient sums over `count` samples (SPEC 5)."""
         count = check_whole("count", count, 1)
-        self._step_from([np.asarray(g, dtype=np.float64) / count for g in grads], check_number("lr", lr))
+        self._step_from([np.asarray(g, dtype=np.float64) / count for g in grads], check_lr(lr))
 
     def train_step(
         self,
@@ -296,7 +241,7 @@ class Network:
         sample_weights: np.ndarray | None = None,
     ) -> dict[str, Any]:
         """One optimizer step on batch-mean gradient + regularization."""
-        lr = check_number("lr", lr)
+        lr = check_lr(lr)
         sums, infos = self._batch(spikes, labels, sample_weights)
         self._step_from([g / len(infos) for g in sums], lr)
         result = self._report(infos)

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .. import safe_io
 from ..config import ADDED_KEYS, ConfigError, RunConfig
 from ..model import limits
 from . import runstate, validation
@@ -43,10 +45,14 @@ def _read_checkpoint(npz: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     if meta is None:  # version 1: the metadata is the json beside the npz
         meta_path = npz.with_suffix(".json")
         try:
-            meta = json.loads(meta_path.read_text())
-        except (OSError, ValueError) as exc:
+            meta = json.loads(safe_io.read_text(meta_path, runstate.MAX_META_BYTES,
+                                                what="checkpoint metadata"))
+        except safe_io.FileRefusedError as exc:  # names the file and the problem itself
+            raise CheckpointError(f"{npz} has no metadata and {exc}") from None
+        except (OSError, ValueError, RecursionError) as exc:
+            why = "nested too deeply" if isinstance(exc, RecursionError) else safe_io.short(str(exc), 200)
             raise CheckpointError(f"{npz} has no metadata and {meta_path} cannot be read "
-                                  f"({exc})") from None
+                                  f"({why})") from None
         if isinstance(meta, dict) and meta.get("version") != 1:
             raise CheckpointError(f"{meta_path} does not belong to the version-1 {npz}")
     return meta, arrays
@@ -62,9 +68,9 @@ def _check_checkpoint(meta: Any, arrays: dict[str, np.ndarray]) -> RunConfig:
         if value is KeyError:
             raise ValueError(f"metadata lacks {key!r}")
         if not isinstance(value, types) or isinstance(value, bool):
-            raise ValueError(f"metadata {key!r} = {value!r} has the wrong type")
+            raise ValueError(f"metadata {key!r} = {safe_io.short(value)} has the wrong type")
     if not 1 <= meta["version"] <= CHECKPOINT_VERSION:
-        raise ValueError(f"format version {meta['version']}, this hm2bp reads versions 1 to "
+        raise ValueError(f"format version {safe_io.short(meta['version'])}, this hm2bp reads versions 1 to "
                          f"{CHECKPOINT_VERSION} (written by a newer hm2bp?)")
     for key in ("test_accuracy", "best_test_accuracy"):
         if meta[key] is not None and not 0 <= meta[key] <= 1:
@@ -107,16 +113,30 @@ def _check_checkpoint(meta: Any, arrays: dict[str, np.ndarray]) -> RunConfig:
     return config
 
 
-def load_checkpoint(path: str | Path) -> tuple[RunConfig, dict[str, Any], dict[str, np.ndarray]]:
-    """Read and check a checkpoint: (config, metadata, arrays). Arrays: 'net.<name>' (engine
-    state), 'sample_weights', 'epoch'. Any problem is one CheckpointError naming the file."""
-    npz = find_checkpoint(path)
+def _load(npz: Path) -> tuple[RunConfig, dict[str, Any], dict[str, np.ndarray]]:
     meta, arrays = _read_checkpoint(npz)
     try:
         config = _check_checkpoint(meta, arrays)
     except ValueError as exc:
         raise CheckpointError(f"{npz}: {exc}") from None
     return config, meta, arrays
+
+
+def load_checkpoint(path: str | Path) -> tuple[RunConfig, dict[str, Any], dict[str, np.ndarray]]:
+    """Read and check a checkpoint: (config, metadata, arrays). Arrays: 'net.<name>' (engine
+    state), 'sample_weights', 'epoch'. Any problem is one CheckpointError naming the file.
+    The run's other checkpoint file, best.npz beside checkpoint.npz, is read and checked too,
+    so that damage to it is found now and not when it is needed."""
+    npz = find_checkpoint(path)
+    loaded = _load(npz)
+    best = npz.with_name(validation.BEST_FILE)
+    if npz.name == runstate.STATE_FILE and os.path.lexists(best):
+        try:
+            _load(best)
+        except CheckpointError as exc:
+            raise CheckpointError(f"{exc} (the best epoch's state of the run; move it away to go "
+                                  f"on without it)") from None
+    return loaded
 
 
 

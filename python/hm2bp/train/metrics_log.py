@@ -15,10 +15,11 @@ import io
 import json
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from .. import safe_io
 from . import runstate
 
 __all__ = ["CSV_FILE", "JSONL_FILE", "LOGGERS", "TENSORBOARD_DIR", "MetricsLog", "TensorBoardError",
@@ -110,13 +111,17 @@ def _tag(key: str) -> str:
 class MetricsLog:
     """The metric files of one run directory; loggers: a subset of LOGGERS."""
 
-    def __init__(self, run_dir: Path, loggers: Sequence[str] = ()):
+    def __init__(self, run_dir: Path, loggers: Sequence[str] = (),
+                 guard: Callable[[], None] | None = None):
+        """guard: called before each file is written (the trainer's check that the run
+        directory is still the one it locked)."""
         unknown = sorted(set(loggers) - set(LOGGERS))
         if unknown:
             raise ValueError(f"unknown logger {unknown[0]!r}; known: {', '.join(LOGGERS)}")
         if "tensorboard" in loggers:
             require_tensorboard()  # refuse before training starts, not after the first epoch
         self.run_dir, self.loggers = Path(run_dir), tuple(loggers)
+        self._guard = guard or (lambda: None)
         self._tensorboard: _TensorBoard | None = None
 
     def open(self, epoch: int) -> None:
@@ -132,8 +137,10 @@ class MetricsLog:
     def append(self, history: Sequence[dict[str, Any]]) -> None:
         """Log history[-1], the epoch just completed (history: all records of the run)."""
         record = history[-1]
+        self._guard()
         runstate.append_line(self.run_dir / JSONL_FILE, record)
         path, columns = self.run_dir / CSV_FILE, csv_columns(record)
+        self._guard()
         if self._csv_header(path) == columns:
             runstate.append_text(path, csv_row(record, columns))
         else:  # a new file, or one of an older run with other columns
@@ -158,8 +165,9 @@ class MetricsLog:
 
     @staticmethod
     def _csv_header(path: Path) -> list[str] | None:
-        try:
-            with path.open(newline="") as fh:
-                return next(csv.reader(fh), None)
-        except OSError:
+        try:  # the header line only; a special file or a huge one is not ours to read
+            with safe_io.open_regular(path, 1 << 40, what="metrics file") as fh:
+                line = fh.readline(1 << 16).decode(errors="replace")
+            return next(csv.reader([line]), None)
+        except (OSError, safe_io.FileRefusedError):
             return None

@@ -9,7 +9,10 @@ line-atomic metrics log and signal handling that never interrupts a save.
   headers whose sizes match the bytes present (no allocation from a damaged header), no
   object arrays. Damage is reported as one CheckpointError line naming the file.
 - ``RunLock`` holds an flock on ``<run>/.lock`` for a whole run; the kernel drops it when the
-  process dies, even by kill -9.
+  process dies, even by kill -9. The file is created exclusively, never through a link, and
+  deleted at the end; ``verify()`` detects a run directory removed or replaced under the run.
+- Every file goes through hm2bp.safe_io: regular files only, size-bounded reads, temporaries
+  of this program's own name, outputs that follow the umask.
 - ``SignalGuard`` turns SIGINT, SIGTERM and SIGHUP into ``Interrupted`` (a KeyboardInterrupt),
   and inside ``deferred()`` holds them back until the block (a save) has finished.
 """
@@ -23,7 +26,7 @@ import io
 import json
 import os
 import signal
-import tempfile
+import stat
 import threading
 import zipfile
 from collections.abc import Callable, Iterator
@@ -32,6 +35,9 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
+
+from .. import safe_io
+from ..model.limits import available_bytes
 
 __all__ = [
     "LOCK_FILE",
@@ -55,7 +61,8 @@ __all__ = [
 STATE_FILE = "checkpoint.npz"
 LOCK_FILE = ".lock"
 META_KEY = "__meta__"
-_MAX_META_BYTES = 1 << 20
+MAX_META_BYTES = 1 << 20
+_MAX_LOG_BYTES = 256 << 20  # metrics.jsonl: about 1 KiB per epoch
 
 
 class CheckpointError(ValueError):
@@ -70,44 +77,23 @@ class RunDirError(ValueError):
 # Atomic files
 
 
-def _fsync_dir(directory: Path) -> None:
-    # The rename itself is durable only once the directory entry is on disk.
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
-    """Replace path by what write(fh) writes, via a unique temporary file in the same folder
-    (two writers never share a temporary) that is fsynced before the rename."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
+def atomic_write(path: Path, write: Callable[[BinaryIO], None], kept: str | None = None) -> None:
+    """Replace path by what write(fh) writes: safe_io.atomic_write (a temporary of this
+    program's own name, fsynced, renamed; never through a link). A failure is a
+    safe_io.WriteError naming the file and, with `kept`, what the user still has."""
+    safe_io.atomic_write(path, write, what="run file", kept=kept)
 
 
 def remove_stale_temporaries(directory: Path) -> None:
-    """Temporaries of writers killed before their rename (only called under the lock)."""
-    for tmp in directory.glob(".*.tmp"):
-        with contextlib.suppress(OSError):
-            tmp.unlink()
+    """Temporaries of writers killed before their rename (safe_io's names only)."""
+    safe_io.remove_stale_temporaries(directory)
 
 
-def write_state(path: Path, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+def write_state(path: Path, arrays: dict[str, np.ndarray], meta: dict[str, Any],
+                kept: str | None = None) -> None:
     """One checkpoint file: the arrays plus meta as JSON in the uint8 array __meta__."""
     blob = np.frombuffer(json.dumps(meta, indent=1).encode(), dtype=np.uint8)
-    atomic_write(path, lambda fh: np.savez(fh, **arrays, **{META_KEY: blob}))
+    atomic_write(path, lambda fh: np.savez(fh, **arrays, **{META_KEY: blob}), kept)
 
 
 def _read_npy(name: str, raw: bytes) -> np.ndarray:
@@ -134,9 +120,11 @@ def _read_npy(name: str, raw: bytes) -> np.ndarray:
 
 def read_npz(path: Path) -> dict[str, np.ndarray]:
     """All arrays of an np.savez file, read without pickle and without trusting any size
-    field: savez stores members uncompressed, so a member's size is bounded by the file's."""
+    field: savez stores members uncompressed, so a member's size is bounded by the file's,
+    and the file is a regular one no larger than the memory this process may use."""
     arrays: dict[str, np.ndarray] = {}
-    with zipfile.ZipFile(path) as zf:
+    with safe_io.open_regular(path, _max_checkpoint_bytes(), what="checkpoint",
+                              error=CheckpointError) as fh, zipfile.ZipFile(fh) as zf:
         for info in zf.infolist():
             if not info.filename.endswith(".npy"):
                 raise ValueError(f"unexpected member {info.filename!r}")
@@ -149,26 +137,30 @@ def read_npz(path: Path) -> dict[str, np.ndarray]:
     return arrays
 
 
+def _max_checkpoint_bytes() -> int:
+    # A checkpoint is read whole: never more than the memory left (and at most 64 GiB).
+    free = available_bytes()
+    return min(64 * safe_io.GiB, free // 2 if free else 64 * safe_io.GiB)
+
+
 def read_state(path: Path) -> tuple[dict[str, Any] | None, dict[str, np.ndarray]]:
     """(meta, arrays) of a checkpoint file; meta is None when it has no __meta__ (a version-1
     checkpoint, whose metadata is the separate checkpoint.json)."""
     try:
-        if not path.is_file():  # a FIFO would block the reader
-            raise CheckpointError(f"{path}: not a regular file")
         arrays = read_npz(path)
         blob = arrays.pop(META_KEY, None)
         if blob is None:
             return None, arrays
-        if blob.dtype != np.uint8 or blob.ndim != 1 or blob.size > _MAX_META_BYTES:
+        if blob.dtype != np.uint8 or blob.ndim != 1 or blob.size > MAX_META_BYTES:
             raise ValueError(f"{META_KEY} is not a JSON text")
         meta = json.loads(blob.tobytes().decode())
     except CheckpointError:
         raise
     except (OSError, ValueError, EOFError, KeyError, RuntimeError, zipfile.BadZipFile,
-            zipfile.LargeZipFile, NotImplementedError, OverflowError) as exc:
+            zipfile.LargeZipFile, NotImplementedError, OverflowError, RecursionError) as exc:
         # zipfile and the npy parser raise many types for damaged bytes; all mean the same
         raise CheckpointError(f"{path}: damaged or not an hm2bp checkpoint "
-                              f"({type(exc).__name__}: {exc})") from None
+                              f"({type(exc).__name__}: {safe_io.short(str(exc), 200)})") from None
     return meta, arrays
 
 
@@ -183,27 +175,15 @@ def append_line(path: Path, record: dict[str, Any]) -> None:
 
 
 def append_text(path: Path, text: str) -> None:
-    """Append whole lines with a single write, as append_line does."""
-    line = text.encode()
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        start = os.lseek(fd, 0, os.SEEK_END)
-        try:
-            if os.write(fd, line) != len(line):
-                raise OSError(errno.ENOSPC, f"short write to {path}")
-            os.fsync(fd)
-        except BaseException:
-            os.ftruncate(fd, start)
-            raise
-    finally:
-        os.close(fd)
+    """Append whole lines with a single write, as append_line does (safe_io.append_text)."""
+    safe_io.append_text(path, text)
 
 
 def read_lines(path: Path) -> tuple[list[dict[str, Any]], list[int]]:
     """The JSON-object lines of a log and the 1-based numbers of lines that are not (a line
     cut by a crash or a full disk)."""
     records, bad = [], []
-    text = path.read_bytes().decode(errors="replace")
+    text = safe_io.read_bytes(path, _MAX_LOG_BYTES, what="metrics log").decode(errors="replace")
     for number, line in enumerate(text.splitlines(keepends=True), 1):
         try:
             record = json.loads(line) if line.endswith("\n") else None
@@ -235,38 +215,100 @@ def make_run_dir(parent: Path, name: str) -> Path:
 
 
 class RunLock:
-    """An exclusive flock on <run_dir>/.lock, with the holder's pid written into the file."""
+    """An exclusive lock on <run_dir>/.lock for a whole run.
+
+    The file is created exclusively and never through a link (O_CREAT | O_EXCL | O_NOFOLLOW,
+    mode 0666 minus the umask); it holds the holder's pid and an flock that the kernel drops
+    when the process dies, even by kill -9. A lock file whose flock is gone (a run killed
+    before it could delete it) is taken over; one that is a link, a directory or another
+    special file is refused, never followed. verify() says whether the directory is still the
+    one locked (not removed or replaced, e.g. ``rm -rf run; mkdir run``); release() deletes the
+    file, if it is still ours.
+    """
+
+    _FLAGS = os.O_RDWR | getattr(os, "O_NOFOLLOW", 0) | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
 
     def __init__(self, run_dir: Path):
         self.path = Path(run_dir) / LOCK_FILE
         self._fd: int | None = None
+        self._id: tuple[int, int] | None = None  # (st_dev, st_ino) of the file we hold
 
     @property
     def held(self) -> bool:
         return self._fd is not None
 
+    def _identity(self) -> tuple[int, int] | None:
+        try:
+            st = os.stat(self.path, follow_symlinks=False)
+        except OSError:
+            return None
+        return st.st_dev, st.st_ino
+
+    def _open(self) -> int | None:
+        """A descriptor of the lock file (created when absent), None when it vanished between
+        two calls (its holder finished: try again)."""
+        try:
+            return os.open(self.path, self._FLAGS | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            pass  # a live run's lock, or one left by a run that was killed
+        try:
+            fd = os.open(self.path, self._FLAGS)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            what = "a symbolic link" if exc.errno == errno.ELOOP else exc.strerror
+            raise RunDirError(f"{self.path} is {what}, not a lock file of hm2bp; it is never followed "
+                              f"or overwritten: remove it or choose another directory") from None
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            os.close(fd)
+            raise RunDirError(f"{self.path} is not a regular file, not a lock file of hm2bp; remove "
+                              f"it or choose another directory")
+        return fd
+
     def acquire(self) -> None:
         if self._fd is not None:
             return
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
-            os.close(fd)
-            raise RunDirError(f"{self.path.parent} is in use by another run (pid {holder}); "
-                              f"wait for it to finish or choose another directory") from None
-        except BaseException:
-            os.close(fd)
-            raise
+        for _ in range(100):
+            fd = self._open()
+            if fd is None:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+                os.close(fd)
+                raise RunDirError(f"{self.path.parent} is in use by another run (pid {holder}); "
+                                  f"wait for it to finish or choose another directory") from None
+            except BaseException:
+                os.close(fd)
+                raise
+            st = os.fstat(fd)
+            if self._identity() == (st.st_dev, st.st_ino):
+                break
+            os.close(fd)  # deleted or replaced by its holder between open and flock: again
+        else:
+            raise RunDirError(f"{self.path}: the lock file keeps changing; is another program "
+                              f"deleting it?")
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
-        self._fd = fd
+        self._fd, self._id = fd, (st.st_dev, st.st_ino)
+
+    def verify(self) -> None:
+        """RunDirError unless <run_dir>/.lock is still the file this lock holds: called before
+        every write, so that a run whose directory was removed or replaced under it stops
+        instead of writing beside another run."""
+        if self._fd is not None and self._identity() != self._id:
+            raise RunDirError(f"{self.path.parent} was removed or replaced while this run was using "
+                              f"it; stopped without writing there again (another run may use it now)")
 
     def release(self) -> None:
         if self._fd is not None:
+            if self._identity() == self._id:  # never another run's lock
+                with contextlib.suppress(OSError):
+                    self.path.unlink()
             os.close(self._fd)  # closing drops the flock
-            self._fd = None
+            self._fd = self._id = None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -2,7 +2,9 @@
 its own engine calls. The fast path encodes images inside the engine (``train_step_images``/
 ``infer_images``); event data (``batch_spikes`` + ``train_step``), augmented images and networks
 without the image fast path (explicit encoding + ``train_step``, e.g. hm2bp.reference) have their
-own. ``evaluate`` runs a network over all samples of a source.
+own. A source trains through a `LearningStep`, the network with the epoch's learning rate
+bound, so that the rate never passes through the sources. ``evaluate`` runs a network over all
+samples of a source.
 """
 
 from __future__ import annotations
@@ -17,18 +19,32 @@ from ..data import augment
 from ..model.network import encode_poisson
 
 __all__ = ["TEST_SEED_OFFSET", "AugmentedImageSource", "EncodedImageSource", "EventSource", "ImageSource",
-           "Source", "evaluate", "make_source"]
+           "LearningStep", "Source", "evaluate", "make_source"]
 
 # Test spikes use seed + TEST_SEED_OFFSET so that train and test sample i are independent.
 TEST_SEED_OFFSET = 1
+
+
+class LearningStep:
+    """A network's training calls with the learning rate of the epoch bound (the trainer makes
+    one per epoch from SPEC 5's schedule)."""
+
+    def __init__(self, net: Any, lr: float):
+        self.net, self.lr = net, lr
+
+    def train_step(self, spikes: np.ndarray, labels: np.ndarray, sample_weights: np.ndarray | None = None) -> dict:
+        return self.net.train_step(spikes, labels, self.lr, sample_weights=sample_weights)
+
+    def train_step_images(self, images: np.ndarray, labels: np.ndarray, **encoding: Any) -> dict:
+        """encoding: T, seed, sample_index, epoch, sample_weights (Network.train_step_images)."""
+        return self.net.train_step_images(images, labels, self.lr, **encoding)
 
 
 class Source(Protocol):
     labels: np.ndarray
     engine_seconds: float
 
-    def train(self, net: Any, idx: np.ndarray, lr: float, epoch: int,
-              weights: np.ndarray | None) -> dict: ...
+    def train(self, step: LearningStep, idx: np.ndarray, epoch: int, weights: np.ndarray | None) -> dict: ...
 
     def infer(self, net: Any, idx: np.ndarray) -> dict: ...
 
@@ -48,12 +64,12 @@ class ImageSource:
         # The reference encodes once and reuses the train; re-encoding keys spikes by epoch.
         return epoch if self.reencode else 0
 
-    def train(self, net, idx, lr, epoch, weights):
+    def train(self, step, idx, epoch, weights):
         images, labels = self.images[idx], self.labels[idx]
         t0 = time.perf_counter()
-        out = net.train_step_images(images, labels, lr, T=self.T, seed=self.seed,
-                                    sample_index=idx, epoch=self._epoch(epoch),
-                                    sample_weights=weights)
+        out = step.train_step_images(images, labels, T=self.T, seed=self.seed,
+                                     sample_index=idx, epoch=self._epoch(epoch),
+                                     sample_weights=weights)
         self.engine_seconds += time.perf_counter() - t0
         return out
 
@@ -79,10 +95,10 @@ class EncodedImageSource(ImageSource):
     def _encode(self, idx: np.ndarray, epoch: int) -> np.ndarray:
         return self.encode(self.images[idx], self.T, self.seed, idx, epoch)
 
-    def train(self, net, idx, lr, epoch, weights):
+    def train(self, step, idx, epoch, weights):
         spikes = self._encode(idx, self._epoch(epoch))
         t0 = time.perf_counter()
-        out = net.train_step(spikes, self.labels[idx], lr, sample_weights=weights)
+        out = step.train_step(spikes, self.labels[idx], sample_weights=weights)
         self.engine_seconds += time.perf_counter() - t0
         return out
 
@@ -106,10 +122,10 @@ class EventSource:
         self.T = T
         self.engine_seconds = 0.0
 
-    def train(self, net, idx, lr, epoch, weights):
+    def train(self, step, idx, epoch, weights):
         spikes = self.dataset.batch_spikes(idx, self.T)
         t0 = time.perf_counter()
-        out = net.train_step(spikes, self.labels[idx], lr, sample_weights=weights)
+        out = step.train_step(spikes, self.labels[idx], sample_weights=weights)
         self.engine_seconds += time.perf_counter() - t0
         return out
 
@@ -133,11 +149,11 @@ class AugmentedImageSource(ImageSource):
         super().__init__(dataset, T, seed, reencode=True)
         self.augment = augment
 
-    def train(self, net, idx, lr, epoch, weights):
+    def train(self, step, idx, epoch, weights):
         rates = augment.augment(self.images[idx], self.seed, epoch, idx, self.augment)
         spikes = augment.encode_rates(rates, self.T, self.seed, idx, epoch)
         t0 = time.perf_counter()
-        out = net.train_step(spikes, self.labels[idx], lr, sample_weights=weights)
+        out = step.train_step(spikes, self.labels[idx], sample_weights=weights)
         self.engine_seconds += time.perf_counter() - t0
         return out
 

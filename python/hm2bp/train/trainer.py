@@ -45,7 +45,7 @@ from .checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, find_checkpoint, 
 from .metrics_log import MetricsLog
 from .runstate import CheckpointError, Interrupted, RunDirError
 from .schedule import boost_weights, epoch_order, learning_rate  # the SPEC-5 schedule, one copy each
-from .sources import TEST_SEED_OFFSET, evaluate, make_source
+from .sources import TEST_SEED_OFFSET, LearningStep, evaluate, make_source
 
 __all__ = ["DivergenceError", "FitResult", "Trainer", "format_epoch"]
 
@@ -119,7 +119,8 @@ class Trainer:
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.on_batch, self.on_epoch = on_batch, on_epoch
         self.distributed = distributed
-        self.metrics_log = MetricsLog(self.out_dir, log) if self.out_dir is not None else None
+        self.metrics_log = (MetricsLog(self.out_dir, log, guard=self._verify_dir)
+                            if self.out_dir is not None else None)
         self._lock: runstate.RunLock | None = None
         if self.out_dir is not None and not _resuming:
             self._lock_dir()
@@ -173,11 +174,19 @@ class Trainer:
 
     def _lock_dir(self) -> None:
         assert self.out_dir is not None
+        if self.out_dir.exists() and not self.out_dir.is_dir():
+            raise RunDirError(f"{self.out_dir} is not a directory; give a new or existing run directory")
         self.out_dir.mkdir(parents=True, exist_ok=True)
         if self._lock is None:
             self._lock = runstate.RunLock(self.out_dir)
         self._lock.acquire()
         runstate.remove_stale_temporaries(self.out_dir)
+
+    def _verify_dir(self) -> None:
+        """Before every write: RunDirError when the run directory was removed or replaced
+        under this run (another run may be writing there now)."""
+        if self._lock is not None:
+            self._lock.verify()
 
     def close(self) -> None:
         """Release the run directory (fit() does at its end; fit() again re-locks it)."""
@@ -255,8 +264,11 @@ class Trainer:
             warnings.warn(f"{path}: dropped {len(bad)} damaged line(s) (line "
                           f"{', '.join(map(str, bad))}; cut by a crash or a full disk?)",
                           RuntimeWarning, stacklevel=3)
-        kept = [m for m in records
-                if isinstance(m.get("epoch"), int) and m["epoch"] <= self.epoch]
+        # One line per epoch, the last one written (a line repeated by a run that wrote
+        # beside another, or before a crash), in epoch order.
+        last = {m["epoch"]: m for m in records
+                if isinstance(m.get("epoch"), int) and 1 <= m["epoch"] <= self.epoch}
+        kept = [last[e] for e in sorted(last)]
         self.history = kept
         self.metrics_log.rewrite(kept)
 
@@ -322,6 +334,7 @@ class Trainer:
         cfg, src = self.config, self.train_source
         n, bs = len(self.train_set), cfg.batch_size
         lr = learning_rate(cfg.lr, e, cfg.lr_rule)
+        step = LearningStep(self.net, lr)
         previous = self._order[1] if self._order is not None and self._order[0] == e - 1 else None
         order = epoch_order(n, cfg.seed, e, previous, cfg.order)  # without previous: replayed
         self._order = (e, order)
@@ -335,7 +348,10 @@ class Trainer:
             self.on_batch(e, 0, n)
         for start in range(0, n, bs):
             idx = order[start:start + bs]
-            out = src.train(self.net, idx, lr, e, None if weights is None else weights[idx])
+            try:
+                out = src.train(step, idx, e, None if weights is None else weights[idx])
+            except FloatingPointError as exc:  # the network's own check of its weights
+                self._diverged(e, str(exc))
             loss = float(out["loss"])
             if not math.isfinite(loss):
                 self._diverged(e, f"the loss of a batch is {loss}")
@@ -445,6 +461,11 @@ class Trainer:
             "config": self.config.to_dict(),
             **snap["validation"],
         }
-        runstate.write_state(self.out_dir / name, arrays, meta)
+        self._verify_dir()
+        saved = self._saved_epoch
+        kept = ("nothing was saved yet" if saved is None else
+                f"the previous checkpoint (epoch {saved}) is intact" if name == runstate.STATE_FILE else
+                f"the previous {name} and the checkpoint of epoch {saved} are intact")
+        runstate.write_state(self.out_dir / name, arrays, meta, kept=kept)
         if name == runstate.STATE_FILE:
             self._saved_epoch = snap["epoch"]
