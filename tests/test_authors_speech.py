@@ -2,6 +2,8 @@
 trip, and the refusals."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -122,6 +124,14 @@ def test_missing_files_are_refused(tmp_path):
     (tmp_path / "bin.txt").write_bytes(b"\xff\xfe")
     with pytest.raises(WeightFileError, match="not a weight file"):
         read_synapses(tmp_path / "bin.txt", "input", "reservoir", 4, 3)
+    # a file far larger than any weight file of that shape is refused before it is read, and a
+    # FIFO without blocking (safe_io)
+    (tmp_path / "big.txt").write_bytes(b" " * (2 << 20))
+    with pytest.raises(WeightFileError, match="big.txt: weight file has 2 MiB, more than"):
+        read_synapses(tmp_path / "big.txt", "input", "reservoir", 4, 3)
+    os.mkfifo(tmp_path / "fifo.txt")
+    with pytest.raises(WeightFileError, match="fifo.txt: weight file is a FIFO"):
+        read_synapses(tmp_path / "fifo.txt", "input", "reservoir", 4, 3)
 
 
 def test_writer_refuses_non_finite_weights(tmp_path):

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import math
 import os
-import stat
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from .. import safe_io
 from ..model.bsa import encode_bsa
 from .datasets import N_CLASSES, SPEECH_SENSOR, DatasetError, EventDataset, label_folders
 from .progress import LoadProgress
@@ -30,6 +30,8 @@ __all__ = ["SPEECH_CHANNELS", "SPEECH_CLASSES", "SpeechFileError", "encode_split
 SPEECH_CHANNELS = SPEECH_SENSOR[0]  # Lyon's passive ear at 12.5 kHz, earQ 8, step factor 0.25
 SPEECH_CLASSES = N_CLASSES["spoken-letters"]  # the letters A..Z
 STEP_ANALOG = 10      # BSA holds each frame for 10 steps: spike times 1..10 * frames
+# A .dat sample is 77 lines of a few hundred frames (about 100 KiB); far beyond any real one.
+MAX_DAT_BYTES = 64 * safe_io.MiB
 
 
 class SpeechFileError(DatasetError):
@@ -44,9 +46,7 @@ def read_speech(path: str | os.PathLike[str], channels: int = SPEECH_CHANNELS) -
     count other than `channels`."""
     path = Path(path)
     try:
-        if not stat.S_ISREG(path.stat().st_mode):
-            raise SpeechFileError(f"{path}: not a regular file")
-        raw = path.read_bytes()
+        raw = safe_io.read_bytes(path, MAX_DAT_BYTES, what="speech .dat file", error=SpeechFileError)
     except OSError as exc:
         raise SpeechFileError(f"{path}: cannot read it ({exc.strerror or exc})") from None
     try:

@@ -31,7 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..train.runstate import atomic_write
+from .. import safe_io
+
 
 __all__ = [
     "ACCENTS",
@@ -254,7 +255,7 @@ def format_dat(analog: np.ndarray) -> str:
 def _write_atomic(path: Path, text: str) -> None:
     """Write text to path atomically (an interrupted run leaves the whole file or none)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, lambda fh: fh.write(text.encode("ascii")))
+    safe_io.atomic_write(path, lambda fh: fh.write(text.encode("ascii")), what="speech .dat file")
 
 
 def make_sample(u: Utterance, program: str | None = None) -> np.ndarray:

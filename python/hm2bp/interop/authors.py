@@ -36,7 +36,6 @@ from ..config.presets import preset as named_preset
 from ..config.schema import RunConfig
 from ..model.layers import Dense, Reservoir
 from ..model.network import Network
-from ..train.runstate import atomic_write
 
 __all__ = ["WEIGHT_FILES", "SpeechWeights", "WeightFileError", "checkpoint_size", "lateral_matrix",
            "network_from_checkpoint", "read_checkpoint", "read_speech_weights", "read_synapses",
@@ -46,6 +45,7 @@ __all__ = ["WEIGHT_FILES", "SpeechWeights", "WeightFileError", "checkpoint_size"
 # "%f" prints 6 decimals: a lateral entry is -w0 to within half of the last one.
 _PRINT_TOLERANCE = 5e-7
 _MAX_TOKEN = 64  # characters per number and its separator, at most, in a file we read
+_MAX_LINE = 4 * _MAX_TOKEN  # characters of a weight file's line (index, two names, weight)
 
 
 def _layout(shapes: Sequence[Sequence[int]]) -> list[tuple[int, int, int]]:
@@ -195,7 +195,11 @@ def read_synapses(path: str | os.PathLike[str], pre: str, post: str, n_pre: int,
     range, or a weight that is not a finite number."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="ascii")
+        # a line per synapse (duplicates of the reservoir's input fan-out included), each far
+        # shorter than _MAX_LINE
+        raw = safe_io.read_bytes(path, (n_pre + 1) * n_post * _MAX_LINE + safe_io.MiB, what="weight file",
+                                 error=WeightFileError)
+        text = raw.decode("ascii")
     except FileNotFoundError:
         raise WeightFileError(f"{path}: no such file") from None
     except UnicodeDecodeError as exc:
@@ -247,7 +251,7 @@ def write_synapses(path: str | os.PathLike[str], W: np.ndarray, pre: str, post: 
     for i in range(W.shape[1]):
         for o in (range(W.shape[0]) if dense else np.flatnonzero(W[:, i])):
             lines.append(f"{len(lines)}\t{pre}_{i}\t{post}_{o}\t{_format(W[o, i], precision)}\n")
-    atomic_write(Path(path), lambda fh: fh.write("".join(lines).encode("ascii")))
+    safe_io.atomic_write(path, lambda fh: fh.write("".join(lines).encode("ascii")), what="weight file")
     return len(lines)
 
 
