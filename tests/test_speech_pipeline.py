@@ -85,7 +85,7 @@ def test_missing_dataset_says_how_to_make_it(tmp_path):
 
 def test_the_authors_weight_files_as_a_network(shared_data, tmp_path):
     folder = shared_data / "authors" / "speech"
-    net = read_weight_files(folder, "ti46-alpha", threads=1)
+    net = read_weight_files(folder, preset("ti46-alpha"), threads=1)
     files = read_speech_weights(folder)
     (w_in, w_rec), = net.reservoir_weights()
     np.testing.assert_array_equal(w_in, files.input)
@@ -101,7 +101,7 @@ def test_the_authors_weight_files_as_a_network(shared_data, tmp_path):
     np.testing.assert_allclose(files.output, seeded.trained[1], atol=5e-7)
     # written from the network and read back: the same network
     write_weight_files(tmp_path / "w", net)
-    again = read_weight_files(tmp_path / "w", "ti46-alpha", threads=1)
+    again = read_weight_files(tmp_path / "w", preset("ti46-alpha"), threads=1)
     for a, b in zip(again.get_weights(), net.get_weights()):
         np.testing.assert_array_equal(a, b)
     for a, b in zip(again.reservoir_weights()[0], net.reservoir_weights()[0]):
@@ -110,7 +110,7 @@ def test_the_authors_weight_files_as_a_network(shared_data, tmp_path):
 
 def test_weight_files_refuse_other_networks(shared_data):
     with pytest.raises(WeightFileError, match="this network has Dense, Dense"):
-        read_weight_files(shared_data / "authors" / "speech", "mnist-mini")
+        read_weight_files(shared_data / "authors" / "speech", preset("mnist-mini"))
     assert isinstance(preset("ti46-alpha").layer_stack()[1], Dense)
 
 

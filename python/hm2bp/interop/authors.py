@@ -32,8 +32,6 @@ from typing import Any
 import numpy as np
 
 from .. import safe_io
-from ..config.presets import preset as named_preset
-from ..config.schema import RunConfig
 from ..model.layers import Dense, Reservoir
 from ..model.network import Network
 
@@ -289,12 +287,11 @@ def _speech_layers(net: Network) -> None:
                               f"Dense layer; this network has {names}")
 
 
-def read_weight_files(folder: str | os.PathLike[str], preset: str | RunConfig = "ti46-alpha",
-                      backend: str = "cpu", threads: int | None = None) -> Network:
-    """A hm2bp.Network of `preset` (a preset name or a hm2bp.config.RunConfig: an input, a
-    Reservoir and two Dense layers) carrying the weights of the authors' four files in
-    `folder`: their reservoir wiring and their hidden and output weights."""
-    config = preset if isinstance(preset, RunConfig) else named_preset(preset)
+def read_weight_files(folder: str | os.PathLike[str], config: Any, backend: str = "cpu",
+                      threads: int | None = None) -> Network:
+    """A hm2bp.Network built from `config` (a hm2bp.config.RunConfig of an input, a Reservoir
+    and two Dense layers, e.g. preset("ti46-alpha")) carrying the weights of the authors' four
+    files in `folder`: their reservoir wiring and their hidden and output weights."""
     net = Network(**{**config.network_kwargs(backend), "threads": threads})
     _speech_layers(net)
     w = read_speech_weights(folder, net.layers)
