@@ -84,9 +84,9 @@ def integer(text: str) -> int:
 
 # What each path argument is (by dest): read as a file, written (replaced atomically), or a
 # directory. _check_paths refuses special files for all of them before any work starts.
-_PATH_KINDS = {"config": "input", "authors_checkpoint": "input", "checkpoint": "run",
-               "export_authors_checkpoint": "output", "nir": "output", "data_dir": "directory",
-               "out": "directory", "resume": "directory"}
+_PATH_KINDS = {"config": "input", "authors_checkpoint": "input", "authors_weights": "directory", "checkpoint": "run",
+               "export_authors_checkpoint": "output", "export_authors_weights": "directory", "nir": "output",
+               "data_dir": "directory", "out": "directory", "resume": "directory"}
 
 
 def _check_paths(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -355,9 +355,8 @@ def _eval_parser() -> argparse.ArgumentParser:
                    help="evaluate a network trained by the authors' code (their text checkpoint, "
                         "e.g. checkPoint_cnn_best.txt) instead of a run; with --preset or --config")
     p.add_argument("--authors-weights", metavar="DIR",
-                   help="evaluate the authors' speech network from their four weight files in DIR "
-                        "(r_weights_info.txt, r_weights_recurrent_info.txt, h_weights_info.txt, "
-                        "o_weights_info.txt) instead of a run; with --preset (ti46-alpha) or --config")
+                   help="evaluate the authors' speech network from their weight files in DIR ({r,h,o}_weights_info"
+                        ".txt, r_weights_recurrent_info.txt) instead of a run; with --preset (ti46-alpha) or --config")
     p.add_argument("--preset", choices=sorted(PRESETS), help="the network of --authors-checkpoint/-weights")
     p.add_argument("--config", metavar="TOML", help="the network of --authors-checkpoint/-weights")
     p.add_argument("--export-authors-checkpoint", metavar="FILE",
@@ -427,17 +426,14 @@ def _eval(args: argparse.Namespace) -> int:
         backend = resolve_backend(config.backend)
         check_memory(config)  # as hm2bp-train does, before the network is allocated
         try:
-            if args.authors_checkpoint is not None:
-                net = authors.network_from_checkpoint(args.authors_checkpoint, config, backend, config.threads)
-            else:
-                net = authors.read_weight_files(args.authors_weights, config, backend, config.threads)
+            read = authors.network_from_checkpoint if args.authors_checkpoint is not None else authors.read_weight_files
+            net = read(sources[0], config, backend, config.threads)
         except (OSError, ValueError) as exc:
             raise CheckpointError(str(exc)) from None
         what = f"authors' {'checkpoint' if args.authors_checkpoint is not None else 'weight files'} {sources[0]}"
     else:
         if args.preset is not None or args.config is not None:
-            return _error("hm2bp-eval", "--preset/--config go with --authors-checkpoint or --authors-weights; "
-                                        "a run has its own config")
+            return _error("hm2bp-eval", "--preset/--config go with --authors-checkpoint/-weights, not with a run")
         config, meta, arrays = load_checkpoint(args.checkpoint)
         config = config.replace(data_dir=args.data_dir, backend=args.backend, threads=args.threads)
         backend = resolve_backend(config.backend)
