@@ -374,15 +374,24 @@ class Network(DescribedNetwork):
         images = check_images(images, self.layers[0])
         B = images.shape[0]
         index = check_sample_index(sample_index, B)
+        T, labels = self._check_run(B, T, labels)
+        out = self._engine.run_images(images, T, _check_seed("seed", seed), index,
+                                      _check_seed("epoch", epoch), mode, labels,
+                                      self._check_sample_weights(sample_weights, B), lr, False,
+                                      _check_reduce(reduce))
+        return self._finish(mode, out)
+
+    def _check_run(self, B: int, T: int, labels: Array | None) -> tuple[int, Array | None]:
+        """T and labels of a batch of B samples encoded inside the engine, checked."""
         T = _check_T(T)
         limits.check_sizes(self.layers, B, T, self.t_ref)
         if labels is not None:
             labels = self._check_labels(labels, B)
             self._check_learning_T(T)
-        out = self._engine.run_images(images, T, _check_seed("seed", seed), index,
-                                      _check_seed("epoch", epoch), mode, labels,
-                                      self._check_sample_weights(sample_weights, B), lr, False,
-                                      _check_reduce(reduce))
+        return T, labels
+
+    def _finish(self, mode: str, out: dict) -> dict:
+        """The result of an engine run in `mode` (after a step, the weights checked finite)."""
         if mode == "train":
             self._check_stepped()
         result = self._result(out)
@@ -413,19 +422,10 @@ class Network(DescribedNetwork):
                     sample_weights: Array | None, reduce: str = "mean") -> dict:
         values = check_analog(analog, self.layers[0])
         B = values.shape[0]
-        T = _check_T(T)
-        limits.check_sizes(self.layers, B, T, self.t_ref)
-        if labels is not None:
-            labels = self._check_labels(labels, B)
-            self._check_learning_T(T)
+        T, labels = self._check_run(B, T, labels)
         out = self._engine.run_analog(values, T, mode, labels, self._check_sample_weights(sample_weights, B), lr,
                                       False, _check_reduce(reduce))
-        if mode == "train":
-            self._check_stepped()
-        result = self._result(out)
-        if mode == "gradients":
-            result["gradients"] = list(out["gradients"])
-        return result
+        return self._finish(mode, out)
 
     def train_step_bsa(self, analog: Array, labels: Array, lr: float, *, T: int,
                        sample_weights: Array | None = None) -> dict:
@@ -441,6 +441,7 @@ class Network(DescribedNetwork):
     def infer_bsa(self, analog: Array, *, T: int) -> dict:
         """infer on analog channels BSA-encoded inside the engine."""
         return self._run_analog("infer", analog, None, 0.0, T, None)
+
 
 def _engine_spec(description: NetworkDescription, threads: int) -> Any:
     """The engine's NetSpec of a checked description: the one place where layers and
