@@ -6,6 +6,7 @@
     python -m bench cnn [--batches 1,32] [--json FILE]           mnist-cnn speed
     python -m bench mpi [--ranks 1,2] [--json FILE]              data-parallel MPI training
     python -m bench speech [--batches 1,128] [--json FILE]       spoken-letter network speed
+    python -m bench bridge [--batches 100] [--json FILE]         PyTorch bridge step vs train_step
 
 Main table: every row trains and runs inference on the same Poisson-encoded mnist-10k training
 digits (encoded once here, passed to each row as a file), same 784-800-10 network, T and batch.
@@ -293,7 +294,8 @@ def _targets(rows: list[dict[str, Any]]) -> list[str]:
     return out
 
 
-def main_table(args: argparse.Namespace) -> int:
+def main_table_rows(args: argparse.Namespace) -> list[str]:
+    """The rows asked for, after filling args from the preset; SystemExit for bad arguments."""
     preset = QUICK if args.quick else FULL
     for k, v in preset.items():
         if getattr(args, k) is None:
@@ -304,6 +306,14 @@ def main_table(args: argparse.Namespace) -> int:
     bad = [n for n in names if n not in common.ROWS]
     if bad:
         raise SystemExit(f"--rows: unknown {bad}; expected names from {', '.join(common.ROWS)}")
+    return names
+
+
+def main_table(args: argparse.Namespace) -> int:
+    names = main_table_rows(args)
+    if args.dry_run:
+        print(f"dry run: bench main table, rows {names}: arguments OK")
+        return 0
     t0 = time.perf_counter()
     machine = common.machine_info()
     machine["load_avg_start"] = os.getloadavg()
@@ -362,15 +372,18 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, help="timed repeats (median and min-max reported)")
     p.add_argument("--min-seconds", type=float, help="minimum duration of one timed repeat")
     p.add_argument("--data-dir", help=f"mnist-10k folder (default {common.DEFAULT_DATA_DIR})")
+    p.add_argument("--dry-run", action="store_true",
+                   help="check the arguments of the main table or `cnn` and stop (bench/gpu_check.sh --dry-run)")
     _sizes(p)
-    sub = p.add_subparsers(dest="command", metavar="{scaling,tta,cnn,mpi,speech}")
-    from . import cnn, mpi, scaling, speech, time_to_accuracy
+    sub = p.add_subparsers(dest="command", metavar="{scaling,tta,cnn,mpi,speech,bridge}")
+    from . import bridge, cnn, mpi, scaling, speech, time_to_accuracy
 
     scaling.add_parser(sub)
     time_to_accuracy.add_parser(sub)
     cnn.add_parser(sub)
     mpi.add_parser(sub)
     speech.add_parser(sub)
+    bridge.add_parser(sub)
     row = sub.add_parser("_row")  # internal: one row in a child process
     row.add_argument("row", choices=common.ROWS)
     for flag, kind in (("--samples-file", str), ("--batch", int), ("--warmup", int),
@@ -387,6 +400,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "_row":
         serve_row(args)
         return 0
+    if args.dry_run and args.command not in (None, "cnn"):
+        raise SystemExit(f"--dry-run: only the main table and `cnn` check their arguments, not {args.command}")
     if args.command == "scaling":
         from . import scaling
 
@@ -407,6 +422,10 @@ def main(argv: list[str] | None = None) -> int:
         from . import speech
 
         return speech.main(args)
+    if args.command == "bridge":
+        from . import bridge
+
+        return bridge.main(args)
     return main_table(args)
 
 

@@ -2,11 +2,17 @@
 25% over minutes, so builds timed one after the other compare the machine, not the code).
 
     pip install --no-deps --target /tmp/a <old checkout>; pip install --no-deps --target /tmp/b .
-    python -m bench.ab /tmp/a /tmp/b [--rounds 4] [--batch 32] [--threads 2] [--json FILE]
+    python -m bench.ab /tmp/a /tmp/b [--net fc800|cnn] [--rounds 6] [--batch 32] [--threads 2]
+                                     [--clock wall|cpu] [--json FILE]
 
-Each round runs `python -m bench.engine` once per build (in a fresh process, PYTHONPATH set to
+Each round runs the network's benchmark once per build (in a fresh process, PYTHONPATH set to
 that build's folder, the order A B in even rounds and B A in odd ones) and records its
-samples/s per path. Prints, per path, the median of the per-round ratios B / A and their range.
+samples/s per path: `python -m bench.engine` for mnist-fc800 (train_step, train_step_images,
+infer, forward), `python -m bench cnn` for mnist-cnn (cnn-train, cnn-infer; no peer rows).
+Prints, per path, the median of the per-round ratios B / A and their range. --clock cpu times
+by the benchmark process's CPU time (with --threads 1: the engine's work, which a loaded
+machine disturbs far less than the wall clock). The builds must be plain installs (pip
+--target): an editable install's import hook would load the same build on both sides.
 """
 from __future__ import annotations
 
@@ -24,13 +30,20 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def run_engine_bench(build: str, args: argparse.Namespace) -> dict[str, float]:
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
-        cmd = [sys.executable, "-m", "bench.engine", "--batch", str(args.batch), "--samples", str(args.samples),
-               "--repeats", str(args.repeats), "--min-seconds", str(args.min_seconds), "--json", out.name]
+        common = ["--samples", str(args.samples), "--repeats", str(args.repeats), "--min-seconds",
+                  str(args.min_seconds), "--clock", args.clock, "--json", out.name]
+        if args.net == "cnn":
+            cmd = [sys.executable, "-m", "bench", "cnn", "--batches", str(args.batch), "--peers", "", *common]
+        else:
+            cmd = [sys.executable, "-m", "bench.engine", "--batch", str(args.batch), *common]
         if args.threads:
             cmd += ["--threads", str(args.threads)]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([build, str(ROOT)])}
         subprocess.run(cmd, check=True, env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
         result = json.loads(Path(out.name).read_text())
+    if args.net == "cnn":
+        (row,) = [r for r in result["rows"] if r["backend"] == "cpu"]
+        return {"cnn-train": row["train_samples_per_s"]["median"], "cnn-infer": row["infer_samples_per_s"]["median"]}
     return {path: r["median"] for path, r in result["samples_per_s"].items()}
 
 
@@ -38,12 +51,14 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.ab", description=__doc__.split("\n\n")[0])
     p.add_argument("a", help="folder with build A (pip install --target)")
     p.add_argument("b", help="folder with build B")
-    p.add_argument("--rounds", type=int, default=4)
+    p.add_argument("--net", choices=("fc800", "cnn"), default="fc800", help="mnist-fc800 or mnist-cnn")
+    p.add_argument("--rounds", type=int, default=6)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--samples", type=int, default=256)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--min-seconds", type=float, default=1.0)
+    p.add_argument("--clock", choices=("wall", "cpu"), default="wall")
     p.add_argument("--json", metavar="FILE")
     args = p.parse_args(argv)
     runs: dict[str, list[dict[str, float]]] = {"a": [], "b": []}
@@ -58,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         summary[path] = {"ratio_median": statistics.median(ratios), "ratio_min": min(ratios),
                          "ratio_max": max(ratios), "a_samples_per_s": [a[path] for a in runs["a"]],
                          "b_samples_per_s": [b[path] for b in runs["b"]]}
-    print(f"B / A samples/s (batch {args.batch}, {args.rounds} alternating rounds)")
+    print(f"B / A samples/s ({args.net}, batch {args.batch}, {args.clock} clock, {args.rounds} alternating rounds)")
     for path, s in summary.items():
         print(f"  {path:<20} median {s['ratio_median']:.3f}  range {s['ratio_min']:.3f}-{s['ratio_max']:.3f}  "
               f"A median {statistics.median(s['a_samples_per_s']):.0f}/s")

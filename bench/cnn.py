@@ -6,7 +6,8 @@ hm2bp's training and inference samples/s on mnist-10k digits, per batch size and
 CUDA when this build sees a GPU and implements the layers), beside the authors' CUDA code on a
 Titan XP (fixed row from their log: 1,632 s per 60,000-sample epoch, about 37 samples/s at
 batch 1; not measured here), and the peer row: snnTorch training the same network shape by BPTT
-(bench.peers, its CNN tutorial's recipe) on the same Poisson spikes, CPU, float32.
+(bench.peers, its CNN tutorial's recipe) on the same Poisson spikes, float32, on --peer-device (auto:
+the GPU when torch sees one).
 Training runs the preset's own path: augmented digits (one
 displacement map per epoch) Poisson-encoded in C++, one Adam step per batch; inference the
 engine's own encoding. Training restarts from the initial weights before every pass over the
@@ -36,13 +37,22 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--peers", default="snntorch-cnn",
                    help="comma-separated peer rows (bench.peers builders; '' for none)")
     p.add_argument("--peer-batch", type=int, default=32, help="batch size of the peer rows")
+    p.add_argument("--backends", default="cpu,cuda",
+                   help="comma-separated hm2bp backends (cuda only where this build sees a GPU)")
+    # SUPPRESS: without the flag here, python -m bench's own --peer-device (before `cnn`) holds
+    p.add_argument("--peer-device", choices=("auto", "cpu", "cuda"), default=argparse.SUPPRESS,
+                   help="torch device of the peer rows (default auto: cuda when torch sees a GPU)")
+    p.add_argument("--dry-run", action="store_true", default=argparse.SUPPRESS,
+                   help="check the arguments and stop")
+    p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                   help="time hm2bp's repeats by wall clock or by this process's CPU time (common.CLOCKS)")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
 
 
 def measure(backend: str, batch: int, threads: int | None, samples: int, repeats: int, min_seconds: float,
-            data_dir: str | None) -> dict[str, Any]:
+            data_dir: str | None, clock: str = "wall") -> dict[str, Any]:
     import hm2bp
-    from hm2bp.data import augment
+    from hm2bp import augment  # the path builds from before the sub-packages also have (bench.ab)
     from hm2bp.config import preset
 
     cfg = preset("mnist-cnn", backend=backend)
@@ -62,19 +72,19 @@ def measure(backend: str, batch: int, threads: int | None, samples: int, repeats
         net.infer_images(images[k:k + batch], T=cfg.T, seed=SEED, sample_index=k)
 
     result = {
-        "backend": backend, "batch": batch, "threads": net.threads,
+        "backend": backend, "batch": batch, "threads": net.threads, "clock": clock,
         "train_samples_per_s": summarize(throughput(train_step, starts, batch, warmup=1, repeats=repeats,
                                                     min_seconds=min_seconds,
-                                                    restart=lambda: net.set_state(initial))),
+                                                    restart=lambda: net.set_state(initial), clock=clock)),
         "infer_samples_per_s": summarize(throughput(infer_step, starts, batch, warmup=1, repeats=repeats,
-                                                    min_seconds=min_seconds)),
+                                                    min_seconds=min_seconds, clock=clock)),
     }
     result["peak_rss_mb"] = peak_rss_mb()
     return result
 
 
 def measure_peer(name: str, batch: int, threads: int | None, samples: int, repeats: int,
-                 min_seconds: float, data_dir: str | None) -> dict[str, Any]:
+                 min_seconds: float, data_dir: str | None, device: str = "auto") -> dict[str, Any]:
     """A peer framework's BPTT training and inference samples/s on the same spikes
     (unaugmented digits, hm2bp's Poisson encoding of epoch 0)."""
     import os
@@ -85,7 +95,7 @@ def measure_peer(name: str, batch: int, threads: int | None, samples: int, repea
     from . import peers
 
     T = preset("mnist-cnn").T
-    runner, facts = peers.make(name, [784, 10], T, threads or os.cpu_count() or 1, "cpu")
+    runner, facts = peers.make(name, [784, 10], T, threads or os.cpu_count() or 1, device)
     train = load_mnist("train", data_dir)
     n = max(batch, samples - samples % batch)
     spikes = hm2bp.encode_poisson(train.images[:n], T, SEED, np.arange(n))
@@ -100,25 +110,46 @@ def measure_peer(name: str, batch: int, threads: int | None, samples: int, repea
     }
 
 
+def check_args(args: argparse.Namespace) -> tuple[list[int], list[str]]:
+    """The batch sizes and backends asked for; SystemExit with a one-line message for bad
+    ones (before any measurement)."""
+    try:
+        batches = [int(b) for b in args.batches.split(",")]
+    except ValueError:
+        raise SystemExit(f"--batches must be comma-separated integers, got {args.batches!r}") from None
+    backends = [b for b in args.backends.split(",") if b]
+    if not backends or set(backends) - {"cpu", "cuda"}:
+        raise SystemExit(f"--backends must name cpu and/or cuda, got {args.backends!r}")
+    too_big = [b for b in batches + ([args.peer_batch] if args.peers else []) if not 1 <= b <= args.samples]
+    if too_big:
+        raise SystemExit(f"--samples ({args.samples}) must be at least every batch size, and batches at "
+                         f"least 1: {too_big}")
+    return batches, backends
+
+
 def main(args: argparse.Namespace) -> int:
+    batches, backends = check_args(args)
+    if args.dry_run:
+        print(f"dry run: bench cnn, backends {backends}, batches {batches}: arguments OK")
+        return 0
     import hm2bp
 
-    batches = [int(b) for b in args.batches.split(",")]
-    backends = ["cpu"] + (["cuda"] if hm2bp.cuda_available() else [])
+    if "cuda" in backends and not hm2bp.cuda_available():
+        if backends == ["cuda"]:
+            raise SystemExit("--backends cuda: this build or machine has no usable CUDA GPU")
+        backends.remove("cuda")  # the default asks for CUDA where there is one
     rows = []
     for backend in backends:
         for batch in batches:
-            if args.samples < batch:
-                raise SystemExit(f"--samples must be at least the batch size {batch}")
             try:
                 rows.append(measure(backend, batch, args.threads, args.samples, args.repeats, args.min_seconds,
-                                    args.data_dir))
+                                    args.data_dir, args.clock))
             except NotImplementedError as exc:
                 rows.append({"backend": backend, "batch": batch, "skipped": str(exc)})
     for name in filter(None, args.peers.split(",")):
         try:
             rows.append(measure_peer(name, args.peer_batch, args.threads, args.samples,
-                                     args.repeats, args.min_seconds, args.data_dir))
+                                     args.repeats, args.min_seconds, args.data_dir, args.peer_device))
         except Skipped as exc:
             rows.append({"backend": name, "batch": args.peer_batch, "skipped": str(exc)})
     print("mnist-cnn (28x28-15C5-P2-40C5-P2-300-10, T=400), training samples/s median (min-max)")

@@ -220,9 +220,15 @@ def summarize(values: Sequence[float]) -> dict[str, Any]:
     return {"median": statistics.median(vals), "min": min(vals), "max": max(vals), "n": len(vals)}
 
 
+# What a repeat is timed by: wall-clock seconds, or the CPU seconds of this process (all its
+# threads; at 1 thread a measure of the work that other processes on a loaded machine barely
+# disturb, at several threads a sum over threads, not a speed).
+CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "cpu": time.process_time}
+
+
 class Repeats:
-    """Timed repeats of `step` (one batch per call), each giving samples/s; the position in
-    `batches` carries over from one repeat to the next.
+    """Timed repeats of `step` (one batch per call), each giving samples/s (per second of
+    `clock`); the position in `batches` carries over from one repeat to the next.
 
     Each repeat cycles through `batches` until at least one batch ran and `min_seconds`
     passed, so fast and slow rows both get a stable number without a fixed sample count.
@@ -234,9 +240,10 @@ class Repeats:
 
     def __init__(self, step: Callable[[Any], Any], batches: Sequence[Any], batch_size: int, *,
                  min_seconds: float, sync: Callable[[], None] | None = None,
-                 restart: Callable[[], None] | None = None) -> None:
+                 restart: Callable[[], None] | None = None, clock: str = "wall") -> None:
         self.step, self.batches, self.batch_size = step, batches, batch_size
         self.min_seconds, self.sync, self.restart = min_seconds, sync, restart
+        self.clock = CLOCKS[clock]
         self.k = 0  # batches run so far
 
     def warm_up(self, calls: int) -> None:
@@ -256,11 +263,11 @@ class Repeats:
                 self.restart()
                 if self.sync:
                     self.sync()
-            t0 = time.perf_counter()
+            t0 = self.clock()
             self.step(self.batches[self.k % len(self.batches)])
             if self.sync:
                 self.sync()
-            elapsed += time.perf_counter() - t0
+            elapsed += self.clock() - t0
             self.k += 1
             n += self.batch_size
         return n / elapsed
@@ -276,9 +283,10 @@ def throughput(
     min_seconds: float,
     sync: Callable[[], None] | None = None,
     restart: Callable[[], None] | None = None,
+    clock: str = "wall",
 ) -> list[float]:
     """samples/s of `step` over `repeats` timed repeats (Repeats) after `warmup` untimed calls."""
-    timer = Repeats(step, batches, batch_size, min_seconds=min_seconds, sync=sync, restart=restart)
+    timer = Repeats(step, batches, batch_size, min_seconds=min_seconds, sync=sync, restart=restart, clock=clock)
     timer.warm_up(warmup)
     return [timer.repeat() for _ in range(repeats)]
 

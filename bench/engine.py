@@ -23,7 +23,7 @@ from .common import LAYERS, SEED, T_STEPS, VTH, load_mnist, machine_info, peak_r
 
 
 def measure(threads: int | None, batch: int, samples: int, repeats: int, dtype: str, T: int,
-            min_seconds: float) -> dict:
+            min_seconds: float, clock: str = "wall") -> dict:
     import hm2bp
 
     images = load_mnist("train").images[:samples]
@@ -44,12 +44,12 @@ def measure(threads: int | None, batch: int, samples: int, repeats: int, dtype: 
         net.set_state(initial)
 
     results = {name: summarize(throughput(step, starts, batch, warmup=1, repeats=repeats, min_seconds=min_seconds,
-                                          restart=restart if name.startswith("train") else None))
+                                          restart=restart if name.startswith("train") else None, clock=clock))
                for name, step in steps.items()}
     info = net.infer(spikes[:batch])
     return {
         "network": "mnist-fc800", "layers": list(LAYERS), "T": T, "batch": batch, "dtype": dtype,
-        "threads": net.threads, "samples": samples,
+        "threads": net.threads, "samples": samples, "clock": clock,
         "input_spikes_per_sample": float(spikes.sum() / samples),
         "hidden_spikes_per_sample": float(info["layer_spikes"][0] / batch),
         "samples_per_s": results, "peak_rss_mb": peak_rss_mb(),
@@ -65,19 +65,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--min-seconds", type=float, default=2.0, help="minimum duration of one repeat")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     p.add_argument("--T", type=int, default=T_STEPS)
+    p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                   help="time repeats by wall clock or by this process's CPU time (see common.CLOCKS)")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     args = p.parse_args(argv)
     if args.samples < args.batch:
         p.error("--samples must be at least --batch")
 
-    result = measure(args.threads, args.batch, args.samples, args.repeats, args.dtype, args.T, args.min_seconds)
+    result = measure(args.threads, args.batch, args.samples, args.repeats, args.dtype, args.T, args.min_seconds,
+                     args.clock)
     result["machine"] = machine_info()
     print(f"mnist-fc800, T={result['T']}, batch {result['batch']}, {result['dtype']}, "
           f"{result['threads']} thread(s); {result['input_spikes_per_sample']:.0f} input and "
           f"{result['hidden_spikes_per_sample']:.0f} hidden spikes per sample")
-    print(f"{'path':<20}{'samples/s (median)':>20}{'min':>10}{'max':>10}")
+    print(f"{'path':<20}{'samples/s (median, ' + args.clock + ')':>26}{'min':>10}{'max':>10}")
     for name, r in result["samples_per_s"].items():
-        print(f"{name:<20}{r['median']:>20.0f}{r['min']:>10.0f}{r['max']:>10.0f}")
+        print(f"{name:<20}{r['median']:>26.0f}{r['min']:>10.0f}{r['max']:>10.0f}")
     print(f"peak memory (process RSS): {result['peak_rss_mb']:.0f} MB")
     if args.json:
         with open(args.json, "w") as f:

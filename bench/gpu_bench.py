@@ -30,11 +30,13 @@ T_STEPS = 400
 SEED = 0
 
 
-def load_images(n: int) -> tuple[np.ndarray, np.ndarray, str]:
-    """MNIST training digits: ../shared/data/mnist-10k, else the packaged mnist-mini, else noise."""
+def load_images(n: int, data_dir: str | None = None) -> tuple[np.ndarray, np.ndarray, str]:
+    """MNIST training digits: data_dir (default ../shared/data/mnist-10k), else the packaged
+    mnist-mini, else noise."""
     from hm2bp import data
 
-    for name, kw in (("mnist", {"data_dir": REPO.parent / "shared" / "data" / "mnist-10k"}), ("mnist-mini", {})):
+    mnist_dir = Path(data_dir) if data_dir else REPO.parent / "shared" / "data" / "mnist-10k"
+    for name, kw in (("mnist", {"data_dir": mnist_dir}), ("mnist-mini", {})):
         try:
             ds = data.load(name, "train", download=False, **kw)
             if len(ds.labels) >= n:
@@ -155,7 +157,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profile-batch", type=int, default=256, help="batch of the per-kernel profile (0: none)")
     p.add_argument("--T", type=int, default=T_STEPS, help="time steps (the network's is 400)")
     p.add_argument("--json", metavar="FILE", help="write the results here (default $OUT/gpu_bench.json if set)")
+    p.add_argument("--data-dir", help="mnist-10k folder (default ../shared/data/mnist-10k)")
+    p.add_argument("--dry-run", action="store_true", help="check the arguments and stop")
     args = p.parse_args(argv)
+    if min(args.batches) < 1 or args.repeats < 1 or args.T < 2:
+        p.error("--batches and --repeats must be at least 1, --T at least 2")
+    if args.dry_run:
+        print(f"dry run: gpu_bench.py {' '.join(argv if argv is not None else sys.argv[1:])}: arguments OK")
+        return 0
 
     import hm2bp
 
@@ -165,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     memory = DeviceMemory()
     n_images = max(4 * max(args.batches), 4096)
-    images, labels, source = load_images(n_images)
+    images, labels, source = load_images(n_images, args.data_dir)
     n_images = len(labels)
     T = args.T
     result: dict = {"network": "mnist-fc800", "layers": LAYERS, "T": T, "dtype": args.dtype,

@@ -7,7 +7,8 @@
 set -eu -o pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
-data=${HM2BP_MNIST_DIR:-../shared/data/mnist-10k}
+# the benchmarks' own default (bench/common.py), so a worktree finds the same data as they do
+data=${HM2BP_MNIST_DIR:-$($PY -c "from bench import common; print(common.DEFAULT_DATA_DIR)")}
 [ -d "$data" ] || { echo "mnist-10k not found at $data (set HM2BP_MNIST_DIR)"; exit 1; }
 rm -rf .device
 mkdir -p .device/py
@@ -18,4 +19,7 @@ for pkg in snntorch tqdm; do
     cp -r "$dir" .device/py/
 done
 find .device -name __pycache__ -prune -exec rm -rf {} +
-du -sh .device
+# a device call carries at most 64 MiB of ignored paths in all
+size_kb=$(du -sk .device | cut -f1)
+echo "staged .device: $((size_kb / 1024)) MiB"
+[ "$size_kb" -lt $((60 * 1024)) ] || { echo "too large to carry (keep it under 64 MiB)"; exit 1; }

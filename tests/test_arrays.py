@@ -29,15 +29,17 @@ class FakeCuda:
     device 2 (kDLCUDA). Its memory is host memory, so only the CPU-side paths may read it; a
     copy to the host goes through __dlpack__(dl_device=(1, 0)) as with CuPy and PyTorch."""
 
-    def __init__(self, a: np.ndarray, strides=None, exports: bool = True, requires_grad=False):
+    def __init__(self, a: np.ndarray, strides=None, exports: bool = True, requires_grad=False,
+                 stream: dict | None = None):
         self.a, self.strides, self.exports, self.requires_grad = a, strides, exports, requires_grad
+        self.stream = {"stream": 1} if stream is None else stream  # the entry, or {} for none
 
     @property
     def __cuda_array_interface__(self):
         if self.requires_grad:
             raise RuntimeError("Can't get __cuda_array_interface__ on Variable that requires grad")
         return {"shape": self.a.shape, "typestr": self.a.dtype.str, "data": (self.a.ctypes.data, False),
-                "version": 3, "strides": self.strides, "stream": 1}
+                "version": 3, "strides": self.strides, **self.stream}
 
     def __dlpack_device__(self):
         return (2, 0)
@@ -48,7 +50,7 @@ class FakeCuda:
         return self.a.__dlpack__(dl_device=dl_device, copy=copy, **kwargs)
 
     def detach(self):
-        return FakeCuda(self.a, self.strides, self.exports)
+        return FakeCuda(self.a, self.strides, self.exports, stream=self.stream)
 
 
 @pytest.fixture(scope="module")
@@ -113,6 +115,22 @@ def test_cuda_arrays_are_recognised_and_checked():
     assert cuda_array(FakeCuda(a, strides=(12, 4, 1))) == got  # explicit C strides
     with pytest.raises(TypeError, match="strided view"):
         cuda_array(FakeCuda(a, strides=(24, 8, 2)), "spikes")
+
+
+@pytest.mark.parametrize("entry, stream", [
+    ({}, 1),                   # PyTorch (interface version 2): no stream entry at all
+    ({"stream": None}, 1),     # Numba arrays on the default stream
+    ({"stream": 0}, 1),        # disallowed by the interface; the CUDA runtime's 0 is the legacy stream
+    ({"stream": 1}, 1),
+    ({"stream": 2}, 2),        # per-thread default stream
+    ({"stream": 0x5a5a10}, 0x5a5a10),  # a cudaStream_t
+])
+def test_cuda_arrays_name_the_stream_to_order_after(entry, stream):
+    # The engine orders its reads after the producer's stream; "no stream" must not mean "wait
+    # for nothing", or spikes from a kernel still queued would be read before they are written.
+    a = np.zeros((2, 3, 4), bool)
+    assert cuda_array(FakeCuda(a, stream=entry)).stream == stream
+    assert cuda_array(FakeCuda(a, stream=entry, requires_grad=True)).stream == stream
 
 
 def test_gpu_arrays_that_cannot_reach_the_host_say_what_to_do(case):

@@ -293,3 +293,55 @@ def test_speech_bench_smoke(tmp_path: Path) -> None:
     cpu = next(r for r in result["rows"] if r["backend"] == "cpu")
     assert cpu["batch"] == 2 and cpu["train_samples_per_s"]["median"] > 0 and cpu["infer_samples_per_s"]["median"] > 0
     assert result["T"] == 1000 and result["frames"] == 20 and result["bsa_samples_per_s"]["median"] > 0
+
+
+def test_cnn_bench_checks_its_batches_before_measuring(tmp_path: Path) -> None:
+    # batch 256 of the default 96 samples: refused at once (it used to stop only after the
+    # smaller batches had been measured); the dry run says so too
+    for extra in ([], ["--dry-run"]):
+        proc = _run_bench(["cnn", "--batches", "1,32,256", "--backends", "cuda", *extra], tmp_path)
+        assert proc.returncode != 0 and "--samples (96) must be at least every batch size" in proc.stderr
+    proc = _run_bench(["cnn", "--batches", "1,32,256", "--samples", "256", "--backends", "cuda", "--dry-run"],
+                      tmp_path)
+    assert proc.returncode == 0 and "arguments OK" in proc.stdout, proc.stderr
+    proc = _run_bench(["cnn", "--backends", "tpu", "--dry-run"], tmp_path)
+    assert proc.returncode != 0 and "--backends must name cpu and/or cuda" in proc.stderr
+
+
+def test_gpu_check_dry_run_parses_every_step(tmp_path: Path) -> None:
+    # bench/gpu_check.sh runs where device time is scarce: each step's own command line must
+    # parse here (pip --dry-run, pytest --collect-only, the benchmarks' --dry-run)
+    if importlib.util.find_spec("hm2bp") is None:
+        pytest.skip("hm2bp is not installed")
+    proc = subprocess.run(["bash", str(REPO / "bench" / "gpu_check.sh"), "--dry-run"], cwd=REPO,
+                          env={**os.environ, "OUT": str(tmp_path), "PYTHON": sys.executable},
+                          capture_output=True, text=True, timeout=600)
+    summary = (tmp_path / "summary.txt").read_text().splitlines()
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    steps = [line.split(":")[0] for line in summary]
+    assert steps == ["build", "CUDA tests", "fc800 speed (gpu_bench)", "mnist-cnn speed (CUDA)",
+                     "compute-sanitizer racecheck", "compute-sanitizer synccheck",
+                     "compute-sanitizer initcheck", "compute-sanitizer memcheck", "main table (CUDA rows)"]
+    assert all(line.endswith(": parses") for line in summary), summary
+    assert "=== summary" in proc.stdout  # printed by the exit trap
+
+
+def test_gpu_check_prints_its_summary_when_killed(tmp_path: Path) -> None:
+    # A "python" that hangs stands in for a build; a SIGTERM (a device call running out of
+    # time) must end the step at once and still print the summary.
+    import signal
+
+    fake = tmp_path / "python"
+    fake.write_text('#!/bin/sh\n[ "$1" = --version ] && exec echo "Python (fake)"\nexec sleep 60\n')
+    fake.chmod(0o755)
+    proc = subprocess.Popen(["bash", str(REPO / "bench" / "gpu_check.sh")], cwd=REPO, text=True,
+                            env={**os.environ, "OUT": str(tmp_path / "out"), "PYTHON": str(fake),
+                                 "HM2BP_CHECK_DEADLINE_S": "50"},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    time.sleep(3)
+    start = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=30)
+    assert time.monotonic() - start < 10 and proc.returncode == 143
+    assert "=== summary" in out and "KILLED (signal) during: build" in out
+    assert "KILLED (signal) during: build" in (tmp_path / "out" / "summary.txt").read_text()

@@ -129,6 +129,7 @@ def test_ctrl_c_exits_with_resume_hint(tiny, tmp_path, capsys, monkeypatch):
     (["--batch-size", "0"], ["batch_size"]),
     (["--lr", "-1"], ["lr"]),
     (["--threads", "0"], ["threads"]),
+    (["--data-dir", "digits"], ["data_dir", "'mnist-mini' (the digits bundled", "--preset mnist-fc800"]),
 ])
 def test_errors_are_one_line_exit_2(args, fragments, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)

@@ -82,6 +82,22 @@ def test_cnn_batches_repeat_bit_for_bit_and_split_like_single_samples():
         np.testing.assert_array_equal(x, y)
 
 
+def test_cnn_training_at_batch_1_is_the_same_bit_for_bit_on_any_thread_count():
+    # One sample's conv backward splits its output rows into a fixed number of parts with sums
+    # of their own, added in part order: the threads only take parts.
+    spikes, labels = _spikes(6, 3, 90, 100, 0.2)
+    weights = {}
+    for threads in (1, 2, 3):
+        net = _cnn(dtype="float32", threads=threads)
+        for b in range(3):
+            net.train_step(spikes[b:b + 1], labels[b:b + 1], 0.01)
+        weights[threads] = net.get_weights()
+    assert all(np.abs(w).max() > 0 for w in weights[1])
+    for threads in (2, 3):
+        for got, want in zip(weights[threads], weights[1]):
+            np.testing.assert_array_equal(got, want)
+
+
 # -- the engine against the float64 reference (hm2bp.reference, SPEC_CNN written out literally) --
 
 REF_CASES = [

@@ -202,6 +202,14 @@ def test_mnist_cnn_preset_is_the_papers_cnn():
     assert kw["input_shape"] == (1, 28, 28) and kw["vth"] is None
 
 
+def test_fashion_cnn_preset_is_mnist_cnns_network_with_the_fashion_recipe():
+    cfg, paper = preset("fashion-cnn"), preset("mnist-cnn")
+    assert cfg.dataset == "fashion-mnist" and cfg.layer_stack() == paper.layer_stack()
+    assert (cfg.T, cfg.reg_lambda, cfg.effect_ratio, cfg.boosting) == (400, 0.0, True, True)
+    assert (cfg.batch_size, cfg.lr, cfg.lr_rule, cfg.epochs) == (16, 0.004, "cosine", 10)
+    assert not cfg.augmentation().enabled and cfg.order == "permutation"
+
+
 def test_toml_layer_tables(tmp_path):
     path = tmp_path / "cnn.toml"
     path.write_text("""

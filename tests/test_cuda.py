@@ -8,6 +8,9 @@ no usable GPU is present.
 """
 from __future__ import annotations
 
+import ctypes
+import functools
+
 import numpy as np
 import pytest
 
@@ -206,6 +209,23 @@ def test_runs_are_reproducible():
         np.testing.assert_array_equal(x, y)
 
 
+@pytest.mark.skipif(hm2bp.build_info()["cuda_device"] != "SIMT emulator",
+                    reason="the emulator stands in for GPUs of any multiprocessor count (SIMT_SMS)")
+def test_results_do_not_depend_on_the_gpus_multiprocessor_count(monkeypatch):
+    # The weight gradient is summed in sample groups; were the groups sized by the SM count,
+    # an H100 PCIe (114 SMs), an H100 SXM (132) and a MIG slice would round it differently.
+    config, spikes, labels = random_case(11, [20, 40, 4], 30, 12, rate=0.2, vth=[2.0, 2.0])
+    results = []
+    for sms in ("1", "114", "132"):
+        monkeypatch.setenv("SIMT_SMS", sms)  # read by the emulator's cudaGetDeviceProperties
+        net = hm2bp.Network(**config, dtype="float32", backend="cuda")
+        results.append(net.gradients(spikes, labels))
+    assert all(np.abs(g).max() > 0 for g in results[0])
+    for other in results[1:]:
+        for got, want in zip(other, results[0]):
+            np.testing.assert_array_equal(got, want)
+
+
 def test_poisson_image_path_matches_encode_poisson_and_cpu():
     rng = np.random.default_rng(1)
     images = rng.integers(0, 256, size=(4, 36), dtype=np.uint8)
@@ -371,18 +391,44 @@ def test_cnn_train_step_is_forward_backward_plus_apply_gradients(dtype):
 # CUDA arrays as inputs (hm2bp.arrays): read in place, no host round trip
 
 
-class HostBackedCudaArray:
-    """__cuda_array_interface__ over host memory. Under the SIMT emulator device memory is host
-    memory, so this checks the in-place read of CUDA spikes without a GPU; on a GPU it would be
-    an invalid device pointer, hence only there."""
+EMULATED = hm2bp.build_info()["cuda_device"] == "SIMT emulator"
+emulator_only = pytest.mark.skipif(not EMULATED,
+                                   reason="host memory stands in for device memory only under the SIMT emulator")
 
-    def __init__(self, a: np.ndarray):
-        self.a = np.ascontiguousarray(a)
+
+@functools.cache
+def _emulator() -> ctypes.CDLL:
+    """The SIMT emulator's test hooks (tools/cuda_emulator/fake/cuda_runtime.h) in hm2bp._core."""
+    lib = ctypes.CDLL(hm2bp._core.__file__)
+    lib.simt_register_memory.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int]
+    lib.simt_unregister_memory.argtypes = [ctypes.c_void_p]
+    lib.simt_last_waited_stream.restype = ctypes.c_size_t
+    return lib
+
+
+class HostBackedCudaArray:
+    """__cuda_array_interface__ over host memory that the SIMT emulator's runtime is told to
+    count as device memory (`device`, `memory_type` as cudaMemoryType: 2 device, 3 managed; None:
+    left unregistered, i.e. plain host memory). Under the emulator device memory is host memory,
+    so this checks the in-place read of CUDA spikes without a GPU; on a GPU it would be an
+    invalid device pointer, hence only there. `stream`: the interface's stream entry ({} for
+    none)."""
+
+    def __init__(self, a: np.ndarray, stream: dict | None = None, device: int = 0, memory_type: int | None = 2,
+                 registered_bytes: int | None = None):
+        self.a = np.array(a, order="C")  # a copy: each instance registers its own memory
+        self.stream = {"stream": 1} if stream is None else stream
+        if memory_type is not None:
+            size = self.a.nbytes if registered_bytes is None else registered_bytes
+            _emulator().simt_register_memory(self.a.ctypes.data, size, device, memory_type)
+
+    def __del__(self):
+        _emulator().simt_unregister_memory(self.a.ctypes.data)
 
     @property
     def __cuda_array_interface__(self):
         return {"shape": self.a.shape, "typestr": self.a.dtype.str, "data": (self.a.ctypes.data, False),
-                "version": 3, "strides": None, "stream": 1}
+                "version": 3, "strides": None, **self.stream}
 
 
 def assert_device_spikes_match_host(make):
@@ -403,15 +449,42 @@ def assert_device_spikes_match_host(make):
         device.infer(make(spikes.astype(np.uint8)))
 
 
-@pytest.mark.skipif(hm2bp.build_info()["cuda_device"] != "SIMT emulator",
-                    reason="host memory stands in for device memory only under the SIMT emulator")
+@emulator_only
 def test_cuda_spikes_are_read_in_place_under_the_emulator():
     assert_device_spikes_match_host(HostBackedCudaArray)
+    assert_device_spikes_match_host(lambda a: HostBackedCudaArray(a, memory_type=3))  # managed memory
+
+
+@emulator_only
+@pytest.mark.parametrize("entry, stream", [({}, 1), ({"stream": None}, 1), ({"stream": 2}, 2),
+                                           ({"stream": 0x5a5a10}, 0x5a5a10)])
+def test_cuda_spikes_are_ordered_after_their_producer_stream(entry, stream):
+    # The engine waits (on the device) for an event recorded on the producer's stream, which
+    # is the legacy default stream when the array names none (hm2bp.arrays).
+    config, spikes, _ = random_case(4, [30, 20, 6], 60, 3)
+    net = hm2bp.Network(**config, backend="cuda")
+    net.infer(spikes)  # host spikes: nothing to wait for
+    net.infer(HostBackedCudaArray(spikes, stream=entry))
+    assert _emulator().simt_last_waited_stream() == stream
+
+
+@emulator_only
+def test_cuda_spikes_outside_this_gpus_memory_are_refused_in_one_line():
+    config, spikes, _ = random_case(4, [30, 20, 6], 60, 3)
+    net = hm2bp.Network(**config, backend="cuda")
+    for bad, message in ((HostBackedCudaArray(spikes, memory_type=None), "not all in GPU memory; pass a CUDA array"),
+                         (HostBackedCudaArray(spikes, memory_type=1), r"not all in GPU memory \(pinned host"),
+                         (HostBackedCudaArray(spikes, registered_bytes=spikes.size - 1), "not all in GPU memory"),
+                         (HostBackedCudaArray(spikes, device=1), "the device spikes are on cuda:1, the network on cuda:0")):
+        with pytest.raises(ValueError, match=message) as err:
+            net.infer(bad)
+        assert "\n" not in str(err.value)
+    np.testing.assert_array_equal(net.infer(HostBackedCudaArray(spikes))["counts"], net.infer(spikes)["counts"])
 
 
 @pytest.mark.parametrize("library", ["cupy", "torch"])
 def test_cuda_spikes_from_cupy_and_torch(library):
-    if hm2bp.build_info()["cuda_device"] == "SIMT emulator":
+    if EMULATED:
         pytest.skip("real device arrays need a GPU")
     lib = pytest.importorskip(library, reason=f"{library} not installed")
     if library == "torch" and not lib.cuda.is_available():
@@ -448,3 +521,45 @@ def test_reservoir_and_bsa_input_match_cpu(dtype, rtol):
     for (g_in, g_rec), (w_in, w_rec) in zip(gpu.reservoir_weights(), fixed):
         np.testing.assert_array_equal(g_in, w_in.astype(dtype))
         np.testing.assert_array_equal(g_rec, w_rec.astype(dtype))
+
+
+@pytest.mark.parametrize("side_stream", [False, True])
+def test_torch_spikes_are_read_after_the_kernel_that_writes_them(side_stream):
+    # PyTorch exports no stream: the copy that produces the spikes may still be queued (behind
+    # a 50 ms sleep kernel here) when the engine, on its own stream, starts to read them. The
+    # engine must order itself after PyTorch's current stream, the default or a side stream.
+    if EMULATED:
+        pytest.skip("needs real asynchronous device work")
+    torch = pytest.importorskip("torch", reason="torch not installed")
+    if not torch.cuda.is_available():
+        pytest.skip("torch has no CUDA here")
+    config, spikes, _ = random_case(4, [30, 20, 6], 60, 3)
+    net = hm2bp.Network(**config, backend="cuda")
+    want = net.infer(spikes)["counts"]  # also sizes the engine's buffers: no cudaFree below
+    assert want.any()
+    host = torch.from_numpy(spikes).pin_memory()
+    stream = torch.cuda.Stream() if side_stream else torch.cuda.current_stream()
+    with torch.cuda.stream(stream):
+        for _ in range(3):
+            on_gpu = torch.zeros(spikes.shape, dtype=torch.bool, device="cuda")
+            torch.cuda._sleep(100_000_000)  # ~50 ms of GPU clock cycles before the copy
+            on_gpu.copy_(host, non_blocking=True)
+            np.testing.assert_array_equal(net.infer(on_gpu)["counts"], want)
+
+
+def test_host_memory_posing_as_cuda_spikes_is_refused_not_read():
+    # On a GPU, reading a host pointer would be a sticky illegal-address fault that ends the
+    # process's CUDA context; the engine refuses it first, and keeps working.
+    if EMULATED:
+        pytest.skip("the emulator's version registers memory: test_cuda_spikes_outside_this_gpus_memory_...")
+    config, spikes, _ = random_case(4, [30, 20, 6], 60, 3)
+    net = hm2bp.Network(**config, backend="cuda")
+    host = np.ascontiguousarray(spikes)
+
+    class HostPosingAsCuda:
+        __cuda_array_interface__ = {"shape": host.shape, "typestr": host.dtype.str, "version": 3,
+                                    "data": (host.ctypes.data, False), "strides": None, "stream": None}
+
+    with pytest.raises(ValueError, match="not all in GPU memory"):
+        net.infer(HostPosingAsCuda())
+    assert net.infer(spikes)["counts"].any()

@@ -30,9 +30,16 @@ def data():
     return module
 
 
+DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")  # apt-get install dataset-fashion-mnist
+needs_debian_fashion = pytest.mark.skipif(
+    not (DEBIAN_FASHION / "t10k-images-idx3-ubyte.gz").is_file(),
+    reason=f"Debian's dataset-fashion-mnist not installed ({DEBIAN_FASHION})")
+
+
 @pytest.fixture(autouse=True)
-def _isolated_env(monkeypatch, tmp_path):
-    # No test may see the user's data, cache, mirror or proxy settings.
+def _isolated_env(monkeypatch, tmp_path, data):
+    # No test may see the user's data, cache, mirror or proxy settings, or the system's datasets.
+    monkeypatch.setattr(data.catalog, "SYSTEM_DIRS", {})
     for var in ("HM2BP_DATA", "HM2BP_MIRROR", "http_proxy", "HTTP_PROXY", "https_proxy",
                 "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
         monkeypatch.delenv(var, raising=False)
@@ -310,6 +317,77 @@ def test_emnist_is_transposed_upright(data, tmp_path):
 
 # ---------------------------------------------------------------------------------------------
 # data dir resolution
+
+
+def test_system_copy_found_without_data_dir(data, tmp_path, monkeypatch):
+    system, cache = tmp_path / "usr-share", tmp_path / "xdg-cache" / "hm2bp" / "fashion-mnist"
+    monkeypatch.setattr(data.catalog, "SYSTEM_DIRS", {"fashion-mnist": (tmp_path / "absent", system)})
+    images, labels = fake_digits(3)
+    write_mnist(system, "test", images, labels)
+    # a system folder is used only when it has all four files
+    assert data.resolve_data_dir("fashion-mnist") == cache
+    write_mnist(system, "train", images, labels)
+    assert data.resolve_data_dir("fashion-mnist") == system
+    assert np.array_equal(data.load("fashion-mnist", "test", download=False).labels, labels)
+    assert data.resolve_data_dir("mnist") == tmp_path / "xdg-cache" / "hm2bp" / "mnist"
+    # an explicit folder, $HM2BP_DATA and a complete user cache come first
+    assert data.resolve_data_dir("fashion-mnist", tmp_path / "mine") == tmp_path / "mine" / "fashion-mnist"
+    monkeypatch.setenv("HM2BP_DATA", str(tmp_path / "env"))
+    assert data.resolve_data_dir("fashion-mnist") == tmp_path / "env" / "fashion-mnist"
+    monkeypatch.delenv("HM2BP_DATA")
+    write_mnist(cache, "train", images, labels)
+    write_mnist(cache, "test", images, labels)
+    assert data.resolve_data_dir("fashion-mnist") == cache
+
+
+@needs_debian_fashion
+def test_debian_fashion_mnist_found_and_known(data, monkeypatch):
+    monkeypatch.setattr(data.catalog, "SYSTEM_DIRS", {"fashion-mnist": (DEBIAN_FASHION,)})
+    assert data.resolve_data_dir("fashion-mnist") == DEBIAN_FASHION
+    ds = data.load("fashion-mnist", "test")
+    assert len(ds) == 10000 and np.bincount(ds.labels).tolist() == [1000] * 10
+    for path in DEBIAN_FASHION.glob("*.gz"):  # the sums in KNOWN_FILES, compressed and not
+        assert data.KNOWN_FILES[md5(path)] == ("fashion-mnist", path.name)
+        raw = hashlib.md5(gzip.decompress(path.read_bytes())).hexdigest()
+        assert data.KNOWN_FILES[raw] == ("fashion-mnist", path.name[:-3])
+
+
+def test_known_files_cover_the_downloads(data):
+    for name in ("mnist", "fashion-mnist"):
+        for fname, digest in data.MD5[name].items():
+            assert data.KNOWN_FILES[digest] == (name, fname)
+    assert all(len(k) == 32 and set(k) <= set("0123456789abcdef") for k in data.KNOWN_FILES)
+
+
+def test_other_datasets_files_are_refused(data, tmp_path, monkeypatch):
+    images, labels = fake_digits(3)
+    image_path, _ = write_mnist(tmp_path, "test", images, labels)
+    monkeypatch.setitem(data.KNOWN_FILES, md5(image_path), ("mnist", "t10k-images-idx3-ubyte.gz"))
+    assert len(data.load("mnist", "test", data_dir=tmp_path, download=False)) == 3
+    with pytest.raises(data.DatasetError) as info:
+        data.load("fashion-mnist", "test", data_dir=tmp_path, download=False)
+    assert str(info.value) == (f"{image_path} is the mnist file t10k-images-idx3-ubyte.gz (by its "
+                               f"MD5 sum), not fashion-mnist's; point --data-dir at the "
+                               f"fashion-mnist files")
+
+
+@needs_shared
+def test_real_mnist_refused_as_fashion(data, tmp_path):
+    for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+        (tmp_path / name).write_bytes((MNIST_10K / name).read_bytes())
+        raw = tmp_path / "raw" / name[:-3]  # uncompressed copies are known too
+        raw.parent.mkdir(exist_ok=True)
+        raw.write_bytes(gzip.decompress((MNIST_10K / name).read_bytes()))
+    for folder in (tmp_path, tmp_path / "raw"):
+        with pytest.raises(data.DatasetError, match="is the mnist file t10k-images-idx3-ubyte"):
+            data.load("fashion-mnist", "test", data_dir=folder, download=False)
+        assert len(data.load("mnist", "test", data_dir=folder, download=False)) == 10000
+
+
+@needs_debian_fashion
+def test_real_fashion_refused_as_mnist(data):
+    with pytest.raises(data.DatasetError, match="is the fashion-mnist file t10k-images-idx3-ubyte.gz"):
+        data.load("mnist", "test", data_dir=DEBIAN_FASHION, download=False)
 
 
 def test_resolution_order(data, tmp_path, monkeypatch):

@@ -60,9 +60,9 @@ def test_cnn_round_trip_is_exact_and_every_node_has_shapes(tmp_path):
                      "CubaLIF", "Flatten", "Linear", "NIRGraph", "Output"]
     for name, node in graph.nodes.items():
         assert node.input_type["input"] is not None and node.output_type["output"] is not None, name
-    assert list(graph.nodes["lif3"].output_type["output"]) == [4, 2, 2]
-    assert graph.nodes["lif0"].metadata["fire_margin"] == 0.0  # convolutions fire at v > vth
-    assert graph.nodes["lif1"].metadata["fire_margin"] == 1e-6
+    assert list(graph.nodes["layer3_lif"].output_type["output"]) == [4, 2, 2]
+    assert graph.nodes["layer0_lif"].metadata["fire_margin"] == 0.0  # convolutions fire at v > vth
+    assert graph.nodes["layer1_lif"].metadata["fire_margin"] == 1e-6
     nir.write(tmp_path / "cnn.nir", graph)
     _same_network(net, hnir.from_nir(nir.read(tmp_path / "cnn.nir")), _spikes(2, 2, 60, 144, 0.3))
 
@@ -70,10 +70,10 @@ def test_cnn_round_trip_is_exact_and_every_node_has_shapes(tmp_path):
 def test_cubalif_parameters_and_metadata():
     net = hm2bp.Network([8, 5, 3], vth=[2.0, 3.0], t_ref=2)
     graph = hnir.to_nir(net, dt=0.5, metadata={"T": 200})
-    lif = graph.nodes["lif0"]
+    lif = graph.nodes["layer0_lif"]
     assert np.all(lif.tau_syn == 4.0) and np.all(lif.tau_mem == 32.0) and np.all(lif.r == 64.0)
     assert np.all(lif.w_in == 1.0) and np.all(lif.v_leak == 0.0) and np.all(lif.v_threshold == 2.0)
-    lateral = graph.nodes["lif1"].nodes["lateral"].weight
+    lateral = graph.nodes["layer1_lif"].nodes["lateral"].weight
     assert np.array_equal(lateral, -(1.0 - np.eye(3)))
     meta = graph.metadata
     assert meta["dt"] == 0.5 and meta["t_ref"] == 2 and meta["delay_steps"] == 1 and meta["T"] == 200
@@ -87,11 +87,12 @@ def test_reservoir_exports_its_fixed_weights_as_a_recurrent_subgraph():
     graph = hnir.to_nir(net)
     assert [type(graph.nodes[k]).__name__ for k in graph.nodes] == ["Input", "Linear", "NIRGraph", "Linear",
                                                                      "CubaLIF", "Linear", "NIRGraph", "Output"]
-    assert np.array_equal(graph.nodes["reservoir0"].weight, w_in)
-    sub = graph.nodes["lif0"]
+    assert list(graph.nodes) == sorted(graph.nodes)  # the chain order nir.read gives back (issue 26)
+    assert np.array_equal(graph.nodes["layer0"].weight, w_in)
+    sub = graph.nodes["layer0_lif"]
     assert np.array_equal(sub.nodes["recurrent"].weight, w_rec) and ("recurrent", "lif") in sub.edges
     assert sub.nodes["lif"].metadata["hm2bp_layer"] == "reservoir" and np.all(sub.nodes["lif"].v_threshold == 5.0)
-    assert np.array_equal(graph.nodes["dense1"].weight, net.get_weights()[0])
+    assert np.array_equal(graph.nodes["layer1"].weight, net.get_weights()[0])
     with pytest.raises(ValueError, match="only the output neurons may have a recurrent connection"):
         hnir.from_nir(graph)
 
@@ -99,14 +100,14 @@ def test_reservoir_exports_its_fixed_weights_as_a_recurrent_subgraph():
 def _graph(**lif_changes) -> object:
     g = hnir.to_nir(hm2bp.Network([8, 5, 3], vth=[2.0, 3.0], lateral_inhibition=0.0))
     for key, value in lif_changes.items():
-        setattr(g.nodes["lif0"], key, np.full(5, value))
+        setattr(g.nodes["layer0_lif"], key, np.full(5, value))
     return g
 
 
 @pytest.mark.parametrize("change, message", [
-    (dict(r=1.0), "node 'lif0': r = 1, hm2bp's neuron needs 64"),
-    (dict(w_in=2.0), "node 'lif0': w_in = 2"),
-    (dict(v_leak=0.5), "node 'lif0': v_leak"),
+    (dict(r=1.0), "node 'layer0_lif': r = 1, hm2bp's neuron needs 64"),
+    (dict(w_in=2.0), "node 'layer0_lif': w_in = 2"),
+    (dict(v_leak=0.5), "node 'layer0_lif': v_leak"),
     (dict(tau_syn=9.0), "different tau_syn or tau_mem"),
 ])
 def test_import_names_the_node_that_does_not_fit(change, message):
@@ -116,12 +117,12 @@ def test_import_names_the_node_that_does_not_fit(change, message):
 
 def test_import_refusals():
     g = _graph()
-    g.nodes["lif0"].v_threshold = np.arange(5.0)
-    with pytest.raises(ValueError, match="node 'lif0': hm2bp needs one v_threshold per layer"):
+    g.nodes["layer0_lif"].v_threshold = np.arange(5.0)
+    with pytest.raises(ValueError, match="node 'layer0_lif': hm2bp needs one v_threshold per layer"):
         hnir.from_nir(g)
     g = _graph()
-    g.nodes["dense0"] = nir.Affine(weight=g.nodes["dense0"].weight, bias=np.ones(5))
-    with pytest.raises(ValueError, match="node 'dense0': hm2bp neurons have no bias"):
+    g.nodes["layer0"] = nir.Affine(weight=g.nodes["layer0"].weight, bias=np.ones(5))
+    with pytest.raises(ValueError, match="node 'layer0': hm2bp neurons have no bias"):
         hnir.from_nir(g)
     g = _graph()
     del g.metadata["dt"]
@@ -129,8 +130,8 @@ def test_import_refusals():
         hnir.from_nir(g)
     g = _graph()
     g.nodes["odd"] = nir.LIF(tau=np.ones(5), r=np.ones(5), v_leak=np.zeros(5), v_threshold=np.ones(5))
-    g.edges = [("dense0", "odd") if e == ("dense0", "lif0") else ("odd", "lif0") if e == ("lif0", "dense1") else e
-               for e in g.edges] + [("lif0", "dense1")]
+    g.edges = [("layer0", "odd") if e == ("layer0", "layer0_lif") else ("odd", "layer0_lif") if e == ("layer0_lif", "layer1") else e
+               for e in g.edges] + [("layer0_lif", "layer1")]
     with pytest.raises(ValueError, match="node 'odd' is a LIF"):
         hnir.from_nir(g)
     with pytest.raises(ValueError, match="Pool2d 2, stride 2.*cuts its last window on the 5x5 map"):
@@ -184,17 +185,20 @@ def _unbatched_counts(module, spikes: np.ndarray, shape: tuple[int, ...], steps:
     return np.array(counts)
 
 
-def _clients(graph) -> dict:
+def _clients(net: hm2bp.Network, path) -> dict:
+    """The network exported to a .nir file (steps of 1e-4 s, what snnTorch's importer assumes)
+    and read back by each installed client, as a user would."""
     pytest.importorskip("torch", reason="torch is not installed (pip install 'hm2bp[nir,torch]')")
+    hnir.write(path, net, dt=1e-4)
     out = {}
     try:
         from snntorch.import_nir import import_from_nir
-        out["snntorch"] = import_from_nir(graph)
+        out["snntorch"] = import_from_nir(nir.read(path))
     except ImportError:
         pass
     try:
         import norse.torch
-        out["norse"] = norse.torch.from_nir(graph, dt=graph.metadata["dt"])
+        out["norse"] = norse.torch.from_nir(nir.read(path), dt=1e-4)
     except ImportError:
         pass
     if not out:
@@ -203,19 +207,32 @@ def _clients(graph) -> dict:
     return out
 
 
-def test_clients_reproduce_hm2bp_spike_for_spike_without_refractory_period():
-    """With t_ref = 0 the only remaining difference is the frame: hm2bp delays each layer by one
-    step, so its counts over T steps are the clients' over the first T - n_layers steps."""
-    net = hm2bp.Network([40, 25, 6], vth=[1.0, 1.5], t_ref=0, init_w=0.6, seed=3, dtype="float64")
+def test_node_names_sort_in_the_order_of_the_chain():
+    """nir.read returns a file's nodes sorted by name; nirtorch (snnTorch's importer) needs a
+    recurrent subgraph after its input in that order."""
+    net = hm2bp.Network(input_shape=(1, 12, 12), layers=[Conv2d(2, 3, vth=1.0), Pool2d(2, vth=1.0)]
+                        + [Dense(3, vth=1.0)] * 10, seed=0)
+    graph = hnir.to_nir(net)
+    assert list(graph.nodes) == sorted(graph.nodes)
+    assert "layer01_lif_flatten" in graph.nodes and list(graph.nodes)[-2] == "layer11_lif"
+
+
+@pytest.mark.parametrize("w0", [1.0, 0.0])
+def test_clients_reproduce_hm2bp_spike_for_spike_without_refractory_period(tmp_path, w0):
+    """Through a .nir file, with and without the output layer's lateral inhibition. With t_ref = 0
+    the only remaining difference is the frame: hm2bp delays each layer by one step, so its
+    counts over T steps are the clients' over the first T - n_layers steps."""
+    net = hm2bp.Network([40, 25, 6], vth=[1.0, 1.5], t_ref=0, lateral_inhibition=w0, init_w=0.6, seed=3,
+                        dtype="float64")
     spikes = _spikes(5, 16, 80, 40, 0.2)
     want = net.infer(spikes)["counts"]
     assert want.sum() > 100  # the comparison has spikes to compare
-    for name, module in _clients(hnir.to_nir(net, dt=1e-4)).items():  # snnTorch assumes steps of 1e-4 s
+    for name, module in _clients(net, tmp_path / "net.nir").items():
         got = _client_counts(module, spikes, 80 - net.n_layers)
         assert np.array_equal(got, want), name
 
 
-def test_norse_runs_an_exported_cnn_spike_for_spike_without_refractory_period():
+def test_norse_runs_an_exported_cnn_spike_for_spike_without_refractory_period(tmp_path):
     """snnTorch 1.0 imports no SumPool2d; Norse does. NIR shapes carry no batch axis (Flatten
     flattens everything), so the torch modules run one sample at a time."""
     norse = pytest.importorskip("norse.torch", reason="Norse is not installed (pip install --no-deps norse==1.1.0)")
@@ -225,11 +242,12 @@ def test_norse_runs_an_exported_cnn_spike_for_spike_without_refractory_period():
     spikes = _spikes(0, 4, 60, 144, 0.3)
     want = net.infer(spikes)["counts"]
     assert want.sum() > 50
-    module = norse.from_nir(hnir.to_nir(net, dt=1e-4), dt=1e-4)
+    hnir.write(tmp_path / "cnn.nir", net, dt=1e-4)
+    module = norse.from_nir(nir.read(tmp_path / "cnn.nir"), dt=1e-4)
     assert np.array_equal(_unbatched_counts(module, spikes, (1, 12, 12), 60 - net.n_layers), want)
 
 
-def test_exported_mnist_mini_network_in_snntorch_and_norse(capsys):
+def test_exported_mnist_mini_network_in_snntorch_and_norse(capsys, tmp_path):
     """Trains the mnist-mini preset's network (784-400-10, T = 200) for one epoch of the 6000
     bundled digits, exports it and runs the same 1000 test digits in hm2bp and in each client."""
     train, test = data.load("mnist-mini", "train"), data.load("mnist-mini", "test")
@@ -242,7 +260,7 @@ def test_exported_mnist_mini_network_in_snntorch_and_norse(capsys):
     images, labels = test.images, test.labels
     spikes = hm2bp.encode_poisson(images, T_CLIENT, seed=7, sample_index=0)
     accuracy = {"hm2bp": float(np.mean(net.infer(spikes)["predictions"] == labels))}
-    for name, module in _clients(hnir.to_nir(net, dt=1e-4)).items():
+    for name, module in _clients(net, tmp_path / "net.nir").items():
         counts = _client_counts(module, spikes, T_CLIENT)
         accuracy[name] = float(np.mean(counts.argmax(axis=1) == labels))
     with capsys.disabled():

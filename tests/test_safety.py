@@ -413,7 +413,7 @@ def test_nir_non_finite_time_constants(tmp_path, run_copy, capsys):
         assert not out.exists()
     net = hm2bp.Network([12, 6, 3], vth=[2.0, 3.0], seed=1)
     graph = hnir.to_nir(net, dt=1.0)
-    graph.nodes["lif0"].tau_mem = np.full(6, np.inf)
+    graph.nodes["layer0_lif"].tau_mem = np.full(6, np.inf)
     with pytest.raises(ValueError, match="finite"):
         hnir.from_nir(graph)
     with pytest.raises(ValueError, match="dt"):

@@ -26,9 +26,21 @@ def test_learning_rate_sqrt_plus1():
     assert learning_rate(0.001, 199, "sqrt_plus1") == pytest.approx(0.00007071, abs=5e-9)
 
 
+def test_learning_rate_cosine():
+    # not the paper's: lr0 in epoch 0, half of it half-way, above 0 in the last epoch
+    assert learning_rate(0.004, 0, "cosine", 3) == 0.004
+    assert learning_rate(0.004, 1, "cosine", 3) == pytest.approx(0.003)
+    assert learning_rate(0.004, 2, "cosine", 3) == pytest.approx(0.001)
+    assert learning_rate(0.001, 5, "cosine", 10) == pytest.approx(0.0005)
+    with pytest.raises(ValueError, match="epochs"):
+        learning_rate(0.001, 3, "cosine")
+    with pytest.raises(ValueError, match="epochs"):
+        learning_rate(0.001, 3, "cosine", 3)
+
+
 def test_learning_rate_unknown_rule():
     with pytest.raises(ValueError, match="rule"):
-        learning_rate(0.001, 3, "cosine")
+        learning_rate(0.001, 3, "step")
 
 
 # ------------------------------------------------------------------------------ boosting

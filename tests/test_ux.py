@@ -186,6 +186,18 @@ def test_checkpoint_without_val_split_still_loads(tmp_path):
     assert trainer.Trainer.resume(run, epochs=2).fit().epochs_completed == 2
 
 
+def test_mnist_mini_run_with_a_stored_data_dir_still_loads(tmp_path):
+    # older versions ignored --data-dir for mnist-mini and stored it; it is refused now
+    run = tmp_path / "run"
+    trainer.Trainer(tiny(epochs=1), run).fit()
+    _, meta, arrays = checkpoint.load_checkpoint(run)
+    meta["config"]["data_dir"] = str(tmp_path / "ignored")
+    runstate.write_state(run / runstate.STATE_FILE, arrays, meta)
+    assert checkpoint.load_checkpoint(run)[0].data_dir is None
+    with pytest.raises(hconfig.ConfigError, match="data_dir"):
+        checkpoint.load_checkpoint(run)[0].replace(data_dir=str(tmp_path))
+
+
 # -- metrics files ----------------------------------------------------------------------------
 
 def test_metrics_csv_matches_jsonl_and_has_no_duplicates_after_resume(tmp_path):
@@ -297,7 +309,7 @@ def test_plots_in_each_format(fmt, tmp_path, capsys):
         blob = (run / f"{name}.{fmt}").read_bytes()
         assert blob.startswith(MAGIC[fmt]), name
         if fmt == "svg":
-            assert "run (mnist-mini, 784-30-10, T 60)" in blob.decode()  # the run's name
+            assert "run (784-30-10, from preset mnist-mini, T 60, mnist-mini)" in blob.decode()  # the run's name
         if fmt == "png":  # print resolution: pHYs of 300 dpi (11811 pixels per metre)
             k = blob.index(b"pHYs")
             assert int.from_bytes(blob[k + 4:k + 8], "big") == 11811

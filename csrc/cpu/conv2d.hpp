@@ -18,12 +18,18 @@
 #include "../hm2bp/spsp.hpp"
 #include "../model/network_spec.hpp"
 #include "population.hpp"
+#include "row_sums.hpp"
 #include "simd.hpp"
 #include "spike_train.hpp"
 #include "threading.hpp"
 #include "weights.hpp"
 
 namespace hm2bp {
+
+// The conv backward's fixed split of the output rows (the most threads one sample keeps busy).
+constexpr int kBackwardParts = 4;
+// Connections whose pre-delta sums over the channels run side by side (position_backward).
+constexpr int kPreDeltaBlock = 16;
 
 template <class Real>
 class Conv2dLayer {
@@ -56,7 +62,7 @@ public:
         const Real* wt = weights.wt.data();
         const int parts = std::max(1, std::min(n_threads, D));
         s.scans.resize(parts);
-        for_each_part(parts, [&](int part) {
+        for_each_part(parts, parts, [&](int part) {
             int x_lo, x_hi;
             split_range(D, parts, part, 1, x_lo, x_hi);
             const int lo = x_lo * E * padded;
@@ -88,8 +94,10 @@ public:
     // SPEC_CNN 3.3 given post.delta: adds g to `grad`, writes the pre-deltas of the layer below
     // (null when the input is the data layer: conv1 hands nothing down). One output position at
     // a time: the traces of its out_channels neurons side by side, so that every input spike of
-    // its receptive field adds one vector of channels to that connection's S-PSPs. Threads take
-    // ranges of output rows with sums of their own, added up in thread order afterwards.
+    // its receptive field adds one vector of channels to that connection's S-PSPs. The output
+    // rows are split into min(D, kBackwardParts) ranges with sums of their own, added up in part
+    // order afterwards, whatever the thread count (the threads take parts): the same sums, bit
+    // for bit, on any number of threads.
     void backward(const SampleContext<Real>& ctx, Population<Real>& post_pop, const SpikeTrain& pre,
                   std::vector<Real>* pre_delta, GradientSum<Real>& grad, Scratch<Real>& s, int n_threads) const
     {
@@ -104,13 +112,13 @@ public:
             post_pop.n_post[o] = post.count(o);
             post_pop.dv[o] = voltage_delta(post_pop.delta[o], Real(vth));
         }
-        const int parts = std::max(1, std::min(n_threads, D));
+        const int parts = std::min(D, kBackwardParts);
         s.parts.resize(parts);
-        for_each_part(parts, [&](int part) {
+        for_each_part(parts, n_threads, [&](int part) {
             BackwardPart<Real>& b = s.parts[part];
             Real* g = grad.grad.data();
             Real* pd = pre_delta ? pre_delta->data() : nullptr;
-            if (parts > 1) {  // this thread's own sums
+            if (parts > 1) {  // this part's own sums
                 b.grad.assign(n_weights, Real(0));
                 g = b.grad.data();
                 if (pd) {
@@ -168,15 +176,12 @@ private:
         std::fill(weight_sum, weight_sum + O, Real(0));
         geo.for_each_connection(x, y, [&](int r, int q) {
             Real* e = b.e.data() + static_cast<size_t>(r) * stride;
-            std::fill(e, e + stride, Real(0));
             const int n_q = pre.count(q);
-            const int* times = pre.times(q);
-            for (int m = 0; fired && m < n_q; ++m) {
-                const Real* row = b.traces.data() + static_cast<size_t>(times[m]) * stride;
-#pragma omp simd
-                for (int k = 0; k < stride; ++k) e[k] += row[k];  // padding lanes hold 0
-            }
+            // in registers, a vector of channels at a time (padding lanes of the traces hold 0)
+            if (fired) sum_rows(b.traces.data(), stride, pre.times(q), n_q, 0, stride, e);
+            else std::fill(e, e + stride, Real(0));
             const Real* w = wt + static_cast<size_t>(r) * O;
+#pragma omp simd  // the arrays are distinct (the compiler cannot tell): one vector of channels per step
             for (int k = 0; k < O; ++k) {
                 e[k] = spsp_value(e[k], n_o[k], n_q);
                 weighted[k] += w[k] * e[k];
@@ -188,6 +193,20 @@ private:
             post_pop.side[o] = side_term(weighted[k], n_o[k], weight_sum[k], Real(vth));
             A[k] = post_pop.scale[o] = gradient_scale(dv[k], post_pop.side[o], Real(1));  // no lateral factor
         }
+        // The pre-delta of input q is a sum over the channels k in ascending k: a chain of
+        // dependent adds per connection. Its terms are computed as vectors (one row of
+        // pd_terms per connection), then kPreDeltaBlock connections' chains run side by side,
+        // each still in ascending k.
+        b.pd_terms.resize(static_cast<size_t>(kPreDeltaBlock) * stride);
+        int block_q[kPreDeltaBlock];
+        int n_block = 0;
+        auto flush = [&] {
+            Real sum[kPreDeltaBlock] = {};
+            for (int k = 0; k < O; ++k)
+                for (int j = 0; j < kPreDeltaBlock; ++j) sum[j] += b.pd_terms[static_cast<size_t>(j) * stride + k];
+            for (int j = 0; j < n_block; ++j) pd[block_q[j]] += sum[j];  // rows from n_block on: stale, unused
+            n_block = 0;
+        };
         geo.for_each_connection(x, y, [&](int r, int q) {
             const Real* e = b.e.data() + static_cast<size_t>(r) * stride;
             const Real* w = wt + static_cast<size_t>(r) * O;
@@ -198,10 +217,13 @@ private:
                 for (int k = 0; k < O; ++k) grow[k] += weight_gradient(A[k], e[k]);
             }
             if (!pd) return;
-            Real sum = Real(0);
-            for (int k = 0; k < O; ++k) sum += pre_delta_term(dv[k], e[k], n_o[k], n_q, true, w[k]);
-            pd[q] += sum;
+            Real* terms = b.pd_terms.data() + static_cast<size_t>(n_block) * stride;
+#pragma omp simd
+            for (int k = 0; k < O; ++k) terms[k] = pre_delta_term(dv[k], e[k], n_o[k], n_q, true, w[k]);
+            block_q[n_block++] = q;  // the q of one position's connections are distinct
+            if (n_block == kPreDeltaBlock) flush();
         });
+        if (n_block > 0) flush();
     }
 };
 

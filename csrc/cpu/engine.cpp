@@ -3,11 +3,14 @@
 // population adds the loss, the lateral factor and revival (output_layer.hpp); one optimizer
 // steps all trainable layers (optimizer_step.hpp).
 //
-// Threads: a batch of at least two samples is split into one contiguous share of samples per
-// thread, each thread with its own scratch and gradient accumulator (one synchronisation per
-// batch, robust on a busy machine); a single sample instead splits the neurons of each layer
-// (forward, traces and S-PSP rows) or its active inputs (gradient rows, pre-deltas) among the
-// threads.
+// Threads: a batch of at least two samples is split into min(batch, kSampleGroups) contiguous
+// groups of samples, each with its own gradient accumulator, whatever the thread count; the
+// threads take contiguous shares of the groups, each with its own scratch (one synchronisation
+// per batch, robust on a busy machine), and the groups' sums are added in group order. So a
+// batch's gradient sum, and with it the training, is the same bit for bit for any thread count.
+// A single sample instead splits the neurons of each layer (forward, traces and S-PSP rows) or
+// its active inputs (gradient rows, pre-deltas) among the threads, each result written by one
+// thread or summed in a fixed order of parts (the conv backward).
 #include <algorithm>
 #include <cmath>
 #include <optional>
@@ -36,11 +39,15 @@
 namespace hm2bp {
 namespace {
 
+// Groups of samples with a gradient accumulator each: the most threads a batch can keep busy.
+// Fixed, so that the grouping (and the float sums) depend on the batch size only; more groups
+// than threads cost one more pass over the touched gradient rows per extra group.
+constexpr int kSampleGroups = 4;
+
 // One worker's scratch of one layer.
 template <class Real>
 struct LayerWork {
     Population<Real> pop;
-    GradientSum<Real> grad;  // trainable layers only
     Scratch<Real> scratch;
 };
 
@@ -48,6 +55,12 @@ struct LayerWork {
 template <class Real>
 struct Worker {
     std::vector<LayerWork<Real>> layers;
+};
+
+// The gradient sums of one group of samples, per layer (trainable layers only), and its cost.
+template <class Real>
+struct SampleGroup {
+    std::vector<GradientSum<Real>> grads;
     double cost = 0.0;
 };
 
@@ -115,10 +128,11 @@ public:
         const int B = in.batch;
         const int L = n_layers();
         const bool learn = req.mode != Mode::Infer;
-        const int n_workers = std::min(threads(), B);
+        const int n_groups = std::min(B, kSampleGroups);
+        const int n_workers = std::min(threads(), n_groups);
         // One sample at a time: the threads share each layer's work instead.
         const int inner_threads = n_workers == 1 ? threads() : 1;
-        prepare(in.T, n_workers, learn);
+        prepare(in.T, n_workers, n_groups, learn);
         if (learn) clear_gradients();
         encode_inputs(in);
         if (learn) refresh_column_sums();
@@ -130,33 +144,37 @@ public:
         std::vector<int64_t> sample_spikes(static_cast<size_t>(B) * L, 0);
         const SampleContext<Real> ctx = context();
 
+        auto process_sample = [&](Worker<Real>& worker, SampleGroup<Real>& group, int b) {
+            const SpikeTrain* input = &inputs_[b];
+            for (int l = 0; l < L; ++l) {
+                LayerWork<Real>& w = worker.layers[l];
+                Population<Real>& pop = w.pop;
+                std::visit([&](const auto& layer) { layer.forward(ctx, *input, pop, w.scratch, inner_threads); },
+                           layers_[l]);
+                input = &pop.out;
+                sample_spikes[static_cast<size_t>(b) * L + l] = input->total();
+                if (!req.layer_spikes_out.empty())
+                    input->to_dense(req.layer_spikes_out[l] + static_cast<size_t>(b) * in.T * input->N);
+            }
+            int64_t* counts = res.counts.data() + static_cast<size_t>(b) * n_out;
+            for (int o = 0; o < n_out; ++o) counts[o] = input->count(o);
+            res.predictions[b] = predicted_class(counts, n_out);
+            if (!learn) return;
+            const int label = static_cast<int>(req.labels[b]);
+            const double weight = req.sample_weights ? req.sample_weights[b] : 1.0;
+            Population<Real>& top = worker.layers.back().pop;
+            group.cost += output_layer_delta(ctx, top, label, weight, output().vth, output().lateral);
+            if (contributes_gradient(top)) backward(ctx, worker, group, inputs_[b], inner_threads);
+        };
         auto process = [&](int k) {
             const FlushDenormals flush;
-            Worker<Real>& worker = workers_[k];
-            worker.cost = 0.0;
-            int lo, hi;
-            split_range(B, n_workers, k, 1, lo, hi);
-            for (int b = lo; b < hi; ++b) {
-                const SpikeTrain* input = &inputs_[b];
-                for (int l = 0; l < L; ++l) {
-                    LayerWork<Real>& w = worker.layers[l];
-                    Population<Real>& pop = w.pop;
-                    std::visit([&](const auto& layer) { layer.forward(ctx, *input, pop, w.scratch, inner_threads); },
-                               layers_[l]);
-                    input = &pop.out;
-                    sample_spikes[static_cast<size_t>(b) * L + l] = input->total();
-                    if (!req.layer_spikes_out.empty())
-                        input->to_dense(req.layer_spikes_out[l] + static_cast<size_t>(b) * in.T * input->N);
-                }
-                int64_t* counts = res.counts.data() + static_cast<size_t>(b) * n_out;
-                for (int o = 0; o < n_out; ++o) counts[o] = input->count(o);
-                res.predictions[b] = predicted_class(counts, n_out);
-                if (!learn) continue;
-                const int label = static_cast<int>(req.labels[b]);
-                const double weight = req.sample_weights ? req.sample_weights[b] : 1.0;
-                Population<Real>& top = worker.layers.back().pop;
-                worker.cost += output_layer_delta(ctx, top, label, weight, output().vth, output().lateral);
-                if (contributes_gradient(top)) backward(ctx, worker, inputs_[b], inner_threads);
+            int g_lo, g_hi;
+            split_range(n_groups, n_workers, k, 1, g_lo, g_hi);
+            for (int g = g_lo; g < g_hi; ++g) {
+                groups_[g].cost = 0.0;
+                int lo, hi;
+                split_range(B, n_groups, g, 1, lo, hi);
+                for (int b = lo; b < hi; ++b) process_sample(workers_[k], groups_[g], b);
             }
         };
         if (n_workers == 1) {
@@ -167,13 +185,13 @@ public:
         }
 
         double cost_sum = 0.0;
-        for (int k = 0; k < n_workers; ++k) cost_sum += workers_[k].cost;
+        for (int g = 0; g < n_groups; ++g) cost_sum += groups_[g].cost;
         res.loss = B > 0 ? cost_sum / B : 0.0;
         res.layer_spikes.assign(L, 0);
         for (int b = 0; b < B; ++b)
             for (int l = 0; l < L; ++l) res.layer_spikes[l] += sample_spikes[static_cast<size_t>(b) * L + l];
 
-        if (learn) reduce_gradients(n_workers);
+        if (learn) reduce_gradients(n_groups);
         if (req.mode == Mode::Gradients) {
             const Real divisor = req.reduce == Reduce::Mean ? Real(B) : Real(1);
             for (int l = 0, block = 0; l < L; ++l)
@@ -189,15 +207,12 @@ public:
         const FlushDenormals flush;
         if (static_cast<int>(sums.size()) != n_blocks())
             throw std::invalid_argument("apply_gradients needs one gradient array per trainable layer");
-        prepare(T_, 1, true);
+        prepare(T_, 1, 1, true);
         for (int l = 0, block = 0; l < n_layers(); ++l) {
             if (!params_[l]) continue;
-            GradientSum<Real>& g = workers_[0].layers[l].grad;
+            GradientSum<Real>& g = groups_[0].grads[l];
             const WeightMatrix<Real>& w = *params_[l];
-            const double* sum = sums[block++];
-            for (int o = 0; o < w.n_out; ++o)
-                for (int i = 0; i < w.n_in; ++i)
-                    g.grad[static_cast<size_t>(i) * w.n_out + o] = Real(sum[static_cast<size_t>(o) * w.n_in + i]);
+            transpose_tiled(sums[block++], w.n_out, w.n_in, g.grad.data(), [](double v) { return Real(v); });
             std::fill(g.touched.begin(), g.touched.end(), uint8_t(1));
         }
         refresh_column_sums();
@@ -224,6 +239,7 @@ private:
     std::vector<WeightMatrix<Real>*> params_;  // per layer: its weights, null for a pooling layer
     Optimizer<Real> optimizer_;
     std::vector<Worker<Real>> workers_;
+    std::vector<SampleGroup<Real>> groups_;
     std::vector<SpikeTrain> inputs_;
     std::vector<Real> spsp_tables_;  // for the current T (spsp_tables)
     uint64_t thresholds_[256];
@@ -259,7 +275,7 @@ private:
         return ctx;
     }
 
-    void prepare(int T, int n_workers, bool learn)
+    void prepare(int T, int n_workers, int n_groups, bool learn)
     {
         if (T != T_) {
             T_ = T;
@@ -268,13 +284,13 @@ private:
             workers_.clear();
         }
         if (static_cast<int>(workers_.size()) < n_workers) workers_.resize(n_workers);
-        for (int k = 0; k < n_workers; ++k) {
-            Worker<Real>& worker = workers_[k];
-            worker.layers.resize(layers_.size());
-            // zeroed where touched at the start of each learning run (clear_gradients)
-            if (learn)
-                for (int l = 0; l < n_layers(); ++l)
-                    if (params_[l]) worker.layers[l].grad.resize(*params_[l]);
+        for (int k = 0; k < n_workers; ++k) workers_[k].layers.resize(layers_.size());
+        if (static_cast<int>(groups_.size()) < n_groups) groups_.resize(n_groups);
+        // zeroed where touched at the start of each learning run (clear_gradients)
+        for (int g = 0; learn && g < n_groups; ++g) {
+            groups_[g].grads.resize(layers_.size());
+            for (int l = 0; l < n_layers(); ++l)
+                if (params_[l]) groups_[g].grads[l].resize(*params_[l]);
         }
     }
 
@@ -301,9 +317,10 @@ private:
             if (p) p->refresh_column_sums(regularization_params(spec_.hyper), threads());
     }
 
-    // SPEC 4 from the output layer down: adds g to the worker's gradient sums, propagates pre_delta.
+    // SPEC 4 from the output layer down: adds g to the group's gradient sums, propagates pre_delta.
     // It stops above a fixed layer (SPEC_SPEECH 3.6), which needs no pre_delta.
-    void backward(const SampleContext<Real>& ctx, Worker<Real>& worker, const SpikeTrain& input0, int n_threads) const
+    void backward(const SampleContext<Real>& ctx, Worker<Real>& worker, SampleGroup<Real>& group,
+                  const SpikeTrain& input0, int n_threads) const
     {
         const int L = n_layers();
         for (int l = L - 1; l >= 0 && !is_fixed(spec_.layers[l].kind); --l) {
@@ -315,26 +332,26 @@ private:
             std::visit(
                 [&](const auto& layer) {
                     if constexpr (!std::is_same_v<std::decay_t<decltype(layer)>, ReservoirLayer<Real>>)
-                        layer.backward(ctx, w.pop, pre, pre_delta, w.grad, w.scratch, n_threads);
+                        layer.backward(ctx, w.pop, pre, pre_delta, group.grads[l], w.scratch, n_threads);
                 },
                 layers_[l]);
         }
     }
 
-    // Adds the other workers' gradient sums to worker 0's, in worker order. Only rows a worker
+    // Adds the other groups' gradient sums to group 0's, in group order. Only rows a group
     // touched: the others hold +0, and adding +0 to a sum that started at +0 changes nothing.
-    void reduce_gradients(int n_workers)
+    void reduce_gradients(int n_groups)
     {
-        for (int l = 0; l < n_layers() && n_workers > 1; ++l) {
+        for (int l = 0; l < n_layers() && n_groups > 1; ++l) {
             if (!params_[l]) continue;
-            GradientSum<Real>& total = workers_[0].layers[l].grad;
+            GradientSum<Real>& total = groups_[0].grads[l];
             const int N = params_[l]->n_in, O = params_[l]->n_out;
 #pragma omp parallel for num_threads(threads()) schedule(static)
             for (int i = 0; i < N; ++i) {
                 const FlushDenormals flush;
                 Real* row = total.row(i, O);
-                for (int j = 1; j < n_workers; ++j) {
-                    GradientSum<Real>& part = workers_[j].layers[l].grad;
+                for (int j = 1; j < n_groups; ++j) {
+                    GradientSum<Real>& part = groups_[j].grads[l];
                     if (!part.touched[i]) continue;
                     const Real* part_row = part.row(i, O);
 #pragma omp simd
@@ -347,22 +364,20 @@ private:
 
     void clear_gradients()
     {
-        for (Worker<Real>& worker : workers_)
-            for (int l = 0; l < static_cast<int>(worker.layers.size()); ++l)
-                if (params_[l]) worker.layers[l].grad.clear(params_[l]->n_out, threads());
+        for (SampleGroup<Real>& group : groups_)
+            for (int l = 0; l < static_cast<int>(group.grads.size()); ++l)
+                if (params_[l]) group.grads[l].clear(params_[l]->n_out, threads());
     }
 
-    // Worker 0's gradient sums / divisor of layer l in the canonical (n_out, n_in) layout.
+    // Group 0's gradient sums (the batch's, after reduce_gradients) / divisor of layer l in the canonical (n_out, n_in) layout.
     void export_gradient(int l, Real divisor, double* out)
     {
         const WeightMatrix<Real>& w = *params_[l];
-        const AlignedVector<Real>& grad = workers_[0].layers[l].grad.grad;
-        for (int o = 0; o < w.n_out; ++o)
-            for (int i = 0; i < w.n_in; ++i)
-                out[static_cast<size_t>(o) * w.n_in + i] = double(grad[static_cast<size_t>(i) * w.n_out + o] / divisor);
+        transpose_tiled(groups_[0].grads[l].grad.data(), w.n_in, w.n_out, out,
+                        [divisor](Real g) { return double(g / divisor); });
     }
 
-    // SPEC 5 from worker 0's gradient sums over `count` samples (column sums already refreshed).
+    // SPEC 5 from group 0's gradient sums over `count` samples (column sums already refreshed).
     void step_from_workers(int64_t count, double lr)
     {
         std::vector<WeightMatrix<Real>*> matrices;
@@ -370,7 +385,7 @@ private:
         for (int l = 0; l < n_layers(); ++l) {
             if (!params_[l]) continue;
             matrices.push_back(params_[l]);
-            sums.push_back(&workers_[0].layers[l].grad);
+            sums.push_back(&groups_[0].grads[l]);
         }
         optimizer_.apply(matrices, sums, count, lr, threads());
     }

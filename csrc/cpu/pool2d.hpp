@@ -40,7 +40,7 @@ public:
         pop.fired_masks.assign(static_cast<size_t>(T) * words, 0);
         const int parts = std::max(1, std::min(n_threads, n_vec / 8));
         s.scans.resize(parts);
-        for_each_part(parts, [&](int part) {
+        for_each_part(parts, parts, [&](int part) {
             int lo, hi;
             split_range(n_vec, parts, part, 1, lo, hi);
             lo *= lanes;

@@ -79,6 +79,7 @@ struct BackwardPart {
     AlignedVector<Real> traces;  // K of up to a few trace blocks of neurons, (T, stride)
     SpspTraceScratch<Real, kTraceBlock> trace_scratch;
     std::vector<Real> e;                // conv: the S-PSPs of one position's connections
+    std::vector<Real> pd_terms;         // conv: pre-delta terms of a block of connections
     std::vector<Real> grad, pre_delta;  // this thread's sums, when several threads share a sample
     std::vector<Real> dv, A, weighted, weight_sum;  // conv: per channel of one position
     std::vector<int> n_o, ids;

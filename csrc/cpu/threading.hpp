@@ -46,11 +46,13 @@ void for_each_item(int n, int n_threads, Fn fn)
     }
 }
 
-// Runs fn(part) for every part in [0, parts), one thread each (in the caller's thread for one).
+// Runs fn(part) for every part in [0, parts) on min(parts, n_threads) threads (in the caller's
+// thread for one).
 template <class Fn>
-void for_each_part(int parts, Fn fn)
+void for_each_part(int parts, int n_threads, Fn fn)
 {
-#pragma omp parallel for num_threads(parts) schedule(static, 1) if (parts > 1)
+    const int team = std::min(parts, n_threads);
+#pragma omp parallel for num_threads(team) schedule(static, 1) if (team > 1)
     for (int part = 0; part < parts; ++part) {
         const FlushDenormals flush;
         fn(part);

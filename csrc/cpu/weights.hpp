@@ -12,6 +12,24 @@
 
 namespace hm2bp {
 
+// dst[c * rows + r] = convert(src[r * cols + c]) in 32 x 32 tiles: element by element, one side
+// of a weight matrix's transpose strides through memory a cache line per element (most of what
+// set_weights cost, which the torch bridge pays before every step). Moves numbers, rounds none.
+template <class Src, class Dst, class Convert>
+void transpose_tiled(const Src* src, int rows, int cols, Dst* dst, Convert convert)
+{
+    constexpr int tile = 32;
+    for (int r0 = 0; r0 < rows; r0 += tile) {
+        const int r1 = r0 + tile < rows ? r0 + tile : rows;
+        for (int c0 = 0; c0 < cols; c0 += tile) {
+            const int c1 = c0 + tile < cols ? c0 + tile : cols;
+            for (int r = r0; r < r1; ++r)
+                for (int c = c0; c < c1; ++c)
+                    dst[static_cast<size_t>(c) * rows + r] = convert(src[static_cast<size_t>(r) * cols + c]);
+        }
+    }
+}
+
 template <class Real>
 struct WeightMatrix {
     int n_in = 0;   // rows: inputs (a dense layer's fan-in)
@@ -45,19 +63,14 @@ struct WeightMatrix {
     // From / to the canonical (n_out, n_in) row-major float64 layout.
     void set(Param p, const double* values)
     {
-        AlignedVector<Real>& dst = param(p);
         sums_valid = false;
-        for (int o = 0; o < n_out; ++o)
-            for (int i = 0; i < n_in; ++i)
-                dst[static_cast<size_t>(i) * n_out + o] = Real(values[static_cast<size_t>(o) * n_in + i]);
+        transpose_tiled(values, n_out, n_in, param(p).data(), [](double v) { return Real(v); });
     }
 
     void get(Param p, double* values) const
     {
         const AlignedVector<Real>& src = const_cast<WeightMatrix*>(this)->param(p);
-        for (int o = 0; o < n_out; ++o)
-            for (int i = 0; i < n_in; ++i)
-                values[static_cast<size_t>(o) * n_in + i] = double(src[static_cast<size_t>(i) * n_out + o]);
+        transpose_tiled(src.data(), n_in, n_out, values, [](Real w) { return double(w); });
     }
 
     // row_sum and square_sum from the weights, unless the last optimizer step left them up to date.

@@ -18,6 +18,10 @@
 namespace hm2bp {
 namespace cuda {
 
+// (tile, sample group) blocks of spsp_rows_kernel to aim for: 4 per SM of a 132-SM H100 SXM or
+// H200, a few waves on smaller GPUs. A constant, not the device's SM count: see prepare().
+constexpr int kGradientBlocks = 4 * 132;
+
 template <class Real>
 struct DeviceLayer {
     LayerKind kind = LayerKind::Dense;
@@ -67,8 +71,8 @@ struct DeviceLayer {
     }
 
     // Sizes the per-batch buffers for B samples of T steps; pre_deltas: the layer below learns
-    // from this one's pre-deltas; sm_count: the GPU's multiprocessors.
-    void prepare(int B, int T, bool learn, bool want_spikes, bool pre_deltas, int sm_count)
+    // from this one's pre-deltas.
+    void prepare(int B, int T, bool learn, bool want_spikes, bool pre_deltas)
     {
         const size_t Bs = static_cast<size_t>(B), BT = Bs * T;
         const int time_words = words_for(T);
@@ -83,11 +87,12 @@ struct DeviceLayer {
         dv.ensure(Bs * O);
         side.ensure(Bs * O);
         if (pre_deltas) pd_part.ensure(Bs * pd_tiles * inputs);
-        // Enough (tile, group) blocks to fill the GPU a few times over; each group's samples
-        // are summed in order, then the groups in order. A convolution's gradient has one
-        // thread per weight summing the whole batch: one group.
+        // About kGradientBlocks (tile, group) blocks; each group's samples are summed in order,
+        // then the groups in order. The grouping sets the float rounding of the gradient, so it
+        // depends on B and the layer only, never on the GPU: the same sums on every device. A
+        // convolution's gradient has one thread per weight summing the whole batch: one group.
         const int tiles = column_tiles(n_out);
-        const int want = std::max(1, static_cast<int>(div_up(4 * sm_count, tiles)));
+        const int want = std::max(1, static_cast<int>(div_up(kGradientBlocks, tiles)));
         samples_per_group = kind == LayerKind::Dense ? static_cast<int>(div_up(B, std::min(want, B))) : B;
         groups = static_cast<int>(div_up(B, samples_per_group));
         grad_part.ensure(static_cast<size_t>(groups) * n_in * n_out);

@@ -160,6 +160,7 @@ public:
         totals_.ensure(L);
         HM2BP_CUDA_CHECK(cudaDeviceSynchronize());
         HM2BP_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+        HM2BP_CUDA_CHECK(cudaEventCreateWithFlags(&input_ready_, cudaEventDisableTiming));
     }
 
     ~CudaEngine() override
@@ -167,6 +168,7 @@ public:
         if (!stream_) return;
         cudaSetDevice(device_);
         cudaStreamSynchronize(stream_);
+        if (input_ready_) cudaEventDestroy(input_ready_);
         cudaStreamDestroy(stream_);
     }
 
@@ -264,6 +266,7 @@ private:
     int device_ = 0;
     cudaDeviceProp prop_{};
     cudaStream_t stream_ = nullptr;
+    cudaEvent_t input_ready_ = nullptr;  // device spikes' producer stream, recorded before encode()
     bool sync_each_ = false;
     size_t tile_bytes_ = kTileBytes;
     int64_t step_ = 0;
@@ -341,6 +344,7 @@ private:
         if (!in.dense && !in.analog && !(in.images && in.sample_index))
             throw std::invalid_argument("CUDA engine: input needs dense spikes, analog channels or images with "
                                         "sample indices");
+        if (in.dense && in.dense_on_device) check_device_spikes(in);
         if (!req.layer_spikes_out.empty() && static_cast<int>(req.layer_spikes_out.size()) != L)
             throw std::invalid_argument("CUDA engine: layer_spikes_out needs one array per layer");
         if (req.mode == Mode::Infer) return;
@@ -352,6 +356,31 @@ private:
                 throw std::invalid_argument("CUDA engine: label out of range");
         if (req.mode == Mode::Gradients && req.gradients_out.size() != trainable_.size())
             throw std::invalid_argument("CUDA engine: gradients_out needs one array per trainable layer");
+    }
+
+    // Device spikes must be device (or managed) memory of this engine's GPU, first byte to last:
+    // a host pointer or another GPU's memory would be a sticky illegal-address fault that ends
+    // the process's CUDA context (the caller's framework included).
+    void check_device_spikes(const InputBatch& in) const
+    {
+        const size_t bytes = static_cast<size_t>(in.batch) * in.T * in.n_in;
+        for (const uint8_t* p : {in.dense, in.dense + bytes - 1}) {
+            cudaPointerAttributes attr{};
+            if (cudaPointerGetAttributes(&attr, p) != cudaSuccess) {
+                cudaGetLastError();
+                attr.type = cudaMemoryTypeUnregistered;
+            }
+            if (attr.type != cudaMemoryTypeDevice && attr.type != cudaMemoryTypeManaged)
+                throw std::invalid_argument(std::string("CUDA engine: the device spikes (") + std::to_string(bytes) +
+                                            " bytes) are not all in GPU memory" +
+                                            (attr.type == cudaMemoryTypeHost ? " (pinned host memory)" : "") +
+                                            "; pass a CUDA array, or a host array to copy");
+            if (attr.device != device_)
+                throw std::invalid_argument("CUDA engine: the device spikes are on cuda:" + std::to_string(attr.device) +
+                                            ", the network on cuda:" + std::to_string(device_) +
+                                            "; move them, or build the network while cuda:" +
+                                            std::to_string(attr.device) + " is the current device");
+        }
     }
 
     // Sizes the per-batch buffers (they only grow) and the S-PSP tables for this T.
@@ -373,7 +402,7 @@ private:
         in_neuron_mask_.ensure(Bs * N0 * time_words);
         in_counts_.ensure(Bs * N0);
         for (int l = 0; l < n_layers(); ++l)
-            layers_[l].prepare(B, T, learn, want_spikes, l > 0 && !is_fixed(kind_of(l - 1)), prop_.multiProcessorCount);
+            layers_[l].prepare(B, T, learn, want_spikes, l > 0 && !is_fixed(kind_of(l - 1)));
         const size_t O = sizes_.back();
         predictions_.ensure(Bs);
         if (learn) {
@@ -394,9 +423,12 @@ private:
         const int step_words = words_for(N);
         if (in.dense) {
             const uint8_t* dense = in.dense;
-            if (in.dense_on_device) {  // read in place once its producer has written it
-                if (in.producer_stream != 0)
-                    HM2BP_CUDA_CHECK(cudaStreamSynchronize(reinterpret_cast<cudaStream_t>(in.producer_stream)));
+            if (in.dense_on_device) {
+                // Read in place, ordered after the work queued so far on the producer's stream,
+                // without a host wait. collect() waits for this run before returning, so the
+                // producer cannot overwrite the spikes while they are read.
+                HM2BP_CUDA_CHECK(cudaEventRecord(input_ready_, reinterpret_cast<cudaStream_t>(in.producer_stream)));
+                HM2BP_CUDA_CHECK(cudaStreamWaitEvent(stream_, input_ready_, 0));
             } else {
                 dense_.ensure(BT * N);
                 HM2BP_CUDA_CHECK(cudaMemcpyAsync(dense_.get(), in.dense, BT * N, cudaMemcpyHostToDevice, stream_));

@@ -24,7 +24,7 @@ struct InputBatch {
     const uint8_t* dense = nullptr;         // (batch, T, n_in)
     // dense is CUDA device memory (the CUDA engine reads it in place, no host round trip),
     // written on producer_stream (a cudaStream_t, 1 or 2 for the legacy / per-thread default
-    // stream, 0 for none to wait on); the CPU engine refuses it.
+    // stream), which the engine's work is ordered after; the CPU engine refuses it.
     bool dense_on_device = false;
     uintptr_t producer_stream = 0;
     const uint8_t* images = nullptr;        // (batch, n_in)

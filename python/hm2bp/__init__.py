@@ -20,6 +20,7 @@ from . import _core, _moved, config, data, reference  # noqa: E402
 from .model import hyper, layers  # noqa: E402
 from .model.bsa import encode_bsa  # noqa: E402
 from .model.network import Network, cuda_available, encode_poisson  # noqa: E402
+from .train.build import load_network as load  # noqa: E402
 from .train.trainer import Trainer  # noqa: E402
 
 _moved.install()  # the module paths of the flat layout (hm2bp.nir, hm2bp.torch, ...) keep working
@@ -33,4 +34,4 @@ def build_info() -> dict:
 
 
 __all__ = ["Network", "Trainer", "build_info", "config", "cuda_available", "data", "encode_bsa", "encode_poisson",
-           "hyper", "layers", "reference", "__version__"]
+           "hyper", "layers", "load", "reference", "__version__"]

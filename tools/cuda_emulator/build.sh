@@ -10,18 +10,20 @@ HERE=$(dirname "$(realpath "$0")")
 rm -rf "$DEST/src" "$DEST/pkg"; mkdir -p "$DEST/src" "$DEST/pkg"
 cp -r "$REPO/csrc" "$DEST/src/"
 cd "$DEST/src/csrc/cuda"
-# The only two source changes: launches go to the emulator, dynamic shared memory is a pointer.
-# engine.cu is the one CUDA translation unit (it includes the .cuh files): any other .cu file
-# would not be built here, so there must be none.
+# The only source changes: launches go to the emulator, shared memory to the emulator's blocks
+# (patch.sh). engine.cu is the one CUDA translation unit (it includes the .cuh files): any other
+# .cu file would not be built here, so there must be none.
 test -z "$(find . -name '*.cu' ! -name engine.cu)"
 mv engine.cu engine.cpp
 grep -q 'kernel<<<grid, block, smem, stream_>>>(args...);' engine.cpp
 sed -i 's/kernel<<<grid, block, smem, stream_>>>(args...);/simt::launch(kernel, grid, block, smem, args...);/' engine.cpp
-for f in *.cuh; do sed -i 's/extern __shared__ __align__(16) unsigned char smem_raw\[\];/unsigned char* smem_raw = simt::dynamic_smem();/' "$f"; done
+bash "$HERE/patch.sh" engine.cpp *.cuh
 # Two kernels have a dynamic shared array (current_kernel in dense_current.cuh, spsp_rows_kernel
-# in dense_spsp_rows.cuh), and no launch or dynamic shared array is left unpatched.
+# in dense_spsp_rows.cuh), one a static one (trace_kernel in spsp_traces.cuh), and no launch is
+# left unpatched.
 test "$(cat *.cuh | grep -c 'simt::dynamic_smem')" = 2
-! grep -n '<<<\|extern __shared__' engine.cpp *.cuh || exit 1
+test "$(cat *.cuh | grep -c 'SIMT_STATIC_SHARED')" = 1
+! grep -n '<<<' engine.cpp *.cuh || exit 1
 cd "$DEST/src"
 PYINC=$($PY -m pybind11 --includes)
 SUFFIX=$($PY -c "import sysconfig; print(sysconfig.get_config_var('EXT_SUFFIX'))")

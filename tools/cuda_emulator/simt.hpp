@@ -1,8 +1,18 @@
 // A small SIMT emulator: runs CUDA kernels on the host, one fiber (ucontext) per CUDA thread.
 // Warp collectives (ballot, shfl, shfl_xor) rendezvous per warp, __syncthreads(_count) per
 // block; a deadlock, or lanes of one warp reaching different collectives, aborts. Blocks run
-// one after another; within a block the scheduling order can be shuffled (SIMT_SHUFFLE=seed) to
-// shake out missing barriers. Force-included (-include) before the engine's sources.
+// one after another. What a GPU would refuse or leave undefined, it refuses or randomizes:
+// - a launch with gridDim.x > 2^31 - 1, gridDim.y or z > 65535, a bad block shape, or more
+//   dynamic shared memory than 48 KB (more only after cudaFuncSetAttribute raised the
+//   kernel's limit, recorded by the fake runtime) aborts;
+// - shared memory, dynamic and static __shared__ arrays, is poisoned (0xFF: NaN, -1) afresh
+//   for every block, so a block that reads what it did not write sees garbage (patch.sh turns
+//   each static `__shared__ T name[n];` into SIMT_STATIC_SHARED, an array of the block, which
+//   AddressSanitizer also bounds-checks);
+// - SIMT_SHUFFLE=seed (not 0) runs the blocks of a grid in a shuffled order and, within a
+//   block, schedules the threads in a shuffled order, to shake out missing barriers and
+//   dependencies between blocks.
+// Force-included (-include) before the engine's sources.
 #pragma once
 #include <ucontext.h>
 
@@ -12,6 +22,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <map>
 #include <memory>
 #include <random>
 #include <tuple>
@@ -32,8 +43,6 @@
 #define __host__
 #define __forceinline__ inline
 #define __launch_bounds__(...)
-#define __shared__ static
-#define __align__(n) __attribute__((aligned(n)))
 
 struct simt_uint3 {
     unsigned x = 0, y = 0, z = 0;
@@ -73,11 +82,25 @@ struct Block {
     std::vector<unsigned char> smem;
     const void* main_bottom = nullptr;
     size_t main_size = 0;
+    std::map<const void*, std::unique_ptr<unsigned char[]>> statics;  // static __shared__ arrays
 };
 
 inline Block* g_block = nullptr;
 inline std::vector<std::unique_ptr<char[]>> g_stacks;
-inline std::mt19937 g_rng(12345);
+
+constexpr unsigned char kPoison = 0xFF;     // as the fake cudaMalloc: NaN floats, -1 integers
+constexpr size_t kStaticSmemLimit = 48 * 1024;  // dynamic shared memory without the opt-in
+
+// SIMT_SHUFFLE's seed (0: run in order).
+inline unsigned long shuffle_seed()
+{
+    static const unsigned long seed = [] {
+        const char* s = std::getenv("SIMT_SHUFFLE");
+        return s ? std::strtoul(s, nullptr, 10) : 0ul;
+    }();
+    return seed;
+}
+inline std::mt19937 g_rng(static_cast<std::mt19937::result_type>(shuffle_seed()));
 
 [[noreturn]] inline void fail(const char* msg)
 {
@@ -86,7 +109,26 @@ inline std::mt19937 g_rng(12345);
     std::abort();
 }
 
+[[noreturn]] inline void refuse(const char* msg)
+{
+    std::fprintf(stderr, "simt emulator: launch refused: %s\n", msg);
+    std::abort();
+}
+
 inline unsigned char* dynamic_smem() { return g_block->smem.data(); }
+
+// The block's instance of the static shared array whose declaration owns `key`, poisoned when
+// the block's first thread reaches the declaration.
+template <class Array>
+Array& block_shared(const void* key)
+{
+    std::unique_ptr<unsigned char[]>& slot = g_block->statics[key];
+    if (!slot) {
+        slot.reset(new unsigned char[sizeof(Array)]);
+        std::memset(slot.get(), kPoison, sizeof(Array));
+    }
+    return *reinterpret_cast<Array*>(slot.get());
+}
 
 inline void switch_to_scheduler()
 {
@@ -214,7 +256,7 @@ inline void run_block(unsigned n, size_t smem_bytes, const std::function<void()>
     Block b;
     g_block = &b;
     b.body = &body;
-    b.smem.assign(smem_bytes ? smem_bytes : 1, 0xA5);
+    b.smem.assign(smem_bytes ? smem_bytes : 1, kPoison);
     b.fibers.resize(n);
     b.warps.resize((n + 31) / 32);
     while (g_stacks.size() < n) g_stacks.emplace_back(new char[kStack]);
@@ -228,7 +270,7 @@ inline void run_block(unsigned n, size_t smem_bytes, const std::function<void()>
         f.ctx.uc_link = &b.scheduler;
         makecontext(&f.ctx, entry, 0);
     }
-    static const char* shuffle = std::getenv("SIMT_SHUFFLE");
+    const bool shuffle = shuffle_seed() != 0;
     std::vector<unsigned> order(n);
     for (unsigned t = 0; t < n; ++t) order[t] = t;
     unsigned remaining = n;
@@ -259,15 +301,26 @@ void launch(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, Args.
     std::tuple<std::decay_t<Params>...> params(static_cast<std::decay_t<Params>>(args)...);
     block_dim = simt_uint3{block.x, block.y, block.z};
     grid_dim = simt_uint3{grid.x, grid.y, grid.z};
-    const unsigned n = block.x * block.y * block.z;
-    if (n == 0 || n > 1024) fail("bad block size");
-    const std::function<void()> body = [&] { std::apply(kernel, params); };
+    const uint64_t n = uint64_t(block.x) * block.y * block.z;
+    if (n == 0 || n > 1024 || block.x > 1024 || block.y > 1024 || block.z > 64)
+        refuse("bad block shape (at most 1024 x 1024 x 64 threads, 1024 in all)");
+    if (grid.x == 0 || grid.y == 0 || grid.z == 0) refuse("empty grid");
+    if (grid.x > 2147483647u || grid.y > 65535 || grid.z > 65535)
+        refuse("grid too large (gridDim.x <= 2^31 - 1, gridDim.y and gridDim.z <= 65535)");
+    const auto limit = simt_rt::g_smem_limits.find(reinterpret_cast<const void*>(kernel));
+    if (smem > (limit == simt_rt::g_smem_limits.end() ? kStaticSmemLimit : static_cast<size_t>(limit->second)))
+        refuse("dynamic shared memory over the kernel's limit (48 KB unless cudaFuncSetAttribute raised it)");
+    std::vector<simt_uint3> blocks;
+    blocks.reserve(size_t(grid.x) * grid.y * grid.z);
     for (unsigned z = 0; z < grid.z; ++z)
         for (unsigned y = 0; y < grid.y; ++y)
-            for (unsigned x = 0; x < grid.x; ++x) {
-                block_idx = simt_uint3{x, y, z};
-                run_block(n, smem, body);
-            }
+            for (unsigned x = 0; x < grid.x; ++x) blocks.push_back(simt_uint3{x, y, z});
+    if (shuffle_seed()) std::shuffle(blocks.begin(), blocks.end(), g_rng);
+    const std::function<void()> body = [&] { std::apply(kernel, params); };
+    for (const simt_uint3& b : blocks) {
+        block_idx = b;
+        run_block(static_cast<unsigned>(n), smem, body);
+    }
 }
 
 template <class T>
@@ -288,6 +341,11 @@ T exchange(int kind, T v, int arg)
 #define blockIdx (::simt::block_idx)
 #define blockDim (::simt::block_dim)
 #define gridDim (::simt::grid_dim)
+// `__shared__ T name[n];` as patch.sh rewrites it (one static key per declaration and template
+// instance).
+#define SIMT_STATIC_SHARED(T, name, n)  \
+    static char simt_key_##name;           \
+    T(&name)[n] = ::simt::block_shared<T[n]>(&simt_key_##name)
 
 inline unsigned __ballot_sync(unsigned, int pred) { return static_cast<unsigned>(simt::warp_op(simt::Ballot, pred != 0, 0)); }
 template <class T>

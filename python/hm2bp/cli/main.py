@@ -23,19 +23,21 @@ from typing import Any, NoReturn
 import numpy as np
 
 from .. import safe_io
+from .._suggest import did_you_mean
 from ..config import BACKENDS, DTYPES, PRESETS, ConfigError, RunConfig, build_config
 from ..config.doc import to_toml
-from ..data import DatasetError, stratified_sample
+from ..data import DatasetError
 from ..interop import authors, nir
 from ..model.network import resolve_backend
-from ..train import runstate, validation
-from ..train.build import build_network, check_memory, load_split
+from ..train import runstate
+from ..train.build import build_network, check_memory
 from ..train.checkpoint import load_checkpoint, restore_network
 from ..train.metrics_log import LOGGERS, TensorBoardError
 from ..train.runstate import CheckpointError, RunDirError
-from ..train.sources import TEST_SEED_OFFSET, evaluate, make_source
+from ..train.sources import evaluate, make_source
 from ..train.trainer import DivergenceError, Trainer, format_epoch
 from . import distributed, sweep
+from .evaluation import eval_samples, format_confusion
 from .plot import PLOT_FORMATS, PlotError, require_matplotlib, write_plots
 from .progress import DEFAULT_INTERVAL, Progress, ProgressLines
 
@@ -155,13 +157,23 @@ def _main(prog: str, parser: argparse.ArgumentParser, argv: Sequence[str] | None
         return 1
 
 
+_PRESET_CHOICES = "{" + ",".join(sorted(PRESETS)) + "}"
+
+
+def _preset(name: str) -> str:
+    """--preset's value: a preset's name (argparse reports the error, with the closest name)."""
+    if name not in PRESETS:
+        raise argparse.ArgumentTypeError(f"unknown preset {name!r}{did_you_mean(name, PRESETS)}")
+    return name
+
+
 def _train_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="hm2bp-train",
         description="Train an HM2-BP spiking network. Without arguments: the mnist-mini "
                     "preset on the bundled digits.",
     )
-    p.add_argument("--preset", choices=sorted(PRESETS),
+    p.add_argument("--preset", type=_preset, metavar=_PRESET_CHOICES,
                    help="start from this preset (default: mnist-mini, or the config's preset)")
     p.add_argument("--config", metavar="FILE", help="TOML config file (flat or "
                    "[network]/[training]/[data] tables; optional preset = \"...\")")
@@ -281,6 +293,10 @@ def _train(args: argparse.Namespace) -> int:
             return _error(prog, f"{', '.join(given)} cannot be combined with --resume "
                                 "(the run continues with its stored config)")
         out = Path(args.resume)
+        if args.epochs is not None and args.epochs < (done := load_checkpoint(out)[1]["epoch"]):
+            return _error(prog, f"{out} has already completed {done} epochs, more than --epochs {args.epochs}; "
+                                f"to train on, give the new total (--epochs N with N > {done}); "
+                                f"to evaluate it: hm2bp-eval {out}")
         if args.print_config:
             config = load_checkpoint(out)[0].replace(epochs=args.epochs, backend=args.backend,
                                                      threads=args.threads, data_dir=args.data_dir)
@@ -357,7 +373,8 @@ def _eval_parser() -> argparse.ArgumentParser:
     p.add_argument("--authors-weights", metavar="DIR",
                    help="evaluate the authors' speech network from their weight files in DIR ({r,h,o}_weights_info"
                         ".txt, r_weights_recurrent_info.txt) instead of a run; with --preset (ti46-alpha) or --config")
-    p.add_argument("--preset", choices=sorted(PRESETS), help="the network of --authors-checkpoint/-weights")
+    p.add_argument("--preset", type=_preset, metavar=_PRESET_CHOICES,
+                   help="the network of --authors-checkpoint/-weights")
     p.add_argument("--config", metavar="TOML", help="the network of --authors-checkpoint/-weights")
     p.add_argument("--export-authors-checkpoint", metavar="FILE",
                    help="also write the network's weights in the authors' text format")
@@ -376,38 +393,9 @@ def _eval_parser() -> argparse.ArgumentParser:
     return p
 
 
-def format_confusion(confusion: np.ndarray) -> str:
-    """Confusion matrix as text: rows are labels, columns predictions."""
-    k = confusion.shape[0]
-    w = max(len(str(int(confusion.max()))), len(str(k - 1))) + 1
-    lines = ["label\\pred " + "".join(f"{c:>{w}}" for c in range(k))]
-    for r in range(k):
-        lines.append(f"{r:>10} " + "".join(f"{int(v):>{w}}" for v in confusion[r]))
-    return "\n".join(lines)
-
-
 def eval_main(argv: Sequence[str] | None = None) -> int:
     """Entry point of hm2bp-eval."""
     return _main("hm2bp-eval", _eval_parser(), argv, _eval)
-
-
-def _eval_samples(config: RunConfig, split: str, limit: int | None) -> tuple[Any, int]:
-    """(dataset, spike seed) of hm2bp-eval's --split, as the trainer saw them; with a validation
-    split, "train" is the part trained on and "val" the held-out part (their --limit: a
-    class-stratified sample of that part)."""
-    if split == "test" or (split == "train" and config.val_split == 0):
-        size = limit if limit is not None else getattr(config, f"{split}_size")
-        return load_split(config, split, size), config.seed + (TEST_SEED_OFFSET if split == "test" else 0)
-    if config.val_split == 0:
-        raise ConfigError("--split val: this run held out no validation set (val_split = 0); "
-                          "use --split train or test")
-    trained, held = validation.split(load_split(config, "train", config.train_size), config.val_split,
-                                     config.seed)
-    dataset = held if split == "val" else trained
-    seed = config.seed + (validation.VAL_SEED_OFFSET if split == "val" else 0)
-    if limit is not None and limit < len(dataset):
-        dataset = dataset.subset(stratified_sample(dataset.labels, limit, [config.seed, 0]))
-    return dataset, seed
 
 
 def _eval(args: argparse.Namespace) -> int:
@@ -440,7 +428,7 @@ def _eval(args: argparse.Namespace) -> int:
         net = build_network(config, backend, None)
         restore_network(net, arrays, args.checkpoint)
         what = f"checkpoint {args.checkpoint}: epoch {meta['epoch']}"
-    dataset, seed = _eval_samples(config, args.split, args.limit)
+    dataset, seed = eval_samples(config, args.split, args.limit)
     source = make_source(dataset, net, config.T, seed)
     t0 = time.perf_counter()
     result = evaluate(net, source, config.layers[-1], config.eval_batch_size)

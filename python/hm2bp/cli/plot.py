@@ -11,9 +11,10 @@ from typing import Any
 import numpy as np
 
 from .. import safe_io
+from ..config import PRESETS
 from ..data.augment import AugmentConfig, augment, square_images
 from ..model.hyper import check_whole
-from ..model.layers import Reservoir
+from ..model.layers import Conv2d, Pool2d, Reservoir
 
 __all__ = ["CLASS_NAMES", "PLOT_FORMATS", "PlotError", "class_names", "plot_curves", "plot_augmented",
            "plot_feature_maps", "plot_raster", "require_matplotlib", "save_figure", "write_plots"]
@@ -152,40 +153,69 @@ def plot_feature_maps(layer_spikes: Sequence[np.ndarray], shapes: Sequence[Seque
     maps = [(l, np.asarray(s).sum(axis=0).reshape(shape)) for l, (s, shape) in enumerate(zip(layer_spikes, shapes))
             if shape[1] > 1 or shape[2] > 1]
     cols = max(min(16, m.shape[0]) for _, m in maps)
-    fig, axes = plt.subplots(len(maps), cols, figsize=(1.1 * cols, 1.3 * len(maps)), squeeze=False)
+    # constrained layout keeps the row labels, colour bars and title apart (tight_layout let a
+    # long label run over the next maps)
+    fig, axes = plt.subplots(len(maps), cols, figsize=(1.0 * cols + 2.2, 1.2 * len(maps) + 0.9), squeeze=False,
+                             layout="constrained")
     for row, (l, counts) in enumerate(maps):
+        image = None
         for c in range(cols):
             ax = axes[row][c]
-            ax.axis("off")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_visible(False)
             if c < counts.shape[0]:
-                ax.imshow(counts[c], cmap="magma", vmin=0, vmax=max(1, counts.max()))
-        axes[row][0].set_title(f"layer {l + 1}: {counts.shape[0]} x {counts.shape[1]} x {counts.shape[2]}, "
-                               f"{int(counts.sum())} spikes", fontsize=7, loc="left")
+                image = ax.imshow(counts[c], cmap="magma", vmin=0, vmax=max(1, counts.max()))
+        axes[row][0].set_ylabel(f"layer {l + 1}\n{counts.shape[0]}x{counts.shape[1]}x{counts.shape[2]}\n"
+                                f"{int(counts.sum())} spikes", fontsize=7, rotation=0, ha="right", va="center")
+        bar = fig.colorbar(image, ax=list(axes[row]), shrink=0.9, pad=0.01)
+        bar.set_label("spikes", fontsize=7)
+        bar.ax.tick_params(labelsize=7)
     fig.suptitle(title, fontsize=8)
-    fig.tight_layout()
     return save_figure(fig, path)
 
 
 def plot_augmented(images: np.ndarray, config: AugmentConfig, seed: int, path: str | Path, n: int = 8,
-                   epochs: int = 4) -> Path:
+                   epochs: int = 4, title: str = "") -> Path:
     """A grid (PNG, PDF or SVG by path's suffix): each of the first n images (row) as loaded, then its rate image in epochs
-    0..epochs-1 (columns). Needs matplotlib."""
+    0..epochs-1 (columns), with a colour bar of the spike probability per step. Needs matplotlib."""
     plt = require_matplotlib()
     images = square_images(images)[:check_whole("n", n, 1)]
     side = int(round(images.shape[1] ** 0.5))
     epochs = check_whole("epochs", epochs, 1)
     index = np.arange(images.shape[0])
     columns = [images / (5.5 * 255.0)] + [augment(images, seed, e, index, config) for e in range(epochs)]
-    fig, axes = plt.subplots(len(images), len(columns), figsize=(1.2 * len(columns), 1.2 * len(images)),
-                             squeeze=False)
+    fig, axes = plt.subplots(len(images), len(columns), figsize=(1.2 * len(columns) + 1.0, 1.2 * len(images) + 0.8),
+                             squeeze=False, layout="constrained")
     for col, rates in enumerate(columns):
         axes[0, col].set_title("original" if col == 0 else f"epoch {col - 1}", fontsize=8)
         for row in range(len(images)):
             ax = axes[row, col]
-            ax.imshow(rates[row].reshape(side, side), cmap="gray", vmin=0.0, vmax=1 / 5.5)
+            image = ax.imshow(rates[row].reshape(side, side), cmap="gray", vmin=0.0, vmax=1 / 5.5)
             ax.set_axis_off()
-    fig.tight_layout()
+    bar = fig.colorbar(image, ax=axes, shrink=0.6)
+    bar.set_label("spike probability per step", fontsize=8)
+    bar.ax.tick_params(labelsize=8)
+    fig.suptitle(title or "augmented training digits", fontsize=8)
     return save_figure(fig, path)
+
+
+def _network_name(cfg: Any, net: Any) -> str:
+    """The preset's name when the run is that preset's network and data; otherwise the layers in
+    the paper's notation (28x28-15C5-P2-300-10), with the preset it started from."""
+    _, h, w = net.input_shape
+    parts = [f"{h}x{w}" if (h, w) != (1, 1) else str(net.layers[0])]
+    for layer in net.layer_specs:
+        parts.append(f"{layer.channels}C{layer.kernel}" if isinstance(layer, Conv2d) else
+                     f"P{layer.size}" if isinstance(layer, Pool2d) else str(layer.n))
+    shape = "-".join(parts)
+    if cfg.preset is None:
+        return shape
+    preset = PRESETS[cfg.preset]
+    if all(getattr(cfg, key) == value for key, value in preset.items()):
+        return f"{cfg.preset} {shape}"
+    return f"{shape}, from preset {cfg.preset}"
 
 
 def write_plots(trainer: Any, out_dir: str | Path, fmt: str = "png") -> list[Path]:
@@ -196,7 +226,7 @@ def write_plots(trainer: Any, out_dir: str | Path, fmt: str = "png") -> list[Pat
     if fmt not in PLOT_FORMATS:
         raise ValueError(f"fmt must be one of {', '.join(PLOT_FORMATS)}, got {fmt!r}")
     cfg = trainer.config
-    run = f"{out_dir.name} ({cfg.preset or 'custom'}, {'-'.join(map(str, cfg.layers))}, T {cfg.T})"
+    run = f"{out_dir.name} ({_network_name(cfg, trainer.net)}, T {cfg.T}, {cfg.dataset})"
     paths = []
     if trainer.history:
         paths.append(plot_curves(trainer.history, out_dir / f"curves.{fmt}", run))
@@ -218,5 +248,5 @@ def write_plots(trainer: Any, out_dir: str | Path, fmt: str = "png") -> list[Pat
     augmentation = cfg.augmentation()
     if augmentation.enabled:
         paths.append(plot_augmented(trainer.train_set.images[:6], augmentation, cfg.seed,
-                                    out_dir / f"augmented.{fmt}", n=6))
+                                    out_dir / f"augmented.{fmt}", n=6, title=f"{run}: augmented training digits"))
     return paths

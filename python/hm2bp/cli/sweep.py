@@ -22,7 +22,6 @@ import re
 import signal
 import sys
 import time
-import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +29,8 @@ import numpy as np
 
 from .. import safe_io
 from ..config import ConfigError, RunConfig, build_config
-from ..config.files import MAX_CONFIG_BYTES
+from .._suggest import did_you_mean
+from ..config.files import MAX_CONFIG_BYTES, tomllib
 from ..model.network import default_threads
 from ..train import runstate
 from ..train.trainer import Trainer
@@ -123,7 +123,7 @@ def parse_sweep(items: list[str]) -> dict[str, list[Any]]:
             if key == "seed":
                 raise ConfigError(f"{where}: sweep seeds with --seeds 0-4")
             if key not in _FIELDS or key == "preset":
-                raise ConfigError(f"{where}: {key!r} is not a config key; allowed: "
+                raise ConfigError(f"{where}: {key!r} is not a config key{did_you_mean(key, _FIELDS)}; allowed: "
                                   f"{', '.join(sorted(_FIELDS - {'preset', 'seed'}))}")
             if not isinstance(values, list) or not values:
                 raise ConfigError(f"{where}: expected a list of values, got {values!r}")

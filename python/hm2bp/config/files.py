@@ -3,17 +3,22 @@ starting from a preset; and the composition preset < config file < overrides."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import tomllib
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10: the tomli package (a dependency there), the parser that became tomllib
+    import tomli as tomllib
 
 from .. import safe_io
+from .._suggest import did_you_mean
 from .presets import DEFAULT_PRESET, PRESETS
 from .schema import FIELDS, SECTIONS, ConfigError, RunConfig, fail
 
-__all__ = ["build_config", "load_toml"]
+__all__ = ["build_config", "load_toml", "tomllib"]
 
 
 def _flatten(table: Mapping[str, Any], source: str) -> dict[str, Any]:
@@ -23,7 +28,7 @@ def _flatten(table: Mapping[str, Any], source: str) -> dict[str, Any]:
     def put(key: str, value: Any, where: str) -> None:
         if key not in FIELDS:
             raise ConfigError(
-                f"{source}: unknown key {where}{key!r}; allowed keys: "
+                f"{source}: unknown key {where}{key!r}{did_you_mean(key, FIELDS)}; allowed keys: "
                 f"{', '.join(sorted(FIELDS))} (or tables [network], [training], [data])"
             )
         if key in flat:
@@ -92,7 +97,7 @@ def build_config(
     values: dict[str, Any] = {}
     if name is not None:
         if name not in PRESETS:
-            fail("preset", name, f"one of {', '.join(PRESETS)}")
+            fail("preset", name, f"one of {', '.join(PRESETS)}{did_you_mean(name, PRESETS)}")
         values.update(PRESETS[name])
     values.update(file_values)
     values["preset"] = name

@@ -163,6 +163,10 @@ class RunConfig:
             where = os.path.expanduser(self.data_dir)
             if os.path.exists(where) and not os.path.isdir(where):
                 fail("data_dir", self.data_dir, "a directory (or a new path, for downloads)")
+        if self.dataset == "mnist-mini" and self.data_dir is not None:
+            fail("data_dir", self.data_dir, "none with dataset 'mnist-mini' (the digits bundled with the "
+                 "package); for MNIST files in a folder use dataset = \"mnist\" or a preset that "
+                 "does, e.g. --preset mnist-fc800")
         for key, allowed in (("dtype", DTYPES), ("backend", BACKENDS), ("lr_rule", LR_RULES),
                              ("order", ORDER_MODES), ("augment_mode", ("epoch", "sample")),
                              ("nmnist_recipe", RECIPES)):
@@ -318,7 +322,8 @@ _KIND_TEXT = {
 # hm2bp.config.doc; the hyperparameters' meanings are hm2bp.hyper's).
 FIELD_DOCS: dict[str, str] = {
     "dataset": "which data: " + ", ".join(DATASETS) + " (mnist-mini: the digits bundled with the package)",
-    "data_dir": "folder holding the dataset's files (default: $HM2BP_DATA/<dataset>, else ~/.cache/hm2bp)",
+    "data_dir": "folder holding the dataset's files (default: $HM2BP_DATA/<dataset>, else ~/.cache/hm2bp, else "
+                "an operating-system copy such as Debian's dataset-fashion-mnist); none for mnist-mini",
     "download": "fetch missing MNIST, Fashion-MNIST or EMNIST files from public mirrors (MD5-checked)",
     "train_size": "train on a class-stratified sample of this many training samples, drawn with `seed` "
                   "(unset: all)",
@@ -350,7 +355,8 @@ FIELD_DOCS: dict[str, str] = {
     "eval_batch_size": "samples per engine call when testing (speed only, no effect on results)",
     "lr": "initial learning rate lr0 of the schedule `lr_rule`",
     "lr_rule": "learning rate in 0-based epoch e: 'sqrt_max1' lr0 / sqrt(max(e, 1)), "
-               "'sqrt_plus1' lr0 / sqrt(e + 1)",
+               "'sqrt_plus1' lr0 / sqrt(e + 1), 'cosine' lr0 * (1 + cos(pi * e / epochs)) / 2 (not the "
+               "paper's; follows `epochs`, so extending a run with --epochs changes its later rates)",
     "order": "sample order of each epoch: 'permutation' (a fresh one each epoch) or 'authors' (5000 random "
              "swaps of the previous order)",
     "boosting": "raise the weight of misclassified training samples after each epoch",

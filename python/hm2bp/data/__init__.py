@@ -3,7 +3,9 @@ data, and the augmentation of training images.
 
 - datasets: the dataset names, ImageDataset and EventDataset, class-stratified samples;
 - catalog: ``load(name, split)``, where a dataset's files are looked up (``data_dir``, else
-  ``$HM2BP_DATA``, else the user cache); ``mnist-mini`` ships inside the package (``_data/``);
+  ``$HM2BP_DATA``, else the user cache, else an operating-system copy such as Debian's
+  dataset-fashion-mnist) and which dataset a file is (MD5); ``mnist-mini`` ships inside the
+  package (``_data/``);
 - idx: the IDX reader; download: the public mirrors, MD5-checked (``HM2BP_MIRROR`` overrides them);
 - events: N-MNIST's .bin files and event recordings as users have them (:func:`from_events`),
   binned into spike trains by one function, :func:`bin_events`;
@@ -13,11 +15,12 @@ data, and the augmentation of training images.
 """
 from __future__ import annotations
 
-from .catalog import load, resolve_data_dir
+from .catalog import KNOWN_FILES, SYSTEM_DIRS, load, resolve_data_dir
 from .datasets import (DATASETS, NMNIST_INPUTS, NMNIST_SENSOR, NMNIST_SIZE, NMNIST_STEP_US, SPLITS,
                        DatasetError, EventDataset, ImageDataset, check_classes, stratified_sample)
 from .download import MD5, MIRRORS
-from .events import RECIPES, bin_events, event_fields, from_events, read_nmnist_events, stabilise_saccades
+from .events import RECIPES, bin_events, event_fields, from_events, from_frames, read_nmnist_events, \
+    stabilise_saccades
 from .idx import read_idx_images, read_idx_labels
 from .speech import SpeechFileError, read_speech
 
@@ -26,6 +29,8 @@ __all__ = [
     "SPLITS",
     "MIRRORS",
     "MD5",
+    "KNOWN_FILES",
+    "SYSTEM_DIRS",
     "NMNIST_SIZE",
     "NMNIST_INPUTS",
     "NMNIST_STEP_US",
@@ -43,6 +48,7 @@ __all__ = [
     "stabilise_saccades",
     "bin_events",
     "from_events",
+    "from_frames",
     "check_classes",
     "stratified_sample",
     "SpeechFileError",

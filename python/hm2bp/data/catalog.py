@@ -1,15 +1,19 @@
 """``load(name, split)``: one split of a dataset by name, from wherever its files are.
 
 Files are looked up in an explicit ``data_dir``, else under ``$HM2BP_DATA``, else in a user cache
-(``$XDG_CACHE_HOME/hm2bp`` or ``~/.cache/hm2bp``); missing IDX files are downloaded from the
-datasets' public mirrors and checked against their published MD5 sums (download.py;
-``HM2BP_MIRROR`` overrides the mirrors). N-MNIST has no stable direct URL and must be unpacked
-by hand (events.py reads it). ``mnist-mini`` (6,000 training and 1,000 test digits) ships inside
-the package (``_data/``), so the project works without any download.
+(``$XDG_CACHE_HOME/hm2bp`` or ``~/.cache/hm2bp``), else where an operating-system package installs
+them (:data:`SYSTEM_DIRS`: Debian's ``dataset-fashion-mnist``); missing IDX files are downloaded
+from the datasets' public mirrors and checked against their published MD5 sums (download.py;
+``HM2BP_MIRROR`` overrides the mirrors). MNIST and Fashion-MNIST files share their names: a file
+whose MD5 sum is known as the other dataset's is refused (:data:`KNOWN_FILES`). N-MNIST has no
+stable direct URL and must be unpacked by hand (events.py reads it). ``mnist-mini`` (6,000
+training and 1,000 test digits) ships inside the package (``_data/``), so the project works
+without any download.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.resources
 import io
 import os
@@ -18,16 +22,38 @@ from pathlib import Path
 import numpy as np
 
 from .datasets import DATASETS, N_CLASSES, SPLITS, DatasetError, EventDataset, ImageDataset, check_choice
-from .download import IDX_FILES, fetch_missing, missing_message
+from .download import IDX_FILES, MD5, fetch_missing, missing_message
 from .events import load_nmnist
 from .idx import read_idx_images, read_idx_labels
 from .speech import load_speech
 
-__all__ = ["load", "resolve_data_dir"]
+__all__ = ["KNOWN_FILES", "SYSTEM_DIRS", "load", "resolve_data_dir"]
 
 _IMAGE_SHAPE = (28, 28)
 _SUBDIR = {"mnist": "mnist", "fashion-mnist": "fashion-mnist", "emnist-balanced": "emnist",
            "nmnist": "nmnist", "spoken-letters": "spoken-letters"}
+# MD5 sum -> (dataset, file) of MNIST and Fashion-MNIST files beyond the downloads' gzip files
+# (MD5): Debian's recompressed gzip files (dataset-fashion-mnist 0.0~git20200523) and the
+# uncompressed contents, which every copy of a file shares. Both datasets use the same four
+# file names, so a folder of the other dataset's files is told apart by these sums alone.
+KNOWN_FILES: dict[str, tuple[str, str]] = {
+    **{md5: (name, f) for name in ("mnist", "fashion-mnist") for f, md5 in MD5[name].items()},
+    "cf8536b0aa1a6ac5fa3f23001093305c": ("fashion-mnist", "train-images-idx3-ubyte.gz"),
+    "10bea18fdb374794d4bb42e356e600c9": ("fashion-mnist", "train-labels-idx1-ubyte.gz"),
+    "f78720b4224f21cce2f2ccf2d7a94c9a": ("fashion-mnist", "t10k-images-idx3-ubyte.gz"),
+    "0d30e22e447f3c33dab9ed536400ac01": ("fashion-mnist", "t10k-labels-idx1-ubyte.gz"),
+    "f4a8712d7a061bf5bd6d2ca38dc4d50a": ("fashion-mnist", "train-images-idx3-ubyte"),
+    "9018921c3c673c538a1fc5bad174d6f9": ("fashion-mnist", "train-labels-idx1-ubyte"),
+    "8181f5470baa50b63fa0f6fddb340f0a": ("fashion-mnist", "t10k-images-idx3-ubyte"),
+    "15d484375f8d13e6eb1aabb0c3f46965": ("fashion-mnist", "t10k-labels-idx1-ubyte"),
+    "2646ac647ad5339dbf082846283269ea": ("mnist", "t10k-images-idx3-ubyte"),
+    "27ae3e4e09519cfbb04c329615203637": ("mnist", "t10k-labels-idx1-ubyte"),
+}
+# Folders where operating-system packages put an IDX dataset, used when neither data_dir nor
+# $HM2BP_DATA is given and the user cache lacks the files (`apt-get install dataset-fashion-mnist`).
+SYSTEM_DIRS: dict[str, tuple[Path, ...]] = {
+    "fashion-mnist": (Path("/usr/share/datasets/fashion-mnist"),),
+}
 
 
 def _cache_dir() -> Path:
@@ -50,12 +76,17 @@ def _has_files(name: str, directory: Path) -> bool:
     return any(_find(directory, b) for split in SPLITS for b in IDX_FILES[name][split])
 
 
+def _has_all_files(name: str, directory: Path) -> bool:
+    return all(_find(directory, b) for split in SPLITS for b in IDX_FILES[name][split])
+
+
 def resolve_data_dir(name: str, data_dir: str | os.PathLike[str] | None = None) -> Path:
     """Folder holding (or to receive) the files of dataset ``name``.
 
-    Base folder: ``data_dir``, else ``$HM2BP_DATA``, else the user cache. A base folder may be a
-    root with per-dataset subfolders (mnist/, fashion-mnist/, emnist/, nmnist/) or hold the files
-    directly; the subfolder wins when both have files, and downloads go to the subfolder.
+    Base folder: ``data_dir``, else ``$HM2BP_DATA``, else the user cache, unless it lacks files
+    that a folder of SYSTEM_DIRS has in full (then that folder). A base folder may be a root with
+    per-dataset subfolders (mnist/, fashion-mnist/, emnist/, nmnist/) or hold the files directly;
+    the subfolder wins when both have files, and downloads go to the subfolder.
     """
     name = check_choice(name, DATASETS, "name")
     if name == "mnist-mini":
@@ -63,12 +94,13 @@ def resolve_data_dir(name: str, data_dir: str | os.PathLike[str] | None = None) 
     sub = _SUBDIR[name]
     given = data_dir if data_dir is not None else os.environ.get("HM2BP_DATA") or None
     if given is None:
-        return _cache_dir() / sub
+        cache = _cache_dir() / sub
+        systems = [d for d in SYSTEM_DIRS.get(name, ()) if _has_all_files(name, d)]
+        return systems[0] if systems and not _has_all_files(name, cache) else cache
     base = Path(given).expanduser()
     if not _has_files(name, base / sub) and _has_files(name, base):
         return base
     return base / sub
-
 
 
 def _idx_paths(name: str, split: str, root: Path, download: bool) -> tuple[Path, Path]:
@@ -82,6 +114,21 @@ def _idx_paths(name: str, split: str, root: Path, download: bool) -> tuple[Path,
     if None in found:  # a mirror served the archive without the expected members
         raise DatasetError(missing_message(name, split, root, missing, "not found after download"))
     return found[0], found[1]
+
+
+def _check_identity(name: str, path: Path) -> None:
+    """Refuse a file that its MD5 sum identifies as another dataset's (KNOWN_FILES)."""
+    digest = hashlib.md5(usedforsecurity=False)
+    try:
+        with path.open("rb") as fh:
+            while chunk := fh.read(1 << 20):
+                digest.update(chunk)
+    except OSError as exc:
+        raise DatasetError(f"cannot read {path}: {exc.strerror or exc}") from None
+    known = KNOWN_FILES.get(digest.hexdigest())
+    if known is not None and known[0] != name:
+        raise DatasetError(f"{path} is the {known[0]} file {known[1]} (by its MD5 sum), not "
+                           f"{name}'s; point --data-dir at the {name} files")
 
 
 def _make_image_dataset(name: str, split: str, images: np.ndarray, labels: np.ndarray,
@@ -129,6 +176,8 @@ def load(name: str, split: str, data_dir: str | os.PathLike[str] | None = None,
     if name == "spoken-letters":
         return load_speech(root, split)
     images_path, labels_path = _idx_paths(name, split, root, download)
+    for path in (images_path, labels_path):
+        _check_identity(name, path)
     images = read_idx_images(images_path)
     if name == "emnist-balanced":  # EMNIST stores images transposed; make them upright like MNIST
         images = images.transpose(0, 2, 1)

@@ -17,8 +17,8 @@ from .. import safe_io
 from .datasets import N_CLASSES, NMNIST_SENSOR, NMNIST_STEP_US, DatasetError, EventDataset, check_choice, label_folders
 from .progress import LoadProgress
 
-__all__ = ["EVENT_FIELDS", "RECIPES", "bin_events", "event_fields", "from_events", "load_nmnist",
-           "read_nmnist_events", "stabilise_saccades"]
+__all__ = ["EVENT_FIELDS", "RECIPES", "bin_events", "event_fields", "from_events", "from_frames",
+           "load_nmnist", "read_nmnist_events", "stabilise_saccades"]
 
 # "authors": N-MNIST's saccades undone as in the authors' converter (SPEC 2 step 1);
 # "raw": events where the sensor saw them. Both use SPEC 2's index and step formula.
@@ -178,6 +178,24 @@ def bin_events(events: Any, sensor_size: Sequence[int] = NMNIST_SENSOR, *, recip
     first = np.ones(len(codes), dtype=bool)
     first[1:] = codes[1:] != codes[:-1]
     return codes[first]
+
+
+def from_frames(frames: Any) -> np.ndarray:
+    """tonic ``ToFrame`` frames as hm2bp spikes: one sample (T, p, y, x) or a batch
+    (B, T, p, y, x) -> bool (B, T, p * width * height) with input ``(p * width + x) * height + y``.
+
+    That is hm2bp's own event order (SPEC 2, N-MNIST: ``p*34*34 + x*34 + y``, x-major), so a
+    network trained on hm2bp's N-MNIST data reads tonic's frames the same way; a plain reshape of
+    tonic's (p, y, x) frames would hand it every digit transposed. As a spatial input it is the
+    shape (p, width, height): layers see x as the row. A frame counting several events of one
+    pixel is one spike (hm2bp's binning too)."""
+    arr = np.asarray(frames)
+    if arr.ndim == 4:
+        arr = arr[None]
+    if arr.ndim != 5:
+        raise DatasetError(f"frames: expected tonic's (T, p, y, x) or a batch (B, T, p, y, x), got shape {arr.shape}")
+    B, T, p, h, w = arr.shape
+    return np.ascontiguousarray(np.swapaxes(arr, 3, 4) != 0).reshape(B, T, p * w * h)
 
 
 def _label(label: Any) -> int:

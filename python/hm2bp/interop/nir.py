@@ -99,23 +99,30 @@ def to_nir(net: Network, dt: float = 1.0, metadata: Mapping[str, Any] | None = N
     edges: list[tuple[str, str]] = []
     last = "input"
     flat = False
+    digits = len(str(net.n_layers - 1))
     for k, (layer, (c, h, w), (co, ho, wo)) in enumerate(zip(net.layer_specs, net.shapes, net.shapes[1:])):
+        # Node names sort in the order of the chain (input < input_flatten < layer0 < layer0_lif
+        # < layer0_lif_flatten < layer1 ... < output): nir.read returns the nodes of a file sorted
+        # by name, and nirtorch 2.6 (snnTorch's importer) fails on a recurrent subgraph that comes
+        # before its input in that order. A Reservoir is named like any layer.
+        name = f"layer{k:0{digits}d}"
         recurrent = None
         if isinstance(layer, (Dense, Reservoir)):
             if not flat and (k > 0 or (h, w) != (1, 1)):  # spatial maps before it
-                nodes["flatten"] = nir.Flatten(input_type={"input": np.array([c, h, w])}, start_dim=0)
-                edges.append((last, "flatten"))
-                last = "flatten"
+                flatten = f"{last}_flatten"
+                nodes[flatten] = nir.Flatten(input_type={"input": np.array([c, h, w])}, start_dim=0)
+                edges.append((last, flatten))
+                last = flatten
             flat = True
             if isinstance(layer, Dense):
-                name, kind, shape, margin = f"dense{k}", "dense", (co,), _DENSE_MARGIN
+                kind, shape, margin = "dense", (co,), _DENSE_MARGIN
                 nodes[name] = nir.Linear(weight=next(weights))
             else:
                 w_in, recurrent = next(fixed)
-                name, kind, shape, margin = f"reservoir{k}", "reservoir", (co,), _DENSE_MARGIN
+                kind, shape, margin = "reservoir", (co,), _DENSE_MARGIN
                 nodes[name] = nir.Linear(weight=w_in, metadata={"hm2bp_role": "reservoir input (fixed)"})
         elif isinstance(layer, Conv2d):
-            name, kind, shape, margin = f"conv{k}", "conv2d", (co, ho, wo), 0.0
+            kind, shape, margin = "conv2d", (co, ho, wo), 0.0
             weight = next(weights)
             nodes[name] = nir.Conv2d(input_shape=(h, w), weight=weight, stride=1, padding=layer.padding,
                                      dilation=1, groups=1, bias=np.zeros(weight.shape[0]))
@@ -124,13 +131,13 @@ def to_nir(net: Network, dt: float = 1.0, metadata: Mapping[str, Any] | None = N
             if not _pool_fits(layer.size, stride, h, w):
                 raise ValueError(f"layers[{k}] (Pool2d {layer.size}, stride {stride}) cuts its last window "
                                  f"on the {h}x{w} map, which NIR's SumPool2d cannot express")
-            name, kind, shape, margin = f"pool{k}", "pool2d", (co, ho, wo), _DENSE_MARGIN
+            kind, shape, margin = "pool2d", (co, ho, wo), _DENSE_MARGIN
             pool = nir.SumPool2d(kernel_size=np.array([layer.size] * 2), stride=np.array([stride] * 2),
                                  padding=np.array([0, 0]))
             pool.input_type = {"input": np.array([c, h, w])}
             pool.output_type = {"output": np.array(shape)}
             nodes[name] = pool
-        lif = f"lif{k}"
+        lif = f"{name}_lif"
         nodes[lif] = _lif(nir, shape, layer.vth, net, dt, margin, kind)
         if recurrent is not None:
             nodes[lif] = _with_recurrent(nir, nodes[lif], recurrent, "recurrent", "reservoir recurrent weights (fixed)")

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 try:
     import torch
 except ImportError:
@@ -49,8 +51,19 @@ class SpikingNetwork(torch.nn.Module):
             [torch.nn.Parameter(torch.as_tensor(w, dtype=dtype)) for w in network.get_weights()])
 
     def sync(self) -> None:
-        """Copy the parameters into the engine (done before every engine call)."""
-        self.network.set_weights(list(self.weights))
+        """Copy the parameters into the engine (done before every engine call). Host tensors of
+        the network's dtype go straight in after a finiteness check (the step's hot path);
+        anything else (another dtype, GPU memory) through Network.set_weights' conversions."""
+        params = [p.detach() for p in self.weights]
+        dtype = torch.float64 if self.network.dtype == "float64" else torch.float32
+        if not all(p.dtype == dtype and p.device.type == "cpu" for p in params):
+            self.network.set_weights(params)
+            return
+        arrays = [p.numpy() for p in params]
+        for k, a in enumerate(arrays):  # NumPy: one thread, no torch thread pool per small op
+            if not np.isfinite(a).all():
+                raise ValueError(f"weights[{k}] contains NaN or infinite values")
+        self.network._set_finite_weights(arrays)
 
     def forward(self, spikes: Any, labels: Any = None, sample_weights: Any = None) -> torch.Tensor:
         """Output spike counts; with labels, hm2bp_loss(self, spikes, labels, sample_weights)
@@ -73,17 +86,23 @@ class _HM2BPLoss(torch.autograd.Function):
         net = model.network
         model.sync()
         out = net.forward_backward(spikes, labels, sample_weights, reduce="mean")
-        grads = out["gradients"]
+        # The engine's gradients are numbers of its dtype (returned as float64): exact in the
+        # parameters' dtype. The regularization term is computed from the parameters themselves
+        # (the weights the engine just ran) in that dtype, and added in it, as hm2bp's own step does.
+        grads = [g.astype(net.dtype) for g in out["gradients"]]
         if regularize and net.reg_lambda * net.reg_beta != 0:
-            grads = [g + _core.regularization_gradient(w, net.reg_lambda, net.reg_beta, net.weight_limit)
-                     for g, w in zip(grads, net.get_weights())]
-        ctx.grads = [torch.as_tensor(g, dtype=p.dtype, device=p.device) for g, p in zip(grads, params)]
+            for g, p in zip(grads, params):
+                g += _core.regularization_gradient(p.detach().cpu().numpy(), net.reg_lambda, net.reg_beta,
+                                                   net.weight_limit)
+        ctx.grads = [torch.from_numpy(g).to(device=p.device, dtype=p.dtype) for g, p in zip(grads, params)]
         return torch.tensor(out["loss"], dtype=params[0].dtype, device=params[0].device)
 
     @staticmethod
     def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[Any, ...]:
-        grads = [grad_output * g for g in ctx.grads]
+        grads = ctx.grads
         del ctx.grads
+        if grad_output.device.type != "cpu" or float(grad_output) != 1.0:  # loss.backward(): 1, as is
+            grads = [grad_output * g for g in grads]
         return (None, None, None, None, None, *grads)
 
 

@@ -13,6 +13,7 @@ array supports that (``numpy.from_dlpack(x, device="cpu")``), else the error say
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +31,30 @@ class CudaArray:
     pointer: int
     shape: tuple[int, ...]
     typestr: str
-    stream: int  # the producer's stream to wait for: 1, 2 (default streams), a handle, 0 (none)
+    stream: int  # the producer's stream, which the engine orders itself after: 1 or 2 (the
+    # legacy or per-thread default stream) or a cudaStream_t handle; never 0 (ambiguous)
+
+
+_LEGACY_DEFAULT_STREAM = 1
+
+
+def _producer_stream(value: Any, cai: dict) -> int:
+    """The stream whose queued work may still write value (see CudaArray.stream).
+
+    The CUDA Array Interface (v3) lets a producer omit ``stream`` or give None when no work on
+    the data is pending, but PyTorch exports version 2, which has no ``stream`` at all, and
+    Numba's default-stream arrays give None: in both, the producing kernel or copy can still be
+    queued. So a missing or None stream stands for the legacy default stream (which every
+    blocking stream's earlier work precedes), except for a PyTorch tensor: its work is on
+    PyTorch's current stream. 0, which the interface disallows, is the legacy default stream
+    as the CUDA runtime reads it.
+    """
+    stream = cai.get("stream")
+    if stream is None:
+        torch = sys.modules.get("torch")
+        if torch is not None and isinstance(value, torch.Tensor):
+            stream = torch.cuda.current_stream(value.device).cuda_stream
+    return int(stream) if stream else _LEGACY_DEFAULT_STREAM
 
 
 def _detached(value: Any) -> Any:
@@ -53,7 +77,8 @@ def cuda_array(value: Any, name: str = "array") -> CudaArray | None:
 
     Raises TypeError for what the engine cannot read in place: strided views, masked arrays.
     """
-    cai = _interface(_detached(value))
+    value = _detached(value)
+    cai = _interface(value)
     if cai is None:
         return None
     shape = tuple(int(s) for s in cai["shape"])
@@ -66,8 +91,7 @@ def cuda_array(value: Any, name: str = "array") -> CudaArray | None:
                         f"C-contiguous one (x.copy() in CuPy, x.contiguous() in PyTorch)")
     if cai.get("mask") is not None:
         raise TypeError(f"{name}: masked CUDA arrays are not supported; fill the masked entries first")
-    stream = cai.get("stream")
-    return CudaArray(int(cai["data"][0]), shape, typestr, 0 if stream is None else int(stream))
+    return CudaArray(int(cai["data"][0]), shape, typestr, _producer_stream(value, cai))
 
 
 def _on_device(value: Any) -> bool:

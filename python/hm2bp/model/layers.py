@@ -28,6 +28,7 @@ from typing import Any, Union
 
 import numpy as np
 
+from .._suggest import did_you_mean
 from . import reservoir
 from .hyper import check_number, check_whole
 
@@ -176,7 +177,8 @@ def from_dict(table: Any, where: str = "layer") -> Layer:
     names = [f.name for f in dataclasses.fields(cls)]
     unknown = sorted(set(table) - {"type", *names})
     if unknown:
-        raise ValueError(f"{where}: unknown key {unknown[0]!r} for {kind}; allowed: {', '.join(names)}")
+        raise ValueError(f"{where}: unknown key {unknown[0]!r} for {kind}{did_you_mean(unknown[0], names)}; "
+                         f"allowed: {', '.join(names)}")
     try:
         return cls(**{k: v for k, v in table.items() if k != "type"})
     except TypeError as exc:  # a required key is missing

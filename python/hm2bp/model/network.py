@@ -140,6 +140,14 @@ class Network(DescribedNetwork):
         self._engine = _core.Engine(_engine_spec(self.description, self.threads), dtype == "float64", self.backend)
         self.set_reservoir_weights([self.layer_specs[l].generate(self.layers[l]) for l in self._reservoirs])
         self.set_weights(self.description.initial_weights())
+        # The RunConfig of the training run it was loaded from (hm2bp.load), else None. (Typed
+        # loosely: hm2bp.config builds on this module.)
+        self.config: Any = None
+
+    def __repr__(self) -> str:
+        rows = [f"    {layer!r},  # -> {shape}" for layer, shape in zip(self.layer_specs, self.shapes[1:])]
+        return (f"Network(input_shape={self.input_shape}, dtype={self.dtype!r}, backend={self.backend!r}, "
+                f"threads={self.threads}, layers=[\n" + "\n".join(rows) + "\n])")
 
     @staticmethod
     def _choose_backend(backend: str) -> str:
@@ -171,6 +179,14 @@ class Network(DescribedNetwork):
         for k, w in enumerate(self._check_params("weight", weights)):
             self._engine.set_param("weights", k, w)
 
+    def _set_finite_weights(self, weights: Sequence[np.ndarray]) -> None:
+        """set_weights for host arrays of the network's dtype whose values the caller has checked
+        to be finite (hm2bp.torch, before every step): no float64 copy, only the shapes are checked."""
+        if len(weights) != self.n_param_layers:
+            raise ValueError(f"expected {self.n_param_layers} weight arrays, got {len(weights)}")
+        for k, w in enumerate(weights):
+            self._engine.set_param("weights", k, self._check_shape(f"weights[{k}]", w, k))
+
     def _check_params(self, what: str, arrays: Sequence[Array]) -> list[Array]:
         arrays = list(arrays)
         if len(arrays) != self.n_param_layers:
@@ -178,7 +194,7 @@ class Network(DescribedNetwork):
                              f"got {len(arrays)}")
         return [self._check_param(f"{what}s[{k}]", a, k) for k, a in enumerate(arrays)]
 
-    def _check_param(self, name: str, value: Array, k: int) -> Array:
+    def _check_shape(self, name: str, value: Array, k: int) -> Array:
         shape = self._param_shapes[k]
         return self._check_array(name, value, shape, "(n_out, n_in)" if len(shape) == 2
                                  else "(out_channels, in_channels, k, k)")
@@ -187,6 +203,10 @@ class Network(DescribedNetwork):
         value = as_host_array(value, name)
         if value.shape != shape:
             raise ValueError(f"{name} must have shape {shape} {axes}, got {value.shape}")
+        return value
+
+    def _check_param(self, name: str, value: Array, k: int) -> Array:
+        value = self._check_shape(name, as_host_array(value, name), k)
         if not np.issubdtype(value.dtype, np.number) or np.issubdtype(value.dtype, np.complexfloating):
             raise TypeError(f"{name} must be a real array, got dtype {value.dtype}")
         return np.ascontiguousarray(limits.check_finite_in(name, value, self.dtype))
@@ -241,9 +261,14 @@ class Network(DescribedNetwork):
 
     # -- input checks -------------------------------------------------------------------------
 
-    def _check_spikes(self, spikes: Array) -> Array | CudaArray:
-        """Host spikes as contiguous uint8; on the CUDA backend, a CUDA array as it is."""
+    def _check_spikes(self, spikes: Array, time_first: bool = False) -> Array | CudaArray:
+        """Host spikes as contiguous uint8 (B, T, n_in); on the CUDA backend, a CUDA array as it
+        is. time_first: the spikes are (T, B, n_in) (snnTorch, SpikingJelly, Norse), transposed
+        here into a copy."""
         device = cuda_array(spikes, "spikes") if self.backend == "cuda" else None
+        if device is not None and time_first:
+            raise TypeError("time_first=True needs host spikes; hand CUDA spikes over as (B, T, n_in) "
+                            "(x.transpose(0, 1).contiguous() in PyTorch)")
         if device is not None:
             if device.typestr != "|b1":
                 raise TypeError(f"CUDA spikes must be a bool array, got typestr {device.typestr!r} "
@@ -251,6 +276,10 @@ class Network(DescribedNetwork):
             shape = device.shape
         else:
             spikes = as_host_array(spikes, "spikes")
+            if time_first:
+                if spikes.ndim != 3:
+                    raise ValueError(f"spikes must have shape (T, B, n_in) with time_first=True, got {spikes.shape}")
+                spikes = np.swapaxes(spikes, 0, 1)
             shape = spikes.shape
         if len(shape) != 3:
             raise ValueError(f"spikes must have shape (B, T, n_in), got {shape}")
@@ -309,22 +338,25 @@ class Network(DescribedNetwork):
             return self._engine.run_dense_device(spikes.pointer, B, T, n_in, spikes.stream, *args)
         return self._engine.run_dense(spikes, *args)
 
-    def forward(self, spikes: Array) -> list[Array]:
-        """Spike trains of every layer: one bool (B, T, n_l) array per layer."""
-        out = self._run_dense(self._check_spikes(spikes), "infer", None, None, 0.0, True)
-        return list(out["spikes"])
+    def forward(self, spikes: Array, *, time_first: bool = False) -> list[Array]:
+        """Spike trains of every layer: one bool (B, T, n_l) array per layer ((T, B, n_l) views
+        with time_first=True, the layout of the spikes then given as (T, B, n_in))."""
+        out = self._run_dense(self._check_spikes(spikes, time_first), "infer", None, None, 0.0, True)
+        return [np.swapaxes(s, 0, 1) for s in out["spikes"]] if time_first else list(out["spikes"])
 
-    def infer(self, spikes: Array) -> dict:
-        """Predictions and output spike counts, no learning."""
-        return self._result(self._run_dense(self._check_spikes(spikes), "infer", None, None, 0.0, False))
+    def infer(self, spikes: Array, *, time_first: bool = False) -> dict:
+        """Predictions and output spike counts (B, n_out), no learning. time_first: spikes (T, B, n_in)."""
+        return self._result(self._run_dense(self._check_spikes(spikes, time_first), "infer", None, None, 0.0,
+                                            False))
 
     def forward_backward(self, spikes: Array, labels: Array, sample_weights: Array | None = None,
-                         reduce: str = "sum") -> dict:
+                         reduce: str = "sum", *, time_first: bool = False) -> dict:
         """Forward, loss and backward pass of a batch, no step: loss, predictions, counts,
         layer_spikes and `gradients` (one array per trainable layer, shapes of get_weights):
         the batch SUM of the per-sample SPEC-4 gradients (reduce="sum"; add them across
-        processes, then apply_gradients) or their mean (reduce="mean"). No regularization."""
-        s = self._check_spikes(spikes)
+        processes, then apply_gradients) or their mean (reduce="mean"). No regularization.
+        time_first: spikes (T, B, n_in)."""
+        s = self._check_spikes(spikes, time_first)
         self._check_learning_T(s.shape[1])
         out = self._run_dense(s, "gradients", self._check_labels(labels, s.shape[0]),
                                      self._check_sample_weights(sample_weights, s.shape[0]), 0.0, False,
@@ -332,10 +364,10 @@ class Network(DescribedNetwork):
         return {**self._result(out), "gradients": list(out["gradients"])}
 
     def gradients(self, spikes: Array, labels: Array, sample_weights: Array | None = None,
-                  reduce: str = "mean") -> list[Array]:
+                  reduce: str = "mean", *, time_first: bool = False) -> list[Array]:
         """Batch mean (reduce="mean") or sum (reduce="sum") of the per-sample SPEC-4 weight
-        gradients (no regularization), one array per trainable layer."""
-        return self.forward_backward(spikes, labels, sample_weights, reduce)["gradients"]
+        gradients (no regularization), one array per trainable layer. time_first: spikes (T, B, n_in)."""
+        return self.forward_backward(spikes, labels, sample_weights, reduce, time_first=time_first)["gradients"]
 
     def apply_gradients(self, grads: Sequence[Array], lr: float, count: int) -> None:
         """One optimizer step (SPEC 5) from gradient SUMS over `count` samples: regularization,
@@ -345,9 +377,11 @@ class Network(DescribedNetwork):
         self._engine.apply_gradients(checked, check_whole("count", count, 1), check_lr(lr))
         self._check_stepped()
 
-    def train_step(self, spikes: Array, labels: Array, lr: float, sample_weights: Array | None = None) -> dict:
-        """One optimizer step on the batch. Returns loss, predictions, counts, layer_spikes."""
-        s = self._check_spikes(spikes)
+    def train_step(self, spikes: Array, labels: Array, lr: float, sample_weights: Array | None = None, *,
+                   time_first: bool = False) -> dict:
+        """One optimizer step on the batch. Returns loss, predictions, counts, layer_spikes.
+        time_first: spikes (T, B, n_in)."""
+        s = self._check_spikes(spikes, time_first)
         self._check_learning_T(s.shape[1])
         out = self._run_dense(s, "train", self._check_labels(labels, s.shape[0]),
                                      self._check_sample_weights(sample_weights, s.shape[0]),

@@ -4,14 +4,16 @@ the data splits it trains and tests on."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from .. import data
 from ..config import ConfigError, RunConfig
 from ..model import limits
 from ..model.network import Network, default_threads
+from .checkpoint import find_checkpoint, load_checkpoint, restore_network
 
-__all__ = ["build_network", "check_memory", "load_split"]
+__all__ = ["build_network", "check_memory", "load_network", "load_split"]
 
 
 def check_memory(config: RunConfig) -> int:
@@ -34,6 +36,20 @@ def build_network(config: RunConfig, backend: str, factory: Callable[..., Any] |
         return factory(**config.network_kwargs(backend))
     except (RuntimeError, ValueError, MemoryError) as exc:
         raise ConfigError(f"cannot create the network (backend {backend!r}): {exc}") from None
+
+
+def load_network(run: str | Path, backend: str = "auto", threads: int | None = None) -> Network:
+    """The trained network of a run: RUN_DIR (its checkpoint.npz, the last completed epoch) or a
+    checkpoint file (e.g. RUN_DIR/best.npz), checked in full, as a Network with the run's weights
+    and optimizer state, ready for forward/infer, hm2bp.nir and hm2bp.torch; its `config` is the
+    run's RunConfig (T, dataset, ... for encoding inputs as the run did). A damaged or foreign
+    file raises runstate.CheckpointError naming it."""
+    config, _, arrays = load_checkpoint(run)
+    config = config.replace(threads=threads)
+    net = build_network(config, backend, None)
+    restore_network(net, arrays, find_checkpoint(run))
+    net.config = config
+    return net
 
 
 def load_split(config: RunConfig, split: str, size: int | None) -> Any:

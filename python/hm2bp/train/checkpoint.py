@@ -85,7 +85,10 @@ def _check_checkpoint(meta: Any, arrays: dict[str, np.ndarray]) -> RunConfig:
         raise ValueError("it was written by an older hm2bp whose N-MNIST binning no longer exists; "
                          "start a new run")
     try:
-        config = RunConfig.from_dict({**ADDED_KEYS, **meta["config"]})
+        stored = {**ADDED_KEYS, **meta["config"]}
+        if stored.get("dataset") == "mnist-mini":  # older versions stored an ignored --data-dir
+            stored["data_dir"] = None
+        config = RunConfig.from_dict(stored)
     except ConfigError as exc:
         raise ValueError(f"config: {exc}") from None
     n_train = None if config.train_size is None else (

@@ -22,8 +22,10 @@ __all__ = [
 ]
 
 # "sqrt_max1": the authors' HEAD code and FC logs (SPEC 5); "sqrt_plus1": their CNN logs
-# (SPEC_CNN 4 and 8.11).
-LR_RULES = ("sqrt_max1", "sqrt_plus1")
+# (SPEC_CNN 4 and 8.11); "cosine": not the paper's, a half cosine from lr0 towards 0 over the run's
+# epochs, for short runs at batch > 1 where the noise of a high learning rate, not its
+# size, limits the last epochs (the fashion recipes).
+LR_RULES = ("sqrt_max1", "sqrt_plus1", "cosine")
 # "permutation": a fresh full permutation per epoch; "authors": their cumulative partial
 # shuffle (common/cuMatrixVector.h:shuffle, 5000 swaps per epoch).
 ORDER_MODES = ("permutation", "authors")
@@ -32,13 +34,18 @@ SWAPS_PER_EPOCH = 5000
 _SHUFFLE_KEY = 0x5348
 
 
-def learning_rate(lr0: float, epoch: int, rule: str = "sqrt_max1") -> float:
-    """Learning rate of 0-based `epoch`: lr0 / sqrt(max(epoch, 1)) ("sqrt_max1", SPEC 5) or
-    lr0 / sqrt(epoch + 1) ("sqrt_plus1", mnist-cnn, SPEC_CNN 4)."""
+def learning_rate(lr0: float, epoch: int, rule: str = "sqrt_max1", epochs: int | None = None) -> float:
+    """Learning rate of 0-based `epoch`: lr0 / sqrt(max(epoch, 1)) ("sqrt_max1", SPEC 5),
+    lr0 / sqrt(epoch + 1) ("sqrt_plus1", mnist-cnn, SPEC_CNN 4) or, of a run of `epochs` epochs,
+    lr0 * (1 + cos(pi * epoch / epochs)) / 2 ("cosine": lr0 in epoch 0, never 0)."""
     if rule == "sqrt_max1":
         return lr0 / math.sqrt(max(epoch, 1))
     if rule == "sqrt_plus1":
         return lr0 / math.sqrt(epoch + 1)
+    if rule == "cosine":
+        if epochs is None or not 0 <= epoch < epochs:
+            raise ValueError(f"the cosine rule needs the run's epochs (> epoch {epoch}), got {epochs!r}")
+        return lr0 * (1.0 + math.cos(math.pi * epoch / epochs)) / 2.0
     raise ValueError(f"rule must be one of {LR_RULES}, got {rule!r}")
 
 

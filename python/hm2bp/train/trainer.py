@@ -333,7 +333,7 @@ class Trainer:
     def _run_epoch(self, e: int) -> dict[str, Any]:
         cfg, src = self.config, self.train_source
         n, bs = len(self.train_set), cfg.batch_size
-        lr = learning_rate(cfg.lr, e, cfg.lr_rule)
+        lr = learning_rate(cfg.lr, e, cfg.lr_rule, cfg.epochs)
         step = LearningStep(self.net, lr)
         previous = self._order[1] if self._order is not None and self._order[0] == e - 1 else None
         order = epoch_order(n, cfg.seed, e, previous, cfg.order)  # without previous: replayed
