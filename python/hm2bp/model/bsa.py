@@ -6,9 +6,9 @@ import numpy as np
 
 from .. import _core
 from . import limits
-from .arrays import as_host_array
+from .arrays import as_host_array, check_analog
 from .hyper import check_whole
-from .network import check_analog, default_threads
+from .network import default_threads
 
 __all__ = ["encode_bsa"]
 
