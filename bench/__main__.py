@@ -5,6 +5,7 @@
     python -m bench tta --budget 600 [--json FILE] [--png FILE] time-to-accuracy
     python -m bench cnn [--batches 1,32] [--json FILE]           mnist-cnn speed
     python -m bench mpi [--ranks 1,2] [--json FILE]              data-parallel MPI training
+    python -m bench speech [--batches 1,128] [--json FILE]       spoken-letter network speed
     python -m bench bridge [--batches 100] [--json FILE]         PyTorch bridge step vs train_step
 
 Main table: every row trains and runs inference on the same Poisson-encoded mnist-10k training
@@ -374,13 +375,14 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--dry-run", action="store_true",
                    help="check the arguments of the main table or `cnn` and stop (bench/gpu_check.sh --dry-run)")
     _sizes(p)
-    sub = p.add_subparsers(dest="command", metavar="{scaling,tta,cnn,mpi,bridge}")
-    from . import bridge, cnn, mpi, scaling, time_to_accuracy
+    sub = p.add_subparsers(dest="command", metavar="{scaling,tta,cnn,mpi,speech,bridge}")
+    from . import bridge, cnn, mpi, scaling, speech, time_to_accuracy
 
     scaling.add_parser(sub)
     time_to_accuracy.add_parser(sub)
     cnn.add_parser(sub)
     mpi.add_parser(sub)
+    speech.add_parser(sub)
     bridge.add_parser(sub)
     row = sub.add_parser("_row")  # internal: one row in a child process
     row.add_argument("row", choices=common.ROWS)
@@ -416,6 +418,10 @@ def main(argv: list[str] | None = None) -> int:
         from . import mpi
 
         return mpi.main(args)
+    if args.command == "speech":
+        from . import speech
+
+        return speech.main(args)
     if args.command == "bridge":
         from . import bridge
 

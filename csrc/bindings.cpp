@@ -6,12 +6,14 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <exception>
 #include <limits>
 #include <new>
 #include <stdexcept>
 
+#include "hm2bp/bsa.hpp"
 #include "hm2bp/encoding.hpp"
 #include "hm2bp/optimizer.hpp"
 #include "model/engine.hpp"
@@ -142,6 +144,39 @@ public:
         return run(in, mode, labels, weights, lr, want_spikes, reduce);
     }
 
+    // analog (batch, n_in, frames), BSA-encoded by the engine (SPEC_SPEECH 2)
+    py::dict run_analog(const F64Array& analog, int T, const std::string& mode, const py::object& labels,
+                        const py::object& weights, double lr, bool want_spikes, const std::string& reduce)
+    {
+        if (analog.ndim() != 3 || analog.shape(1) != n_in() || analog.shape(2) < 1)
+            throw std::invalid_argument("analog must have shape (batch, n_in, frames)");
+        InputBatch in;
+        in.batch = static_cast<int>(analog.shape(0));
+        in.T = T;
+        in.n_in = static_cast<int>(analog.shape(1));
+        in.analog = analog.data();
+        in.frames = static_cast<int>(analog.shape(2));
+        return run(in, mode, labels, weights, lr, want_spikes, reduce);
+    }
+
+    // The fixed weights of Reservoir layer `layer`: input (n, n_in), recurrent (n, n).
+    void set_fixed(int layer, const F64Array& input, const F64Array& recurrent)
+    {
+        const int64_t n = reservoir_size(layer);
+        if (input.ndim() != 2 || input.shape(0) != n || input.shape(1) != shapes_[layer].size() ||
+            recurrent.ndim() != 2 || recurrent.shape(0) != n || recurrent.shape(1) != n)
+            throw std::invalid_argument("reservoir weights have the wrong shape");
+        engine_->set_fixed(layer, input.data(), recurrent.data());
+    }
+
+    py::tuple get_fixed(int layer) const
+    {
+        const int64_t n = reservoir_size(layer);
+        F64Array input({n, shapes_[layer].size()}), recurrent({n, n});
+        engine_->get_fixed(layer, input.mutable_data(), recurrent.mutable_data());
+        return py::make_tuple(input, recurrent);
+    }
+
     void apply_gradients(const std::vector<F64Array>& sums, int64_t count, double lr)
     {
         if (sums.size() != blocks_.size())
@@ -164,6 +199,13 @@ private:
 
     int64_t n_in() const { return spec_.input.size(); }
     int n_layers() const { return static_cast<int>(spec_.layers.size()); }
+
+    int64_t reservoir_size(int layer) const
+    {
+        if (layer < 0 || layer >= n_layers() || spec_.layers[layer].kind != LayerKind::Reservoir)
+            throw std::out_of_range("layer " + std::to_string(layer) + " is not a Reservoir layer");
+        return shapes_[layer + 1].size();
+    }
 
     const ParamBlock& block_at(int block) const
     {
@@ -268,6 +310,31 @@ py::array_t<bool> encode_poisson(const U8Array& images, int T, uint64_t seed, co
     return out;
 }
 
+// SPEC_SPEECH 2: BSA spike trains (batch, T, channels) of analog samples (batch, channels, frames).
+py::array_t<bool> encode_bsa(const F64Array& analog, int T, int threads)
+{
+    if (analog.ndim() != 3) throw std::invalid_argument("analog must have shape (batch, channels, frames)");
+    const int B = static_cast<int>(analog.shape(0)), C = static_cast<int>(analog.shape(1));
+    const int F = static_cast<int>(analog.shape(2));
+    py::array_t<bool> out({B, T, C});
+    uint8_t* dst = reinterpret_cast<uint8_t*>(out.mutable_data());
+    const double* src = analog.data();
+    {
+        py::gil_scoped_release release;
+        std::fill(dst, dst + static_cast<size_t>(B) * T * C, uint8_t(0));
+        double k[kBsaTaps];
+        bsa_kernel(k);
+        constexpr int W = kBsaCpuLanes;
+        const int groups = (C + W - 1) / W;
+#pragma omp parallel for num_threads(threads) schedule(dynamic) collapse(2)
+        for (int b = 0; b < B; ++b)
+            for (int g = 0; g < groups; ++g)
+                bsa_channels<W>(src + (static_cast<size_t>(b) * C + g * W) * F, F, std::min(W, C - g * W), F, T, k,
+                                [&](int c, int t) { dst[(static_cast<size_t>(b) * T + t) * C + g * W + c] = 1; });
+    }
+    return out;
+}
+
 // SPEC 5's regularization gradient of one weight array (first axis: the post neuron or output
 // channel) in its own float type, for callers that step the weights themselves (hm2bp.torch).
 template <class Real>
@@ -339,7 +406,8 @@ PYBIND11_MODULE(_core, m)
     py::enum_<LayerKind>(m, "LayerKind")
         .value("Dense", LayerKind::Dense)
         .value("Conv2d", LayerKind::Conv2d)
-        .value("Pool2d", LayerKind::Pool2d);
+        .value("Pool2d", LayerKind::Pool2d)
+        .value("Reservoir", LayerKind::Reservoir);
 
     py::class_<Shape>(m, "Shape")
         .def(py::init<int, int, int>(), py::arg("channels"), py::arg("height"), py::arg("width"))
@@ -401,10 +469,15 @@ PYBIND11_MODULE(_core, m)
         .def("run_images", &PyEngine::run_images, py::arg("images"), py::arg("T"), py::arg("seed"),
              py::arg("sample_index"), py::arg("epoch"), py::arg("mode"), py::arg("labels"),
              py::arg("sample_weights"), py::arg("lr"), py::arg("want_spikes"), py::arg("reduce") = "mean")
+        .def("run_analog", &PyEngine::run_analog, py::arg("analog"), py::arg("T"), py::arg("mode"), py::arg("labels"),
+             py::arg("sample_weights"), py::arg("lr"), py::arg("want_spikes"), py::arg("reduce") = "mean")
+        .def("set_fixed", &PyEngine::set_fixed, py::arg("layer"), py::arg("input"), py::arg("recurrent"))
+        .def("get_fixed", &PyEngine::get_fixed, py::arg("layer"))
         .def("apply_gradients", &PyEngine::apply_gradients, py::arg("sums"), py::arg("count"), py::arg("lr"));
 
     m.def("encode_poisson", &encode_poisson, py::arg("images"), py::arg("T"), py::arg("seed"),
           py::arg("sample_index"), py::arg("epoch"), py::arg("threads"));
+    m.def("encode_bsa", &encode_bsa, py::arg("analog"), py::arg("T"), py::arg("threads"));
     m.def("regularization_gradient", &regularization_gradient, py::arg("weights"), py::arg("reg_lambda"),
           py::arg("reg_beta"), py::arg("weight_limit"));
     m.def("build_info", &build_info);

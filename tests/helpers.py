@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from hm2bp import reference as ref
+from hm2bp.model.layers import Dense, Reservoir
 
 TAU = dict(tau_m=64.0, tau_s=8.0, t_ref=2)
 
@@ -40,3 +41,22 @@ def tie_margin(config, weights, spikes) -> float:
     """Closest approach of any membrane potential to the threshold (float32 may flip a spike there)."""
     vth, w0 = config["vth"], config.get("lateral_inhibition", 1.0)
     return min(ref.forward_sample(weights, s, vth, w0=w0, **TAU)[1] for s in spikes)
+
+
+def random_reservoir_case(seed: int, T: int = 90, batch: int = 3):
+    """A random reservoir network with random (non-integer) fixed weights and random input spikes."""
+    rng = np.random.default_rng(seed)
+    config = dict(input_shape=(10, 1, 1), layers=[Reservoir(18, 6.0, grid=(2, 3, 3), seed=seed), Dense(9, 3.0),
+                                                  Dense(4, 2.0)],
+                  desired=10, undesired=2, margin=2, seed=seed, lateral_inhibition=[0.0, 1.0][seed % 2],
+                  optimizer=["adam", "sgd"][seed % 2], effect_ratio=bool(seed % 3))
+    fixed = [(rng.uniform(-2.0, 6.0, size=(18, 10)), rng.uniform(-1.5, 2.0, size=(18, 18)))]
+    spikes = rng.random((batch, T, 10)) < 0.1
+    labels = rng.integers(0, 4, batch)
+    return config, fixed, spikes, labels
+
+
+def fire_margin(oracle, spikes) -> float:
+    """tie_margin of a reference network of any layers (its connections)."""
+    return min(ref.forward_sample(oracle.connections(), s, None, **TAU, w0=oracle.lateral_inhibition)[1]
+               for s in spikes)

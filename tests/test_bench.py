@@ -281,6 +281,20 @@ def test_cnn_bench_smoke(tmp_path: Path) -> None:
     assert "skipped" in peer or peer["train_samples_per_s"]["median"] > 0
 
 
+def test_speech_bench_smoke(tmp_path: Path) -> None:
+    dat = tmp_path / "a.dat"
+    rng = np.random.default_rng(0)
+    dat.write_text("\n".join("   ".join(f"{x:.7e}" for x in row) for row in rng.uniform(0, 2e-4, (78, 20))) + "\n")
+    js = tmp_path / "speech.json"
+    proc = _run_bench(["speech", "--batches", "2", "--samples", "2", "--repeats", "1", "--min-seconds", "0",
+                       "--dat", str(dat), "--json", str(js)], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(js.read_text())
+    cpu = next(r for r in result["rows"] if r["backend"] == "cpu")
+    assert cpu["batch"] == 2 and cpu["train_samples_per_s"]["median"] > 0 and cpu["infer_samples_per_s"]["median"] > 0
+    assert result["T"] == 1000 and result["frames"] == 20 and result["bsa_samples_per_s"]["median"] > 0
+
+
 def test_cnn_bench_checks_its_batches_before_measuring(tmp_path: Path) -> None:
     # batch 256 of the default 96 samples: refused at once (it used to stop only after the
     # smaller batches had been measured); the dry run says so too

@@ -17,7 +17,7 @@ import pytest
 import hm2bp
 from hm2bp import reference as ref
 from hm2bp.layers import Conv2d, Dense, Pool2d
-from helpers import CASES, assert_rel_close, random_case, tie_margin
+from helpers import CASES, assert_rel_close, fire_margin, random_case, random_reservoir_case, tie_margin
 
 
 def _skip_reason() -> str:
@@ -491,6 +491,36 @@ def test_cuda_spikes_from_cupy_and_torch(library):
         pytest.skip("torch has no CUDA here")
     make = (lambda a: lib.asarray(a)) if library == "cupy" else (lambda a: lib.from_numpy(a).cuda())
     assert_device_spikes_match_host(make)
+
+
+@pytest.mark.parametrize("dtype, rtol", [("float64", 1e-12), ("float32", 1e-4)])
+def test_reservoir_and_bsa_input_match_cpu(dtype, rtol):
+    # SPEC_SPEECH 2-3 on the GPU: BSA encoding of analog input and the reservoir's recurrent scan
+    # (the same formulas as the CPU's); its fixed weights stay as set through training.
+    config, fixed, _, labels = random_reservoir_case(4)
+    analog = np.random.default_rng(4).uniform(0, 3e-4, size=(3, 10, 9))
+    oracle = ref.Network(**config)
+    oracle.set_reservoir_weights(fixed)
+    if dtype == "float32" and fire_margin(oracle, hm2bp.encode_bsa(analog, 90)) < 1e-4:
+        pytest.skip("a membrane potential this close to the threshold may round to the other side in float32")
+    gpu, cpu = pair(config, dtype)
+    for net in (gpu, cpu):
+        net.set_reservoir_weights(fixed)
+    np.testing.assert_array_equal(gpu.reservoir_weights()[0][1], fixed[0][1].astype(dtype))
+    spikes = hm2bp.encode_bsa(analog, 90)
+    for a, b in zip(gpu.forward(spikes), cpu.forward(spikes)):
+        np.testing.assert_array_equal(a, b)
+    a, b = gpu.forward_backward_bsa(analog, labels, T=90), cpu.forward_backward_bsa(analog, labels, T=90)
+    assert_same_step(a, b, 1e-6 if dtype == "float32" else 1e-12)
+    for got, want in zip(a["gradients"], b["gradients"]):
+        assert_rel_close(got, want, rtol)
+    for _ in range(2):
+        assert_same_step(gpu.train_step_bsa(analog, labels, 0.05, T=90), cpu.train_step_bsa(analog, labels, 0.05, T=90),
+                         1e-6 if dtype == "float32" else 1e-12)
+    assert_same_weights(gpu, cpu, rtol)
+    for (g_in, g_rec), (w_in, w_rec) in zip(gpu.reservoir_weights(), fixed):
+        np.testing.assert_array_equal(g_in, w_in.astype(dtype))
+        np.testing.assert_array_equal(g_rec, w_rec.astype(dtype))
 
 
 @pytest.mark.parametrize("side_stream", [False, True])

@@ -9,7 +9,7 @@ import pytest
 
 import hm2bp
 from hm2bp import data
-from hm2bp.layers import Conv2d, Dense, Pool2d
+from hm2bp.model.layers import Conv2d, Dense, Pool2d, Reservoir
 
 nir = pytest.importorskip("nir", reason="the nir package is not installed (pip install 'hm2bp[nir]')")
 import hm2bp.nir as hnir  # noqa: E402
@@ -78,6 +78,23 @@ def test_cubalif_parameters_and_metadata():
     meta = graph.metadata
     assert meta["dt"] == 0.5 and meta["t_ref"] == 2 and meta["delay_steps"] == 1 and meta["T"] == 200
     assert meta["fire_margin"] == 1e-6 and "t = 0" in meta["first_step"] and "Poisson" in meta["input_encoding"]
+
+
+def test_reservoir_exports_its_fixed_weights_as_a_recurrent_subgraph():
+    net = hm2bp.Network(input_shape=(6, 1, 1), layers=[Reservoir(8, 5.0, grid=(2, 2, 2), seed=3), Dense(4, 2.0),
+                                                       Dense(3, 1.0)], dtype="float64")
+    w_in, w_rec = net.reservoir_weights()[0]
+    graph = hnir.to_nir(net)
+    assert [type(graph.nodes[k]).__name__ for k in graph.nodes] == ["Input", "Linear", "NIRGraph", "Linear",
+                                                                     "CubaLIF", "Linear", "NIRGraph", "Output"]
+    assert list(graph.nodes) == sorted(graph.nodes)  # the chain order nir.read gives back (issue 26)
+    assert np.array_equal(graph.nodes["layer0"].weight, w_in)
+    sub = graph.nodes["layer0_lif"]
+    assert np.array_equal(sub.nodes["recurrent"].weight, w_rec) and ("recurrent", "lif") in sub.edges
+    assert sub.nodes["lif"].metadata["hm2bp_layer"] == "reservoir" and np.all(sub.nodes["lif"].v_threshold == 5.0)
+    assert np.array_equal(graph.nodes["layer1"].weight, net.get_weights()[0])
+    with pytest.raises(ValueError, match="only the output neurons may have a recurrent connection"):
+        hnir.from_nir(graph)
 
 
 def _graph(**lif_changes) -> object:

@@ -196,6 +196,7 @@ class Recorder:
     def __init__(self, inner, log):
         self.inner, self.log = inner, log
         self.vth, self.fire_eps = inner.vth, inner.fire_eps
+        self.recurrent, self.fixed = inner.recurrent, inner.fixed
 
     def current(self, s_in):
         return self.inner.current(s_in)

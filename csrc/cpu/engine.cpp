@@ -16,9 +16,11 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <variant>
 #include <vector>
 
+#include "../hm2bp/bsa.hpp"
 #include "../hm2bp/encoding.hpp"
 #include "../hm2bp/loss.hpp"
 #include "../hm2bp/spsp.hpp"
@@ -29,6 +31,7 @@
 #include "output_layer.hpp"
 #include "pool2d.hpp"
 #include "population.hpp"
+#include "reservoir.hpp"
 #include "spike_train.hpp"
 #include "threading.hpp"
 #include "weights.hpp"
@@ -63,7 +66,7 @@ struct SampleGroup {
 
 // The layer kinds of the CPU engine; visited at layer granularity (never inside a loop).
 template <class Real>
-using CpuLayer = std::variant<DenseLayer<Real>, Conv2dLayer<Real>, Pool2dLayer<Real>>;
+using CpuLayer = std::variant<DenseLayer<Real>, Conv2dLayer<Real>, Pool2dLayer<Real>, ReservoirLayer<Real>>;
 
 template <class Real>
 class CpuEngine final : public Engine {
@@ -83,20 +86,33 @@ public:
             } else if (s.kind == LayerKind::Conv2d) {
                 layers_.emplace_back(Conv2dLayer<Real>(conv_geometry(shapes[l], s), s.vth));
                 params_.push_back(&std::get<Conv2dLayer<Real>>(layers_.back()).weights);
-            } else {
+            } else if (s.kind == LayerKind::Pool2d) {
                 layers_.emplace_back(Pool2dLayer<Real>(pool_geometry(shapes[l], s), s.vth));
+                params_.push_back(nullptr);
+            } else {
+                layers_.emplace_back(ReservoirLayer<Real>(static_cast<int>(shapes[l].size()), s.units, s.vth));
                 params_.push_back(nullptr);
             }
         }
         if (spec.layers.back().kind != LayerKind::Dense)
             throw std::invalid_argument("the output layer must be Dense");
         poisson_thresholds(thresholds_);
+        bsa_kernel(bsa_kernel_);
     }
 
     void set_param(Param p, int block, const double* values) override { weights(block).set(p, values); }
     void get_param(Param p, int block, double* values) const override
     {
         const_cast<CpuEngine*>(this)->weights(block).get(p, values);
+    }
+
+    void set_fixed(int layer, const double* input, const double* recurrent) override
+    {
+        reservoir(layer).set(input, recurrent);
+    }
+    void get_fixed(int layer, double* input, double* recurrent) const override
+    {
+        const_cast<CpuEngine*>(this)->reservoir(layer).get(input, recurrent);
     }
 
     int64_t step() const override { return optimizer_.step(); }
@@ -227,6 +243,7 @@ private:
     std::vector<SpikeTrain> inputs_;
     std::vector<Real> spsp_tables_;  // for the current T (spsp_tables)
     uint64_t thresholds_[256];
+    double bsa_kernel_[kBsaTaps];
     int T_ = 0;
 
     int n_layers() const { return static_cast<int>(layers_.size()); }
@@ -240,6 +257,13 @@ private:
         for (WeightMatrix<Real>* p : params_)
             if (p && block-- == 0) return *p;
         throw std::out_of_range("parameter block index out of range");
+    }
+
+    ReservoirLayer<Real>& reservoir(int layer)
+    {
+        if (layer < 0 || layer >= n_layers() || !std::holds_alternative<ReservoirLayer<Real>>(layers_[layer]))
+            throw std::out_of_range("layer " + std::to_string(layer) + " is not a Reservoir layer");
+        return std::get<ReservoirLayer<Real>>(layers_[layer]);
     }
 
     SampleContext<Real> context() const
@@ -277,6 +301,9 @@ private:
         for (int b = 0; b < in.batch; ++b) {
             if (in.dense) {
                 inputs_[b].from_dense(in.dense + static_cast<size_t>(b) * in.T * in.n_in, in.T, in.n_in);
+            } else if (in.analog) {
+                inputs_[b].from_bsa(in.analog + static_cast<size_t>(b) * in.n_in * in.frames, in.frames, in.T, in.n_in,
+                                    bsa_kernel_);
             } else {
                 const uint64_t key = poisson_sample_key(in.seed, static_cast<uint64_t>(in.sample_index[b]), in.epoch);
                 inputs_[b].from_image(in.images + static_cast<size_t>(b) * in.n_in, in.T, in.n_in, key, thresholds_);
@@ -291,17 +318,23 @@ private:
     }
 
     // SPEC 4 from the output layer down: adds g to the group's gradient sums, propagates pre_delta.
+    // It stops above a fixed layer (SPEC_SPEECH 3.6), which needs no pre_delta.
     void backward(const SampleContext<Real>& ctx, Worker<Real>& worker, SampleGroup<Real>& group,
                   const SpikeTrain& input0, int n_threads) const
     {
         const int L = n_layers();
-        for (int l = L - 1; l >= 0; --l) {
+        for (int l = L - 1; l >= 0 && !is_fixed(spec_.layers[l].kind); --l) {
             LayerWork<Real>& w = worker.layers[l];
             if (l != L - 1) w.pop.lat.assign(w.pop.out.N, Real(1));
             const SpikeTrain& pre = l > 0 ? worker.layers[l - 1].pop.out : input0;
-            std::vector<Real>* pre_delta = l > 0 ? &worker.layers[l - 1].pop.delta : nullptr;
-            std::visit([&](const auto& layer) { layer.backward(ctx, w.pop, pre, pre_delta, group.grads[l], w.scratch, n_threads); },
-                       layers_[l]);
+            const bool below_learns = l > 0 && !is_fixed(spec_.layers[l - 1].kind);
+            std::vector<Real>* pre_delta = below_learns ? &worker.layers[l - 1].pop.delta : nullptr;
+            std::visit(
+                [&](const auto& layer) {
+                    if constexpr (!std::is_same_v<std::decay_t<decltype(layer)>, ReservoirLayer<Real>>)
+                        layer.backward(ctx, w.pop, pre, pre_delta, group.grads[l], w.scratch, n_threads);
+                },
+                layers_[l]);
         }
     }
 

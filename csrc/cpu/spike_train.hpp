@@ -10,6 +10,7 @@
 #include <immintrin.h>
 #endif
 
+#include "../hm2bp/bsa.hpp"
 #include "../hm2bp/encoding.hpp"
 
 namespace hm2bp {
@@ -111,6 +112,27 @@ struct SpikeTrain {
         index_by_step();
     }
 
+    // BSA encoding of one sample's analog channels (N, frames) (SPEC_SPEECH 2); kernel from
+    // bsa_kernel. kBsaCpuLanes channels at a time, their times gathered per lane, then appended.
+    void from_bsa(const double* analog, int frames, int T_, int N_, const double* kernel)
+    {
+        constexpr int W = kBsaCpuLanes;
+        begin(T_, N_);
+        neuron_times.clear();
+        lane_times.resize(W);
+        for (int n0 = 0; n0 < N; n0 += W) {
+            const int lanes = std::min(W, N - n0);
+            for (std::vector<int>& times : lane_times) times.clear();
+            bsa_channels<W>(analog + static_cast<size_t>(n0) * frames, frames, lanes, frames, T, kernel,
+                            [&](int c, int t) { lane_times[c].push_back(t); });
+            for (int c = 0; c < lanes; ++c) {
+                neuron_times.insert(neuron_times.end(), lane_times[c].begin(), lane_times[c].end());
+                neuron_start[n0 + c + 1] = static_cast<int>(neuron_times.size());
+            }
+        }
+        index_by_step();
+    }
+
     // From per-neuron ascending spike times already in neuron_start / neuron_times.
     void index_by_step()
     {
@@ -152,6 +174,7 @@ private:
     std::vector<int> cursor;
     std::vector<uint8_t> flags;
     std::vector<int> ids;  // step_ids being built, with room to spare
+    std::vector<std::vector<int>> lane_times;  // from_bsa: spike times of each lane
 
     // From mask(t, w), the spike mask word w of step t (bit n % 64 of word n / 64: neuron n fired).
     template <class MaskOf>

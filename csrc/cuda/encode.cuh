@@ -1,10 +1,12 @@
-// Input spikes on the device, as two bit masks (SPEC 2 for images):
+// Input spikes on the device, as two bit masks (SPEC 2 for images, SPEC_SPEECH 2 for analog
+// channels):
 //   step mask   (B, T, ceil(N/32)):  bit n of row (b, t) = input n fires at step t (forward rows)
 //   neuron mask (B, N, ceil(T/32)):  bit t of row (b, n) = the same spike (S-PSP rows, traces)
 // Bits past N or T are zero. Hidden layers get both masks straight from their LIF scan.
 #pragma once
 #include <cstdint>
 
+#include "../hm2bp/bsa.hpp"
 #include "../hm2bp/encoding.hpp"
 #include "masked_sum.cuh"
 
@@ -60,6 +62,22 @@ __global__ void poisson_step_mask_kernel(const uint8_t* images, const uint64_t* 
         }
         const uint32_t word = __ballot_sync(kFullWarp, spike);
         if ((threadIdx.x & 31) == 0) step_mask[row * words + n / 32] = word;
+    }
+}
+
+// BSA trains of analog channels (B, N, frames) as dense 0/1 bytes (B, T, N), zeroed by the
+// caller (then dense_step_mask_kernel). One thread per (b, channel), sequential in time.
+__global__ void bsa_dense_kernel(const double* analog, int B, int N, int frames, int T, uint8_t* dense)
+{
+    double k[kBsaTaps];
+    bsa_kernel(k);
+    const size_t total = static_cast<size_t>(B) * N;
+    const size_t stride = static_cast<size_t>(gridDim.x) * blockDim.x;
+    for (size_t idx = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x; idx < total; idx += stride) {
+        const size_t b = idx / N;
+        const int n = static_cast<int>(idx - b * N);
+        bsa_channels<1>(analog + idx * frames, frames, 1, frames, T, k,
+                        [&](int, int t) { dense[(b * T + t) * N + n] = 1; });
     }
 }
 

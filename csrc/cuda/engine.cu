@@ -52,6 +52,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -74,6 +75,7 @@
 #include "output_layer.cuh"
 #include "pool2d.cuh"
 #include "population.cuh"
+#include "reservoir.cuh"
 #include "spsp_traces.cuh"
 
 #ifndef HM2BP_CUDA_ARCHS
@@ -96,6 +98,10 @@ public:
         check_spec(spec);
         if (spec.layers.back().kind != LayerKind::Dense)
             throw std::invalid_argument("CUDA engine: the output layer must be Dense");
+        for (size_t l = 0; l < spec.layers.size(); ++l)
+            if (spec.layers[l].kind == LayerKind::Reservoir && shapes_[l + 1].size() > kMaxLateralNeurons)
+                throw std::invalid_argument("CUDA engine: a Reservoir layer holds at most " +
+                                            std::to_string(kMaxLateralNeurons) + " neurons");
         for (const LayerSpec& layer : spec.layers) vth_.push_back(layer.vth);
         for (const Shape& shape : shapes_) sizes_.push_back(static_cast<int>(shape.size()));
         const int L = static_cast<int>(spec.layers.size());
@@ -132,13 +138,21 @@ public:
             // W^T: (n_in, n_out) of a dense layer, (C K K, O) of a convolution, none for pooling
             const LayerKind kind = specs_[l].kind;
             const int K = specs_[l].kernel;
-            const int rows = kind == LayerKind::Dense ? sizes_[l]
+            const int rows = kind == LayerKind::Dense || kind == LayerKind::Reservoir ? sizes_[l]
                              : kind == LayerKind::Conv2d ? shapes_[l].channels * K * K
                                                          : 0;
             const int cols = kind == LayerKind::Pool2d ? 0 : shapes_[l + 1].channels;
             layers_[l].allocate(kind, rows, cols, sizes_[l + 1], sizes_[l]);
-            if (kind != LayerKind::Pool2d) trainable_.push_back(l);
+            if (is_trainable(kind)) trainable_.push_back(l);
         }
+        recurrent_.resize(L);
+        for (int l = 0; l < L; ++l)
+            if (kind_of(l) == LayerKind::Reservoir) {
+                const size_t size = static_cast<size_t>(sizes_[l + 1]) * sizes_[l + 1];
+                recurrent_[l] = std::make_unique<DeviceBuffer<Real>>();
+                recurrent_[l]->ensure(size);
+                HM2BP_CUDA_CHECK(cudaMemset(recurrent_[l]->get(), 0, size * sizeof(Real)));
+            }
         uint64_t thresholds[256];
         poisson_thresholds(thresholds);
         thresholds_.ensure(256);
@@ -173,6 +187,22 @@ public:
         const DeviceLayer<Real>& layer = block_layer(block);
         HM2BP_CUDA_CHECK(cudaSetDevice(device_));
         download_transposed(layer.param(p).get(), layer.n_in, layer.n_out, values, stream_);
+    }
+
+    void set_fixed(int layer, const double* input, const double* recurrent) override
+    {
+        const DeviceLayer<Real>& res = reservoir(layer);
+        HM2BP_CUDA_CHECK(cudaSetDevice(device_));
+        upload_transposed(input, res.n_in, res.n_out, res.wt.get(), stream_);
+        upload_transposed(recurrent, res.n_out, res.n_out, recurrent_[layer]->get(), stream_);
+    }
+
+    void get_fixed(int layer, double* input, double* recurrent) const override
+    {
+        const DeviceLayer<Real>& res = reservoir(layer);
+        HM2BP_CUDA_CHECK(cudaSetDevice(device_));
+        download_transposed(res.wt.get(), res.n_in, res.n_out, input, stream_);
+        download_transposed(recurrent_[layer]->get(), res.n_out, res.n_out, recurrent, stream_);
     }
 
     int64_t step() const override { return step_; }
@@ -245,7 +275,9 @@ private:
     std::vector<DeviceLayer<Real>> layers_;
     DeviceBuffer<Real> tables_;                // spsp_tables for T_
     DeviceBuffer<uint64_t> thresholds_;        // poisson_threshold(p), p = 0..255
-    DeviceBuffer<uint8_t> dense_, images_;     // inputs as given
+    DeviceBuffer<uint8_t> dense_, images_;     // inputs as given (dense_ also from analog_)
+    DeviceBuffer<double> analog_;              // (B, n_in, frames), BSA-encoded into dense_
+    std::vector<std::unique_ptr<DeviceBuffer<Real>>> recurrent_;  // per layer: W_rec^T of a Reservoir layer, else null
     DeviceBuffer<int64_t> sample_index_;
     DeviceBuffer<uint64_t> keys_;              // (B, n_in) Poisson neuron keys
     DeviceBuffer<uint32_t> in_step_mask_, in_neuron_mask_;
@@ -291,6 +323,15 @@ private:
         return static_cast<int>(std::min<size_t>({round_up(D, 32), fit, static_cast<size_t>(kMaxChunkRows)}));
     }
 
+    LayerKind kind_of(int l) const { return specs_[l].kind; }
+
+    const DeviceLayer<Real>& reservoir(int layer) const
+    {
+        if (layer < 0 || layer >= n_layers() || kind_of(layer) != LayerKind::Reservoir)
+            throw std::out_of_range("layer " + std::to_string(layer) + " is not a Reservoir layer");
+        return layers_[layer];
+    }
+
     void check_request(const BatchRequest& req) const
     {
         const InputBatch& in = req.input;
@@ -300,8 +341,9 @@ private:
         if (in.n_in != sizes_[0])
             throw std::invalid_argument("CUDA engine: input has " + std::to_string(in.n_in) + " neurons, the network " +
                                         std::to_string(sizes_[0]));
-        if (!in.dense && !(in.images && in.sample_index))
-            throw std::invalid_argument("CUDA engine: input needs dense spikes or images with sample indices");
+        if (!in.dense && !in.analog && !(in.images && in.sample_index))
+            throw std::invalid_argument("CUDA engine: input needs dense spikes, analog channels or images with "
+                                        "sample indices");
         if (in.dense && in.dense_on_device) check_device_spikes(in);
         if (!req.layer_spikes_out.empty() && static_cast<int>(req.layer_spikes_out.size()) != L)
             throw std::invalid_argument("CUDA engine: layer_spikes_out needs one array per layer");
@@ -360,7 +402,7 @@ private:
         in_neuron_mask_.ensure(Bs * N0 * time_words);
         in_counts_.ensure(Bs * N0);
         for (int l = 0; l < n_layers(); ++l)
-            layers_[l].prepare(B, T, learn, want_spikes, l > 0);
+            layers_[l].prepare(B, T, learn, want_spikes, l > 0 && !is_fixed(kind_of(l - 1)));
         const size_t O = sizes_.back();
         predictions_.ensure(Bs);
         if (learn) {
@@ -394,6 +436,17 @@ private:
             }
             launch("dense_step_mask_kernel", dense_step_mask_kernel, grid_for(BT * step_words * 32), kThreads, 0,
                    dense, BT, N, step_words, in_step_mask_.get());
+        } else if (in.analog) {
+            const size_t values = static_cast<size_t>(B) * N * in.frames;
+            analog_.ensure(values);
+            dense_.ensure(BT * N);
+            HM2BP_CUDA_CHECK(cudaMemcpyAsync(analog_.get(), in.analog, values * sizeof(double), cudaMemcpyHostToDevice,
+                                             stream_));
+            HM2BP_CUDA_CHECK(cudaMemsetAsync(dense_.get(), 0, BT * N, stream_));
+            launch("bsa_dense_kernel", bsa_dense_kernel, grid_for(static_cast<size_t>(B) * N), kThreads, 0,
+                   analog_.get(), B, N, in.frames, T, dense_.get());
+            launch("dense_step_mask_kernel", dense_step_mask_kernel, grid_for(BT * step_words * 32), kThreads, 0,
+                   dense_.get(), BT, N, step_words, in_step_mask_.get());
         } else {
             const size_t BN = static_cast<size_t>(B) * N;
             images_.ensure(BN);
@@ -430,7 +483,7 @@ private:
         const uint32_t* input = l == 0 ? in_step_mask_.get() : layers_[l - 1].step_mask.get();
         const size_t rows = static_cast<size_t>(B) * T;
         const int O = layer.neurons;
-        if (layer.kind == LayerKind::Dense) dense_current(layer, input, rows);
+        if (layer.kind == LayerKind::Dense || layer.kind == LayerKind::Reservoir) dense_current(layer, input, rows);
         else if (layer.kind == LayerKind::Conv2d)
             launch("conv_current_kernel", conv_current_kernel<Real>, grid_for(rows * O), kThreads, 0, input,
                    words_for(layer.inputs), rows, layer.wt.get(), conv_geometry(shapes_[l], specs_[l]),
@@ -442,7 +495,10 @@ private:
         const ScanOutputs out{layer.step_mask.get(), layer.neuron_mask.get(), layer.counts.get(), totals_.get() + l,
                               want_spikes ? layer.fired.get() : nullptr, words_for(O), words_for(T)};
         const LifParams<Real> p = lif_params<Real>(h_, vth_[l], layer.kind);
-        if (l == n_layers() - 1 && h_.lateral_inhibition != 0.0) {
+        if (layer.kind == LayerKind::Reservoir) {
+            launch("reservoir_scan_kernel", reservoir_scan_kernel<Real>, B, static_cast<unsigned>(round_up(O, 32)), 0,
+                   layer.current.get(), recurrent_[l]->get(), T, O, p, out);
+        } else if (l == n_layers() - 1 && h_.lateral_inhibition != 0.0) {
             launch("lif_scan_kernel<lateral>", lif_scan_kernel<Real, true>, B, static_cast<unsigned>(round_up(O, 32)),
                    0, layer.current.get(), T, O, p, Real(h_.lateral_inhibition), out);
         } else {
@@ -494,14 +550,16 @@ private:
                labels_.get(), B, T, O_out, time_words, revival_interval(T, h_.desired), out.neuron_mask.get(),
                counts_after_.get());
 
-        for (int l = L - 1; l >= 0; --l) {
+        // down to the first fixed layer (SPEC_SPEECH 3.6): it and the layers below it do not learn
+        for (int l = L - 1; l >= 0 && !is_fixed(kind_of(l)); --l) {
             DeviceLayer<Real>& layer = layers_[l];
+            const bool below_learns = l > 0 && !is_fixed(kind_of(l - 1));
             if (layer.kind == LayerKind::Conv2d) {
                 backward_conv(l, B, T);
                 continue;
             }
             if (layer.kind == LayerKind::Pool2d) {
-                if (l > 0) backward_pool(l, B, T);  // pooling the data layer: nothing to hand down
+                if (below_learns) backward_pool(l, B, T);  // pooling the data layer: nothing to hand down
                 continue;
             }
             const int N = layer.n_in, O = layer.n_out;
@@ -524,7 +582,7 @@ private:
             a.lat = top && lateral ? lat_.get() : nullptr;
             a.wt = layer.wt.get();
             a.grad_part = layer.grad_part.get();
-            a.pd_part = l > 0 ? layer.pd_part.get() : nullptr;
+            a.pd_part = below_learns ? layer.pd_part.get() : nullptr;
             a.B = B;
             a.T = T;
             a.N = N;
@@ -554,7 +612,7 @@ private:
                above.pd_part.get(), above.pd_tiles, Real(vth_[l]), layer.dv.get(), layer.side.get());
         launch("conv_grad_kernel", conv_grad_kernel<Real>, grid_for(static_cast<size_t>(layer.n_in) * layer.n_out),
                kThreads, 0, a, layer.grad_part.get());
-        if (l > 0)  // a convolution of the data layer hands nothing down (SPEC_CNN 3.3)
+        if (l > 0 && !is_fixed(kind_of(l - 1)))  // a convolution of the data layer hands nothing down (SPEC_CNN 3.3)
             launch("conv_pre_delta_kernel", conv_pre_delta_kernel<Real>,
                    grid_for(static_cast<size_t>(B) * layer.inputs), kThreads, 0, a, layer.pd_part.get());
     }

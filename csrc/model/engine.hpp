@@ -15,8 +15,8 @@
 
 namespace hm2bp {
 
-// Where a batch's input spikes come from: a dense 0/1 array, or uint8 images that the
-// engine Poisson-encodes itself (SPEC 2).
+// Where a batch's input spikes come from: a dense 0/1 array, uint8 images that the engine
+// Poisson-encodes itself (SPEC 2), or analog channels that it BSA-encodes (SPEC_SPEECH 2).
 struct InputBatch {
     int batch = 0;
     int T = 0;
@@ -31,6 +31,9 @@ struct InputBatch {
     const int64_t* sample_index = nullptr;  // (batch,), with images
     uint64_t seed = 0;
     uint64_t epoch = 0;
+    // or analog channels (batch, n_in, frames) that the engine BSA-encodes (SPEC_SPEECH 2)
+    const double* analog = nullptr;
+    int frames = 0;
 };
 
 enum class Mode { Infer, Gradients, Train };
@@ -72,6 +75,10 @@ public:
     // SPEC 5 from gradient sums over `count` samples (one array per trainable layer, canonical
     // layout): batch mean, regularization, one Adam or SGD step; the step counter advances once.
     virtual void apply_gradients(const std::vector<const double*>& sums, int64_t count, double lr) = 0;
+    // The fixed weights of Reservoir layer `layer` (its index among all layers): input (n, n_in)
+    // and recurrent (n, n), row-major [post, pre]. Never changed by learning.
+    virtual void set_fixed(int layer, const double* input, const double* recurrent) = 0;
+    virtual void get_fixed(int layer, double* input, double* recurrent) const = 0;
     virtual std::string device() const = 0;
     // Whether every weight is finite, when the engine can tell at almost no cost (the CPU engine
     // from the column sums its optimizer step keeps anyway); nullopt: not tracked, ask get_param.

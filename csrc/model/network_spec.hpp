@@ -11,8 +11,9 @@
 
 namespace hm2bp {
 
-// How a layer's inputs reach its LIF population (SPEC 1; SPEC_CNN 1-2).
-enum class LayerKind { Dense, Conv2d, Pool2d };
+// How a layer's inputs reach its LIF population (SPEC 1; SPEC_CNN 1-2; SPEC_SPEECH 3: a
+// recurrent reservoir with fixed input and recurrent weights, set with Engine::set_fixed).
+enum class LayerKind { Dense, Conv2d, Pool2d, Reservoir };
 
 // Channels x height x width. A flat population of n neurons is (n, 1, 1); neuron (c, x, y) has
 // the flat index (c * height + x) * width + y (SPEC_CNN notation).
@@ -25,7 +26,7 @@ struct Shape {
 
 struct LayerSpec {
     LayerKind kind = LayerKind::Dense;
-    int units = 0;    // Dense: neurons; Conv2d: output channels; Pool2d: unused
+    int units = 0;    // Dense, Reservoir: neurons; Conv2d: output channels; Pool2d: unused
     int kernel = 0;   // Conv2d, Pool2d: window size
     int padding = 0;  // Conv2d: zero padding
     int stride = 0;   // Pool2d: window step (0: the window size)
@@ -66,7 +67,12 @@ struct NetSpec {
     Hyper hyper;
 };
 
-inline bool is_trainable(LayerKind kind) { return kind != LayerKind::Pool2d; }
+// Layers with weights that the optimizer steps (a parameter block each).
+inline bool is_trainable(LayerKind kind) { return kind == LayerKind::Dense || kind == LayerKind::Conv2d; }
+
+// Layers whose weights are fixed: the backward pass stops above them (SPEC_SPEECH 3.6), so the
+// layer above needs no pre_delta and no layer below them learns.
+inline bool is_fixed(LayerKind kind) { return kind == LayerKind::Reservoir; }
 
 // A pooling layer's window step: its stride, or the window size when the spec gives 0.
 inline int pool_stride(const LayerSpec& layer) { return layer.stride > 0 ? layer.stride : layer.kernel; }
@@ -76,7 +82,8 @@ inline int pool_stride(const LayerSpec& layer) { return layer.stride > 0 ? layer
 inline Shape output_shape(const Shape& in, const LayerSpec& layer)
 {
     switch (layer.kind) {
-        case LayerKind::Dense: return {layer.units, 1, 1};
+        case LayerKind::Dense:
+        case LayerKind::Reservoir: return {layer.units, 1, 1};
         case LayerKind::Conv2d:
             return {layer.units, in.height - layer.kernel + 1 + 2 * layer.padding,
                     in.width - layer.kernel + 1 + 2 * layer.padding};
@@ -135,7 +142,8 @@ inline void check_spec(const NetSpec& spec)
     Shape in = spec.input;
     if (in.channels < 1 || in.height < 1 || in.width < 1) fail("input shape must be positive");
     for (const LayerSpec& layer : spec.layers) {
-        if (layer.kind == LayerKind::Dense && layer.units < 1) fail("a Dense layer needs at least one neuron");
+        if ((layer.kind == LayerKind::Dense || layer.kind == LayerKind::Reservoir) && layer.units < 1)
+            fail("a Dense or Reservoir layer needs at least one neuron");
         if (layer.kind == LayerKind::Conv2d && (layer.units < 1 || layer.kernel < 1 || layer.padding < 0))
             fail("a Conv2d layer needs channels >= 1, kernel >= 1, padding >= 0");
         if (layer.kind == LayerKind::Pool2d && (layer.kernel < 1 || layer.stride < 0))

@@ -1,10 +1,11 @@
 """hm2bp: fast, faithful HM2-BP training of deep spiking neural networks.
 
 `Network` is the compiled engine (CPU, CUDA when available), built from `layers` (Dense,
-Conv2d, Pool2d) and the hyperparameters of `hyper`; `Trainer` trains one from a `config.RunConfig`;
-`data` loads the datasets; `reference` is the plain NumPy implementation of the algorithm the
-engine is tested against. docs/architecture.md maps the sub-packages (model, data, config, train,
-interop, cli, reference).
+Conv2d, Pool2d, Reservoir) and the hyperparameters of `hyper`; `Trainer` trains one from a
+`config.RunConfig`; `data` loads the datasets; `encode_poisson` and `encode_bsa` turn images and
+analog channels (speech) into spike trains; `reference` is the plain NumPy implementation of the
+algorithm the engine is tested against. docs/architecture.md maps the sub-packages (model, data,
+config, train, interop, cli, reference).
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 
 from . import _core, _moved, config, data, reference  # noqa: E402
 from .model import hyper, layers  # noqa: E402
+from .model.bsa import encode_bsa  # noqa: E402
 from .model.network import Network, cuda_available, encode_poisson  # noqa: E402
 from .train.build import load_network as load  # noqa: E402
 from .train.trainer import Trainer  # noqa: E402
@@ -31,5 +33,5 @@ def build_info() -> dict:
     return dict(_core.build_info())
 
 
-__all__ = ["Network", "Trainer", "build_info", "config", "cuda_available", "data", "encode_poisson",
+__all__ = ["Network", "Trainer", "build_info", "config", "cuda_available", "data", "encode_bsa", "encode_poisson",
            "hyper", "layers", "load", "reference", "__version__"]

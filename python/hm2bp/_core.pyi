@@ -24,6 +24,7 @@ class LayerKind:
     Dense: ClassVar[LayerKind]
     Conv2d: ClassVar[LayerKind]
     Pool2d: ClassVar[LayerKind]
+    Reservoir: ClassVar[LayerKind]
     __members__: ClassVar[dict[str, LayerKind]]
     def __init__(self, value: int) -> None: ...
     @property
@@ -46,7 +47,7 @@ class Shape:
 
 class LayerSpec:
     kind: LayerKind
-    units: int  # Dense: neurons; Conv2d: output channels
+    units: int  # Dense, Reservoir: neurons; Conv2d: output channels
     kernel: int  # Conv2d, Pool2d: window size
     padding: int  # Conv2d: zero padding
     stride: int  # Pool2d: window step (0: the window size)
@@ -131,6 +132,22 @@ class Engine:
         want_spikes: bool,
         reduce: _Reduce = "mean",
     ) -> dict[str, Any]: ...
+    # analog: float64 (batch, n_in, frames), BSA-encoded by the engine
+    def run_analog(
+        self,
+        analog: npt.ArrayLike,
+        T: int,
+        mode: _Mode,
+        labels: npt.ArrayLike | None,
+        sample_weights: npt.ArrayLike | None,
+        lr: float,
+        want_spikes: bool,
+        reduce: _Reduce = "mean",
+    ) -> dict[str, Any]: ...
+    # the fixed weights of Reservoir layer `layer` (its index among all layers): float64 input
+    # (n, n_in) and recurrent (n, n), [post, pre]
+    def set_fixed(self, layer: int, input: npt.ArrayLike, recurrent: npt.ArrayLike) -> None: ...
+    def get_fixed(self, layer: int) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]: ...
     # sums: float64, one per trainable layer in its canonical shape, over `count` samples
     def apply_gradients(self, sums: Sequence[npt.ArrayLike], count: int, lr: float) -> None: ...
 
@@ -142,6 +159,9 @@ def param_shapes(spec: NetSpec, /) -> list[tuple[int, ...]]: ...
 def encode_poisson(
     images: npt.ArrayLike, T: int, seed: int, sample_index: npt.ArrayLike, epoch: int, threads: int
 ) -> npt.NDArray[np.bool_]: ...
+
+# analog: float64 (batch, channels, frames); returns the BSA trains (batch, T, channels)
+def encode_bsa(analog: npt.ArrayLike, T: int, threads: int) -> npt.NDArray[np.bool_]: ...
 
 # rates: float64 (batch, n_in), spikes per step; returns (batch, T, n_in)
 def encode_rates(

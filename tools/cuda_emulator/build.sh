@@ -19,10 +19,10 @@ grep -q 'kernel<<<grid, block, smem, stream_>>>(args...);' engine.cpp
 sed -i 's/kernel<<<grid, block, smem, stream_>>>(args...);/simt::launch(kernel, grid, block, smem, args...);/' engine.cpp
 bash "$HERE/patch.sh" engine.cpp *.cuh
 # Two kernels have a dynamic shared array (current_kernel in dense_current.cuh, spsp_rows_kernel
-# in dense_spsp_rows.cuh), one a static one (trace_kernel in spsp_traces.cuh), and no launch is
-# left unpatched.
+# in dense_spsp_rows.cuh), two a static one (trace_kernel in spsp_traces.cuh, the reservoir's
+# scan in reservoir.cuh), and no launch is left unpatched.
 test "$(cat *.cuh | grep -c 'simt::dynamic_smem')" = 2
-test "$(cat *.cuh | grep -c 'SIMT_STATIC_SHARED')" = 1
+test "$(cat *.cuh | grep -c 'SIMT_STATIC_SHARED')" = 2
 ! grep -n '<<<' engine.cpp *.cuh || exit 1
 cd "$DEST/src"
 PYINC=$($PY -m pybind11 --includes)

@@ -26,17 +26,18 @@ from .. import safe_io
 from .._suggest import did_you_mean
 from ..config import BACKENDS, DTYPES, PRESETS, ConfigError, RunConfig, build_config
 from ..config.doc import to_toml
-from ..data import DatasetError, stratified_sample
+from ..data import DatasetError
 from ..interop import authors, nir
 from ..model.network import resolve_backend
-from ..train import runstate, validation
-from ..train.build import build_network, check_memory, load_split
+from ..train import runstate
+from ..train.build import build_network, check_memory
 from ..train.checkpoint import load_checkpoint, restore_network
 from ..train.metrics_log import LOGGERS, TensorBoardError
 from ..train.runstate import CheckpointError, RunDirError
-from ..train.sources import TEST_SEED_OFFSET, evaluate, make_source
+from ..train.sources import evaluate, make_source
 from ..train.trainer import DivergenceError, Trainer, format_epoch
 from . import distributed, sweep
+from .evaluation import eval_samples, format_confusion
 from .plot import PLOT_FORMATS, PlotError, require_matplotlib, write_plots
 from .progress import DEFAULT_INTERVAL, Progress, ProgressLines
 
@@ -85,9 +86,9 @@ def integer(text: str) -> int:
 
 # What each path argument is (by dest): read as a file, written (replaced atomically), or a
 # directory. _check_paths refuses special files for all of them before any work starts.
-_PATH_KINDS = {"config": "input", "authors_checkpoint": "input", "checkpoint": "run",
-               "export_authors_checkpoint": "output", "nir": "output", "data_dir": "directory",
-               "out": "directory", "resume": "directory"}
+_PATH_KINDS = {"config": "input", "authors_checkpoint": "input", "authors_weights": "directory", "checkpoint": "run",
+               "export_authors_checkpoint": "output", "export_authors_weights": "directory", "nir": "output",
+               "data_dir": "directory", "out": "directory", "resume": "directory"}
 
 
 def _check_paths(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -369,10 +370,16 @@ def _eval_parser() -> argparse.ArgumentParser:
     p.add_argument("--authors-checkpoint", metavar="FILE",
                    help="evaluate a network trained by the authors' code (their text checkpoint, "
                         "e.g. checkPoint_cnn_best.txt) instead of a run; with --preset or --config")
-    p.add_argument("--preset", type=_preset, metavar=_PRESET_CHOICES, help="the network of --authors-checkpoint")
-    p.add_argument("--config", metavar="TOML", help="the network of --authors-checkpoint")
+    p.add_argument("--authors-weights", metavar="DIR",
+                   help="evaluate the authors' speech network from their weight files in DIR ({r,h,o}_weights_info"
+                        ".txt, r_weights_recurrent_info.txt) instead of a run; with --preset (ti46-alpha) or --config")
+    p.add_argument("--preset", type=_preset, metavar=_PRESET_CHOICES,
+                   help="the network of --authors-checkpoint/-weights")
+    p.add_argument("--config", metavar="TOML", help="the network of --authors-checkpoint/-weights")
     p.add_argument("--export-authors-checkpoint", metavar="FILE",
                    help="also write the network's weights in the authors' text format")
+    p.add_argument("--export-authors-weights", metavar="DIR",
+                   help="also write a speech network's weights as the authors' four weight files")
     p.add_argument("--data-dir", metavar="DIR", help="dataset directory")
     p.add_argument("--split", choices=("test", "train", "val"), default="test",
                    help="which samples: the test set, or the training set's trained or held-out "
@@ -386,67 +393,42 @@ def _eval_parser() -> argparse.ArgumentParser:
     return p
 
 
-def format_confusion(confusion: np.ndarray) -> str:
-    """Confusion matrix as text: rows are labels, columns predictions."""
-    k = confusion.shape[0]
-    w = max(len(str(int(confusion.max()))), len(str(k - 1))) + 1
-    lines = ["label\\pred " + "".join(f"{c:>{w}}" for c in range(k))]
-    for r in range(k):
-        lines.append(f"{r:>10} " + "".join(f"{int(v):>{w}}" for v in confusion[r]))
-    return "\n".join(lines)
-
-
 def eval_main(argv: Sequence[str] | None = None) -> int:
     """Entry point of hm2bp-eval."""
     return _main("hm2bp-eval", _eval_parser(), argv, _eval)
 
 
-def _eval_samples(config: RunConfig, split: str, limit: int | None) -> tuple[Any, int]:
-    """(dataset, spike seed) of hm2bp-eval's --split, as the trainer saw them; with a validation
-    split, "train" is the part trained on and "val" the held-out part (their --limit: a
-    class-stratified sample of that part)."""
-    if split == "test" or (split == "train" and config.val_split == 0):
-        size = limit if limit is not None else getattr(config, f"{split}_size")
-        return load_split(config, split, size), config.seed + (TEST_SEED_OFFSET if split == "test" else 0)
-    if config.val_split == 0:
-        raise ConfigError("--split val: this run held out no validation set (val_split = 0); "
-                          "use --split train or test")
-    trained, held = validation.split(load_split(config, "train", config.train_size), config.val_split,
-                                     config.seed)
-    dataset = held if split == "val" else trained
-    seed = config.seed + (validation.VAL_SEED_OFFSET if split == "val" else 0)
-    if limit is not None and limit < len(dataset):
-        dataset = dataset.subset(stratified_sample(dataset.labels, limit, [config.seed, 0]))
-    return dataset, seed
-
-
 def _eval(args: argparse.Namespace) -> int:
     if args.limit is not None and args.limit < 1:
         return _error("hm2bp-eval", f"--limit must be >= 1, got {args.limit}")
-    if (args.checkpoint is None) == (args.authors_checkpoint is None):
-        return _error("hm2bp-eval", "give either a run (CHECKPOINT_DIR_OR_NPZ) or --authors-checkpoint FILE")
-    if args.authors_checkpoint is not None:
+    sources = [a for a in (args.checkpoint, args.authors_checkpoint, args.authors_weights) if a is not None]
+    if len(sources) != 1:
+        return _error("hm2bp-eval", "give one of a run (CHECKPOINT_DIR_OR_NPZ), --authors-checkpoint FILE "
+                                    "or --authors-weights DIR")
+    if args.checkpoint is None:
+        flag = "--authors-checkpoint" if args.authors_checkpoint is not None else "--authors-weights"
         if args.preset is None and args.config is None:
-            return _error("hm2bp-eval", "--authors-checkpoint needs the network: --preset NAME or --config TOML")
+            return _error("hm2bp-eval", f"{flag} needs the network: --preset NAME or --config TOML")
         config = build_config(args.preset, args.config, data_dir=args.data_dir, backend=args.backend,
                               threads=args.threads)
         backend = resolve_backend(config.backend)
         check_memory(config)  # as hm2bp-train does, before the network is allocated
         try:
-            net = authors.network_from_checkpoint(args.authors_checkpoint, config, backend, config.threads)
+            read = authors.network_from_checkpoint if args.authors_checkpoint is not None else authors.read_weight_files
+            net = read(sources[0], config, backend, config.threads)
         except (OSError, ValueError) as exc:
             raise CheckpointError(str(exc)) from None
-        what = f"authors' checkpoint {args.authors_checkpoint}"
+        what = f"authors' {'checkpoint' if args.authors_checkpoint is not None else 'weight files'} {sources[0]}"
     else:
         if args.preset is not None or args.config is not None:
-            return _error("hm2bp-eval", "--preset/--config go with --authors-checkpoint; a run has its own config")
+            return _error("hm2bp-eval", "--preset/--config go with --authors-checkpoint/-weights, not with a run")
         config, meta, arrays = load_checkpoint(args.checkpoint)
         config = config.replace(data_dir=args.data_dir, backend=args.backend, threads=args.threads)
         backend = resolve_backend(config.backend)
         net = build_network(config, backend, None)
         restore_network(net, arrays, args.checkpoint)
         what = f"checkpoint {args.checkpoint}: epoch {meta['epoch']}"
-    dataset, seed = _eval_samples(config, args.split, args.limit)
+    dataset, seed = eval_samples(config, args.split, args.limit)
     source = make_source(dataset, net, config.T, seed)
     t0 = time.perf_counter()
     result = evaluate(net, source, config.layers[-1], config.eval_batch_size)
@@ -463,6 +445,12 @@ def _eval(args: argparse.Namespace) -> int:
         authors.write_checkpoint(args.export_authors_checkpoint, weights, [w.shape for w in weights],
                                  config.lateral_inhibition)
         print(f"wrote the weights in the authors' format to {args.export_authors_checkpoint}")
+    if args.export_authors_weights is not None:
+        try:
+            authors.write_weight_files(args.export_authors_weights, net)
+        except ValueError as exc:
+            return _error("hm2bp-eval", f"--export-authors-weights: {exc}")
+        print(f"wrote the weights as the authors' four weight files to {args.export_authors_weights}")
     return 0
 
 

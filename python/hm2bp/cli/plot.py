@@ -14,7 +14,7 @@ from .. import safe_io
 from ..config import PRESETS
 from ..data.augment import AugmentConfig, augment, square_images
 from ..model.hyper import check_whole
-from ..model.layers import Conv2d, Pool2d
+from ..model.layers import Conv2d, Pool2d, Reservoir
 
 __all__ = ["CLASS_NAMES", "PLOT_FORMATS", "PlotError", "class_names", "plot_curves", "plot_augmented",
            "plot_feature_maps", "plot_raster", "require_matplotlib", "save_figure", "write_plots"]
@@ -115,12 +115,15 @@ def plot_raster(
     path: str | Path,
     title: str = "",
     classes: Sequence[str] | None = None,
+    layer_names: Sequence[str | None] | None = None,
 ) -> Path:
     """Spike raster of one sample: input (T, n_in) and each layer's (T, n_l) trains; classes:
-    names of the output neurons (tick labels of the output panel)."""
+    names of the output neurons (tick labels of the output panel); layer_names: a panel name per
+    layer where it should not be "layer k" (e.g. "reservoir"), None elsewhere."""
     plt = require_matplotlib()
     trains = [np.asarray(input_spikes)] + [np.asarray(s) for s in layer_spikes]
-    names = ["input"] + [f"layer {i + 1}" for i in range(len(layer_spikes))]
+    names = ["input"] + [(layer_names[i] if layer_names and layer_names[i] else f"layer {i + 1}")
+                         for i in range(len(layer_spikes))]
     names[-1] = "output"
     heights = [max(1.0, min(3.0, t.shape[1] / 200)) for t in trains]
     fig, axes = plt.subplots(len(trains), 1, figsize=(10, 2 + 1.6 * sum(heights)),
@@ -235,8 +238,9 @@ def write_plots(trainer: Any, out_dir: str | Path, fmt: str = "png") -> list[Pat
     counts = np.asarray(layers[-1][0]).sum(axis=0)
     title = (f"{run}\ntest sample 0: label {classes[label]}, prediction "
              f"{classes[int(np.argmax(counts))]}")
+    kinds = ["reservoir" if isinstance(layer, Reservoir) else None for layer in getattr(trainer.net, "layer_specs", [])]
     paths.append(plot_raster(spikes[0], [s[0] for s in layers], out_dir / f"raster.{fmt}", title,
-                             classes))
+                             classes, kinds or None))
     shapes = getattr(trainer.net, "shapes", None)
     if shapes is not None and any(h > 1 or w > 1 for _, h, w in shapes[1:]):
         paths.append(plot_feature_maps([s[0] for s in layers], shapes[1:],

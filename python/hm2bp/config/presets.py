@@ -76,6 +76,27 @@ PRESETS: dict[str, dict[str, Any]] = {
         "epochs": 10, "batch_size": 16,
     },
 }
+# The spoken letters (SPEC_SPEECH 5): 78 BSA-encoded cochlear channels -> a fixed reservoir of
+# 135 neurons (3x3x15, seed 5: the authors' wiring) -> 64 -> 26.
+_SPEECH_NETWORK: dict[str, Any] = {
+    "dataset": "spoken-letters", "input_shape": [78, 1, 1],
+    "layer": [
+        {"type": "reservoir", "n": 135, "grid": [3, 3, 15], "vth": 20.0, "seed": 5},
+        {"type": "dense", "n": 64, "vth": 20.0},
+        {"type": "dense", "n": 26, "vth": 5.0},
+    ],
+    "T": 1000, "desired": 45, "undesired": 15, "margin": 5, "batch_size": 128, "epochs": 10,
+    "order": "authors",
+}
+# The authors' committed SpokenLetterConfig.txt: SGD with momentum 0.9 and every rule off that
+# its parser defaults to off (no Adam, effect ratio, boosting, regularization, lateral inhibition).
+PRESETS["ti46-alpha"] = {
+    **_SPEECH_NETWORK, "optimizer": "sgd", "momentum": 0.9, "effect_ratio": False, "boosting": False,
+    "reg_lambda": 0.0, "reg_beta": 0.0, "lateral_inhibition": 0.0,
+}
+# The same network with the paper's final rule set (SPEC 7): Adam, effect ratio, boosting, weight
+# regularization (lambda 10, beta 0.04 as mnist-fc800) and output lateral inhibition 1.
+PRESETS["ti46-final"] = {**_SPEECH_NETWORK, "reg_beta": 0.04}
 DEFAULT_PRESET = "mnist-mini"
 
 

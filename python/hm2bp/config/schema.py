@@ -37,6 +37,7 @@ DATASETS: dict[str, tuple[int, int]] = {
     "emnist-balanced": (784, 47),
     "nmnist": (2312, 10),
     "mnist-mini": (784, 10),
+    "spoken-letters": (78, 26),
 }
 
 DTYPES = ("float32", "float64")
@@ -344,7 +345,8 @@ FIELD_DOCS: dict[str, str] = {
     "vth": "firing threshold of each layer after the input (derived from `layer` when a stack is given)",
     "input_shape": "(channels, height, width) of the input, with a layer stack",
     "layer": "a layer stack on `input_shape`: [[network.layer]] tables of type dense (n, vth, init_w), "
-             "conv2d (channels, kernel, vth, padding, init_w) or pool2d (size, vth, stride)",
+             "conv2d (channels, kernel, vth, padding, init_w), pool2d (size, vth, stride) or reservoir (n, vth, "
+             "grid, inhibitory, connect, distance, recurrent_weight, fan_out, input_weight, seed; fixed weights)",
     "T": "time steps per sample",
     "init_w": "initial weights are init_w * U(-1, 1) (a layer table's init_w overrides it)",
     "dtype": "float type of the engine: float32 or float64",

@@ -9,7 +9,9 @@ data, and the augmentation of training images.
 - idx: the IDX reader; download: the public mirrors, MD5-checked (``HM2BP_MIRROR`` overrides them);
 - events: N-MNIST's .bin files and event recordings as users have them (:func:`from_events`),
   binned into spike trains by one function, :func:`bin_events`;
-- augment: the SPEC_CNN 5 augmentation (computed by the engine).
+- augment: the SPEC_CNN 5 augmentation (computed by the engine);
+- speech: spoken-letter samples (.dat cochleagrams, the authors' TI46 layout), and
+  spoken_letters: the open stand-in for TI46 that ``hm2bp-data spoken-letters`` synthesizes.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from .download import MD5, MIRRORS
 from .events import RECIPES, bin_events, event_fields, from_events, from_frames, read_nmnist_events, \
     stabilise_saccades
 from .idx import read_idx_images, read_idx_labels
+from .speech import SpeechFileError, read_speech
 
 __all__ = [
     "DATASETS",
@@ -48,4 +51,6 @@ __all__ = [
     "from_frames",
     "check_classes",
     "stratified_sample",
+    "SpeechFileError",
+    "read_speech",
 ]

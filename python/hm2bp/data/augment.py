@@ -17,8 +17,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import _core
+from ..model.arrays import check_images, check_sample_index
 from ..model.hyper import check_number, check_whole
-from ..model.network import check_images, check_sample_index, default_threads
+from ..model.network import default_threads
 
 __all__ = ["AugmentConfig", "augment", "displacement_map", "encode_rates", "square_images"]
 

@@ -25,12 +25,13 @@ from .datasets import DATASETS, N_CLASSES, SPLITS, DatasetError, EventDataset, I
 from .download import IDX_FILES, MD5, fetch_missing, missing_message
 from .events import load_nmnist
 from .idx import read_idx_images, read_idx_labels
+from .speech import load_speech
 
 __all__ = ["KNOWN_FILES", "SYSTEM_DIRS", "load", "resolve_data_dir"]
 
 _IMAGE_SHAPE = (28, 28)
 _SUBDIR = {"mnist": "mnist", "fashion-mnist": "fashion-mnist", "emnist-balanced": "emnist",
-           "nmnist": "nmnist"}
+           "nmnist": "nmnist", "spoken-letters": "spoken-letters"}
 # MD5 sum -> (dataset, file) of MNIST and Fashion-MNIST files beyond the downloads' gzip files
 # (MD5): Debian's recompressed gzip files (dataset-fashion-mnist 0.0~git20200523) and the
 # uncompressed contents, which every copy of a file shares. Both datasets use the same four
@@ -70,6 +71,8 @@ def _find(directory: Path, base: str) -> Path | None:
 def _has_files(name: str, directory: Path) -> bool:
     if name == "nmnist":
         return (directory / "Train").is_dir() or (directory / "Test").is_dir()
+    if name == "spoken-letters":
+        return (directory / "train").is_dir() or (directory / "test").is_dir()
     return any(_find(directory, b) for split in SPLITS for b in IDX_FILES[name][split])
 
 
@@ -170,6 +173,8 @@ def load(name: str, split: str, data_dir: str | os.PathLike[str] | None = None,
     root = resolve_data_dir(name, data_dir)
     if name == "nmnist":
         return load_nmnist(root, split, nmnist_recipe)
+    if name == "spoken-letters":
+        return load_speech(root, split)
     images_path, labels_path = _idx_paths(name, split, root, download)
     for path in (images_path, labels_path):
         _check_identity(name, path)

@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["DATASETS", "N_CLASSES", "NMNIST_INPUTS", "NMNIST_SENSOR", "NMNIST_SIZE", "NMNIST_STEP_US",
-           "SPLITS", "DatasetError", "EventDataset", "ImageDataset", "check_choice", "check_classes",
-           "stratified_sample"]
+           "SPEECH_SENSOR", "SPLITS", "DatasetError", "EventDataset", "ImageDataset", "check_choice", "check_classes",
+           "label_folders", "stratified_sample"]
 
-DATASETS = ("mnist", "fashion-mnist", "emnist-balanced", "nmnist", "mnist-mini")
+DATASETS = ("mnist", "fashion-mnist", "emnist-balanced", "nmnist", "mnist-mini", "spoken-letters")
 SPLITS = ("train", "test")
 
 # N-MNIST binning (SPEC 2): 34x34 sensor, two polarities, 600 us per time step.
@@ -25,7 +25,10 @@ NMNIST_INPUTS = 2 * NMNIST_SIZE * NMNIST_SIZE
 NMNIST_STEP_US = 600
 # (width, height, polarities): the order of tonic's sensor_size; x < width, y < height.
 NMNIST_SENSOR = (NMNIST_SIZE, NMNIST_SIZE, 2)
-N_CLASSES = {"mnist": 10, "fashion-mnist": 10, "emnist-balanced": 47, "nmnist": 10, "mnist-mini": 10}
+N_CLASSES = {"mnist": 10, "fashion-mnist": 10, "emnist-balanced": 47, "nmnist": 10, "mnist-mini": 10,
+             "spoken-letters": 26}
+# Spoken letters (TI46's alphabet or its stand-in): 78 cochlear channels as a (channels, 1, 1) sensor.
+SPEECH_SENSOR = (78, 1, 1)
 
 
 class DatasetError(ValueError):
@@ -37,6 +40,23 @@ def check_choice(value: object, allowed: Sequence[str], what: str) -> str:
     if value not in allowed:
         raise ValueError(f"{what}: expected one of {', '.join(map(repr, allowed))}, got {value!r}")
     return str(value)
+
+
+def label_folders(split_dir: Path, n_classes: int, source: str) -> list[tuple[int, Path]]:
+    """(label, folder) of the label folders 0 .. n_classes-1 of a split folder, by name. Hidden
+    entries and loose files (a README, an archive) are not samples and are skipped; any other
+    folder is refused ("05" or "26" must not become a class). source names where the folders
+    come from, for the message."""
+    names = [str(k) for k in range(n_classes)]
+    out = []
+    for folder in sorted(split_dir.iterdir()):
+        if folder.name.startswith(".") or not folder.is_dir():
+            continue
+        if folder.name not in names:
+            raise DatasetError(f"{folder}: unexpected folder {folder.name!r}; expected only the "
+                               f"label folders 0 ... {n_classes - 1} {source}")
+        out.append((int(folder.name), folder))
+    return out
 
 
 def _take(n: int, indices: object) -> np.ndarray:
@@ -102,7 +122,8 @@ class EventDataset:
 
     Sample i owns ``codes[offsets[i]:offsets[i+1]]``: sorted unique int32 codes
     ``step * n_inputs + input`` (bin_events). All steps are kept, so any T can be chosen per
-    batch. sensor_size is (width, height, polarities); n_inputs is their product.
+    batch. sensor_size is (width, height, polarities); n_inputs is their product (spoken
+    letters: SPEECH_SENSOR, the 78 cochlear channels).
     """
 
     name: str

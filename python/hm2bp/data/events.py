@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from .. import safe_io
-from .datasets import N_CLASSES, NMNIST_SENSOR, NMNIST_STEP_US, DatasetError, EventDataset, check_choice
+from .datasets import N_CLASSES, NMNIST_SENSOR, NMNIST_STEP_US, DatasetError, EventDataset, check_choice, label_folders
 from .progress import LoadProgress
 
 __all__ = ["EVENT_FIELDS", "RECIPES", "bin_events", "event_fields", "from_events", "from_frames",
@@ -298,16 +298,9 @@ def load_nmnist(root: Path, split: str, recipe: str) -> EventDataset:
     if not split_dir.is_dir():
         raise DatasetError(_nmnist_message(root, split, f"{split_dir} does not exist"))
     files: list[tuple[int, Path]] = []
-    labels_ok = [str(k) for k in range(N_CLASSES["nmnist"])]
-    for label_dir in sorted(split_dir.iterdir()):
-        # hidden entries and loose files (a README, the zip) are not samples
-        if label_dir.name.startswith(".") or not label_dir.is_dir():
-            continue
-        if label_dir.name not in labels_ok:  # "05" or "10" must not become a class
-            raise DatasetError(f"{label_dir}: unexpected folder {label_dir.name!r}; expected "
-                               f"only the label folders 0 ... 9 from the N-MNIST archive")
+    for label, label_dir in label_folders(split_dir, N_CLASSES["nmnist"], "from the N-MNIST archive"):
         for f in sorted(label_dir.glob("*.bin")):
-            files.append((int(label_dir.name), f))
+            files.append((label, f))
     if not files:
         raise DatasetError(_nmnist_message(root, split, f"no <label>/*.bin files in {split_dir}"))
     files.sort(key=lambda lf: (lf[0], lf[1].name))

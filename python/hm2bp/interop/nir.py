@@ -3,7 +3,9 @@
 ``to_nir(net)`` describes a network as a ``nir.NIRGraph``: Dense -> ``Linear``, Conv2d ->
 ``Conv2d``, Pool2d -> ``SumPool2d``, each followed by a ``CubaLIF`` whose forward-Euler
 discretisation with step dt is SPEC 1's neuron (docs/interop.md derives it), the output layer's
-lateral inhibition as a recurrent ``Linear`` edge. What NIR cannot say (refractory period, no
+lateral inhibition as a recurrent ``Linear`` edge; a Reservoir as a ``Linear`` of its input
+weights into a CubaLIF with its recurrent weights as the same kind of recurrent subgraph (export
+only: `from_nir` reads feed-forward stacks with lateral inhibition on the output). What NIR cannot say (refractory period, no
 update at t = 0, the one-step delay of each connection, the 1e-6 threshold margin, the input
 encoding) goes into the graph's and the neurons' metadata. ``from_nir(graph)`` is the inverse
 for graphs of Affine/Linear, Conv2d, SumPool2d, Flatten and CubaLIF nodes whose parameters
@@ -23,7 +25,7 @@ import numpy as np
 
 from .. import _core
 from ..model.hyper import HYPERPARAMETERS
-from ..model.layers import Conv2d, Dense, Layer, Pool2d
+from ..model.layers import Conv2d, Dense, Layer, Pool2d, Reservoir
 from ..model.network import Network
 from .nir_file import read_graph, write_graph
 
@@ -92,6 +94,7 @@ def to_nir(net: Network, dt: float = 1.0, metadata: Mapping[str, Any] | None = N
             raise ValueError(f"dt = {dt!r} makes {name} * dt = {steps * dt!r}, not a finite normal "
                              f"number; choose a dt nearer 1")
     weights = iter(net.get_weights())
+    fixed = iter(net.reservoir_weights())
     nodes: dict[str, Any] = {"input": nir.Input(input_type={"input": _input_type(net)})}
     edges: list[tuple[str, str]] = []
     last = "input"
@@ -101,17 +104,23 @@ def to_nir(net: Network, dt: float = 1.0, metadata: Mapping[str, Any] | None = N
         # Node names sort in the order of the chain (input < input_flatten < layer0 < layer0_lif
         # < layer0_lif_flatten < layer1 ... < output): nir.read returns the nodes of a file sorted
         # by name, and nirtorch 2.6 (snnTorch's importer) fails on a recurrent subgraph that comes
-        # before its input in that order.
+        # before its input in that order. A Reservoir is named like any layer.
         name = f"layer{k:0{digits}d}"
-        if isinstance(layer, Dense):
+        recurrent = None
+        if isinstance(layer, (Dense, Reservoir)):
             if not flat and (k > 0 or (h, w) != (1, 1)):  # spatial maps before it
                 flatten = f"{last}_flatten"
                 nodes[flatten] = nir.Flatten(input_type={"input": np.array([c, h, w])}, start_dim=0)
                 edges.append((last, flatten))
                 last = flatten
             flat = True
-            kind, shape, margin = "dense", (co,), _DENSE_MARGIN
-            nodes[name] = nir.Linear(weight=next(weights))
+            if isinstance(layer, Dense):
+                kind, shape, margin = "dense", (co,), _DENSE_MARGIN
+                nodes[name] = nir.Linear(weight=next(weights))
+            else:
+                w_in, recurrent = next(fixed)
+                kind, shape, margin = "reservoir", (co,), _DENSE_MARGIN
+                nodes[name] = nir.Linear(weight=w_in, metadata={"hm2bp_role": "reservoir input (fixed)"})
         elif isinstance(layer, Conv2d):
             kind, shape, margin = "conv2d", (co, ho, wo), 0.0
             weight = next(weights)
@@ -130,8 +139,11 @@ def to_nir(net: Network, dt: float = 1.0, metadata: Mapping[str, Any] | None = N
             nodes[name] = pool
         lif = f"{name}_lif"
         nodes[lif] = _lif(nir, shape, layer.vth, net, dt, margin, kind)
+        if recurrent is not None:
+            nodes[lif] = _with_recurrent(nir, nodes[lif], recurrent, "recurrent", "reservoir recurrent weights (fixed)")
         if k == net.n_layers - 1 and net.lateral_inhibition != 0:
-            nodes[lif] = _with_lateral(nir, nodes[lif], -net.lateral_inhibition * (1.0 - np.eye(co)))
+            nodes[lif] = _with_recurrent(nir, nodes[lif], -net.lateral_inhibition * (1.0 - np.eye(co)), "lateral",
+                                         "lateral inhibition")
         edges += [(last, name), (name, lif)]
         last = lif
     nodes["output"] = nir.Output(output_type={"output": np.array([net.layers[-1]])})
@@ -144,17 +156,18 @@ def to_nir(net: Network, dt: float = 1.0, metadata: Mapping[str, Any] | None = N
     return nir.NIRGraph(nodes=nodes, edges=edges, metadata=meta)
 
 
-def _with_lateral(nir: Any, lif: Any, weight: np.ndarray) -> Any:
-    """The output neurons with their lateral inhibition, as the subgraph Input -> CubaLIF <->
-    Linear (recurrent), CubaLIF -> Output: the layout snnTorch's own export gives a recurrent
-    layer. (A two-node cycle at the top level is rewired by snnTorch 1.0's importer so that the
-    layer's input also passes through the recurrent weights.)"""
+def _with_recurrent(nir: Any, lif: Any, weight: np.ndarray, node: str, role: str) -> Any:
+    """Neurons with a recurrent connection (the output layer's lateral inhibition, a reservoir's
+    fixed W_rec; both delay one step), as the subgraph Input -> CubaLIF <-> Linear (recurrent),
+    CubaLIF -> Output: the layout snnTorch's own export gives a recurrent layer. (A two-node cycle
+    at the top level is rewired by snnTorch 1.0's importer so that the layer's input also passes
+    through the recurrent weights.) `node` names the recurrent Linear."""
     n = np.array([weight.shape[0]])
     return nir.NIRGraph(nodes={"input": nir.Input(input_type={"input": n}), "lif": lif,
-                               "lateral": nir.Linear(weight=weight, metadata={"hm2bp_role": "lateral inhibition"}),
+                               node: nir.Linear(weight=weight, metadata={"hm2bp_role": role}),
                                "output": nir.Output(output_type={"output": n})},
-                        edges=[("input", "lif"), ("lif", "lateral"), ("lateral", "lif"), ("lif", "output")],
-                        metadata={"hm2bp_role": "output neurons with lateral inhibition"})
+                        edges=[("input", "lif"), ("lif", node), (node, "lif"), ("lif", "output")],
+                        metadata={"hm2bp_role": f"neurons with {role}"})
 
 
 def _input_type(net: Network) -> np.ndarray:

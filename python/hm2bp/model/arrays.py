@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["CudaArray", "as_host_array", "cuda_array"]
+__all__ = ["CudaArray", "as_host_array", "check_analog", "check_images", "check_sample_index", "cuda_array"]
 
 _DLPACK_CPU = 1  # DLDeviceType kDLCPU
 
@@ -123,3 +123,48 @@ def as_host_array(value: Any, name: str) -> np.ndarray:
     if not hasattr(value, "__array__") and hasattr(value, "__dlpack__"):
         return np.from_dlpack(value)
     return np.asarray(value)
+
+
+# -- the input checks of a batch (Network, hm2bp.data.augment, encode_bsa) -------------------
+
+
+def check_images(images: Any, n_in: int | None = None) -> np.ndarray:
+    """uint8 images (B, n_in) or (B, H, W) -> contiguous (B, n_in)."""
+    images = as_host_array(images, "images")
+    if images.dtype != np.uint8:
+        raise TypeError(
+            f"images must be uint8 pixels 0..255, got dtype {images.dtype}"
+            " (scale float images with (x * 255).round().astype(np.uint8))")
+    if images.ndim == 3:
+        images = images.reshape(images.shape[0], -1)
+    if images.ndim != 2 or images.shape[0] == 0:
+        raise ValueError(f"images must have shape (B, n_in) or (B, H, W) with B >= 1, got {images.shape}")
+    if n_in is not None and images.shape[1] != n_in:
+        raise ValueError(f"images have {images.shape[1]} pixels but the network has {n_in} inputs")
+    return np.ascontiguousarray(images)
+
+
+def check_analog(analog: Any, n_in: int | None = None) -> np.ndarray:
+    """Analog channels (B, C, frames) with B, C, frames >= 1 (C = n_in when given), real and
+    finite -> contiguous float64 (the BSA encoder's input)."""
+    values = as_host_array(analog, "analog")
+    channels = "C" if n_in is None else str(n_in)
+    if values.ndim != 3 or min(values.shape) < 1 or (n_in is not None and values.shape[1] != n_in):
+        raise ValueError(f"analog must have shape (B, {channels}, frames) with B, frames >= 1, got {values.shape}")
+    if not (np.issubdtype(values.dtype, np.integer) or np.issubdtype(values.dtype, np.floating)):
+        raise TypeError(f"analog must be a real array, got dtype {values.dtype}")
+    values = np.ascontiguousarray(values, dtype=np.float64)
+    if not np.isfinite(values).all():
+        raise ValueError("analog must be finite (no NaN or inf)")
+    return values
+
+
+def check_sample_index(sample_index: Any, batch: int) -> np.ndarray:
+    index = as_host_array(sample_index, "sample_index")
+    if index.ndim == 0:
+        if not np.issubdtype(index.dtype, np.integer) or int(index) < 0:
+            raise ValueError(f"sample_index must be a non-negative integer, got {sample_index!r}")
+        return np.arange(int(index), int(index) + batch, dtype=np.int64)
+    if index.shape != (batch,) or not np.issubdtype(index.dtype, np.integer) or (index < 0).any():
+        raise ValueError(f"sample_index must be an int or {batch} non-negative integers, got shape {index.shape}")
+    return np.ascontiguousarray(index, dtype=np.int64)

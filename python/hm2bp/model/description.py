@@ -14,7 +14,7 @@ import numpy as np
 
 from . import limits
 from .hyper import check_all, check_number, check_whole, hyperparameter_signature
-from .layers import Layer, Pool2d, Shape, from_sizes, param_shapes, stack_shapes
+from .layers import Layer, Shape, from_sizes, is_trainable, param_shapes, stack_shapes
 
 __all__ = ["DTYPES", "DescribedNetwork", "NetworkDescription", "check_dtype", "describe"]
 
@@ -54,7 +54,7 @@ class NetworkDescription:
         """init_w (or the layer's own) * U(-1, 1), one block per trainable layer in order,
         drawn from default_rng(seed)."""
         rng = np.random.default_rng(self.seed)
-        trainable = [layer for layer in self.layers if not isinstance(layer, Pool2d)]
+        trainable = [layer for layer in self.layers if is_trainable(layer)]
         return [(self.init_w if layer.init_w is None else layer.init_w) * rng.uniform(-1.0, 1.0, size=shape)
                 for layer, shape in zip(trainable, self.param_shapes)]
 

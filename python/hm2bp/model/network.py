@@ -17,10 +17,10 @@ import numpy as np
 
 from .. import _core
 from . import limits
-from .arrays import CudaArray, as_host_array, cuda_array
+from .arrays import CudaArray, as_host_array, check_analog, check_images, check_sample_index, cuda_array
 from .description import DescribedNetwork, NetworkDescription
 from .hyper import check_lr, check_whole
-from .layers import Conv2d, Dense
+from .layers import Conv2d, Dense, Reservoir
 
 log = logging.getLogger("hm2bp")
 
@@ -47,33 +47,6 @@ def resolve_backend(backend: str) -> str:
         backend = "cuda" if cuda_available() else "cpu"
         log.info("hm2bp: backend 'auto' chose %s", backend)
     return backend
-
-
-def check_images(images: Array, n_in: int | None = None) -> Array:
-    """uint8 images (B, n_in) or (B, H, W) -> contiguous (B, n_in)."""
-    images = as_host_array(images, "images")
-    if images.dtype != np.uint8:
-        raise TypeError(
-            f"images must be uint8 pixels 0..255, got dtype {images.dtype}"
-            " (scale float images with (x * 255).round().astype(np.uint8))")
-    if images.ndim == 3:
-        images = images.reshape(images.shape[0], -1)
-    if images.ndim != 2 or images.shape[0] == 0:
-        raise ValueError(f"images must have shape (B, n_in) or (B, H, W) with B >= 1, got {images.shape}")
-    if n_in is not None and images.shape[1] != n_in:
-        raise ValueError(f"images have {images.shape[1]} pixels but the network has {n_in} inputs")
-    return np.ascontiguousarray(images)
-
-
-def check_sample_index(sample_index: int | Sequence[int] | Array, batch: int) -> Array:
-    index = as_host_array(sample_index, "sample_index")
-    if index.ndim == 0:
-        if not np.issubdtype(index.dtype, np.integer) or int(index) < 0:
-            raise ValueError(f"sample_index must be a non-negative integer, got {sample_index!r}")
-        return np.arange(int(index), int(index) + batch, dtype=np.int64)
-    if index.shape != (batch,) or not np.issubdtype(index.dtype, np.integer) or (index < 0).any():
-        raise ValueError(f"sample_index must be an int or {batch} non-negative integers, got shape {index.shape}")
-    return np.ascontiguousarray(index, dtype=np.int64)
 
 
 def _check_reduce(reduce: str) -> str:
@@ -120,8 +93,10 @@ class Network(DescribedNetwork):
         self.dtype = dtype
         self.threads = default_threads() if threads is None else check_whole("threads", threads, 1, limits.MAX_THREADS)
         self.backend = self._choose_backend(backend)
+        self._reservoirs = [l for l, layer in enumerate(self.layer_specs) if isinstance(layer, Reservoir)]
         limits.check_network_memory([int(np.prod(shape)) for shape in self._param_shapes], dtype)
         self._engine = _core.Engine(_engine_spec(self.description, self.threads), dtype == "float64", self.backend)
+        self.set_reservoir_weights([self.layer_specs[l].generate(self.layers[l]) for l in self._reservoirs])
         self.set_weights(self.description.initial_weights())
         # The RunConfig of the training run it was loaded from (hm2bp.load), else None. (Typed
         # loosely: hm2bp.config builds on this module.)
@@ -179,8 +154,12 @@ class Network(DescribedNetwork):
 
     def _check_shape(self, name: str, value: Array, k: int) -> Array:
         shape = self._param_shapes[k]
+        return self._check_array(name, value, shape, "(n_out, n_in)" if len(shape) == 2
+                                 else "(out_channels, in_channels, k, k)")
+
+    def _check_array(self, name: str, value: Array, shape: tuple[int, ...], axes: str = "(n_out, n_in)") -> Array:
+        value = as_host_array(value, name)
         if value.shape != shape:
-            axes = "(n_out, n_in)" if len(shape) == 2 else "(out_channels, in_channels, k, k)"
             raise ValueError(f"{name} must have shape {shape} {axes}, got {value.shape}")
         return value
 
@@ -190,12 +169,38 @@ class Network(DescribedNetwork):
             raise TypeError(f"{name} must be a real array, got dtype {value.dtype}")
         return np.ascontiguousarray(limits.check_finite_in(name, value, self.dtype))
 
+    def reservoir_weights(self) -> list[tuple[Array, Array]]:
+        """The fixed weights of each Reservoir layer, bottom up: (W_in (n, n_in), W_rec (n, n)),
+        float64, [post, pre]."""
+        return [tuple(self._engine.get_fixed(l)) for l in self._reservoirs]
+
+    def set_reservoir_weights(self, weights: Sequence[tuple[Array, Array]]) -> None:
+        """Replace the fixed weights of each Reservoir layer (bottom up): (W_in (n, n_in), W_rec (n, n))
+        pairs, [post, pre], e.g. the authors' reservoir files. Training never changes them."""
+        weights = list(weights)
+        if len(weights) != len(self._reservoirs):
+            raise ValueError(f"expected {len(self._reservoirs)} (W_in, W_rec) pairs (one per Reservoir layer), "
+                             f"got {len(weights)}")
+        checked = []
+        for k, (l, pair) in enumerate(zip(self._reservoirs, weights)):
+            if len(pair) != 2:
+                raise ValueError(f"reservoir weights[{k}] must be a pair (W_in, W_rec)")
+            n = self.layers[l + 1]
+            checked.append([self._check_array(f"reservoir weights[{k}][{j}] ({what})", a, shape)
+                            for j, (what, a, shape) in enumerate([("W_in", pair[0], (n, self.layers[l])),
+                                                                  ("W_rec", pair[1], (n, n))])])
+        for l, (w_in, w_rec) in zip(self._reservoirs, checked):
+            self._engine.set_fixed(l, w_in, w_rec)
+
     def get_state(self) -> dict[str, Array]:
-        """Weights and optimizer state, enough to resume training exactly."""
+        """Weights and optimizer state, enough to resume training exactly (with the fixed weights
+        of Reservoir layers: reservoir_input_k, reservoir_recurrent_k)."""
         state: dict[str, Array] = {"step": np.array(self._engine.step, dtype=np.int64)}
         for k in range(self.n_param_layers):
             for kind in ("weights", "moment1", "moment2"):
                 state[f"{kind}_{k}"] = self._engine.get_param(kind, k)
+        for k, (w_in, w_rec) in enumerate(self.reservoir_weights()):
+            state[f"reservoir_input_{k}"], state[f"reservoir_recurrent_{k}"] = w_in, w_rec
         return state
 
     def set_state(self, state: dict[str, Array]) -> None:
@@ -205,6 +210,8 @@ class Network(DescribedNetwork):
         limits.check_state({k: state[k] for k in self.get_state()})
         checked = {f"{kind}_{k}": self._check_param(f"{kind}_{k}", state[f"{kind}_{k}"], k)
                    for k in range(self.n_param_layers) for kind in ("weights", "moment1", "moment2")}
+        self.set_reservoir_weights([(state[f"reservoir_input_{k}"], state[f"reservoir_recurrent_{k}"])
+                                    for k in range(len(self._reservoirs))])
         for key, value in checked.items():
             kind, k = key.rsplit("_", 1)
             self._engine.set_param(kind, int(k), value)
@@ -359,15 +366,24 @@ class Network(DescribedNetwork):
         images = check_images(images, self.layers[0])
         B = images.shape[0]
         index = check_sample_index(sample_index, B)
+        T, labels = self._check_run(B, T, labels)
+        out = self._engine.run_images(images, T, _check_seed("seed", seed), index,
+                                      _check_seed("epoch", epoch), mode, labels,
+                                      self._check_sample_weights(sample_weights, B), lr, False,
+                                      _check_reduce(reduce))
+        return self._finish(mode, out)
+
+    def _check_run(self, B: int, T: int, labels: Array | None) -> tuple[int, Array | None]:
+        """T and labels of a batch of B samples encoded inside the engine, checked."""
         T = _check_T(T)
         limits.check_sizes(self.layers, B, T, self.t_ref)
         if labels is not None:
             labels = self._check_labels(labels, B)
             self._check_learning_T(T)
-        out = self._engine.run_images(images, T, _check_seed("seed", seed), index,
-                                      _check_seed("epoch", epoch), mode, labels,
-                                      self._check_sample_weights(sample_weights, B), lr, False,
-                                      _check_reduce(reduce))
+        return T, labels
+
+    def _finish(self, mode: str, out: dict) -> dict:
+        """The result of an engine run in `mode` (after a step, the weights checked finite)."""
         if mode == "train":
             self._check_stepped()
         result = self._result(out)
@@ -394,6 +410,30 @@ class Network(DescribedNetwork):
         """infer on uint8 images Poisson-encoded inside the engine."""
         return self._run_images("infer", images, None, 0.0, T, seed, sample_index, epoch, None)
 
+    def _run_analog(self, mode: str, analog: Array, labels: Array | None, lr: float, T: int,
+                    sample_weights: Array | None, reduce: str = "mean") -> dict:
+        values = check_analog(analog, self.layers[0])
+        B = values.shape[0]
+        T, labels = self._check_run(B, T, labels)
+        out = self._engine.run_analog(values, T, mode, labels, self._check_sample_weights(sample_weights, B), lr,
+                                      False, _check_reduce(reduce))
+        return self._finish(mode, out)
+
+    def train_step_bsa(self, analog: Array, labels: Array, lr: float, *, T: int,
+                       sample_weights: Array | None = None) -> dict:
+        """train_step on analog channels (B, n_in, frames) BSA-encoded inside the engine (the
+        spikes of hm2bp.encode_bsa; pad shorter samples with zero frames, which add no spikes)."""
+        return self._run_analog("train", analog, labels, check_lr(lr), T, sample_weights)
+
+    def forward_backward_bsa(self, analog: Array, labels: Array, *, T: int, sample_weights: Array | None = None,
+                             reduce: str = "sum") -> dict:
+        """forward_backward on analog channels BSA-encoded inside the engine."""
+        return self._run_analog("gradients", analog, labels, 0.0, T, sample_weights, reduce)
+
+    def infer_bsa(self, analog: Array, *, T: int) -> dict:
+        """infer on analog channels BSA-encoded inside the engine."""
+        return self._run_analog("infer", analog, None, 0.0, T, None)
+
 
 def _engine_spec(description: NetworkDescription, threads: int) -> Any:
     """The engine's NetSpec of a checked description: the one place where layers and
@@ -406,6 +446,8 @@ def _engine_spec(description: NetworkDescription, threads: int) -> Any:
         entry.vth = layer.vth
         if isinstance(layer, Dense):
             entry.kind, entry.units = _core.LayerKind.Dense, layer.n
+        elif isinstance(layer, Reservoir):
+            entry.kind, entry.units = _core.LayerKind.Reservoir, layer.n
         elif isinstance(layer, Conv2d):
             entry.kind, entry.units = _core.LayerKind.Conv2d, layer.channels
             entry.kernel, entry.padding = layer.kernel, layer.padding

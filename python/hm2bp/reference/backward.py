@@ -79,7 +79,9 @@ def sample_gradients(
     everything after (output S-PSPs, n_o, side term, effect ratio, pre_delta) uses the revived
     output train. Layers are walked top-down, each handing its pre_delta to the one below; the
     first layer hands nothing down (its input is the data).
-    Returns (grads: one float64 array per layer with weights, in order, shaped like them; info)
+    The walk stops above a fixed layer (a reservoir, SPEC_SPEECH 3.6), which gets no pre_delta;
+    nothing at or below it learns.
+    Returns (grads: one float64 array per trainable layer, in order, shaped like them; info)
     with info keys: spikes (pre-revival trains per layer), counts (int64 output counts,
     pre-revival), prediction, cost (unweighted), delta (weighted output delta), margin
     (smallest fire-test margin).
@@ -99,8 +101,11 @@ def sample_gradients(
     params = BackwardParams(tau_m, tau_s, t_ref, use_effect_ratio)
     grads: list[np.ndarray | None] = [None] * L
     for l in range(L - 1, -1, -1):
+        if stack[l].fixed:
+            break
         s_i = np.asarray(s_in, dtype=bool) if l == 0 else trains[l - 1]
-        grads[l], delta = stack[l].backward(delta, trains[l], s_i, params, need_pre_delta=l > 0)
+        below_learns = l > 0 and not stack[l - 1].fixed
+        grads[l], delta = stack[l].backward(delta, trains[l], s_i, params, need_pre_delta=below_learns)
     grads[-1] = grads[-1] * lat_top[:, None]  # the output layer is dense: one row per neuron
 
     info = {

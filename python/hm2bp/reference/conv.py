@@ -47,6 +47,8 @@ class ConvConnection(ListedConnection):
     """
 
     fire_eps = 0.0
+    recurrent = None
+    fixed = False
 
     def __init__(
         self, W: np.ndarray, in_shape: tuple[int, int, int], padding: int, vth: float

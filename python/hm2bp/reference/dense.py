@@ -56,6 +56,8 @@ class DenseConnection:
     """A fully connected layer: weights W (O, N), threshold vth, fire test v > vth - 1e-6."""
 
     fire_eps = FIRE_EPS
+    recurrent = None
+    fixed = False
 
     def __init__(self, W: np.ndarray, vth: float) -> None:
         self.W = np.asarray(W, dtype=np.float64)

@@ -10,7 +10,9 @@ import numpy as np
 
 from ..model.description import DescribedNetwork
 from ..model.hyper import check_lr, check_whole
+from ..model.layers import Reservoir
 from .backward import sample_gradients
+from .bsa import encode_bsa
 from .connection import Connection, forward_sample, from_layers
 from .encoding import encode_poisson
 from .optimizer import adam_step, regularization, sgd_step
@@ -33,6 +35,8 @@ class Network(DescribedNetwork):
             check_whole("threads", threads, 1)
         self.backend, self.dtype, self.threads = backend, dtype, threads
         self._W = self.description.initial_weights()  # the engine's draw, block by block
+        self._reservoirs = [l for l, layer in enumerate(self.layer_specs) if isinstance(layer, Reservoir)]
+        self._fixed = [self.layer_specs[l].generate(self.layers[l]) for l in self._reservoirs]
         self._step = 0
         if self.optimizer == "adam":
             self._m = [np.zeros_like(W) for W in self._W]
@@ -42,7 +46,7 @@ class Network(DescribedNetwork):
 
     def connections(self) -> list[Connection]:
         """The layers as connection objects (reference.connection) on the current weights."""
-        return from_layers(self.layer_specs, self.shapes, self._W)
+        return from_layers(self.layer_specs, self.shapes, self._W, self._fixed)
 
     # ---- weights and state ------------------------------------------------------------
 
@@ -64,10 +68,29 @@ class Network(DescribedNetwork):
             new.append(W)
         self._W = new
 
+    def reservoir_weights(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(W_in, W_rec) of each Reservoir layer, bottom up."""
+        return [(w_in.copy(), w_rec.copy()) for w_in, w_rec in self._fixed]
+
+    def set_reservoir_weights(self, weights: Sequence[tuple[np.ndarray, np.ndarray]]) -> None:
+        """Replace the fixed weights of each Reservoir layer (bottom up)."""
+        weights = list(weights)
+        if len(weights) != len(self._fixed):
+            raise ValueError(f"expected {len(self._fixed)} (W_in, W_rec) pairs, got {len(weights)}")
+        new = []
+        for k, ((w_in, w_rec), (old_in, old_rec)) in enumerate(zip(weights, self._fixed)):
+            pair = (np.array(w_in, dtype=np.float64), np.array(w_rec, dtype=np.float64))
+            if pair[0].shape != old_in.shape or pair[1].shape != old_rec.shape:
+                raise ValueError(f"reservoir weights[{k}] must have shapes {old_in.shape} and {old_rec.shape}")
+            new.append(pair)
+        self._fixed = new
+
     def get_state(self) -> dict[str, np.ndarray]:
         """Weights + optimizer state: keys weight.{l}, step, and adam_m.{l}/adam_v.{l} or
-        velocity.{l}."""
+        velocity.{l}; reservoir_input.{k}/reservoir_recurrent.{k} of each Reservoir layer."""
         state = {f"weight.{l}": W.copy() for l, W in enumerate(self._W)}
+        for k, (w_in, w_rec) in enumerate(self._fixed):
+            state[f"reservoir_input.{k}"], state[f"reservoir_recurrent.{k}"] = w_in.copy(), w_rec.copy()
         state["step"] = np.array(self._step, dtype=np.int64)
         if self.optimizer == "adam":
             state.update({f"adam_m.{l}": m.copy() for l, m in enumerate(self._m)})
@@ -88,6 +111,8 @@ class Network(DescribedNetwork):
                                  f"{np.shape(state[key])}")
         L = len(self._W)
         self.set_weights([state[f"weight.{l}"] for l in range(L)])
+        self.set_reservoir_weights([(state[f"reservoir_input.{k}"], state[f"reservoir_recurrent.{k}"])
+                                    for k in range(len(self._fixed))])
         self._step = int(state["step"])
         if self.optimizer == "adam":
             self._m = [np.array(state[f"adam_m.{l}"], dtype=np.float64) for l in range(L)]
@@ -269,3 +294,14 @@ class Network(DescribedNetwork):
         epoch: int = 0,
     ) -> dict[str, Any]:
         return self.infer(encode_poisson(images_uint8, T, seed, sample_index, epoch))
+
+    def train_step_bsa(self, analog: np.ndarray, labels: np.ndarray, lr: float, *, T: int,
+                       sample_weights: np.ndarray | None = None) -> dict[str, Any]:
+        return self.train_step(encode_bsa(analog, T), labels, lr, sample_weights)
+
+    def forward_backward_bsa(self, analog: np.ndarray, labels: np.ndarray, *, T: int,
+                             sample_weights: np.ndarray | None = None, reduce: str = "sum") -> dict[str, Any]:
+        return self.forward_backward(encode_bsa(analog, T), labels, sample_weights, reduce)
+
+    def infer_bsa(self, analog: np.ndarray, *, T: int) -> dict[str, Any]:
+        return self.infer(encode_bsa(analog, T))

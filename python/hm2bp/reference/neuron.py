@@ -19,12 +19,15 @@ def lif_scan(
     t_ref: int,
     w0: float = 0.0,
     fire_eps: float = FIRE_EPS,
+    recurrent: np.ndarray | None = None,
 ) -> tuple[np.ndarray, float]:
     """Simulate one population for one sample from its input current (SPEC 1).
 
     current: float (T, O), current[t] = input current from the spikes of step t (it reaches the
     neuron at t + 1, the one-step delay). w0 is the lateral inhibition strength (L[o, l] = -w0
-    for l != o); 0 disables it. The neuron fires on v > vth - fire_eps.
+    for l != o); 0 disables it. recurrent: a reservoir's W_rec (O, O), [post, pre], whose input
+    sum_l W_rec[o, l] s_out[t-1, l] has the same one-step delay (SPEC_SPEECH 3.2). The neuron
+    fires on v > vth - fire_eps.
     Returns (s_out bool (T, O), margin) where margin is the smallest |v - (vth - fire_eps)| over
     every step and neuron at which the fire test ran (inf if it never ran, i.e. T <= 1).
     """
@@ -45,6 +48,8 @@ def lif_scan(
             # sum_l L[o,l] s_out[t-1,l] with L = -w0 off the diagonal, 0 on it
             prev = s_out[t - 1].astype(np.float64)
             r = r + (-w0) * (prev.sum() - prev)
+        if recurrent is not None:
+            r = r + recurrent @ s_out[t - 1].astype(np.float64)
         ep += r
         v += ep / tau_s
         in_ref = ref > 0

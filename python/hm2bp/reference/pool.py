@@ -43,6 +43,8 @@ class PoolConnection(ListedConnection):
     """A pool layer over size x size windows every `stride`, threshold vth (v > vth - 1e-6)."""
 
     fire_eps = FIRE_EPS
+    recurrent = None
+    fixed = False
 
     def __init__(self, in_shape: tuple[int, int, int], size: int, stride: int, vth: float) -> None:
         self.size = size
