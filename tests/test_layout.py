@@ -77,7 +77,7 @@ LAYERS = {
     "data": {"model"},
     "config": {"model", "data", "train.schedule"},
     "train": {"model", "data", "config"},
-    "interop": {"model"},
+    "interop": {"model", "config"},  # the authors' weight files build a preset's network
     "cli": {"model", "data", "config", "train", "interop"},
 }
 

@@ -32,6 +32,8 @@ from typing import Any
 import numpy as np
 
 from .. import safe_io
+from ..config import RunConfig
+from ..config import preset as preset_config
 from ..model.layers import Dense, Reservoir
 from ..model.network import Network
 
@@ -287,11 +289,13 @@ def _speech_layers(net: Network) -> None:
                               f"Dense layer; this network has {names}")
 
 
-def read_weight_files(folder: str | os.PathLike[str], config: Any, backend: str = "cpu",
-                      threads: int | None = None) -> Network:
-    """A hm2bp.Network built from `config` (a hm2bp.config.RunConfig of an input, a Reservoir
-    and two Dense layers, e.g. preset("ti46-alpha")) carrying the weights of the authors' four
-    files in `folder`: their reservoir wiring and their hidden and output weights."""
+def read_weight_files(folder: str | os.PathLike[str], preset: str | RunConfig = "ti46-alpha",
+                      backend: str = "cpu", threads: int | None = None) -> Network:
+    """A hm2bp.Network of the preset `preset` (a name, e.g. "ti46-alpha", or a
+    hm2bp.config.RunConfig of an input, a Reservoir and two Dense layers) carrying the weights of
+    the authors' four files in `folder`: their reservoir wiring and their hidden and output
+    weights."""
+    config = preset_config(preset) if isinstance(preset, str) else preset
     net = Network(**{**config.network_kwargs(backend), "threads": threads})
     _speech_layers(net)
     w = read_speech_weights(folder, net.layers)
