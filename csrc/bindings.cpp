@@ -15,7 +15,6 @@
 
 #include "hm2bp/bsa.hpp"
 #include "hm2bp/encoding.hpp"
-#include "hm2bp/optimizer.hpp"
 #include "model/engine.hpp"
 #include "py_arrays.hpp"
 
@@ -71,10 +70,20 @@ public:
         }
     }
 
-    void set_param(const std::string& kind, int block, const F64Array& values)
+    // A C-contiguous float32 array goes in as it is (the parameters of hm2bp.torch on a float32
+    // network, every step), anything else as float64.
+    void set_param(const std::string& kind, int block, const py::array& values)
     {
-        check_block_array(block, values);
-        engine_->set_param(param_kind(kind), block, values.data());
+        if (py::isinstance<F32Array>(values)) {
+            const auto f32 = py::reinterpret_borrow<F32Array>(values);
+            check_block_array(block, f32);
+            engine_->set_param(param_kind(kind), block, f32.data());
+            return;
+        }
+        const F64Array f64 = F64Array::ensure(values);
+        if (!f64) throw std::invalid_argument("parameter values must be a real array");
+        check_block_array(block, f64);
+        engine_->set_param(param_kind(kind), block, f64.data());
     }
 
     F64Array get_param(const std::string& kind, int block) const
@@ -94,7 +103,8 @@ public:
     }
 
     py::dict run_dense(const U8Array& spikes, const std::string& mode, const py::object& labels,
-                       const py::object& weights, double lr, bool want_spikes, const std::string& reduce)
+                       const py::object& weights, double lr, bool want_spikes, const std::string& reduce,
+                       const py::object& gradients_out, bool regularize)
     {
         if (spikes.ndim() != 3 || spikes.shape(2) != n_in())
             throw std::invalid_argument("spikes must have shape (batch, T, n_in)");
@@ -103,14 +113,15 @@ public:
         in.T = static_cast<int>(spikes.shape(1));
         in.n_in = static_cast<int>(spikes.shape(2));
         in.dense = spikes.data();
-        return run(in, mode, labels, weights, lr, want_spikes, reduce);
+        return run(in, mode, labels, weights, lr, want_spikes, reduce, gradients_out, regularize);
     }
 
     // run_dense on a C-contiguous 0/1 byte array (batch, T, n_in) in CUDA device memory at
     // `pointer` (hm2bp.arrays checks what __cuda_array_interface__ describes).
     py::dict run_dense_device(uintptr_t pointer, int64_t batch, int64_t T, int64_t n, uintptr_t stream,
                               const std::string& mode, const py::object& labels, const py::object& weights,
-                              double lr, bool want_spikes, const std::string& reduce)
+                              double lr, bool want_spikes, const std::string& reduce,
+                              const py::object& gradients_out, bool regularize)
     {
         if (pointer == 0 || batch < 1 || n != n_in() || T > std::numeric_limits<int>::max() ||
             batch > std::numeric_limits<int>::max())
@@ -122,12 +133,13 @@ public:
         in.dense = reinterpret_cast<const uint8_t*>(pointer);
         in.dense_on_device = true;
         in.producer_stream = stream;
-        return run(in, mode, labels, weights, lr, want_spikes, reduce);
+        return run(in, mode, labels, weights, lr, want_spikes, reduce, gradients_out, regularize);
     }
 
     py::dict run_images(const U8Array& images, int T, uint64_t seed, const I64Array& sample_index,
                         uint64_t epoch, const std::string& mode, const py::object& labels,
-                        const py::object& weights, double lr, bool want_spikes, const std::string& reduce)
+                        const py::object& weights, double lr, bool want_spikes, const std::string& reduce,
+                        const py::object& gradients_out, bool regularize)
     {
         if (images.ndim() != 2 || images.shape(1) != n_in())
             throw std::invalid_argument("images must have shape (batch, n_in)");
@@ -141,12 +153,13 @@ public:
         in.sample_index = sample_index.data();
         in.seed = seed;
         in.epoch = epoch;
-        return run(in, mode, labels, weights, lr, want_spikes, reduce);
+        return run(in, mode, labels, weights, lr, want_spikes, reduce, gradients_out, regularize);
     }
 
     // analog (batch, n_in, frames), BSA-encoded by the engine (SPEC_SPEECH 2)
     py::dict run_analog(const F64Array& analog, int T, const std::string& mode, const py::object& labels,
-                        const py::object& weights, double lr, bool want_spikes, const std::string& reduce)
+                        const py::object& weights, double lr, bool want_spikes, const std::string& reduce,
+                        const py::object& gradients_out, bool regularize)
     {
         if (analog.ndim() != 3 || analog.shape(1) != n_in() || analog.shape(2) < 1)
             throw std::invalid_argument("analog must have shape (batch, n_in, frames)");
@@ -156,7 +169,7 @@ public:
         in.n_in = static_cast<int>(analog.shape(1));
         in.analog = analog.data();
         in.frames = static_cast<int>(analog.shape(2));
-        return run(in, mode, labels, weights, lr, want_spikes, reduce);
+        return run(in, mode, labels, weights, lr, want_spikes, reduce, gradients_out, regularize);
     }
 
     // The fixed weights of Reservoir layer `layer`: input (n, n_in), recurrent (n, n).
@@ -214,7 +227,7 @@ private:
         return blocks_[block];
     }
 
-    void check_block_array(int block, const F64Array& values) const
+    void check_block_array(int block, const py::array& values) const
     {
         const std::vector<int64_t>& shape = block_at(block).shape;
         bool ok = values.ndim() == static_cast<py::ssize_t>(shape.size());
@@ -222,8 +235,43 @@ private:
         if (!ok) throw std::invalid_argument("parameter array has the wrong shape");
     }
 
+    // Gradients mode's output arrays: new float64 ones, or the caller's (C-contiguous, writable,
+    // float32 or float64), written in place.
+    py::list gradient_arrays(const py::object& given, std::vector<ParamOut>& pointers) const
+    {
+        py::list arrays;
+        if (given.is_none()) {
+            for (const ParamBlock& block : blocks_) {
+                F64Array a(block.shape);
+                pointers.push_back(a.mutable_data());
+                arrays.append(a);
+            }
+            return arrays;
+        }
+        const auto list = py::reinterpret_borrow<py::sequence>(given);
+        if (list.size() != blocks_.size())
+            throw std::invalid_argument("gradients_out needs one array per trainable layer");
+        for (size_t k = 0; k < blocks_.size(); ++k) {
+            const py::object a = list[k];
+            if (py::isinstance<F32Array>(a)) {
+                auto f32 = py::reinterpret_borrow<F32Array>(a);
+                check_block_array(static_cast<int>(k), f32);
+                pointers.push_back(f32.mutable_data());
+            } else if (py::isinstance<py::array_t<double, py::array::c_style>>(a)) {
+                auto f64 = py::reinterpret_borrow<py::array_t<double, py::array::c_style>>(a);
+                check_block_array(static_cast<int>(k), f64);
+                pointers.push_back(f64.mutable_data());
+            } else {
+                throw std::invalid_argument("gradients_out arrays must be C-contiguous float32 or float64");
+            }
+            arrays.append(a);
+        }
+        return arrays;
+    }
+
     py::dict run(const InputBatch& in, const std::string& mode, const py::object& labels,
-                 const py::object& weights, double lr, bool want_spikes, const std::string& reduce)
+                 const py::object& weights, double lr, bool want_spikes, const std::string& reduce,
+                 const py::object& gradients_out, bool regularize)
     {
         if (in.T < 2) throw std::invalid_argument("T must be at least 2");
         BatchRequest req;
@@ -251,7 +299,7 @@ private:
                 req.sample_weights = weight_array.data();
             }
         }
-        py::list spike_arrays, gradient_arrays;
+        py::list spike_arrays, gradients;
         if (want_spikes) {
             for (int l = 0; l < L; ++l) {
                 py::array_t<bool> a({static_cast<int64_t>(in.batch), static_cast<int64_t>(in.T), shapes_[l + 1].size()});
@@ -260,11 +308,10 @@ private:
             }
         }
         if (req.mode == Mode::Gradients) {
-            for (const ParamBlock& block : blocks_) {
-                F64Array a(block.shape);
-                req.gradients_out.push_back(a.mutable_data());
-                gradient_arrays.append(a);
-            }
+            if (regularize && req.reduce != Reduce::Mean)
+                throw std::invalid_argument("regularize needs reduce='mean' (apply_gradients regularizes sums)");
+            req.regularize = regularize;
+            gradients = gradient_arrays(gradients_out, req.gradients_out);
         }
         BatchResult res;
         {
@@ -279,7 +326,7 @@ private:
         out["predictions"] = I64Array(in.batch, res.predictions.data());
         out["layer_spikes"] = I64Array(L, res.layer_spikes.data());
         if (want_spikes) out["spikes"] = spike_arrays;
-        if (req.mode == Mode::Gradients) out["gradients"] = gradient_arrays;
+        if (req.mode == Mode::Gradients) out["gradients"] = gradients;
         return out;
     }
 };
@@ -333,36 +380,6 @@ py::array_t<bool> encode_bsa(const F64Array& analog, int T, int threads)
                                 [&](int c, int t) { dst[(static_cast<size_t>(b) * T + t) * C + g * W + c] = 1; });
     }
     return out;
-}
-
-// SPEC 5's regularization gradient of one weight array (first axis: the post neuron or output
-// channel) in its own float type, for callers that step the weights themselves (hm2bp.torch).
-template <class Real>
-py::array_t<Real> regularization_gradient_of(const py::array_t<Real, py::array::c_style>& weights,
-                                             const RegParams& reg)
-{
-    py::array_t<Real> out(std::vector<py::ssize_t>(weights.shape(), weights.shape() + weights.ndim()));
-    const py::ssize_t O = weights.shape(0), n = O ? weights.size() / O : 0;
-    const Real* w = weights.data();
-    Real* g = out.mutable_data();
-    for (py::ssize_t o = 0; o < O; ++o) {
-        Real q = Real(0);
-        for (py::ssize_t i = 0; i < n; ++i) q += regularization_term(w[o * n + i], reg);
-        const Real scale = regularization_scale(q / Real(n), reg);
-        for (py::ssize_t i = 0; i < n; ++i) g[o * n + i] = regularization_grad(w[o * n + i], scale, reg);
-    }
-    return out;
-}
-
-py::array regularization_gradient(const py::array& weights, double reg_lambda, double reg_beta, double weight_limit)
-{
-    if (weights.ndim() < 2) throw std::invalid_argument("weights must have shape (n_out, n_in, ...)");
-    const RegParams reg{reg_lambda, reg_beta, weight_limit};
-    if (weights.dtype().is(py::dtype::of<float>()))
-        return regularization_gradient_of<float>(py::array_t<float, py::array::c_style>::ensure(weights), reg);
-    if (weights.dtype().is(py::dtype::of<double>()))
-        return regularization_gradient_of<double>(py::array_t<double, py::array::c_style>::ensure(weights), reg);
-    throw std::invalid_argument("weights must be float32 or float64");
 }
 
 py::dict build_info()
@@ -462,15 +479,19 @@ PYBIND11_MODULE(_core, m)
         .def_property_readonly("device", &PyEngine::device)
         .def("weights_finite", &PyEngine::weights_finite)
         .def("run_dense", &PyEngine::run_dense, py::arg("spikes"), py::arg("mode"), py::arg("labels"),
-             py::arg("sample_weights"), py::arg("lr"), py::arg("want_spikes"), py::arg("reduce") = "mean")
+             py::arg("sample_weights"), py::arg("lr"), py::arg("want_spikes"), py::arg("reduce") = "mean",
+             py::arg("gradients_out") = py::none(), py::arg("regularize") = false)
         .def("run_dense_device", &PyEngine::run_dense_device, py::arg("pointer"), py::arg("batch"), py::arg("T"),
              py::arg("n_in"), py::arg("stream"), py::arg("mode"), py::arg("labels"), py::arg("sample_weights"),
-             py::arg("lr"), py::arg("want_spikes"), py::arg("reduce") = "mean")
+             py::arg("lr"), py::arg("want_spikes"), py::arg("reduce") = "mean",
+             py::arg("gradients_out") = py::none(), py::arg("regularize") = false)
         .def("run_images", &PyEngine::run_images, py::arg("images"), py::arg("T"), py::arg("seed"),
              py::arg("sample_index"), py::arg("epoch"), py::arg("mode"), py::arg("labels"),
-             py::arg("sample_weights"), py::arg("lr"), py::arg("want_spikes"), py::arg("reduce") = "mean")
+             py::arg("sample_weights"), py::arg("lr"), py::arg("want_spikes"), py::arg("reduce") = "mean",
+             py::arg("gradients_out") = py::none(), py::arg("regularize") = false)
         .def("run_analog", &PyEngine::run_analog, py::arg("analog"), py::arg("T"), py::arg("mode"), py::arg("labels"),
-             py::arg("sample_weights"), py::arg("lr"), py::arg("want_spikes"), py::arg("reduce") = "mean")
+             py::arg("sample_weights"), py::arg("lr"), py::arg("want_spikes"), py::arg("reduce") = "mean",
+             py::arg("gradients_out") = py::none(), py::arg("regularize") = false)
         .def("set_fixed", &PyEngine::set_fixed, py::arg("layer"), py::arg("input"), py::arg("recurrent"))
         .def("get_fixed", &PyEngine::get_fixed, py::arg("layer"))
         .def("apply_gradients", &PyEngine::apply_gradients, py::arg("sums"), py::arg("count"), py::arg("lr"));
@@ -478,8 +499,6 @@ PYBIND11_MODULE(_core, m)
     m.def("encode_poisson", &encode_poisson, py::arg("images"), py::arg("T"), py::arg("seed"),
           py::arg("sample_index"), py::arg("epoch"), py::arg("threads"));
     m.def("encode_bsa", &encode_bsa, py::arg("analog"), py::arg("T"), py::arg("threads"));
-    m.def("regularization_gradient", &regularization_gradient, py::arg("weights"), py::arg("reg_lambda"),
-          py::arg("reg_beta"), py::arg("weight_limit"));
     m.def("build_info", &build_info);
     m.def("cuda_available", []() {
 #ifdef HM2BP_WITH_CUDA

@@ -1,6 +1,8 @@
 """The compiled engine against hm2bp.reference (SPEC.md written out in NumPy, float64)."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -229,17 +231,67 @@ def test_real_mnist_digits_through_fc800(shared_data):
             assert_rel_close(got, want, 1e-4)
 
 
-@pytest.mark.parametrize("shape", [(7, 13), (4, 3, 5, 5)])
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_regularization_gradient_binding_matches_reference(shape, dtype) -> None:
-    # hm2bp.torch adds this to .grad; the engine's own step uses the same shared formulas
-    from hm2bp import _core
+def _regularized_case(dtype: str, conv: bool):
+    """A network with SPEC 5's regularization on, its spikes, labels and boosting weights."""
+    config, spikes, labels = random_case(3, [64, 12, 5], 60, 6, rate=0.15, reg_lambda=10.0, reg_beta=0.04)
+    if conv:  # the regularization's mean runs over an output channel's (c, i, j) (SPEC_CNN 4)
+        config.update(layers=[hm2bp.layers.Conv2d(4, 3, vth=2.0, init_w=2.0), hm2bp.layers.Dense(5, vth=4.0)],
+                      input_shape=(1, 8, 8))
+        del config["vth"]
+    sample_weights = np.random.default_rng(3).uniform(0.5, 1.5, len(labels))
+    return hm2bp.Network(**config, dtype=dtype), spikes, labels, sample_weights
+
+
+@pytest.mark.parametrize("conv", [False, True])
+@pytest.mark.parametrize("dtype, rtol", [("float32", 2e-6), ("float64", 1e-15)])
+def test_regularized_gradients_add_spec5_regularization_to_the_mean(dtype, rtol, conv) -> None:
+    # what hm2bp.torch puts in .grad: what the engine's own step feeds its optimizer
     from hm2bp.reference.optimizer import regularization
 
-    w = (np.random.default_rng(3).uniform(-6, 6, shape)).astype(dtype)
-    got = _core.regularization_gradient(w, 10.0, 0.04, 8.0)
-    assert got.dtype == dtype and got.shape == shape
-    want = regularization(w, 10.0, 0.04, 8.0)
-    np.testing.assert_allclose(got, want, rtol=1e-15 if dtype == np.float64 else 2e-6, atol=0)
-    with pytest.raises(ValueError, match="float32 or float64"):
-        _core.regularization_gradient(w.astype(np.int32), 10.0, 0.04, 8.0)
+    net, spikes, labels, sample_weights = _regularized_case(dtype, conv)
+    mean = net.forward_backward(spikes, labels, sample_weights, reduce="mean")["gradients"]
+    got = net.forward_backward(spikes, labels, sample_weights, reduce="mean", regularize=True)["gradients"]
+    for g, m, w in zip(got, mean, net.get_weights(), strict=True):
+        reg = regularization(w, 10.0, 0.04, 8.0)
+        assert np.abs(reg).max() > 1e-4  # the term is there to see
+        np.testing.assert_allclose(g - m, reg, rtol=rtol, atol=rtol * np.abs(g).max())
+    with pytest.raises(ValueError, match="regularize=True needs reduce='mean'"):
+        net.forward_backward(spikes, labels, regularize=True)
+
+
+@pytest.mark.parametrize("conv", [False, True])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_gradients_into_arrays_of_the_network_dtype_equal_the_float64_export_bit_for_bit(dtype, conv) -> None:
+    """hm2bp.torch's fast path (gradients written in the network's dtype into its arrays, the
+    regularization added by the engine) gives what its float64 path gave: the float64 export
+    cast to the dtype, plus the regularization computed in that dtype with the same operations."""
+    net, spikes, labels, sample_weights = _regularized_case(dtype, conv)
+    want = net.forward_backward(spikes, labels, sample_weights, reduce="mean")["gradients"]
+    out = [np.full(w.shape, np.nan, dtype) for w in want]
+    got = net.forward_backward(spikes, labels, sample_weights, reduce="mean", out=out)["gradients"]
+    assert all(g is o for g, o in zip(got, out, strict=True))
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w.astype(dtype))
+    got = net.forward_backward(spikes, labels, sample_weights, reduce="mean", regularize=True, out=out)["gradients"]
+    if dtype == "float64":  # SPEC 5 step by step in the engine's order (q in ascending i; libm's exp)
+        for g, m, w in zip(got, want, net.get_weights()):
+            x = w.reshape(len(w), -1) / 8.0
+            q = np.cumsum(x * x, axis=1)[:, -1] / x.shape[1]
+            scale = np.array([10.0 * 0.04 * math.exp(0.04 * (v - 1.0)) for v in q])
+            np.testing.assert_array_equal(g, m + (scale[:, None] * x).reshape(m.shape))
+    as64 = [np.empty(w.shape) for w in want]
+    net.forward_backward(spikes, labels, sample_weights, reduce="mean", regularize=True, out=as64)
+    for g, w in zip(got, as64):  # the engine's numbers, only widened
+        np.testing.assert_array_equal(g, w.astype(dtype))
+
+
+def test_gradient_arrays_are_checked() -> None:
+    net, spikes, labels, _ = _regularized_case("float32", False)
+    shapes = [w.shape for w in net.get_weights()]
+    bad = [([np.empty(shapes[0], np.float32)], r"out needs 2 arrays"),
+           ([np.empty(shapes[0], np.float32), np.empty(shapes[1], np.int32)], r"out\[1\] must be a C-contiguous"),
+           ([np.empty(shapes[0], np.float32), np.empty(shapes[1][::-1], np.float32).T], r"out\[1\] must be a C-contig"),
+           ([np.empty(shapes[0], np.float32), np.empty((3, 3), np.float32)], r"out\[1\] must have shape")]
+    for out, message in bad:
+        with pytest.raises((ValueError, TypeError), match=message):
+            net.forward_backward(spikes, labels, reduce="mean", out=out)

@@ -76,6 +76,28 @@ def test_refusals():
         ht.hm2bp_loss(torch.nn.Linear(2, 2), np.zeros((1, 2, 2)), np.zeros(1))
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_a_nan_or_infinite_weight_set_through_torch_is_refused_in_one_line(dtype):
+    """The engine takes the parameters as they are and tells their finiteness from the column
+    sums it computes of them; the error names the array, and fixing it lets training go on."""
+    net, own, spikes, labels = _pair(dtype, reg_lambda=10.0, reg_beta=0.04)
+    model = ht.SpikingNetwork(net)
+    for k, bad in [(1, float("nan")), (0, float("inf")), (0, -float("inf"))]:
+        with torch.no_grad():
+            kept = float(model.weights[k][2, 3])
+            model.weights[k][2, 3] = bad
+        with pytest.raises(ValueError, match=rf"^weights\[{k}\] contains NaN or infinite values$"):
+            ht.hm2bp_loss(model, spikes, labels)
+        with pytest.raises(ValueError, match=rf"^weights\[{k}\] contains NaN or infinite values$"):
+            model(torch.from_numpy(spikes))
+        with torch.no_grad():
+            model.weights[k][2, 3] = kept
+    ht.hm2bp_loss(model, spikes, labels).backward()
+    want = own.forward_backward(spikes, labels, reduce="mean", regularize=True)["gradients"]
+    for p, g in zip(model.weights, want, strict=True):
+        np.testing.assert_array_equal(p.grad.numpy(), g.astype(dtype))
+
+
 def _ddp_worker(rank: int, world: int, init: str, spikes: np.ndarray, labels: np.ndarray, config: dict,
                 out: str) -> None:
     import torch.distributed as dist

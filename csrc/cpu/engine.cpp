@@ -100,7 +100,14 @@ public:
         bsa_kernel(bsa_kernel_);
     }
 
-    void set_param(Param p, int block, const double* values) override { weights(block).set(p, values); }
+    // New weights get their column sums at once: the next learning run needs them, and
+    // weights_finite reads them (hm2bp.torch asks after copying its parameters in every step).
+    void set_param(Param p, int block, ParamValues values) override
+    {
+        WeightMatrix<Real>& w = weights(block);
+        w.set(p, values);
+        if (p == Param::Weights) w.refresh_column_sums(regularization_params(spec_.hyper), threads());
+    }
     void get_param(Param p, int block, double* values) const override
     {
         const_cast<CpuEngine*>(this)->weights(block).get(p, values);
@@ -194,8 +201,11 @@ public:
         if (learn) reduce_gradients(n_groups);
         if (req.mode == Mode::Gradients) {
             const Real divisor = req.reduce == Reduce::Mean ? Real(B) : Real(1);
+            const bool regularize = req.regularize && regularization_params(spec_.hyper).active();
             for (int l = 0, block = 0; l < L; ++l)
-                if (params_[l]) export_gradient(l, divisor, req.gradients_out.at(block++));
+                if (params_[l])
+                    std::visit([&](auto* out) { export_gradient(l, divisor, regularize, out); },
+                               req.gradients_out.at(block++));
         } else if (req.mode == Mode::Train) {
             step_from_workers(B, req.lr);
         }
@@ -212,7 +222,9 @@ public:
             if (!params_[l]) continue;
             GradientSum<Real>& g = groups_[0].grads[l];
             const WeightMatrix<Real>& w = *params_[l];
-            transpose_tiled(sums[block++], w.n_out, w.n_in, g.grad.data(), [](double v) { return Real(v); });
+            const double* sum = sums[block++];
+            const size_t n = static_cast<size_t>(w.n_in);
+            transpose_tiled(w.n_out, w.n_in, g.grad.data(), [sum, n](int o, int i) { return Real(sum[o * n + i]); });
             std::fill(g.touched.begin(), g.touched.end(), uint8_t(1));
         }
         refresh_column_sums();
@@ -369,12 +381,28 @@ private:
                 if (params_[l]) group.grads[l].clear(params_[l]->n_out, threads());
     }
 
-    // Group 0's gradient sums (the batch's, after reduce_gradients) / divisor of layer l in the canonical (n_out, n_in) layout.
-    void export_gradient(int l, Real divisor, double* out)
+    // Group 0's gradient sums (the batch's, after reduce_gradients) / divisor of layer l in the
+    // canonical (n_out, n_in) layout, with regularize what SPEC 5 adds to them (mean_gradient)
+    // computed from the current weights and their column sums (refreshed by this run).
+    template <class Out>
+    void export_gradient(int l, Real divisor, bool regularize, Out* out) const
     {
         const WeightMatrix<Real>& w = *params_[l];
-        transpose_tiled(groups_[0].grads[l].grad.data(), w.n_in, w.n_out, out,
-                        [divisor](Real g) { return double(g / divisor); });
+        const Real* grad = groups_[0].grads[l].grad.data();
+        const size_t O = static_cast<size_t>(w.n_out);
+        if (!regularize) {
+            transpose_tiled(w.n_in, w.n_out, out, [=](int i, int o) { return Out(grad[i * O + o] / divisor); });
+            return;
+        }
+        const RegParams reg = regularization_params(spec_.hyper);
+        std::vector<Real> scale(O);
+        w.regularization_scales(reg, scale.data());
+        const Real* wt = w.wt.data();
+        const Real* s = scale.data();
+        transpose_tiled(w.n_in, w.n_out, out, [=](int i, int o) {
+            const size_t k = i * O + o;
+            return Out(mean_gradient(grad[k], divisor, wt[k], s[o], reg));
+        });
     }
 
     // SPEC 5 from group 0's gradient sums over `count` samples (column sums already refreshed).

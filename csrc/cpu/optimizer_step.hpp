@@ -46,8 +46,7 @@ private:
         const int N = layer.n_in;
         if (zero_row_.size() < static_cast<size_t>(O)) zero_row_.assign(O, Real(0));
         std::vector<Real> scale(O, Real(0));
-        if (step.reg.active())
-            for (int o = 0; o < O; ++o) scale[o] = regularization_scale(layer.square_sum[o] / Real(N), step.reg);
+        if (step.reg.active()) layer.regularization_scales(step.reg, scale.data());
         const bool power_of_two_divisors = is_power_of_two(double(count)) && is_power_of_two(h_.weight_limit);
         for_each_range(O, threads, [&](int lo, int hi) {
             std::fill(layer.row_sum.begin() + lo, layer.row_sum.begin() + hi, Real(0));

@@ -99,10 +99,11 @@ struct DeviceLayer {
     }
 };
 
-// W (N inputs, O outputs) as the Engine API holds it, row-major (O, N) doubles, to W^T (N, O)
-// in Reals on the device (dst holds at least N * O), and back. Both wait for the copy.
-template <class Real>
-void upload_transposed(const double* values, int N, int O, Real* dst, cudaStream_t stream)
+// W (N inputs, O outputs) as the Engine API holds it, row-major (O, N) doubles (or floats, on
+// the way in), to W^T (N, O) in Reals on the device (dst holds at least N * O), and back. Both
+// wait for the copy.
+template <class Real, class Value>
+void upload_transposed(const Value* values, int N, int O, Real* dst, cudaStream_t stream)
 {
     std::vector<Real> host(static_cast<size_t>(N) * O);
     for (int o = 0; o < O; ++o)

@@ -55,6 +55,8 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
+#include <variant>
 #include <vector>
 
 #include "../hm2bp/encoding.hpp"
@@ -175,11 +177,12 @@ public:
     CudaEngine(const CudaEngine&) = delete;
     CudaEngine& operator=(const CudaEngine&) = delete;
 
-    void set_param(Param p, int block, const double* values) override
+    void set_param(Param p, int block, ParamValues values) override
     {
         const DeviceLayer<Real>& layer = block_layer(block);
         HM2BP_CUDA_CHECK(cudaSetDevice(device_));
-        upload_transposed(values, layer.n_in, layer.n_out, layer.param(p).get(), stream_);
+        std::visit([&](auto* v) { upload_transposed(v, layer.n_in, layer.n_out, layer.param(p).get(), stream_); },
+                   values);
     }
 
     void get_param(Param p, int block, double* values) const override
@@ -283,7 +286,8 @@ private:
     DeviceBuffer<uint32_t> in_step_mask_, in_neuron_mask_;
     DeviceBuffer<int> in_counts_;
     DeviceBuffer<int> labels_, predictions_, counts_after_;  // counts_after_: output counts after revival
-    DeviceBuffer<double> weights_, cost_, export_;
+    DeviceBuffer<double> weights_, cost_;
+    DeviceBuffer<unsigned char> export_;       // one layer's exported gradient, float64 or float32
     DeviceBuffer<Real> delta_, lat_;           // output layer (B, n_out)
     DeviceBuffer<unsigned long long> totals_;  // spikes per layer
     std::vector<int> host_labels_;
@@ -677,15 +681,23 @@ private:
                                              static_cast<size_t>(B) * T * layers_[l].neurons, cudaMemcpyDeviceToHost,
                                              stream_));
         if (req.mode == Mode::Gradients) {
+            const RegParams reg = regularization_params(h_);
+            const bool regularize = req.regularize && reg.active();
             for (size_t l = 0; l < trainable_.size(); ++l) {
                 const DeviceLayer<Real>& layer = layers_[trainable_[l]];
                 const size_t size = static_cast<size_t>(layer.n_in) * layer.n_out;
-                export_.ensure(size);
-                launch("export_gradient_kernel", export_gradient_kernel<Real>, grid_for(size), kThreads, 0,
-                       layer.grad_part.get(), layer.groups, layer.n_in, layer.n_out,
-                       req.reduce == Reduce::Mean ? Real(B) : Real(1), export_.get());
-                HM2BP_CUDA_CHECK(cudaMemcpyAsync(req.gradients_out[l], export_.get(), size * sizeof(double),
-                                                 cudaMemcpyDeviceToHost, stream_));
+                const Real divisor = req.reduce == Reduce::Mean ? Real(B) : Real(1);
+                std::visit([&](auto* host) {
+                    using Out = std::remove_pointer_t<decltype(host)>;
+                    export_.ensure(size * sizeof(Out));
+                    Out* out = reinterpret_cast<Out*>(export_.get());
+                    // reg_scale: weight_sums() of this run, from the current weights
+                    launch("export_gradient_kernel", export_gradient_kernel<Real, Out>, grid_for(size), kThreads, 0,
+                           layer.grad_part.get(), layer.groups, layer.n_in, layer.n_out, divisor,
+                           regularize ? layer.wt.get() : nullptr, layer.reg_scale.get(), reg, out);
+                    HM2BP_CUDA_CHECK(
+                        cudaMemcpyAsync(host, out, size * sizeof(Out), cudaMemcpyDeviceToHost, stream_));
+                }, req.gradients_out[l]);
                 HM2BP_CUDA_CHECK(cudaStreamSynchronize(stream_));  // export_ is reused by the next layer
             }
         }

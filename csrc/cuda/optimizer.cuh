@@ -34,17 +34,20 @@ __device__ __forceinline__ Real batch_gradient(const Real* grad_part, int groups
     return g;
 }
 
-// Gradients mode: out (O, N) row-major float64 = batch sum / divisor (the batch size for the
-// mean, 1 for the sum), no regularization.
-template <class Real>
-__global__ void export_gradient_kernel(const Real* grad_part, int groups, int N, int O, Real divisor, double* out)
+// Gradients mode: out (O, N) row-major = batch sum / divisor (the batch size for the mean, 1 for
+// the sum), in the caller's float type; with wt (not null) plus the regularization gradient of
+// the current weights (mean_gradient, scale from weight_sums_kernel).
+template <class Real, class Out>
+__global__ void export_gradient_kernel(const Real* grad_part, int groups, int N, int O, Real divisor, const Real* wt,
+                                       const Real* scale, RegParams reg, Out* out)
 {
     const size_t size = static_cast<size_t>(N) * O;
     const size_t stride = static_cast<size_t>(gridDim.x) * blockDim.x;
     for (size_t idx = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x; idx < size; idx += stride) {
         const size_t o = idx / N;
-        const size_t i = idx - o * N;
-        out[idx] = double(batch_gradient(grad_part, groups, size, i * O + o) / divisor);
+        const size_t k = (idx - o * N) * O + o;
+        const Real sum = batch_gradient(grad_part, groups, size, k);
+        out[idx] = Out(wt ? mean_gradient(sum, divisor, wt[k], scale[o], reg) : sum / divisor);
     }
 }
 

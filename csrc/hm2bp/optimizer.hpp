@@ -83,16 +83,23 @@ inline StepParams step_params(const Hyper& h, double lr, int64_t step)
     return {lr, h.adam, adam, h.momentum, regularization_params(h)};
 }
 
+// The gradient that SPEC 5 feeds the optimizer for weight w: the batch mean of its gradient sum
+// over `batch` samples plus the regularization gradient (scale: regularization_scale of its post
+// neuron). Also what Gradients mode exports when asked to regularize (hm2bp.torch's .grad).
+template <bool PowerOfTwoDivisors = false, class Real>
+HM2BP_HD Real mean_gradient(Real grad_sum, Real batch, Real w, Real scale, const RegParams& reg)
+{
+    return divide<PowerOfTwoDivisors>(grad_sum, batch) + regularization_grad<PowerOfTwoDivisors>(w, scale, reg);
+}
+
 // SPEC 5 for one weight w with moments m1 (Adam's first moment or SGD's velocity) and m2
-// (Adam's second; untouched by SGD): the batch mean of its gradient sum over `batch` samples
-// plus the regularization gradient (scale: regularization_scale of its post neuron, 0 when the
-// regularization is off), then one Adam or SGD step. PowerOfTwoDivisors: the batch size and
-// the weight limit are powers of two (divide).
+// (Adam's second; untouched by SGD): mean_gradient (scale 0 when the regularization is off),
+// then one Adam or SGD step. PowerOfTwoDivisors: the batch size and the weight limit are powers
+// of two (divide).
 template <bool PowerOfTwoDivisors = false, class Real>
 HM2BP_HD void weight_step(Real& w, Real& m1, Real& m2, Real grad_sum, Real batch, Real scale, const StepParams& s)
 {
-    const Real g =
-        divide<PowerOfTwoDivisors>(grad_sum, batch) + regularization_grad<PowerOfTwoDivisors>(w, scale, s.reg);
+    const Real g = mean_gradient<PowerOfTwoDivisors>(grad_sum, batch, w, scale, s.reg);
     if (s.adam) adam_update(w, g, m1, m2, s.lr, s.adam_params);
     else sgd_update(w, g, m1, s.lr, s.momentum);
 }

@@ -9,6 +9,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include "network_spec.hpp"
@@ -39,8 +40,14 @@ struct InputBatch {
 enum class Mode { Infer, Gradients, Train };
 
 // What Gradients mode writes to gradients_out: the batch mean, or the sum over the batch's
-// samples (to be added across processes, then passed to apply_gradients). No regularization.
+// samples (to be added across processes, then passed to apply_gradients).
 enum class Reduce { Mean, Sum };
+
+// A caller's array of one parameter block in its canonical layout (network_spec.hpp's
+// ParamBlock), float64 or float32: the engine converts to and from its own precision, exactly
+// when the array has the engine's (what lets hm2bp.torch hand its float32 tensors over as they are).
+using ParamValues = std::variant<const double*, const float*>;
+using ParamOut = std::variant<double*, float*>;
 
 struct BatchResult {
     double loss = 0.0;                   // mean SPEC-3 cost, unweighted
@@ -56,18 +63,21 @@ struct BatchRequest {
     const double* sample_weights = nullptr;   // (batch,) or null for ones
     double lr = 0.0;                          // Train
     Reduce reduce = Reduce::Mean;             // Gradients
+    // Gradients with Reduce::Mean: add SPEC 5's regularization gradient of the current weights,
+    // so that gradients_out holds what a Train step would feed its optimizer (mean_gradient).
+    bool regularize = false;
     std::vector<uint8_t*> layer_spikes_out;   // optional: per layer (batch, T, n_l) 0/1, flat order
-    std::vector<double*> gradients_out;       // Gradients: per trainable layer, canonical layout
+    std::vector<ParamOut> gradients_out;      // Gradients: per trainable layer, canonical layout
 };
 
-// Parameter arrays of each trainable layer (param_layout order), exchanged as float64 in their
-// canonical layout (network_spec.hpp's ParamBlock).
+// Parameter arrays of each trainable layer (param_layout order), in their canonical layout;
+// read back as float64.
 enum class Param { Weights, Moment1, Moment2 };
 
 class Engine {
 public:
     virtual ~Engine() = default;
-    virtual void set_param(Param p, int block, const double* values) = 0;
+    virtual void set_param(Param p, int block, ParamValues values) = 0;
     virtual void get_param(Param p, int block, double* values) const = 0;
     virtual int64_t step() const = 0;
     virtual void set_step(int64_t step) = 0;
@@ -81,7 +91,8 @@ public:
     virtual void get_fixed(int layer, double* input, double* recurrent) const = 0;
     virtual std::string device() const = 0;
     // Whether every weight is finite, when the engine can tell at almost no cost (the CPU engine
-    // from the column sums its optimizer step keeps anyway); nullopt: not tracked, ask get_param.
+    // from the column sums that its optimizer step and set_param(Weights) keep; a sum that
+    // overflows counts as not finite); nullopt: not tracked, ask get_param.
     virtual std::optional<bool> weights_finite() const { return std::nullopt; }
 };
 

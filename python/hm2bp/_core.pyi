@@ -2,7 +2,7 @@
 # tests/test_core_stub.py fails when _core exposes a name, member or parameter this file lacks:
 # a binding added in C++ is declared here too. Array arguments are converted on the way in
 # (C-contiguous, cast to the dtype named in the comment), so any array-like is accepted.
-from typing import Any, ClassVar, Iterator, Sequence, overload
+from typing import Any, ClassVar, Iterator, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -85,13 +85,16 @@ class Engine:
     @property
     def device(self) -> str: ...
     def __init__(self, spec: NetSpec, float64: bool, backend: str) -> None: ...  # backend: "cpu" | "cuda"
-    # values: float64 in the parameter's canonical shape (param_shapes)
+    # values: in the parameter's canonical shape (param_shapes); C-contiguous float32 taken as it
+    # is, anything else as float64
     def set_param(self, kind: _Param, block: int, values: npt.ArrayLike, /) -> None: ...
     def get_param(self, kind: _Param, block: int, /) -> npt.NDArray[np.float64]: ...
     # whether every weight is finite; None where the engine does not track it (CUDA)
     def weights_finite(self) -> bool | None: ...
     # spikes: uint8 0/1 (batch, T, n_in); labels: int64 (batch,) when learning; sample_weights:
-    # float64 (batch,) or None
+    # float64 (batch,) or None. "gradients" mode: gradients_out, C-contiguous float32 or float64
+    # arrays of the parameter shapes written in place (else new float64 ones); regularize (with
+    # reduce "mean"): plus SPEC 5's regularization gradient of the current weights
     def run_dense(
         self,
         spikes: npt.ArrayLike,
@@ -101,6 +104,8 @@ class Engine:
         lr: float,
         want_spikes: bool,
         reduce: _Reduce = "mean",
+        gradients_out: Sequence[npt.NDArray[np.float32] | npt.NDArray[np.float64]] | None = None,
+        regularize: bool = False,
     ) -> dict[str, Any]: ...
     # run_dense on a C-contiguous uint8 (batch, T, n_in) array in CUDA device memory
     def run_dense_device(
@@ -116,6 +121,8 @@ class Engine:
         lr: float,
         want_spikes: bool,
         reduce: _Reduce = "mean",
+        gradients_out: Sequence[npt.NDArray[np.float32] | npt.NDArray[np.float64]] | None = None,
+        regularize: bool = False,
     ) -> dict[str, Any]: ...
     # images: uint8 (batch, n_in), Poisson-encoded by the engine; sample_index: int64 (batch,)
     def run_images(
@@ -131,6 +138,8 @@ class Engine:
         lr: float,
         want_spikes: bool,
         reduce: _Reduce = "mean",
+        gradients_out: Sequence[npt.NDArray[np.float32] | npt.NDArray[np.float64]] | None = None,
+        regularize: bool = False,
     ) -> dict[str, Any]: ...
     # analog: float64 (batch, n_in, frames), BSA-encoded by the engine
     def run_analog(
@@ -143,6 +152,8 @@ class Engine:
         lr: float,
         want_spikes: bool,
         reduce: _Reduce = "mean",
+        gradients_out: Sequence[npt.NDArray[np.float32] | npt.NDArray[np.float64]] | None = None,
+        regularize: bool = False,
     ) -> dict[str, Any]: ...
     # the fixed weights of Reservoir layer `layer` (its index among all layers): float64 input
     # (n, n_in) and recurrent (n, n), [post, pre]
@@ -167,14 +178,6 @@ def encode_bsa(analog: npt.ArrayLike, T: int, threads: int) -> npt.NDArray[np.bo
 def encode_rates(
     rates: npt.ArrayLike, T: int, seed: int, sample_index: npt.ArrayLike, epoch: int, threads: int
 ) -> npt.NDArray[np.bool_]: ...
-@overload
-def regularization_gradient(  # type: ignore[overload-overlap]  # NDArray's dtypes do not overlap
-    weights: npt.NDArray[np.float32], reg_lambda: float, reg_beta: float, weight_limit: float
-) -> npt.NDArray[np.float32]: ...
-@overload
-def regularization_gradient(
-    weights: npt.NDArray[np.float64], reg_lambda: float, reg_beta: float, weight_limit: float
-) -> npt.NDArray[np.float64]: ...
 # "version" str, "threads" int, "cuda_compiled" bool, "cuda_architectures" list[str],
 # "cuda_device" str | None
 def build_info() -> dict[str, Any]: ...

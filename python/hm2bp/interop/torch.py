@@ -22,14 +22,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 try:
     import torch
 except ImportError:
     raise ImportError("hm2bp.torch needs PyTorch: pip install 'hm2bp[torch]'") from None
 
-from .. import _core
 from ..model.network import Network
 
 __all__ = ["SpikingNetwork", "hm2bp_loss"]
@@ -46,24 +43,23 @@ class SpikingNetwork(torch.nn.Module):
         if not isinstance(network, Network):
             raise TypeError(f"SpikingNetwork wraps an hm2bp.Network, got {type(network).__name__}")
         self.network = network
-        dtype = torch.float64 if network.dtype == "float64" else torch.float32
         self.weights = torch.nn.ParameterList(
-            [torch.nn.Parameter(torch.as_tensor(w, dtype=dtype)) for w in network.get_weights()])
+            [torch.nn.Parameter(torch.as_tensor(w, dtype=self._dtype)) for w in network.get_weights()])
 
     def sync(self) -> None:
         """Copy the parameters into the engine (done before every engine call). Host tensors of
-        the network's dtype go straight in after a finiteness check (the step's hot path);
-        anything else (another dtype, GPU memory) through Network.set_weights' conversions."""
+        the network's dtype go in as they are, checked finite by the engine as it takes them
+        (the step's hot path); anything else (another dtype, GPU memory) through
+        Network.set_weights' conversions."""
         params = [p.detach() for p in self.weights]
-        dtype = torch.float64 if self.network.dtype == "float64" else torch.float32
-        if not all(p.dtype == dtype and p.device.type == "cpu" for p in params):
+        if not all(p.dtype == self._dtype and p.device.type == "cpu" and p.is_contiguous() for p in params):
             self.network.set_weights(params)
             return
-        arrays = [p.numpy() for p in params]
-        for k, a in enumerate(arrays):  # NumPy: one thread, no torch thread pool per small op
-            if not np.isfinite(a).all():
-                raise ValueError(f"weights[{k}] contains NaN or infinite values")
-        self.network._set_finite_weights(arrays)
+        self.network._set_host_weights([p.numpy() for p in params])
+
+    @property
+    def _dtype(self) -> torch.dtype:
+        return torch.float64 if self.network.dtype == "float64" else torch.float32
 
     def forward(self, spikes: Any, labels: Any = None, sample_weights: Any = None) -> torch.Tensor:
         """Output spike counts; with labels, hm2bp_loss(self, spikes, labels, sample_weights)
@@ -85,16 +81,13 @@ class _HM2BPLoss(torch.autograd.Function):
                 regularize: bool, *params: torch.Tensor) -> torch.Tensor:
         net = model.network
         model.sync()
-        out = net.forward_backward(spikes, labels, sample_weights, reduce="mean")
-        # The engine's gradients are numbers of its dtype (returned as float64): exact in the
-        # parameters' dtype. The regularization term is computed from the parameters themselves
-        # (the weights the engine just ran) in that dtype, and added in it, as hm2bp's own step does.
-        grads = [g.astype(net.dtype) for g in out["gradients"]]
-        if regularize and net.reg_lambda * net.reg_beta != 0:
-            for g, p in zip(grads, params):
-                g += _core.regularization_gradient(p.detach().cpu().numpy(), net.reg_lambda, net.reg_beta,
-                                                   net.weight_limit)
-        ctx.grads = [torch.from_numpy(g).to(device=p.device, dtype=p.dtype) for g, p in zip(grads, params)]
+        # The engine writes the gradients, in its own dtype, straight into new tensors (which
+        # autograd then adopts as .grad without a copy), with the SPEC-5 regularization of the
+        # weights it just ran added as hm2bp's own step adds it (mean_gradient).
+        grads = [torch.empty(p.shape, dtype=model._dtype) for p in params]
+        out = net.forward_backward(spikes, labels, sample_weights, reduce="mean", regularize=regularize,
+                                   out=[g.numpy() for g in grads])
+        ctx.grads = [g.to(device=p.device, dtype=p.dtype) for g, p in zip(grads, params)]
         return torch.tensor(out["loss"], dtype=params[0].dtype, device=params[0].device)
 
     @staticmethod

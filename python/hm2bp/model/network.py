@@ -137,13 +137,19 @@ class Network(DescribedNetwork):
         for k, w in enumerate(self._check_params("weight", weights)):
             self._engine.set_param("weights", k, w)
 
-    def _set_finite_weights(self, weights: Sequence[np.ndarray]) -> None:
-        """set_weights for host arrays of the network's dtype whose values the caller has checked
-        to be finite (hm2bp.torch, before every step): no float64 copy, only the shapes are checked."""
+    def _set_host_weights(self, weights: Sequence[np.ndarray]) -> None:
+        """set_weights for C-contiguous host arrays of the network's dtype (hm2bp.torch, before
+        every step): they go in as they are, and their finiteness is read from the column sums
+        the engine computes of new weights; only when those are not finite (or not tracked) does
+        NumPy look for the array to name (a finite sum that overflowed is no error)."""
         if len(weights) != self.n_param_layers:
             raise ValueError(f"expected {self.n_param_layers} weight arrays, got {len(weights)}")
         for k, w in enumerate(weights):
             self._engine.set_param("weights", k, self._check_shape(f"weights[{k}]", w, k))
+        if self._engine.weights_finite() is not True:
+            for k, w in enumerate(weights):
+                if not np.isfinite(w).all():
+                    raise ValueError(f"weights[{k}] contains NaN or infinite values")
 
     def _check_params(self, what: str, arrays: Sequence[Array]) -> list[Array]:
         arrays = list(arrays)
@@ -308,18 +314,36 @@ class Network(DescribedNetwork):
                                             False))
 
     def forward_backward(self, spikes: Array, labels: Array, sample_weights: Array | None = None,
-                         reduce: str = "sum", *, time_first: bool = False) -> dict:
+                         reduce: str = "sum", *, time_first: bool = False, regularize: bool = False,
+                         out: Sequence[np.ndarray] | None = None) -> dict:
         """Forward, loss and backward pass of a batch, no step: loss, predictions, counts,
         layer_spikes and `gradients` (one array per trainable layer, shapes of get_weights):
         the batch SUM of the per-sample SPEC-4 gradients (reduce="sum"; add them across
-        processes, then apply_gradients) or their mean (reduce="mean"). No regularization.
+        processes, then apply_gradients) or their mean (reduce="mean"). regularize (with
+        reduce="mean"): plus SPEC 5's regularization gradient of the current weights, what
+        train_step's optimizer would be fed. out: arrays to write the gradients into (C-contiguous,
+        writable, float32 or float64; returned as `gradients`), else new float64 arrays.
         time_first: spikes (T, B, n_in)."""
         s = self._check_spikes(spikes, time_first)
         self._check_learning_T(s.shape[1])
-        out = self._run_dense(s, "gradients", self._check_labels(labels, s.shape[0]),
-                                     self._check_sample_weights(sample_weights, s.shape[0]), 0.0, False,
-                                     _check_reduce(reduce))
-        return {**self._result(out), "gradients": list(out["gradients"])}
+        if regularize and reduce != "mean":
+            raise ValueError("regularize=True needs reduce='mean' (apply_gradients regularizes gradient sums)")
+        result = self._run_dense(s, "gradients", self._check_labels(labels, s.shape[0]),
+                                 self._check_sample_weights(sample_weights, s.shape[0]), 0.0, False,
+                                 _check_reduce(reduce), None if out is None else self._check_out(out),
+                                 bool(regularize))
+        return {**self._result(result), "gradients": list(result["gradients"])}
+
+    def _check_out(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
+        arrays = list(arrays)
+        if len(arrays) != self.n_param_layers:
+            raise ValueError(f"out needs {self.n_param_layers} arrays (one per trainable layer), got {len(arrays)}")
+        for k, a in enumerate(arrays):
+            if not (isinstance(a, np.ndarray) and a.dtype in (np.float32, np.float64) and a.flags.c_contiguous
+                    and a.flags.writeable):
+                raise TypeError(f"out[{k}] must be a C-contiguous, writable float32 or float64 NumPy array")
+            self._check_shape(f"out[{k}]", a, k)
+        return arrays
 
     def gradients(self, spikes: Array, labels: Array, sample_weights: Array | None = None,
                   reduce: str = "mean", *, time_first: bool = False) -> list[Array]:
