@@ -100,13 +100,11 @@ public:
         bsa_kernel(bsa_kernel_);
     }
 
-    // New weights get their column sums at once: the next learning run needs them, and
-    // weights_finite reads them (hm2bp.torch asks after copying its parameters in every step).
+    // New weights come with their column sums: learning needs them, and weights_finite reads
+    // them (hm2bp.torch asks after copying its parameters in every step).
     void set_param(Param p, int block, ParamValues values) override
     {
-        WeightMatrix<Real>& w = weights(block);
-        w.set(p, values);
-        if (p == Param::Weights) w.refresh_column_sums(regularization_params(spec_.hyper), threads());
+        weights(block).set(p, values, regularization_params(spec_.hyper));
     }
     void get_param(Param p, int block, double* values) const override
     {
@@ -142,7 +140,6 @@ public:
         prepare(in.T, n_workers, n_groups, learn);
         if (learn) clear_gradients();
         encode_inputs(in);
-        if (learn) refresh_column_sums();
 
         BatchResult res;
         const int n_out = output().n_out();
@@ -227,20 +224,17 @@ public:
             transpose_tiled(w.n_out, w.n_in, g.grad.data(), [sum, n](int o, int i) { return Real(sum[o * n + i]); });
             std::fill(g.touched.begin(), g.touched.end(), uint8_t(1));
         }
-        refresh_column_sums();
         step_from_workers(count, lr);
     }
 
     std::optional<bool> weights_finite() const override
     {
         // A non-finite weight makes its column sum non-finite (NaN, or inf from an overflow that
-        // is as fatal); after a step the sums are current, so this reads n_out values per layer.
+        // is as fatal); the sums are always current, so this reads n_out values per layer.
         for (const WeightMatrix<Real>* p : params_) {
             if (!p) continue;
-            const Real* values = p->sums_valid ? p->row_sum.data() : p->wt.data();
-            const size_t n = p->sums_valid ? p->row_sum.size() : p->wt.size();
-            for (size_t k = 0; k < n; ++k)
-                if (!std::isfinite(values[k])) return false;
+            for (const Real sum : p->row_sum)
+                if (!std::isfinite(sum)) return false;
         }
         return true;
     }
@@ -323,12 +317,6 @@ private:
         }
     }
 
-    void refresh_column_sums()
-    {
-        for (WeightMatrix<Real>* p : params_)
-            if (p) p->refresh_column_sums(regularization_params(spec_.hyper), threads());
-    }
-
     // SPEC 4 from the output layer down: adds g to the group's gradient sums, propagates pre_delta.
     // It stops above a fixed layer (SPEC_SPEECH 3.6), which needs no pre_delta.
     void backward(const SampleContext<Real>& ctx, Worker<Real>& worker, SampleGroup<Real>& group,
@@ -405,7 +393,7 @@ private:
         });
     }
 
-    // SPEC 5 from group 0's gradient sums over `count` samples (column sums already refreshed).
+    // SPEC 5 from group 0's gradient sums over `count` samples.
     void step_from_workers(int64_t count, double lr)
     {
         std::vector<WeightMatrix<Real>*> matrices;

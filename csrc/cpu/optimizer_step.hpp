@@ -35,7 +35,7 @@ private:
     AlignedVector<Real> zero_row_;  // gradient row of an input that no sample used
 
     // The layer's step; the threads split the columns, so that each column sum of the new
-    // weights is added up in ascending i, as refresh_column_sums would (the caller refreshed the
+    // weights is added up in ascending i, as WeightMatrix::set does (the scale comes from the
     // sums of the current weights).
     void step_layer(WeightMatrix<Real>& layer, const GradientSum<Real>& sum, int64_t count, const StepParams& step,
                     int threads)

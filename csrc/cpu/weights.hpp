@@ -10,7 +10,6 @@
 #include "../hm2bp/optimizer.hpp"
 #include "../model/engine.hpp"
 #include "simd.hpp"
-#include "threading.hpp"
 
 namespace hm2bp {
 
@@ -42,11 +41,11 @@ struct WeightMatrix {
     int n_in = 0;   // rows: inputs (a dense layer's fan-in)
     int n_out = 0;  // columns: post neurons
     AlignedVector<Real> wt, moment1, moment2;
-    // Column sums of W, ascending i: kept up to date by the optimizer step, which writes W anyway
-    // (a separate pass over all weights per batch would cost as much as the step at batch 1).
+    // Column sums of W, ascending i, always those of the current weights: computed by set as it
+    // writes new weights, kept up to date by the optimizer step, which writes W anyway (a
+    // separate pass over all weights per batch would cost as much as the step at batch 1).
     std::vector<Real> row_sum;     // sum_i W[o, i], for the side term of silent neurons
     std::vector<Real> square_sum;  // sum_i (W[o, i] / weight_limit)^2, for the regularization
-    bool sums_valid = false;       // false once the weights were set from outside
 
     WeightMatrix(int inputs, int outputs) : n_in(inputs), n_out(outputs)
     {
@@ -68,14 +67,15 @@ struct WeightMatrix {
     }
 
     // From the canonical (n_out, n_in) row-major layout, float64 or float32 (exact in either
-    // direction when it is Real); to it as float64.
-    void set(Param p, ParamValues values)
+    // direction when it is Real); to it as float64. New weights get their column sums in the same
+    // pass (hm2bp.torch sets its parameters every step).
+    void set(Param p, ParamValues values, const RegParams& reg)
     {
-        if (p == Param::Weights) sums_valid = false;
-        Real* dst = param(p).data();
-        const size_t n = static_cast<size_t>(n_in);
-        std::visit([&](auto* src) { transpose_tiled(n_out, n_in, dst, [=](int o, int i) { return Real(src[o * n + i]); }); },
-                   values);
+        std::visit([&](auto* src) {
+            if (p == Param::Weights) return set_weights(src, reg);
+            const size_t n = static_cast<size_t>(n_in);
+            transpose_tiled(n_out, n_in, param(p).data(), [=](int o, int i) { return Real(src[o * n + i]); });
+        }, values);
     }
 
     void get(Param p, double* values) const
@@ -85,22 +85,6 @@ struct WeightMatrix {
         transpose_tiled(n_in, n_out, values, [src, n](int i, int o) { return double(src[i * n + o]); });
     }
 
-    // row_sum and square_sum from the weights, unless the last optimizer step left them up to
-    // date: one pass over the weights, each sum in ascending i, the threads splitting o.
-    void refresh_column_sums(const RegParams& reg, int threads)
-    {
-        if (sums_valid) return;
-        for_each_range(n_out, threads, [&](int lo, int hi) {
-            std::fill(row_sum.begin() + lo, row_sum.begin() + hi, Real(0));
-            std::fill(square_sum.begin() + lo, square_sum.begin() + hi, Real(0));
-            for (int i = 0; i < n_in; ++i) {
-                const Real* wrow = wt.data() + static_cast<size_t>(i) * n_out;
-                add_to_column_sums(wrow + lo, row_sum.data() + lo, square_sum.data() + lo, hi - lo, reg);
-            }
-        });
-        sums_valid = true;
-    }
-
     // SPEC 5's per-neuron regularization scale of the current weights (square_sum up to date).
     void regularization_scales(const RegParams& reg, Real* scale) const
     {
@@ -108,14 +92,30 @@ struct WeightMatrix {
     }
 
 private:
-    // Kept free of aliasing so that it vectorizes over o.
-    static void add_to_column_sums(const Real* __restrict w, Real* __restrict sum, Real* __restrict square, int n,
-                                   const RegParams& reg)
+    // wt from values in transpose_tiled's order, and the column sums, each in ascending i.
+    template <class Src>
+    void set_weights(const Src* src, const RegParams& reg)
     {
+        std::fill(row_sum.begin(), row_sum.end(), Real(0));
+        std::fill(square_sum.begin(), square_sum.end(), Real(0));
+        Real* __restrict sum = row_sum.data();
+        Real* __restrict square = square_sum.data();
+        constexpr int tile = 16;
+        for (int i0 = 0; i0 < n_in; i0 += tile) {
+            const int i1 = i0 + tile < n_in ? i0 + tile : n_in;
+            for (int o0 = 0; o0 < n_out; o0 += tile) {
+                const int o1 = o0 + tile < n_out ? o0 + tile : n_out;
+                for (int i = i0; i < i1; ++i) {
+                    Real* __restrict row = wt.data() + static_cast<size_t>(i) * n_out;
 #pragma omp simd
-        for (int o = 0; o < n; ++o) {
-            sum[o] += w[o];
-            square[o] += regularization_term(w[o], reg);
+                    for (int o = o0; o < o1; ++o) {
+                        const Real w = Real(src[static_cast<size_t>(o) * n_in + i]);
+                        row[o] = w;
+                        sum[o] += w;
+                        square[o] += regularization_term(w, reg);
+                    }
+                }
+            }
         }
     }
 };

@@ -20,6 +20,7 @@ the host. Needs torch (``pip install "hm2bp[torch]"``); ``import hm2bp`` does no
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 try:
@@ -51,7 +52,10 @@ class SpikingNetwork(torch.nn.Module):
         the network's dtype go in as they are, checked finite by the engine as it takes them
         (the step's hot path); anything else (another dtype, GPU memory) through
         Network.set_weights' conversions."""
-        params = [p.detach() for p in self.weights]
+        self._sync(self.weights)
+
+    def _sync(self, params: Sequence[torch.Tensor]) -> None:
+        params = [p.detach() for p in params]
         if not all(p.dtype == self._dtype and p.device.type == "cpu" and p.is_contiguous() for p in params):
             self.network.set_weights(params)
             return
@@ -80,13 +84,13 @@ class _HM2BPLoss(torch.autograd.Function):
     def forward(ctx: Any, model: SpikingNetwork, spikes: Any, labels: Any, sample_weights: Any,
                 regularize: bool, *params: torch.Tensor) -> torch.Tensor:
         net = model.network
-        model.sync()
+        model._sync(params)
         # The engine writes the gradients, in its own dtype, straight into new tensors (which
         # autograd then adopts as .grad without a copy), with the SPEC-5 regularization of the
         # weights it just ran added as hm2bp's own step adds it (mean_gradient).
         grads = [torch.empty(p.shape, dtype=model._dtype) for p in params]
-        out = net.forward_backward(spikes, labels, sample_weights, reduce="mean", regularize=regularize,
-                                   out=[g.numpy() for g in grads])
+        out = net.forward_backward(_host_view(spikes), _host_view(labels), sample_weights, reduce="mean",
+                                   regularize=regularize, out=[g.numpy() for g in grads])
         ctx.grads = [g.to(device=p.device, dtype=p.dtype) for g, p in zip(grads, params)]
         return torch.tensor(out["loss"], dtype=params[0].dtype, device=params[0].device)
 
@@ -99,13 +103,20 @@ class _HM2BPLoss(torch.autograd.Function):
         return (None, None, None, None, None, *grads)
 
 
+def _host_view(value: Any) -> Any:
+    """A host tensor as a NumPy view (the cheapest way in), anything else as it is."""
+    if isinstance(value, torch.Tensor) and value.device.type == "cpu":
+        return value.detach().numpy()
+    return value
+
+
 def hm2bp_loss(model: SpikingNetwork, spikes: Any, labels: Any, sample_weights: Any = None,
                regularize: bool = True) -> torch.Tensor:
     """The batch's mean SPEC-3 cost as a 0-d tensor. Its backward adds to each parameter's
     .grad what hm2bp's own optimizer would apply: the batch mean of the per-sample SPEC-4
     gradients (labels, revival, lateral factor; `sample_weights` are boosting weights), plus,
-    when `regularize` and the network's reg_lambda * reg_beta != 0, the SPEC-5 regularization
-    of the current weights. These are HM2-BP's gradients, not the derivative of the cost."""
+    when `regularize` and the network's reg_lambda and reg_beta are both nonzero, the SPEC-5
+    regularization of the current weights. These are HM2-BP's gradients, not the derivative of the cost."""
     if not isinstance(model, SpikingNetwork):
         raise TypeError(f"hm2bp_loss needs an hm2bp.torch.SpikingNetwork, got {type(model).__name__}")
     return _HM2BPLoss.apply(model, spikes, labels, sample_weights, bool(regularize), *model.weights)
