@@ -121,6 +121,25 @@ def test_optimizers_and_regularization(optimizer):
             assert_rel_close(gpu._engine.get_param(kind, l), cpu._engine.get_param(kind, l), 1e-12)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_regularized_gradients_written_into_the_callers_arrays(dtype):
+    """hm2bp.torch's path: the batch mean written in the network's dtype into given arrays (the
+    float64 export's numbers), then with SPEC 5's regularization of the current weights added."""
+    config, spikes, labels = random_case(3, [25, 15, 5], 60, 4, reg_lambda=10.0, reg_beta=0.5)
+    gpu = hm2bp.Network(**config, dtype=dtype, backend="cuda")
+    mean = gpu.gradients(spikes, labels)
+    out = [np.full(m.shape, np.nan, dtype) for m in mean]
+    got = gpu.forward_backward(spikes, labels, reduce="mean", out=out)["gradients"]
+    assert all(g is o for g, o in zip(got, out))
+    for g, m in zip(got, mean):
+        np.testing.assert_array_equal(g, m.astype(dtype))
+    got = gpu.forward_backward(spikes, labels, reduce="mean", regularize=True, out=out)["gradients"]
+    for g, m, w in zip(got, mean, gpu.get_weights()):
+        reg = ref.regularization(w, 10.0, 0.5, 8.0)
+        assert np.abs(reg).max() > 1e-3
+        assert_rel_close(g, m + reg, 1e-6 if dtype == "float32" else 1e-13)
+
+
 def test_float32_matches_cpu_away_from_ties():
     checked = 0
     for seed in range(10):

@@ -13,8 +13,19 @@
 
 namespace hm2bp {
 
-// dst[c * rows + r] = value(r, c) for the elements (r, c) of a (rows, cols) source, in 16 x 16
-// tiles: element by element, one side of a weight matrix's transpose strides through memory a
+// block(r0, r1, c0, c1) for the 16 x 16 tiles [r0, r1) x [c0, c1) of a (rows, cols) matrix,
+// column tiles outer: the order of transposing passes (transpose_tiled, WeightMatrix::set).
+template <class Block>
+void for_each_tile(int rows, int cols, Block block)
+{
+    constexpr int tile = 16;
+    for (int c0 = 0; c0 < cols; c0 += tile)
+        for (int r0 = 0; r0 < rows; r0 += tile)
+            block(r0, r0 + tile < rows ? r0 + tile : rows, c0, c0 + tile < cols ? c0 + tile : cols);
+}
+
+// dst[c * rows + r] = value(r, c) for the elements (r, c) of a (rows, cols) source, tile by
+// tile: element by element, one side of a weight matrix's transpose strides through memory a
 // cache line per element (most of what copying weights in and gradients out cost, which the
 // torch bridge pays every step). The inner loop writes a contiguous run of dst and gathers from
 // the source's tile, which stays in L1: it vectorizes, twice as fast as contiguous reads and
@@ -22,18 +33,13 @@ namespace hm2bp {
 template <class Dst, class Value>
 void transpose_tiled(int rows, int cols, Dst* dst, Value value)
 {
-    constexpr int tile = 16;
-    for (int c0 = 0; c0 < cols; c0 += tile) {
-        const int c1 = c0 + tile < cols ? c0 + tile : cols;
-        for (int r0 = 0; r0 < rows; r0 += tile) {
-            const int r1 = r0 + tile < rows ? r0 + tile : rows;
-            for (int c = c0; c < c1; ++c) {
-                Dst* out = dst + static_cast<size_t>(c) * rows;
+    for_each_tile(rows, cols, [&](int r0, int r1, int c0, int c1) {
+        for (int c = c0; c < c1; ++c) {
+            Dst* out = dst + static_cast<size_t>(c) * rows;
 #pragma omp simd
-                for (int r = r0; r < r1; ++r) out[r] = value(r, c);
-            }
+            for (int r = r0; r < r1; ++r) out[r] = value(r, c);
         }
-    }
+    });
 }
 
 template <class Real>
@@ -100,23 +106,18 @@ private:
         std::fill(square_sum.begin(), square_sum.end(), Real(0));
         Real* __restrict sum = row_sum.data();
         Real* __restrict square = square_sum.data();
-        constexpr int tile = 16;
-        for (int i0 = 0; i0 < n_in; i0 += tile) {
-            const int i1 = i0 + tile < n_in ? i0 + tile : n_in;
-            for (int o0 = 0; o0 < n_out; o0 += tile) {
-                const int o1 = o0 + tile < n_out ? o0 + tile : n_out;
-                for (int i = i0; i < i1; ++i) {
-                    Real* __restrict row = wt.data() + static_cast<size_t>(i) * n_out;
+        for_each_tile(n_out, n_in, [&](int o0, int o1, int i0, int i1) {
+            for (int i = i0; i < i1; ++i) {
+                Real* __restrict row = wt.data() + static_cast<size_t>(i) * n_out;
 #pragma omp simd
-                    for (int o = o0; o < o1; ++o) {
-                        const Real w = Real(src[static_cast<size_t>(o) * n_in + i]);
-                        row[o] = w;
-                        sum[o] += w;
-                        square[o] += regularization_term(w, reg);
-                    }
+                for (int o = o0; o < o1; ++o) {
+                    const Real w = Real(src[static_cast<size_t>(o) * n_in + i]);
+                    row[o] = w;
+                    sum[o] += w;
+                    square[o] += regularization_term(w, reg);
                 }
             }
-        }
+        });
     }
 };
 
