@@ -1,4 +1,5 @@
-"""Helpers shared by the engine tests (CPU and CUDA): random cases and comparisons."""
+"""Helpers shared by the tests: random engine cases and comparisons (CPU and CUDA), and the
+one-line error check of the CLI and file-safety tests."""
 from __future__ import annotations
 
 import numpy as np
@@ -60,3 +61,19 @@ def fire_margin(oracle, spikes) -> float:
     """tie_margin of a reference network of any layers (its connections)."""
     return min(ref.forward_sample(oracle.connections(), s, None, **TAU, w0=oracle.lateral_inhibition)[1]
                for s in spikes)
+
+
+# What an editable install prints when it checks its build at import (not from hm2bp).
+_BUILD_NOISE = ("ninja:", "-- ", "Running cmake")
+
+
+def one_line_error(err: str, *fragments: str, max_len: int = 700) -> str:
+    """The single line hm2bp wrote to stderr: no traceback, one line (build noise of an
+    editable install aside) of at most max_len characters, holding every fragment."""
+    assert "Traceback" not in err, err
+    lines = [x for x in err.strip().splitlines() if not x.startswith(_BUILD_NOISE)]
+    assert len(lines) == 1, err[:2000]
+    assert len(lines[0]) <= max_len, lines[0][:2000]
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]

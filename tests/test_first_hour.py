@@ -105,6 +105,70 @@ def test_load_a_run_as_a_network(tmp_path, kind, capsys):
     text = repr(net)
     assert text.startswith("Network(input_shape=") and ("Conv2d(" if kind == "cnn" else "Dense(") in text
 
+    # save / load round-trips exactly: description, state, the run's config, the results
+    saved = tmp_path / "net.npz"
+    net.save(saved)
+    again = hm2bp.load(saved)
+    assert again.config == net.config and again.description == net.description and again.dtype == net.dtype
+    _assert_same_state(again, net)
+    assert np.array_equal(again.infer(spikes)["counts"], net.infer(spikes)["counts"])
+    plain = hm2bp.Network.load(saved, backend="cpu", threads=1)
+    assert plain.config is None and repr(plain) == repr(net).replace(f"threads={net.threads}", "threads=1")
+
+
+def _assert_same_state(a, b) -> None:
+    sa, sb = a.get_state(), b.get_state()
+    assert sa.keys() == sb.keys()
+    for key in sa:
+        assert sa[key].dtype == sb[key].dtype and np.array_equal(sa[key], sb[key]), key
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_a_saved_network_trains_on_exactly_as_the_original(tmp_path, dtype):
+    """The optimizer state travels too: a step after load equals the step without it."""
+    rng = np.random.default_rng(3)
+    layers = [hm2bp.layers.Reservoir(18, vth=5.0, grid=(3, 3, 2), seed=2), hm2bp.layers.Dense(12, vth=4.0),
+              hm2bp.layers.Dense(4, vth=3.0)]
+    net = hm2bp.Network(layers, input_shape=(6, 1, 1), dtype=dtype, seed=5, desired=8, undesired=1, margin=1,
+                        reg_lambda=0.0)
+    spikes = rng.random((3, 40, 6)) < 0.3
+    labels = np.array([0, 1, 3])
+    net.train_step(spikes, labels, lr=0.01)
+    net.save(tmp_path / "net.npz")
+    loaded = hm2bp.Network.load(tmp_path / "net.npz")
+    assert loaded.config is None and loaded.description == net.description
+    _assert_same_state(loaded, net)
+    for n in (net, loaded):
+        n.train_step(spikes, labels, lr=0.01)
+    _assert_same_state(loaded, net)
+
+
+def test_a_bad_network_file_is_refused_in_one_line(tmp_path):
+    from hm2bp.model.network_file import NetworkFileError
+    with pytest.raises(NetworkFileError, match="no saved network at .*missing.npz"):
+        hm2bp.Network.load(tmp_path / "missing.npz")
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"PK\x03\x04 not really")
+    with pytest.raises(NetworkFileError, match=r"bad.npz: damaged or not an hm2bp network file"):
+        hm2bp.Network.load(bad)
+    run = tmp_path / "run"
+    config = tmp_path / "tiny.toml"
+    config.write_text(to_toml(hconfig.preset("mnist-mini", **{**TINY, "epochs": 1})))
+    assert train_main(["--config", str(config), "--out", str(run), "--quiet"]) == 0
+    with pytest.raises(NetworkFileError, match=r"a training run's checkpoint: load it with hm2bp.load"):
+        hm2bp.Network.load(run / "checkpoint.npz")
+    net = hm2bp.load(run)
+    state = net.get_state()
+    state["weights_0"] = state["weights_0"][:, :5]  # a file whose state does not fit its layers
+    from hm2bp.model import state_file
+    from hm2bp.model.network_file import FORMAT
+    meta = {"format": FORMAT, "version": 1, "config": None, "network": {
+        "input_shape": [784, 1, 1], "layers": [{"type": "dense", "n": 30, "vth": 5.0}, {"type": "dense", "n": 10, "vth": 3.0}],
+        "init_w": 1.0, "seed": 0, "dtype": "float32", "hyperparameters": {}}}
+    state_file.write(tmp_path / "odd.npz", state, meta, what="network file")
+    with pytest.raises(NetworkFileError, match=r"odd.npz: .*weights_0"):
+        hm2bp.load(tmp_path / "odd.npz")
+
 
 def test_a_damaged_run_is_refused_in_one_line(tmp_path):
     (tmp_path / "checkpoint.npz").write_bytes(b"not a checkpoint")

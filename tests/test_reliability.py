@@ -26,6 +26,7 @@ from hm2bp.config import ConfigError, RunConfig, build_config, preset
 from hm2bp.train.checkpoint import load_checkpoint
 from hm2bp.train.runstate import CheckpointError
 from hm2bp.train.trainer import DivergenceError, Trainer
+from helpers import one_line_error
 
 TINY = {"layers": [784, 30, 10], "T": 60, "vth": [5.0, 3.0], "desired": 10, "undesired": 2,
         "margin": 2, "train_size": 200, "test_size": 100, "batch_size": 4, "lr": 0.005,
@@ -56,15 +57,6 @@ TRAIN = [sys.executable, "-c",
          "import sys; from hm2bp.cli import train_main; sys.exit(train_main(sys.argv[1:]))"]
 EVAL = [sys.executable, "-c",
         "import sys; from hm2bp.cli import eval_main; sys.exit(eval_main(sys.argv[1:]))"]
-
-
-def one_line_error(err: str, *fragments: str) -> str:
-    assert "Traceback" not in err, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return lines[0]
 
 
 @pytest.fixture

@@ -28,6 +28,7 @@ import pytest
 
 import hm2bp
 from hm2bp import cli, data, safe_io
+from helpers import one_line_error
 from hm2bp.cli import main as cli_main
 from hm2bp.config import ConfigError, build_config, preset
 from hm2bp.interop import authors
@@ -56,20 +57,6 @@ def run_cli(prog: str, argv: list[str]) -> int:
         return exc.code
 
 
-# What an editable install prints when it checks its build at import (not from hm2bp).
-_BUILD_NOISE = ("ninja:", "-- ", "Running cmake")
-
-
-def one_line(err: str, *fragments: str, max_len: int = 700) -> str:
-    assert "Traceback" not in err, err
-    lines = [x for x in err.strip().splitlines() if not x.startswith(_BUILD_NOISE)]
-    assert len(lines) == 1, err[:2000]
-    assert len(lines[0]) <= max_len, lines[0][:2000]
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return lines[0]
-
-
 @pytest.fixture
 def tiny_toml(tmp_path) -> Path:
     path = tmp_path / "tiny.toml"
@@ -88,7 +75,7 @@ def test_symlinked_lock_is_never_written_through(tmp_path, tiny_toml, capsys):
     notes.write_text("my notes\n")
     (run / ".lock").symlink_to(notes)
     assert cli.train_main(["--config", str(tiny_toml), "--out", str(run), "--quiet"]) == 2
-    one_line(capsys.readouterr().err, ".lock", "symbolic link")
+    one_line_error(capsys.readouterr().err, ".lock", "symbolic link")
     assert notes.read_text() == "my notes\n"
     assert (run / ".lock").is_symlink()  # not ours to delete either
 
@@ -104,7 +91,7 @@ def test_symlinked_output_files_are_never_written_through(tmp_path, tiny_toml, c
     err = capsys.readouterr().err
     assert target.read_text() == "keep me\n"
     if code != 0:  # refused in one line, naming the file (or the run it seems to hold)
-        assert name in one_line(err) or "already holds a run" in err
+        assert name in one_line_error(err) or "already holds a run" in err
     assert not (run / ".lock").exists()
 
 
@@ -204,7 +191,7 @@ def test_special_files_are_refused_for_every_path_option(prog, kind, good_run, t
                 signal.alarm(0)
             err = capsys.readouterr().err
             assert code == 2, (prog, argv, code, err)
-            one_line(err)
+            one_line_error(err)
             assert seconds < 3.0, (prog, argv, seconds)  # 1 s on a quiet machine
         assert stat.S_ISCHR(os.stat("/dev/zero").st_mode)  # never replaced
 
@@ -247,7 +234,7 @@ def test_400_digit_numbers_for_every_integer_option(prog, good_run, tmp_path, ca
             else:
                 argv += ["--out", str(tmp_path / "run")]
             assert run_cli(prog, argv) == 2, argv
-            one_line(capsys.readouterr().err, action.option_strings[0].lstrip("-")[:4])
+            one_line_error(capsys.readouterr().err, action.option_strings[0].lstrip("-")[:4])
 
 
 @pytest.mark.parametrize("key", ["epochs", "T", "seed", "train_size", "batch_size", "threads",
@@ -256,10 +243,10 @@ def test_400_digit_numbers_in_a_config(tmp_path, capsys, key):
     toml = tmp_path / "c.toml"
     toml.write_text(f'preset = "mnist-mini"\n{key} = {"9" * 400}\n')
     assert cli.train_main(["--config", str(toml), "--out", str(tmp_path / "r")]) == 2
-    one_line(capsys.readouterr().err, key)
+    one_line_error(capsys.readouterr().err, key)
     toml.write_text(f'preset = "mnist-mini"\nlayers = [784, {"9" * 400}, 10]\n')
     assert cli.train_main(["--config", str(toml), "--out", str(tmp_path / "r")]) == 2
-    one_line(capsys.readouterr().err, "layers")
+    one_line_error(capsys.readouterr().err, "layers")
 
 
 @pytest.mark.parametrize("text", [
@@ -274,7 +261,7 @@ def test_deep_or_large_configs_are_one_short_line(tmp_path, capsys, text):
     toml = tmp_path / "c.toml"
     toml.write_text(text + "\n")
     assert cli.train_main(["--config", str(toml), "--out", str(tmp_path / "r")]) == 2
-    one_line(capsys.readouterr().err, "hm2bp-train: error:")
+    one_line_error(capsys.readouterr().err, "hm2bp-train: error:")
 
 
 def test_a_config_file_larger_than_a_config_is_refused_unread(tmp_path, capsys):
@@ -283,7 +270,7 @@ def test_a_config_file_larger_than_a_config_is_refused_unread(tmp_path, capsys):
         fh.write(b'dataset = "')
         fh.truncate(100 << 20)
     assert cli.train_main(["--config", str(toml), "--out", str(tmp_path / "r")]) == 2
-    one_line(capsys.readouterr().err, "c.toml", "MiB")
+    one_line_error(capsys.readouterr().err, "c.toml", "MiB")
 
 
 @pytest.mark.parametrize("payload", [
@@ -297,7 +284,7 @@ def test_v1_json_metadata_is_one_line(run_copy, capsys, payload):
     np.savez(run_copy / "checkpoint.npz", **arrays)
     (run_copy / "checkpoint.json").write_text(payload)
     assert cli.eval_main([str(run_copy)]) == 2
-    one_line(capsys.readouterr().err, "checkpoint")
+    one_line_error(capsys.readouterr().err, "checkpoint")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -409,7 +396,7 @@ def test_nir_non_finite_time_constants(tmp_path, run_copy, capsys):
     out = tmp_path / "x.nir"
     for dt in ("1e308", "inf", "nan", "1e-320"):
         assert cli.export_main([str(run_copy), "--nir", str(out), "--dt", dt]) == 2
-        one_line(capsys.readouterr().err, "dt")
+        one_line_error(capsys.readouterr().err, "dt")
         assert not out.exists()
     net = hm2bp.Network([12, 6, 3], vth=[2.0, 3.0], seed=1)
     graph = hnir.to_nir(net, dt=1.0)
@@ -526,7 +513,7 @@ def test_full_disk_export_keeps_the_old_file(good_run, tmp_path, what):
     proc = subprocess.run([*argv, str(target)], capture_output=True, text=True, timeout=180,
                           preexec_fn=_with_fsize(8192))
     assert proc.returncode == 2, proc.stderr
-    one_line(proc.stderr, str(target), "intact")
+    one_line_error(proc.stderr, str(target), "intact")
     assert target.read_text() == "the previous export\n"
     assert [p.name for p in tmp_path.iterdir()] == ["exported"]  # no temporary left
 
@@ -536,7 +523,7 @@ def test_full_disk_during_a_save_names_the_file(run_copy):
                            "--quiet"], capture_output=True, text=True, timeout=180,
                           preexec_fn=_with_fsize(16384))
     assert proc.returncode == 2, proc.stderr
-    line = one_line(proc.stderr, str(run_copy), "intact")
+    line = one_line_error(proc.stderr, str(run_copy), "intact")
     assert "checkpoint.npz" in line or "best.npz" in line
     assert load_checkpoint(run_copy)[1]["epoch"] == 1
     assert not (run_copy / ".lock").exists()
@@ -559,7 +546,7 @@ def test_eval_authors_checkpoint_estimates_memory_first(tmp_path, capsys, monkey
     ck = tmp_path / "ck.txt"
     ck.write_text("0 " * 10)
     assert cli.eval_main(["--authors-checkpoint", str(ck), "--config", str(toml)]) == 2
-    one_line(capsys.readouterr().err, "memory")
+    one_line_error(capsys.readouterr().err, "memory")
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -605,7 +592,7 @@ def test_replaced_run_directory_is_detected(tmp_path):
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 2, err
-    one_line(err, str(run), "replaced")
+    one_line_error(err, str(run), "replaced")
     assert list(run.iterdir()) == []  # nothing written into the new directory
 
 
@@ -637,7 +624,7 @@ def test_damaged_best_checkpoint_is_detected(run_copy, capsys, entry):
         pytest.importorskip("nir", reason="the nir package is not installed")
         code = cli.export_main([str(run_copy), "--nir", str(run_copy / "x.nir")])
     assert code == 2
-    one_line(capsys.readouterr().err, "best.npz")
+    one_line_error(capsys.readouterr().err, "best.npz")
 
 
 # ---------------------------------------------------------------------------------------------

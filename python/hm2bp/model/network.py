@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from .. import _core
-from . import limits
+from . import limits, network_file
 from .arrays import CudaArray, as_host_array, check_analog, check_images, check_sample_index, cuda_array
 from .description import DescribedNetwork, NetworkDescription
 from .hyper import check_lr, check_whole
@@ -106,6 +106,19 @@ class Network(DescribedNetwork):
         rows = [f"    {layer!r},  # -> {shape}" for layer, shape in zip(self.layer_specs, self.shapes[1:])]
         return (f"Network(input_shape={self.input_shape}, dtype={self.dtype!r}, backend={self.backend!r}, "
                 f"threads={self.threads}, layers=[\n" + "\n".join(rows) + "\n])")
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the network to one file (atomically): its layers, hyperparameters, dtype,
+        weights, optimizer state and, for a network of hm2bp.load, the run's config.
+        Network.load(path) (or hm2bp.load(path)) gives it back exactly."""
+        network_file.write(self, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], *, backend: str = "auto", threads: int | None = None) -> Network:
+        """A network saved by Network.save, with its exact state, on `backend` with `threads`
+        (not saved: they do not change results). hm2bp.load(path) also restores the run's
+        config stored with it. A missing, damaged or foreign file raises NetworkFileError."""
+        return network_file.load(cls, path, backend, threads)[0]
 
     @staticmethod
     def _choose_backend(backend: str) -> str:

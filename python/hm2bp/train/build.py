@@ -9,7 +9,7 @@ from typing import Any
 
 from .. import data
 from ..config import ConfigError, RunConfig
-from ..model import limits
+from ..model import limits, network_file
 from ..model.network import Network, default_threads
 from .checkpoint import find_checkpoint, load_checkpoint, restore_network
 
@@ -42,8 +42,16 @@ def load_network(run: str | Path, backend: str = "auto", threads: int | None = N
     """The trained network of a run: RUN_DIR (its checkpoint.npz, the last completed epoch) or a
     checkpoint file (e.g. RUN_DIR/best.npz), checked in full, as a Network with the run's weights
     and optimizer state, ready for forward/infer, hm2bp.nir and hm2bp.torch; its `config` is the
-    run's RunConfig (T, dataset, ... for encoding inputs as the run did). A damaged or foreign
-    file raises runstate.CheckpointError naming it."""
+    run's RunConfig (T, dataset, ... for encoding inputs as the run did). A file written by
+    Network.save loads too (its `config` is the run's when it was saved from one, else None).
+    A damaged or foreign file raises runstate.CheckpointError (NetworkFileError) naming it."""
+    if network_file.format_of(run) == network_file.FORMAT:
+        net, stored = network_file.load(Network, run, backend, threads)
+        try:
+            net.config = None if stored is None else RunConfig.from_dict(stored)
+        except ConfigError as exc:
+            raise network_file.NetworkFileError(f"{run}: its config: {exc}") from None
+        return net
     config, _, arrays = load_checkpoint(run)
     config = config.replace(threads=threads)
     net = build_network(config, backend, None)

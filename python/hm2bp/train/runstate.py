@@ -22,13 +22,11 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import io
 import json
 import os
 import signal
 import stat
 import threading
-import zipfile
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -37,7 +35,8 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from .. import safe_io
-from ..model.limits import available_bytes
+from ..model import state_file
+from ..model.state_file import MAX_META_BYTES
 
 __all__ = [
     "LOCK_FILE",
@@ -60,8 +59,6 @@ __all__ = [
 
 STATE_FILE = "checkpoint.npz"
 LOCK_FILE = ".lock"
-META_KEY = "__meta__"
-MAX_META_BYTES = 1 << 20
 _MAX_LOG_BYTES = 256 << 20  # metrics.jsonl: about 1 KiB per epoch
 
 
@@ -91,77 +88,20 @@ def remove_stale_temporaries(directory: Path) -> None:
 
 def write_state(path: Path, arrays: dict[str, np.ndarray], meta: dict[str, Any],
                 kept: str | None = None) -> None:
-    """One checkpoint file: the arrays plus meta as JSON in the uint8 array __meta__."""
-    blob = np.frombuffer(json.dumps(meta, indent=1).encode(), dtype=np.uint8)
-    atomic_write(path, lambda fh: np.savez(fh, **arrays, **{META_KEY: blob}), kept)
-
-
-def _read_npy(name: str, raw: bytes) -> np.ndarray:
-    """An .npy member, with its header checked against the bytes that are really there."""
-    fh = io.BytesIO(raw)
-    version = np.lib.format.read_magic(fh)
-    if version == (1, 0):
-        shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh)
-    elif version in ((2, 0), (3, 0)):
-        shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh)
-    else:
-        raise ValueError(f"unsupported npy version {version}")
-    if dtype.hasobject or dtype.itemsize == 0:
-        raise ValueError(f"array {name!r} has dtype {dtype}, not a plain numeric array")
-    count = int(np.prod(shape, dtype=object))
-    data = raw[fh.tell():]
-    if count * dtype.itemsize != len(data):
-        raise ValueError(f"array {name!r}: header announces {shape} {dtype} "
-                         f"({count * dtype.itemsize} bytes), the file holds {len(data)}")
-    arr = np.frombuffer(data, dtype=dtype, count=count).reshape(shape,
-                                                                order="F" if fortran else "C")
-    return arr.copy()
+    """One checkpoint file (hm2bp.model.state_file): the arrays plus meta as JSON."""
+    state_file.write(path, arrays, meta, what="run file", kept=kept)
 
 
 def read_npz(path: Path) -> dict[str, np.ndarray]:
-    """All arrays of an np.savez file, read without pickle and without trusting any size
-    field: savez stores members uncompressed, so a member's size is bounded by the file's,
-    and the file is a regular one no larger than the memory this process may use."""
-    arrays: dict[str, np.ndarray] = {}
-    with safe_io.open_regular(path, _max_checkpoint_bytes(), what="checkpoint",
-                              error=CheckpointError) as fh, zipfile.ZipFile(fh) as zf:
-        for info in zf.infolist():
-            if not info.filename.endswith(".npy"):
-                raise ValueError(f"unexpected member {info.filename!r}")
-            if info.compress_type != zipfile.ZIP_STORED or info.file_size != info.compress_size:
-                raise ValueError(f"member {info.filename!r} is not stored as np.savez stores it")
-            name = info.filename[:-4]
-            if name in arrays:
-                raise ValueError(f"array {name!r} stored twice")
-            arrays[name] = _read_npy(name, zf.read(info))
-    return arrays
-
-
-def _max_checkpoint_bytes() -> int:
-    # A checkpoint is read whole: never more than the memory left (and at most 64 GiB).
-    free = available_bytes()
-    return min(64 * safe_io.GiB, free // 2 if free else 64 * safe_io.GiB)
+    """All arrays of a checkpoint file, read as hm2bp.model.state_file reads (no pickle, no
+    size field trusted)."""
+    return state_file.read_npz(path, what="checkpoint", error=CheckpointError)
 
 
 def read_state(path: Path) -> tuple[dict[str, Any] | None, dict[str, np.ndarray]]:
     """(meta, arrays) of a checkpoint file; meta is None when it has no __meta__ (a version-1
-    checkpoint, whose metadata is the separate checkpoint.json)."""
-    try:
-        arrays = read_npz(path)
-        blob = arrays.pop(META_KEY, None)
-        if blob is None:
-            return None, arrays
-        if blob.dtype != np.uint8 or blob.ndim != 1 or blob.size > MAX_META_BYTES:
-            raise ValueError(f"{META_KEY} is not a JSON text")
-        meta = json.loads(blob.tobytes().decode())
-    except CheckpointError:
-        raise
-    except (OSError, ValueError, EOFError, KeyError, RuntimeError, zipfile.BadZipFile,
-            zipfile.LargeZipFile, NotImplementedError, OverflowError, RecursionError) as exc:
-        # zipfile and the npy parser raise many types for damaged bytes; all mean the same
-        raise CheckpointError(f"{path}: damaged or not an hm2bp checkpoint "
-                              f"({type(exc).__name__}: {safe_io.short(str(exc), 200)})") from None
-    return meta, arrays
+    checkpoint, whose metadata is the separate checkpoint.json). Damage: one CheckpointError."""
+    return state_file.read(path, what="checkpoint", error=CheckpointError)
 
 
 # ---------------------------------------------------------------------------------------------
