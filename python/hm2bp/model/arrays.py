@@ -14,6 +14,7 @@ array supports that (``numpy.from_dlpack(x, device="cpu")``), else the error say
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -157,6 +158,21 @@ def check_analog(analog: Any, n_in: int | None = None) -> np.ndarray:
     if not np.isfinite(values).all():
         raise ValueError("analog must be finite (no NaN or inf)")
     return values
+
+
+def check_out_arrays(arrays: Sequence[Any], shapes: Sequence[tuple[int, ...]]) -> list[np.ndarray]:
+    """Arrays to write one result per trainable layer into (Network.forward_backward's `out`):
+    C-contiguous, writable float32 or float64 NumPy arrays of the parameters' shapes."""
+    arrays = list(arrays)
+    if len(arrays) != len(shapes):
+        raise ValueError(f"out needs {len(shapes)} arrays (one per trainable layer), got {len(arrays)}")
+    for k, (a, shape) in enumerate(zip(arrays, shapes)):
+        if not (isinstance(a, np.ndarray) and a.dtype in (np.float32, np.float64) and a.flags.c_contiguous
+                and a.flags.writeable):
+            raise TypeError(f"out[{k}] must be a C-contiguous, writable float32 or float64 NumPy array")
+        if a.shape != tuple(shape):
+            raise ValueError(f"out[{k}] must have shape {tuple(shape)} (its weights' shape), got {a.shape}")
+    return arrays
 
 
 def check_sample_index(sample_index: Any, batch: int) -> np.ndarray:

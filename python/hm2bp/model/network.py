@@ -17,7 +17,8 @@ import numpy as np
 
 from .. import _core
 from . import limits, network_file
-from .arrays import CudaArray, as_host_array, check_analog, check_images, check_sample_index, cuda_array
+from .arrays import (CudaArray, as_host_array, check_analog, check_images, check_out_arrays, check_sample_index,
+                     cuda_array)
 from .description import DescribedNetwork, NetworkDescription
 from .hyper import check_lr, check_whole
 from .layers import Conv2d, Dense, Reservoir
@@ -343,20 +344,9 @@ class Network(DescribedNetwork):
             raise ValueError("regularize=True needs reduce='mean' (apply_gradients regularizes gradient sums)")
         result = self._run_dense(s, "gradients", self._check_labels(labels, s.shape[0]),
                                  self._check_sample_weights(sample_weights, s.shape[0]), 0.0, False,
-                                 _check_reduce(reduce), None if out is None else self._check_out(out),
+                                 _check_reduce(reduce), None if out is None else check_out_arrays(out, self._param_shapes),
                                  bool(regularize))
         return {**self._result(result), "gradients": list(result["gradients"])}
-
-    def _check_out(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
-        arrays = list(arrays)
-        if len(arrays) != self.n_param_layers:
-            raise ValueError(f"out needs {self.n_param_layers} arrays (one per trainable layer), got {len(arrays)}")
-        for k, a in enumerate(arrays):
-            if not (isinstance(a, np.ndarray) and a.dtype in (np.float32, np.float64) and a.flags.c_contiguous
-                    and a.flags.writeable):
-                raise TypeError(f"out[{k}] must be a C-contiguous, writable float32 or float64 NumPy array")
-            self._check_shape(f"out[{k}]", a, k)
-        return arrays
 
     def gradients(self, spikes: Array, labels: Array, sample_weights: Array | None = None,
                   reduce: str = "mean", *, time_first: bool = False) -> list[Array]:
