@@ -371,7 +371,7 @@ private:
 
     // Group 0's gradient sums (the batch's, after reduce_gradients) / divisor of layer l in the
     // canonical (n_out, n_in) layout, with regularize what SPEC 5 adds to them (mean_gradient)
-    // computed from the current weights and their column sums (refreshed by this run).
+    // computed from the current weights and their column sums (always current).
     template <class Out>
     void export_gradient(int l, Real divisor, bool regularize, Out* out) const
     {

@@ -6,15 +6,13 @@ the description and sets the state, so a save/load round trip is exact.
 """
 from __future__ import annotations
 
-import json
 import os
-import zipfile
 from typing import Any
 
 import numpy as np
 
-from .. import safe_io
-from . import state_file
+from . import limits, state_file
+from .hyper import check_whole
 from .layers import from_dict, to_dict
 
 __all__ = ["FORMAT", "VERSION", "NetworkFileError", "format_of", "load", "read", "write"]
@@ -30,7 +28,7 @@ class NetworkFileError(ValueError):
 def write(network: Any, path: str | os.PathLike[str]) -> None:
     """Save `network` (an hm2bp.Network) to path, atomically."""
     d = network.description
-    config = getattr(network, "config", None)
+    config = network.config
     meta = {
         "format": FORMAT, "version": VERSION,
         "network": {"input_shape": list(d.input_shape), "layers": [to_dict(layer) for layer in d.layers],
@@ -45,18 +43,10 @@ def format_of(path: str | os.PathLike[str]) -> str | None:
     """The `format` a state file's metadata names ("hm2bp-network", "hm2bp-checkpoint"), read
     from its __meta__ member alone; None for anything else (read() then says what is wrong)."""
     try:
-        with safe_io.open_regular(path, state_file.max_bytes(), what="state file") as raw, \
-                zipfile.ZipFile(raw) as zf:
-            info = zf.getinfo(state_file.META_KEY + ".npy")
-            if info.file_size > state_file.MAX_META_BYTES + 4096:
-                return None
-            with zf.open(info) as fh:
-                blob = np.lib.format.read_array(fh, allow_pickle=False)
-        meta = json.loads(blob.tobytes().decode())
-        return meta.get("format") if isinstance(meta, dict) else None
-    except (OSError, ValueError, KeyError, EOFError, RuntimeError, zipfile.BadZipFile, RecursionError,
-            safe_io.FileRefusedError):
+        meta = state_file.read_meta(path, what="state file", error=NetworkFileError)
+    except (OSError, NetworkFileError):
         return None
+    return meta.get("format") if isinstance(meta, dict) else None
 
 
 def read(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, Any] | None]:
@@ -92,8 +82,8 @@ def load(cls: Any, path: str | os.PathLike[str], backend: str, threads: int | No
     """(the network, built by cls (hm2bp.Network) with the file's exact state; the run's config
     as a dict or None). A description or state the network refuses is a NetworkFileError."""
     kwargs, state, config = read(path)
-    if threads is not None and (not isinstance(threads, int) or threads < 1):
-        raise ValueError(f"threads must be a positive integer, got {threads!r}")
+    if threads is not None:  # the caller's mistake, not the file's: checked before the file is blamed
+        check_whole("threads", threads, 1, limits.MAX_THREADS)
     try:
         network = cls(**kwargs, backend=backend, threads=threads)
         network.set_state(state)

@@ -9,10 +9,12 @@ present, object arrays are refused, and the file may be no larger than the memor
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
 import zipfile
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -20,7 +22,7 @@ import numpy as np
 from .. import safe_io
 from .limits import available_bytes
 
-__all__ = ["MAX_META_BYTES", "META_KEY", "max_bytes", "read", "read_npz", "write"]
+__all__ = ["MAX_META_BYTES", "META_KEY", "max_bytes", "read", "read_meta", "read_npz", "write"]
 
 META_KEY = "__meta__"
 MAX_META_BYTES = 1 << 20
@@ -63,34 +65,40 @@ def max_bytes() -> int:
     return min(64 * safe_io.GiB, free // 2 if free else 64 * safe_io.GiB)
 
 
+def _member(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> tuple[str, np.ndarray]:
+    """(name, array) of one member, refused unless stored as np.savez stores it."""
+    if not info.filename.endswith(".npy"):
+        raise ValueError(f"unexpected member {info.filename!r}")
+    if info.compress_type != zipfile.ZIP_STORED or info.file_size != info.compress_size:
+        raise ValueError(f"member {info.filename!r} is not stored as np.savez stores it")
+    name = info.filename[:-4]
+    return name, _read_npy(name, zf.read(info))
+
+
 def read_npz(path: Path, *, what: str, error: type[Exception]) -> dict[str, np.ndarray]:
     """All arrays of an np.savez file (see the module doc). A file that is not a regular one
     or too large raises `error`; damaged contents raise ValueError or zipfile's errors."""
     arrays: dict[str, np.ndarray] = {}
     with safe_io.open_regular(path, max_bytes(), what=what, error=error) as fh, zipfile.ZipFile(fh) as zf:
         for info in zf.infolist():
-            if not info.filename.endswith(".npy"):
-                raise ValueError(f"unexpected member {info.filename!r}")
-            if info.compress_type != zipfile.ZIP_STORED or info.file_size != info.compress_size:
-                raise ValueError(f"member {info.filename!r} is not stored as np.savez stores it")
-            name = info.filename[:-4]
+            name, array = _member(zf, info)
             if name in arrays:
                 raise ValueError(f"array {name!r} stored twice")
-            arrays[name] = _read_npy(name, zf.read(info))
+            arrays[name] = array
     return arrays
 
 
-def read(path: Path, *, what: str, error: type[Exception]) -> tuple[dict[str, Any] | None, dict[str, np.ndarray]]:
-    """(meta, arrays) of a state file; meta is None when it has no __meta__. Any damage is one
-    `error` naming the file: "PATH: damaged or not an hm2bp WHAT (...)"."""
+def _meta(blob: np.ndarray) -> Any:
+    if blob.dtype != np.uint8 or blob.ndim != 1 or blob.size > MAX_META_BYTES:
+        raise ValueError(f"{META_KEY} is not a JSON text")
+    return json.loads(blob.tobytes().decode())
+
+
+@contextlib.contextmanager
+def _damage_as(error: type[Exception], path: Path, what: str) -> Iterator[None]:
+    """Any sign of damage inside the block as one `error` naming the file."""
     try:
-        arrays = read_npz(path, what=what, error=error)
-        blob = arrays.pop(META_KEY, None)
-        if blob is None:
-            return None, arrays
-        if blob.dtype != np.uint8 or blob.ndim != 1 or blob.size > MAX_META_BYTES:
-            raise ValueError(f"{META_KEY} is not a JSON text")
-        meta = json.loads(blob.tobytes().decode())
+        yield
     except error:
         raise
     except (OSError, ValueError, EOFError, KeyError, RuntimeError, zipfile.BadZipFile,
@@ -98,4 +106,24 @@ def read(path: Path, *, what: str, error: type[Exception]) -> tuple[dict[str, An
         # zipfile and the npy parser raise many types for damaged bytes; all mean the same
         raise error(f"{path}: damaged or not an hm2bp {what} "
                     f"({type(exc).__name__}: {safe_io.short(str(exc), 200)})") from None
-    return meta, arrays
+
+
+def read_meta(path: Path, *, what: str, error: type[Exception]) -> Any:
+    """The metadata of a state file alone (only its __meta__ member is read), or None when it
+    has none: what tells its format. Problems as read() reports them."""
+    with _damage_as(error, path, what), \
+            safe_io.open_regular(path, max_bytes(), what=what, error=error) as fh, zipfile.ZipFile(fh) as zf:
+        try:
+            info = zf.getinfo(META_KEY + ".npy")
+        except KeyError:
+            return None
+        return _meta(_member(zf, info)[1])
+
+
+def read(path: Path, *, what: str, error: type[Exception]) -> tuple[dict[str, Any] | None, dict[str, np.ndarray]]:
+    """(meta, arrays) of a state file; meta is None when it has no __meta__. Any damage is one
+    `error` naming the file: "PATH: damaged or not an hm2bp WHAT (...)"."""
+    with _damage_as(error, path, what):
+        arrays = read_npz(path, what=what, error=error)
+        blob = arrays.pop(META_KEY, None)
+        return (None if blob is None else _meta(blob)), arrays
