@@ -54,7 +54,7 @@ Reduce reduce_kind(const std::string& name)
 class PyEngine {
 public:
     PyEngine(const NetSpec& spec, bool float64, const std::string& backend)
-        : spec_(spec), shapes_(layer_shapes(spec)), blocks_(param_layout(spec))
+        : spec_(spec), shapes_(layer_shapes(spec)), blocks_(param_layout(spec)), float64_(float64)
     {
         check_spec(spec);
         if (backend == "cpu") {
@@ -91,6 +91,19 @@ public:
         F64Array out(block_at(block).shape);
         engine_->get_param(param_kind(kind), block, out.mutable_data());
         return out;
+    }
+
+    // Engine::share_weights as a writable (n_in, n_out) array whose base is `owner` (this
+    // engine's Python object), so that the memory outlives no array or tensor viewing it.
+    py::array share_weights(int block, const py::object& owner)
+    {
+        const std::vector<int64_t>& shape = block_at(block).shape;
+        int64_t n_in = 1;
+        for (size_t d = 1; d < shape.size(); ++d) n_in *= shape[d];
+        void* data = engine_->share_weights(block);
+        if (!data) throw std::invalid_argument("the " + engine_->device() + " engine cannot share its weights");
+        const py::dtype dtype = float64_ ? py::dtype::of<double>() : py::dtype::of<float>();
+        return py::array(dtype, {n_in, shape[0]}, {}, data, owner);
     }
 
     int64_t step() const { return engine_->step(); }
@@ -208,6 +221,7 @@ private:
     NetSpec spec_;
     std::vector<Shape> shapes_;
     std::vector<ParamBlock> blocks_;
+    bool float64_;
     std::unique_ptr<Engine> engine_;
 
     int64_t n_in() const { return spec_.input.size(); }
@@ -235,9 +249,22 @@ private:
         if (!ok) throw std::invalid_argument("parameter array has the wrong shape");
     }
 
-    // Gradients mode's output arrays: new float64 ones, or the caller's (C-contiguous, writable,
-    // float32 or float64), written in place.
-    py::list gradient_arrays(const py::object& given, std::vector<ParamOut>& pointers) const
+    // Whether `a` (of a block's canonical shape (d0, d1, ...)) lies in share_weights' stored
+    // layout: moving axis 0 last gives a C-contiguous array (a Dense layer's W.T memory).
+    static bool in_stored_layout(const py::array& a)
+    {
+        py::ssize_t stride = a.itemsize() * a.shape(0);
+        for (py::ssize_t d = a.ndim() - 1; d >= 1; --d) {
+            if (a.shape(d) > 1 && a.strides(d) != stride) return false;
+            stride *= a.shape(d);
+        }
+        return a.shape(0) == 1 || a.strides(0) == a.itemsize();
+    }
+
+    // Gradients mode's output arrays: new float64 ones, or the caller's (writable, float32 or
+    // float64, C-contiguous or, on the CPU engine, in the weights' stored layout), written in place.
+    py::list gradient_arrays(const py::object& given, std::vector<ParamOut>& pointers,
+                             std::vector<uint8_t>& stored) const
     {
         py::list arrays;
         if (given.is_none()) {
@@ -251,19 +278,21 @@ private:
         const auto list = py::reinterpret_borrow<py::sequence>(given);
         if (list.size() != blocks_.size())
             throw std::invalid_argument("gradients_out needs one array per trainable layer");
+        const bool cpu = engine_->device() == "cpu";
         for (size_t k = 0; k < blocks_.size(); ++k) {
-            const py::object a = list[k];
-            if (py::isinstance<F32Array>(a)) {
-                auto f32 = py::reinterpret_borrow<F32Array>(a);
-                check_block_array(static_cast<int>(k), f32);
-                pointers.push_back(f32.mutable_data());
-            } else if (py::isinstance<py::array_t<double, py::array::c_style>>(a)) {
-                auto f64 = py::reinterpret_borrow<py::array_t<double, py::array::c_style>>(a);
-                check_block_array(static_cast<int>(k), f64);
-                pointers.push_back(f64.mutable_data());
-            } else {
-                throw std::invalid_argument("gradients_out arrays must be C-contiguous float32 or float64");
-            }
+            const py::object item = list[k];
+            const bool f32 = py::isinstance<py::array_t<float>>(item), f64 = py::isinstance<py::array_t<double>>(item);
+            auto a = py::reinterpret_borrow<py::array>(item);
+            if (f32 || f64) check_block_array(static_cast<int>(k), a);
+            const bool c_order = (f32 || f64) && (a.flags() & py::array::c_style);
+            const bool native = (f32 || f64) && cpu && !c_order && in_stored_layout(a);
+            if (!(c_order || native) || !a.writeable())
+                throw std::invalid_argument(
+                    "gradients_out arrays must be writable float32 or float64, C-contiguous or (CPU engine) "
+                    "in the weights' stored layout");
+            if (f32) pointers.push_back(static_cast<float*>(a.mutable_data()));
+            else pointers.push_back(static_cast<double*>(a.mutable_data()));
+            stored.push_back(native);
             arrays.append(a);
         }
         return arrays;
@@ -311,7 +340,7 @@ private:
             if (regularize && req.reduce != Reduce::Mean)
                 throw std::invalid_argument("regularize needs reduce='mean' (apply_gradients regularizes sums)");
             req.regularize = regularize;
-            gradients = gradient_arrays(gradients_out, req.gradients_out);
+            gradients = gradient_arrays(gradients_out, req.gradients_out, req.gradients_stored);
         }
         BatchResult res;
         {
@@ -478,6 +507,8 @@ PYBIND11_MODULE(_core, m)
         .def_property("step", &PyEngine::step, &PyEngine::set_step)
         .def_property_readonly("device", &PyEngine::device)
         .def("weights_finite", &PyEngine::weights_finite)
+        .def("share_weights", [](py::object self, int block) { return self.cast<PyEngine&>().share_weights(block, self); },
+             py::arg("block"))
         .def("run_dense", &PyEngine::run_dense, py::arg("spikes"), py::arg("mode"), py::arg("labels"),
              py::arg("sample_weights"), py::arg("lr"), py::arg("want_spikes"), py::arg("reduce") = "mean",
              py::arg("gradients_out") = py::none(), py::arg("regularize") = false)

@@ -128,6 +128,7 @@ public:
     {
         if (req.input.dense_on_device)
             throw std::invalid_argument("the CPU engine cannot read CUDA device memory; copy the spikes to the host");
+        refresh_shared();
         const FlushDenormals flush;
         const InputBatch& in = req.input;
         const int B = in.batch;
@@ -199,10 +200,12 @@ public:
         if (req.mode == Mode::Gradients) {
             const Real divisor = req.reduce == Reduce::Mean ? Real(B) : Real(1);
             const bool regularize = req.regularize && regularization_params(spec_.hyper).active();
-            for (int l = 0, block = 0; l < L; ++l)
-                if (params_[l])
-                    std::visit([&](auto* out) { export_gradient(l, divisor, regularize, out); },
-                               req.gradients_out.at(block++));
+            for (int l = 0, block = 0; l < L; ++l) {
+                if (!params_[l]) continue;
+                const bool stored = !req.gradients_stored.empty() && req.gradients_stored.at(block);
+                std::visit([&](auto* out) { export_gradient(l, divisor, regularize, stored, out); },
+                           req.gradients_out.at(block++));
+            }
         } else if (req.mode == Mode::Train) {
             step_from_workers(B, req.lr);
         }
@@ -211,6 +214,7 @@ public:
 
     void apply_gradients(const std::vector<const double*>& sums, int64_t count, double lr) override
     {
+        refresh_shared();
         const FlushDenormals flush;
         if (static_cast<int>(sums.size()) != n_blocks())
             throw std::invalid_argument("apply_gradients needs one gradient array per trainable layer");
@@ -230,13 +234,26 @@ public:
     std::optional<bool> weights_finite() const override
     {
         // A non-finite weight makes its column sum non-finite (NaN, or inf from an overflow that
-        // is as fatal); the sums are always current, so this reads n_out values per layer.
+        // is as fatal); the sums are current (shared weights: once recomputed), so this reads
+        // n_out values per layer.
+        if (shared_) {
+            bool finite = true;
+            for (WeightMatrix<Real>* p : params_)
+                if (p) finite = p->refresh_sums(regularization_params(spec_.hyper), threads()) && finite;
+            return finite;
+        }
         for (const WeightMatrix<Real>* p : params_) {
             if (!p) continue;
             for (const Real sum : p->row_sum)
                 if (!std::isfinite(sum)) return false;
         }
         return true;
+    }
+
+    void* share_weights(int block) override
+    {
+        shared_ = true;
+        return weights(block).wt.data();
     }
 
 private:
@@ -251,6 +268,7 @@ private:
     uint64_t thresholds_[256];
     double bsa_kernel_[kBsaTaps];
     int T_ = 0;
+    bool shared_ = false;  // share_weights handed out the weights: the caller may have written them
 
     int n_layers() const { return static_cast<int>(layers_.size()); }
     int n_blocks() const { return static_cast<int>(std::count_if(params_.begin(), params_.end(), [](auto* p) { return p; })); }
@@ -317,6 +335,18 @@ private:
         }
     }
 
+    // Shared weights may have been written since the engine last ran: their column sums anew,
+    // and a non-finite weight refused as Network.set_weights refuses it (a sum that overflowed
+    // from finite weights is no error here, as there).
+    void refresh_shared()
+    {
+        if (!shared_) return;
+        const RegParams reg = regularization_params(spec_.hyper);
+        for (int block = 0; block < n_blocks(); ++block)
+            if (!weights(block).refresh_sums(reg, threads()) && !weights(block).all_finite())
+                throw std::invalid_argument("weights[" + std::to_string(block) + "] contains NaN or infinite values");
+    }
+
     // SPEC 4 from the output layer down: adds g to the group's gradient sums, propagates pre_delta.
     // It stops above a fixed layer (SPEC_SPEECH 3.6), which needs no pre_delta.
     void backward(const SampleContext<Real>& ctx, Worker<Real>& worker, SampleGroup<Real>& group,
@@ -370,16 +400,25 @@ private:
     }
 
     // Group 0's gradient sums (the batch's, after reduce_gradients) / divisor of layer l in the
-    // canonical (n_out, n_in) layout, with regularize what SPEC 5 adds to them (mean_gradient)
-    // computed from the current weights and their column sums (always current).
+    // canonical (n_out, n_in) layout, or with `stored` in the weights' own (n_in, n_out) one (no
+    // transpose: hm2bp.torch's gradients of shared weights), with regularize what SPEC 5 adds to
+    // them (mean_gradient) computed from the current weights and their column sums (current).
     template <class Out>
-    void export_gradient(int l, Real divisor, bool regularize, Out* out) const
+    void export_gradient(int l, Real divisor, bool regularize, bool stored, Out* out) const
     {
         const WeightMatrix<Real>& w = *params_[l];
         const Real* grad = groups_[0].grads[l].grad.data();
         const size_t O = static_cast<size_t>(w.n_out);
+        auto write = [&](auto value) {
+            if (!stored) return transpose_tiled(w.n_in, w.n_out, out, value);
+            for (int i = 0; i < w.n_in; ++i) {
+                Out* row = out + i * O;
+#pragma omp simd
+                for (int o = 0; o < w.n_out; ++o) row[o] = value(i, o);
+            }
+        };
         if (!regularize) {
-            transpose_tiled(w.n_in, w.n_out, out, [=](int i, int o) { return Out(grad[i * O + o] / divisor); });
+            write([=](int i, int o) { return Out(grad[i * O + o] / divisor); });
             return;
         }
         const RegParams reg = regularization_params(spec_.hyper);
@@ -387,7 +426,7 @@ private:
         w.regularization_scales(reg, scale.data());
         const Real* wt = w.wt.data();
         const Real* s = scale.data();
-        transpose_tiled(w.n_in, w.n_out, out, [=](int i, int o) {
+        write([=](int i, int o) {
             const size_t k = i * O + o;
             return Out(mean_gradient(grad[k], divisor, wt[k], s[o], reg));
         });

@@ -3,6 +3,7 @@
 // term and the regularization read; and the per-worker gradient accumulator of the same shape.
 #pragma once
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <variant>
 #include <vector>
@@ -10,6 +11,7 @@
 #include "../hm2bp/optimizer.hpp"
 #include "../model/engine.hpp"
 #include "simd.hpp"
+#include "threading.hpp"
 
 namespace hm2bp {
 
@@ -91,6 +93,29 @@ struct WeightMatrix {
         transpose_tiled(n_in, n_out, values, [src, n](int i, int o) { return double(src[i * n + o]); });
     }
 
+    // The column sums recomputed from wt as it stands, after a caller wrote it in place (the
+    // engine's shared weights: hm2bp.torch's optimizer): one contiguous read pass, each sum added
+    // in ascending i as set_weights adds it, so the same bits. The threads split the columns
+    // (each reads its part of every row), without FlushDenormals, as set_weights runs. Returns
+    // whether every column sum is finite (a non-finite weight makes its sum NaN or inf).
+    bool refresh_sums(const RegParams& reg, int threads)
+    {
+        const int parts = std::min(threads, std::max(1, n_out / 64));
+#pragma omp parallel for num_threads(parts) schedule(static) if (parts > 1)
+        for (int k = 0; k < parts; ++k) {
+            int lo, hi;
+            split_range(n_out, parts, k, 16, lo, hi);
+            if (is_power_of_two(reg.limit)) add_column_sums<true>(lo, hi, reg);
+            else add_column_sums<false>(lo, hi, reg);
+        }
+        return std::all_of(row_sum.begin(), row_sum.end(), [](Real s) { return std::isfinite(s); });
+    }
+
+    bool all_finite() const
+    {
+        return std::all_of(wt.begin(), wt.end(), [](Real w) { return std::isfinite(w); });
+    }
+
     // SPEC 5's per-neuron regularization scale of the current weights (square_sum up to date).
     void regularization_scales(const RegParams& reg, Real* scale) const
     {
@@ -98,6 +123,26 @@ struct WeightMatrix {
     }
 
 private:
+    // Columns [lo, hi) of the column sums from wt, ascending i. Out of line: inlined into the
+    // parallel region, GCC leaves the loop scalar (as the optimizer's update_row).
+    // PowerOfTwoLimit: divide by the weight limit as a multiplication, the same bits (divide).
+    template <bool PowerOfTwoLimit>
+    [[gnu::noinline]] void add_column_sums(int lo, int hi, const RegParams& reg)
+    {
+        Real* __restrict sum = row_sum.data();
+        Real* __restrict square = square_sum.data();
+        std::fill(sum + lo, sum + hi, Real(0));
+        std::fill(square + lo, square + hi, Real(0));
+        for (int i = 0; i < n_in; ++i) {
+            const Real* __restrict row = wt.data() + static_cast<size_t>(i) * n_out;
+#pragma omp simd
+            for (int o = lo; o < hi; ++o) {
+                sum[o] += row[o];
+                square[o] += regularization_term<PowerOfTwoLimit>(row[o], reg);
+            }
+        }
+    }
+
     // wt from values in transpose_tiled's order, and the column sums, each in ascending i.
     template <class Src>
     void set_weights(const Src* src, const RegParams& reg)

@@ -68,6 +68,9 @@ struct BatchRequest {
     bool regularize = false;
     std::vector<uint8_t*> layer_spikes_out;   // optional: per layer (batch, T, n_l) 0/1, flat order
     std::vector<ParamOut> gradients_out;      // Gradients: per trainable layer, canonical layout
+    // per trainable layer: 1 when gradients_out[block] is in share_weights' stored layout instead
+    // (the CPU engine; empty: all canonical)
+    std::vector<uint8_t> gradients_stored;
 };
 
 // Parameter arrays of each trainable layer (param_layout order), in their canonical layout;
@@ -94,6 +97,13 @@ public:
     // from the column sums that its optimizer step and set_param(Weights) keep; a sum that
     // overflows counts as not finite); nullopt: not tracked, ask get_param.
     virtual std::optional<bool> weights_finite() const { return std::nullopt; }
+    // The weights of trainable block `block` in the engine's own memory, which the caller may
+    // read and write in place (hm2bp.torch's parameters): the CPU engine's stored layout, (n_in,
+    // n_out) row-major, wt[i * n_out + o] = W[o, i] (a Conv2d's i = (c * k + y) * k + x),
+    // allocated once for the engine's lifetime (set_param writes into it). From the first call on,
+    // every run and apply_gradients first recomputes the column sums from that memory and refuses
+    // a non-finite weight. Null where the weights are not in host memory (the CUDA engine).
+    virtual void* share_weights(int block) { return nullptr; }
 };
 
 std::unique_ptr<Engine> make_cpu_engine(const NetSpec& spec, bool float64);

@@ -91,9 +91,14 @@ class Engine:
     def get_param(self, kind: _Param, block: int, /) -> npt.NDArray[np.float64]: ...
     # whether every weight is finite; None where the engine does not track it (CUDA)
     def weights_finite(self) -> bool | None: ...
+    # The engine's own weight memory of trainable block `block` (CPU engine), writable, in its
+    # stored layout (n_in, n_out) = W.T (a Conv2d's rows: (in_channel, y, x)), kept alive by the
+    # array; from then on every run recomputes the column sums from it and refuses a non-finite weight
+    def share_weights(self, block: int) -> npt.NDArray[np.float32] | npt.NDArray[np.float64]: ...
     # spikes: uint8 0/1 (batch, T, n_in); labels: int64 (batch,) when learning; sample_weights:
-    # float64 (batch,) or None. "gradients" mode: gradients_out, C-contiguous float32 or float64
-    # arrays of the parameter shapes written in place (else new float64 ones); regularize (with
+    # float64 (batch,) or None. "gradients" mode: gradients_out, float32 or float64 arrays of the
+    # parameter shapes, C-contiguous or (CPU engine) in share_weights' stored layout, written in
+    # place (else new float64 ones); regularize (with
     # reduce "mean"): plus SPEC 5's regularization gradient of the current weights
     def run_dense(
         self,

@@ -160,16 +160,19 @@ def check_analog(analog: Any, n_in: int | None = None) -> np.ndarray:
     return values
 
 
-def check_out_arrays(arrays: Sequence[Any], shapes: Sequence[tuple[int, ...]]) -> list[np.ndarray]:
+def check_out_arrays(arrays: Sequence[Any], shapes: Sequence[tuple[int, ...]], stored: bool = False) -> list[np.ndarray]:
     """Arrays to write one result per trainable layer into (Network.forward_backward's `out`):
-    C-contiguous, writable float32 or float64 NumPy arrays of the parameters' shapes."""
+    writable float32 or float64 NumPy arrays of the parameters' shapes, C-contiguous or, with
+    `stored` (the CPU engine), in the layout it stores weights in, axis 0 innermost
+    (``np.moveaxis(a, 0, -1)`` C-contiguous: a Dense layer's ``W.T`` memory), written without a transpose."""
     arrays = list(arrays)
     if len(arrays) != len(shapes):
         raise ValueError(f"out needs {len(shapes)} arrays (one per trainable layer), got {len(arrays)}")
     for k, (a, shape) in enumerate(zip(arrays, shapes)):
-        if not (isinstance(a, np.ndarray) and a.dtype in (np.float32, np.float64) and a.flags.c_contiguous
-                and a.flags.writeable):
-            raise TypeError(f"out[{k}] must be a C-contiguous, writable float32 or float64 NumPy array")
+        if not (isinstance(a, np.ndarray) and a.dtype in (np.float32, np.float64) and a.flags.writeable
+                and (a.flags.c_contiguous or stored and np.moveaxis(a, 0, -1).flags.c_contiguous)):
+            layout = "C-contiguous or in the engine's stored layout" if stored else "C-contiguous"
+            raise TypeError(f"out[{k}] must be a writable float32 or float64 NumPy array, {layout}")
         if a.shape != tuple(shape):
             raise ValueError(f"out[{k}] must have shape {tuple(shape)} (its weights' shape), got {a.shape}")
     return arrays

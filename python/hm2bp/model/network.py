@@ -335,8 +335,9 @@ class Network(DescribedNetwork):
         the batch SUM of the per-sample SPEC-4 gradients (reduce="sum"; add them across
         processes, then apply_gradients) or their mean (reduce="mean"). regularize (with
         reduce="mean"): plus SPEC 5's regularization gradient of the current weights, what
-        train_step's optimizer would be fed. out: arrays to write the gradients into (C-contiguous,
-        writable, float32 or float64; returned as `gradients`), else new float64 arrays.
+        train_step's optimizer would be fed. out: arrays to write the gradients into (writable
+        float32 or float64, C-contiguous or on the CPU backend also in the engine's stored layout,
+        axis 0 innermost, as hm2bp.torch's gradients; returned as `gradients`), else new float64 ones.
         time_first: spikes (T, B, n_in)."""
         s = self._check_spikes(spikes, time_first)
         self._check_learning_T(s.shape[1])
@@ -344,7 +345,8 @@ class Network(DescribedNetwork):
             raise ValueError("regularize=True needs reduce='mean' (apply_gradients regularizes gradient sums)")
         result = self._run_dense(s, "gradients", self._check_labels(labels, s.shape[0]),
                                  self._check_sample_weights(sample_weights, s.shape[0]), 0.0, False,
-                                 _check_reduce(reduce), None if out is None else check_out_arrays(out, self._param_shapes),
+                                 _check_reduce(reduce),
+                                 None if out is None else check_out_arrays(out, self._param_shapes, self.backend == "cpu"),
                                  bool(regularize))
         return {**self._result(result), "gradients": list(result["gradients"])}
 
