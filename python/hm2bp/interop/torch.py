@@ -12,11 +12,16 @@ that torch optimizers, schedulers, gradient clipping and DistributedDataParallel
     counts = model(spikes)                      # output spike counts (B, n_out)
     loss = ddp_model(spikes, labels)            # the loss through DistributedDataParallel
 
-The engine computes everything (forward, S-PSPs, gradients) on the current parameter values,
-which are copied into it before each call; the optimizer step is torch's. The gradients are
-HM2-BP's, not the derivative of the returned cost (spikes have none). Arguments go through
-hm2bp.model.arrays: CUDA spike tensors are read in place by the CUDA backend, the rest is copied to
-the host. Needs torch (``pip install "hm2bp[torch]"``); ``import hm2bp`` does not import this module.
+The engine computes everything (forward, S-PSPs, gradients) on the current parameter values;
+the optimizer step is torch's. On the CPU backend the parameters are the engine's own weight
+memory (share_weights, the default): torch's optimizer updates the weights the engine runs,
+nothing is copied in, and the engine writes the gradients in that memory's layout. Otherwise
+(the CUDA backend, share_weights=False, or a parameter that no longer lies in the engine's memory,
+e.g. after ``.double()`` or an assignment to ``.data``) the parameters are copied into the engine
+before each call. The gradients are HM2-BP's, not the derivative of the returned cost (spikes have
+none). Arguments go through hm2bp.model.arrays: CUDA spike tensors are read in place by the CUDA
+backend, the rest is copied to the host. Needs torch (``pip install "hm2bp[torch]"``); ``import
+hm2bp`` does not import this module.
 """
 from __future__ import annotations
 
@@ -37,29 +42,62 @@ class SpikingNetwork(torch.nn.Module):
     """An hm2bp.Network as a torch module: `weights` holds one Parameter per trainable layer
     (Dense (n_out, n_in), Conv2d (out, in, k, k)) in the network's dtype (float32 or float64).
     forward(spikes (B, T, n_in), 0/1) -> output spike counts (B, n_out) on the spikes' device;
-    forward(spikes, labels) -> the loss of hm2bp_loss."""
+    forward(spikes, labels) -> the loss of hm2bp_loss.
 
-    def __init__(self, network: Network) -> None:
+    share_weights (default: on the CPU backend): the Parameters are views of the engine's weight
+    memory, which the engine stores transposed, so they are not contiguous (a Dense one has
+    strides (1, n_out)): use ``.reshape(-1)``, not ``.view(-1)`` (nor
+    ``torch.nn.utils.parameters_to_vector``, which calls it). Writing them (torch's optimizer,
+    ``load_state_dict``, ``with torch.no_grad(): p[...] = ...``) writes the network's weights, and
+    the network's own changes (``set_weights``, ``set_state``, ``train_step``) show in them; the
+    engine recomputes its column sums from that memory, and refuses a non-finite weight, before each
+    run. A Parameter moved elsewhere (``.double()``, ``.to(...)``, ``p.data = ...``) is copied into
+    the engine before each call instead. share_weights=False: contiguous copies, copied in before
+    each call (the CUDA backend's way)."""
+
+    def __init__(self, network: Network, share_weights: bool | None = None) -> None:
         super().__init__()
         if not isinstance(network, Network):
             raise TypeError(f"SpikingNetwork wraps an hm2bp.Network, got {type(network).__name__}")
+        if share_weights and network.backend != "cpu":
+            raise ValueError(f"share_weights=True needs the CPU backend (this network's is {network.backend!r}); "
+                             "leave it unset to copy the weights")
         self.network = network
-        self.weights = torch.nn.ParameterList(
-            [torch.nn.Parameter(torch.as_tensor(w, dtype=self._dtype)) for w in network.get_weights()])
+        if share_weights is None:
+            share_weights = network.backend == "cpu"
+        if share_weights:
+            params = [_view(network._engine.share_weights(k), shape) for k, shape in enumerate(network._param_shapes)]
+        else:
+            params = [torch.as_tensor(w, dtype=self._dtype) for w in network.get_weights()]
+        self.weights = torch.nn.ParameterList([torch.nn.Parameter(p) for p in params])
+        # where each shared Parameter lies in the engine's memory, to tell whether it still does
+        self._shared = [(p.data_ptr(), p.stride()) for p in self.weights] if share_weights else None
 
     def sync(self) -> None:
-        """Copy the parameters into the engine (done before every engine call). Host tensors of
-        the network's dtype go in as they are, checked finite by the engine as it takes them
-        (the step's hot path); anything else (another dtype, GPU memory) through
-        Network.set_weights' conversions."""
+        """Copy the parameters into the engine where they are not its own memory (done before
+        every engine call). Host tensors of the network's dtype go in as they are, checked finite
+        by the engine as it takes them (the step's hot path); anything else (another dtype, GPU
+        memory) through Network.set_weights' conversions."""
         self._sync(self.weights)
 
-    def _sync(self, params: Sequence[torch.Tensor]) -> None:
+    def _shares(self, params: Sequence[torch.Tensor]) -> list[bool]:
+        """Per parameter: whether it is (still) the engine's own weight memory."""
+        if self._shared is None:
+            return [False] * len(params)
+        return [p.device.type == "cpu" and p.dtype == self._dtype and (p.data_ptr(), p.stride()) == where
+                for p, where in zip(params, self._shared)]
+
+    def _sync(self, params: Sequence[torch.Tensor], shared: Sequence[bool] | None = None) -> None:
         params = [p.detach() for p in params]
-        if not all(p.dtype == self._dtype and p.device.type == "cpu" and p.is_contiguous() for p in params):
+        shared = self._shares(params) if shared is None else shared
+        if all(shared):
+            return  # the engine reads them in place (and checks them before it runs)
+        if any(shared):  # copy the others; set_weights must not read memory it writes
+            self.network.set_weights([p.clone() if s else p for p, s in zip(params, shared)])
+        elif not all(p.dtype == self._dtype and p.device.type == "cpu" and p.is_contiguous() for p in params):
             self.network.set_weights(params)
-            return
-        self.network._set_host_weights([p.numpy() for p in params])
+        else:
+            self.network._set_host_weights([p.numpy() for p in params])
 
     @property
     def _dtype(self) -> torch.dtype:
@@ -84,11 +122,14 @@ class _HM2BPLoss(torch.autograd.Function):
     def forward(ctx: Any, model: SpikingNetwork, spikes: Any, labels: Any, sample_weights: Any,
                 regularize: bool, *params: torch.Tensor) -> torch.Tensor:
         net = model.network
-        model._sync(params)
+        shared = model._shares(params)
+        model._sync(params, shared)
         # The engine writes the gradients, in its own dtype, straight into new tensors (which
-        # autograd then adopts as .grad without a copy), with the SPEC-5 regularization of the
-        # weights it just ran added as hm2bp's own step adds it (mean_gradient).
-        grads = [torch.empty(p.shape, dtype=model._dtype) for p in params]
+        # autograd then adopts as .grad without a copy: same strides as their parameters, so a
+        # shared parameter's in the engine's stored layout, written without a transpose), with
+        # the SPEC-5 regularization of the weights it just ran added as hm2bp's own step adds it.
+        grads = [torch.empty_strided(p.shape, p.stride(), dtype=model._dtype) if s
+                 else torch.empty(p.shape, dtype=model._dtype) for p, s in zip(params, shared)]
         out = net.forward_backward(_host_view(spikes), _host_view(labels), sample_weights, reduce="mean",
                                    regularize=regularize, out=[g.numpy() for g in grads])
         ctx.grads = [g.to(device=p.device, dtype=p.dtype) for g, p in zip(grads, params)]
@@ -101,6 +142,12 @@ class _HM2BPLoss(torch.autograd.Function):
         if grad_output.device.type != "cpu" or float(grad_output) != 1.0:  # loss.backward(): 1, as is
             grads = [grad_output * g for g in grads]
         return (None, None, None, None, None, *grads)
+
+
+def _view(stored: Any, shape: tuple[int, ...]) -> torch.Tensor:
+    """The engine's (n_in, n_out) weight memory as a tensor of the canonical `shape` (n_out, ...),
+    no copy: Dense (n_out, n_in) strides (1, n_out), Conv2d (out, in, k, k)."""
+    return torch.from_numpy(stored).t().view(shape)
 
 
 def _host_view(value: Any) -> Any:
