@@ -1,10 +1,14 @@
 """`python -m bench bridge`: what a training step costs through the PyTorch bridge
-(hm2bp.torch: parameters copied into the engine, HM2-BP's gradients into .grad, torch's Adam)
-against hm2bp's own Network.train_step (the same forward, backward and Adam, all in the engine).
+(hm2bp.torch: HM2-BP's gradients into .grad, torch's Adam) against hm2bp's own
+Network.train_step (the same forward, backward and Adam, all in the engine), with the bridge's
+parameters shared with the engine (its default on the CPU: (n_out, n_in) views of the engine's
+transposed memory), shared in the engine's own orientation (layout="stored": contiguous (n_in,
+n_out)), and as copies (share_weights=False: copied into the engine every step, gradients
+transposed out).
 
 Both train the same 784-800-10 network (float32, T = 200, the paper's regularization) on the
 same batches of the bundled mnist-mini digits from the same initial weights. The rounds are
-interleaved (native, bridge with torch's default Adam, bridge with Adam(fused=True), then again),
+interleaved (native, then each bridge variant, then again),
 so that the ratios compare one state of a shared machine; the median round is reported, as wall
 time and as the process's CPU time (all its threads): on a machine shared with other jobs the CPU
 time with --threads 1 is the steadier measure of the work each step does.
@@ -57,8 +61,8 @@ def main(args: argparse.Namespace) -> int:
             net.train_step(spikes[b], labels[b], lr=1e-3)
         return time.perf_counter() - t0, time.process_time() - c0
 
-    def bridge(**adam: Any) -> tuple[float, float]:
-        model = ht.SpikingNetwork(network())
+    def bridge(share: bool, layout: str = "canonical", **adam: Any) -> tuple[float, float]:
+        model = ht.SpikingNetwork(network(), share_weights=share, layout=layout)
         opt = torch.optim.Adam(model.parameters(), lr=1e-3, **adam)
         t0, c0 = time.perf_counter(), time.process_time()
         for b in batches:
@@ -67,10 +71,13 @@ def main(args: argparse.Namespace) -> int:
             opt.step()
         return time.perf_counter() - t0, time.process_time() - c0
 
-    rows = {"native train_step": native, "bridge, Adam()": bridge,
-            "bridge, Adam(fused=True)": lambda: bridge(fused=True)}
+    rows = {"native train_step": native, "bridge, Adam()": lambda: bridge(True),
+            "bridge, Adam(fused=True)": lambda: bridge(True, fused=True),
+            "stored, Adam(fused=True)": lambda: bridge(True, "stored", fused=True),
+            "copies, Adam()": lambda: bridge(False),
+            "copies, Adam(fused=True)": lambda: bridge(False, fused=True)}
     native()  # warm-up: allocations, page faults, torch's lazy imports
-    bridge(fused=True)
+    bridge(True, fused=True)
     wall: dict[str, list[float]] = {name: [] for name in rows}
     cpu: dict[str, list[float]] = {name: [] for name in rows}
     for _ in range(args.rounds):

@@ -41,21 +41,26 @@ def _train(model: ht.SpikingNetwork, spikes: np.ndarray, labels: np.ndarray, ste
 @pytest.mark.parametrize("case", [_fc, _cnn], ids=["fc", "cnn"])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("fused", [False, True], ids=["adam", "fused"])
-def test_shared_weights_train_bit_for_bit_as_copies(case, dtype, fused):
+@pytest.mark.parametrize("layout", ["canonical", "stored"])
+def test_shared_weights_train_bit_for_bit_as_copies(case, dtype, fused, layout):
     config, spikes, labels = case()
-    shared = ht.SpikingNetwork(hm2bp.Network(**config, dtype=dtype))
+    shared = ht.SpikingNetwork(hm2bp.Network(**config, dtype=dtype), layout=layout)
     copied = ht.SpikingNetwork(hm2bp.Network(**config, dtype=dtype), share_weights=False)
-    assert not shared.weights[0].is_contiguous() and copied.weights[0].is_contiguous()
+    assert shared.weights[0].is_contiguous() == (layout == "stored") and copied.weights[0].is_contiguous()
     start = shared.network.get_weights()
     grads_shared = _train(shared, spikes, labels, 4, fused=fused)
     grads_copied = _train(copied, spikes, labels, 4, fused=fused)
     assert min(float(np.abs(w - s).max()) for w, s in zip(shared.network.get_weights(), start)) > 1e-3
-    for a, b, ga, gb in zip(shared.weights, copied.weights, grads_shared, grads_copied, strict=True):
-        assert a.shape == b.shape and np.array_equal(a.detach().numpy(), b.detach().numpy())
+    canonical = [np.moveaxis(p.detach().numpy(), -1, 0) if layout == "stored" else p.detach().numpy()
+                 for p in shared.weights]
+    if layout == "stored":
+        grads_shared = [np.moveaxis(g, -1, 0) for g in grads_shared]
+    for a, b, ga, gb in zip(canonical, copied.weights, grads_shared, grads_copied, strict=True):
+        assert a.shape == b.shape and np.array_equal(a, b.detach().numpy())
         assert np.array_equal(ga, gb)
     # the engine ran the shared parameters themselves
-    for w, p in zip(shared.network.get_weights(), shared.weights):
-        assert np.array_equal(w, p.detach().numpy().astype(np.float64))
+    for w, p in zip(shared.network.get_weights(), canonical):
+        assert np.array_equal(w, p.astype(np.float64))
 
 
 def _same_memory(model: ht.SpikingNetwork, where: list) -> bool:
@@ -106,12 +111,15 @@ def test_hm2bps_own_step_after_torchs_sees_the_weights_torch_wrote():
         np.testing.assert_array_equal(a, b)
 
 
-@pytest.mark.parametrize("move", ["double", "data", "one"])
+@pytest.mark.parametrize("move", ["double", "data", "one", "stored double"])
 def test_a_parameter_that_left_the_engines_memory_is_copied_in(move):
     """After .double() or an assignment to .data the engine's memory is stale: the parameters are
     copied in, as share_weights=False does, never read from there."""
     config, spikes, labels = _fc()
-    models = [ht.SpikingNetwork(hm2bp.Network(**config, dtype="float32"), share_weights=s) for s in (True, False)]
+    layout = "stored" if move.startswith("stored") else "canonical"
+    models = [ht.SpikingNetwork(hm2bp.Network(**config, dtype="float32"), share_weights=True, layout=layout),
+              ht.SpikingNetwork(hm2bp.Network(**config, dtype="float32"), share_weights=False)]
+    move = move.split()[-1]
     for model in models:
         if move == "double":
             model.double()
@@ -120,7 +128,8 @@ def test_a_parameter_that_left_the_engines_memory_is_copied_in(move):
     _train(models[0], spikes, labels, 3)
     _train(models[1], spikes, labels, 3)
     for a, b in zip(*(m.weights for m in models), strict=True):
-        assert np.array_equal(a.detach().numpy(), b.detach().numpy())
+        a = a.detach().numpy()
+        assert np.array_equal(np.moveaxis(a, -1, 0) if layout == "stored" else a, b.detach().numpy())
     assert np.array_equal(models[0](torch.from_numpy(spikes)).numpy(), models[1](torch.from_numpy(spikes)).numpy())
 
 
@@ -136,3 +145,11 @@ def test_forward_backward_writes_gradients_in_the_stored_layout(case):
         np.testing.assert_array_equal(o, w.astype(np.float32))
     with pytest.raises(TypeError, match=r"out\[0\] must be a writable float32 or float64 NumPy array"):
         net.forward_backward(spikes, labels, out=[np.empty(want[0].shape[::-1], np.float32).T[::-1], *out[1:]])
+
+
+def test_refusals():
+    net = hm2bp.Network([4, 3], vth=[1.0])
+    with pytest.raises(ValueError, match="layout must be 'canonical' or 'stored', got 'rows'"):
+        ht.SpikingNetwork(net, layout="rows")
+    with pytest.raises(ValueError, match="layout='stored' is the engine's own weight memory"):
+        ht.SpikingNetwork(net, share_weights=False, layout="stored")

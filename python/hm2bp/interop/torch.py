@@ -53,25 +53,46 @@ class SpikingNetwork(torch.nn.Module):
     engine recomputes its column sums from that memory, and refuses a non-finite weight, before each
     run. A Parameter moved elsewhere (``.double()``, ``.to(...)``, ``p.data = ...``) is copied into
     the engine before each call instead. share_weights=False: contiguous copies, copied in before
-    each call (the CUDA backend's way)."""
+    each call (the CUDA backend's way).
 
-    def __init__(self, network: Network, share_weights: bool | None = None) -> None:
+    layout="stored" (shared weights): the Parameters are that memory in its own orientation, the
+    output axis last, Dense (n_in, n_out) = W.T, Conv2d (in, k, k, out), and contiguous, which
+    ``torch.optim.Adam(fused=True)`` needs to run at full speed (for any other layout its CPU kernel
+    first copies each gradient contiguous, a strided pass over all weights each step)."""
+
+    def __init__(self, network: Network, share_weights: bool | None = None, layout: str = "canonical") -> None:
         super().__init__()
         if not isinstance(network, Network):
             raise TypeError(f"SpikingNetwork wraps an hm2bp.Network, got {type(network).__name__}")
-        if share_weights and network.backend != "cpu":
-            raise ValueError(f"share_weights=True needs the CPU backend (this network's is {network.backend!r}); "
-                             "leave it unset to copy the weights")
-        self.network = network
+        if layout not in ("canonical", "stored"):
+            raise ValueError(f"layout must be 'canonical' or 'stored', got {layout!r}")
+        self._stored = layout == "stored"
         if share_weights is None:
-            share_weights = network.backend == "cpu"
+            share_weights = network.backend == "cpu" or self._stored
+        if (share_weights or self._stored) and network.backend != "cpu":
+            raise ValueError(f"shared weights (share_weights=True, layout='stored') need the CPU backend (this "
+                             f"network's is {network.backend!r})")
+        if self._stored and not share_weights:
+            raise ValueError("layout='stored' is the engine's own weight memory: it needs share_weights")
+        self.network = network
         if share_weights:
-            params = [_view(network._engine.share_weights(k), shape) for k, shape in enumerate(network._param_shapes)]
+            params = [self._view(network._engine.share_weights(k), shape)
+                      for k, shape in enumerate(network._param_shapes)]
         else:
             params = [torch.as_tensor(w, dtype=self._dtype) for w in network.get_weights()]
         self.weights = torch.nn.ParameterList([torch.nn.Parameter(p) for p in params])
         # where each shared Parameter lies in the engine's memory, to tell whether it still does
         self._shared = [(p.data_ptr(), p.stride()) for p in self.weights] if share_weights else None
+
+    def _view(self, stored: Any, shape: tuple[int, ...]) -> torch.Tensor:
+        """The engine's (n_in, n_out) weight memory as a Parameter's tensor, no copy: of the
+        canonical `shape` (out, ...), strides (1, out, ...), or with layout="stored" (..., out)."""
+        t = torch.from_numpy(stored)
+        return t.view(*shape[1:], shape[0]) if self._stored else t.t().view(shape)
+
+    def _canonical(self, t: torch.Tensor) -> torch.Tensor:
+        """A tensor of a Parameter's shape in the canonical (out, ...) shape (a view)."""
+        return t.movedim(-1, 0) if self._stored else t
 
     def sync(self) -> None:
         """Copy the parameters into the engine where they are not its own memory (done before
@@ -88,8 +109,8 @@ class SpikingNetwork(torch.nn.Module):
                 for p, where in zip(params, self._shared)]
 
     def _sync(self, params: Sequence[torch.Tensor], shared: Sequence[bool] | None = None) -> None:
-        params = [p.detach() for p in params]
         shared = self._shares(params) if shared is None else shared
+        params = [self._canonical(p.detach()) for p in params]
         if all(shared):
             return  # the engine reads them in place (and checks them before it runs)
         if any(shared):  # copy the others; set_weights must not read memory it writes
@@ -131,7 +152,7 @@ class _HM2BPLoss(torch.autograd.Function):
         grads = [torch.empty_strided(p.shape, p.stride(), dtype=model._dtype) if s
                  else torch.empty(p.shape, dtype=model._dtype) for p, s in zip(params, shared)]
         out = net.forward_backward(_host_view(spikes), _host_view(labels), sample_weights, reduce="mean",
-                                   regularize=regularize, out=[g.numpy() for g in grads])
+                                   regularize=regularize, out=[model._canonical(g).numpy() for g in grads])
         ctx.grads = [g.to(device=p.device, dtype=p.dtype) for g, p in zip(grads, params)]
         return torch.tensor(out["loss"], dtype=params[0].dtype, device=params[0].device)
 
@@ -142,12 +163,6 @@ class _HM2BPLoss(torch.autograd.Function):
         if grad_output.device.type != "cpu" or float(grad_output) != 1.0:  # loss.backward(): 1, as is
             grads = [grad_output * g for g in grads]
         return (None, None, None, None, None, *grads)
-
-
-def _view(stored: Any, shape: tuple[int, ...]) -> torch.Tensor:
-    """The engine's (n_in, n_out) weight memory as a tensor of the canonical `shape` (n_out, ...),
-    no copy: Dense (n_out, n_in) strides (1, n_out), Conv2d (out, in, k, k)."""
-    return torch.from_numpy(stored).t().view(shape)
 
 
 def _host_view(value: Any) -> Any:
