@@ -289,8 +289,10 @@ def test_gradient_arrays_are_checked() -> None:
     net, spikes, labels, _ = _regularized_case("float32", False)
     shapes = [w.shape for w in net.get_weights()]
     bad = [([np.empty(shapes[0], np.float32)], r"out needs 2 arrays"),
-           ([np.empty(shapes[0], np.float32), np.empty(shapes[1], np.int32)], r"out\[1\] must be a C-contiguous"),
-           ([np.empty(shapes[0], np.float32), np.empty(shapes[1][::-1], np.float32).T], r"out\[1\] must be a C-contig"),
+           ([np.empty(shapes[0], np.float32), np.empty(shapes[1], np.int32)], r"out\[1\] must be a writable float32"),
+           # neither C-contiguous nor the engine's stored layout (a transpose, which out= also takes)
+           ([np.empty(shapes[0], np.float32), np.empty((2 * shapes[1][0], shapes[1][1]), np.float32)[::2]],
+            r"out\[1\] must be a writable float32 or float64 NumPy array, C-contiguous or in the engine's stored"),
            ([np.empty(shapes[0], np.float32), np.empty((3, 3), np.float32)], r"out\[1\] must have shape")]
     for out, message in bad:
         with pytest.raises((ValueError, TypeError), match=message):
