@@ -93,8 +93,8 @@ public:
 
     // SPEC_CNN 3.3 given post.delta: adds g to `grad`, writes the pre-deltas of the layer below
     // (null when the input is the data layer: conv1 hands nothing down). One output position at
-    // a time: the traces of its out_channels neurons side by side, so that every input spike of
-    // its receptive field adds one vector of channels to that connection's S-PSPs. The output
+    // a time (part_backward, position_backward): every input spike of its receptive field adds
+    // one vector of traces of its firing channels to that connection's S-PSPs. The output
     // rows are split into min(D, kBackwardParts) ranges with sums of their own, added up in part
     // order afterwards, whatever the thread count (the threads take parts): the same sums, bit
     // for bit, on any number of threads.
@@ -128,8 +128,7 @@ public:
             }
             int x_lo, x_hi;
             split_range(D, parts, part, 1, x_lo, x_hi);
-            for (int x = x_lo; x < x_hi; ++x)
-                for (int y = 0; y < geo.E; ++y) position_backward(ctx, post_pop, pre, x, y, b, g, pd);
+            part_backward(ctx, post_pop, pre, x_lo, x_hi, b, g, pd);
         });
         for (int part = 0; parts > 1 && part < parts; ++part) {
             const BackwardPart<Real>& b = s.parts[part];
@@ -140,35 +139,106 @@ public:
     }
 
 private:
-    // The backward pass of the out_channels neurons at output position (x, y): adds their
-    // gradient terms to g (rows r, columns k) and their pre-delta terms to pd (null: none).
-    void position_backward(const SampleContext<Real>& ctx, Population<Real>& post_pop, const SpikeTrain& pre, int x,
-                           int y, BackwardPart<Real>& b, Real* g, Real* pd) const
+    // The positions of output rows [x_lo, x_hi), in order. The traces of their firing neurons
+    // are built kTraceBlock lanes at a time: the firing channels of consecutive positions side
+    // by side (a position's own lanes contiguous, never split between blocks unless it alone
+    // has more), so a trace scan serves several positions and a position's S-PSP sums read
+    // one vector of lanes instead of all its channels.
+    void part_backward(const SampleContext<Real>& ctx, Population<Real>& post_pop, const SpikeTrain& pre, int x_lo,
+                       int x_hi, BackwardPart<Real>& b, Real* g, Real* pd) const
     {
         const SpikeTrain& post = post_pop.out;
         const int O = geo.O, D = geo.D, E = geo.E, T = ctx.T;
+        b.trace_scratch.ensure(T);
+        b.pending_x.clear();
+        b.pending_y.clear();
+        b.pending_lane0.clear();
+        b.lane_ids.clear();
+        auto flush = [&] {
+            const int used = static_cast<int>(b.lane_ids.size());
+            const size_t stride = std::max(kTraceBlock, (used + kTraceBlock - 1) / kTraceBlock * kTraceBlock);
+            b.traces.resize(static_cast<size_t>(T) * stride);  // lanes from `used` on: stale, never read
+            for (int j0 = 0; j0 < used; j0 += kTraceBlock)
+                spsp_traces(ctx, post, b.lane_ids.data() + j0, std::min(kTraceBlock, used - j0), b.trace_scratch,
+                            b.traces.data() + j0, stride);
+            for (size_t k = 0; k < b.pending_x.size(); ++k)
+                position_backward(post_pop, pre, b.pending_x[k], b.pending_y[k], b.pending_lane0[k], stride, b, g, pd);
+            b.pending_x.clear();
+            b.pending_y.clear();
+            b.pending_lane0.clear();
+            b.lane_ids.clear();
+        };
+        for (int x = x_lo; x < x_hi; ++x)
+            for (int y = 0; y < E; ++y) {
+                bool any = false;
+                int n_fired = 0;
+                for (int k = 0; k < O; ++k) {
+                    const int o = (k * D + x) * E + y;
+                    any = any || post_pop.dv[o] != Real(0);
+                    n_fired += post_pop.n_post[o] > 0;
+                }
+                if (!any) continue;  // every term of this position is zero, exactly
+                if (static_cast<int>(b.lane_ids.size()) + n_fired > kTraceBlock && !b.lane_ids.empty()) flush();
+                b.pending_x.push_back(x);
+                b.pending_y.push_back(y);
+                b.pending_lane0.push_back(static_cast<int>(b.lane_ids.size()));
+                for (int k = 0; k < O; ++k) {
+                    const int o = (k * D + x) * E + y;
+                    if (post_pop.n_post[o] > 0) b.lane_ids.push_back(o);
+                }
+                if (static_cast<int>(b.lane_ids.size()) >= kTraceBlock) flush();
+            }
+        if (!b.pending_x.empty()) flush();
+    }
+
+    // The backward pass of the out_channels neurons at output position (x, y): adds their
+    // gradient terms to g (rows r, columns k) and their pre-delta terms to pd (null: none). Its
+    // firing channels' traces are b.traces' lanes lane0, lane0 + 1, ... in ascending channel.
+    void position_backward(Population<Real>& post_pop, const SpikeTrain& pre, int x, int y, int lane0, size_t trace_stride, BackwardPart<Real>& b, Real* g, Real* pd) const
+    {
+        constexpr int lanes = Simd<Real>::lanes;
+        const int O = geo.O, D = geo.D, E = geo.E;
         const int stride = (O + kTraceBlock - 1) / kTraceBlock * kTraceBlock;  // channels, padded
         for (auto* v : {&b.dv, &b.A, &b.weighted, &b.weight_sum}) v->resize(O);
         b.n_o.resize(O);
         b.ids.resize(O);
+        b.lane.resize(O);
         Real *dv = b.dv.data(), *A = b.A.data(), *weighted = b.weighted.data(), *weight_sum = b.weight_sum.data();
-        int *n_o = b.n_o.data(), *ids = b.ids.data();
-        bool any = false, fired = false;
+        int *n_o = b.n_o.data(), *ids = b.ids.data(), *lane = b.lane.data();
+        int n_fired = 0;
         for (int k = 0; k < O; ++k) {
             ids[k] = (k * D + x) * E + y;
             n_o[k] = post_pop.n_post[ids[k]];
             dv[k] = post_pop.dv[ids[k]];
-            any = any || dv[k] != Real(0);
-            fired = fired || n_o[k] > 0;
+            lane[k] = n_o[k] > 0 ? lane0 + n_fired++ : -1;
         }
-        if (!any) return;  // every term of this position is zero, exactly
-        b.traces.resize(static_cast<size_t>(T) * stride);  // padding lanes are never written: stay 0
-        b.trace_scratch.ensure(T);
-        b.e.resize(static_cast<size_t>(geo.C) * geo.K * geo.K * stride);
-        if (fired) {  // else every e is the 0.1 rule's or 0: no trace needed (rows t >= 1 rewritten)
-            for (int k0 = 0; k0 < O; k0 += kTraceBlock)
-                spsp_traces(ctx, post, ids + k0, std::min(kTraceBlock, O - k0), b.trace_scratch, b.traces.data() + k0,
-                            stride);
+        const size_t n_rows = static_cast<size_t>(geo.C) * geo.K * geo.K;
+        b.e.resize(n_rows * stride);
+        // The fast-form sums of the firing channels over every active connection, on the
+        // vectors of lanes that hold them (the silent channels' sums are 0: their traces are).
+        const int col_lo = lane0 / lanes * lanes;
+        const int n_cols = n_fired > 0 ? (lane0 + n_fired + lanes - 1) / lanes * lanes - col_lo : 0;
+        if (n_fired > 0) {
+            b.e_lanes.resize(n_rows * n_cols);
+            b.active.clear();  // (r, q)
+            geo.for_each_connection(x, y, [&](int r, int q) {
+                if (pre.count(q) > 0) b.active.emplace_back(r, q);
+            });
+            // by spike count, so that the lists summed side by side have similar lengths
+            std::sort(b.active.begin(), b.active.end(),
+                      [&](const auto& u, const auto& v) { return pre.count(u.second) > pre.count(v.second); });
+            const size_t n_active = b.active.size();
+            b.active_times.resize(n_active);
+            b.active_count.resize(n_active);
+            b.active_out.resize(n_active);
+            for (size_t a = 0; a < n_active; ++a) {
+                const auto [r, q] = b.active[a];
+                b.active_times[a] = pre.times(q);
+                b.active_count[a] = pre.count(q);
+                b.active_out[a] = b.e_lanes.data() + static_cast<size_t>(r) * n_cols;
+            }
+            sum_rows_interleaved(b.traces.data(), trace_stride, col_lo, n_cols, b.active_times.data(),
+                                 b.active_count.data(), static_cast<int>(n_active), b.active_out.data());
         }
         const Real* wt = weights.wt.data();
         // e[r, k] of every valid connection r = (c, i, j), then the 0.1 rule
@@ -177,9 +247,12 @@ private:
         geo.for_each_connection(x, y, [&](int r, int q) {
             Real* e = b.e.data() + static_cast<size_t>(r) * stride;
             const int n_q = pre.count(q);
-            // in registers, a vector of channels at a time (padding lanes of the traces hold 0)
-            if (fired) sum_rows(b.traces.data(), stride, pre.times(q), n_q, 0, stride, e);
-            else std::fill(e, e + stride, Real(0));
+            if (n_fired > 0 && n_q > 0) {
+                const Real* sums = b.e_lanes.data() + static_cast<size_t>(r) * n_cols;
+                for (int k = 0; k < O; ++k) e[k] = lane[k] >= 0 ? sums[lane[k] - col_lo] : Real(0);
+            } else {
+                std::fill(e, e + O, Real(0));
+            }
             const Real* w = wt + static_cast<size_t>(r) * O;
 #pragma omp simd  // the arrays are distinct (the compiler cannot tell): one vector of channels per step
             for (int k = 0; k < O; ++k) {

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <utility>
 #include <vector>
 
 #include "../hm2bp/backward.hpp"
@@ -82,7 +83,15 @@ struct BackwardPart {
     std::vector<Real> pd_terms;         // conv: pre-delta terms of a block of connections
     std::vector<Real> grad, pre_delta;  // this thread's sums, when several threads share a sample
     std::vector<Real> dv, A, weighted, weight_sum;  // conv: per channel of one position
-    std::vector<int> n_o, ids;
+    std::vector<int> n_o, ids, lane;
+    // conv: positions waiting for their traces, the firing neurons of their lanes, and the
+    // S-PSP sums of one position's active connections over its lanes (row per connection)
+    std::vector<int> pending_x, pending_y, pending_lane0, lane_ids;
+    AlignedVector<Real> e_lanes;
+    std::vector<std::pair<int, int>> active;
+    std::vector<int> active_count;
+    std::vector<const int*> active_times;
+    std::vector<Real*> active_out;
 };
 
 // A worker's buffers for one layer and one sample, whatever the layer's connection; conv and
