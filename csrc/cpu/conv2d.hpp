@@ -9,7 +9,9 @@
 // neuron that fired.
 #pragma once
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
+#include <functional>
 #include <vector>
 
 #include "../hm2bp/backward.hpp"
@@ -66,10 +68,11 @@ public:
             int x_lo, x_hi;
             split_range(D, parts, part, 1, x_lo, x_hi);
             const int lo = x_lo * E * padded;
-            // a local copy: the vector stores below (memcpy) could alias the member, which the
-            // compiler would then reload at every position
+            // Copies by value: the vector stores (memcpy) could alias anything the lambdas reach
+            // by reference (the member, the locals of forward), which the compiler would then
+            // read again at every position and every neuron.
             const ConvGeometry g = geo;
-            auto add_current = [&](int t, Real* current) {
+            auto add_current = [=, &input](int t, Real* current) {
                 for (int k = input.step_start[t]; k < input.step_start[t + 1]; ++k)
                     g.for_each_position(input.step_ids[k], x_lo, x_hi, [&](int x, int y, int r) {
                         const Real* column = wt + static_cast<size_t>(r) * O;
@@ -80,9 +83,9 @@ public:
                         }
                     });
             };
-            auto fire = [&](int t, int k) {
-                const int o = k % padded, xy = k / padded;
-                if (o < O) set_spike(pop.fired_masks, words, t, o * D * E + xy);  // padding lanes get no current
+            auto fire = [=, &pop](int t, int k) {
+                const unsigned o = unsigned(k) % unsigned(padded), xy = unsigned(k) / unsigned(padded);
+                if (o < unsigned(O)) set_spike(pop.fired_masks, words, t, int(o) * D * E + int(xy));  // padding lanes get no current
             };
             const int hi = x_hi * E * padded;
             if (ctx.power_of_two_taus()) scan_by_step<true>(lo, hi, T, p, s.scans[part], add_current, fire);
@@ -202,15 +205,22 @@ private:
         for (auto* v : {&b.dv, &b.A, &b.weighted, &b.weight_sum}) v->resize(O);
         b.n_o.resize(O);
         b.ids.resize(O);
-        b.lane.resize(O);
+        const int n_vec = stride / lanes;
+        b.fired_bits.resize(n_vec);
+        b.vec_start.resize(n_vec);
         Real *dv = b.dv.data(), *A = b.A.data(), *weighted = b.weighted.data(), *weight_sum = b.weight_sum.data();
-        int *n_o = b.n_o.data(), *ids = b.ids.data(), *lane = b.lane.data();
+        int *n_o = b.n_o.data(), *ids = b.ids.data();
+        std::fill(b.fired_bits.begin(), b.fired_bits.end(), 0u);
         int n_fired = 0;
         for (int k = 0; k < O; ++k) {
             ids[k] = (k * D + x) * E + y;
             n_o[k] = post_pop.n_post[ids[k]];
             dv[k] = post_pop.dv[ids[k]];
-            lane[k] = n_o[k] > 0 ? lane0 + n_fired++ : -1;
+            if (k % lanes == 0) b.vec_start[k / lanes] = n_fired;
+            if (n_o[k] > 0) {
+                b.fired_bits[k / lanes] |= 1u << (k % lanes);
+                ++n_fired;
+            }
         }
         const size_t n_rows = static_cast<size_t>(geo.C) * geo.K * geo.K;
         b.e.resize(n_rows * stride);
@@ -220,19 +230,24 @@ private:
         const int n_cols = n_fired > 0 ? (lane0 + n_fired + lanes - 1) / lanes * lanes - col_lo : 0;
         if (n_fired > 0) {
             b.e_lanes.resize(n_rows * n_cols);
-            b.active.clear();  // (r, q)
+            b.active.clear();  // (spike count, connection index) of the active connections
+            b.active_r.clear();
+            b.active_q.clear();
             geo.for_each_connection(x, y, [&](int r, int q) {
-                if (pre.count(q) > 0) b.active.emplace_back(r, q);
+                if (pre.count(q) == 0) return;
+                b.active.push_back(uint64_t(pre.count(q)) << 32 | b.active_r.size());
+                b.active_r.push_back(r);
+                b.active_q.push_back(q);
             });
             // by spike count, so that the lists summed side by side have similar lengths
-            std::sort(b.active.begin(), b.active.end(),
-                      [&](const auto& u, const auto& v) { return pre.count(u.second) > pre.count(v.second); });
+            std::sort(b.active.begin(), b.active.end(), std::greater<uint64_t>());
             const size_t n_active = b.active.size();
             b.active_times.resize(n_active);
             b.active_count.resize(n_active);
             b.active_out.resize(n_active);
             for (size_t a = 0; a < n_active; ++a) {
-                const auto [r, q] = b.active[a];
+                const uint32_t c = static_cast<uint32_t>(b.active[a]);
+                const int r = b.active_r[c], q = b.active_q[c];
                 b.active_times[a] = pre.times(q);
                 b.active_count[a] = pre.count(q);
                 b.active_out[a] = b.e_lanes.data() + static_cast<size_t>(r) * n_cols;
@@ -247,9 +262,12 @@ private:
         geo.for_each_connection(x, y, [&](int r, int q) {
             Real* e = b.e.data() + static_cast<size_t>(r) * stride;
             const int n_q = pre.count(q);
-            if (n_fired > 0 && n_q > 0) {
-                const Real* sums = b.e_lanes.data() + static_cast<size_t>(r) * n_cols;
-                for (int k = 0; k < O; ++k) e[k] = lane[k] >= 0 ? sums[lane[k] - col_lo] : Real(0);
+            if (n_fired > 0 && n_q > 0) {  // the firing channels' sums into their channels' lanes
+                const Real* sums = b.e_lanes.data() + static_cast<size_t>(r) * n_cols + (lane0 - col_lo);
+                for (int v = 0; v < n_vec; ++v) {
+                    const typename Simd<Real>::Vec ev = expand_vec(sums + b.vec_start[v], b.fired_bits[v]);
+                    std::memcpy(e + v * lanes, &ev, sizeof ev);
+                }
             } else {
                 std::fill(e, e + O, Real(0));
             }

@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
-#include <utility>
 #include <vector>
 
 #include "../hm2bp/backward.hpp"
@@ -83,13 +82,14 @@ struct BackwardPart {
     std::vector<Real> pd_terms;         // conv: pre-delta terms of a block of connections
     std::vector<Real> grad, pre_delta;  // this thread's sums, when several threads share a sample
     std::vector<Real> dv, A, weighted, weight_sum;  // conv: per channel of one position
-    std::vector<int> n_o, ids, lane;
+    std::vector<int> n_o, ids, vec_start;  // vec_start: firing channels before each vector of channels
+    std::vector<uint32_t> fired_bits;      // per vector of channels: the firing ones
     // conv: positions waiting for their traces, the firing neurons of their lanes, and the
     // S-PSP sums of one position's active connections over its lanes (row per connection)
     std::vector<int> pending_x, pending_y, pending_lane0, lane_ids;
     AlignedVector<Real> e_lanes;
-    std::vector<std::pair<int, int>> active;
-    std::vector<int> active_count;
+    std::vector<uint64_t> active;
+    std::vector<int> active_r, active_q, active_count;
     std::vector<const int*> active_times;
     std::vector<Real*> active_out;
 };
@@ -111,9 +111,12 @@ struct Scratch {
 // also re-zeroes the current; a vector of neurons that never had input is skipped (its state
 // stays exactly 0 and, with a threshold above 0, it cannot fire).
 template <bool PowerOfTwoTaus, class Real, class AddCurrent, class Fire>
-void scan_by_step(int lo, int hi, int T, const LifParams<Real>& p, ScanState<Real>& s, AddCurrent add_current,
+void scan_by_step(int lo, int hi, int T, const LifParams<Real>& params, ScanState<Real>& s, AddCurrent add_current,
                   Fire fire)
 {
+    // a local copy: the state's stores (memcpy, memset) could alias `params`, which the compiler
+    // would then read again, and 1 / tau compute again, at every vector of every step
+    const LifParams<Real> p = params;
     using Vec = typename Simd<Real>::Vec;
     using Int = typename Simd<Real>::Int;
     constexpr int lanes = Simd<Real>::lanes;
@@ -140,8 +143,10 @@ void scan_by_step(int lo, int hi, int T, const LifParams<Real>& p, ScanState<Rea
                 live[q] = 1;
             }
             Vec vv = load_vec(v + k0), ee = load_vec(ep + k0);  // (steps before its first input: no-ops on 0)
+            Int rr = ref[q];
             lif_decay<PowerOfTwoTaus>(vv, ee, p);
-            uint64_t bits = lane_bits(lif_integrate<PowerOfTwoTaus>(vv, ee, ref[q], r, p));
+            uint64_t bits = lane_bits(lif_integrate<PowerOfTwoTaus>(vv, ee, rr, r, p));
+            ref[q] = rr;
             std::memcpy(v + k0, &vv, sizeof vv);
             std::memcpy(ep + k0, &ee, sizeof ee);
             std::memset(current + k0, 0, sizeof(Vec));
