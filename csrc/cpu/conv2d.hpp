@@ -61,7 +61,13 @@ public:
         const int words = SpikeTrain::mask_words(N);
         const LifParams<Real> p = ctx.lif(vth, LayerKind::Conv2d);
         pop.fired_masks.assign(static_cast<size_t>(T) * words, 0);
-        const Real* wt = weights.wt.data();
+        // the kernel columns padded with zeros to whole vectors, as the state is (the padding
+        // lanes then get +0, as they got from a partial load before)
+        const int n_rows = geo.C * geo.K * geo.K;
+        s.columns.assign(static_cast<size_t>(n_rows) * padded, Real(0));
+        for (int r = 0; r < n_rows; ++r)
+            std::copy_n(weights.wt.data() + static_cast<size_t>(r) * O, O, s.columns.data() + static_cast<size_t>(r) * padded);
+        const Real* wt = s.columns.data();
         const int parts = std::max(1, std::min(n_threads, D));
         s.scans.resize(parts);
         for_each_part(parts, parts, [&](int part) {
@@ -75,17 +81,20 @@ public:
             auto add_current = [=, &input](int t, Real* current) {
                 for (int k = input.step_start[t]; k < input.step_start[t + 1]; ++k)
                     g.for_each_position(input.step_ids[k], x_lo, x_hi, [&](int x, int y, int r) {
-                        const Real* column = wt + static_cast<size_t>(r) * O;
+                        const Real* column = wt + static_cast<size_t>(r) * padded;
                         Real* dst = current + (static_cast<size_t>(x * E + y) * padded - lo);
                         for (int o = 0; o < padded; o += lanes) {
-                            Vec sum = load_vec(dst + o) + load_vec_head(column + o, std::min(lanes, O - o));
+                            Vec sum = load_vec(dst + o) + load_vec(column + o);
                             std::memcpy(dst + o, &sum, sizeof sum);
                         }
                     });
             };
-            auto fire = [=, &pop](int t, int k) {
+            uint64_t* masks = pop.fired_masks.data();
+            const bool shared = parts > 1;  // other threads set bits of the same words
+            auto fire = [=](int t, int k) {
                 const unsigned o = unsigned(k) % unsigned(padded), xy = unsigned(k) / unsigned(padded);
-                if (o < unsigned(O)) set_spike(pop.fired_masks, words, t, int(o) * D * E + int(xy));  // padding lanes get no current
+                if (o >= unsigned(O)) return;  // padding lanes get no current
+                set_spike(masks, words, t, int(o) * D * E + int(xy), shared);
             };
             const int hi = x_hi * E * padded;
             if (ctx.power_of_two_taus()) scan_by_step<true>(lo, hi, T, p, s.scans[part], add_current, fire);

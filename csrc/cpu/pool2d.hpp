@@ -52,7 +52,7 @@ public:
                     });
             };
             auto fire = [&](int t, int n) {
-                if (n < N) set_spike(pop.fired_masks, words, t, n);
+                if (n < N) set_spike(pop.fired_masks.data(), words, t, n, parts > 1);
             };
             if (ctx.power_of_two_taus()) scan_by_step<true>(lo, hi, T, p, s.scans[part], add_current, fire);
             else scan_by_step<false>(lo, hi, T, p, s.scans[part], add_current, fire);

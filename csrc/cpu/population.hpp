@@ -99,6 +99,7 @@ struct BackwardPart {
 template <class Real>
 struct Scratch {
     AlignedVector<Real> spsp;  // dense: e[o, i] of the active inputs (active inputs, n_out padded)
+    AlignedVector<Real> columns;  // conv: the kernel columns padded to whole vectors
     std::vector<ScanState<Real>> scans;
     std::vector<BackwardPart<Real>> parts;
 };
@@ -155,10 +156,14 @@ void scan_by_step(int lo, int hi, int T, const LifParams<Real>& params, ScanStat
     }
 }
 
-// Sets bit n of step t's spike mask; several threads may set bits of one word.
-inline void set_spike(std::vector<uint64_t>& masks, int words, int t, int n)
+// Sets bit n of step t's spike mask; `shared`: other threads may set bits of the same word (an
+// atomic or, which costs several times a plain one).
+inline void set_spike(uint64_t* masks, int words, int t, int n, bool shared)
 {
-    __atomic_fetch_or(&masks[static_cast<size_t>(t) * words + n / 64], uint64_t(1) << (n % 64), __ATOMIC_RELAXED);
+    uint64_t& word = masks[static_cast<size_t>(t) * words + n / 64];
+    const uint64_t bit = uint64_t(1) << (n % 64);
+    if (shared) __atomic_fetch_or(&word, bit, __ATOMIC_RELAXED);
+    else word |= bit;
 }
 
 // S-PSP traces of the neurons ids[0 .. n) of train (n <= kTraceBlock): rows[t * stride + j].
