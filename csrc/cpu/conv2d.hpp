@@ -9,6 +9,7 @@
 // neuron that fired.
 #pragma once
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <functional>
@@ -162,6 +163,7 @@ private:
         const SpikeTrain& post = post_pop.out;
         const int O = geo.O, D = geo.D, E = geo.E, T = ctx.T;
         b.trace_scratch.ensure(T);
+        b.interior_weight_sum.clear();  // the weights may have changed since the last sample
         b.pending_x.clear();
         b.pending_y.clear();
         b.pending_lane0.clear();
@@ -265,12 +267,31 @@ private:
                                  b.active_count.data(), static_cast<int>(n_active), b.active_out.data());
         }
         const Real* wt = weights.wt.data();
+        // The weight sums of the silent neurons' side terms, in connection order: the same at
+        // every position whose connections are all inside the map, so those take a copy.
+        const bool interior = geo.interior(x, y);
+        if (interior && b.interior_weight_sum.size() == static_cast<size_t>(O)) {
+            std::copy_n(b.interior_weight_sum.data(), O, weight_sum);
+        } else {
+            std::fill(weight_sum, weight_sum + O, Real(0));
+            geo.for_each_connection(x, y, [&](int r, int) {
+                const Real* w = wt + static_cast<size_t>(r) * O;
+#pragma omp simd
+                for (int k = 0; k < O; ++k) weight_sum[k] += w[k];
+            });
+            if (interior) b.interior_weight_sum.assign(weight_sum, weight_sum + O);
+        }
+        // A connection from a silent input has e = 0 for every channel: it adds w * 0 = +-0 to
+        // the weighted sums, which leaves them as they are (a sum that starts at +0 is never -0)
+        // when w is finite, as it is wherever the weight sums are.
+        bool finite = true;
+        for (int k = 0; k < O; ++k) finite = finite && std::isfinite(weight_sum[k]);
         // e[r, k] of every valid connection r = (c, i, j), then the 0.1 rule
         std::fill(weighted, weighted + O, Real(0));
-        std::fill(weight_sum, weight_sum + O, Real(0));
         geo.for_each_connection(x, y, [&](int r, int q) {
             Real* e = b.e.data() + static_cast<size_t>(r) * stride;
             const int n_q = pre.count(q);
+            if (n_q == 0 && finite) return;  // its e row is not read
             if (n_fired > 0 && n_q > 0) {  // the firing channels' sums into their channels' lanes
                 const Real* sums = b.e_lanes.data() + static_cast<size_t>(r) * n_cols + (lane0 - col_lo);
                 for (int v = 0; v < n_vec; ++v) {
@@ -285,7 +306,6 @@ private:
             for (int k = 0; k < O; ++k) {
                 e[k] = spsp_value(e[k], n_o[k], n_q);
                 weighted[k] += w[k] * e[k];
-                weight_sum[k] += w[k];
             }
         });
         for (int k = 0; k < O; ++k) {
@@ -318,8 +338,13 @@ private:
             }
             if (!pd) return;
             Real* terms = b.pd_terms.data() + static_cast<size_t>(n_block) * stride;
+            if (n_q > 0) {
 #pragma omp simd
-            for (int k = 0; k < O; ++k) terms[k] = pre_delta_term(dv[k], e[k], n_o[k], n_q, true, w[k]);
+                for (int k = 0; k < O; ++k) terms[k] = pre_delta_term(dv[k], e[k], n_o[k], n_q, true, w[k]);
+            } else {  // the effect ratio is 1 whatever e (its row was not written)
+#pragma omp simd
+                for (int k = 0; k < O; ++k) terms[k] = pre_delta_term(dv[k], Real(0), n_o[k], 0, true, w[k]);
+            }
             block_q[n_block++] = q;  // the q of one position's connections are distinct
             if (n_block == kPreDeltaBlock) flush();
         });

@@ -82,6 +82,7 @@ struct BackwardPart {
     std::vector<Real> pd_terms;         // conv: pre-delta terms of a block of connections
     std::vector<Real> grad, pre_delta;  // this thread's sums, when several threads share a sample
     std::vector<Real> dv, A, weighted, weight_sum;  // conv: per channel of one position
+    std::vector<Real> interior_weight_sum;          // conv: weight_sum of the positions with no padding
     std::vector<int> n_o, ids, vec_start;  // vec_start: firing channels before each vector of channels
     std::vector<uint32_t> fired_bits;      // per vector of channels: the firing ones
     // conv: positions waiting for their traces, the firing neurons of their lanes, and the

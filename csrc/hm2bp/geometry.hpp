@@ -17,6 +17,12 @@ struct ConvGeometry {
     int O, D, E;  // output channels, height, width
     int K, P;     // kernel size, zero padding
 
+    // Whether every kernel entry of output position (x, y) lies inside the map (no zero padding).
+    HM2BP_HD bool interior(int x, int y) const
+    {
+        return x - P >= 0 && x - P + K <= H && y - P >= 0 && y - P + K <= W;
+    }
+
     // fn(r, q) for every connection of the neurons at output position (x, y), ascending r.
     template <class Fn>
     HM2BP_HD void for_each_connection(int x, int y, Fn fn) const
