@@ -12,7 +12,6 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
-#include <functional>
 #include <vector>
 
 #include "../hm2bp/backward.hpp"
@@ -21,7 +20,7 @@
 #include "../hm2bp/spsp.hpp"
 #include "../model/network_spec.hpp"
 #include "population.hpp"
-#include "row_sums.hpp"
+#include "conv2d_spsp_sums.hpp"
 #include "simd.hpp"
 #include "spike_train.hpp"
 #include "threading.hpp"
@@ -241,30 +240,7 @@ private:
         const int n_cols = n_fired > 0 ? (lane0 + n_fired + lanes - 1) / lanes * lanes - col_lo : 0;
         if (n_fired > 0) {
             b.e_lanes.resize(n_rows * n_cols);
-            b.active.clear();  // (spike count, connection index) of the active connections
-            b.active_r.clear();
-            b.active_q.clear();
-            geo.for_each_connection(x, y, [&](int r, int q) {
-                if (pre.count(q) == 0) return;
-                b.active.push_back(uint64_t(pre.count(q)) << 32 | b.active_r.size());
-                b.active_r.push_back(r);
-                b.active_q.push_back(q);
-            });
-            // by spike count, so that the lists summed side by side have similar lengths
-            std::sort(b.active.begin(), b.active.end(), std::greater<uint64_t>());
-            const size_t n_active = b.active.size();
-            b.active_times.resize(n_active);
-            b.active_count.resize(n_active);
-            b.active_out.resize(n_active);
-            for (size_t a = 0; a < n_active; ++a) {
-                const uint32_t c = static_cast<uint32_t>(b.active[a]);
-                const int r = b.active_r[c], q = b.active_q[c];
-                b.active_times[a] = pre.times(q);
-                b.active_count[a] = pre.count(q);
-                b.active_out[a] = b.e_lanes.data() + static_cast<size_t>(r) * n_cols;
-            }
-            sum_rows_interleaved(b.traces.data(), trace_stride, col_lo, n_cols, b.active_times.data(),
-                                 b.active_count.data(), static_cast<int>(n_active), b.active_out.data());
+            position_spsp_sums(geo, pre, x, y, b.traces.data(), trace_stride, col_lo, n_cols, b.sums, b.e_lanes.data());
         }
         const Real* wt = weights.wt.data();
         // The weight sums of the silent neurons' side terms, in connection order: the same at

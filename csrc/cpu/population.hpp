@@ -13,6 +13,7 @@
 #include "../model/network_spec.hpp"
 #include "simd.hpp"
 #include "spike_train.hpp"
+#include "conv2d_spsp_sums.hpp"
 #include "spsp_trace_rows.hpp"
 
 namespace hm2bp {
@@ -89,10 +90,7 @@ struct BackwardPart {
     // S-PSP sums of one position's active connections over its lanes (row per connection)
     std::vector<int> pending_x, pending_y, pending_lane0, lane_ids;
     AlignedVector<Real> e_lanes;
-    std::vector<uint64_t> active;
-    std::vector<int> active_r, active_q, active_count;
-    std::vector<const int*> active_times;
-    std::vector<Real*> active_out;
+    PositionSums<Real> sums;
 };
 
 // A worker's buffers for one layer and one sample, whatever the layer's connection; conv and
