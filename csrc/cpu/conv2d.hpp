@@ -43,6 +43,11 @@ public:
     Conv2dLayer(const ConvGeometry& geo_, double vth_)
         : weights(geo_.C * geo_.K * geo_.K, geo_.O), geo(geo_), vth(vth_)
     {
+        // every input's (c, h, w), which the forward pass reads per input spike instead of
+        // working it out (three integer divisions) again
+        const int n_in = geo.C * geo.H * geo.W;
+        input_chw.resize(3 * static_cast<size_t>(n_in));
+        for (int q = 0; q < n_in; ++q) geo.input_coords(q, input_chw[3 * q], input_chw[3 * q + 1], input_chw[3 * q + 2]);
     }
 
     // SPEC 1 with the convolution's current and fire test (lif_params: v > vth). The LIF
@@ -78,9 +83,11 @@ public:
             // by reference (the member, the locals of forward), which the compiler would then
             // read again at every position and every neuron.
             const ConvGeometry g = geo;
+            const int* chw = input_chw.data();
             auto add_current = [=, &input](int t, Real* current) {
-                for (int k = input.step_start[t]; k < input.step_start[t + 1]; ++k)
-                    g.for_each_position(input.step_ids[k], x_lo, x_hi, [&](int x, int y, int r) {
+                for (int k = input.step_start[t]; k < input.step_start[t + 1]; ++k) {
+                    const int* at = chw + 3 * static_cast<size_t>(input.step_ids[k]);
+                    g.for_each_position(at[0], at[1], at[2], x_lo, x_hi, [&](int x, int y, int r) {
                         const Real* column = wt + static_cast<size_t>(r) * padded;
                         Real* dst = current + (static_cast<size_t>(x * E + y) * padded - lo);
                         for (int o = 0; o < padded; o += lanes) {
@@ -88,6 +95,7 @@ public:
                             std::memcpy(dst + o, &sum, sizeof sum);
                         }
                     });
+                }
             };
             uint64_t* masks = pop.fired_masks.data();
             const bool shared = parts > 1;  // other threads set bits of the same words
@@ -151,6 +159,8 @@ public:
     }
 
 private:
+    std::vector<int> input_chw;  // (c, h, w) of every input
+
     // The positions of output rows [x_lo, x_hi), in order. The traces of their firing neurons
     // are built kTraceBlock lanes at a time: the firing channels of consecutive positions side
     // by side (a position's own lanes contiguous, never split between blocks unless it alone
