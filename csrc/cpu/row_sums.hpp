@@ -62,16 +62,19 @@ void sum_rows_interleaved(const Real* matrix, size_t stride, int lo, int n_cols,
         const int n = std::min(G, n_lists - g0);
         const int* list[G];
         int length[G];  // 0 for a group's missing lists (their sums are discarded)
-        int longest = 0;
+        int longest = 0, shortest = n < G ? 0 : n_rows[g0];
         for (int g = 0; g < G; ++g) {
             list[g] = g < n ? rows[g0 + g] : nullptr;
             length[g] = g < n ? n_rows[g0 + g] : 0;
             longest = std::max(longest, length[g]);
+            shortest = std::min(shortest, length[g]);
         }
         for (int c = 0; c < n_cols; c += lanes) {
             Vec acc[G] = {};
             const Real* base = matrix + lo + c;
-            for (int k = 0; k < longest; ++k)
+            for (int k = 0; k < shortest; ++k)  // every list has row k
+                for (int g = 0; g < G; ++g) acc[g] += load_vec(base + static_cast<size_t>(list[g][k]) * stride);
+            for (int k = shortest; k < longest; ++k)
                 for (int g = 0; g < G; ++g) {
                     const Real* row = k < length[g] ? base + static_cast<size_t>(list[g][k]) * stride : zeros;
                     acc[g] += load_vec(row);
