@@ -44,7 +44,10 @@ public:
         // working it out (three integer divisions) again
         const int n_in = geo.C * geo.H * geo.W;
         input_chw.resize(3 * static_cast<size_t>(n_in));
-        for (int q = 0; q < n_in; ++q) geo.input_coords(q, input_chw[3 * q], input_chw[3 * q + 1], input_chw[3 * q + 2]);
+        for (int q = 0; q < n_in; ++q) {
+            int* at = input_chw.data() + 3 * static_cast<size_t>(q);
+            geo.input_coords(q, at[0], at[1], at[2]);
+        }
     }
 
     // SPEC 1 with the convolution's current and fire test (lif_params: v > vth). The LIF
@@ -68,7 +71,8 @@ public:
         const int n_rows = geo.C * geo.K * geo.K;
         s.columns.assign(static_cast<size_t>(n_rows) * padded, Real(0));
         for (int r = 0; r < n_rows; ++r)
-            std::copy_n(weights.wt.data() + static_cast<size_t>(r) * O, O, s.columns.data() + static_cast<size_t>(r) * padded);
+            std::copy_n(weights.wt.data() + static_cast<size_t>(r) * O, O,
+                        s.columns.data() + static_cast<size_t>(r) * padded);
         const Real* wt = s.columns.data();
         const int parts = std::max(1, std::min(n_threads, D));
         s.scans.resize(parts);

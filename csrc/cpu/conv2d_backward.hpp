@@ -83,7 +83,8 @@ struct Conv2dBackward {
     // The backward pass of the out_channels neurons at output position (x, y): adds their
     // gradient terms to g (rows r, columns k) and their pre-delta terms to pd (null: none). Its
     // firing channels' traces are b.traces' lanes lane0, lane0 + 1, ... in ascending channel.
-    void position_backward(Population<Real>& post_pop, const SpikeTrain& pre, int x, int y, int lane0, size_t trace_stride, BackwardPart<Real>& b, Real* g, Real* pd)
+    void position_backward(Population<Real>& post_pop, const SpikeTrain& pre, int x, int y, int lane0,
+                           size_t trace_stride, BackwardPart<Real>& b, Real* g, Real* pd)
     {
         constexpr int lanes = Simd<Real>::lanes;
         const int O = geo.O, D = geo.D, E = geo.E;
@@ -118,7 +119,7 @@ struct Conv2dBackward {
             b.e_lanes.resize(n_rows * n_cols);
             position_spsp_sums(geo, pre, x, y, b.traces.data(), trace_stride, col_lo, n_cols, b.sums, b.e_lanes.data());
         }
-                // The weight sums of the silent neurons' side terms, in connection order: the same at
+        // The weight sums of the silent neurons' side terms, in connection order: the same at
         // every position whose connections are all inside the map, so those take a copy.
         const bool interior = geo.interior(x, y);
         if (interior && b.interior_weight_sum.size() == static_cast<size_t>(O)) {

@@ -11,9 +11,9 @@
 #include "../hm2bp/neuron.hpp"
 #include "../hm2bp/spsp.hpp"
 #include "../model/network_spec.hpp"
+#include "conv2d_spsp_sums.hpp"
 #include "simd.hpp"
 #include "spike_train.hpp"
-#include "conv2d_spsp_sums.hpp"
 #include "spsp_trace_rows.hpp"
 
 namespace hm2bp {

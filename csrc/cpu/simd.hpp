@@ -76,8 +76,9 @@ template <class Real>
 inline typename Simd<Real>::Vec expand_vec(const Real* p, uint32_t mask)
 {
 #if defined(__AVX512F__)
-    if constexpr (sizeof(Real) == 4) return typename Simd<Real>::Vec(_mm512_maskz_expandloadu_ps(static_cast<__mmask16>(mask), p));
-    else return typename Simd<Real>::Vec(_mm512_maskz_expandloadu_pd(static_cast<__mmask8>(mask), p));
+    using Vec = typename Simd<Real>::Vec;
+    if constexpr (sizeof(Real) == 4) return Vec(_mm512_maskz_expandloadu_ps(static_cast<__mmask16>(mask), p));
+    else return Vec(_mm512_maskz_expandloadu_pd(static_cast<__mmask8>(mask), p));
 #else
     typename Simd<Real>::Vec v = {};
     for (int j = 0; j < Simd<Real>::lanes; ++j)
