@@ -3,12 +3,13 @@
 // o = (k, x, y) sees input q = (c, x + i - P, y + j - P) through W[k, c, i, j].
 // Forward: each input spike adds its kernel column W[., c, i, j] to the currents of the K x K
 // positions it reaches (work: input spikes x K^2 x out_channels), then one LIF step for all
-// neurons. Backward: per post neuron, the S-PSP of each connection as the sum of its trace K
-// over the input's spike times; from them dv, the side term, the shared-weight gradient (a plain
-// sum over positions) and the pre-deltas. Work: (active connections x input spikes) plus O(T) per
-// neuron that fired.
+// neurons. Backward (conv2d_backward.hpp): per post neuron, the S-PSP of each connection as the
+// sum of its trace K over the input's spike times; from them dv, the side term, the
+// shared-weight gradient (a plain sum over positions) and the pre-deltas. Work: (active
+// connections x input spikes) plus O(T) per block of neurons that fired.
 #pragma once
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <vector>
 
@@ -17,8 +18,8 @@
 #include "../hm2bp/neuron.hpp"
 #include "../hm2bp/spsp.hpp"
 #include "../model/network_spec.hpp"
+#include "conv2d_backward.hpp"
 #include "population.hpp"
-#include "row_sums.hpp"
 #include "simd.hpp"
 #include "spike_train.hpp"
 #include "threading.hpp"
@@ -28,8 +29,6 @@ namespace hm2bp {
 
 // The conv backward's fixed split of the output rows (the most threads one sample keeps busy).
 constexpr int kBackwardParts = 4;
-// Connections whose pre-delta sums over the channels run side by side (position_backward).
-constexpr int kPreDeltaBlock = 16;
 
 template <class Real>
 class Conv2dLayer {
@@ -41,6 +40,14 @@ public:
     Conv2dLayer(const ConvGeometry& geo_, double vth_)
         : weights(geo_.C * geo_.K * geo_.K, geo_.O), geo(geo_), vth(vth_)
     {
+        // every input's (c, h, w), which the forward pass reads per input spike instead of
+        // working it out (three integer divisions) again
+        const int n_in = geo.C * geo.H * geo.W;
+        input_chw.resize(3 * static_cast<size_t>(n_in));
+        for (int q = 0; q < n_in; ++q) {
+            int* at = input_chw.data() + 3 * static_cast<size_t>(q);
+            geo.input_coords(q, at[0], at[1], at[2]);
+        }
     }
 
     // SPEC 1 with the convolution's current and fire test (lif_params: v > vth). The LIF
@@ -59,30 +66,44 @@ public:
         const int words = SpikeTrain::mask_words(N);
         const LifParams<Real> p = ctx.lif(vth, LayerKind::Conv2d);
         pop.fired_masks.assign(static_cast<size_t>(T) * words, 0);
-        const Real* wt = weights.wt.data();
+        // the kernel columns padded with zeros to whole vectors, as the state is (the padding
+        // lanes then get +0, as they got from a partial load before)
+        const int n_rows = geo.C * geo.K * geo.K;
+        s.columns.assign(static_cast<size_t>(n_rows) * padded, Real(0));
+        for (int r = 0; r < n_rows; ++r)
+            std::copy_n(weights.wt.data() + static_cast<size_t>(r) * O, O,
+                        s.columns.data() + static_cast<size_t>(r) * padded);
+        const Real* wt = s.columns.data();
         const int parts = std::max(1, std::min(n_threads, D));
         s.scans.resize(parts);
         for_each_part(parts, parts, [&](int part) {
             int x_lo, x_hi;
             split_range(D, parts, part, 1, x_lo, x_hi);
             const int lo = x_lo * E * padded;
-            // a local copy: the vector stores below (memcpy) could alias the member, which the
-            // compiler would then reload at every position
+            // Copies by value: the vector stores (memcpy) could alias anything the lambdas reach
+            // by reference (the member, the locals of forward), which the compiler would then
+            // read again at every position and every neuron.
             const ConvGeometry g = geo;
-            auto add_current = [&](int t, Real* current) {
-                for (int k = input.step_start[t]; k < input.step_start[t + 1]; ++k)
-                    g.for_each_position(input.step_ids[k], x_lo, x_hi, [&](int x, int y, int r) {
-                        const Real* column = wt + static_cast<size_t>(r) * O;
+            const int* chw = input_chw.data();
+            auto add_current = [=, &input](int t, Real* current) {
+                for (int k = input.step_start[t]; k < input.step_start[t + 1]; ++k) {
+                    const int* at = chw + 3 * static_cast<size_t>(input.step_ids[k]);
+                    g.for_each_position(at[0], at[1], at[2], x_lo, x_hi, [&](int x, int y, int r) {
+                        const Real* column = wt + static_cast<size_t>(r) * padded;
                         Real* dst = current + (static_cast<size_t>(x * E + y) * padded - lo);
                         for (int o = 0; o < padded; o += lanes) {
-                            Vec sum = load_vec(dst + o) + load_vec_head(column + o, std::min(lanes, O - o));
+                            Vec sum = load_vec(dst + o) + load_vec(column + o);
                             std::memcpy(dst + o, &sum, sizeof sum);
                         }
                     });
+                }
             };
-            auto fire = [&](int t, int k) {
-                const int o = k % padded, xy = k / padded;
-                if (o < O) set_spike(pop.fired_masks, words, t, o * D * E + xy);  // padding lanes get no current
+            uint64_t* masks = pop.fired_masks.data();
+            const bool shared = parts > 1;  // other threads set bits of the same words
+            auto fire = [=](int t, int k) {
+                const unsigned o = unsigned(k) % unsigned(padded), xy = unsigned(k) / unsigned(padded);
+                if (o >= unsigned(O)) return;  // padding lanes get no current
+                set_spike(masks, words, t, int(o) * D * E + int(xy), shared);
             };
             const int hi = x_hi * E * padded;
             if (ctx.power_of_two_taus()) scan_by_step<true>(lo, hi, T, p, s.scans[part], add_current, fire);
@@ -93,8 +114,8 @@ public:
 
     // SPEC_CNN 3.3 given post.delta: adds g to `grad`, writes the pre-deltas of the layer below
     // (null when the input is the data layer: conv1 hands nothing down). One output position at
-    // a time: the traces of its out_channels neurons side by side, so that every input spike of
-    // its receptive field adds one vector of channels to that connection's S-PSPs. The output
+    // a time (Conv2dBackward): every input spike of its receptive field adds
+    // one vector of traces of its firing channels to that connection's S-PSPs. The output
     // rows are split into min(D, kBackwardParts) ranges with sums of their own, added up in part
     // order afterwards, whatever the thread count (the threads take parts): the same sums, bit
     // for bit, on any number of threads.
@@ -128,8 +149,7 @@ public:
             }
             int x_lo, x_hi;
             split_range(D, parts, part, 1, x_lo, x_hi);
-            for (int x = x_lo; x < x_hi; ++x)
-                for (int y = 0; y < geo.E; ++y) position_backward(ctx, post_pop, pre, x, y, b, g, pd);
+            Conv2dBackward<Real>{geo, weights.wt.data(), vth}.part_backward(ctx, post_pop, pre, x_lo, x_hi, b, g, pd);
         });
         for (int part = 0; parts > 1 && part < parts; ++part) {
             const BackwardPart<Real>& b = s.parts[part];
@@ -140,91 +160,7 @@ public:
     }
 
 private:
-    // The backward pass of the out_channels neurons at output position (x, y): adds their
-    // gradient terms to g (rows r, columns k) and their pre-delta terms to pd (null: none).
-    void position_backward(const SampleContext<Real>& ctx, Population<Real>& post_pop, const SpikeTrain& pre, int x,
-                           int y, BackwardPart<Real>& b, Real* g, Real* pd) const
-    {
-        const SpikeTrain& post = post_pop.out;
-        const int O = geo.O, D = geo.D, E = geo.E, T = ctx.T;
-        const int stride = (O + kTraceBlock - 1) / kTraceBlock * kTraceBlock;  // channels, padded
-        for (auto* v : {&b.dv, &b.A, &b.weighted, &b.weight_sum}) v->resize(O);
-        b.n_o.resize(O);
-        b.ids.resize(O);
-        Real *dv = b.dv.data(), *A = b.A.data(), *weighted = b.weighted.data(), *weight_sum = b.weight_sum.data();
-        int *n_o = b.n_o.data(), *ids = b.ids.data();
-        bool any = false, fired = false;
-        for (int k = 0; k < O; ++k) {
-            ids[k] = (k * D + x) * E + y;
-            n_o[k] = post_pop.n_post[ids[k]];
-            dv[k] = post_pop.dv[ids[k]];
-            any = any || dv[k] != Real(0);
-            fired = fired || n_o[k] > 0;
-        }
-        if (!any) return;  // every term of this position is zero, exactly
-        b.traces.resize(static_cast<size_t>(T) * stride);  // padding lanes are never written: stay 0
-        b.trace_scratch.ensure(T);
-        b.e.resize(static_cast<size_t>(geo.C) * geo.K * geo.K * stride);
-        if (fired) {  // else every e is the 0.1 rule's or 0: no trace needed (rows t >= 1 rewritten)
-            for (int k0 = 0; k0 < O; k0 += kTraceBlock)
-                spsp_traces(ctx, post, ids + k0, std::min(kTraceBlock, O - k0), b.trace_scratch, b.traces.data() + k0,
-                            stride);
-        }
-        const Real* wt = weights.wt.data();
-        // e[r, k] of every valid connection r = (c, i, j), then the 0.1 rule
-        std::fill(weighted, weighted + O, Real(0));
-        std::fill(weight_sum, weight_sum + O, Real(0));
-        geo.for_each_connection(x, y, [&](int r, int q) {
-            Real* e = b.e.data() + static_cast<size_t>(r) * stride;
-            const int n_q = pre.count(q);
-            // in registers, a vector of channels at a time (padding lanes of the traces hold 0)
-            if (fired) sum_rows(b.traces.data(), stride, pre.times(q), n_q, 0, stride, e);
-            else std::fill(e, e + stride, Real(0));
-            const Real* w = wt + static_cast<size_t>(r) * O;
-#pragma omp simd  // the arrays are distinct (the compiler cannot tell): one vector of channels per step
-            for (int k = 0; k < O; ++k) {
-                e[k] = spsp_value(e[k], n_o[k], n_q);
-                weighted[k] += w[k] * e[k];
-                weight_sum[k] += w[k];
-            }
-        });
-        for (int k = 0; k < O; ++k) {
-            const int o = ids[k];
-            post_pop.side[o] = side_term(weighted[k], n_o[k], weight_sum[k], Real(vth));
-            A[k] = post_pop.scale[o] = gradient_scale(dv[k], post_pop.side[o], Real(1));  // no lateral factor
-        }
-        // The pre-delta of input q is a sum over the channels k in ascending k: a chain of
-        // dependent adds per connection. Its terms are computed as vectors (one row of
-        // pd_terms per connection), then kPreDeltaBlock connections' chains run side by side,
-        // each still in ascending k.
-        b.pd_terms.resize(static_cast<size_t>(kPreDeltaBlock) * stride);
-        int block_q[kPreDeltaBlock];
-        int n_block = 0;
-        auto flush = [&] {
-            Real sum[kPreDeltaBlock] = {};
-            for (int k = 0; k < O; ++k)
-                for (int j = 0; j < kPreDeltaBlock; ++j) sum[j] += b.pd_terms[static_cast<size_t>(j) * stride + k];
-            for (int j = 0; j < n_block; ++j) pd[block_q[j]] += sum[j];  // rows from n_block on: stale, unused
-            n_block = 0;
-        };
-        geo.for_each_connection(x, y, [&](int r, int q) {
-            const Real* e = b.e.data() + static_cast<size_t>(r) * stride;
-            const Real* w = wt + static_cast<size_t>(r) * O;
-            const int n_q = pre.count(q);
-            if (n_q > 0) {
-                Real* grow = g + static_cast<size_t>(r) * O;
-#pragma omp simd
-                for (int k = 0; k < O; ++k) grow[k] += weight_gradient(A[k], e[k]);
-            }
-            if (!pd) return;
-            Real* terms = b.pd_terms.data() + static_cast<size_t>(n_block) * stride;
-#pragma omp simd
-            for (int k = 0; k < O; ++k) terms[k] = pre_delta_term(dv[k], e[k], n_o[k], n_q, true, w[k]);
-            block_q[n_block++] = q;  // the q of one position's connections are distinct
-            if (n_block == kPreDeltaBlock) flush();
-        });
-        if (n_block > 0) flush();
-    }
+    std::vector<int> input_chw;  // (c, h, w) of every input
 };
 
 }  // namespace hm2bp

@@ -24,7 +24,17 @@ public:
     PoolGeometry geo;
     double vth;
 
-    Pool2dLayer(const PoolGeometry& geo_, double vth_) : geo(geo_), vth(vth_) {}
+    Pool2dLayer(const PoolGeometry& geo_, double vth_) : geo(geo_), vth(vth_)
+    {
+        // the windows of every input, in for_each_window's order: the forward pass reads them
+        // per input spike instead of working them out (several integer divisions) again
+        const int n_in = geo.C * geo.H * geo.W;
+        window_start.assign(n_in + 1, 0);
+        for (int q = 0; q < n_in; ++q) {
+            geo.for_each_window(q, [&](int n) { windows.push_back(n); });
+            window_start[q + 1] = static_cast<int>(windows.size());
+        }
+    }
 
     // SPEC 1 with the window sums as current, fire test v > vth - 1e-6 (lif_params). Threads
     // take ranges of pool neurons (each reads all input spikes, adds only to its range).
@@ -46,13 +56,16 @@ public:
             lo *= lanes;
             hi *= lanes;
             auto add_current = [&](int t, Real* current) {
-                for (int k = input.step_start[t]; k < input.step_start[t + 1]; ++k)
-                    geo.for_each_window(input.step_ids[k], [&](int n) {
+                for (int k = input.step_start[t]; k < input.step_start[t + 1]; ++k) {
+                    const int q = input.step_ids[k];
+                    for (int m = window_start[q]; m < window_start[q + 1]; ++m) {
+                        const int n = windows[m];
                         if (n >= lo && n < hi) current[n - lo] += Real(1);
-                    });
+                    }
+                }
             };
             auto fire = [&](int t, int n) {
-                if (n < N) set_spike(pop.fired_masks, words, t, n);
+                if (n < N) set_spike(pop.fired_masks.data(), words, t, n, parts > 1);
             };
             if (ctx.power_of_two_taus()) scan_by_step<true>(lo, hi, T, p, s.scans[part], add_current, fire);
             else scan_by_step<false>(lo, hi, T, p, s.scans[part], add_current, fire);
@@ -102,6 +115,9 @@ public:
         }
         if (n_ids > 0) flush();
     }
+
+private:
+    std::vector<int> window_start, windows;  // the pool neurons of input q: windows[window_start[q] ..]
 };
 
 }  // namespace hm2bp

@@ -11,6 +11,7 @@
 #include "../hm2bp/neuron.hpp"
 #include "../hm2bp/spsp.hpp"
 #include "../model/network_spec.hpp"
+#include "conv2d_spsp_sums.hpp"
 #include "simd.hpp"
 #include "spike_train.hpp"
 #include "spsp_trace_rows.hpp"
@@ -82,7 +83,14 @@ struct BackwardPart {
     std::vector<Real> pd_terms;         // conv: pre-delta terms of a block of connections
     std::vector<Real> grad, pre_delta;  // this thread's sums, when several threads share a sample
     std::vector<Real> dv, A, weighted, weight_sum;  // conv: per channel of one position
-    std::vector<int> n_o, ids;
+    std::vector<Real> interior_weight_sum;          // conv: weight_sum of the positions with no padding
+    std::vector<int> n_o, ids, vec_start;  // vec_start: firing channels before each vector of channels
+    std::vector<uint32_t> fired_bits;      // per vector of channels: the firing ones
+    // conv: positions waiting for their traces, the firing neurons of their lanes, and the
+    // S-PSP sums of one position's active connections over its lanes (row per connection)
+    std::vector<int> pending_x, pending_y, pending_lane0, lane_ids;
+    AlignedVector<Real> e_lanes;
+    PositionSums<Real> sums;
 };
 
 // A worker's buffers for one layer and one sample, whatever the layer's connection; conv and
@@ -90,6 +98,7 @@ struct BackwardPart {
 template <class Real>
 struct Scratch {
     AlignedVector<Real> spsp;  // dense: e[o, i] of the active inputs (active inputs, n_out padded)
+    AlignedVector<Real> columns;  // conv: the kernel columns padded to whole vectors
     std::vector<ScanState<Real>> scans;
     std::vector<BackwardPart<Real>> parts;
 };
@@ -102,9 +111,12 @@ struct Scratch {
 // also re-zeroes the current; a vector of neurons that never had input is skipped (its state
 // stays exactly 0 and, with a threshold above 0, it cannot fire).
 template <bool PowerOfTwoTaus, class Real, class AddCurrent, class Fire>
-void scan_by_step(int lo, int hi, int T, const LifParams<Real>& p, ScanState<Real>& s, AddCurrent add_current,
+void scan_by_step(int lo, int hi, int T, const LifParams<Real>& params, ScanState<Real>& s, AddCurrent add_current,
                   Fire fire)
 {
+    // a local copy: the state's stores (memcpy, memset) could alias `params`, which the compiler
+    // would then read again, and 1 / tau compute again, at every vector of every step
+    const LifParams<Real> p = params;
     using Vec = typename Simd<Real>::Vec;
     using Int = typename Simd<Real>::Int;
     constexpr int lanes = Simd<Real>::lanes;
@@ -131,8 +143,10 @@ void scan_by_step(int lo, int hi, int T, const LifParams<Real>& p, ScanState<Rea
                 live[q] = 1;
             }
             Vec vv = load_vec(v + k0), ee = load_vec(ep + k0);  // (steps before its first input: no-ops on 0)
+            Int rr = ref[q];
             lif_decay<PowerOfTwoTaus>(vv, ee, p);
-            uint64_t bits = lane_bits(lif_integrate<PowerOfTwoTaus>(vv, ee, ref[q], r, p));
+            uint64_t bits = lane_bits(lif_integrate<PowerOfTwoTaus>(vv, ee, rr, r, p));
+            ref[q] = rr;
             std::memcpy(v + k0, &vv, sizeof vv);
             std::memcpy(ep + k0, &ee, sizeof ee);
             std::memset(current + k0, 0, sizeof(Vec));
@@ -141,10 +155,14 @@ void scan_by_step(int lo, int hi, int T, const LifParams<Real>& p, ScanState<Rea
     }
 }
 
-// Sets bit n of step t's spike mask; several threads may set bits of one word.
-inline void set_spike(std::vector<uint64_t>& masks, int words, int t, int n)
+// Sets bit n of step t's spike mask; `shared`: other threads may set bits of the same word (an
+// atomic or, which costs several times a plain one).
+inline void set_spike(uint64_t* masks, int words, int t, int n, bool shared)
 {
-    __atomic_fetch_or(&masks[static_cast<size_t>(t) * words + n / 64], uint64_t(1) << (n % 64), __ATOMIC_RELAXED);
+    uint64_t& word = masks[static_cast<size_t>(t) * words + n / 64];
+    const uint64_t bit = uint64_t(1) << (n % 64);
+    if (shared) __atomic_fetch_or(&word, bit, __ATOMIC_RELAXED);
+    else word |= bit;
 }
 
 // S-PSP traces of the neurons ids[0 .. n) of train (n <= kTraceBlock): rows[t * stride + j].

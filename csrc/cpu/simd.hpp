@@ -70,6 +70,23 @@ inline typename Simd<Real>::Vec load_vec_head(const Real* p, int n)
 #endif
 }
 
+// A vector whose lanes set in `mask` take the Reals p[0], p[1], ... in ascending lane order,
+// the other lanes 0 (reads only as many Reals as the mask has bits).
+template <class Real>
+inline typename Simd<Real>::Vec expand_vec(const Real* p, uint32_t mask)
+{
+#if defined(__AVX512F__)
+    using Vec = typename Simd<Real>::Vec;
+    if constexpr (sizeof(Real) == 4) return Vec(_mm512_maskz_expandloadu_ps(static_cast<__mmask16>(mask), p));
+    else return Vec(_mm512_maskz_expandloadu_pd(static_cast<__mmask8>(mask), p));
+#else
+    typename Simd<Real>::Vec v = {};
+    for (int j = 0; j < Simd<Real>::lanes; ++j)
+        if (mask >> j & 1) v[j] = *p++;
+    return v;
+#endif
+}
+
 // p, from a register: a load at a constant offset from it then stays one micro-op, where the
 // base + scaled index address GCC would otherwise fold in costs two (x86 "unlamination").
 template <class T>

@@ -17,6 +17,12 @@ struct ConvGeometry {
     int O, D, E;  // output channels, height, width
     int K, P;     // kernel size, zero padding
 
+    // Whether every kernel entry of output position (x, y) lies inside the map (no zero padding).
+    HM2BP_HD bool interior(int x, int y) const
+    {
+        return x - P >= 0 && x - P + K <= H && y - P >= 0 && y - P + K <= W;
+    }
+
     // fn(r, q) for every connection of the neurons at output position (x, y), ascending r.
     template <class Fn>
     HM2BP_HD void for_each_connection(int x, int y, Fn fn) const
@@ -32,12 +38,28 @@ struct ConvGeometry {
             }
     }
 
+    // Channel, row and column of input q.
+    HM2BP_HD void input_coords(int q, int& c, int& h, int& w) const
+    {
+        c = q / (H * W);
+        h = q / W % H;
+        w = q % W;
+    }
+
     // fn(x, y, r) for every output position (x, y) with x_lo <= x < x_hi that input q reaches,
     // through kernel entry r; x, then y ascending.
     template <class Fn>
     HM2BP_HD void for_each_position(int q, int x_lo, int x_hi, Fn fn) const
     {
-        const int c = q / (H * W), h = q / W % H, w = q % W;
+        int c, h, w;
+        input_coords(q, c, h, w);
+        for_each_position(c, h, w, x_lo, x_hi, fn);
+    }
+
+    // The same for the input at (c, h, w) (input_coords).
+    template <class Fn>
+    HM2BP_HD void for_each_position(int c, int h, int w, int x_lo, int x_hi, Fn fn) const
+    {
         // x = h - i + P for i in [0, K), inside [x_lo, x_hi); y likewise inside [0, E)
         for (int x = max_of(x_lo, h + P - K + 1); x <= min_of(x_hi - 1, h + P); ++x)
             for (int y = max_of(0, w + P - K + 1); y <= min_of(E - 1, w + P); ++y)
