@@ -234,14 +234,9 @@ public:
     std::optional<bool> weights_finite() const override
     {
         // A non-finite weight makes its column sum non-finite (NaN, or inf from an overflow that
-        // is as fatal); the sums are current (shared weights: once recomputed), so this reads
-        // n_out values per layer.
-        if (shared_) {
-            bool finite = true;
-            for (WeightMatrix<Real>* p : params_)
-                if (p) finite = p->refresh_sums(regularization_params(spec_.hyper), threads()) && finite;
-            return finite;
-        }
+        // is as fatal). The sums are those of the weights set or stepped last, when Network asks
+        // (right after set_param or a step; shared weights written since are checked by the
+        // next run's refresh_shared), so this reads n_out values per layer.
         for (const WeightMatrix<Real>* p : params_) {
             if (!p) continue;
             for (const Real sum : p->row_sum)
