@@ -398,22 +398,31 @@ private:
     // canonical (n_out, n_in) layout, or with `stored` in the weights' own (n_in, n_out) one (no
     // transpose: hm2bp.torch's gradients of shared weights), with regularize what SPEC 5 adds to
     // them (mean_gradient) computed from the current weights and their column sums (current).
+    // The stored layout is written by rows on the engine's threads (each element computed on its
+    // own: the same bits for any thread count), and the row of an input no sample used, all +0
+    // (GradientSum), is not read: a shared row of +0 stands in, as in the optimizer's step.
     template <class Out>
     void export_gradient(int l, Real divisor, bool regularize, bool stored, Out* out) const
     {
         const WeightMatrix<Real>& w = *params_[l];
-        const Real* grad = groups_[0].grads[l].grad.data();
+        const GradientSum<Real>& sum = groups_[0].grads[l];
+        const Real* grad = sum.grad.data();
         const size_t O = static_cast<size_t>(w.n_out);
         auto write = [&](auto value) {
-            if (!stored) return transpose_tiled(w.n_in, w.n_out, out, value);
-            for (int i = 0; i < w.n_in; ++i) {
-                Out* row = out + i * O;
+            if (!stored)
+                return transpose_tiled(w.n_in, w.n_out, out, [&](int i, int o) { return value(grad + i * O, i, o); });
+            const AlignedVector<Real> zero_row(O, Real(0));
+            for_each_range(w.n_in, threads(), [&](int lo, int hi) {
+                for (int i = lo; i < hi; ++i) {
+                    Out* row = out + i * O;
+                    const Real* g = sum.touched[i] ? grad + i * O : zero_row.data();
 #pragma omp simd
-                for (int o = 0; o < w.n_out; ++o) row[o] = value(i, o);
-            }
+                    for (int o = 0; o < w.n_out; ++o) row[o] = value(g, i, o);
+                }
+            });
         };
         if (!regularize) {
-            write([=](int i, int o) { return Out(grad[i * O + o] / divisor); });
+            write([=](const Real* g, int, int o) { return Out(g[o] / divisor); });
             return;
         }
         const RegParams reg = regularization_params(spec_.hyper);
@@ -421,9 +430,8 @@ private:
         w.regularization_scales(reg, scale.data());
         const Real* wt = w.wt.data();
         const Real* s = scale.data();
-        write([=](int i, int o) {
-            const size_t k = i * O + o;
-            return Out(mean_gradient(grad[k], divisor, wt[k], s[o], reg));
+        write([=](const Real* g, int i, int o) {
+            return Out(mean_gradient(g[o], divisor, wt[i * O + o], s[o], reg));
         });
     }
 
