@@ -196,17 +196,18 @@ public:
         for (int b = 0; b < B; ++b)
             for (int l = 0; l < L; ++l) res.layer_spikes[l] += sample_spikes[static_cast<size_t>(b) * L + l];
 
-        if (learn) reduce_gradients(n_groups);
         if (req.mode == Mode::Gradients) {
             const Real divisor = req.reduce == Reduce::Mean ? Real(B) : Real(1);
             const bool regularize = req.regularize && regularization_params(spec_.hyper).active();
             for (int l = 0, block = 0; l < L; ++l) {
                 if (!params_[l]) continue;
                 const bool stored = !req.gradients_stored.empty() && req.gradients_stored.at(block);
-                std::visit([&](auto* out) { export_gradient(l, divisor, regularize, stored, out); },
+                if (!stored) reduce_gradients(n_groups, l);  // the stored export adds the groups itself
+                std::visit([&](auto* out) { export_gradient(l, n_groups, divisor, regularize, stored, out); },
                            req.gradients_out.at(block++));
             }
         } else if (req.mode == Mode::Train) {
+            for (int l = 0; l < L; ++l) reduce_gradients(n_groups, l);
             step_from_workers(B, req.lr);
         }
         return res;
@@ -363,12 +364,11 @@ private:
         }
     }
 
-    // Adds the other groups' gradient sums to group 0's, in group order. Only rows a group
-    // touched: the others hold +0, and adding +0 to a sum that started at +0 changes nothing.
-    void reduce_gradients(int n_groups)
+    // Adds the other groups' gradient sums of layer l to group 0's, in group order. Only rows a
+    // group touched: the others hold +0, and adding +0 to a sum that started at +0 changes nothing.
+    void reduce_gradients(int n_groups, int l)
     {
-        for (int l = 0; l < n_layers() && n_groups > 1; ++l) {
-            if (!params_[l]) continue;
+        if (n_groups > 1 && params_[l]) {
             GradientSum<Real>& total = groups_[0].grads[l];
             const int N = params_[l]->n_in, O = params_[l]->n_out;
 #pragma omp parallel for num_threads(threads()) schedule(static)
@@ -394,45 +394,56 @@ private:
                 if (params_[l]) group.grads[l].clear(params_[l]->n_out, threads());
     }
 
-    // Group 0's gradient sums (the batch's, after reduce_gradients) / divisor of layer l in the
-    // canonical (n_out, n_in) layout, or with `stored` in the weights' own (n_in, n_out) one (no
+    // The batch's gradient sums of layer l / divisor in the canonical (n_out, n_in) layout (group
+    // 0's, after reduce_gradients), or with `stored` in the weights' own (n_in, n_out) one (no
     // transpose: hm2bp.torch's gradients of shared weights), with regularize what SPEC 5 adds to
     // them (mean_gradient) computed from the current weights and their column sums (current).
-    // The stored layout is written by rows on the engine's threads (each element computed on its
-    // own: the same bits for any thread count), and the row of an input no sample used, all +0
-    // (GradientSum), is not read: a shared row of +0 stands in, as in the optimizer's step.
+    // The stored layout adds the groups' sums itself, row by row as reduce_gradients adds them
+    // (group 0's row, or +0 where untouched, then the other groups' touched rows in group order:
+    // the same bits), so that the sums are read once and not written back; the rows are split
+    // among the engine's threads (each element computed on its own: any thread count, the same).
     template <class Out>
-    void export_gradient(int l, Real divisor, bool regularize, bool stored, Out* out) const
+    void export_gradient(int l, int n_groups, Real divisor, bool regularize, bool stored, Out* out) const
     {
         const WeightMatrix<Real>& w = *params_[l];
-        const GradientSum<Real>& sum = groups_[0].grads[l];
-        const Real* grad = sum.grad.data();
         const size_t O = static_cast<size_t>(w.n_out);
         auto write = [&](auto value) {
-            if (!stored)
-                return transpose_tiled(w.n_in, w.n_out, out, [&](int i, int o) { return value(grad + i * O, i, o); });
-            const AlignedVector<Real> zero_row(O, Real(0));
+            if (!stored) {
+                const Real* grad = groups_[0].grads[l].grad.data();
+                return transpose_tiled(w.n_in, w.n_out, out, [&](int i, int o) { return value(grad[i * O + o], i, o); });
+            }
             for_each_range(w.n_in, threads(), [&](int lo, int hi) {
+                AlignedVector<Real> sum(O);
                 for (int i = lo; i < hi; ++i) {
-                    Out* row = out + i * O;
-                    const Real* g = sum.touched[i] ? grad + i * O : zero_row.data();
+                    const GradientSum<Real>& g0 = groups_[0].grads[l];
+                    const Real* first = g0.touched[i] ? g0.grad.data() + i * O : nullptr;
+                    if (first) std::copy(first, first + O, sum.begin());
+                    else std::fill(sum.begin(), sum.end(), Real(0));
+                    for (int j = 1; j < n_groups; ++j) {
+                        const GradientSum<Real>& part = groups_[j].grads[l];
+                        if (!part.touched[i]) continue;
+                        const Real* part_row = part.grad.data() + i * O;
+                        Real* __restrict s = sum.data();
 #pragma omp simd
-                    for (int o = 0; o < w.n_out; ++o) row[o] = value(g, i, o);
+                        for (size_t o = 0; o < O; ++o) s[o] += part_row[o];
+                    }
+                    Out* row = out + i * O;
+                    const Real* s = sum.data();
+#pragma omp simd
+                    for (int o = 0; o < w.n_out; ++o) row[o] = value(s[o], i, o);
                 }
             });
         };
         if (!regularize) {
-            write([=](const Real* g, int, int o) { return Out(g[o] / divisor); });
+            write([=](Real g, int, int) { return Out(g / divisor); });
             return;
         }
         const RegParams reg = regularization_params(spec_.hyper);
         std::vector<Real> scale(O);
         w.regularization_scales(reg, scale.data());
         const Real* wt = w.wt.data();
-        const Real* s = scale.data();
-        write([=](const Real* g, int i, int o) {
-            return Out(mean_gradient(g[o], divisor, wt[i * O + o], s[o], reg));
-        });
+        const Real* sc = scale.data();
+        write([=](Real g, int i, int o) { return Out(mean_gradient(g, divisor, wt[i * O + o], sc[o], reg)); });
     }
 
     // SPEC 5 from group 0's gradient sums over `count` samples.
