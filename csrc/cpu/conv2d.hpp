@@ -19,6 +19,7 @@
 #include "../hm2bp/spsp.hpp"
 #include "../model/network_spec.hpp"
 #include "conv2d_backward.hpp"
+#include "lif_scan.hpp"
 #include "population.hpp"
 #include "simd.hpp"
 #include "spike_train.hpp"

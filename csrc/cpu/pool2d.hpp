@@ -12,6 +12,7 @@
 #include "../hm2bp/neuron.hpp"
 #include "../hm2bp/spsp.hpp"
 #include "../model/network_spec.hpp"
+#include "lif_scan.hpp"
 #include "population.hpp"
 #include "spike_train.hpp"
 #include "threading.hpp"
