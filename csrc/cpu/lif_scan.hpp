@@ -16,8 +16,9 @@ constexpr int kScanSteps = 8;
 
 // SPEC 1 for neurons [lo, hi) (multiples of the vector width): add_current(t, current) adds the
 // current of the spikes of step t (it reaches the neurons at t + 1, the one-step delay) to a
-// zeroed array, current[k - lo] for neuron k; fire(t, k) is called for every neuron k that
-// fires at step t (in no particular order of t). The currents do not depend on this layer's
+// zeroed array, current[k - lo] for neuron k; fire(t, k0, bits) is called for every vector of
+// neurons k0, k0 + 1, ... of which some fire at step t, bit j of `bits` set where k0 + j fires
+// (in no particular order of t). The currents do not depend on this layer's
 // spikes, so those of kScanSteps steps are gathered first, then each vector of neurons runs
 // through those steps with its state in registers (no load and store of v, ep and ref per step;
 // each neuron still takes every step, in order, with the same operations: the same results, bit
@@ -67,7 +68,7 @@ void scan_by_step(int lo, int hi, int T, const LifParams<Real>& params, ScanStat
                 std::memset(at, 0, sizeof(Vec));
                 lif_decay<PowerOfTwoTaus>(vv, ee, p);
                 uint64_t bits = lane_bits(lif_integrate<PowerOfTwoTaus>(vv, ee, rr, r, p));
-                for (; bits; bits &= bits - 1) fire(t0 + j, lo + static_cast<int>(k0) + __builtin_ctzll(bits));
+                if (bits) fire(t0 + j, lo + static_cast<int>(k0), bits);
             }
             ref[q] = rr;
             std::memcpy(v + k0, &vv, sizeof vv);
