@@ -99,6 +99,7 @@ template <class Real>
 struct Scratch {
     AlignedVector<Real> spsp;  // dense: e[o, i] of the active inputs (active inputs, n_out padded)
     AlignedVector<Real> columns;  // conv: the kernel columns padded to whole vectors
+    std::vector<int> silent;      // dense: the inputs that did not spike
     std::vector<ScanState<Real>> scans;
     std::vector<BackwardPart<Real>> parts;
 };
