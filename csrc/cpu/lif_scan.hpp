@@ -45,7 +45,9 @@ void scan_by_step(int lo, int hi, int T, const LifParams<Real>& params, ScanStat
     s.v.assign(n, Real(0));
     s.ep.assign(n, Real(0));
     s.ref.assign(n_vec, Int{});
-    s.current.assign(static_cast<size_t>(kScanSteps) * n, Real(0));  // (step in the block, neuron)
+    // (step in the block, neuron): all +0 between scans, which re-zero what they read and read
+    // every block's currents (a skipped group's are 0), so growing it is all it needs
+    if (s.current.size() < static_cast<size_t>(kScanSteps) * n) s.current.resize(static_cast<size_t>(kScanSteps) * n);
     s.live.assign(n_groups, 0);
     const bool zero_is_silent = !(Real(0) > p.vth - p.fire_margin);
     Real* v = s.v.data();
