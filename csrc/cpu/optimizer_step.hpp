@@ -7,6 +7,7 @@
 #include "../hm2bp/common.hpp"
 #include "../hm2bp/optimizer.hpp"
 #include "../model/network_spec.hpp"
+#include "constant_divisor.hpp"
 #include "threading.hpp"
 #include "weights.hpp"
 
@@ -48,23 +49,77 @@ private:
         std::vector<Real> scale(O, Real(0));
         if (step.reg.active()) layer.regularization_scales(step.reg, scale.data());
         const bool power_of_two_divisors = is_power_of_two(double(count)) && is_power_of_two(h_.weight_limit);
+        const bool adam_by_constants = std::is_same_v<Real, float> && step.adam &&
+                                       ConstantDivisor::usable(float(step.adam_params.bias1)) &&
+                                       ConstantDivisor::usable(float(step.adam_params.bias2));
         for_each_range(O, threads, [&](int lo, int hi) {
             std::fill(layer.row_sum.begin() + lo, layer.row_sum.begin() + hi, Real(0));
             std::fill(layer.square_sum.begin() + lo, layer.square_sum.begin() + hi, Real(0));
+            std::vector<Real> w_before(adam_by_constants ? hi - lo : 0);
             auto update_rows = [&](auto power_of_two) {
                 for (int i = 0; i < N; ++i) {
                     const size_t row = static_cast<size_t>(i) * O + lo;
                     // an untouched row is all +0: read the shared zero row instead (less traffic)
                     const Real* grad_row = touched[i] ? grad + row : zero_row_.data() + lo;
-                    update_row<decltype(power_of_two)::value>(
-                        layer.wt.data() + row, layer.moment1.data() + row, layer.moment2.data() + row, grad_row,
-                        scale.data() + lo, layer.row_sum.data() + lo, layer.square_sum.data() + lo, hi - lo,
-                        Real(count), step);
+                    Real* w = layer.wt.data() + row;
+                    Real* m1 = layer.moment1.data() + row;
+                    Real* m2 = layer.moment2.data() + row;
+                    constexpr bool pow2 = decltype(power_of_two)::value;
+                    if constexpr (std::is_same_v<Real, float>) {
+                        if (adam_by_constants) {
+                            adam_row<pow2>(w, m1, m2, grad_row, scale.data() + lo, w_before.data(), hi - lo,
+                                           Real(count), step);
+                            add_to_sums<pow2>(w, layer.row_sum.data() + lo, layer.square_sum.data() + lo, hi - lo,
+                                              step.reg);
+                            continue;
+                        }
+                    }
+                    update_row<pow2>(w, m1, m2, grad_row, scale.data() + lo, layer.row_sum.data() + lo,
+                                     layer.square_sum.data() + lo, hi - lo, Real(count), step);
                 }
             };
             if (power_of_two_divisors) update_rows(std::true_type());
             else update_rows(std::false_type());
         });
+    }
+
+    // Adam's step of one row of float weights, as update_row computes it, with the divisions by
+    // the bias corrections done by ConstantDivisor (off the divider unit, which the square root
+    // and the third division keep busy). Each moment outside the fast division's range sends the
+    // row back to the plain divisions, from the weights as they were (w_before).
+    template <bool PowerOfTwoDivisors>
+    [[gnu::noinline]] void adam_row(float* __restrict w, float* __restrict m1, float* __restrict m2,
+                                    const float* __restrict grad, const float* __restrict scale,
+                                    float* __restrict w_before, int n, float batch, StepParams step) const
+    {
+        const AdamParams& a = step.adam_params;
+        const ConstantDivisor bias1(float(a.bias1)), bias2(float(a.bias2));
+        int outside = 0;
+#pragma omp simd reduction(| : outside)
+        for (int o = 0; o < n; ++o) {
+            const float g = mean_gradient<PowerOfTwoDivisors>(grad[o], batch, w[o], scale[o], step.reg);
+            float m = m1[o], v = m2[o];
+            adam_moments(g, m, v, a);
+            m1[o] = m;
+            m2[o] = v;
+            w_before[o] = w[o];
+            w[o] -= adam_change(bias1.divide(m), bias2.divide(v), step.lr, a);
+            outside |= !ConstantDivisor::in_range(m) | !ConstantDivisor::in_range(v);
+        }
+        if (!outside) return;
+        for (int o = 0; o < n; ++o) w[o] = w_before[o] - adam_change(m1[o] / bias1.d, m2[o] / bias2.d, step.lr, a);
+    }
+
+    // The updated weights of one row added to the column sums.
+    template <bool PowerOfTwoDivisors>
+    [[gnu::noinline]] void add_to_sums(const Real* __restrict w, Real* __restrict row_sum, Real* __restrict square_sum,
+                                       int n, const RegParams& reg) const
+    {
+#pragma omp simd
+        for (int o = 0; o < n; ++o) {
+            row_sum[o] += w[o];
+            square_sum[o] += regularization_term<PowerOfTwoDivisors>(w[o], reg);
+        }
     }
 
     // Columns [0, n) of one row of weights (fixed i): the step, then the updated weights added to
@@ -80,11 +135,7 @@ private:
     {
 #pragma omp simd
         for (int o = 0; o < n; ++o) weight_step<PowerOfTwoDivisors>(w[o], m1[o], m2[o], grad[o], batch, scale[o], step);
-#pragma omp simd
-        for (int o = 0; o < n; ++o) {
-            row_sum[o] += w[o];
-            square_sum[o] += regularization_term<PowerOfTwoDivisors>(w[o], step.reg);
-        }
+        add_to_sums<PowerOfTwoDivisors>(w, row_sum, square_sum, n, step.reg);
     }
 };
 
