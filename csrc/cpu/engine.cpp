@@ -8,9 +8,10 @@
 // threads take contiguous shares of the groups, each with its own scratch (one synchronisation
 // per batch, robust on a busy machine), and the groups' sums are added in group order. So a
 // batch's gradient sum, and with it the training, is the same bit for bit for any thread count.
-// A single sample instead splits the neurons of each layer (forward, traces and S-PSP rows) or
-// its active inputs (gradient rows, pre-deltas) among the threads, each result written by one
-// thread or summed in a fixed order of parts (the conv backward).
+// A single sample instead splits its encoding and spike lists (steps or neurons, joined in
+// order), the neurons of each layer (forward, traces and S-PSP rows) or its active inputs
+// (gradient rows, pre-deltas) among the threads, each result written by one thread or summed
+// in a fixed order of parts (the conv backward); the step splits a wide layer's rows.
 #include <algorithm>
 #include <cmath>
 #include <optional>
