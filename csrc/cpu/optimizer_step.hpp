@@ -37,11 +37,11 @@ private:
 
     // The layer's step. Each column sum of the new weights is added up in ascending i, as
     // WeightMatrix::set does (the scale comes from the sums of the current weights). A wide
-    // layer's rows are split among the threads (each streams one contiguous block of weights and
-    // moments; a share of every row's columns streams 2-3x as many short runs, ~20% slower on
-    // two threads): the first thread's rows add to the sums as they are stepped, and after a
-    // barrier all threads continue the sums over the other rows, each its share of the columns.
-    // A narrow layer's threads split the columns.
+    // layer's rows are split among the threads, so that each streams one contiguous block of the
+    // weights and moments (a share of every row's columns is n_in short runs per array, ~20%
+    // slower on two threads): the first thread's rows add to the sums as they are stepped, and
+    // after a barrier all threads continue the sums over the other rows in ascending i, each its
+    // share of the columns. A narrow layer's threads split the columns.
     void step_layer(WeightMatrix<Real>& layer, const GradientSum<Real>& sum, int64_t count, const StepParams& step,
                     int threads)
     {
