@@ -345,3 +345,23 @@ def test_gpu_check_prints_its_summary_when_killed(tmp_path: Path) -> None:
     assert time.monotonic() - start < 10 and proc.returncode == 143
     assert "=== summary" in out and "KILLED (signal) during: build" in out
     assert "KILLED (signal) during: build" in (tmp_path / "out" / "summary.txt").read_text()
+
+
+@pytest.mark.skipif(not _engine_ok(), reason="hm2bp engine not built")
+def test_silent_units_counts_frozen_neurons() -> None:
+    # A hidden layer whose threshold no input can reach never fires, and nor does the output
+    # it alone drives; at a reachable threshold the counts are the spike trains' sums.
+    import hm2bp
+    from bench.silent_units import layer_silence
+    spikes = np.random.default_rng(0).random((5, 50, 20)) < 0.3
+    silent = hm2bp.Network(layers=[20, 6, 3], vth=[1e9, 1.0], seed=1, threads=1)
+    assert [row["never_fire"] for row in layer_silence(silent, spikes, batch=2)] == [1.0, 1.0]
+    live = hm2bp.Network(layers=[20, 6, 3], vth=[0.5, 0.5], init_w=2.0, seed=1, threads=1)
+    rows = layer_silence(live, spikes, batch=2)
+    trains = live.forward(spikes)
+    for row, train in zip(rows, trains):
+        counts = train.sum(axis=1)
+        assert row["mean_count"] == pytest.approx(counts.mean())
+        assert row["never_fire"] == pytest.approx(np.mean(counts.max(axis=0) == 0))
+        assert row["silent_pairs"] == pytest.approx(np.mean(counts == 0))
+    assert rows[0]["never_fire"] < 1.0

@@ -1,0 +1,84 @@
+"""How many neurons of each layer a network never fires, on a sample of its training images.
+
+    python -m bench.silent_units RUN [--images 128] [--init] [--json FILE]
+
+HM2-BP gives a neuron that never fires no gradient: its S-PSPs e[o, i] are all zero, so is its
+weight gradient (SPEC 4), and its weights stay where they are. A unit that falls silent on every
+input therefore stays silent unless the layers below change what it receives. This reports, per
+layer, the mean spike count per neuron and image, the share of neurons silent on every one of
+the images ("never fire": the frozen units) and the share of (neuron, image) pairs without a
+spike. --init reports the same for the run's network at its initial weights (the run's config
+and seed, nothing trained), for a before/after view.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import hm2bp
+from hm2bp import data
+from hm2bp.train.build import build_network, load_network
+
+
+def layer_silence(net: Any, spikes: np.ndarray, batch: int = 32) -> list[dict[str, float]]:
+    """Per layer: mean spikes per neuron and image, share of neurons silent on every image, share
+    of silent (neuron, image) pairs; spikes is (B, T, n_in) as Network.forward takes it."""
+    counts: list[list[np.ndarray]] = []
+    for start in range(0, len(spikes), batch):
+        layers = net.forward(spikes[start:start + batch])
+        if not counts:
+            counts = [[] for _ in layers]
+        for k, trains in enumerate(layers):
+            counts[k].append(trains.sum(axis=1, dtype=np.int64))
+    rows = []
+    for per_batch in counts:
+        c = np.concatenate(per_batch)  # (images, n_l)
+        rows.append({"neurons": int(c.shape[1]), "mean_count": float(c.mean()),
+                     "never_fire": float(np.mean(c.max(axis=0) == 0)),
+                     "silent_pairs": float(np.mean(c == 0))})
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.silent_units", description=__doc__.split("\n")[0])
+    parser.add_argument("run", help="a run directory (or checkpoint file) of hm2bp-train")
+    parser.add_argument("--images", type=int, default=128, help="training images to run (default 128)")
+    parser.add_argument("--init", action="store_true", help="the run's network at its initial weights")
+    parser.add_argument("--seed", type=int, default=7, help="seed of the image sample and its encoding")
+    parser.add_argument("--json", type=Path, help="also write the table here")
+    args = parser.parse_args(argv)
+
+    net = load_network(args.run)
+    config = net.config
+    if args.init:
+        net = build_network(config, "auto", None)
+    train = data.load(config.dataset, "train", data_dir=config.data_dir, download=False)
+    if not train.is_images:
+        print(f"error: {config.dataset} is an event dataset; this reports image datasets only",
+              file=sys.stderr)
+        return 2
+    rng = np.random.default_rng(args.seed)
+    idx = np.sort(rng.choice(len(train.labels), size=min(args.images, len(train.labels)), replace=False))
+    images = train.images[idx].reshape(len(idx), -1)
+    spikes = hm2bp.encode_poisson(images, T=config.T, seed=args.seed, sample_index=idx)
+    rows = layer_silence(net, spikes)
+    state = "initial weights" if args.init else "trained weights"
+    print(f"{args.run} ({state}), {len(idx)} training images of {config.dataset}")
+    print("layer  neurons  spikes/neuron/image  never fire  silent pairs")
+    for k, row in enumerate(rows):
+        print(f"{k:5d}  {row['neurons']:7d}  {row['mean_count']:19.2f}  {row['never_fire']:10.3f}  "
+              f"{row['silent_pairs']:12.3f}")
+    if args.json:
+        args.json.write_text(json.dumps({"run": str(args.run), "init": args.init, "images": len(idx),
+                                         "layers": rows}, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
