@@ -67,7 +67,7 @@ public:
                 else integrate<false>(input, T, pop, p, lo, hi);
             },
             64);
-        pop.out.from_masks(pop.fired_masks.data(), T, O);
+        pop.out.from_masks(pop.fired_masks.data(), T, O, n_threads);
     }
 
     // SPEC 4 for this layer, given post.delta and post.lat: adds g to `grad`, and writes the
