@@ -12,7 +12,8 @@ infer, forward), `python -m bench cnn` for mnist-cnn (cnn-train, cnn-infer; no p
 Prints, per path, the median of the per-round ratios B / A and their range. --clock cpu times
 by the benchmark process's CPU time (with --threads 1: the engine's work, which a loaded
 machine disturbs far less than the wall clock). The builds must be plain installs (pip
---target): an editable install's import hook would load the same build on both sides.
+--target), and the Python running this must have no editable install of hm2bp: an editable
+install's import hook would load the same build on both sides (checked before the first round).
 """
 from __future__ import annotations
 
@@ -26,6 +27,18 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def check_build_loads(build: str) -> None:
+    """Exit with a message unless `python` with PYTHONPATH=build imports hm2bp from `build`: an
+    editable install of hm2bp in this Python's environment (its import hook takes precedence over
+    PYTHONPATH) would load that one build on both sides."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([build, str(ROOT)])}
+    found = subprocess.run([sys.executable, "-c", "import hm2bp; print(hm2bp.__file__)"], env=env, cwd=ROOT,
+                           capture_output=True, text=True).stdout.strip()
+    if not found or Path(build).resolve() not in Path(found).resolve().parents:
+        sys.exit(f"python -m bench.ab: {sys.executable} imports hm2bp from {found or 'nowhere'}, not from {build}; "
+                 f"run it with a Python that has no (editable) install of hm2bp")
 
 
 def run_engine_bench(build: str, args: argparse.Namespace) -> dict[str, float]:
@@ -61,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clock", choices=("wall", "cpu"), default="wall")
     p.add_argument("--json", metavar="FILE")
     args = p.parse_args(argv)
+    for build in (args.a, args.b):
+        check_build_loads(build)
     runs: dict[str, list[dict[str, float]]] = {"a": [], "b": []}
     for r in range(args.rounds):
         for name in ("a", "b") if r % 2 == 0 else ("b", "a"):

@@ -168,6 +168,31 @@ def test_training_is_the_same_bit_for_bit_on_any_thread_count(dtype):
             np.testing.assert_array_equal(runs[threads][1][key], want, err_msg=key)
 
 
+@pytest.mark.parametrize("path", ["spikes", "images"])
+def test_batch_one_trains_the_same_when_the_threads_share_a_sample(path):
+    # At batch 1 the threads split the sample itself: the encoding (steps of a spike array,
+    # pixels of an image), each layer's neurons and spike lists, the step's columns; every list
+    # is joined and every sum taken in a fixed order, so 1 and 2 threads train identically.
+    # 600 inputs and 320 hidden neurons over T = 400 are enough for each piece to be split.
+    config, _, _ = random_case(5, [600, 320, 10], 400, 1, vth=[6.0, 8.0])
+    rng = np.random.default_rng(5)
+    images = rng.integers(0, 160, size=(3, 600), dtype=np.uint8)
+    labels = np.array([2, 7, 4])
+    states = []
+    for threads in (1, 2):
+        net = hm2bp.Network(**config, threads=threads)
+        before = net.get_weights()[0].copy()
+        for k in range(3):
+            if path == "images":
+                out = net.train_step_images(images[k:k + 1], labels[k:k + 1], 0.01, T=400, seed=1, sample_index=k)
+            else:
+                out = net.train_step(hm2bp.encode_poisson(images[k:k + 1], 400, 1, k), labels[k:k + 1], 0.01)
+        assert out["layer_spikes"][0] > 0 and not np.array_equal(net.get_weights()[0], before)
+        states.append(net.get_state())
+    for key, want in states[0].items():
+        np.testing.assert_array_equal(states[1][key], want, err_msg=key)
+
+
 def test_poisson_encoding_matches_reference_bit_for_bit():
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, size=(3, 7, 9), dtype=np.uint8)

@@ -19,6 +19,7 @@
 #include "../hm2bp/spsp.hpp"
 #include "../model/network_spec.hpp"
 #include "conv2d_backward.hpp"
+#include "lif_scan.hpp"
 #include "population.hpp"
 #include "simd.hpp"
 #include "spike_train.hpp"
@@ -100,16 +101,19 @@ public:
             };
             uint64_t* masks = pop.fired_masks.data();
             const bool shared = parts > 1;  // other threads set bits of the same words
-            auto fire = [=](int t, int k) {
-                const unsigned o = unsigned(k) % unsigned(padded), xy = unsigned(k) / unsigned(padded);
-                if (o >= unsigned(O)) return;  // padding lanes get no current
-                set_spike(masks, words, t, int(o) * D * E + int(xy), shared);
+            auto fire = [=](int t, int k0, uint64_t bits) {  // one division per vector, not per spike
+                const unsigned o0 = unsigned(k0) % unsigned(padded), xy = unsigned(k0) / unsigned(padded);
+                for (; bits; bits &= bits - 1) {
+                    const unsigned o = o0 + unsigned(__builtin_ctzll(bits));
+                    if (o >= unsigned(O)) break;  // padding lanes (the bits ascend): they get no current
+                    set_spike(masks, words, t, int(o) * D * E + int(xy), shared);
+                }
             };
             const int hi = x_hi * E * padded;
             if (ctx.power_of_two_taus()) scan_by_step<true>(lo, hi, T, p, s.scans[part], add_current, fire);
             else scan_by_step<false>(lo, hi, T, p, s.scans[part], add_current, fire);
         });
-        pop.out.from_masks(pop.fired_masks.data(), T, N);
+        pop.out.from_masks(pop.fired_masks.data(), T, N, n_threads);
     }
 
     // SPEC_CNN 3.3 given post.delta: adds g to `grad`, writes the pre-deltas of the layer below

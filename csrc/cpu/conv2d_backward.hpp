@@ -12,6 +12,7 @@
 #include "../hm2bp/geometry.hpp"
 #include "../hm2bp/spsp.hpp"
 #include "conv2d_spsp_sums.hpp"
+#include "row_sums.hpp"
 #include "population.hpp"
 #include "simd.hpp"
 #include "spike_train.hpp"
@@ -172,10 +173,10 @@ struct Conv2dBackward {
         b.pd_terms.resize(static_cast<size_t>(kPreDeltaBlock) * stride);
         int block_q[kPreDeltaBlock];
         int n_block = 0;
+        static_assert(kPreDeltaBlock == 16, "sum_columns16");
         auto flush = [&] {
-            Real sum[kPreDeltaBlock] = {};
-            for (int k = 0; k < O; ++k)
-                for (int j = 0; j < kPreDeltaBlock; ++j) sum[j] += b.pd_terms[static_cast<size_t>(j) * stride + k];
+            Real sum[kPreDeltaBlock];
+            sum_columns16(b.pd_terms.data(), stride, O, sum);
             for (int j = 0; j < n_block; ++j) pd[block_q[j]] += sum[j];  // rows from n_block on: stale, unused
             n_block = 0;
         };

@@ -67,7 +67,7 @@ public:
                 else integrate<false>(input, T, pop, p, lo, hi);
             },
             64);
-        pop.out.from_masks(pop.fired_masks.data(), T, O);
+        pop.out.from_masks(pop.fired_masks.data(), T, O, n_threads);
     }
 
     // SPEC 4 for this layer, given post.delta and post.lat: adds g to `grad`, and writes the
@@ -147,14 +147,25 @@ public:
             (*pre_delta)[i] = pd;
         });
         if (!pre_delta) return;
-        // Silent inputs: R = 1.
-        for (int i = 0; i < n_in(); ++i) {
-            if (pre.count(i) != 0) continue;
-            const Real* wrow = weights.wt.data() + static_cast<size_t>(i) * O;
-            Real pd = 0;
-            for (int o = 0; o < O; ++o) pd += pre_delta_term(dv[o], Real(0), n_post[o], 0, use_effect_ratio, wrow[o]);
-            (*pre_delta)[i] = pd;
-        }
+        // Silent inputs: R = 1. Each pre-delta is a chain of dependent adds in ascending o;
+        // kSilentBlock inputs' chains run side by side (the threads take blocks of them).
+        constexpr int kSilentBlock = 16;
+        std::vector<int>& silent = scratch.silent;
+        silent.clear();
+        for (int i = 0; i < n_in(); ++i)
+            if (pre.count(i) == 0) silent.push_back(i);
+        const int n_silent = static_cast<int>(silent.size());
+        for_each_item((n_silent + kSilentBlock - 1) / kSilentBlock, n_threads, [&](int block) {
+            const int j0 = block * kSilentBlock, n = std::min(kSilentBlock, n_silent - j0);
+            const Real* wrow[kSilentBlock];
+            for (int j = 0; j < kSilentBlock; ++j)
+                wrow[j] = weights.wt.data() + static_cast<size_t>(silent[j0 + std::min(j, n - 1)]) * O;
+            Real pd[kSilentBlock] = {};
+            for (int o = 0; o < O; ++o)
+                for (int j = 0; j < kSilentBlock; ++j)
+                    pd[j] += pre_delta_term(dv[o], Real(0), n_post[o], 0, use_effect_ratio, wrow[j][o]);
+            for (int j = 0; j < n; ++j) (*pre_delta)[silent[j0 + j]] = pd[j];
+        });
     }
 
 private:

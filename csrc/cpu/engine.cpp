@@ -8,9 +8,10 @@
 // threads take contiguous shares of the groups, each with its own scratch (one synchronisation
 // per batch, robust on a busy machine), and the groups' sums are added in group order. So a
 // batch's gradient sum, and with it the training, is the same bit for bit for any thread count.
-// A single sample instead splits the neurons of each layer (forward, traces and S-PSP rows) or
-// its active inputs (gradient rows, pre-deltas) among the threads, each result written by one
-// thread or summed in a fixed order of parts (the conv backward).
+// A single sample instead splits its encoding and spike lists (steps or neurons, joined in
+// order), the neurons of each layer (forward, traces and S-PSP rows) or its active inputs
+// (gradient rows, pre-deltas) among the threads, each result written by one thread or summed
+// in a fixed order of parts (the conv backward); the step splits a wide layer's rows.
 #include <algorithm>
 #include <cmath>
 #include <optional>
@@ -317,18 +318,27 @@ private:
     void encode_inputs(const InputBatch& in)
     {
         if (static_cast<int>(inputs_.size()) < in.batch) inputs_.resize(in.batch);
-#pragma omp parallel for num_threads(threads()) schedule(dynamic)
-        for (int b = 0; b < in.batch; ++b) {
+        // Fewer samples than threads (batch 1): the threads share each sample instead.
+        const int inner_threads = in.batch < threads() ? threads() : 1;
+        auto encode = [&](int b) {
             if (in.dense) {
-                inputs_[b].from_dense(in.dense + static_cast<size_t>(b) * in.T * in.n_in, in.T, in.n_in);
+                inputs_[b].from_dense(in.dense + static_cast<size_t>(b) * in.T * in.n_in, in.T, in.n_in,
+                                      inner_threads);
             } else if (in.analog) {
                 inputs_[b].from_bsa(in.analog + static_cast<size_t>(b) * in.n_in * in.frames, in.frames, in.T, in.n_in,
                                     bsa_kernel_);
             } else {
                 const uint64_t key = poisson_sample_key(in.seed, static_cast<uint64_t>(in.sample_index[b]), in.epoch);
-                inputs_[b].from_image(in.images + static_cast<size_t>(b) * in.n_in, in.T, in.n_in, key, thresholds_);
+                inputs_[b].from_image(in.images + static_cast<size_t>(b) * in.n_in, in.T, in.n_in, key, thresholds_,
+                                      inner_threads);
             }
+        };
+        if (inner_threads > 1) {
+            for (int b = 0; b < in.batch; ++b) encode(b);
+            return;
         }
+#pragma omp parallel for num_threads(threads()) schedule(dynamic)
+        for (int b = 0; b < in.batch; ++b) encode(b);
     }
 
     // Shared weights may have been written since the engine last ran: their column sums anew,

@@ -7,6 +7,7 @@
 #include "../hm2bp/common.hpp"
 #include "../hm2bp/optimizer.hpp"
 #include "../model/network_spec.hpp"
+#include "constant_divisor.hpp"
 #include "threading.hpp"
 #include "weights.hpp"
 
@@ -34,9 +35,13 @@ private:
     int64_t step_ = 0;
     AlignedVector<Real> zero_row_;  // gradient row of an input that no sample used
 
-    // The layer's step; the threads split the columns, so that each column sum of the new
-    // weights is added up in ascending i, as WeightMatrix::set does (the scale comes from the
-    // sums of the current weights).
+    // The layer's step. Each column sum of the new weights is added up in ascending i, as
+    // WeightMatrix::set does (the scale comes from the sums of the current weights). A wide
+    // layer's rows are split among the threads, so that each streams one contiguous block of the
+    // weights and moments (a share of every row's columns is n_in short runs per array, ~20%
+    // slower on two threads): the first thread's rows add to the sums as they are stepped, and
+    // after a barrier all threads continue the sums over the other rows in ascending i, each its
+    // share of the columns. A narrow layer's threads split the columns.
     void step_layer(WeightMatrix<Real>& layer, const GradientSum<Real>& sum, int64_t count, const StepParams& step,
                     int threads)
     {
@@ -48,43 +53,123 @@ private:
         std::vector<Real> scale(O, Real(0));
         if (step.reg.active()) layer.regularization_scales(step.reg, scale.data());
         const bool power_of_two_divisors = is_power_of_two(double(count)) && is_power_of_two(h_.weight_limit);
-        for_each_range(O, threads, [&](int lo, int hi) {
-            std::fill(layer.row_sum.begin() + lo, layer.row_sum.begin() + hi, Real(0));
-            std::fill(layer.square_sum.begin() + lo, layer.square_sum.begin() + hi, Real(0));
-            auto update_rows = [&](auto power_of_two) {
-                for (int i = 0; i < N; ++i) {
-                    const size_t row = static_cast<size_t>(i) * O + lo;
-                    // an untouched row is all +0: read the shared zero row instead (less traffic)
-                    const Real* grad_row = touched[i] ? grad + row : zero_row_.data() + lo;
-                    update_row<decltype(power_of_two)::value>(
-                        layer.wt.data() + row, layer.moment1.data() + row, layer.moment2.data() + row, grad_row,
-                        scale.data() + lo, layer.row_sum.data() + lo, layer.square_sum.data() + lo, hi - lo,
-                        Real(count), step);
+        const bool adam_by_constants = std::is_same_v<Real, float> && step.adam &&
+                                       ConstantDivisor::usable(float(step.adam_params.bias1)) &&
+                                       ConstantDivisor::usable(float(step.adam_params.bias2));
+        Real* row_sum = layer.row_sum.data();
+        Real* square_sum = layer.square_sum.data();
+        // Row i's columns [lo, hi): the step, and with `sums` its new weights added to the sums.
+        auto step_row = [&](auto power_of_two, int i, int lo, int hi, bool sums, Real* w_before) {
+            constexpr bool pow2 = decltype(power_of_two)::value;
+            const size_t row = static_cast<size_t>(i) * O + lo;
+            // an untouched row is all +0: read the shared zero row instead (less traffic)
+            const Real* grad_row = touched[i] ? grad + row : zero_row_.data() + lo;
+            Real* w = layer.wt.data() + row;
+            Real* m1 = layer.moment1.data() + row;
+            Real* m2 = layer.moment2.data() + row;
+            bool stepped = false;
+            if constexpr (std::is_same_v<Real, float>) {
+                if (adam_by_constants) {
+                    adam_row<pow2>(w, m1, m2, grad_row, scale.data() + lo, w_before, hi - lo, Real(count), step);
+                    stepped = true;
                 }
-            };
-            if (power_of_two_divisors) update_rows(std::true_type());
-            else update_rows(std::false_type());
+            }
+            if (!stepped) update_row<pow2>(w, m1, m2, grad_row, scale.data() + lo, hi - lo, Real(count), step);
+            if (sums) add_to_sums<pow2>(w, row_sum + lo, square_sum + lo, hi - lo, step.reg);
+        };
+        auto with_divisors = [&](auto fn) {
+            if (power_of_two_divisors) fn(std::true_type());
+            else fn(std::false_type());
+        };
+        const int row_parts = std::min(threads, N / 16);
+        if (row_parts > 1 && O >= 64) {
+#pragma omp parallel num_threads(row_parts)
+            {
+                const FlushDenormals flush;
+                const int team = omp_get_num_threads(), k = omp_get_thread_num();
+                int lo, hi, first_lo, first_hi;
+                split_range(N, team, k, 1, lo, hi);
+                split_range(N, team, 0, 1, first_lo, first_hi);
+                std::vector<Real> w_before(adam_by_constants ? O : 0);
+                if (k == 0) {
+                    std::fill(row_sum, row_sum + O, Real(0));
+                    std::fill(square_sum, square_sum + O, Real(0));
+                }
+                with_divisors([&](auto pow2) {
+                    for (int i = lo; i < hi; ++i) step_row(pow2, i, 0, O, k == 0, w_before.data());
+                });
+#pragma omp barrier
+                int c_lo, c_hi;
+                split_range(O, team, k, 16, c_lo, c_hi);
+                with_divisors([&](auto pow2) {
+                    for (int i = first_hi; i < N && c_lo < c_hi; ++i)
+                        add_to_sums<decltype(pow2)::value>(layer.wt.data() + static_cast<size_t>(i) * O + c_lo,
+                                                           row_sum + c_lo, square_sum + c_lo, c_hi - c_lo, step.reg);
+                });
+            }
+            return;
+        }
+        for_each_range(O, threads, [&](int lo, int hi) {
+            std::fill(row_sum + lo, row_sum + hi, Real(0));
+            std::fill(square_sum + lo, square_sum + hi, Real(0));
+            std::vector<Real> w_before(adam_by_constants ? hi - lo : 0);
+            with_divisors([&](auto pow2) {
+                for (int i = 0; i < N; ++i) step_row(pow2, i, lo, hi, true, w_before.data());
+            });
         });
     }
 
-    // Columns [0, n) of one row of weights (fixed i): the step, then the updated weights added to
-    // the column sums. Kept free of aliasing and branches so that both loops vectorize (one loop
-    // that reads w back after the step's conditional update does not), and out of line (inlined
-    // into the parallel region, GCC leaves the step scalar). Divisions bound the step at batch 1;
+    // Adam's step of one row of float weights, as update_row computes it, with the divisions by
+    // the bias corrections done by ConstantDivisor (off the divider unit, which the square root
+    // and the third division keep busy). Each moment outside the fast division's range sends the
+    // row back to the plain divisions, from the weights as they were (w_before).
+    template <bool PowerOfTwoDivisors>
+    [[gnu::noinline]] void adam_row(float* __restrict w, float* __restrict m1, float* __restrict m2,
+                                    const float* __restrict grad, const float* __restrict scale,
+                                    float* __restrict w_before, int n, float batch, StepParams step) const
+    {
+        const AdamParams& a = step.adam_params;
+        const ConstantDivisor bias1(float(a.bias1)), bias2(float(a.bias2));
+        int outside = 0;
+#pragma omp simd reduction(| : outside)
+        for (int o = 0; o < n; ++o) {
+            const float g = mean_gradient<PowerOfTwoDivisors>(grad[o], batch, w[o], scale[o], step.reg);
+            float m = m1[o], v = m2[o];
+            adam_moments(g, m, v, a);
+            m1[o] = m;
+            m2[o] = v;
+            w_before[o] = w[o];
+            w[o] -= adam_change(bias1.divide(m), bias2.divide(v), step.lr, a);
+            outside |= !ConstantDivisor::in_range(m) | !ConstantDivisor::in_range(v);
+        }
+        if (!outside) return;
+        for (int o = 0; o < n; ++o) w[o] = w_before[o] - adam_change(m1[o] / bias1.d, m2[o] / bias2.d, step.lr, a);
+    }
+
+    // The updated weights of one row added to the column sums.
+    template <bool PowerOfTwoDivisors>
+    [[gnu::noinline]] void add_to_sums(const Real* __restrict w, Real* __restrict row_sum, Real* __restrict square_sum,
+                                       int n, const RegParams& reg) const
+    {
+#pragma omp simd
+        for (int o = 0; o < n; ++o) {
+            row_sum[o] += w[o];
+            square_sum[o] += regularization_term<PowerOfTwoDivisors>(w[o], reg);
+        }
+    }
+
+    // Columns [0, n) of one row of weights (fixed i): the step. Kept free of aliasing and branches
+    // so that the loop vectorizes (with the column sums in the same loop, reading w back after
+    // the step's conditional update, it does not), and out of line (inlined into the parallel
+    // region, GCC leaves the step scalar). Divisions bound the step at batch 1;
     // PowerOfTwoDivisors: the batch size and the weight limit are powers of two (divide).
     template <bool PowerOfTwoDivisors>
     [[gnu::noinline]] void update_row(Real* __restrict w, Real* __restrict m1, Real* __restrict m2,
-                                      const Real* __restrict grad, const Real* __restrict scale,
-                                      Real* __restrict row_sum, Real* __restrict square_sum, int n, Real batch,
+                                      const Real* __restrict grad, const Real* __restrict scale, int n, Real batch,
                                       StepParams step) const
     {
 #pragma omp simd
         for (int o = 0; o < n; ++o) weight_step<PowerOfTwoDivisors>(w[o], m1[o], m2[o], grad[o], batch, scale[o], step);
-#pragma omp simd
-        for (int o = 0; o < n; ++o) {
-            row_sum[o] += w[o];
-            square_sum[o] += regularization_term<PowerOfTwoDivisors>(w[o], step.reg);
-        }
     }
 };
 

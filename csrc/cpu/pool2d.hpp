@@ -12,6 +12,7 @@
 #include "../hm2bp/neuron.hpp"
 #include "../hm2bp/spsp.hpp"
 #include "../model/network_spec.hpp"
+#include "lif_scan.hpp"
 #include "population.hpp"
 #include "spike_train.hpp"
 #include "threading.hpp"
@@ -64,56 +65,69 @@ public:
                     }
                 }
             };
-            auto fire = [&](int t, int n) {
-                if (n < N) set_spike(pop.fired_masks.data(), words, t, n, parts > 1);
+            auto fire = [&](int t, int k0, uint64_t bits) {
+                for (; bits; bits &= bits - 1) {
+                    const int n = k0 + __builtin_ctzll(bits);
+                    if (n >= N) break;  // padding lanes (the bits ascend)
+                    set_spike(pop.fired_masks.data(), words, t, n, parts > 1);
+                }
             };
             if (ctx.power_of_two_taus()) scan_by_step<true>(lo, hi, T, p, s.scans[part], add_current, fire);
             else scan_by_step<false>(lo, hi, T, p, s.scans[part], add_current, fire);
         });
-        pop.out.from_masks(pop.fired_masks.data(), T, N);
+        pop.out.from_masks(pop.fired_masks.data(), T, N, n_threads);
     }
 
     // SPEC_CNN 3.2: pre_delta[q] = sum over windows p containing q of delta[p] / size^2 * R(p, q).
+    // Threads take ranges of channels: a window and its members share a channel, so each
+    // pre_delta[q] is written by one thread, its terms added in ascending p as on one thread.
     void backward(const SampleContext<Real>& ctx, Population<Real>& post_pop, const SpikeTrain& pre,
-                  std::vector<Real>* pre_delta, GradientSum<Real>&, Scratch<Real>& s, int) const
+                  std::vector<Real>* pre_delta, GradientSum<Real>&, Scratch<Real>& s, int n_threads) const
     {
         if (!pre_delta) return;  // pooling the data layer: nothing to hand down
         const SpikeTrain& post = post_pop.out;
-        const int N = geo.C * geo.D * geo.E;
+        const int per_channel = geo.D * geo.E;
         const int T = ctx.T;
         pre_delta->assign(static_cast<size_t>(geo.C) * geo.H * geo.W, Real(0));
-        s.parts.resize(1);
-        BackwardPart<Real>& b = s.parts[0];
-        b.traces.resize(static_cast<size_t>(T) * kTraceBlock);
-        b.trace_scratch.ensure(T);
-        const Real* delta = post_pop.delta.data();
-        int ids[kTraceBlock];
-        int n_ids = 0;
-        // Window members of p, each with e(p, q) from p's trace (null for a silent p: R = 1).
-        auto hand_down = [&](int p, const Real* trace) {
-            const int n_p = post.count(p);
-            geo.for_each_member(p, [&](int q) {
-                Real e = Real(0);
-                if (trace)
-                    for (int m = 0; m < pre.count(q); ++m) e += trace[static_cast<size_t>(pre.times(q)[m]) * kTraceBlock];
-                (*pre_delta)[q] += pool_pre_delta_term(delta[p], geo.size, spsp_value(e, n_p, pre.count(q)), n_p, pre.count(q));
-            });
-        };
-        auto flush = [&] {
-            spsp_traces(ctx, post, ids, n_ids, b.trace_scratch, b.traces.data(), kTraceBlock);
-            for (int j = 0; j < n_ids; ++j) hand_down(ids[j], b.traces.data() + j);
-            n_ids = 0;
-        };
-        for (int p = 0; p < N; ++p) {
-            if (delta[p] == Real(0)) continue;  // its terms are all zero, exactly
-            if (post.count(p) == 0) {
-                hand_down(p, nullptr);
-                continue;
+        const int parts = std::max(1, std::min(n_threads, geo.C));
+        s.parts.resize(parts);
+        for_each_part(parts, parts, [&](int part) {
+            int c_lo, c_hi;
+            split_range(geo.C, parts, part, 1, c_lo, c_hi);
+            BackwardPart<Real>& b = s.parts[part];
+            b.traces.resize(static_cast<size_t>(T) * kTraceBlock);
+            b.trace_scratch.ensure(T);
+            const Real* delta = post_pop.delta.data();
+            Real* pd = pre_delta->data();
+            int ids[kTraceBlock];
+            int n_ids = 0;
+            // Window members of p, each with e(p, q) from p's trace (null for a silent p: R = 1).
+            auto hand_down = [&](int p, const Real* trace) {
+                const int n_p = post.count(p);
+                geo.for_each_member(p, [&](int q) {
+                    Real e = Real(0);
+                    if (trace)
+                        for (int m = 0; m < pre.count(q); ++m)
+                            e += trace[static_cast<size_t>(pre.times(q)[m]) * kTraceBlock];
+                    pd[q] += pool_pre_delta_term(delta[p], geo.size, spsp_value(e, n_p, pre.count(q)), n_p, pre.count(q));
+                });
+            };
+            auto flush = [&] {
+                spsp_traces(ctx, post, ids, n_ids, b.trace_scratch, b.traces.data(), kTraceBlock);
+                for (int j = 0; j < n_ids; ++j) hand_down(ids[j], b.traces.data() + j);
+                n_ids = 0;
+            };
+            for (int p = c_lo * per_channel; p < c_hi * per_channel; ++p) {
+                if (delta[p] == Real(0)) continue;  // its terms are all zero, exactly
+                if (post.count(p) == 0) {
+                    hand_down(p, nullptr);
+                    continue;
+                }
+                ids[n_ids++] = p;
+                if (n_ids == kTraceBlock) flush();
             }
-            ids[n_ids++] = p;
-            if (n_ids == kTraceBlock) flush();
-        }
-        if (n_ids > 0) flush();
+            if (n_ids > 0) flush();
+        });
     }
 
 private:

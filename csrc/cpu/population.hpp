@@ -99,71 +99,10 @@ template <class Real>
 struct Scratch {
     AlignedVector<Real> spsp;  // dense: e[o, i] of the active inputs (active inputs, n_out padded)
     AlignedVector<Real> columns;  // conv: the kernel columns padded to whole vectors
+    std::vector<int> silent;      // dense: the inputs that did not spike
     std::vector<ScanState<Real>> scans;
     std::vector<BackwardPart<Real>> parts;
 };
-
-// SPEC 1 for neurons [lo, hi) (multiples of the vector width) advanced together one step at a
-// time, for connections whose current is scattered from the input spikes (conv, pool):
-// add_current(t, current) adds the current of the spikes of step t (it reaches the neurons at
-// t + 1, the one-step delay) to a zeroed array, current[k - lo] for neuron k; fire(t, k) is
-// called for every neuron k that fires at step t. Each step is one pass over the state, which
-// also re-zeroes the current; a vector of neurons that never had input is skipped (its state
-// stays exactly 0 and, with a threshold above 0, it cannot fire).
-template <bool PowerOfTwoTaus, class Real, class AddCurrent, class Fire>
-void scan_by_step(int lo, int hi, int T, const LifParams<Real>& params, ScanState<Real>& s, AddCurrent add_current,
-                  Fire fire)
-{
-    // a local copy: the state's stores (memcpy, memset) could alias `params`, which the compiler
-    // would then read again, and 1 / tau compute again, at every vector of every step
-    const LifParams<Real> p = params;
-    using Vec = typename Simd<Real>::Vec;
-    using Int = typename Simd<Real>::Int;
-    constexpr int lanes = Simd<Real>::lanes;
-    const int n = hi - lo;
-    const int n_vec = n / lanes;
-    s.v.assign(n, Real(0));
-    s.ep.assign(n, Real(0));
-    s.ref.assign(n_vec, Int{});
-    s.current.assign(n, Real(0));
-    s.live.assign(n_vec, 0);
-    const bool zero_is_silent = !(Real(0) > p.vth - p.fire_margin);
-    Real* v = s.v.data();
-    Real* ep = s.ep.data();
-    Int* ref = s.ref.data();
-    Real* current = s.current.data();
-    uint8_t* live = s.live.data();
-    for (int t = 1; t < T; ++t) {
-        add_current(t - 1, current);
-        for (int q = 0; q < n_vec; ++q) {
-            const size_t k0 = static_cast<size_t>(q) * lanes;
-            const Vec r = load_vec(current + k0);
-            if (!live[q]) {
-                if (zero_is_silent && !lane_bits(r != Real(0))) continue;
-                live[q] = 1;
-            }
-            Vec vv = load_vec(v + k0), ee = load_vec(ep + k0);  // (steps before its first input: no-ops on 0)
-            Int rr = ref[q];
-            lif_decay<PowerOfTwoTaus>(vv, ee, p);
-            uint64_t bits = lane_bits(lif_integrate<PowerOfTwoTaus>(vv, ee, rr, r, p));
-            ref[q] = rr;
-            std::memcpy(v + k0, &vv, sizeof vv);
-            std::memcpy(ep + k0, &ee, sizeof ee);
-            std::memset(current + k0, 0, sizeof(Vec));
-            for (; bits; bits &= bits - 1) fire(t, lo + static_cast<int>(k0) + __builtin_ctzll(bits));
-        }
-    }
-}
-
-// Sets bit n of step t's spike mask; `shared`: other threads may set bits of the same word (an
-// atomic or, which costs several times a plain one).
-inline void set_spike(uint64_t* masks, int words, int t, int n, bool shared)
-{
-    uint64_t& word = masks[static_cast<size_t>(t) * words + n / 64];
-    const uint64_t bit = uint64_t(1) << (n % 64);
-    if (shared) __atomic_fetch_or(&word, bit, __ATOMIC_RELAXED);
-    else word |= bit;
-}
 
 // S-PSP traces of the neurons ids[0 .. n) of train (n <= kTraceBlock): rows[t * stride + j].
 template <class Real>

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstring>
+#include <type_traits>
 
 #include "simd.hpp"
 
@@ -81,6 +82,66 @@ void sum_rows_interleaved(const Real* matrix, size_t stride, int lo, int n_cols,
                 }
             for (int g = 0; g < n; ++g) std::memcpy(out[g0 + g] + c, &acc[g], sizeof(Vec));
         }
+    }
+}
+
+// The transpose of a 16 x 16 block of floats held as 16 vectors (rows), in registers: stage b
+// swaps the off-diagonal b x b blocks of rows i and i + b (i & b = 0), for b = 8, 4, 2, 1.
+inline void transpose_16x16(Simd<float>::Vec* r)
+{
+    using Int = Simd<float>::Int;
+    auto stage = [r](auto b_const) {
+        constexpr int b = decltype(b_const)::value;
+        // lane l of the new row i: r[i][l] or r[i + b][l - b]; of the new row i + b: r[i][l + b] or r[i + b][l]
+        constexpr Int low = {(0 & b) ? 16 + 0 - b : 0, (1 & b) ? 16 + 1 - b : 1, (2 & b) ? 16 + 2 - b : 2,
+                             (3 & b) ? 16 + 3 - b : 3, (4 & b) ? 16 + 4 - b : 4, (5 & b) ? 16 + 5 - b : 5,
+                             (6 & b) ? 16 + 6 - b : 6, (7 & b) ? 16 + 7 - b : 7, (8 & b) ? 16 + 8 - b : 8,
+                             (9 & b) ? 16 + 9 - b : 9, (10 & b) ? 16 + 10 - b : 10, (11 & b) ? 16 + 11 - b : 11,
+                             (12 & b) ? 16 + 12 - b : 12, (13 & b) ? 16 + 13 - b : 13,
+                             (14 & b) ? 16 + 14 - b : 14, (15 & b) ? 16 + 15 - b : 15};
+        constexpr Int high = {(0 & b) ? 16 + 0 : 0 + b, (1 & b) ? 16 + 1 : 1 + b, (2 & b) ? 16 + 2 : 2 + b,
+                              (3 & b) ? 16 + 3 : 3 + b, (4 & b) ? 16 + 4 : 4 + b, (5 & b) ? 16 + 5 : 5 + b,
+                              (6 & b) ? 16 + 6 : 6 + b, (7 & b) ? 16 + 7 : 7 + b, (8 & b) ? 16 + 8 : 8 + b,
+                              (9 & b) ? 16 + 9 : 9 + b, (10 & b) ? 16 + 10 : 10 + b, (11 & b) ? 16 + 11 : 11 + b,
+                              (12 & b) ? 16 + 12 : 12 + b, (13 & b) ? 16 + 13 : 13 + b,
+                              (14 & b) ? 16 + 14 : 14 + b, (15 & b) ? 16 + 15 : 15 + b};
+#pragma GCC unroll 16
+        for (int i = 0; i < 16; ++i) {
+            if (i & b) continue;
+            const Simd<float>::Vec lo = __builtin_shuffle(r[i], r[i + b], low);
+            const Simd<float>::Vec hi = __builtin_shuffle(r[i], r[i + b], high);
+            r[i] = lo;
+            r[i + b] = hi;
+        }
+    };
+    stage(std::integral_constant<int, 8>{});
+    stage(std::integral_constant<int, 4>{});
+    stage(std::integral_constant<int, 2>{});
+    stage(std::integral_constant<int, 1>{});
+}
+
+// sum[j] = sum over k in [0, n), ascending, of rows[j * stride + k], for 16 rows j (stride a
+// multiple of 16 that is at least n): 16 chains of dependent adds side by side. For floats the
+// rows are read 16 columns at a time and transposed in registers, so each step of the 16 chains
+// is one vector add (not 16 scalar loads put together lane by lane).
+template <class Real>
+void sum_columns16(const Real* rows, size_t stride, int n, Real* sum)
+{
+    if constexpr (sizeof(Real) == 4 && Simd<Real>::lanes == 16) {
+        typename Simd<Real>::Vec acc = {};
+        for (int k0 = 0; k0 < n; k0 += 16) {
+            typename Simd<Real>::Vec r[16];
+#pragma GCC unroll 16
+            for (int j = 0; j < 16; ++j) r[j] = load_vec(rows + static_cast<size_t>(j) * stride + k0);
+            transpose_16x16(r);
+            const int m = std::min(16, n - k0);
+            for (int k = 0; k < m; ++k) acc += r[k];
+        }
+        std::memcpy(sum, &acc, sizeof acc);
+    } else {
+        for (int j = 0; j < 16; ++j) sum[j] = Real(0);
+        for (int k = 0; k < n; ++k)
+            for (int j = 0; j < 16; ++j) sum[j] += rows[static_cast<size_t>(j) * stride + k];
     }
 }
 

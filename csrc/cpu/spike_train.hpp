@@ -1,5 +1,8 @@
 // One sample's spikes of one layer, indexed both by step (for the forward current and the
-// gradient) and by neuron (for the S-PSP traces and effect ratios).
+// gradient) and by neuron (for the S-PSP traces and effect ratios). The builders from a dense
+// array, from spike masks and from an image can split one sample among n_threads (a batch of
+// one sample, whose other threads would wait): each thread lists a contiguous share of the
+// steps (or neurons), and the shares are joined in order, so the lists are the same.
 #pragma once
 #include <algorithm>
 #include <cstdint>
@@ -12,6 +15,7 @@
 
 #include "../hm2bp/bsa.hpp"
 #include "../hm2bp/encoding.hpp"
+#include "threading.hpp"
 
 namespace hm2bp {
 
@@ -61,18 +65,22 @@ struct SpikeTrain {
 
     // From a 0/1 (T, N) array. Spikes are rare: each row is reduced to bit masks of its nonzero
     // bytes, and only set bits are visited.
-    void from_dense(const uint8_t* spikes, int T_, int N_)
+    void from_dense(const uint8_t* spikes, int T_, int N_, int n_threads = 1)
     {
-        from_step_masks(T_, N_, [&](int t, int w) {
-            return nonzero_mask(spikes + static_cast<size_t>(t) * N_ + w * 64, std::min(64, N_ - w * 64));
-        });
+        from_step_masks(
+            T_, N_,
+            [&](int t, int w) {
+                return nonzero_mask(spikes + static_cast<size_t>(t) * N_ + w * 64, std::min(64, N_ - w * 64));
+            },
+            n_threads);
     }
 
     // From spike masks, (T, mask_words(N)) words.
-    void from_masks(const uint64_t* masks, int T_, int N_)
+    void from_masks(const uint64_t* masks, int T_, int N_, int n_threads = 1)
     {
         const int words = mask_words(N_);
-        from_step_masks(T_, N_, [&](int t, int w) { return masks[static_cast<size_t>(t) * words + w]; });
+        from_step_masks(
+            T_, N_, [&](int t, int w) { return masks[static_cast<size_t>(t) * words + w]; }, n_threads);
     }
 
     // As a 0/1 (T, N) array.
@@ -85,30 +93,39 @@ struct SpikeTrain {
 
     // Poisson encoding of one image (SPEC 2); thresholds[p] from poisson_threshold(p).
     void from_image(const uint8_t* pixels, int T_, int N_, uint64_t sample_key,
-                    const uint64_t* thresholds)
+                    const uint64_t* thresholds, int n_threads = 1)
     {
         begin(T_, N_);
-        neuron_times.clear();
-        flags.resize(T);
-        uint8_t* flag = flags.data();  // a local pointer: byte stores through the member could alias it
-        const int steps = T;
-        for (int n = 0; n < N; ++n) {
-            const int p = pixels[n];
-            if (p != 0) {
-                const uint64_t key = poisson_neuron_key(sample_key, static_cast<uint64_t>(n));
-                const uint64_t threshold = thresholds[p];
+        const int n_parts = std::min(n_threads, std::max(1, N / 64));
+        if (static_cast<int>(parts.size()) < n_parts) parts.resize(n_parts);
+        // neuron_start[n + 1] counts from its part's start until the parts are joined
+        for_each_part(n_parts, n_parts, [&](int k) {
+            int lo, hi;
+            split_range(N, n_parts, k, 1, lo, hi);
+            std::vector<int>& times = parts[k].ids;
+            times.clear();
+            parts[k].flags.resize(T);
+            uint8_t* flag = parts[k].flags.data();  // a local pointer: byte stores through the member could alias it
+            const int steps = T;
+            for (int n = lo; n < hi; ++n) {
+                const int p = pixels[n];
+                if (p != 0) {
+                    const uint64_t key = poisson_neuron_key(sample_key, static_cast<uint64_t>(n));
+                    const uint64_t threshold = thresholds[p];
 #pragma omp simd
-                for (int t = 0; t < steps; ++t) flag[t] = poisson_spike(key, t, threshold);
-                size_t end = neuron_times.size();
-                neuron_times.resize(end + T);
-                for (int t = 0; t < T; ++t) {  // branch-free compaction
-                    neuron_times[end] = t;
-                    end += flag[t];
+                    for (int t = 0; t < steps; ++t) flag[t] = poisson_spike(key, t, threshold);
+                    size_t end = times.size();
+                    times.resize(end + T);
+                    for (int t = 0; t < T; ++t) {  // branch-free compaction
+                        times[end] = t;
+                        end += flag[t];
+                    }
+                    times.resize(end);
                 }
-                neuron_times.resize(end);
+                neuron_start[n + 1] = static_cast<int>(times.size());
             }
-            neuron_start[n + 1] = static_cast<int>(neuron_times.size());
-        }
+        });
+        join_parts(n_parts, N, neuron_start, neuron_times);
         index_by_step();
     }
 
@@ -171,27 +188,60 @@ struct SpikeTrain {
     }
 
 private:
+    // One thread's share of a sample being listed: its ids (or times), with room to spare.
+    struct Part {
+        std::vector<int> ids;
+        std::vector<uint8_t> flags;  // from_image: one neuron's spikes at each step
+    };
+
     std::vector<int> cursor;
-    std::vector<uint8_t> flags;
-    std::vector<int> ids;  // step_ids being built, with room to spare
+    std::vector<Part> parts;
     std::vector<std::vector<int>> lane_times;  // from_bsa: spike times of each lane
+
+    // Appends the parts' lists in part order to `list` and makes start (the offsets of the
+    // n_items steps or neurons, parted by split_range, each counted from its part's start)
+    // count from the first.
+    void join_parts(int n_parts, int n_items, std::vector<int>& start, std::vector<int>& list)
+    {
+        if (n_parts == 1) {
+            list.assign(parts[0].ids.begin(), parts[0].ids.begin() + static_cast<long>(start[n_items]));
+            return;
+        }
+        list.clear();
+        for (int k = 0; k < n_parts; ++k) {
+            int lo, hi;
+            split_range(n_items, n_parts, k, 1, lo, hi);
+            const int offset = static_cast<int>(list.size());
+            for (int j = lo + 1; j <= hi; ++j) start[j] += offset;
+            list.insert(list.end(), parts[k].ids.begin(), parts[k].ids.begin() + (start[hi] - offset));
+        }
+    }
 
     // From mask(t, w), the spike mask word w of step t (bit n % 64 of word n / 64: neuron n fired).
     template <class MaskOf>
-    void from_step_masks(int T_, int N_, MaskOf mask_of)
+    void from_step_masks(int T_, int N_, MaskOf mask_of, int n_threads)
     {
         begin(T_, N_);
         const int words = mask_words(N);
-        size_t used = 0;
-        for (int t = 0; t < T; ++t) {
-            const size_t room = used + static_cast<size_t>(words) * 64 + 4;
-            if (ids.size() < room) ids.resize(std::max(room, 2 * ids.size()));
-            int* out = ids.data() + used;
-            for (int w = 0; w < words; ++w) out = append_set_bits(mask_of(t, w), w * 64, out);
-            used = static_cast<size_t>(out - ids.data());
-            step_start[t + 1] = static_cast<int>(used);
-        }
-        step_ids.assign(ids.begin(), ids.begin() + used);
+        // a share of fewer than 512 mask words costs less than handing it to another thread
+        const int n_parts = std::min(n_threads, std::max(1, T * words / 512));
+        if (static_cast<int>(parts.size()) < n_parts) parts.resize(n_parts);
+        // step_start[t + 1] counts from its part's start until the parts are joined
+        for_each_part(n_parts, n_parts, [&](int k) {
+            int t_lo, t_hi;
+            split_range(T, n_parts, k, 1, t_lo, t_hi);
+            std::vector<int>& ids = parts[k].ids;
+            size_t used = 0;
+            for (int t = t_lo; t < t_hi; ++t) {
+                const size_t room = used + static_cast<size_t>(words) * 64 + 4;
+                if (ids.size() < room) ids.resize(std::max(room, 2 * ids.size()));
+                int* out = ids.data() + used;
+                for (int w = 0; w < words; ++w) out = append_set_bits(mask_of(t, w), w * 64, out);
+                used = static_cast<size_t>(out - ids.data());
+                step_start[t + 1] = static_cast<int>(used);
+            }
+        });
+        join_parts(n_parts, T, step_start, step_ids);
         index_by_neuron();
     }
 

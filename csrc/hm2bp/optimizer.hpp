@@ -49,13 +49,28 @@ struct AdamParams {
     double bias2;  // 1 - b2^step
 };
 
+// Adam in two halves (the CPU step divides by the bias corrections its own way, exactly):
+// the moments m, v after gradient g, then the weight change from the bias-corrected moments
+// m_hat = m / bias1 and v_hat = v / bias2.
 template <class Real>
-HM2BP_HD void adam_update(Real& w, Real g, Real& m, Real& v, double lr, const AdamParams& a)
+HM2BP_HD void adam_moments(Real g, Real& m, Real& v, const AdamParams& a)
 {
     m = Real(a.b1) * m + Real(1 - a.b1) * g;
     v = Real(a.b2) * v + Real(1 - a.b2) * g * g;
+}
+
+template <class Real>
+HM2BP_HD Real adam_change(Real m_hat, Real v_hat, double lr, const AdamParams& a)
+{
     using std::sqrt;
-    w -= Real(lr) * (m / Real(a.bias1)) / (sqrt(v / Real(a.bias2)) + Real(a.eps));
+    return Real(lr) * m_hat / (sqrt(v_hat) + Real(a.eps));
+}
+
+template <class Real>
+HM2BP_HD void adam_update(Real& w, Real g, Real& m, Real& v, double lr, const AdamParams& a)
+{
+    adam_moments(g, m, v, a);
+    w -= adam_change(m / Real(a.bias1), v / Real(a.bias2), lr, a);
 }
 
 // SGD with momentum in the authors' form (common/cuBase.cu): the learning rate sits inside the
