@@ -147,6 +147,27 @@ def test_forward_backward_writes_gradients_in_the_stored_layout(case):
         net.forward_backward(spikes, labels, out=[np.empty(want[0].shape[::-1], np.float32).T[::-1], *out[1:]])
 
 
+@pytest.mark.parametrize("regularize", [False, True])
+def test_stored_gradients_are_the_same_for_any_thread_count_and_with_silent_inputs(regularize):
+    """The stored layout is written by rows on the engine's threads, and the gradient rows of
+    inputs that no sample used (+0) are not read: the same values as the transposing export."""
+    config, spikes, labels = random_case(7, [64, 20, 6], 80, 8, rate=0.1, reg_lambda=10.0, reg_beta=0.04)
+    spikes[:, :, ::3] = False
+    grads = []
+    for threads in (1, 3):
+        net = hm2bp.Network(**config, dtype="float32", threads=threads)
+        want = net.forward_backward(spikes, labels, reduce="mean", regularize=regularize)["gradients"]
+        out = [np.moveaxis(np.empty(w.shape[1:] + w.shape[:1], np.float32), -1, 0) for w in want]
+        net.forward_backward(spikes, labels, reduce="mean", regularize=regularize, out=out)
+        for o, w in zip(out, want, strict=True):
+            np.testing.assert_array_equal(o, w.astype(np.float32))
+        grads.append(out)
+    for a, b in zip(*grads, strict=True):
+        assert np.array_equal(a, b)
+    silent = grads[0][0][:, ::3]
+    assert silent.any() if regularize else not silent.any()
+
+
 def test_refusals():
     net = hm2bp.Network([4, 3], vth=[1.0])
     with pytest.raises(ValueError, match="layout must be 'canonical' or 'stored', got 'rows'"):

@@ -197,17 +197,18 @@ public:
         for (int b = 0; b < B; ++b)
             for (int l = 0; l < L; ++l) res.layer_spikes[l] += sample_spikes[static_cast<size_t>(b) * L + l];
 
-        if (learn) reduce_gradients(n_groups);
         if (req.mode == Mode::Gradients) {
             const Real divisor = req.reduce == Reduce::Mean ? Real(B) : Real(1);
             const bool regularize = req.regularize && regularization_params(spec_.hyper).active();
             for (int l = 0, block = 0; l < L; ++l) {
                 if (!params_[l]) continue;
                 const bool stored = !req.gradients_stored.empty() && req.gradients_stored.at(block);
-                std::visit([&](auto* out) { export_gradient(l, divisor, regularize, stored, out); },
+                if (!stored) reduce_gradients(n_groups, l);  // the stored export adds the groups itself
+                std::visit([&](auto* out) { export_gradient(l, n_groups, divisor, regularize, stored, out); },
                            req.gradients_out.at(block++));
             }
         } else if (req.mode == Mode::Train) {
+            for (int l = 0; l < L; ++l) reduce_gradients(n_groups, l);
             step_from_workers(B, req.lr);
         }
         return res;
@@ -373,12 +374,11 @@ private:
         }
     }
 
-    // Adds the other groups' gradient sums to group 0's, in group order. Only rows a group
-    // touched: the others hold +0, and adding +0 to a sum that started at +0 changes nothing.
-    void reduce_gradients(int n_groups)
+    // Adds the other groups' gradient sums of layer l to group 0's, in group order. Only rows a
+    // group touched: the others hold +0, and adding +0 to a sum that started at +0 changes nothing.
+    void reduce_gradients(int n_groups, int l)
     {
-        for (int l = 0; l < n_layers() && n_groups > 1; ++l) {
-            if (!params_[l]) continue;
+        if (n_groups > 1 && params_[l]) {
             GradientSum<Real>& total = groups_[0].grads[l];
             const int N = params_[l]->n_in, O = params_[l]->n_out;
 #pragma omp parallel for num_threads(threads()) schedule(static)
@@ -404,37 +404,56 @@ private:
                 if (params_[l]) group.grads[l].clear(params_[l]->n_out, threads());
     }
 
-    // Group 0's gradient sums (the batch's, after reduce_gradients) / divisor of layer l in the
-    // canonical (n_out, n_in) layout, or with `stored` in the weights' own (n_in, n_out) one (no
+    // The batch's gradient sums of layer l / divisor in the canonical (n_out, n_in) layout (group
+    // 0's, after reduce_gradients), or with `stored` in the weights' own (n_in, n_out) one (no
     // transpose: hm2bp.torch's gradients of shared weights), with regularize what SPEC 5 adds to
     // them (mean_gradient) computed from the current weights and their column sums (current).
+    // The stored layout adds the groups' sums itself, row by row as reduce_gradients adds them
+    // (group 0's row, or +0 where untouched, then the other groups' touched rows in group order:
+    // the same bits), so that the sums are read once and not written back; the rows are split
+    // among the engine's threads (each element computed on its own: any thread count, the same).
     template <class Out>
-    void export_gradient(int l, Real divisor, bool regularize, bool stored, Out* out) const
+    void export_gradient(int l, int n_groups, Real divisor, bool regularize, bool stored, Out* out) const
     {
         const WeightMatrix<Real>& w = *params_[l];
-        const Real* grad = groups_[0].grads[l].grad.data();
         const size_t O = static_cast<size_t>(w.n_out);
         auto write = [&](auto value) {
-            if (!stored) return transpose_tiled(w.n_in, w.n_out, out, value);
-            for (int i = 0; i < w.n_in; ++i) {
-                Out* row = out + i * O;
-#pragma omp simd
-                for (int o = 0; o < w.n_out; ++o) row[o] = value(i, o);
+            if (!stored) {
+                const Real* grad = groups_[0].grads[l].grad.data();
+                return transpose_tiled(w.n_in, w.n_out, out, [&](int i, int o) { return value(grad[i * O + o], i, o); });
             }
+            for_each_range(w.n_in, threads(), [&](int lo, int hi) {
+                AlignedVector<Real> sum(O);
+                for (int i = lo; i < hi; ++i) {
+                    const GradientSum<Real>& g0 = groups_[0].grads[l];
+                    const Real* first = g0.touched[i] ? g0.grad.data() + i * O : nullptr;
+                    if (first) std::copy(first, first + O, sum.begin());
+                    else std::fill(sum.begin(), sum.end(), Real(0));
+                    for (int j = 1; j < n_groups; ++j) {
+                        const GradientSum<Real>& part = groups_[j].grads[l];
+                        if (!part.touched[i]) continue;
+                        const Real* part_row = part.grad.data() + i * O;
+                        Real* __restrict s = sum.data();
+#pragma omp simd
+                        for (size_t o = 0; o < O; ++o) s[o] += part_row[o];
+                    }
+                    Out* row = out + i * O;
+                    const Real* s = sum.data();
+#pragma omp simd
+                    for (int o = 0; o < w.n_out; ++o) row[o] = value(s[o], i, o);
+                }
+            });
         };
         if (!regularize) {
-            write([=](int i, int o) { return Out(grad[i * O + o] / divisor); });
+            write([=](Real g, int, int) { return Out(g / divisor); });
             return;
         }
         const RegParams reg = regularization_params(spec_.hyper);
         std::vector<Real> scale(O);
         w.regularization_scales(reg, scale.data());
         const Real* wt = w.wt.data();
-        const Real* s = scale.data();
-        write([=](int i, int o) {
-            const size_t k = i * O + o;
-            return Out(mean_gradient(grad[k], divisor, wt[k], s[o], reg));
-        });
+        const Real* sc = scale.data();
+        write([=](Real g, int i, int o) { return Out(mean_gradient(g, divisor, wt[i * O + o], sc[o], reg)); });
     }
 
     // SPEC 5 from group 0's gradient sums over `count` samples.

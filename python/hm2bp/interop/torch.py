@@ -75,11 +75,12 @@ class SpikingNetwork(torch.nn.Module):
         if self._stored and not share_weights:
             raise ValueError("layout='stored' is the engine's own weight memory: it needs share_weights")
         self.network = network
+        self._torch_dtype = torch.float64 if network.dtype == "float64" else torch.float32
         if share_weights:
             params = [self._view(network._engine.share_weights(k), shape)
                       for k, shape in enumerate(network._param_shapes)]
         else:
-            params = [torch.as_tensor(w, dtype=self._dtype) for w in network.get_weights()]
+            params = [torch.as_tensor(w, dtype=self._torch_dtype) for w in network.get_weights()]
         self.weights = torch.nn.ParameterList([torch.nn.Parameter(p) for p in params])
         # where each shared Parameter lies in the engine's memory, to tell whether it still does
         self._shared = [(p.data_ptr(), p.stride()) for p in self.weights] if share_weights else None
@@ -105,8 +106,13 @@ class SpikingNetwork(torch.nn.Module):
         """Per parameter: whether it is (still) the engine's own weight memory."""
         if self._shared is None:
             return [False] * len(params)
-        return [p.device.type == "cpu" and p.dtype == self._dtype and (p.data_ptr(), p.stride()) == where
+        return [p.is_cpu and p.dtype == self._torch_dtype and (p.data_ptr(), p.stride()) == where
                 for p, where in zip(params, self._shared)]
+
+    def _engine_view(self, t: torch.Tensor) -> Any:
+        """A host tensor of a Parameter's shape as a NumPy array of the canonical shape (a view)."""
+        a = t.numpy()
+        return a.transpose((a.ndim - 1, *range(a.ndim - 1))) if self._stored else a
 
     def _sync(self, params: Sequence[torch.Tensor], shared: Sequence[bool] | None = None) -> None:
         shared = self._shares(params) if shared is None else shared
@@ -115,14 +121,10 @@ class SpikingNetwork(torch.nn.Module):
             return  # the engine reads them in place (and checks them before it runs)
         if any(shared):  # copy the others; set_weights must not read memory it writes
             self.network.set_weights([p.clone() if s else p for p, s in zip(params, shared)])
-        elif not all(p.dtype == self._dtype and p.device.type == "cpu" and p.is_contiguous() for p in params):
+        elif not all(p.dtype == self._torch_dtype and p.device.type == "cpu" and p.is_contiguous() for p in params):
             self.network.set_weights(params)
         else:
             self.network._set_host_weights([p.numpy() for p in params])
-
-    @property
-    def _dtype(self) -> torch.dtype:
-        return torch.float64 if self.network.dtype == "float64" else torch.float32
 
     def forward(self, spikes: Any, labels: Any = None, sample_weights: Any = None) -> torch.Tensor:
         """Output spike counts; with labels, hm2bp_loss(self, spikes, labels, sample_weights)
@@ -142,18 +144,22 @@ class _HM2BPLoss(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, model: SpikingNetwork, spikes: Any, labels: Any, sample_weights: Any,
                 regularize: bool, *params: torch.Tensor) -> torch.Tensor:
-        net = model.network
         shared = model._shares(params)
-        model._sync(params, shared)
+        every = all(shared)
+        if not every:
+            model._sync(params, shared)
         # The engine writes the gradients, in its own dtype, straight into new tensors (which
         # autograd then adopts as .grad without a copy: same strides as their parameters, so a
         # shared parameter's in the engine's stored layout, written without a transpose), with
         # the SPEC-5 regularization of the weights it just ran added as hm2bp's own step adds it.
-        grads = [torch.empty_strided(p.shape, p.stride(), dtype=model._dtype) if s
-                 else torch.empty(p.shape, dtype=model._dtype) for p, s in zip(params, shared)]
-        out = net.forward_backward(_host_view(spikes), _host_view(labels), sample_weights, reduce="mean",
-                                   regularize=regularize, out=[model._canonical(g).numpy() for g in grads])
-        ctx.grads = [g.to(device=p.device, dtype=p.dtype) for g, p in zip(grads, params)]
+        # Every step comes here: the arrays are made to measure, so Network's checks of them are
+        # skipped (the engine's stay).
+        dtype = model._torch_dtype
+        grads = [torch.empty_strided(p.shape, p.stride(), dtype=dtype) if s else torch.empty(p.shape, dtype=dtype)
+                 for p, s in zip(params, shared)]
+        out = model.network._gradients(_host_view(spikes), _host_view(labels), sample_weights, "mean", False,
+                                       regularize, [model._engine_view(g) for g in grads])
+        ctx.grads = grads if every else [g.to(device=p.device, dtype=p.dtype) for g, p in zip(grads, params)]
         return torch.tensor(out["loss"], dtype=params[0].dtype, device=params[0].device)
 
     @staticmethod

@@ -339,16 +339,20 @@ class Network(DescribedNetwork):
         float32 or float64, C-contiguous or on the CPU backend also in the engine's stored layout,
         axis 0 innermost, as hm2bp.torch's gradients; returned as `gradients`), else new float64 ones.
         time_first: spikes (T, B, n_in)."""
+        out = None if out is None else check_out_arrays(out, self._param_shapes, self.backend == "cpu")
+        result = self._gradients(spikes, labels, sample_weights, reduce, time_first, regularize, out)
+        return {**self._result(result), "gradients": list(result["gradients"])}
+
+    def _gradients(self, spikes: Array, labels: Array, sample_weights: Array | None, reduce: str,
+                   time_first: bool, regularize: bool, out: Sequence[np.ndarray] | None) -> dict:
+        """forward_backward's run; `out` as given (checked by it, made to measure by hm2bp.torch)."""
         s = self._check_spikes(spikes, time_first)
         self._check_learning_T(s.shape[1])
         if regularize and reduce != "mean":
             raise ValueError("regularize=True needs reduce='mean' (apply_gradients regularizes gradient sums)")
-        result = self._run_dense(s, "gradients", self._check_labels(labels, s.shape[0]),
-                                 self._check_sample_weights(sample_weights, s.shape[0]), 0.0, False,
-                                 _check_reduce(reduce),
-                                 None if out is None else check_out_arrays(out, self._param_shapes, self.backend == "cpu"),
-                                 bool(regularize))
-        return {**self._result(result), "gradients": list(result["gradients"])}
+        return self._run_dense(s, "gradients", self._check_labels(labels, s.shape[0]),
+                               self._check_sample_weights(sample_weights, s.shape[0]), 0.0, False,
+                               _check_reduce(reduce), out, bool(regularize))
 
     def gradients(self, spikes: Array, labels: Array, sample_weights: Array | None = None,
                   reduce: str = "mean", *, time_first: bool = False) -> list[Array]:
