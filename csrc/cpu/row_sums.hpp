@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstring>
 #include <type_traits>
+#include <utility>
 
 #include "simd.hpp"
 
@@ -85,6 +86,18 @@ void sum_rows_interleaved(const Real* matrix, size_t stride, int lo, int n_cols,
     }
 }
 
+// The int vector {f(0), f(1), ..., f(15)}: a shuffle's lane table.
+template <class F, int... L>
+constexpr Simd<float>::Int lane_table(F f, std::integer_sequence<int, L...>)
+{
+    return Simd<float>::Int{f(L)...};
+}
+template <class F>
+constexpr Simd<float>::Int lane_table(F f)
+{
+    return lane_table(f, std::make_integer_sequence<int, 16>{});
+}
+
 // The transpose of a 16 x 16 block of floats held as 16 vectors (rows), in registers: stage b
 // swaps the off-diagonal b x b blocks of rows i and i + b (i & b = 0), for b = 8, 4, 2, 1.
 inline void transpose_16x16(Simd<float>::Vec* r)
@@ -93,18 +106,8 @@ inline void transpose_16x16(Simd<float>::Vec* r)
     auto stage = [r](auto b_const) {
         constexpr int b = decltype(b_const)::value;
         // lane l of the new row i: r[i][l] or r[i + b][l - b]; of the new row i + b: r[i][l + b] or r[i + b][l]
-        constexpr Int low = {(0 & b) ? 16 + 0 - b : 0, (1 & b) ? 16 + 1 - b : 1, (2 & b) ? 16 + 2 - b : 2,
-                             (3 & b) ? 16 + 3 - b : 3, (4 & b) ? 16 + 4 - b : 4, (5 & b) ? 16 + 5 - b : 5,
-                             (6 & b) ? 16 + 6 - b : 6, (7 & b) ? 16 + 7 - b : 7, (8 & b) ? 16 + 8 - b : 8,
-                             (9 & b) ? 16 + 9 - b : 9, (10 & b) ? 16 + 10 - b : 10, (11 & b) ? 16 + 11 - b : 11,
-                             (12 & b) ? 16 + 12 - b : 12, (13 & b) ? 16 + 13 - b : 13,
-                             (14 & b) ? 16 + 14 - b : 14, (15 & b) ? 16 + 15 - b : 15};
-        constexpr Int high = {(0 & b) ? 16 + 0 : 0 + b, (1 & b) ? 16 + 1 : 1 + b, (2 & b) ? 16 + 2 : 2 + b,
-                              (3 & b) ? 16 + 3 : 3 + b, (4 & b) ? 16 + 4 : 4 + b, (5 & b) ? 16 + 5 : 5 + b,
-                              (6 & b) ? 16 + 6 : 6 + b, (7 & b) ? 16 + 7 : 7 + b, (8 & b) ? 16 + 8 : 8 + b,
-                              (9 & b) ? 16 + 9 : 9 + b, (10 & b) ? 16 + 10 : 10 + b, (11 & b) ? 16 + 11 : 11 + b,
-                              (12 & b) ? 16 + 12 : 12 + b, (13 & b) ? 16 + 13 : 13 + b,
-                              (14 & b) ? 16 + 14 : 14 + b, (15 & b) ? 16 + 15 : 15 + b};
+        constexpr Int low = lane_table([](int l) { return (l & b) ? 16 + l - b : l; });
+        constexpr Int high = lane_table([](int l) { return (l & b) ? 16 + l : l + b; });
 #pragma GCC unroll 16
         for (int i = 0; i < 16; ++i) {
             if (i & b) continue;
