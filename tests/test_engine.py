@@ -171,7 +171,7 @@ def test_training_is_the_same_bit_for_bit_on_any_thread_count(dtype):
 @pytest.mark.parametrize("path", ["spikes", "images"])
 def test_batch_one_trains_the_same_when_the_threads_share_a_sample(path):
     # At batch 1 the threads split the sample itself: the encoding (steps of a spike array,
-    # pixels of an image), each layer's neurons and spike lists, the step's columns; every list
+    # pixels of an image), each layer's neurons and spike lists, the step's rows; every list
     # is joined and every sum taken in a fixed order, so 1 and 2 threads train identically.
     # 600 inputs and 320 hidden neurons over T = 400 are enough for each piece to be split.
     config, _, _ = random_case(5, [600, 320, 10], 400, 1, vth=[6.0, 8.0])

@@ -110,15 +110,16 @@ class SpikingNetwork(torch.nn.Module):
                 for p, where in zip(params, self._shared)]
 
     def _engine_view(self, t: torch.Tensor) -> Any:
-        """A host tensor of a Parameter's shape as a NumPy array of the canonical shape (a view)."""
+        """A host tensor of a Parameter's shape as a NumPy array of the canonical shape (a view):
+        _canonical(t).numpy(), with NumPy's transpose, which costs less per call than movedim."""
         a = t.numpy()
         return a.transpose((a.ndim - 1, *range(a.ndim - 1))) if self._stored else a
 
     def _sync(self, params: Sequence[torch.Tensor], shared: Sequence[bool] | None = None) -> None:
         shared = self._shares(params) if shared is None else shared
-        params = [self._canonical(p.detach()) for p in params]
         if all(shared):
             return  # the engine reads them in place (and checks them before it runs)
+        params = [self._canonical(p.detach()) for p in params]
         if any(shared):  # copy the others; set_weights must not read memory it writes
             self.network.set_weights([p.clone() if s else p for p, s in zip(params, shared)])
         elif not all(p.dtype == self._torch_dtype and p.device.type == "cpu" and p.is_contiguous() for p in params):
@@ -145,9 +146,7 @@ class _HM2BPLoss(torch.autograd.Function):
     def forward(ctx: Any, model: SpikingNetwork, spikes: Any, labels: Any, sample_weights: Any,
                 regularize: bool, *params: torch.Tensor) -> torch.Tensor:
         shared = model._shares(params)
-        every = all(shared)
-        if not every:
-            model._sync(params, shared)
+        model._sync(params, shared)
         # The engine writes the gradients, in its own dtype, straight into new tensors (which
         # autograd then adopts as .grad without a copy: same strides as their parameters, so a
         # shared parameter's in the engine's stored layout, written without a transpose), with
@@ -159,7 +158,7 @@ class _HM2BPLoss(torch.autograd.Function):
                  for p, s in zip(params, shared)]
         out = model.network._gradients(_host_view(spikes), _host_view(labels), sample_weights, "mean", False,
                                        regularize, [model._engine_view(g) for g in grads])
-        ctx.grads = grads if every else [g.to(device=p.device, dtype=p.dtype) for g, p in zip(grads, params)]
+        ctx.grads = grads if all(shared) else [g.to(device=p.device, dtype=p.dtype) for g, p in zip(grads, params)]
         return torch.tensor(out["loss"], dtype=params[0].dtype, device=params[0].device)
 
     @staticmethod
