@@ -39,9 +39,12 @@ private:
     // WeightMatrix::set does (the scale comes from the sums of the current weights). A wide
     // layer's rows are split among the threads, so that each streams one contiguous block of the
     // weights and moments (a share of every row's columns is n_in short runs per array, ~20%
-    // slower on two threads): the first thread's rows add to the sums as they are stepped, and
-    // after a barrier all threads continue the sums over the other rows in ascending i, each its
-    // share of the columns. A narrow layer's threads split the columns.
+    // slower on two threads): the first thread's rows add to the sums as they are stepped, then
+    // each other thread in turn continues the sums over its own rows in ascending i, all columns.
+    // It steps its rows last one first, so that the rows its turn starts with are still in its
+    // core's cache: a share of the columns of those rows, read by another core, came line by
+    // line from this one (~110 us of a ~380 us step of the 784 x 800 layer on two threads; the
+    // owner alone, ~50 us). A narrow layer's threads split the columns.
     void step_layer(WeightMatrix<Real>& layer, const GradientSum<Real>& sum, int64_t count, const StepParams& step,
                     int threads)
     {
@@ -91,25 +94,29 @@ private:
             {
                 const FlushDenormals flush;
                 const int team = omp_get_num_threads(), k = omp_get_thread_num();
-                int lo, hi, first_lo, first_hi;
+                int lo, hi;
                 split_range(N, team, k, 1, lo, hi);
-                split_range(N, team, 0, 1, first_lo, first_hi);
                 std::vector<Real> w_before(adam_by_constants ? O : 0);
                 if (k == 0) {
                     std::fill(row_sum, row_sum + O, Real(0));
                     std::fill(square_sum, square_sum + O, Real(0));
                 }
                 with_divisors([&](auto pow2) {
-                    for (int i = lo; i < hi; ++i) step_row(pow2, i, 0, O, k == 0, w_before.data());
+                    if (k == 0) {
+                        for (int i = lo; i < hi; ++i) step_row(pow2, i, 0, O, true, w_before.data());
+                    } else {  // last row first: the first rows of its turn are still in this core's cache
+                        for (int i = hi - 1; i >= lo; --i) step_row(pow2, i, 0, O, false, w_before.data());
+                    }
                 });
+                for (int turn = 1; turn < team; ++turn) {
 #pragma omp barrier
-                int c_lo, c_hi;
-                split_range(O, team, k, 16, c_lo, c_hi);
-                with_divisors([&](auto pow2) {
-                    for (int i = first_hi; i < N && c_lo < c_hi; ++i)
-                        add_to_sums<decltype(pow2)::value>(layer.wt.data() + static_cast<size_t>(i) * O + c_lo,
-                                                           row_sum + c_lo, square_sum + c_lo, c_hi - c_lo, step.reg);
-                });
+                    if (k != turn) continue;
+                    with_divisors([&](auto pow2) {
+                        for (int i = lo; i < hi; ++i)
+                            add_to_sums<decltype(pow2)::value>(layer.wt.data() + static_cast<size_t>(i) * O, row_sum,
+                                                               square_sum, O, step.reg);
+                    });
+                }
             }
             return;
         }
