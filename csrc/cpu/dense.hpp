@@ -28,6 +28,11 @@ namespace hm2bp {
 template <class Real>
 constexpr int spsp_row_block() { return 256 / sizeof(Real); }
 
+// Connections (inputs x post neurons) below which the gradient rows and pre-deltas run on the
+// calling thread: waking a sleeping thread and joining it costs ~6 us on an idle machine and
+// far more on a busy one, about what the output layer's rows take alone (~400 inputs x 10).
+constexpr int kMinParallelConnections = 1 << 14;
+
 template <class Real>
 class DenseLayer {
 public:
@@ -131,7 +136,8 @@ public:
         const Real* scale = post_pop.scale.data();
         const Real* dv = post_pop.dv.data();
         const bool use_effect_ratio = ctx.hyper->effect_ratio;
-        for_each_item(n_active, n_threads, [&](int a) {
+        const int row_threads = n_active * O >= kMinParallelConnections ? n_threads : 1;
+        for_each_item(n_active, row_threads, [&](int a) {
             const int i = pre.active[a];
             const int n_i = pre.count(i);
             const Real* e = scratch.spsp.data() + a * e_stride;
@@ -155,7 +161,8 @@ public:
         for (int i = 0; i < n_in(); ++i)
             if (pre.count(i) == 0) silent.push_back(i);
         const int n_silent = static_cast<int>(silent.size());
-        for_each_item((n_silent + kSilentBlock - 1) / kSilentBlock, n_threads, [&](int block) {
+        const int silent_threads = n_silent * O >= kMinParallelConnections ? n_threads : 1;
+        for_each_item((n_silent + kSilentBlock - 1) / kSilentBlock, silent_threads, [&](int block) {
             const int j0 = block * kSilentBlock, n = std::min(kSilentBlock, n_silent - j0);
             const Real* wrow[kSilentBlock];
             for (int j = 0; j < kSilentBlock; ++j)

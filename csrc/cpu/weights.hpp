@@ -182,11 +182,12 @@ struct GradientSum {
     Real* row(int i, int n_out) { return grad.data() + static_cast<size_t>(i) * n_out; }
 
     // Zeros the touched rows. Done at the start of a learning run rather than at its end, so that
-    // a run that stopped half-way leaves nothing behind.
+    // a run that stopped half-way leaves nothing behind. A small layer's rows (the output layer's
+    // 8000 weights) on the calling thread: waking another costs more than they take.
     void clear(int n_out, int threads)
     {
         const int N = static_cast<int>(touched.size());
-#pragma omp parallel for num_threads(threads) schedule(static)
+#pragma omp parallel for num_threads(threads) schedule(static) if (grad.size() >= (size_t(1) << 16))
         for (int i = 0; i < N; ++i) {
             if (!touched[i]) continue;
             std::fill(grad.begin() + static_cast<size_t>(i) * n_out, grad.begin() + static_cast<size_t>(i + 1) * n_out,
