@@ -131,20 +131,38 @@ public:
             post_pop.neuron_factors(side, weights.row_sum.data(), vth, lo, hi);
         });
 
-        // Gradient rows and pre-deltas of the active inputs.
+        // Gradient rows and pre-deltas of the active inputs. A run's only sample (may_defer)
+        // leaves its rows to the step, which makes each from the S-PSP row as it reads it: the
+        // same +0 + g, without writing and reading them (and zeroing them for the next run).
         if (pre_delta) pre_delta->assign(n_in(), Real(0));
         const Real* scale = post_pop.scale.data();
         const Real* dv = post_pop.dv.data();
         const bool use_effect_ratio = ctx.hyper->effect_ratio;
+        const bool defer = grad.may_defer;
+        if (defer) {
+            for (int a = 0; a < n_active; ++a) grad.touched[pre.active[a]] = 1;
+            const Real* e_rows = scratch.spsp.data();
+            grad.deferred = [&pre, e_rows, e_stride, scale, n_post](int i, int lo, int hi, Real* out) {
+                const size_t a = std::lower_bound(pre.active.begin(), pre.active.end(), i) - pre.active.begin();
+                const Real* e = e_rows + a * e_stride;
+                const int n_i = pre.count(i);
+#pragma omp simd
+                for (int o = lo; o < hi; ++o)
+                    out[o - lo] = Real(0) + weight_gradient(scale[o], spsp_value(e[o], n_post[o], n_i));
+            };
+            if (!pre_delta) return;
+        }
         const int row_threads = n_active * O >= kMinParallelConnections ? n_threads : 1;
         for_each_item(n_active, row_threads, [&](int a) {
             const int i = pre.active[a];
             const int n_i = pre.count(i);
             const Real* e = scratch.spsp.data() + a * e_stride;
-            Real* grow = grad.row(i, O);
-            grad.touched[i] = 1;
+            if (!defer) {
+                Real* grow = grad.row(i, O);
+                grad.touched[i] = 1;
 #pragma omp simd
-            for (int o = 0; o < O; ++o) grow[o] += weight_gradient(scale[o], spsp_value(e[o], n_post[o], n_i));
+                for (int o = 0; o < O; ++o) grow[o] += weight_gradient(scale[o], spsp_value(e[o], n_post[o], n_i));
+            }
             if (!pre_delta) return;
             const Real* wrow = weights.wt.data() + static_cast<size_t>(i) * O;
             Real pd = 0;

@@ -141,6 +141,9 @@ public:
         const int inner_threads = n_workers == 1 ? threads() : 1;
         prepare(in.T, n_workers, n_groups, learn);
         if (learn) clear_gradients();
+        // A training run of one sample: its step follows, and may make the gradient rows itself.
+        for (int l = 0; req.mode == Mode::Train && B == 1 && l < L; ++l)
+            if (params_[l]) groups_[0].grads[l].may_defer = true;
         encode_inputs(in);
 
         BatchResult res;
@@ -210,6 +213,8 @@ public:
         } else if (req.mode == Mode::Train) {
             for (int l = 0; l < L; ++l) reduce_gradients(n_groups, l);
             step_from_workers(B, req.lr);
+            for (int l = 0; l < L; ++l)
+                if (params_[l]) groups_[0].grads[l].end_deferral();
         }
         return res;
     }
@@ -307,11 +312,16 @@ private:
         if (static_cast<int>(workers_.size()) < n_workers) workers_.resize(n_workers);
         for (int k = 0; k < n_workers; ++k) workers_[k].layers.resize(layers_.size());
         if (static_cast<int>(groups_.size()) < n_groups) groups_.resize(n_groups);
-        // zeroed where touched at the start of each learning run (clear_gradients)
+        // zeroed where touched at the start of each learning run (clear_gradients); rows deferred
+        // by a run that stopped before its step are forgotten
         for (int g = 0; learn && g < n_groups; ++g) {
             groups_[g].grads.resize(layers_.size());
-            for (int l = 0; l < n_layers(); ++l)
-                if (params_[l]) groups_[g].grads[l].resize(*params_[l]);
+            for (int l = 0; l < n_layers(); ++l) {
+                if (!params_[l]) continue;
+                groups_[g].grads[l].resize(*params_[l]);
+                groups_[g].grads[l].end_deferral();
+                groups_[g].grads[l].may_defer = false;
+            }
         }
     }
 

@@ -48,7 +48,6 @@ private:
     void step_layer(WeightMatrix<Real>& layer, const GradientSum<Real>& sum, int64_t count, const StepParams& step,
                     int threads)
     {
-        const Real* grad = sum.grad.data();
         const std::vector<uint8_t>& touched = sum.touched;
         const int O = layer.n_out;
         const int N = layer.n_in;
@@ -62,11 +61,12 @@ private:
         Real* row_sum = layer.row_sum.data();
         Real* square_sum = layer.square_sum.data();
         // Row i's columns [lo, hi): the step, and with `sums` its new weights added to the sums.
-        auto step_row = [&](auto power_of_two, int i, int lo, int hi, bool sums, Real* w_before) {
+        // grad_buffer: room for a deferred gradient row's columns.
+        auto step_row = [&](auto power_of_two, int i, int lo, int hi, bool sums, Real* w_before, Real* grad_buffer) {
             constexpr bool pow2 = decltype(power_of_two)::value;
             const size_t row = static_cast<size_t>(i) * O + lo;
             // an untouched row is all +0: read the shared zero row instead (less traffic)
-            const Real* grad_row = touched[i] ? grad + row : zero_row_.data() + lo;
+            const Real* grad_row = touched[i] ? sum.row_for_step(i, O, lo, hi, grad_buffer) : zero_row_.data() + lo;
             Real* w = layer.wt.data() + row;
             Real* m1 = layer.moment1.data() + row;
             Real* m2 = layer.moment2.data() + row;
@@ -85,7 +85,7 @@ private:
             else fn(std::false_type());
         };
         if (O < 64 && O % Simd<Real>::lanes != 0 && static_cast<size_t>(N) * O <= kFlatStepWeights) {
-            step_flat(layer, grad, scale.data(), count, step, power_of_two_divisors, adam_by_constants);
+            step_flat(layer, sum, scale.data(), count, step, power_of_two_divisors, adam_by_constants);
             return;
         }
         const int row_parts = std::min(threads, N / 16);
@@ -96,16 +96,17 @@ private:
                 const int team = omp_get_num_threads(), k = omp_get_thread_num();
                 int lo, hi;
                 split_range(N, team, k, 1, lo, hi);
-                std::vector<Real> w_before(adam_by_constants ? O : 0);
+                std::vector<Real> w_before(adam_by_constants ? O : 0), grad_buffer(sum.deferred ? O : 0);
                 if (k == 0) {
                     std::fill(row_sum, row_sum + O, Real(0));
                     std::fill(square_sum, square_sum + O, Real(0));
                 }
                 with_divisors([&](auto pow2) {
                     if (k == 0) {
-                        for (int i = lo; i < hi; ++i) step_row(pow2, i, 0, O, true, w_before.data());
+                        for (int i = lo; i < hi; ++i) step_row(pow2, i, 0, O, true, w_before.data(), grad_buffer.data());
                     } else {  // last row first: the first rows of its turn are still in this core's cache
-                        for (int i = hi - 1; i >= lo; --i) step_row(pow2, i, 0, O, false, w_before.data());
+                        for (int i = hi - 1; i >= lo; --i)
+                            step_row(pow2, i, 0, O, false, w_before.data(), grad_buffer.data());
                     }
                 });
                 for (int turn = 1; turn < team; ++turn) {
@@ -123,9 +124,9 @@ private:
         for_each_range(O, threads, [&](int lo, int hi) {
             std::fill(row_sum + lo, row_sum + hi, Real(0));
             std::fill(square_sum + lo, square_sum + hi, Real(0));
-            std::vector<Real> w_before(adam_by_constants ? hi - lo : 0);
+            std::vector<Real> w_before(adam_by_constants ? hi - lo : 0), grad_buffer(sum.deferred ? hi - lo : 0);
             with_divisors([&](auto pow2) {
-                for (int i = 0; i < N; ++i) step_row(pow2, i, lo, hi, true, w_before.data());
+                for (int i = 0; i < N; ++i) step_row(pow2, i, lo, hi, true, w_before.data(), grad_buffer.data());
             });
         });
     }
@@ -139,15 +140,16 @@ private:
     // step is on its own, so the rows are stepped as one flat run instead, `rows` rows at a
     // time (rows * O a multiple of the vector width) with their scales repeated; a gradient
     // row no sample touched holds +0 in memory as in the shared zero row. The column sums
-    // follow each run's rows in ascending i, as step_layer adds them.
-    void step_flat(WeightMatrix<Real>& layer, const Real* grad, const Real* scale, int64_t count,
+    // follow each run's rows in ascending i, as step_layer adds them. Deferred gradient rows are
+    // made into a run's buffer first.
+    void step_flat(WeightMatrix<Real>& layer, const GradientSum<Real>& sum, const Real* scale, int64_t count,
                    const StepParams& step, bool power_of_two_divisors, bool adam_by_constants)
     {
         const int O = layer.n_out, N = layer.n_in;
         int rows = Simd<Real>::lanes;
         while (rows % 2 == 0 && (rows / 2) * O % Simd<Real>::lanes == 0) rows /= 2;
         const int run = rows * O;
-        std::vector<Real> scales(run), w_before(adam_by_constants ? run : 0);
+        std::vector<Real> scales(run), w_before(adam_by_constants ? run : 0), run_grad(sum.deferred ? run : 0);
         for (int k = 0; k < run; ++k) scales[k] = scale[k % O];
         std::fill(layer.row_sum.begin(), layer.row_sum.end(), Real(0));
         std::fill(layer.square_sum.begin(), layer.square_sum.end(), Real(0));
@@ -157,16 +159,24 @@ private:
                 const int n = std::min(rows, N - i0) * O;
                 const size_t at = static_cast<size_t>(i0) * O;
                 Real* w = layer.wt.data() + at;
+                const Real* grad = sum.grad.data() + at;
+                if (sum.deferred) {
+                    for (int j = 0; j < n; j += O) {
+                        if (sum.touched[i0 + j / O]) sum.deferred(i0 + j / O, 0, O, run_grad.data() + j);
+                        else std::fill(run_grad.data() + j, run_grad.data() + j + O, Real(0));
+                    }
+                    grad = run_grad.data();
+                }
                 bool stepped = false;
                 if constexpr (std::is_same_v<Real, float>) {
                     if (adam_by_constants) {
-                        adam_row<pow2>(w, layer.moment1.data() + at, layer.moment2.data() + at, grad + at,
+                        adam_row<pow2>(w, layer.moment1.data() + at, layer.moment2.data() + at, grad,
                                        scales.data(), w_before.data(), n, Real(count), step);
                         stepped = true;
                     }
                 }
                 if (!stepped)
-                    update_row<pow2>(w, layer.moment1.data() + at, layer.moment2.data() + at, grad + at,
+                    update_row<pow2>(w, layer.moment1.data() + at, layer.moment2.data() + at, grad,
                                      scales.data(), n, Real(count), step);
                 for (int j = 0; j < n; j += O)
                     add_to_sums<pow2>(w + j, layer.row_sum.data(), layer.square_sum.data(), O, step.reg);

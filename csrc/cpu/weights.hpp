@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <variant>
 #include <vector>
 
@@ -173,6 +174,13 @@ struct GradientSum {
     AlignedVector<Real> grad;      // (n_in, n_out)
     std::vector<uint8_t> touched;  // (n_in): rows written since they were last zeroed
 
+    // A training run of one sample: its gradient rows would be written once and read once by
+    // the step that follows in the same run. With may_defer (set by the engine for such runs) a
+    // layer may leave them unwritten and set `deferred`, which writes row i's columns [lo, hi)
+    // on demand (touched still marks the rows; grad holds +0 there, as it was cleared).
+    bool may_defer = false;
+    std::function<void(int i, int lo, int hi, Real* out)> deferred;
+
     void resize(const WeightMatrix<Real>& w)
     {
         grad.resize(w.wt.size());
@@ -181,12 +189,32 @@ struct GradientSum {
 
     Real* row(int i, int n_out) { return grad.data() + static_cast<size_t>(i) * n_out; }
 
+    // Row i's columns [lo, hi) of a touched row as the step reads them (written to `buffer`,
+    // room for hi - lo, when deferred).
+    const Real* row_for_step(int i, int n_out, int lo, int hi, Real* buffer) const
+    {
+        if (!deferred) return grad.data() + static_cast<size_t>(i) * n_out + lo;
+        deferred(i, lo, hi, buffer);
+        return buffer;
+    }
+
+    // Forgets the deferred rows (after their step, or of a run that stopped half-way): grad is
+    // +0 in every row, and no row is touched.
+    void end_deferral()
+    {
+        if (!deferred) return;
+        std::fill(touched.begin(), touched.end(), uint8_t(0));
+        deferred = nullptr;
+    }
+
     // Zeros the touched rows. Done at the start of a learning run rather than at its end, so that
     // a run that stopped half-way leaves nothing behind. A small layer's rows (the output layer's
     // 8000 weights) on the calling thread: waking another costs more than they take.
     void clear(int n_out, int threads)
     {
+        end_deferral();
         const int N = static_cast<int>(touched.size());
+        if (std::find(touched.begin(), touched.end(), uint8_t(1)) == touched.end()) return;
 #pragma omp parallel for num_threads(threads) schedule(static) if (grad.size() >= (size_t(1) << 16))
         for (int i = 0; i < N; ++i) {
             if (!touched[i]) continue;
