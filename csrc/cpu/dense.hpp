@@ -95,7 +95,8 @@ public:
         // spsp_row_block neurons at a time (their traces stay in L2 for the sums). Only
         // neurons that fired: a silent neuron's e is never used (its connections take the 0.1
         // rule of spsp_value, its side term the row sum), so its entries of scratch.spsp are not
-        // written.
+        // written. Then side[o] from sum_i W[o, i] e[o, i] over the active inputs (row sums for
+        // silent o), by the thread that wrote those columns of e (one wake-up of the threads, not two).
         for_each_range(O, n_threads, [&](int lo, int hi) {
             constexpr int width = spsp_row_block<Real>();
             SpspTraceScratch<Real, kTraceBlock> trace_scratch;
@@ -116,10 +117,7 @@ public:
                 if (n == width) flush();
             }
             if (n > 0) flush();
-        });
 
-        // side[o] from sum_i W[o, i] e[o, i] over the active inputs (row sums for silent o).
-        for_each_range(O, n_threads, [&](int lo, int hi) {
             Real* side = post_pop.side.data();
             std::fill(side + lo, side + hi, Real(0));
             for (int a = 0; a < n_active; ++a) {
