@@ -35,14 +35,19 @@ def plot(series: list[tuple[str, list[dict[str, Any]]]], metric: str, out: Path,
     from hm2bp.cli.plot import require_matplotlib, save_figure
 
     plt = require_matplotlib()
-    fig, ax = plt.subplots(figsize=(8, 5))
+    from matplotlib.ticker import MaxNLocator
+
+    fig, ax = plt.subplots(figsize=(9, 5.5))
     percent = "accuracy" in metric
-    for label, records in series:
+    for k, (label, records) in enumerate(series):
         points = [(r["epoch"], r[metric]) for r in records if metric in r]
         if not points:
             raise ValueError(f"series {label!r} has no {metric!r}")
-        ax.plot([e for e, _ in points], [100 * v if percent else v for _, v in points], marker="o", label=label)
-    ax.set(xlabel="epoch", ylabel=f"{metric} (%)" if percent else metric, title=title)
+        ax.plot([e for e, _ in points], [100 * v if percent else v for _, v in points], marker="os^"[k // 10 % 3],
+                ls=("-", "--", ":")[k // 10 % 3], label=label)  # the 10 colours repeat: another style then
+    ax.set(xlabel="epoch", ylabel=f"{metric} (%)" if percent else metric)
+    ax.set_title(title, fontsize=10)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
