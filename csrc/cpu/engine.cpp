@@ -233,6 +233,47 @@ public:
         step_from_workers(count, lr);
     }
 
+    // The optimizer step from gradients that already are what it feeds on (hm2bp.torch's .grad):
+    // an array in the weights' stored layout and the engine's precision is read in place; any
+    // other (canonical layout, or the other precision, rounded to the engine's) is copied into
+    // group 0's rows first.
+    void step_gradients(const std::vector<ParamValues>& grads, const std::vector<uint8_t>& stored, double lr) override
+    {
+        // No refresh_shared: this step needs no column sums (it adds no regularization), and it
+        // recomputes them from the weights it writes; a weight written non-finite since shows in them.
+        const FlushDenormals flush;
+        if (static_cast<int>(grads.size()) != n_blocks() || stored.size() != grads.size())
+            throw std::invalid_argument("step_gradients needs one gradient array per trainable layer");
+        prepare(T_, 1, 1, true);
+        std::vector<WeightMatrix<Real>*> matrices;
+        std::vector<GradientRows<Real>> rows;
+        for (int l = 0, block = -1; l < n_layers(); ++l) {
+            if (!params_[l]) continue;
+            ++block;
+            matrices.push_back(params_[l]);
+            const auto* own = std::get_if<const Real*>(&grads[block]);
+            if (own && stored[block]) {
+                rows.push_back({*own, nullptr});
+                continue;
+            }
+            GradientSum<Real>& g = groups_[0].grads[l];
+            const int O = params_[l]->n_out, N = params_[l]->n_in;
+            std::visit(
+                [&](const auto* values) {
+                    if (stored[block])
+                        std::transform(values, values + g.grad.size(), g.grad.begin(), [](auto v) { return Real(v); });
+                    else
+                        transpose_tiled(O, N, g.grad.data(), [values, N](int o, int i) {
+                            return Real(values[static_cast<size_t>(o) * N + i]);
+                        });
+                },
+                grads[block]);
+            std::fill(g.touched.begin(), g.touched.end(), uint8_t(1));
+            rows.push_back(g.rows());
+        }
+        optimizer_.apply(matrices, rows, 1, lr, threads(), false);
+    }
+
     std::optional<bool> weights_finite() const override
     {
         // A non-finite weight makes its column sum non-finite (NaN, or inf from an overflow that
@@ -460,11 +501,11 @@ private:
     void step_from_workers(int64_t count, double lr)
     {
         std::vector<WeightMatrix<Real>*> matrices;
-        std::vector<const GradientSum<Real>*> sums;
+        std::vector<GradientRows<Real>> sums;
         for (int l = 0; l < n_layers(); ++l) {
             if (!params_[l]) continue;
             matrices.push_back(params_[l]);
-            sums.push_back(&groups_[0].grads[l]);
+            sums.push_back(groups_[0].grads[l].rows());
         }
         optimizer_.apply(matrices, sums, count, lr, threads());
     }

@@ -21,13 +21,17 @@ public:
     int64_t step() const { return step_; }
     void set_step(int64_t s) { step_ = s; }
 
-    // One step of all layers from their gradient sums over `count` samples.
-    void apply(std::vector<WeightMatrix<Real>*>& layers, const std::vector<const GradientSum<Real>*>& sums,
-               int64_t count, double lr, int threads)
+    // One step of all layers from their gradient sums over `count` samples, with SPEC 5's
+    // regularization; regularize = false: from gradients that already hold it (count 1: the
+    // batch means that Gradients mode exports with regularize), which then step bit for bit as
+    // the sums they came from.
+    void apply(std::vector<WeightMatrix<Real>*>& layers, const std::vector<GradientRows<Real>>& grads,
+               int64_t count, double lr, int threads, bool regularize = true)
     {
         ++step_;
-        const StepParams step = step_params(h_, lr, step_);
-        for (size_t l = 0; l < layers.size(); ++l) step_layer(*layers[l], *sums[l], count, step, threads);
+        StepParams step = step_params(h_, lr, step_);
+        if (!regularize) step.reg.lambda = 0.0;  // inactive; its limit still scales the column sums
+        for (size_t l = 0; l < layers.size(); ++l) step_layer(*layers[l], grads[l], count, step, threads);
     }
 
 private:
@@ -42,11 +46,11 @@ private:
     // slower on two threads): the first thread's rows add to the sums as they are stepped, and
     // after a barrier all threads continue the sums over the other rows in ascending i, each its
     // share of the columns. A narrow layer's threads split the columns.
-    void step_layer(WeightMatrix<Real>& layer, const GradientSum<Real>& sum, int64_t count, const StepParams& step,
+    void step_layer(WeightMatrix<Real>& layer, const GradientRows<Real>& rows, int64_t count, const StepParams& step,
                     int threads)
     {
-        const Real* grad = sum.grad.data();
-        const std::vector<uint8_t>& touched = sum.touched;
+        const Real* grad = rows.grad;
+        const uint8_t* touched = rows.touched;
         const int O = layer.n_out;
         const int N = layer.n_in;
         if (zero_row_.size() < static_cast<size_t>(O)) zero_row_.assign(O, Real(0));
@@ -63,7 +67,7 @@ private:
             constexpr bool pow2 = decltype(power_of_two)::value;
             const size_t row = static_cast<size_t>(i) * O + lo;
             // an untouched row is all +0: read the shared zero row instead (less traffic)
-            const Real* grad_row = touched[i] ? grad + row : zero_row_.data() + lo;
+            const Real* grad_row = !touched || touched[i] ? grad + row : zero_row_.data() + lo;
             Real* w = layer.wt.data() + row;
             Real* m1 = layer.moment1.data() + row;
             Real* m2 = layer.moment2.data() + row;

@@ -168,6 +168,15 @@ private:
 
 // One worker's sum of per-sample weight gradients, in WeightMatrix's transposed layout. Only the
 // rows of inputs that fired are ever written ("touched"); the others stay +0.
+// What the optimizer step reads of one layer's gradient: (n_in, n_out) rows in the weights'
+// stored layout, the engine's own sums or a caller's array (hm2bp.torch's .grad); touched marks
+// the rows written (the others are all +0), null when every row may hold values.
+template <class Real>
+struct GradientRows {
+    const Real* grad;
+    const uint8_t* touched;
+};
+
 template <class Real>
 struct GradientSum {
     AlignedVector<Real> grad;      // (n_in, n_out)
@@ -180,6 +189,8 @@ struct GradientSum {
     }
 
     Real* row(int i, int n_out) { return grad.data() + static_cast<size_t>(i) * n_out; }
+
+    GradientRows<Real> rows() const { return {grad.data(), touched.data()}; }
 
     // Zeros the touched rows. Done at the start of a learning run rather than at its end, so that
     // a run that stopped half-way leaves nothing behind.
