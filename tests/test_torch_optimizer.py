@@ -130,6 +130,19 @@ def test_its_state_dict_resumes_exactly_through_torch_save():
         assert np.array_equal(resumed.network.get_state()[key], value), key
 
 
+def test_a_diverged_step_is_refused_by_the_next_call():
+    """The step leaves the shared weights' column sums to the next run, which refuses a weight the
+    step made infinite (as it refuses one a torch optimizer wrote)."""
+    config, spikes, labels = _fc()
+    model = ht.SpikingNetwork(hm2bp.Network(**config))
+    opt = ht.NetworkOptimizer(model, lr=1e39)  # Adam moves each weight by about lr: past float32's range
+    ht.hm2bp_loss(model, torch.from_numpy(spikes), torch.from_numpy(labels)).backward()
+    opt.step()
+    assert not np.isfinite(model.weights[0].detach().numpy()).all()
+    with pytest.raises(ValueError, match=r"weights\[0\] contains NaN or infinite values"):
+        ht.hm2bp_loss(model, torch.from_numpy(spikes), torch.from_numpy(labels))
+
+
 def test_no_gradient_no_step():
     config, _, _ = _fc()
     model = ht.SpikingNetwork(hm2bp.Network(**config))

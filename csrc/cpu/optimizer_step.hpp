@@ -21,17 +21,26 @@ public:
     int64_t step() const { return step_; }
     void set_step(int64_t s) { step_ = s; }
 
-    // One step of all layers from their gradient sums over `count` samples, with SPEC 5's
-    // regularization; regularize = false: from gradients that already hold it (count 1: the
-    // batch means that Gradients mode exports with regularize), which then step bit for bit as
-    // the sums they came from.
+    // What a step does besides Adam or SGD.
+    struct Options {
+        // SPEC 5's regularization gradient added to the batch mean; false: the gradients already
+        // hold it (count 1: the batch means that Gradients mode exports with regularize, which
+        // then step bit for bit as the sums they came from)
+        bool regularize = true;
+        // the new weights' column sums kept (WeightMatrix::row_sum, square_sum); false leaves them
+        // stale, for an engine that recomputes them before its next use (shared weights)
+        bool column_sums = true;
+    };
+
+    // One step of all layers from their gradient sums over `count` samples.
     void apply(std::vector<WeightMatrix<Real>*>& layers, const std::vector<GradientRows<Real>>& grads,
-               int64_t count, double lr, int threads, bool regularize = true)
+               int64_t count, double lr, int threads, Options options = {})
     {
         ++step_;
         StepParams step = step_params(h_, lr, step_);
-        if (!regularize) step.reg.lambda = 0.0;  // inactive; its limit still scales the column sums
-        for (size_t l = 0; l < layers.size(); ++l) step_layer(*layers[l], grads[l], count, step, threads);
+        if (!options.regularize) step.reg.lambda = 0.0;  // inactive; its limit still scales the column sums
+        for (size_t l = 0; l < layers.size(); ++l)
+            step_layer(*layers[l], grads[l], count, step, threads, options.column_sums);
     }
 
 private:
@@ -45,9 +54,9 @@ private:
     // weights and moments (a share of every row's columns is n_in short runs per array, ~20%
     // slower on two threads): the first thread's rows add to the sums as they are stepped, and
     // after a barrier all threads continue the sums over the other rows in ascending i, each its
-    // share of the columns. A narrow layer's threads split the columns.
+    // share of the columns. A narrow layer's threads split the columns. keep_sums = false: no sums.
     void step_layer(WeightMatrix<Real>& layer, const GradientRows<Real>& rows, int64_t count, const StepParams& step,
-                    int threads)
+                    int threads, bool keep_sums)
     {
         const Real* grad = rows.grad;
         const uint8_t* touched = rows.touched;
@@ -95,30 +104,35 @@ private:
                 split_range(N, team, k, 1, lo, hi);
                 split_range(N, team, 0, 1, first_lo, first_hi);
                 std::vector<Real> w_before(adam_by_constants ? O : 0);
-                if (k == 0) {
+                if (k == 0 && keep_sums) {
                     std::fill(row_sum, row_sum + O, Real(0));
                     std::fill(square_sum, square_sum + O, Real(0));
                 }
                 with_divisors([&](auto pow2) {
-                    for (int i = lo; i < hi; ++i) step_row(pow2, i, 0, O, k == 0, w_before.data());
+                    for (int i = lo; i < hi; ++i) step_row(pow2, i, 0, O, k == 0 && keep_sums, w_before.data());
                 });
+                if (keep_sums) {  // the same for every thread, so all or none meet the barrier
 #pragma omp barrier
-                int c_lo, c_hi;
-                split_range(O, team, k, 16, c_lo, c_hi);
-                with_divisors([&](auto pow2) {
-                    for (int i = first_hi; i < N && c_lo < c_hi; ++i)
-                        add_to_sums<decltype(pow2)::value>(layer.wt.data() + static_cast<size_t>(i) * O + c_lo,
-                                                           row_sum + c_lo, square_sum + c_lo, c_hi - c_lo, step.reg);
-                });
+                    int c_lo, c_hi;
+                    split_range(O, team, k, 16, c_lo, c_hi);
+                    with_divisors([&](auto pow2) {
+                        for (int i = first_hi; i < N && c_lo < c_hi; ++i)
+                            add_to_sums<decltype(pow2)::value>(layer.wt.data() + static_cast<size_t>(i) * O + c_lo,
+                                                               row_sum + c_lo, square_sum + c_lo, c_hi - c_lo,
+                                                               step.reg);
+                    });
+                }
             }
             return;
         }
         for_each_range(O, threads, [&](int lo, int hi) {
-            std::fill(row_sum + lo, row_sum + hi, Real(0));
-            std::fill(square_sum + lo, square_sum + hi, Real(0));
+            if (keep_sums) {
+                std::fill(row_sum + lo, row_sum + hi, Real(0));
+                std::fill(square_sum + lo, square_sum + hi, Real(0));
+            }
             std::vector<Real> w_before(adam_by_constants ? hi - lo : 0);
             with_divisors([&](auto pow2) {
-                for (int i = 0; i < N; ++i) step_row(pow2, i, lo, hi, true, w_before.data());
+                for (int i = 0; i < N; ++i) step_row(pow2, i, lo, hi, keep_sums, w_before.data());
             });
         });
     }
