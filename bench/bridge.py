@@ -1,6 +1,7 @@
 """`python -m bench bridge`: what a training step costs through the PyTorch bridge
-(hm2bp.torch: HM2-BP's gradients into .grad, torch's Adam) against hm2bp's own
-Network.train_step (the same forward, backward and Adam, all in the engine), with the bridge's
+(hm2bp.torch: HM2-BP's gradients into .grad, then torch's Adam or the engine's own step,
+NetworkOptimizer) against hm2bp's own Network.train_step (the same forward, backward and Adam,
+all in the engine), with the bridge's
 parameters shared with the engine (its default on the CPU: (n_out, n_in) views of the engine's
 transposed memory), shared in the engine's own orientation (layout="stored": contiguous (n_in,
 n_out)), and as copies (share_weights=False: copied into the engine every step, gradients
@@ -61,9 +62,10 @@ def main(args: argparse.Namespace) -> int:
             net.train_step(spikes[b], labels[b], lr=1e-3)
         return time.perf_counter() - t0, time.process_time() - c0
 
-    def bridge(share: bool, layout: str = "canonical", **adam: Any) -> tuple[float, float]:
+    def bridge(share: bool, layout: str = "canonical", engine_step: bool = False, **adam: Any) -> tuple[float, float]:
         model = ht.SpikingNetwork(network(), share_weights=share, layout=layout)
-        opt = torch.optim.Adam(model.parameters(), lr=1e-3, **adam)
+        opt = (ht.NetworkOptimizer(model, lr=1e-3) if engine_step
+               else torch.optim.Adam(model.parameters(), lr=1e-3, **adam))
         t0, c0 = time.perf_counter(), time.process_time()
         for b in batches:
             opt.zero_grad()
@@ -71,7 +73,9 @@ def main(args: argparse.Namespace) -> int:
             opt.step()
         return time.perf_counter() - t0, time.process_time() - c0
 
-    rows = {"native train_step": native, "bridge, Adam()": lambda: bridge(True),
+    rows = {"native train_step": native, "bridge, NetworkOptimizer": lambda: bridge(True, engine_step=True),
+            "stored, NetworkOptimizer": lambda: bridge(True, "stored", engine_step=True),
+            "bridge, Adam()": lambda: bridge(True),
             "bridge, Adam(fused=True)": lambda: bridge(True, fused=True),
             "stored, Adam(fused=True)": lambda: bridge(True, "stored", fused=True),
             "copies, Adam()": lambda: bridge(False),

@@ -217,6 +217,25 @@ public:
         engine_->apply_gradients(pointers, count, lr);
     }
 
+    // Engine::step_gradients from block_array arrays, read in place.
+    void step_gradients(const py::sequence& grads, double lr)
+    {
+        if (grads.size() != blocks_.size())
+            throw std::invalid_argument("step_gradients needs one array per trainable layer");
+        std::vector<ParamValues> pointers;
+        std::vector<uint8_t> stored;
+        std::vector<py::array> keep;  // alive until the step is done
+        for (size_t k = 0; k < blocks_.size(); ++k) {
+            bool f32, native;
+            keep.push_back(block_array(grads[k], k, "gradient", f32, native));
+            if (f32) pointers.push_back(static_cast<const float*>(keep.back().data()));
+            else pointers.push_back(static_cast<const double*>(keep.back().data()));
+            stored.push_back(native);
+        }
+        py::gil_scoped_release release;
+        engine_->step_gradients(pointers, stored, lr);
+    }
+
 private:
     NetSpec spec_;
     std::vector<Shape> shapes_;
@@ -261,8 +280,24 @@ private:
         return a.shape(0) == 1 || a.strides(0) == a.itemsize();
     }
 
-    // Gradients mode's output arrays: new float64 ones, or the caller's (writable, float32 or
-    // float64, C-contiguous or, on the CPU engine, in the weights' stored layout), written in place.
+    // A caller's float32 or float64 array of block k's canonical shape, C-contiguous or (CPU
+    // engine) in the weights' stored layout (`stored`), else invalid_argument naming `what`.
+    py::array block_array(const py::object& item, size_t k, const char* what, bool& f32, bool& stored) const
+    {
+        f32 = py::isinstance<py::array_t<float>>(item);
+        const bool f64 = py::isinstance<py::array_t<double>>(item);
+        auto a = py::reinterpret_borrow<py::array>(item);
+        if (f32 || f64) check_block_array(static_cast<int>(k), a);
+        const bool c_order = (f32 || f64) && (a.flags() & py::array::c_style);
+        stored = (f32 || f64) && !c_order && engine_->device() == "cpu" && in_stored_layout(a);
+        if (!(c_order || stored))
+            throw std::invalid_argument(std::string(what) + " arrays must be float32 or float64, C-contiguous or "
+                                        "(CPU engine) in the weights' stored layout");
+        return a;
+    }
+
+    // Gradients mode's output arrays: new float64 ones, or the caller's (writable, block_array),
+    // written in place.
     py::list gradient_arrays(const py::object& given, std::vector<ParamOut>& pointers,
                              std::vector<uint8_t>& stored) const
     {
@@ -278,18 +313,10 @@ private:
         const auto list = py::reinterpret_borrow<py::sequence>(given);
         if (list.size() != blocks_.size())
             throw std::invalid_argument("gradients_out needs one array per trainable layer");
-        const bool cpu = engine_->device() == "cpu";
         for (size_t k = 0; k < blocks_.size(); ++k) {
-            const py::object item = list[k];
-            const bool f32 = py::isinstance<py::array_t<float>>(item), f64 = py::isinstance<py::array_t<double>>(item);
-            auto a = py::reinterpret_borrow<py::array>(item);
-            if (f32 || f64) check_block_array(static_cast<int>(k), a);
-            const bool c_order = (f32 || f64) && (a.flags() & py::array::c_style);
-            const bool native = (f32 || f64) && cpu && !c_order && in_stored_layout(a);
-            if (!(c_order || native) || !a.writeable())
-                throw std::invalid_argument(
-                    "gradients_out arrays must be writable float32 or float64, C-contiguous or (CPU engine) "
-                    "in the weights' stored layout");
+            bool f32, native;
+            py::array a = block_array(list[k], k, "gradients_out", f32, native);
+            if (!a.writeable()) throw std::invalid_argument("gradients_out arrays must be writable");
             if (f32) pointers.push_back(static_cast<float*>(a.mutable_data()));
             else pointers.push_back(static_cast<double*>(a.mutable_data()));
             stored.push_back(native);
@@ -525,7 +552,8 @@ PYBIND11_MODULE(_core, m)
              py::arg("gradients_out") = py::none(), py::arg("regularize") = false)
         .def("set_fixed", &PyEngine::set_fixed, py::arg("layer"), py::arg("input"), py::arg("recurrent"))
         .def("get_fixed", &PyEngine::get_fixed, py::arg("layer"))
-        .def("apply_gradients", &PyEngine::apply_gradients, py::arg("sums"), py::arg("count"), py::arg("lr"));
+        .def("apply_gradients", &PyEngine::apply_gradients, py::arg("sums"), py::arg("count"), py::arg("lr"))
+        .def("step_gradients", &PyEngine::step_gradients, py::arg("grads"), py::arg("lr"));
 
     m.def("encode_poisson", &encode_poisson, py::arg("images"), py::arg("T"), py::arg("seed"),
           py::arg("sample_index"), py::arg("epoch"), py::arg("threads"));

@@ -238,12 +238,60 @@ public:
         step_from_workers(count, lr);
     }
 
+    // The optimizer step from gradients that already are what it feeds on (hm2bp.torch's .grad):
+    // an array in the weights' stored layout and the engine's precision is read in place; any
+    // other (canonical layout, or the other precision, rounded to the engine's) is copied into
+    // group 0's rows first.
+    void step_gradients(const std::vector<ParamValues>& grads, const std::vector<uint8_t>& stored, double lr) override
+    {
+        // No refresh_shared: this step needs no column sums (it adds no regularization). Nor does
+        // it keep them for weights it shares, whose sums the next run and apply_gradients
+        // recompute anyway (refresh_shared), which also refuses a non-finite weight.
+        const FlushDenormals flush;
+        if (static_cast<int>(grads.size()) != n_blocks() || stored.size() != grads.size())
+            throw std::invalid_argument("step_gradients needs one gradient array per trainable layer");
+        prepare(T_, 1, 1, true);
+        std::vector<WeightMatrix<Real>*> matrices;
+        std::vector<GradientRows<Real>> rows;
+        for (int l = 0, block = -1; l < n_layers(); ++l) {
+            if (!params_[l]) continue;
+            ++block;
+            matrices.push_back(params_[l]);
+            const auto* own = std::get_if<const Real*>(&grads[block]);
+            if (own && stored[block]) {
+                rows.push_back({*own, nullptr});
+                continue;
+            }
+            GradientSum<Real>& g = groups_[0].grads[l];
+            const int O = params_[l]->n_out, N = params_[l]->n_in;
+            std::visit(
+                [&](const auto* values) {
+                    if (stored[block])
+                        std::transform(values, values + g.grad.size(), g.grad.begin(), [](auto v) { return Real(v); });
+                    else
+                        transpose_tiled(O, N, g.grad.data(), [values, N](int o, int i) {
+                            return Real(values[static_cast<size_t>(o) * N + i]);
+                        });
+                },
+                grads[block]);
+            std::fill(g.touched.begin(), g.touched.end(), uint8_t(1));
+            rows.push_back(g.rows());
+        }
+        typename Optimizer<Real>::Options options;
+        options.regularize = false;
+        options.column_sums = !shared_;
+        optimizer_.apply(matrices, rows, 1, lr, threads(), options);
+        sums_stale_ = shared_;
+    }
+
     std::optional<bool> weights_finite() const override
     {
         // A non-finite weight makes its column sum non-finite (NaN, or inf from an overflow that
         // is as fatal). The sums are those of the weights set or stepped last, when Network asks
         // (right after set_param or a step; shared weights written since are checked by the
-        // next run's refresh_shared), so this reads n_out values per layer.
+        // next run's refresh_shared), so this reads n_out values per layer; after step_gradients
+        // on shared weights the sums are stale until then: no answer.
+        if (sums_stale_) return std::nullopt;
         for (const WeightMatrix<Real>* p : params_) {
             if (!p) continue;
             for (const Real sum : p->row_sum)
@@ -271,6 +319,7 @@ private:
     double bsa_kernel_[kBsaTaps];
     int T_ = 0;
     bool shared_ = false;  // share_weights handed out the weights: the caller may have written them
+    bool sums_stale_ = false;  // step_gradients left the shared weights' column sums to refresh_shared
 
     int n_layers() const { return static_cast<int>(layers_.size()); }
     int n_blocks() const { return static_cast<int>(std::count_if(params_.begin(), params_.end(), [](auto* p) { return p; })); }
@@ -357,6 +406,7 @@ private:
     void refresh_shared()
     {
         if (!shared_) return;
+        sums_stale_ = false;  // now, or an exception that the next run repeats
         const RegParams reg = regularization_params(spec_.hyper);
         for (int block = 0; block < n_blocks(); ++block)
             if (!weights(block).refresh_sums(reg, threads()) && !weights(block).all_finite())
@@ -470,11 +520,11 @@ private:
     void step_from_workers(int64_t count, double lr)
     {
         std::vector<WeightMatrix<Real>*> matrices;
-        std::vector<const GradientSum<Real>*> sums;
+        std::vector<GradientRows<Real>> sums;
         for (int l = 0; l < n_layers(); ++l) {
             if (!params_[l]) continue;
             matrices.push_back(params_[l]);
-            sums.push_back(&groups_[0].grads[l]);
+            sums.push_back(groups_[0].grads[l].rows());
         }
         optimizer_.apply(matrices, sums, count, lr, threads());
     }

@@ -21,13 +21,26 @@ public:
     int64_t step() const { return step_; }
     void set_step(int64_t s) { step_ = s; }
 
+    // What a step does besides Adam or SGD.
+    struct Options {
+        // SPEC 5's regularization gradient added to the batch mean; false: the gradients already
+        // hold it (count 1: the batch means that Gradients mode exports with regularize, which
+        // then step bit for bit as the sums they came from)
+        bool regularize = true;
+        // the new weights' column sums kept (WeightMatrix::row_sum, square_sum); false leaves them
+        // stale, for an engine that recomputes them before its next use (shared weights)
+        bool column_sums = true;
+    };
+
     // One step of all layers from their gradient sums over `count` samples.
-    void apply(std::vector<WeightMatrix<Real>*>& layers, const std::vector<const GradientSum<Real>*>& sums,
-               int64_t count, double lr, int threads)
+    void apply(std::vector<WeightMatrix<Real>*>& layers, const std::vector<GradientRows<Real>>& grads,
+               int64_t count, double lr, int threads, Options options = {})
     {
         ++step_;
-        const StepParams step = step_params(h_, lr, step_);
-        for (size_t l = 0; l < layers.size(); ++l) step_layer(*layers[l], *sums[l], count, step, threads);
+        StepParams step = step_params(h_, lr, step_);
+        if (!options.regularize) step.reg.lambda = 0.0;  // inactive; its limit still scales the column sums
+        for (size_t l = 0; l < layers.size(); ++l)
+            step_layer(*layers[l], grads[l], count, step, threads, options.column_sums);
     }
 
 private:
@@ -45,11 +58,10 @@ private:
     // core's cache: a share of the columns of those rows, read by another core, came line by
     // line from this one (the 784 x 800 float step on two threads, best of 400: ~270 us without
     // the sums, ~390 us with that pass, ~325 us with the owner's turn). A narrow layer's threads
-    // split the columns.
-    void step_layer(WeightMatrix<Real>& layer, const GradientSum<Real>& sum, int64_t count, const StepParams& step,
-                    int threads)
+    // split the columns. keep_sums = false: no column sums.
+    void step_layer(WeightMatrix<Real>& layer, const GradientRows<Real>& sum, int64_t count, const StepParams& step,
+                    int threads, bool keep_sums)
     {
-        const std::vector<uint8_t>& touched = sum.touched;
         const int O = layer.n_out;
         const int N = layer.n_in;
         if (zero_row_.size() < static_cast<size_t>(O)) zero_row_.assign(O, Real(0));
@@ -67,7 +79,7 @@ private:
             constexpr bool pow2 = decltype(power_of_two)::value;
             const size_t row = static_cast<size_t>(i) * O + lo;
             // an untouched row is all +0: read the shared zero row instead (less traffic)
-            const Real* grad_row = touched[i] ? sum.row_for_step(i, O, lo, hi, grad_buffer) : zero_row_.data() + lo;
+            const Real* grad_row = sum.is_touched(i) ? sum.row_for_step(i, O, lo, hi, grad_buffer) : zero_row_.data() + lo;
             Real* w = layer.wt.data() + row;
             Real* m1 = layer.moment1.data() + row;
             Real* m2 = layer.moment2.data() + row;
@@ -86,7 +98,7 @@ private:
             else fn(std::false_type());
         };
         if (O < 64 && O % Simd<Real>::lanes != 0 && static_cast<size_t>(N) * O <= kFlatStepWeights) {
-            step_flat(layer, sum, scale.data(), count, step, power_of_two_divisors, adam_by_constants);
+            step_flat(layer, sum, scale.data(), count, step, power_of_two_divisors, adam_by_constants, keep_sums);
             return;
         }
         const int row_parts = std::min(threads, N / 16);
@@ -98,19 +110,20 @@ private:
                 int lo, hi;
                 split_range(N, team, k, 1, lo, hi);
                 std::vector<Real> w_before(adam_by_constants ? O : 0), grad_buffer(sum.deferred ? O : 0);
-                if (k == 0) {
+                if (k == 0 && keep_sums) {
                     std::fill(row_sum, row_sum + O, Real(0));
                     std::fill(square_sum, square_sum + O, Real(0));
                 }
                 with_divisors([&](auto pow2) {
                     if (k == 0) {
-                        for (int i = lo; i < hi; ++i) step_row(pow2, i, 0, O, true, w_before.data(), grad_buffer.data());
+                        for (int i = lo; i < hi; ++i) step_row(pow2, i, 0, O, keep_sums, w_before.data(), grad_buffer.data());
                     } else {  // last row first: the first rows of its turn are still in this core's cache
                         for (int i = hi - 1; i >= lo; --i)
                             step_row(pow2, i, 0, O, false, w_before.data(), grad_buffer.data());
                     }
                 });
-                for (int turn = 1; turn < team; ++turn) {
+                // keep_sums is the same for every thread: all or none meet the barriers
+                for (int turn = 1; keep_sums && turn < team; ++turn) {
 #pragma omp barrier
                     if (k != turn) continue;
                     with_divisors([&](auto pow2) {
@@ -123,11 +136,13 @@ private:
             return;
         }
         for_each_range(O, threads, [&](int lo, int hi) {
-            std::fill(row_sum + lo, row_sum + hi, Real(0));
-            std::fill(square_sum + lo, square_sum + hi, Real(0));
+            if (keep_sums) {
+                std::fill(row_sum + lo, row_sum + hi, Real(0));
+                std::fill(square_sum + lo, square_sum + hi, Real(0));
+            }
             std::vector<Real> w_before(adam_by_constants ? hi - lo : 0), grad_buffer(sum.deferred ? hi - lo : 0);
             with_divisors([&](auto pow2) {
-                for (int i = 0; i < N; ++i) step_row(pow2, i, lo, hi, true, w_before.data(), grad_buffer.data());
+                for (int i = 0; i < N; ++i) step_row(pow2, i, lo, hi, keep_sums, w_before.data(), grad_buffer.data());
             });
         });
     }
@@ -143,8 +158,8 @@ private:
     // row no sample touched holds +0 in memory as in the shared zero row. The column sums
     // follow each run's rows in ascending i, as step_layer adds them. Deferred gradient rows are
     // made into a run's buffer first.
-    void step_flat(WeightMatrix<Real>& layer, const GradientSum<Real>& sum, const Real* scale, int64_t count,
-                   const StepParams& step, bool power_of_two_divisors, bool adam_by_constants)
+    void step_flat(WeightMatrix<Real>& layer, const GradientRows<Real>& sum, const Real* scale, int64_t count,
+                   const StepParams& step, bool power_of_two_divisors, bool adam_by_constants, bool keep_sums)
     {
         const int O = layer.n_out, N = layer.n_in;
         int rows = Simd<Real>::lanes;
@@ -152,18 +167,20 @@ private:
         const int run = rows * O;
         std::vector<Real> scales(run), w_before(adam_by_constants ? run : 0), run_grad(sum.deferred ? run : 0);
         for (int k = 0; k < run; ++k) scales[k] = scale[k % O];
-        std::fill(layer.row_sum.begin(), layer.row_sum.end(), Real(0));
-        std::fill(layer.square_sum.begin(), layer.square_sum.end(), Real(0));
+        if (keep_sums) {
+            std::fill(layer.row_sum.begin(), layer.row_sum.end(), Real(0));
+            std::fill(layer.square_sum.begin(), layer.square_sum.end(), Real(0));
+        }
         auto flat = [&](auto power_of_two) {
             constexpr bool pow2 = decltype(power_of_two)::value;
             for (int i0 = 0; i0 < N; i0 += rows) {
                 const int n = std::min(rows, N - i0) * O;
                 const size_t at = static_cast<size_t>(i0) * O;
                 Real* w = layer.wt.data() + at;
-                const Real* grad = sum.grad.data() + at;
+                const Real* grad = sum.grad + at;
                 if (sum.deferred) {
                     for (int j = 0; j < n; j += O) {
-                        if (sum.touched[i0 + j / O]) sum.deferred(i0 + j / O, 0, O, run_grad.data() + j);
+                        if (sum.is_touched(i0 + j / O)) (*sum.deferred)(i0 + j / O, 0, O, run_grad.data() + j);
                         else std::fill(run_grad.data() + j, run_grad.data() + j + O, Real(0));
                     }
                     grad = run_grad.data();
@@ -179,7 +196,7 @@ private:
                 if (!stepped)
                     update_row<pow2>(w, layer.moment1.data() + at, layer.moment2.data() + at, grad,
                                      scales.data(), n, Real(count), step);
-                for (int j = 0; j < n; j += O)
+                for (int j = 0; keep_sums && j < n; j += O)
                     add_to_sums<pow2>(w + j, layer.row_sum.data(), layer.square_sum.data(), O, step.reg);
             }
         };

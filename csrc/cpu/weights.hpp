@@ -169,6 +169,28 @@ private:
 
 // One worker's sum of per-sample weight gradients, in WeightMatrix's transposed layout. Only the
 // rows of inputs that fired are ever written ("touched"); the others stay +0.
+// What the optimizer step reads of one layer's gradient: (n_in, n_out) rows in the weights'
+// stored layout, the engine's own sums or a caller's array (hm2bp.torch's .grad). touched marks
+// the rows written (the others are all +0), null when every row may hold values; deferred, where
+// set, makes a touched row's columns on demand instead (GradientSum::deferred).
+template <class Real>
+struct GradientRows {
+    const Real* grad;
+    const uint8_t* touched;
+    const std::function<void(int i, int lo, int hi, Real* out)>* deferred = nullptr;
+
+    bool is_touched(int i) const { return !touched || touched[i]; }
+
+    // Row i's columns [lo, hi) of a touched row as the step reads them (written to `buffer`,
+    // room for hi - lo, when deferred).
+    const Real* row_for_step(int i, int n_out, int lo, int hi, Real* buffer) const
+    {
+        if (!deferred) return grad + static_cast<size_t>(i) * n_out + lo;
+        (*deferred)(i, lo, hi, buffer);
+        return buffer;
+    }
+};
+
 template <class Real>
 struct GradientSum {
     AlignedVector<Real> grad;      // (n_in, n_out)
@@ -189,14 +211,7 @@ struct GradientSum {
 
     Real* row(int i, int n_out) { return grad.data() + static_cast<size_t>(i) * n_out; }
 
-    // Row i's columns [lo, hi) of a touched row as the step reads them (written to `buffer`,
-    // room for hi - lo, when deferred).
-    const Real* row_for_step(int i, int n_out, int lo, int hi, Real* buffer) const
-    {
-        if (!deferred) return grad.data() + static_cast<size_t>(i) * n_out + lo;
-        deferred(i, lo, hi, buffer);
-        return buffer;
-    }
+    GradientRows<Real> rows() const { return {grad.data(), touched.data(), deferred ? &deferred : nullptr}; }
 
     // Forgets the deferred rows (after their step, or of a run that stopped half-way): grad is
     // +0 in every row, and no row is touched.

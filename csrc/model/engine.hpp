@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <variant>
 #include <vector>
@@ -88,6 +89,15 @@ public:
     // SPEC 5 from gradient sums over `count` samples (one array per trainable layer, canonical
     // layout): batch mean, regularization, one Adam or SGD step; the step counter advances once.
     virtual void apply_gradients(const std::vector<const double*>& sums, int64_t count, double lr) = 0;
+    // SPEC 5's step from gradients that already are what it feeds the optimizer (Gradients mode's
+    // batch means with regularize: hm2bp.torch's .grad), one array per trainable layer in its
+    // canonical layout or, where `stored` says so, in share_weights' stored layout: one Adam or
+    // SGD step of each weight, nothing divided or added; the step counter advances once. The CPU
+    // engine's (the only one that shares its weights with torch).
+    virtual void step_gradients(const std::vector<ParamValues>& grads, const std::vector<uint8_t>& stored, double lr)
+    {
+        throw std::invalid_argument("the " + device() + " engine has no step_gradients: use apply_gradients");
+    }
     // The fixed weights of Reservoir layer `layer` (its index among all layers): input (n, n_in)
     // and recurrent (n, n), row-major [post, pre]. Never changed by learning.
     virtual void set_fixed(int layer, const double* input, const double* recurrent) = 0;

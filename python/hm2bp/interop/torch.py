@@ -13,7 +13,8 @@ that torch optimizers, schedulers, gradient clipping and DistributedDataParallel
     loss = ddp_model(spikes, labels)            # the loss through DistributedDataParallel
 
 The engine computes everything (forward, S-PSPs, gradients) on the current parameter values;
-the optimizer step is torch's. On the CPU backend the parameters are the engine's own weight
+the optimizer step is torch's, or the engine's own with NetworkOptimizer (the network's SPEC-5
+Adam or SGD, bit for bit train_step's, at about a native step's cost). On the CPU backend the parameters are the engine's own weight
 memory (share_weights, the default): torch's optimizer updates the weights the engine runs,
 nothing is copied in, and the engine writes the gradients in that memory's layout. Otherwise
 (the CUDA backend, share_weights=False, or a parameter that no longer lies in the engine's memory,
@@ -33,9 +34,10 @@ try:
 except ImportError:
     raise ImportError("hm2bp.torch needs PyTorch: pip install 'hm2bp[torch]'") from None
 
+from ..model.hyper import check_lr
 from ..model.network import Network
 
-__all__ = ["SpikingNetwork", "hm2bp_loss"]
+__all__ = ["NetworkOptimizer", "SpikingNetwork", "hm2bp_loss"]
 
 
 class SpikingNetwork(torch.nn.Module):
@@ -187,3 +189,98 @@ def hm2bp_loss(model: SpikingNetwork, spikes: Any, labels: Any, sample_weights: 
     if not isinstance(model, SpikingNetwork):
         raise TypeError(f"hm2bp_loss needs an hm2bp.torch.SpikingNetwork, got {type(model).__name__}")
     return _HM2BPLoss.apply(model, spikes, labels, sample_weights, bool(regularize), *model.weights)
+
+
+class NetworkOptimizer(torch.optim.Optimizer):
+    """The network's own SPEC-5 step as a torch optimizer: Adam or SGD with momentum, with the
+    network's b1, b2, eps or momentum, run by the engine on its own weight memory (a
+    SpikingNetwork with shared weights: the CPU backend) from each parameter's .grad, with the
+    moments the network keeps (get_state / set_state and checkpoints carry them, and this
+    optimizer's state_dict). After ``hm2bp_loss(model, spikes, labels).backward()`` a step()
+    changes the weights and moments exactly as ``model.network.train_step(spikes, labels, lr)``
+    would (the loss's regularize=True adds SPEC 5's regularization; step() adds nothing).
+
+        opt = hm2bp.torch.NetworkOptimizer(model, lr=1e-3)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda e: max(e, 1) ** -0.5)
+
+    One parameter group, every trainable layer in one step (one step counter, as train_step);
+    its "lr" is read at each step, so torch's schedulers drive it. A gradient may be edited in
+    place (clipping, DistributedDataParallel's average) or replaced by another tensor of its
+    shape; one in the engine's layout and dtype (what hm2bp_loss writes) is read where it lies,
+    any other is copied first. Parameters that no longer are the engine's memory (after
+    ``.double()``, ``.to(...)`` or an assignment to ``.data``) cannot be stepped: use a torch
+    optimizer for them."""
+
+    def __init__(self, model: SpikingNetwork, lr: float) -> None:
+        if not isinstance(model, SpikingNetwork):
+            raise TypeError(f"NetworkOptimizer steps an hm2bp.torch.SpikingNetwork, got {type(model).__name__}")
+        if model._shared is None:
+            raise ValueError("NetworkOptimizer steps the engine's own weight memory: it needs a SpikingNetwork "
+                             "with shared weights (the CPU backend's default); use a torch optimizer otherwise")
+        self.model = model
+        super().__init__(list(model.weights), {"lr": check_lr(lr)})
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        if self.param_groups:
+            raise ValueError("NetworkOptimizer has one parameter group, every layer of its network")
+        params = list(param_group["params"])
+        if len(params) != len(self.model.weights) or any(p is not q for p, q in zip(params, self.model.weights)):
+            raise ValueError("NetworkOptimizer's parameters are its network's, all of them, in order")
+        super().add_param_group(param_group)
+
+    def step(self, closure: Any = None) -> Any:
+        """One SPEC-5 step of every layer from the parameters' .grad (nothing when none has one)."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        group = self.param_groups[0]
+        params = group["params"]
+        grads = [p.grad for p in params]
+        if all(g is None for g in grads):
+            return loss
+        if any(g is None for g in grads):
+            raise ValueError("NetworkOptimizer steps every layer at once: each parameter needs a .grad "
+                             "(hm2bp_loss's backward gives each one)")
+        if not all(self.model._shares(params)):
+            raise RuntimeError("a parameter no longer lies in the engine's memory (after .double(), .to(...) or "
+                               "an assignment to .data): NetworkOptimizer cannot step it; use a torch optimizer")
+        arrays = [self.model._engine_view(_host_grad(g, self.model._torch_dtype)) for g in grads]
+        network = self.model.network
+        network._engine.step_gradients(arrays, check_lr(float(group["lr"])))
+        network._check_stepped()
+        return loss
+
+    def state_dict(self) -> dict[str, Any]:
+        """torch's state_dict (the lr) and, under "hm2bp", the network's step counter and moments
+        (canonical layout, float64 tensors: torch.load(weights_only=True) takes them)."""
+        state = super().state_dict()
+        engine = self.model.network._engine
+        state["hm2bp"] = {"step": int(engine.step),
+                          **{kind: [torch.from_numpy(engine.get_param(kind, k)) for k in range(len(self.model.weights))]
+                             for kind in ("moment1", "moment2")}}
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        state_dict = dict(state_dict)
+        saved = state_dict.pop("hm2bp", None)
+        if not isinstance(saved, dict) or not {"step", "moment1", "moment2"} <= saved.keys():
+            raise ValueError("not a NetworkOptimizer state_dict: it has no 'hm2bp' entry with step, moment1 "
+                             "and moment2")
+        network = self.model.network
+        moments = {f"{kind}_{k}": network._check_param(f"{kind}_{k}", torch.as_tensor(a).numpy(), k)
+                   for kind in ("moment1", "moment2") for k, a in enumerate(saved[kind])}
+        super().load_state_dict(state_dict)
+        for key, value in moments.items():
+            kind, k = key.rsplit("_", 1)
+            network._engine.set_param(kind, int(k), value)
+        network._engine.step = int(saved["step"])
+
+
+def _host_grad(g: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """A gradient as a host tensor the engine reads (its own dtype; its layout is the engine's
+    check: where it is neither the stored layout nor C-contiguous, a contiguous copy)."""
+    if g.is_sparse:
+        raise ValueError("NetworkOptimizer needs dense gradients")
+    g = g.detach().to(device="cpu", dtype=dtype)
+    return g if g.is_contiguous() or g.movedim(0, -1).is_contiguous() else g.contiguous()
