@@ -166,6 +166,10 @@ private:
     }
 };
 
+// Touched gradient elements (256 KB of floats) below which GradientSum::clear stays on one
+// thread.
+constexpr size_t kParallelClear = size_t(1) << 16;
+
 // One worker's sum of per-sample weight gradients, in WeightMatrix's transposed layout. Only the
 // rows of inputs that fired are ever written ("touched"); the others stay +0.
 template <class Real>
@@ -182,11 +186,15 @@ struct GradientSum {
     Real* row(int i, int n_out) { return grad.data() + static_cast<size_t>(i) * n_out; }
 
     // Zeros the touched rows. Done at the start of a learning run rather than at its end, so that
-    // a run that stopped half-way leaves nothing behind.
+    // a run that stopped half-way leaves nothing behind. On one thread when they are few (a
+    // batch-1 CNN sample touches a few thousand weights per layer: less than waking another
+    // thread costs).
     void clear(int n_out, int threads)
     {
         const int N = static_cast<int>(touched.size());
-#pragma omp parallel for num_threads(threads) schedule(static)
+        const size_t n_touched = static_cast<size_t>(std::count_if(touched.begin(), touched.end(), [](uint8_t t) { return t != 0; }));
+        const bool split = threads > 1 && n_touched * n_out >= kParallelClear;
+#pragma omp parallel for num_threads(threads) schedule(static) if (split)
         for (int i = 0; i < N; ++i) {
             if (!touched[i]) continue;
             std::fill(grad.begin() + static_cast<size_t>(i) * n_out, grad.begin() + static_cast<size_t>(i + 1) * n_out,
