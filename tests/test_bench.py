@@ -365,3 +365,24 @@ def test_silent_units_counts_frozen_neurons() -> None:
         assert row["never_fire"] == pytest.approx(np.mean(counts.max(axis=0) == 0))
         assert row["silent_pairs"] == pytest.approx(np.mean(counts == 0))
     assert rows[0]["never_fire"] < 1.0
+
+
+def test_curves_reads_runs_and_probes_and_draws_them(tmp_path: Path) -> None:
+    from bench.curves import main, read_series
+    run = tmp_path / "metrics.jsonl"
+    run.write_text("".join(json.dumps({"epoch": e, "val_accuracy": 0.5 + 0.1 * e}) + "\n" for e in (1, 2)))
+    probes = tmp_path / "probe.jsonl"
+    probes.write_text("".join(json.dumps({"probe": name, "metrics": [{"epoch": 1, "val_accuracy": v}]}) + "\n"
+                              for name, v in (("a", 0.4), ("b", 0.45))))
+    assert read_series(f"run={run}") == ("run", [{"epoch": 1, "val_accuracy": 0.6}, {"epoch": 2, "val_accuracy": 0.7}])
+    assert read_series(f"b={probes}:b") == ("b", [{"epoch": 1, "val_accuracy": 0.45}])
+    with pytest.raises(ValueError, match="has no probe 'c'"):
+        read_series(f"c={probes}:c")
+    with pytest.raises(ValueError, match="LABEL=FILE"):
+        read_series(str(run))
+    if importlib.util.find_spec("matplotlib") is None:
+        pytest.skip("matplotlib is not installed (pip install 'hm2bp[plot]'): the figure is not drawn")
+    out = tmp_path / "curves.png"
+    assert main([str(out), f"run={run}", f"a={probes}:a"]) == 0
+    assert out.read_bytes()[:4] == b"\x89PNG"
+    assert main([str(tmp_path / "x.png"), f"run={run}", "--metric", "test_accuracy"]) == 2
