@@ -54,9 +54,9 @@ int image_side(int64_t pixels)
 }
 
 // The last epoch-mode map drawn. Training at batch 1 (the paper's setting) asks for the same map
-// (one per epoch) sample after sample, which cost more than the warp and the encoding together
-// (a 21 x 21 window per pixel); a map is a function of its key and parameters alone, so the
-// one kept is the one that would be drawn again.
+// (one per epoch) sample after sample, and drawing it (a 21 x 21 window per pixel) is most of what
+// augmenting one image costs; a map is a function of its key and parameters alone, so the one
+// kept is the one that would be drawn again.
 struct EpochMap {
     std::mutex lock;
     bool valid = false;
@@ -160,24 +160,11 @@ py::array_t<bool> encode_rates(const F64Array& rates, int T, uint64_t seed, cons
     const int64_t* index = sample_index.data();
     {
         py::gil_scoped_release release;
-        auto threshold_of = [&](int b) {
-            const double* rate = src + static_cast<size_t>(b) * N;
-            return [rate](int n) { return poisson_threshold_rate(rate[n]); };
-        };
-        if (B >= threads) {
 #pragma omp parallel for num_threads(threads) schedule(dynamic)
-            for (int b = 0; b < B; ++b)
-                encode_sample(poisson_sample_key(seed, static_cast<uint64_t>(index[b]), epoch), T, N, threshold_of(b),
-                              dst + static_cast<size_t>(b) * T * N);
-        } else {  // fewer samples than threads (batch 1): the threads split each sample's neurons
-            std::fill(dst, dst + static_cast<size_t>(B) * T * N, uint8_t(0));
-            for (int b = 0; b < B; ++b) {
-                const uint64_t key = poisson_sample_key(seed, static_cast<uint64_t>(index[b]), epoch);
-#pragma omp parallel for num_threads(threads) schedule(static)
-                for (int k = 0; k < threads; ++k)
-                    encode_neurons(key, T, N, N * k / threads, N * (k + 1) / threads, threshold_of(b),
-                                   dst + static_cast<size_t>(b) * T * N);
-            }
+        for (int b = 0; b < B; ++b) {
+            const double* rate = src + static_cast<size_t>(b) * N;
+            encode_sample(poisson_sample_key(seed, static_cast<uint64_t>(index[b]), epoch), T, N,
+                          [&](int n) { return poisson_threshold_rate(rate[n]); }, dst + static_cast<size_t>(b) * T * N);
         }
     }
     return out;

@@ -233,10 +233,6 @@ def test_encode_rates_spikes_iff_the_uniform_is_below_the_rate():
     counts = spikes[0].sum(axis=0)
     assert counts[0] == counts[1] == 0 and counts[3] == counts[4] == 3999
     assert abs(counts[2] - 0.25 * 3999) < 5 * math.sqrt(3999 * 0.25 * 0.75)
-    # a batch smaller than the thread count splits its neurons among the threads: the same trains
-    many = np.linspace(-0.1, 1.1, 37)[None, :]
-    np.testing.assert_array_equal(aug.encode_rates(many, 90, 3, [8], epoch=1, threads=1),
-                                  aug.encode_rates(many, 90, 3, [8], epoch=1, threads=3))
     # the same uniforms as encode_poisson: rate 255 / 1402.5 is pixel 255
     pixel = aug.encode_rates(np.array([[255 / 1402.5]]), 300, 3, [8], epoch=1)
     np.testing.assert_array_equal(pixel, hm2bp.encode_poisson(np.array([[255]], np.uint8), 300, 3, [8], 1))

@@ -52,27 +52,18 @@ HM2BP_HD bool poisson_spike(uint64_t neuron_key, int t, uint64_t threshold)
     return (t >= 1) & ((mix64(neuron_key ^ static_cast<uint64_t>(t)) >> 11) < threshold);
 }
 
-// The spikes of neurons [n_lo, n_hi) into a zeroed dense 0/1 train (T, N), out[t * N + n], from
-// each neuron's threshold (threshold_of(n); 0 never fires): threads can take ranges of neurons.
-// Host code: the Python-facing encoders.
+// One sample's dense 0/1 spike train (T, N), out[t * N + n], from each neuron's threshold
+// (threshold_of(n); 0 never fires). Host code: the Python-facing encoders.
 template <class ThresholdOf>
-inline void encode_neurons(uint64_t sample_key, int T, int N, int n_lo, int n_hi, ThresholdOf threshold_of,
-                           uint8_t* out)
+inline void encode_sample(uint64_t sample_key, int T, int N, ThresholdOf threshold_of, uint8_t* out)
 {
-    for (int n = n_lo; n < n_hi; ++n) {
+    for (size_t k = 0; k < static_cast<size_t>(T) * N; ++k) out[k] = 0;
+    for (int n = 0; n < N; ++n) {
         const uint64_t threshold = threshold_of(n);
         if (threshold == 0) continue;
         const uint64_t key = poisson_neuron_key(sample_key, static_cast<uint64_t>(n));
         for (int t = 1; t < T; ++t) out[static_cast<size_t>(t) * N + n] = poisson_spike(key, t, threshold);
     }
-}
-
-// One sample's dense 0/1 spike train (T, N) (encode_neurons of all its neurons).
-template <class ThresholdOf>
-inline void encode_sample(uint64_t sample_key, int T, int N, ThresholdOf threshold_of, uint8_t* out)
-{
-    for (size_t k = 0; k < static_cast<size_t>(T) * N; ++k) out[k] = 0;
-    encode_neurons(sample_key, T, N, 0, N, threshold_of, out);
 }
 
 }  // namespace hm2bp
