@@ -166,8 +166,8 @@ private:
     }
 };
 
-// Touched gradient elements (256 KB of floats) below which GradientSum::clear stays on one
-// thread.
+// Touched gradient elements (65,536: 256 KB of floats) below which GradientSum::clear stays on
+// one thread.
 constexpr size_t kParallelClear = size_t(1) << 16;
 
 // One worker's sum of per-sample weight gradients, in WeightMatrix's transposed layout. Only the
@@ -187,12 +187,13 @@ struct GradientSum {
 
     // Zeros the touched rows. Done at the start of a learning run rather than at its end, so that
     // a run that stopped half-way leaves nothing behind. On one thread when they are few (a
-    // batch-1 CNN sample touches a few thousand weights per layer: less than waking another
-    // thread costs).
+    // batch-1 mnist-cnn sample touches at most 15,000 weights per layer: zeroing them costs less
+    // than waking another thread).
     void clear(int n_out, int threads)
     {
         const int N = static_cast<int>(touched.size());
-        const size_t n_touched = static_cast<size_t>(std::count_if(touched.begin(), touched.end(), [](uint8_t t) { return t != 0; }));
+        const size_t n_touched =
+            static_cast<size_t>(std::count_if(touched.begin(), touched.end(), [](uint8_t t) { return t != 0; }));
         const bool split = threads > 1 && n_touched * n_out >= kParallelClear;
 #pragma omp parallel for num_threads(threads) schedule(static) if (split)
         for (int i = 0; i < N; ++i) {
