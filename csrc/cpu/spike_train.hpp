@@ -83,9 +83,10 @@ struct SpikeTrain {
     {
         const int words = mask_words(N_);
         from_step_masks(T_, N_, n_threads, kWordsPerPart, [&](int t, int* out) {
-            for (int w = 0; w < words; ++w)
-                out = append_set_bits(
-                    nonzero_mask(spikes + static_cast<size_t>(t) * N_ + w * 64, std::min(64, N_ - w * 64)), w * 64, out);
+            for (int w = 0; w < words; ++w) {
+                const uint8_t* flags = spikes + static_cast<size_t>(t) * N_ + w * 64;
+                out = append_set_bits(nonzero_mask(flags, std::min(64, N_ - w * 64)), w * 64, out);
+            }
             return out;
         });
     }
