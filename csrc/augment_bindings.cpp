@@ -6,7 +6,9 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <cmath>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -51,6 +53,43 @@ int image_side(int64_t pixels)
     return side;
 }
 
+// The last epoch-mode map drawn. Training at batch 1 (the paper's setting) asks for the same map
+// (one per epoch) sample after sample, and drawing it (a 21 x 21 window per pixel) is most of what
+// augmenting one image costs; a map is a function of its key and parameters alone, so the one
+// kept is the one that would be drawn again.
+struct EpochMap {
+    std::mutex lock;
+    bool valid = false;
+    uint64_t key = 0;
+    AugmentParams p;
+    std::vector<double> map;  // 4 * S * S: disp_h, disp_v, then displacement_map's scratch
+
+    bool holds(uint64_t k, const AugmentParams& q) const
+    {
+        return valid && key == k && p.size == q.size && p.distortion == q.distortion && p.scale == q.scale &&
+               p.rotation == q.rotation && p.sigma == q.sigma && p.field == q.field && p.elastic_fix == q.elastic_fix;
+    }
+};
+
+// Copies the epoch-mode map of key into out (2 * S * S: disp_h, disp_v), drawing it only when
+// it is not the one kept.
+void epoch_map(const AugmentParams& p, uint64_t key, double* out)
+{
+    static EpochMap kept;
+    const int n = p.size * p.size;
+    const std::lock_guard<std::mutex> guard(kept.lock);
+    if (!kept.holds(key, p)) {
+        kept.valid = false;
+        kept.map.resize(4 * static_cast<size_t>(n));
+        displacement_map(p, gaussian_kernel(p).data(), key, kept.map.data() + 2 * n, kept.map.data(),
+                         kept.map.data() + n);
+        kept.key = key;
+        kept.p = p;
+        kept.valid = true;
+    }
+    std::copy_n(kept.map.data(), 2 * n, out);
+}
+
 py::array augment_rates(const U8Array& images, uint64_t seed, uint64_t epoch, const I64Array& sample_index,
                         const std::string& mode, bool elastic_fix, double distortion, double scale,
                         double rotation, double sigma, int field, int threads, bool float64)
@@ -69,13 +108,11 @@ py::array augment_rates(const U8Array& images, uint64_t seed, uint64_t epoch, co
     const int64_t* index = sample_index.data();
     {
         py::gil_scoped_release release;
-        const std::vector<double> G = gaussian_kernel(p);
-        // Epoch mode: one map for the whole batch, drawn once.
-        std::vector<double> shared(4 * n);
-        if (m == AugmentMode::Epoch)
-            displacement_map(p, G.data(), augment_key(seed, epoch, m, 0), shared.data() + 2 * n, shared.data(),
-                             shared.data() + n);
-#pragma omp parallel num_threads(threads)
+        // Epoch mode: one map for the whole batch (and for the batches after it in the epoch).
+        std::vector<double> shared(2 * n), G;
+        if (m == AugmentMode::Epoch) epoch_map(p, augment_key(seed, epoch, m, 0), shared.data());
+        else G = gaussian_kernel(p);
+#pragma omp parallel num_threads(std::max(1, std::min(threads, B)))
         {
             std::vector<double> own(m == AugmentMode::Sample ? 4 * n : 0);
 #pragma omp for schedule(dynamic)

@@ -193,6 +193,18 @@ def test_epoch_mode_shares_one_map_and_sample_mode_does_not(digits):
         np.testing.assert_array_equal(rates[b], np_warp(same[b], dh, dv))
 
 
+def test_epoch_maps_kept_between_calls_are_the_maps_of_their_key(digits):
+    # batch 1 asks for an epoch's map sample after sample (the engine keeps the last one drawn):
+    # each call still warps by displacement_map's map for its seed, epoch and amplitudes
+    plain, fixed = AugmentConfig(), AugmentConfig(elastic_fix=True, distortion=2.0)
+    for seed, epoch, config in [(5, 0, plain), (5, 0, plain), (5, 1, plain), (6, 1, plain), (6, 1, fixed),
+                                (5, 0, plain)]:
+        dh, dv = aug.displacement_map(seed, epoch, 0, config)
+        for k in (3, 9):
+            rates = aug.augment(digits[k:k + 1], seed, epoch, k, config)
+            np.testing.assert_array_equal(rates[0], np_warp(digits[k], dh, dv))
+
+
 def test_elastic_fields_are_equal_without_the_fix_only():
     elastic = AugmentConfig(scale=0.0, rotation=0.0)
     dh, dv = aug.displacement_map(2, 0, 0, elastic)

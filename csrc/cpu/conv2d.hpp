@@ -49,6 +49,15 @@ public:
             int* at = input_chw.data() + 3 * static_cast<size_t>(q);
             geo.input_coords(q, at[0], at[1], at[2]);
         }
+        // the vectors of the LIF state ((x, y, k) with the channels padded), which the forward
+        // pass reads per firing vector instead of dividing its index
+        constexpr int lanes = Simd<Real>::lanes;
+        const int vecs = (geo.O + lanes - 1) / lanes;
+        for (int xy = 0; xy < geo.D * geo.E; ++xy)
+            for (int j = 0; j < vecs; ++j) {
+                const int n = std::min(lanes, geo.O - j * lanes);
+                state_vectors.push_back({j * lanes * geo.D * geo.E + xy, (uint32_t(1) << n) - 1});
+            }
     }
 
     // SPEC 1 with the convolution's current and fire test (lif_params: v > vth). The LIF
@@ -101,13 +110,12 @@ public:
             };
             uint64_t* masks = pop.fired_masks.data();
             const bool shared = parts > 1;  // other threads set bits of the same words
-            auto fire = [=](int t, int k0, uint64_t bits) {  // one division per vector, not per spike
-                const unsigned o0 = unsigned(k0) % unsigned(padded), xy = unsigned(k0) / unsigned(padded);
-                for (; bits; bits &= bits - 1) {
-                    const unsigned o = o0 + unsigned(__builtin_ctzll(bits));
-                    if (o >= unsigned(O)) break;  // padding lanes (the bits ascend): they get no current
-                    set_spike(masks, words, t, int(o) * D * E + int(xy), shared);
-                }
+            const StateVector* vectors = state_vectors.data();
+            const int DE = D * E;
+            auto fire = [=](int t, int k0, uint64_t bits) {
+                const StateVector at = vectors[k0 / lanes];  // k0 is a multiple of lanes: a shift
+                for (bits &= at.lanes; bits; bits &= bits - 1)
+                    set_spike(masks, words, t, at.first + __builtin_ctzll(bits) * DE, shared);
             };
             const int hi = x_hi * E * padded;
             if (ctx.power_of_two_taus()) scan_by_step<true>(lo, hi, T, p, s.scans[part], add_current, fire);
@@ -165,6 +173,13 @@ public:
 
 private:
     std::vector<int> input_chw;  // (c, h, w) of every input
+    // Every vector of the forward's LIF state: the neuron of its lane 0, and the bits of its
+    // lanes that hold a channel (the others are padding).
+    struct StateVector {
+        int first;
+        uint32_t lanes;
+    };
+    std::vector<StateVector> state_vectors;
 };
 
 }  // namespace hm2bp

@@ -9,7 +9,7 @@
 #include <cstring>
 #include <vector>
 
-#if defined(__AVX512BW__)
+#if defined(__AVX512F__)
 #include <immintrin.h>
 #endif
 
@@ -29,6 +29,20 @@ inline uint64_t nonzero_mask(const uint8_t* flags, int n)
 #else
     uint64_t mask = 0;
     for (int k = 0; k < n; ++k) mask |= uint64_t(flags[k] != 0) << k;
+    return mask;
+#endif
+}
+
+// Bit k of the result is set when words[k] != 0, for k < n <= 8.
+inline unsigned nonzero_words(const uint64_t* words, int n)
+{
+#if defined(__AVX512F__)
+    const __mmask8 valid = static_cast<__mmask8>((1u << n) - 1);
+    const __m512i w = _mm512_maskz_loadu_epi64(valid, words);
+    return _mm512_test_epi64_mask(w, w);
+#else
+    unsigned mask = 0;
+    for (int k = 0; k < n; ++k) mask |= unsigned(words[k] != 0) << k;
     return mask;
 #endif
 }
@@ -67,20 +81,30 @@ struct SpikeTrain {
     // bytes, and only set bits are visited.
     void from_dense(const uint8_t* spikes, int T_, int N_, int n_threads = 1)
     {
-        from_step_masks(
-            T_, N_,
-            [&](int t, int w) {
-                return nonzero_mask(spikes + static_cast<size_t>(t) * N_ + w * 64, std::min(64, N_ - w * 64));
-            },
-            n_threads);
+        const int words = mask_words(N_);
+        from_step_masks(T_, N_, n_threads, kWordsPerPart, [&](int t, int* out) {
+            for (int w = 0; w < words; ++w) {
+                const uint8_t* flags = spikes + static_cast<size_t>(t) * N_ + w * 64;
+                out = append_set_bits(nonzero_mask(flags, std::min(64, N_ - w * 64)), w * 64, out);
+            }
+            return out;
+        });
     }
 
-    // From spike masks, (T, mask_words(N)) words.
+    // From spike masks, (T, mask_words(N)) words. Most words of a layer's masks are 0 (a conv
+    // map's neurons fire rarely): they are found 8 at a time and skipped.
     void from_masks(const uint64_t* masks, int T_, int N_, int n_threads = 1)
     {
         const int words = mask_words(N_);
-        from_step_masks(
-            T_, N_, [&](int t, int w) { return masks[static_cast<size_t>(t) * words + w]; }, n_threads);
+        from_step_masks(T_, N_, n_threads, kWordsPerPart * 16, [&](int t, int* out) {
+            const uint64_t* row = masks + static_cast<size_t>(t) * words;
+            for (int w0 = 0; w0 < words; w0 += 8)
+                for (unsigned nz = nonzero_words(row + w0, std::min(8, words - w0)); nz; nz &= nz - 1) {
+                    const int w = w0 + __builtin_ctz(nz);
+                    out = append_set_bits(row[w], w * 64, out);
+                }
+            return out;
+        });
     }
 
     // As a 0/1 (T, N) array.
@@ -217,14 +241,19 @@ private:
         }
     }
 
-    // From mask(t, w), the spike mask word w of step t (bit n % 64 of word n / 64: neuron n fired).
-    template <class MaskOf>
-    void from_step_masks(int T_, int N_, MaskOf mask_of, int n_threads)
+    // Mask words a thread's share of from_dense must have at least: fewer cost less than handing
+    // them to another thread (from_masks, which skips the zero words 8 at a time, 16 times as many).
+    static constexpr int kWordsPerPart = 512;
+
+    // From list_step(t, out), which writes the neurons firing at step t, ascending, from out on
+    // (append_set_bits of each spike mask word: at most mask_words(N) * 64 + 4 ints) and returns
+    // the end of its list; a thread's share has at least words_per_part mask words.
+    template <class ListStep>
+    void from_step_masks(int T_, int N_, int n_threads, int words_per_part, ListStep list_step)
     {
         begin(T_, N_);
         const int words = mask_words(N);
-        // a share of fewer than 512 mask words costs less than handing it to another thread
-        const int n_parts = std::min(n_threads, std::max(1, T * words / 512));
+        const int n_parts = std::min(n_threads, std::max(1, T * words / words_per_part));
         if (static_cast<int>(parts.size()) < n_parts) parts.resize(n_parts);
         // step_start[t + 1] counts from its part's start until the parts are joined
         for_each_part(n_parts, n_parts, [&](int k) {
@@ -235,9 +264,7 @@ private:
             for (int t = t_lo; t < t_hi; ++t) {
                 const size_t room = used + static_cast<size_t>(words) * 64 + 4;
                 if (ids.size() < room) ids.resize(std::max(room, 2 * ids.size()));
-                int* out = ids.data() + used;
-                for (int w = 0; w < words; ++w) out = append_set_bits(mask_of(t, w), w * 64, out);
-                used = static_cast<size_t>(out - ids.data());
+                used = static_cast<size_t>(list_step(t, ids.data() + used) - ids.data());
                 step_start[t + 1] = static_cast<int>(used);
             }
         });
