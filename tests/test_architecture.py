@@ -26,8 +26,8 @@ def _same_state(a: hm2bp.Network, b: hm2bp.Network) -> None:
 @pytest.mark.parametrize("optimizer", ["adam", "sgd"])
 @pytest.mark.parametrize("hidden", [25, 80])
 def test_train_step_is_forward_backward_plus_apply_gradients(dtype, batch, threads, optimizer, hidden):
-    # at batch 1 train_step's step makes the gradient rows itself (a narrow layer's flat step, a
-    # wide one's rows split among the threads); forward_backward writes them out
+    # at batch 1 train_step's step makes a wide layer's gradient rows itself (rows split among
+    # two threads, columns on one); forward_backward writes them out
     config, spikes, labels = random_case(3, [40, hidden, 6], 80, batch, optimizer=optimizer)
     fused = hm2bp.Network(**config, dtype=dtype, threads=threads)
     split = hm2bp.Network(**config, dtype=dtype, threads=threads)

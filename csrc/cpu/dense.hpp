@@ -33,6 +33,11 @@ constexpr int spsp_row_block() { return 256 / sizeof(Real); }
 // far more on a busy one, about what the output layer's rows take alone (~400 inputs x 10).
 constexpr int kMinParallelConnections = 1 << 14;
 
+// Post neurons from which a batch-1 run leaves its gradient rows to the step (may_defer): a
+// narrow row (the output layer's 10 classes, 40 bytes) costs less to write and read than the
+// step's call and look-up per row that make it.
+constexpr int kMinDeferredRow = 64;
+
 template <class Real>
 class DenseLayer {
 public:
@@ -136,7 +141,7 @@ public:
         const Real* scale = post_pop.scale.data();
         const Real* dv = post_pop.dv.data();
         const bool use_effect_ratio = ctx.hyper->effect_ratio;
-        const bool defer = grad.may_defer;
+        const bool defer = grad.may_defer && O >= kMinDeferredRow;
         if (defer) {
             for (int a = 0; a < n_active; ++a) grad.touched[pre.active[a]] = 1;
             const Real* e_rows = scratch.spsp.data();

@@ -97,8 +97,8 @@ private:
             if (power_of_two_divisors) fn(std::true_type());
             else fn(std::false_type());
         };
-        if (O < 64 && O % Simd<Real>::lanes != 0 && static_cast<size_t>(N) * O <= kFlatStepWeights) {
-            step_flat(layer, sum, scale.data(), count, step, power_of_two_divisors, adam_by_constants, keep_sums);
+        if (!sum.deferred && O < 64 && O % Simd<Real>::lanes != 0 && static_cast<size_t>(N) * O <= kFlatStepWeights) {
+            step_flat(layer, sum.grad, scale.data(), count, step, power_of_two_divisors, adam_by_constants, keep_sums);
             return;
         }
         const int row_parts = std::min(threads, N / 16);
@@ -156,16 +156,15 @@ private:
     // step is on its own, so the rows are stepped as one flat run instead, `rows` rows at a
     // time (rows * O a multiple of the vector width) with their scales repeated; a gradient
     // row no sample touched holds +0 in memory as in the shared zero row. The column sums
-    // follow each run's rows in ascending i, as step_layer adds them. Deferred gradient rows are
-    // made into a run's buffer first.
-    void step_flat(WeightMatrix<Real>& layer, const GradientRows<Real>& sum, const Real* scale, int64_t count,
+    // follow each run's rows in ascending i, as step_layer adds them (keep_sums).
+    void step_flat(WeightMatrix<Real>& layer, const Real* grads, const Real* scale, int64_t count,
                    const StepParams& step, bool power_of_two_divisors, bool adam_by_constants, bool keep_sums)
     {
         const int O = layer.n_out, N = layer.n_in;
         int rows = Simd<Real>::lanes;
         while (rows % 2 == 0 && (rows / 2) * O % Simd<Real>::lanes == 0) rows /= 2;
         const int run = rows * O;
-        std::vector<Real> scales(run), w_before(adam_by_constants ? run : 0), run_grad(sum.deferred ? run : 0);
+        std::vector<Real> scales(run), w_before(adam_by_constants ? run : 0);
         for (int k = 0; k < run; ++k) scales[k] = scale[k % O];
         if (keep_sums) {
             std::fill(layer.row_sum.begin(), layer.row_sum.end(), Real(0));
@@ -177,14 +176,7 @@ private:
                 const int n = std::min(rows, N - i0) * O;
                 const size_t at = static_cast<size_t>(i0) * O;
                 Real* w = layer.wt.data() + at;
-                const Real* grad = sum.grad + at;
-                if (sum.deferred) {
-                    for (int j = 0; j < n; j += O) {
-                        if (sum.is_touched(i0 + j / O)) (*sum.deferred)(i0 + j / O, 0, O, run_grad.data() + j);
-                        else std::fill(run_grad.data() + j, run_grad.data() + j + O, Real(0));
-                    }
-                    grad = run_grad.data();
-                }
+                const Real* grad = grads + at;
                 bool stepped = false;
                 if constexpr (std::is_same_v<Real, float>) {
                     if (adam_by_constants) {
