@@ -268,7 +268,7 @@ class NetworkOptimizer(torch.optim.Optimizer):
             raise ValueError("not a NetworkOptimizer state_dict: it has no 'hm2bp' entry with step, moment1 "
                              "and moment2")
         network = self.model.network
-        moments = {f"{kind}_{k}": network._check_param(f"{kind}_{k}", torch.as_tensor(a).numpy(), k)
+        moments = {f"{kind}_{k}": network._check_param(f"{kind}_{k}", torch.as_tensor(a).detach().cpu().numpy(), k)
                    for kind in ("moment1", "moment2") for k, a in enumerate(saved[kind])}
         super().load_state_dict(state_dict)
         for key, value in moments.items():
