@@ -226,15 +226,8 @@ public:
         if (static_cast<int>(sums.size()) != n_blocks())
             throw std::invalid_argument("apply_gradients needs one gradient array per trainable layer");
         prepare(T_, 1, 1, true);
-        for (int l = 0, block = 0; l < n_layers(); ++l) {
-            if (!params_[l]) continue;
-            GradientSum<Real>& g = groups_[0].grads[l];
-            const WeightMatrix<Real>& w = *params_[l];
-            const double* sum = sums[block++];
-            const size_t n = static_cast<size_t>(w.n_in);
-            transpose_tiled(w.n_out, w.n_in, g.grad.data(), [sum, n](int o, int i) { return Real(sum[o * n + i]); });
-            std::fill(g.touched.begin(), g.touched.end(), uint8_t(1));
-        }
+        for (int l = 0, block = 0; l < n_layers(); ++l)
+            if (params_[l]) take_gradient(l, sums[block++], false);
         step_from_workers(count, lr);
     }
 
@@ -262,20 +255,8 @@ public:
                 rows.push_back({*own, nullptr});
                 continue;
             }
-            GradientSum<Real>& g = groups_[0].grads[l];
-            const int O = params_[l]->n_out, N = params_[l]->n_in;
-            std::visit(
-                [&](const auto* values) {
-                    if (stored[block])
-                        std::transform(values, values + g.grad.size(), g.grad.begin(), [](auto v) { return Real(v); });
-                    else
-                        transpose_tiled(O, N, g.grad.data(), [values, N](int o, int i) {
-                            return Real(values[static_cast<size_t>(o) * N + i]);
-                        });
-                },
-                grads[block]);
-            std::fill(g.touched.begin(), g.touched.end(), uint8_t(1));
-            rows.push_back(g.rows());
+            std::visit([&](const auto* values) { take_gradient(l, values, stored[block]); }, grads[block]);
+            rows.push_back(groups_[0].grads[l].rows());
         }
         typename Optimizer<Real>::Options options;
         options.regularize = false;
@@ -514,6 +495,21 @@ private:
         const Real* wt = w.wt.data();
         const Real* sc = scale.data();
         write([=](Real g, int i, int o) { return Out(mean_gradient(g, divisor, wt[i * O + o], sc[o], reg)); });
+    }
+
+    // A caller's gradient array of layer l (canonical (n_out, n_in), or with `stored` the weights'
+    // own (n_in, n_out) layout) into group 0's rows, in the engine's precision, every row touched.
+    template <class Value>
+    void take_gradient(int l, const Value* values, bool stored)
+    {
+        GradientSum<Real>& g = groups_[0].grads[l];
+        const size_t N = static_cast<size_t>(params_[l]->n_in);
+        if (stored)
+            std::transform(values, values + g.grad.size(), g.grad.begin(), [](Value v) { return Real(v); });
+        else
+            transpose_tiled(params_[l]->n_out, params_[l]->n_in, g.grad.data(),
+                            [values, N](int o, int i) { return Real(values[o * N + i]); });
+        std::fill(g.touched.begin(), g.touched.end(), uint8_t(1));
     }
 
     // SPEC 5 from group 0's gradient sums over `count` samples.

@@ -80,18 +80,9 @@ private:
             const size_t row = static_cast<size_t>(i) * O + lo;
             // an untouched row is all +0: read the shared zero row instead (less traffic)
             const Real* grad_row = sum.is_touched(i) ? sum.row_for_step(i, O, lo, hi, grad_buffer) : zero_row_.data() + lo;
-            Real* w = layer.wt.data() + row;
-            Real* m1 = layer.moment1.data() + row;
-            Real* m2 = layer.moment2.data() + row;
-            bool stepped = false;
-            if constexpr (std::is_same_v<Real, float>) {
-                if (adam_by_constants) {
-                    adam_row<pow2>(w, m1, m2, grad_row, scale.data() + lo, w_before, hi - lo, Real(count), step);
-                    stepped = true;
-                }
-            }
-            if (!stepped) update_row<pow2>(w, m1, m2, grad_row, scale.data() + lo, hi - lo, Real(count), step);
-            if (sums) add_to_sums<pow2>(w, row_sum + lo, square_sum + lo, hi - lo, step.reg);
+            step_run<pow2>(layer, row, grad_row, scale.data() + lo, w_before, hi - lo, Real(count), step,
+                           adam_by_constants);
+            if (sums) add_to_sums<pow2>(layer.wt.data() + row, row_sum + lo, square_sum + lo, hi - lo, step.reg);
         };
         auto with_divisors = [&](auto fn) {
             if (power_of_two_divisors) fn(std::true_type());
@@ -175,25 +166,33 @@ private:
             for (int i0 = 0; i0 < N; i0 += rows) {
                 const int n = std::min(rows, N - i0) * O;
                 const size_t at = static_cast<size_t>(i0) * O;
-                Real* w = layer.wt.data() + at;
-                const Real* grad = grads + at;
-                bool stepped = false;
-                if constexpr (std::is_same_v<Real, float>) {
-                    if (adam_by_constants) {
-                        adam_row<pow2>(w, layer.moment1.data() + at, layer.moment2.data() + at, grad,
-                                       scales.data(), w_before.data(), n, Real(count), step);
-                        stepped = true;
-                    }
-                }
-                if (!stepped)
-                    update_row<pow2>(w, layer.moment1.data() + at, layer.moment2.data() + at, grad,
-                                     scales.data(), n, Real(count), step);
+                step_run<pow2>(layer, at, grads + at, scales.data(), w_before.data(), n, Real(count), step,
+                               adam_by_constants);
                 for (int j = 0; keep_sums && j < n; j += O)
-                    add_to_sums<pow2>(w + j, layer.row_sum.data(), layer.square_sum.data(), O, step.reg);
+                    add_to_sums<pow2>(layer.wt.data() + at + j, layer.row_sum.data(), layer.square_sum.data(), O,
+                                      step.reg);
             }
         };
         if (power_of_two_divisors) flat(std::true_type());
         else flat(std::false_type());
+    }
+
+    // The step of the n weights from flat index `at` on (a row's columns, or step_flat's rows):
+    // adam_row where adam_by_constants (float Adam with usable bias corrections), else update_row.
+    template <bool PowerOfTwoDivisors>
+    void step_run(WeightMatrix<Real>& layer, size_t at, const Real* grad, const Real* scale, Real* w_before, int n,
+                  Real batch, const StepParams& step, bool adam_by_constants) const
+    {
+        Real* w = layer.wt.data() + at;
+        Real* m1 = layer.moment1.data() + at;
+        Real* m2 = layer.moment2.data() + at;
+        if constexpr (std::is_same_v<Real, float>) {
+            if (adam_by_constants) {
+                adam_row<PowerOfTwoDivisors>(w, m1, m2, grad, scale, w_before, n, batch, step);
+                return;
+            }
+        }
+        update_row<PowerOfTwoDivisors>(w, m1, m2, grad, scale, n, batch, step);
     }
 
     // Adam's step of one row of float weights, as update_row computes it, with the divisions by
