@@ -29,6 +29,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 try:
     import torch
 except ImportError:
@@ -255,9 +257,9 @@ class NetworkOptimizer(torch.optim.Optimizer):
         """torch's state_dict (the lr) and, under "hm2bp", the network's step counter and moments
         (canonical layout, float64 tensors: torch.load(weights_only=True) takes them)."""
         state = super().state_dict()
-        engine = self.model.network._engine
-        state["hm2bp"] = {"step": int(engine.step),
-                          **{kind: [torch.from_numpy(engine.get_param(kind, k)) for k in range(len(self.model.weights))]
+        net = self.model.network.get_state()
+        state["hm2bp"] = {"step": int(net["step"]),
+                          **{kind: [torch.from_numpy(net[f"{kind}_{k}"]) for k in range(len(self.model.weights))]
                              for kind in ("moment1", "moment2")}}
         return state
 
@@ -268,13 +270,15 @@ class NetworkOptimizer(torch.optim.Optimizer):
             raise ValueError("not a NetworkOptimizer state_dict: it has no 'hm2bp' entry with step, moment1 "
                              "and moment2")
         network = self.model.network
-        moments = {f"{kind}_{k}": network._check_param(f"{kind}_{k}", torch.as_tensor(a).detach().cpu().numpy(), k)
-                   for kind in ("moment1", "moment2") for k, a in enumerate(saved[kind])}
+        state = network.get_state()  # the weights stay as they are; set_state checks the rest
+        for kind in ("moment1", "moment2"):
+            if len(saved[kind]) != len(self.model.weights):
+                raise ValueError(f"the state_dict's {kind} has {len(saved[kind])} arrays, the network "
+                                 f"{len(self.model.weights)} trainable layers")
+            state.update({f"{kind}_{k}": torch.as_tensor(a).detach().cpu().numpy() for k, a in enumerate(saved[kind])})
+        state["step"] = np.asarray(saved["step"])
+        network.set_state(state)
         super().load_state_dict(state_dict)
-        for key, value in moments.items():
-            kind, k = key.rsplit("_", 1)
-            network._engine.set_param(kind, int(k), value)
-        network._engine.step = int(saved["step"])
 
 
 def _host_grad(g: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
