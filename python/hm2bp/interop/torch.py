@@ -163,21 +163,21 @@ class _HM2BPLoss(torch.autograd.Function):
         out = model.network._gradients(_host_view(spikes), _host_view(labels), sample_weights, "mean", False,
                                        regularize, [model._engine_view(g) for g in grads])
         ctx.grads = grads if all(shared) else [g.to(device=p.device, dtype=p.dtype) for g, p in zip(grads, params)]
-        return torch.tensor(out["loss"], dtype=params[0].dtype, device=params[0].device)
+        return torch.scalar_tensor(out["loss"], dtype=params[0].dtype, device=params[0].device)
 
     @staticmethod
     def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[Any, ...]:
         grads = ctx.grads
         del ctx.grads
-        if grad_output.device.type != "cpu" or float(grad_output) != 1.0:  # loss.backward(): 1, as is
+        if not grad_output.is_cpu or float(grad_output) != 1.0:  # loss.backward(): 1, as is
             grads = [grad_output * g for g in grads]
         return (None, None, None, None, None, *grads)
 
 
 def _host_view(value: Any) -> Any:
     """A host tensor as a NumPy view (the cheapest way in), anything else as it is."""
-    if isinstance(value, torch.Tensor) and value.device.type == "cpu":
-        return value.detach().numpy()
+    if isinstance(value, torch.Tensor) and value.is_cpu:
+        return value.detach().numpy() if value.requires_grad else value.numpy()
     return value
 
 
