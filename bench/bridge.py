@@ -32,6 +32,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--batch", type=int, default=8, help="batch size")
     p.add_argument("--rounds", type=int, default=3, help="interleaved timed rounds")
     p.add_argument("--threads", type=int, default=None, help="engine and torch threads (default: all cores)")
+    p.add_argument("--only", metavar="TEXT", help="time only the rows whose name contains TEXT (and the native "
+                                                 "step), e.g. NetworkOptimizer: more rounds in the same time")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
 
 
@@ -80,7 +82,10 @@ def main(args: argparse.Namespace) -> int:
             "stored, Adam(fused=True)": lambda: bridge(True, "stored", fused=True),
             "copies, Adam()": lambda: bridge(False),
             "copies, Adam(fused=True)": lambda: bridge(False, fused=True)}
+    if args.only:
+        rows = {name: run for name, run in rows.items() if name == "native train_step" or args.only in name}
     native()  # warm-up: allocations, page faults, torch's lazy imports
+    bridge(True, engine_step=True)
     bridge(True, fused=True)
     wall: dict[str, list[float]] = {name: [] for name in rows}
     cpu: dict[str, list[float]] = {name: [] for name in rows}
