@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import time
 from typing import Any
@@ -38,10 +39,11 @@ def add_parser(sub: Any) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    import torch
-
+    # hm2bp first, as docs/interop.md advises: its idle OpenMP threads then sleep (torch first
+    # would start the shared runtime with spinning ones, whatever hm2bp asks after)
     import hm2bp
     import hm2bp.torch as ht
+    import torch
     from hm2bp import data
     from hm2bp.model.network import default_threads
 
@@ -97,7 +99,8 @@ def main(args: argparse.Namespace) -> int:
     base_wall = statistics.median(wall["native train_step"])
     base_cpu = statistics.median(cpu["native train_step"])
     print(f"{args.batches} batches of {args.batch}, 784-800-10 float32, T = 200, {threads} threads, "
-          f"median of {args.rounds} interleaved rounds (torch {torch.__version__})")
+          f"median of {args.rounds} interleaved rounds (torch {torch.__version__}, OMP_WAIT_POLICY "
+          f"{os.environ.get('OMP_WAIT_POLICY')})")
     result = {}
     for name in rows:
         mw, mc = statistics.median(wall[name]), statistics.median(cpu[name])
