@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import time
 from typing import Any
@@ -32,14 +33,17 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--batch", type=int, default=8, help="batch size")
     p.add_argument("--rounds", type=int, default=3, help="interleaved timed rounds")
     p.add_argument("--threads", type=int, default=None, help="engine and torch threads (default: all cores)")
+    p.add_argument("--only", metavar="TEXT", help="time only the rows whose name contains TEXT (and the native "
+                                                 "step), e.g. NetworkOptimizer: more rounds in the same time")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
 
 
 def main(args: argparse.Namespace) -> int:
-    import torch
-
+    # hm2bp first, as docs/interop.md advises: its idle OpenMP threads then sleep (torch first
+    # would start the shared runtime with spinning ones, whatever hm2bp asks after)
     import hm2bp
     import hm2bp.torch as ht
+    import torch
     from hm2bp import data
     from hm2bp.model.network import default_threads
 
@@ -80,7 +84,10 @@ def main(args: argparse.Namespace) -> int:
             "stored, Adam(fused=True)": lambda: bridge(True, "stored", fused=True),
             "copies, Adam()": lambda: bridge(False),
             "copies, Adam(fused=True)": lambda: bridge(False, fused=True)}
+    if args.only:
+        rows = {name: run for name, run in rows.items() if name == "native train_step" or args.only in name}
     native()  # warm-up: allocations, page faults, torch's lazy imports
+    bridge(True, engine_step=True)
     bridge(True, fused=True)
     wall: dict[str, list[float]] = {name: [] for name in rows}
     cpu: dict[str, list[float]] = {name: [] for name in rows}
@@ -92,7 +99,8 @@ def main(args: argparse.Namespace) -> int:
     base_wall = statistics.median(wall["native train_step"])
     base_cpu = statistics.median(cpu["native train_step"])
     print(f"{args.batches} batches of {args.batch}, 784-800-10 float32, T = 200, {threads} threads, "
-          f"median of {args.rounds} interleaved rounds (torch {torch.__version__})")
+          f"median of {args.rounds} interleaved rounds (torch {torch.__version__}, OMP_WAIT_POLICY "
+          f"{os.environ.get('OMP_WAIT_POLICY')})")
     result = {}
     for name in rows:
         mw, mc = statistics.median(wall[name]), statistics.median(cpu[name])

@@ -281,6 +281,19 @@ def test_cnn_bench_smoke(tmp_path: Path) -> None:
     assert "skipped" in peer or peer["train_samples_per_s"]["median"] > 0
 
 
+def test_bridge_bench_smoke_times_the_rows_asked_for(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    if not _engine_ok():
+        pytest.skip("hm2bp engine not built")
+    js = tmp_path / "bridge.json"
+    proc = _run_bench(["bridge", "--batches", "2", "--batch", "2", "--rounds", "1", "--threads", "1",
+                       "--only", "NetworkOptimizer", "--json", str(js)], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(js.read_text())["rows"]
+    assert set(rows) == {"native train_step", "bridge, NetworkOptimizer", "stored, NetworkOptimizer"}
+    assert rows["native train_step"]["wall_ratio"] == 1.0 and all(r["wall_s"][0] > 0 for r in rows.values())
+
+
 def test_speech_bench_smoke(tmp_path: Path) -> None:
     dat = tmp_path / "a.dat"
     rng = np.random.default_rng(0)

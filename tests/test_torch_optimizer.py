@@ -151,6 +151,18 @@ def test_no_gradient_no_step():
     assert all(np.array_equal(start[k], v) for k, v in model.network.get_state().items())
 
 
+def test_zero_grad_sets_none_or_zeros_as_torch_does():
+    config, spikes, labels = _fc()
+    model = ht.SpikingNetwork(hm2bp.Network(**config))
+    opt = ht.NetworkOptimizer(model, lr=0.01)
+    for set_to_none in (False, True):
+        ht.hm2bp_loss(model, torch.from_numpy(spikes), torch.from_numpy(labels)).backward()
+        assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.weights)
+        opt.zero_grad(set_to_none=set_to_none)
+        for p in model.weights:
+            assert p.grad is None if set_to_none else (p.grad.shape == p.shape and not p.grad.any())
+
+
 def test_what_it_refuses_says_what_to_do_instead():
     config, spikes, labels = _fc()
     with pytest.raises(ValueError, match="needs a SpikingNetwork with shared weights"):

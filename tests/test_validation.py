@@ -80,6 +80,25 @@ def test_spikes_and_labels_are_validated(net):
     assert net.forward(spikes.astype(np.uint8))[0].dtype == np.bool_
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.int64, np.uint16, np.float32, np.float64])
+def test_spikes_of_any_numeric_dtype_are_0_or_1(net, dtype):
+    """0/1 spikes in any integer or float dtype run as the bool array; any other value (2, -1,
+    0.5, NaN, inf) is refused, whichever dtype holds it."""
+    spikes = np.random.default_rng(3).random((2, 20, 12)) < 0.3
+    expected = net.forward(spikes)
+    for got, want in zip(net.forward(spikes.astype(dtype)), expected):
+        np.testing.assert_array_equal(got, want)
+    bad_values = [2] + ([-1] if np.dtype(dtype).kind != "u" else []) + \
+        ([0.5, np.nan, np.inf] if np.dtype(dtype).kind == "f" else [])
+    for bad in bad_values:
+        x = spikes.astype(dtype)
+        x[1, 7, 3] = bad
+        with pytest.raises(TypeError, match=f"spikes must be 0 or 1 .* {np.dtype(dtype).name} array holds other"):
+            net.forward(x)
+    with pytest.raises(TypeError, match="bool array .*got dtype complex128"):
+        net.forward(spikes.astype(np.complex128))
+
+
 def test_images_are_validated(net):
     with pytest.raises(TypeError, match="uint8"):
         hm2bp.encode_poisson(np.zeros((2, 12), dtype=np.float32), 20, 0, 0)

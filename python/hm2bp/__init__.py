@@ -13,7 +13,8 @@ import os
 
 # Idle OpenMP threads sleep instead of spinning: a spinning pool thread steals the core its
 # partner needs whenever the machine is busy (measured: 10x slower batch-1 training under load).
-# Read once when the OpenMP runtime starts; an explicit setting by the user wins.
+# Read once when the OpenMP runtime starts (so too late when torch, whose runtime the engine
+# then shares, was imported first: docs/interop.md); an explicit setting by the user wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 
 from . import _core, _moved, config, data, reference  # noqa: E402

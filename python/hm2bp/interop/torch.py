@@ -163,21 +163,21 @@ class _HM2BPLoss(torch.autograd.Function):
         out = model.network._gradients(_host_view(spikes), _host_view(labels), sample_weights, "mean", False,
                                        regularize, [model._engine_view(g) for g in grads])
         ctx.grads = grads if all(shared) else [g.to(device=p.device, dtype=p.dtype) for g, p in zip(grads, params)]
-        return torch.tensor(out["loss"], dtype=params[0].dtype, device=params[0].device)
+        return torch.scalar_tensor(out["loss"], dtype=params[0].dtype, device=params[0].device)
 
     @staticmethod
     def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[Any, ...]:
         grads = ctx.grads
         del ctx.grads
-        if grad_output.device.type != "cpu" or float(grad_output) != 1.0:  # loss.backward(): 1, as is
+        if not grad_output.is_cpu or float(grad_output) != 1.0:  # loss.backward(): 1, as is
             grads = [grad_output * g for g in grads]
         return (None, None, None, None, None, *grads)
 
 
 def _host_view(value: Any) -> Any:
     """A host tensor as a NumPy view (the cheapest way in), anything else as it is."""
-    if isinstance(value, torch.Tensor) and value.device.type == "cpu":
-        return value.detach().numpy()
+    if isinstance(value, torch.Tensor) and value.is_cpu:
+        return value.detach().numpy() if value.requires_grad else value.numpy()
     return value
 
 
@@ -190,7 +190,9 @@ def hm2bp_loss(model: SpikingNetwork, spikes: Any, labels: Any, sample_weights: 
     regularization of the current weights. These are HM2-BP's gradients, not the derivative of the cost."""
     if not isinstance(model, SpikingNetwork):
         raise TypeError(f"hm2bp_loss needs an hm2bp.torch.SpikingNetwork, got {type(model).__name__}")
-    return _HM2BPLoss.apply(model, spikes, labels, sample_weights, bool(regularize), *model.weights)
+    # the ParameterList's own dict: iterating the list itself looks each one up by name (~4x the cost)
+    return _HM2BPLoss.apply(model, spikes, labels, sample_weights, bool(regularize),
+                            *model.weights._parameters.values())
 
 
 class NetworkOptimizer(torch.optim.Optimizer):
@@ -230,6 +232,15 @@ class NetworkOptimizer(torch.optim.Optimizer):
             raise ValueError("NetworkOptimizer's parameters are its network's, all of them, in order")
         super().add_param_group(param_group)
 
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """torch's zero_grad; set_to_none (the default) without its profiler range, which costs
+        several times the loop over the parameters (this runs every step)."""
+        if not set_to_none:
+            super().zero_grad(False)
+            return
+        for p in self.param_groups[0]["params"]:
+            p.grad = None
+
     def step(self, closure: Any = None) -> Any:
         """One SPEC-5 step of every layer from the parameters' .grad (nothing when none has one)."""
         loss = None
@@ -247,7 +258,8 @@ class NetworkOptimizer(torch.optim.Optimizer):
         if not all(self.model._shares(params)):
             raise RuntimeError("a parameter no longer lies in the engine's memory (after .double(), .to(...) or "
                                "an assignment to .data): NetworkOptimizer cannot step it; use a torch optimizer")
-        arrays = [self.model._engine_view(_host_grad(g, self.model._torch_dtype)) for g in grads]
+        arrays = [self.model._engine_view(_host_grad(g, self.model._torch_dtype, where[1]))
+                  for g, where in zip(grads, self.model._shared)]
         network = self.model.network
         network._engine.step_gradients(arrays, check_lr(float(group["lr"])))
         network._check_stepped()
@@ -281,9 +293,12 @@ class NetworkOptimizer(torch.optim.Optimizer):
         super().load_state_dict(state_dict)
 
 
-def _host_grad(g: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+def _host_grad(g: torch.Tensor, dtype: torch.dtype, stride: tuple[int, ...]) -> torch.Tensor:
     """A gradient as a host tensor the engine reads (its own dtype; its layout is the engine's
-    check: where it is neither the stored layout nor C-contiguous, a contiguous copy)."""
+    check: where it is neither the stored layout nor C-contiguous, a contiguous copy). `stride`:
+    its parameter's, the engine's stored layout. What hm2bp_loss wrote passes the first test."""
+    if g.is_cpu and g.dtype == dtype and g.layout == torch.strided and not g.requires_grad and g.stride() == stride:
+        return g
     if g.is_sparse:
         raise ValueError("NetworkOptimizer needs dense gradients")
     g = g.detach().to(device="cpu", dtype=dtype)

@@ -50,6 +50,23 @@ def resolve_backend(backend: str) -> str:
     return backend
 
 
+def _spike_bits(spikes: np.ndarray) -> np.ndarray:
+    """0/1 spikes of any bool, integer or float dtype as bool (uint8 0/1 as they are: the same
+    bytes), or TypeError. Two vector passes, not np.isin's sort (~100x slower on a batch): the
+    1s, then whether every nonzero value (NaN included) was one of them."""
+    if spikes.dtype == np.bool_:
+        return spikes
+    if spikes.dtype == np.uint8 and spikes.max(initial=0) <= 1:
+        return spikes
+    if spikes.dtype.kind in "uif":
+        ones = spikes == 1
+        if np.array_equal(ones, spikes != 0):
+            return ones
+        raise TypeError(f"spikes must be 0 or 1 (a spike or none), but this {spikes.dtype} array holds other "
+                        f"values: binarize them first (or pass a bool array)")
+    raise TypeError(f"spikes must be a bool array (or 0/1 integers or floats), got dtype {spikes.dtype}")
+
+
 def _check_reduce(reduce: str) -> str:
     if reduce not in ("mean", "sum"):
         raise ValueError(f"reduce must be 'mean' or 'sum', got {reduce!r}")
@@ -271,12 +288,7 @@ class Network(DescribedNetwork):
         limits.check_sizes(self.layers, B, T, self.t_ref)
         if device is not None:
             return device
-        if spikes.dtype != np.bool_:
-            if not (np.issubdtype(spikes.dtype, np.integer) or np.issubdtype(spikes.dtype, np.floating)) \
-                    or not np.isin(spikes, (0, 1)).all():
-                raise TypeError(f"spikes must be a bool array (or 0/1 values), got dtype {spikes.dtype}")
-            spikes = spikes.astype(np.bool_)
-        return np.ascontiguousarray(spikes).view(np.uint8)
+        return np.ascontiguousarray(_spike_bits(spikes)).view(np.uint8)
 
     def _check_learning_T(self, T: int) -> None:
         if T < self.desired:
