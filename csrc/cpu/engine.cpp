@@ -11,7 +11,8 @@
 // A single sample instead splits its encoding and spike lists (steps or neurons, joined in
 // order), the neurons of each layer (forward, traces and S-PSP rows) or its active inputs
 // (gradient rows, pre-deltas) among the threads, each result written by one thread or summed
-// in a fixed order of parts (the conv backward); the step splits a wide layer's rows.
+// in a fixed order of parts (the conv backward); the S-PSP rows of a dense layer under the output
+// layer are made beside the output layer's narrow work; the step splits a wide layer's rows.
 #include <algorithm>
 #include <atomic>
 #include <cmath>
