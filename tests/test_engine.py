@@ -168,18 +168,21 @@ def test_training_is_the_same_bit_for_bit_on_any_thread_count(dtype):
             np.testing.assert_array_equal(runs[threads][1][key], want, err_msg=key)
 
 
-@pytest.mark.parametrize("path", ["spikes", "images"])
-def test_batch_one_trains_the_same_when_the_threads_share_a_sample(path):
+@pytest.mark.parametrize("path, layers", [("spikes", [600, 320, 10]), ("images", [600, 320, 10]),
+                                          ("spikes", [600, 320, 96, 10])])
+def test_batch_one_trains_the_same_when_the_threads_share_a_sample(path, layers):
     # At batch 1 the threads split the sample itself: the encoding (steps of a spike array,
-    # pixels of an image), each layer's neurons and spike lists, the step's rows; every list
-    # is joined and every sum taken in a fixed order, so 1 and 2 threads train identically.
-    # 600 inputs and 320 hidden neurons over T = 400 are enough for each piece to be split.
-    config, _, _ = random_case(5, [600, 320, 10], 400, 1, vth=[6.0, 8.0])
+    # pixels of an image), each layer's neurons and spike lists, the S-PSP rows of the layer
+    # under the output (taken in ranges while the first thread runs the output layer), the
+    # step's rows; every list is joined and every sum taken in a fixed order, so 1, 2 and 3
+    # threads train identically. 600 inputs and 320 hidden neurons over T = 400 are enough for
+    # each piece to be split; the deeper network has a hidden layer under that one.
+    config, _, _ = random_case(5, layers, 400, 1, vth=[6.0] * (len(layers) - 2) + [8.0])
     rng = np.random.default_rng(5)
     images = rng.integers(0, 160, size=(3, 600), dtype=np.uint8)
     labels = np.array([2, 7, 4])
     states = []
-    for threads in (1, 2):
+    for threads in (1, 2, 3):
         net = hm2bp.Network(**config, threads=threads)
         before = net.get_weights()[0].copy()
         for k in range(3):
@@ -189,8 +192,9 @@ def test_batch_one_trains_the_same_when_the_threads_share_a_sample(path):
                 out = net.train_step(hm2bp.encode_poisson(images[k:k + 1], 400, 1, k), labels[k:k + 1], 0.01)
         assert out["layer_spikes"][0] > 0 and not np.array_equal(net.get_weights()[0], before)
         states.append(net.get_state())
-    for key, want in states[0].items():
-        np.testing.assert_array_equal(states[1][key], want, err_msg=key)
+    for state in states[1:]:
+        for key, want in states[0].items():
+            np.testing.assert_array_equal(state[key], want, err_msg=key)
 
 
 def test_poisson_encoding_matches_reference_bit_for_bit():

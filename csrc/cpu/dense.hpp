@@ -6,6 +6,7 @@
 // gradient rows and the pre-deltas. Work: (input spikes x fan-out), twice, plus (neurons x T).
 #pragma once
 #include <algorithm>
+#include <utility>
 #include <vector>
 
 #include "../hm2bp/backward.hpp"
@@ -80,40 +81,44 @@ public:
         pop.out.from_masks(pop.fired_masks.data(), T, O, n_threads);
     }
 
-    // SPEC 4 for this layer, given post.delta and post.lat: adds g to `grad`, and writes the
-    // pre-deltas of the layer below to pre_delta (null for the input layer).
-    void backward(const SampleContext<Real>& ctx, Population<Real>& post_pop, const SpikeTrain& pre,
-                  std::vector<Real>* pre_delta, GradientSum<Real>& grad, Scratch<Real>& scratch,
-                  int n_threads) const
+    // What backward's first part needs room for (spsp_and_side): the factors and the S-PSP rows.
+    void begin_backward(Population<Real>& post_pop, const SpikeTrain& pre, Scratch<Real>& scratch) const
+    {
+        post_pop.resize_factors(n_out());
+        scratch.spsp.resize(pre.active.size() * e_stride());
+    }
+
+    // backward's first part, which needs no deltas, for the post neurons of the ranges that
+    // next_range(lo, hi) hands out until it returns false: the S-PSP traces of the post trains
+    // (revived on the output layer), then the S-PSP rows e[o, i] of the active inputs as sums of
+    // trace rows over their spike times (SPEC 6), spsp_row_block neurons at a time (their traces
+    // stay in L2 for the sums). Only neurons that fired: a silent neuron's e is never used (its
+    // connections take the 0.1 rule of spsp_value, its side term the row sum), so its entries of
+    // scratch.spsp are not written. Then the side sums sum_i W[o, i] e[o, i] over the active
+    // inputs into post_pop.side, by the thread that wrote those columns of e. Each neuron's
+    // values are its own (the same for any ranges); after begin_backward.
+    template <class NextRange>
+    void spsp_and_side(const SampleContext<Real>& ctx, Population<Real>& post_pop, const SpikeTrain& pre,
+                       Scratch<Real>& scratch, NextRange next_range) const
     {
         const SpikeTrain& post = post_pop.out;
         const int O = n_out();
         const int T = ctx.T;
-        post_pop.resize_factors(O);
         const int n_active = static_cast<int>(pre.active.size());
-        const size_t e_stride = (static_cast<size_t>(O) + 15) / 16 * 16;  // rows start on cache lines
-        scratch.spsp.resize(n_active * e_stride);
-        const int* n_post = post_pop.n_post.data();
-
-        // S-PSP traces of the post trains (revived on the output layer), then the S-PSP rows
-        // e[o, i] of the active inputs as sums of trace rows over their spike times (SPEC 6),
-        // spsp_row_block neurons at a time (their traces stay in L2 for the sums). Only
-        // neurons that fired: a silent neuron's e is never used (its connections take the 0.1
-        // rule of spsp_value, its side term the row sum), so its entries of scratch.spsp are not
-        // written. Then side[o] from sum_i W[o, i] e[o, i] over the active inputs (row sums for
-        // silent o), by the thread that wrote those columns of e (one wake-up of the threads, not two).
-        for_each_range(O, n_threads, [&](int lo, int hi) {
-            constexpr int width = spsp_row_block<Real>();
-            SpspTraceScratch<Real, kTraceBlock> trace_scratch;
-            trace_scratch.resize(T);
-            AlignedVector<Real> trace(static_cast<size_t>(T) * width, Real(0));
-            int ids[width];
+        const size_t stride = e_stride();
+        constexpr int width = spsp_row_block<Real>();
+        SpspTraceScratch<Real, kTraceBlock> trace_scratch;
+        trace_scratch.resize(T);
+        AlignedVector<Real> trace(static_cast<size_t>(T) * width, Real(0));
+        int ids[width];
+        int lo, hi;
+        while (next_range(lo, hi)) {
             int n = 0;
             auto flush = [&] {
                 for (int j = 0; j < n; j += kTraceBlock)
                     spsp_traces(ctx, post, ids + j, std::min(kTraceBlock, n - j), trace_scratch, trace.data() + j,
                                 width);
-                spsp_rows(trace.data(), ids, n, pre, scratch.spsp.data(), e_stride);
+                spsp_rows(trace.data(), ids, n, pre, scratch.spsp.data(), stride);
                 n = 0;
             };
             for (int o = lo; o < hi; ++o) {
@@ -127,12 +132,41 @@ public:
             std::fill(side + lo, side + hi, Real(0));
             for (int a = 0; a < n_active; ++a) {
                 const Real* wrow = weights.wt.data() + static_cast<size_t>(pre.active[a]) * O;
-                const Real* erow = scratch.spsp.data() + a * e_stride;
+                const Real* erow = scratch.spsp.data() + a * stride;
 #pragma omp simd
                 for (int o = lo; o < hi; ++o) side[o] += wrow[o] * erow[o];
             }
-            post_pop.neuron_factors(side, weights.row_sum.data(), vth, lo, hi);
-        });
+        }
+    }
+
+    // SPEC 4 for this layer, given post.delta and post.lat: adds g to `grad`, and writes the
+    // pre-deltas of the layer below to pre_delta (null for the input layer). spsp_done: begin_backward
+    // and spsp_and_side already ran for all post neurons.
+    void backward(const SampleContext<Real>& ctx, Population<Real>& post_pop, const SpikeTrain& pre,
+                  std::vector<Real>* pre_delta, GradientSum<Real>& grad, Scratch<Real>& scratch,
+                  int n_threads, bool spsp_done = false) const
+    {
+        const int O = n_out();
+        const int n_active = static_cast<int>(pre.active.size());
+        const size_t e_stride = this->e_stride();
+
+        // The S-PSP rows and side sums, then the neurons' factors from them, by the thread that
+        // made them (one wake-up of the threads, not two).
+        if (spsp_done) {
+            post_pop.neuron_factors(post_pop.side.data(), weights.row_sum.data(), vth, 0, O);
+        } else {
+            begin_backward(post_pop, pre, scratch);
+            for_each_range(O, n_threads, [&](int lo, int hi) {
+                bool first = true;
+                spsp_and_side(ctx, post_pop, pre, scratch, [&](int& from, int& to) {
+                    from = lo;
+                    to = hi;
+                    return std::exchange(first, false);
+                });
+                post_pop.neuron_factors(post_pop.side.data(), weights.row_sum.data(), vth, lo, hi);
+            });
+        }
+        const int* n_post = post_pop.n_post.data();
 
         // Gradient rows and pre-deltas of the active inputs. A run's only sample (may_defer)
         // leaves its rows to the step, which makes each from the S-PSP row as it reads it: the
@@ -197,6 +231,9 @@ public:
     }
 
 private:
+    // Floats between S-PSP rows in Scratch::spsp: rows start on cache lines.
+    size_t e_stride() const { return (static_cast<size_t>(n_out()) + 15) / 16 * 16; }
+
     // SPEC 1 for post neurons [lo, hi) of a layer without lateral inhibition, one chunk of columns
     // at a time: each step's input current goes straight into the LIF state, and the chunk of W
     // stays in L1 over all T. Writes the spikes as bit masks (pop.fired_masks, zeroed by the

@@ -11,8 +11,10 @@
 // A single sample instead splits its encoding and spike lists (steps or neurons, joined in
 // order), the neurons of each layer (forward, traces and S-PSP rows) or its active inputs
 // (gradient rows, pre-deltas) among the threads, each result written by one thread or summed
-// in a fixed order of parts (the conv backward); the step splits a wide layer's rows.
+// in a fixed order of parts (the conv backward); the S-PSP rows of a dense layer under the output
+// layer are made beside the output layer's narrow work; the step splits a wide layer's rows.
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <optional>
 #include <stdexcept>
@@ -153,27 +155,68 @@ public:
         std::vector<int64_t> sample_spikes(static_cast<size_t>(B) * L, 0);
         const SampleContext<Real> ctx = context();
 
-        auto process_sample = [&](Worker<Real>& worker, SampleGroup<Real>& group, int b) {
-            const SpikeTrain* input = &inputs_[b];
-            for (int l = 0; l < L; ++l) {
-                LayerWork<Real>& w = worker.layers[l];
-                Population<Real>& pop = w.pop;
-                std::visit([&](const auto& layer) { layer.forward(ctx, *input, pop, w.scratch, inner_threads); },
-                           layers_[l]);
-                input = &pop.out;
-                sample_spikes[static_cast<size_t>(b) * L + l] = input->total();
-                if (!req.layer_spikes_out.empty())
-                    input->to_dense(req.layer_spikes_out[l] + static_cast<size_t>(b) * in.T * input->N);
-            }
+        // A learning run of one sample on several threads whose output layer sits on a dense layer
+        // (mnist-fc800): that layer's S-PSP rows and side sums, which need no deltas, are made while
+        // the calling thread runs the output layer alone (forward, loss, backward: narrow work
+        // that waking the other threads would cost more than), the other threads starting at once.
+        const int below = L - 2;
+        const bool overlap = learn && B == 1 && inner_threads > 1 && below >= 0 &&
+                             std::holds_alternative<DenseLayer<Real>>(layers_[below]);
+        auto forward_layer = [&](Worker<Real>& worker, int b, int l, const SpikeTrain* input, int n_threads) {
+            LayerWork<Real>& w = worker.layers[l];
+            std::visit([&](const auto& layer) { layer.forward(ctx, *input, w.pop, w.scratch, n_threads); },
+                       layers_[l]);
+            sample_spikes[static_cast<size_t>(b) * L + l] = w.pop.out.total();
+            if (!req.layer_spikes_out.empty())
+                w.pop.out.to_dense(req.layer_spikes_out[l] + static_cast<size_t>(b) * in.T * w.pop.out.N);
+            return &w.pop.out;
+        };
+        // The output layer from its input on: counts, prediction, and when learning the loss and
+        // its deltas; whether a backward pass follows.
+        auto output_and_loss = [&](Worker<Real>& worker, SampleGroup<Real>& group, int b, const SpikeTrain* input,
+                                   int n_threads) {
+            input = forward_layer(worker, b, L - 1, input, n_threads);
             int64_t* counts = res.counts.data() + static_cast<size_t>(b) * n_out;
             for (int o = 0; o < n_out; ++o) counts[o] = input->count(o);
             res.predictions[b] = predicted_class(counts, n_out);
-            if (!learn) return;
+            if (!learn) return false;
             const int label = static_cast<int>(req.labels[b]);
             const double weight = req.sample_weights ? req.sample_weights[b] : 1.0;
             Population<Real>& top = worker.layers.back().pop;
             group.cost += output_layer_delta(ctx, top, label, weight, output().vth, output().lateral);
-            if (contributes_gradient(top)) backward(ctx, worker, group, inputs_[b], inner_threads);
+            return contributes_gradient(top);
+        };
+        auto process_sample = [&](Worker<Real>& worker, SampleGroup<Real>& group, int b) {
+            const SpikeTrain* input = &inputs_[b];
+            for (int l = 0; l < L - 1; ++l) input = forward_layer(worker, b, l, input, inner_threads);
+            if (!overlap) {
+                if (output_and_loss(worker, group, b, input, inner_threads))
+                    backward(ctx, worker, group, inputs_[b], inner_threads);
+                return;
+            }
+            const auto& dense = std::get<DenseLayer<Real>>(layers_[below]);
+            LayerWork<Real>& w = worker.layers[below];
+            const SpikeTrain& pre = below > 0 ? worker.layers[below - 1].pop.out : inputs_[b];
+            dense.begin_backward(w.pop, pre, w.scratch);
+            // ranges of 2 * spsp_row_block neurons (~60 fired: nearly full blocks of traces)
+            const int chunk = 2 * spsp_row_block<Real>(), n_chunks = (dense.n_out() + chunk - 1) / chunk;
+            std::atomic<int> next_chunk{0};
+            bool learns = false;
+#pragma omp parallel num_threads(inner_threads)
+            {
+                const FlushDenormals flush;
+                if (omp_get_thread_num() == 0 && output_and_loss(worker, group, b, input, 1)) {
+                    learns = true;
+                    backward(ctx, worker, group, inputs_[b], 1, L - 1, L - 1);
+                }
+                dense.spsp_and_side(ctx, w.pop, pre, w.scratch, [&](int& lo, int& hi) {
+                    const int k = next_chunk.fetch_add(1, std::memory_order_relaxed);
+                    lo = k * chunk;
+                    hi = std::min(dense.n_out(), lo + chunk);
+                    return k < n_chunks;
+                });
+            }
+            if (learns) backward(ctx, worker, group, inputs_[b], inner_threads, below, 0, below);
         };
         auto process = [&](int k) {
             const FlushDenormals flush;
@@ -394,13 +437,15 @@ private:
                 throw std::invalid_argument("weights[" + std::to_string(block) + "] contains NaN or infinite values");
     }
 
-    // SPEC 4 from the output layer down: adds g to the group's gradient sums, propagates pre_delta.
-    // It stops above a fixed layer (SPEC_SPEECH 3.6), which needs no pre_delta.
+    // SPEC 4 from layer `top` (the output layer: all) down to layer `bottom`: adds g to the group's
+    // gradient sums, propagates pre_delta. It stops above a fixed layer (SPEC_SPEECH 3.6), which
+    // needs no pre_delta. Layer spsp_done (a dense layer, or none: -1) has its S-PSP rows and
+    // side sums made already (DenseLayer::spsp_and_side).
     void backward(const SampleContext<Real>& ctx, Worker<Real>& worker, SampleGroup<Real>& group,
-                  const SpikeTrain& input0, int n_threads) const
+                  const SpikeTrain& input0, int n_threads, int top = -1, int bottom = 0, int spsp_done = -1) const
     {
         const int L = n_layers();
-        for (int l = L - 1; l >= 0 && !is_fixed(spec_.layers[l].kind); --l) {
+        for (int l = top < 0 ? L - 1 : top; l >= bottom && !is_fixed(spec_.layers[l].kind); --l) {
             LayerWork<Real>& w = worker.layers[l];
             if (l != L - 1) w.pop.lat.assign(w.pop.out.N, Real(1));
             const SpikeTrain& pre = l > 0 ? worker.layers[l - 1].pop.out : input0;
@@ -408,7 +453,10 @@ private:
             std::vector<Real>* pre_delta = below_learns ? &worker.layers[l - 1].pop.delta : nullptr;
             std::visit(
                 [&](const auto& layer) {
-                    if constexpr (!std::is_same_v<std::decay_t<decltype(layer)>, ReservoirLayer<Real>>)
+                    using Kind = std::decay_t<decltype(layer)>;
+                    if constexpr (std::is_same_v<Kind, DenseLayer<Real>>)
+                        layer.backward(ctx, w.pop, pre, pre_delta, group.grads[l], w.scratch, n_threads, l == spsp_done);
+                    else if constexpr (!std::is_same_v<Kind, ReservoirLayer<Real>>)
                         layer.backward(ctx, w.pop, pre, pre_delta, group.grads[l], w.scratch, n_threads);
                 },
                 layers_[l]);

@@ -39,14 +39,40 @@ public:
         ++step_;
         StepParams step = step_params(h_, lr, step_);
         if (!options.regularize) step.reg.lambda = 0.0;  // inactive; its limit still scales the column sums
-        for (size_t l = 0; l < layers.size(); ++l)
-            step_layer(*layers[l], grads[l], count, step, threads, options.column_sums);
+        // The narrow layers that one thread steps (step_flat, the output layer's ~15 us) run on the
+        // first thread while it waits for a row-split layer's column-sum turns (each layer's step
+        // is on its own), not after that layer on its own.
+        const bool sums = options.column_sums;
+        int host = -1;
+        for (size_t l = 0; sums && host < 0 && l < layers.size(); ++l)
+            if (path(*layers[l], grads[l], threads) == Path::rows) host = static_cast<int>(l);
+        auto aside = [&](size_t l) { return host >= 0 && path(*layers[l], grads[l], threads) == Path::flat; };
+        auto step_aside = [&] {
+            for (size_t l = 0; l < layers.size(); ++l)
+                if (aside(l)) step_layer(*layers[l], grads[l], count, step, threads, sums);
+        };
+        for (size_t l = 0; l < layers.size(); ++l) {
+            if (static_cast<int>(l) == host) step_layer(*layers[l], grads[l], count, step, threads, sums, step_aside);
+            else if (!aside(l)) step_layer(*layers[l], grads[l], count, step, threads, sums);
+        }
     }
 
 private:
     Hyper h_;
     int64_t step_ = 0;
     AlignedVector<Real> zero_row_;  // gradient row of an input that no sample used
+
+    // How step_layer steps a layer: as one flat run on the calling thread (a narrow layer whose
+    // rows are not whole vectors), its rows split among the threads (a wide layer), or its
+    // columns split among them.
+    enum class Path { flat, rows, columns };
+    static Path path(const WeightMatrix<Real>& layer, const GradientRows<Real>& sum, int threads)
+    {
+        const int O = layer.n_out, N = layer.n_in;
+        if (!sum.deferred && O < 64 && O % Simd<Real>::lanes != 0 && static_cast<size_t>(N) * O <= kFlatStepWeights)
+            return Path::flat;
+        return std::min(threads, N / 16) > 1 && O >= 64 ? Path::rows : Path::columns;
+    }
 
     // The layer's step. Each column sum of the new weights is added up in ascending i, as
     // WeightMatrix::set does (the scale comes from the sums of the current weights). A wide
@@ -58,9 +84,11 @@ private:
     // core's cache: a share of the columns of those rows, read by another core, came line by
     // line from this one (the 784 x 800 float step on two threads, best of 400: ~270 us without
     // the sums, ~390 us with that pass, ~325 us with the owner's turn). A narrow layer's threads
-    // split the columns. keep_sums = false: no column sums.
+    // split the columns. keep_sums = false: no column sums. during_turns: what the first thread
+    // does while the others take their turns (Path::rows with keep_sums only; else not called).
+    template <class DuringTurns = void (*)()>
     void step_layer(WeightMatrix<Real>& layer, const GradientRows<Real>& sum, int64_t count, const StepParams& step,
-                    int threads, bool keep_sums)
+                    int threads, bool keep_sums, DuringTurns during_turns = [] {})
     {
         const int O = layer.n_out;
         const int N = layer.n_in;
@@ -88,13 +116,13 @@ private:
             if (power_of_two_divisors) fn(std::true_type());
             else fn(std::false_type());
         };
-        if (!sum.deferred && O < 64 && O % Simd<Real>::lanes != 0 && static_cast<size_t>(N) * O <= kFlatStepWeights) {
+        const Path how = path(layer, sum, threads);
+        if (how == Path::flat) {
             step_flat(layer, sum.grad, scale.data(), count, step, power_of_two_divisors, adam_by_constants, keep_sums);
             return;
         }
-        const int row_parts = std::min(threads, N / 16);
-        if (row_parts > 1 && O >= 64) {
-#pragma omp parallel num_threads(row_parts)
+        if (how == Path::rows) {
+#pragma omp parallel num_threads(std::min(threads, N / 16))
             {
                 const FlushDenormals flush;
                 const int team = omp_get_num_threads(), k = omp_get_thread_num();
@@ -116,6 +144,7 @@ private:
                 // keep_sums is the same for every thread: all or none meet the barriers
                 for (int turn = 1; keep_sums && turn < team; ++turn) {
 #pragma omp barrier
+                    if (k == 0 && turn == 1) during_turns();
                     if (k != turn) continue;
                     with_divisors([&](auto pow2) {
                         for (int i = lo; i < hi; ++i)
@@ -123,6 +152,7 @@ private:
                                                                square_sum, O, step.reg);
                     });
                 }
+                if (k == 0 && keep_sums && team == 1) during_turns();
             }
             return;
         }
