@@ -160,7 +160,7 @@ py::array_t<bool> encode_rates(const F64Array& rates, int T, uint64_t seed, cons
     const int64_t* index = sample_index.data();
     {
         py::gil_scoped_release release;
-#pragma omp parallel for num_threads(threads) schedule(dynamic)
+#pragma omp parallel for num_threads(std::max(1, std::min(threads, B))) schedule(dynamic)
         for (int b = 0; b < B; ++b) {
             const double* rate = src + static_cast<size_t>(b) * N;
             encode_sample(poisson_sample_key(seed, static_cast<uint64_t>(index[b]), epoch), T, N,

@@ -403,7 +403,7 @@ py::array_t<bool> encode_poisson(const U8Array& images, int T, uint64_t seed, co
         py::gil_scoped_release release;
         uint64_t thresholds[256];
         poisson_thresholds(thresholds);
-#pragma omp parallel for num_threads(threads) schedule(dynamic)
+#pragma omp parallel for num_threads(std::max(1, std::min(threads, B))) schedule(dynamic)
         for (int b = 0; b < B; ++b) {
             const uint8_t* pixels = src + static_cast<size_t>(b) * N;
             encode_sample(poisson_sample_key(seed, static_cast<uint64_t>(index[b]), epoch), T, N,

@@ -129,22 +129,14 @@ struct SpikeTrain {
             std::vector<int>& times = parts[k].ids;
             times.clear();
             parts[k].flags.resize(T);
-            uint8_t* flag = parts[k].flags.data();  // a local pointer: byte stores through the member could alias it
-            const int steps = T;
             for (int n = lo; n < hi; ++n) {
                 const int p = pixels[n];
                 if (p != 0) {
                     const uint64_t key = poisson_neuron_key(sample_key, static_cast<uint64_t>(n));
-                    const uint64_t threshold = thresholds[p];
-#pragma omp simd
-                    for (int t = 0; t < steps; ++t) flag[t] = poisson_spike(key, t, threshold);
-                    size_t end = times.size();
+                    const size_t end = times.size();
                     times.resize(end + T);
-                    for (int t = 0; t < T; ++t) {  // branch-free compaction
-                        times[end] = t;
-                        end += flag[t];
-                    }
-                    times.resize(end);
+                    times.resize(end + poisson_spike_steps(key, thresholds[p], T, parts[k].flags.data(),
+                                                           times.data() + end));
                 }
                 neuron_start[n + 1] = static_cast<int>(times.size());
             }
