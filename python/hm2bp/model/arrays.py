@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["CudaArray", "as_host_array", "check_analog", "check_images", "check_sample_index", "cuda_array"]
+__all__ = ["CudaArray", "as_host_array", "check_analog", "check_images", "check_sample_index", "cuda_array", "spike_bits"]
 
 _DLPACK_CPU = 1  # DLDeviceType kDLCPU
 
@@ -127,6 +127,23 @@ def as_host_array(value: Any, name: str) -> np.ndarray:
 
 
 # -- the input checks of a batch (Network, hm2bp.data.augment, encode_bsa) -------------------
+
+
+def spike_bits(spikes: np.ndarray) -> np.ndarray:
+    """0/1 spikes of any bool, integer or float dtype as one byte per value (bool; uint8 0/1 as
+    they are, the same bytes), or TypeError. Two vector passes, not np.isin's sort (~100x slower on a batch): the
+    1s, then whether every nonzero value (NaN included) was one of them."""
+    if spikes.dtype == np.bool_:
+        return spikes
+    if spikes.dtype == np.uint8 and spikes.max(initial=0) <= 1:
+        return spikes
+    if spikes.dtype.kind in "uif":
+        ones = spikes == 1
+        if np.array_equal(ones, spikes != 0):
+            return ones
+        raise TypeError(f"spikes must be 0 or 1 (a spike or none), but this {spikes.dtype} array holds other "
+                        f"values: binarize them first (or pass a bool array)")
+    raise TypeError(f"spikes must be a bool array (or 0/1 integers or floats), got dtype {spikes.dtype}")
 
 
 def check_images(images: Any, n_in: int | None = None) -> np.ndarray:

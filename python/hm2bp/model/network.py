@@ -18,7 +18,7 @@ import numpy as np
 from .. import _core
 from . import limits, network_file
 from .arrays import (CudaArray, as_host_array, check_analog, check_images, check_out_arrays, check_sample_index,
-                     cuda_array)
+                     cuda_array, spike_bits)
 from .description import DescribedNetwork, NetworkDescription
 from .hyper import check_lr, check_whole
 from .layers import Conv2d, Dense, Reservoir
@@ -48,23 +48,6 @@ def resolve_backend(backend: str) -> str:
         backend = "cuda" if cuda_available() else "cpu"
         log.info("hm2bp: backend 'auto' chose %s", backend)
     return backend
-
-
-def _spike_bits(spikes: np.ndarray) -> np.ndarray:
-    """0/1 spikes of any bool, integer or float dtype as bool (uint8 0/1 as they are: the same
-    bytes), or TypeError. Two vector passes, not np.isin's sort (~100x slower on a batch): the
-    1s, then whether every nonzero value (NaN included) was one of them."""
-    if spikes.dtype == np.bool_:
-        return spikes
-    if spikes.dtype == np.uint8 and spikes.max(initial=0) <= 1:
-        return spikes
-    if spikes.dtype.kind in "uif":
-        ones = spikes == 1
-        if np.array_equal(ones, spikes != 0):
-            return ones
-        raise TypeError(f"spikes must be 0 or 1 (a spike or none), but this {spikes.dtype} array holds other "
-                        f"values: binarize them first (or pass a bool array)")
-    raise TypeError(f"spikes must be a bool array (or 0/1 integers or floats), got dtype {spikes.dtype}")
 
 
 def _check_reduce(reduce: str) -> str:
@@ -288,7 +271,7 @@ class Network(DescribedNetwork):
         limits.check_sizes(self.layers, B, T, self.t_ref)
         if device is not None:
             return device
-        return np.ascontiguousarray(_spike_bits(spikes)).view(np.uint8)
+        return np.ascontiguousarray(spike_bits(spikes)).view(np.uint8)
 
     def _check_learning_T(self, T: int) -> None:
         if T < self.desired:
