@@ -86,9 +86,8 @@ def main(args: argparse.Namespace) -> int:
             "copies, Adam(fused=True)": lambda: bridge(False, fused=True)}
     if args.only:
         rows = {name: run for name, run in rows.items() if name == "native train_step" or args.only in name}
-    native()  # warm-up: allocations, page faults, torch's lazy imports
-    bridge(True, engine_step=True)
-    bridge(True, fused=True)
+    for run in rows.values():  # warm-up: allocations, page faults, torch's lazy imports
+        run()
     wall: dict[str, list[float]] = {name: [] for name in rows}
     cpu: dict[str, list[float]] = {name: [] for name in rows}
     for _ in range(args.rounds):

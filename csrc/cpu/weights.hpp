@@ -56,7 +56,7 @@ struct WeightMatrix {
     // Cache-line aligned: threads that add up column ranges split at multiples of 16 values
     // (refresh_sums, the column-split step) then never write the same line (with malloc's
     // 16-byte alignment the boundary line went back and forth once per row: the 784 x 800
-    // refresh took ~190 us on two threads against ~120 us on one).
+    // refresh took ~205 us on two threads against ~110-125 us on one, ~81 us now).
     AlignedVector<Real> row_sum;     // sum_i W[o, i], for the side term of silent neurons
     AlignedVector<Real> square_sum;  // sum_i (W[o, i] / weight_limit)^2, for the regularization
 

@@ -131,8 +131,8 @@ def as_host_array(value: Any, name: str) -> np.ndarray:
 
 def spike_bits(spikes: np.ndarray) -> np.ndarray:
     """0/1 spikes of any bool, integer or float dtype as one byte per value (bool; uint8 0/1 as
-    they are, the same bytes), or TypeError. Two vector passes, not np.isin's sort (~100x slower on a batch): the
-    1s, then whether every nonzero value (NaN included) was one of them."""
+    they are, the same bytes), or TypeError. Two vector passes, not np.isin's sort (~100x slower
+    on a batch): the 1s, then whether every nonzero value (NaN included) was one of them."""
     if spikes.dtype == np.bool_:
         return spikes
     if spikes.dtype == np.uint8 and spikes.max(initial=0) <= 1:
