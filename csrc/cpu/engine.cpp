@@ -5,9 +5,11 @@
 //
 // Threads: a batch of at least two samples is split into min(batch, kSampleGroups) contiguous
 // groups of samples, each with its own gradient accumulator, whatever the thread count; the
-// threads take contiguous shares of the groups, each with its own scratch (one synchronisation
-// per batch, robust on a busy machine), and the groups' sums are added in group order. So a
-// batch's gradient sum, and with it the training, is the same bit for bit for any thread count.
+// threads take contiguous shares of the groups, each with its own scratch, zeroing its groups'
+// sums and encoding its samples itself (one synchronisation per batch, robust on a busy
+// machine), and the groups' sums are added in group order (by the step itself as it reads a
+// wide layer's rows). So a batch's gradient sum, and with it the training, is the same bit for
+// bit for any thread count.
 // A single sample instead splits its encoding and spike lists (steps or neurons, joined in
 // order), the neurons of each layer (forward, traces and S-PSP rows) or its active inputs
 // (gradient rows, pre-deltas) among the threads, each result written by one thread or summed
@@ -16,6 +18,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <functional>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -58,6 +61,7 @@ struct LayerWork {
 template <class Real>
 struct Worker {
     std::vector<LayerWork<Real>> layers;
+    SpikeTrain input;  // the input spikes of the sample it processes, encoded by it
 };
 
 // The gradient sums of one group of samples, per layer (trainable layers only), and its cost.
@@ -142,11 +146,9 @@ public:
         // One sample at a time: the threads share each layer's work instead.
         const int inner_threads = n_workers == 1 ? threads() : 1;
         prepare(in.T, n_workers, n_groups, learn);
-        if (learn) clear_gradients();
         // A training run of one sample: its step follows, and may make the gradient rows itself.
         for (int l = 0; req.mode == Mode::Train && B == 1 && l < L; ++l)
             if (params_[l]) groups_[0].grads[l].may_defer = true;
-        encode_inputs(in);
 
         BatchResult res;
         const int n_out = output().n_out();
@@ -187,16 +189,17 @@ public:
             return contributes_gradient(top);
         };
         auto process_sample = [&](Worker<Real>& worker, SampleGroup<Real>& group, int b) {
-            const SpikeTrain* input = &inputs_[b];
+            encode_sample(in, b, worker.input, inner_threads);
+            const SpikeTrain* input = &worker.input;
             for (int l = 0; l < L - 1; ++l) input = forward_layer(worker, b, l, input, inner_threads);
             if (!overlap) {
                 if (output_and_loss(worker, group, b, input, inner_threads))
-                    backward(ctx, worker, group, inputs_[b], inner_threads);
+                    backward(ctx, worker, group, worker.input, inner_threads);
                 return;
             }
             const auto& dense = std::get<DenseLayer<Real>>(layers_[below]);
             LayerWork<Real>& w = worker.layers[below];
-            const SpikeTrain& pre = below > 0 ? worker.layers[below - 1].pop.out : inputs_[b];
+            const SpikeTrain& pre = below > 0 ? worker.layers[below - 1].pop.out : worker.input;
             dense.begin_backward(w.pop, pre, w.scratch);
             // ranges of 2 * spsp_row_block neurons (~60 fired: nearly full blocks of traces)
             const int chunk = 2 * spsp_row_block<Real>(), n_chunks = (dense.n_out() + chunk - 1) / chunk;
@@ -207,7 +210,7 @@ public:
                 const FlushDenormals flush;
                 if (omp_get_thread_num() == 0 && output_and_loss(worker, group, b, input, 1)) {
                     learns = true;
-                    backward(ctx, worker, group, inputs_[b], 1, L - 1, L - 1);
+                    backward(ctx, worker, group, worker.input, 1, L - 1, L - 1);
                 }
                 dense.spsp_and_side(ctx, w.pop, pre, w.scratch, [&](int& lo, int& hi) {
                     const int k = next_chunk.fetch_add(1, std::memory_order_relaxed);
@@ -216,13 +219,14 @@ public:
                     return k < n_chunks;
                 });
             }
-            if (learns) backward(ctx, worker, group, inputs_[b], inner_threads, below, 0, below);
+            if (learns) backward(ctx, worker, group, worker.input, inner_threads, below, 0, below);
         };
         auto process = [&](int k) {
             const FlushDenormals flush;
             int g_lo, g_hi;
             split_range(n_groups, n_workers, k, 1, g_lo, g_hi);
             for (int g = g_lo; g < g_hi; ++g) {
+                if (learn) clear_gradients(g, inner_threads);
                 groups_[g].cost = 0.0;
                 int lo, hi;
                 split_range(B, n_groups, g, 1, lo, hi);
@@ -254,8 +258,7 @@ public:
                            req.gradients_out.at(block++));
             }
         } else if (req.mode == Mode::Train) {
-            for (int l = 0; l < L; ++l) reduce_gradients(n_groups, l);
-            step_from_workers(B, req.lr);
+            step_from_workers(B, req.lr, n_groups);
             for (int l = 0; l < L; ++l)
                 if (params_[l]) groups_[0].grads[l].end_deferral();
         }
@@ -337,7 +340,6 @@ private:
     Optimizer<Real> optimizer_;
     std::vector<Worker<Real>> workers_;
     std::vector<SampleGroup<Real>> groups_;
-    std::vector<SpikeTrain> inputs_;
     std::vector<Real> spsp_tables_;  // for the current T (spsp_tables)
     uint64_t thresholds_[256];
     double bsa_kernel_[kBsaTaps];
@@ -398,30 +400,20 @@ private:
         }
     }
 
-    void encode_inputs(const InputBatch& in)
+    // Sample b's input spikes into `out`, on n_threads (a batch of one sample: its encoding and
+    // spike lists split among the threads; else each worker encodes its own samples, one at a
+    // time, just before their forward pass: no wake-up of its own, the spikes still in cache).
+    void encode_sample(const InputBatch& in, int b, SpikeTrain& out, int n_threads) const
     {
-        if (static_cast<int>(inputs_.size()) < in.batch) inputs_.resize(in.batch);
-        // Fewer samples than threads (batch 1): the threads share each sample instead.
-        const int inner_threads = in.batch < threads() ? threads() : 1;
-        auto encode = [&](int b) {
-            if (in.dense) {
-                inputs_[b].from_dense(in.dense + static_cast<size_t>(b) * in.T * in.n_in, in.T, in.n_in,
-                                      inner_threads);
-            } else if (in.analog) {
-                inputs_[b].from_bsa(in.analog + static_cast<size_t>(b) * in.n_in * in.frames, in.frames, in.T, in.n_in,
-                                    bsa_kernel_);
-            } else {
-                const uint64_t key = poisson_sample_key(in.seed, static_cast<uint64_t>(in.sample_index[b]), in.epoch);
-                inputs_[b].from_image(in.images + static_cast<size_t>(b) * in.n_in, in.T, in.n_in, key, thresholds_,
-                                      inner_threads);
-            }
-        };
-        if (inner_threads > 1) {
-            for (int b = 0; b < in.batch; ++b) encode(b);
-            return;
+        if (in.dense) {
+            out.from_dense(in.dense + static_cast<size_t>(b) * in.T * in.n_in, in.T, in.n_in, n_threads);
+        } else if (in.analog) {
+            out.from_bsa(in.analog + static_cast<size_t>(b) * in.n_in * in.frames, in.frames, in.T, in.n_in,
+                         bsa_kernel_);
+        } else {
+            const uint64_t key = poisson_sample_key(in.seed, static_cast<uint64_t>(in.sample_index[b]), in.epoch);
+            out.from_image(in.images + static_cast<size_t>(b) * in.n_in, in.T, in.n_in, key, thresholds_, n_threads);
         }
-#pragma omp parallel for num_threads(threads()) schedule(dynamic)
-        for (int b = 0; b < in.batch; ++b) encode(b);
     }
 
     // Shared weights may have been written since the engine last ran: their column sums anew,
@@ -465,12 +457,14 @@ private:
 
     // Adds the other groups' gradient sums of layer l to group 0's, in group order. Only rows a
     // group touched: the others hold +0, and adding +0 to a sum that started at +0 changes nothing.
+    // On one thread when the layer is small (a narrow output layer: waking another costs more).
     void reduce_gradients(int n_groups, int l)
     {
         if (n_groups > 1 && params_[l]) {
             GradientSum<Real>& total = groups_[0].grads[l];
             const int N = params_[l]->n_in, O = params_[l]->n_out;
-#pragma omp parallel for num_threads(threads()) schedule(static)
+            const bool split = static_cast<size_t>(N) * O >= kParallelClear;
+#pragma omp parallel for num_threads(threads()) schedule(static) if (split)
             for (int i = 0; i < N; ++i) {
                 const FlushDenormals flush;
                 Real* row = total.row(i, O);
@@ -486,11 +480,13 @@ private:
         }
     }
 
-    void clear_gradients()
+    // Zeros the touched gradient rows of group g, by the worker that then adds its samples into
+    // them, right before (no wake-up of its own; the rows still in its cache). A group beyond a
+    // batch's is cleared when a batch uses it again; nothing reads it before.
+    void clear_gradients(int g, int n_threads)
     {
-        for (SampleGroup<Real>& group : groups_)
-            for (int l = 0; l < static_cast<int>(group.grads.size()); ++l)
-                if (params_[l]) group.grads[l].clear(params_[l]->n_out, threads());
+        for (int l = 0; l < static_cast<int>(groups_[g].grads.size()); ++l)
+            if (params_[l]) groups_[g].grads[l].clear(params_[l]->n_out, n_threads);
     }
 
     // The batch's gradient sums of layer l / divisor in the canonical (n_out, n_in) layout (group
@@ -514,18 +510,7 @@ private:
             for_each_range(w.n_in, threads(), [&](int lo, int hi) {
                 AlignedVector<Real> sum(O);
                 for (int i = lo; i < hi; ++i) {
-                    const GradientSum<Real>& g0 = groups_[0].grads[l];
-                    const Real* first = g0.touched[i] ? g0.grad.data() + i * O : nullptr;
-                    if (first) std::copy(first, first + O, sum.begin());
-                    else std::fill(sum.begin(), sum.end(), Real(0));
-                    for (int j = 1; j < n_groups; ++j) {
-                        const GradientSum<Real>& part = groups_[j].grads[l];
-                        if (!part.touched[i]) continue;
-                        const Real* part_row = part.grad.data() + i * O;
-                        Real* __restrict s = sum.data();
-#pragma omp simd
-                        for (size_t o = 0; o < O; ++o) s[o] += part_row[o];
-                    }
+                    group_sum_row(l, n_groups, i, 0, w.n_out, sum.data());
                     Out* row = out + i * O;
                     const Real* s = sum.data();
 #pragma omp simd
@@ -545,6 +530,24 @@ private:
         write([=](Real g, int i, int o) { return Out(mean_gradient(g, divisor, wt[i * O + o], sc[o], reg)); });
     }
 
+    // Columns [lo, hi) of row i of the batch's gradient sum of layer l into out, as
+    // reduce_gradients adds it: group 0's row (or +0 where it is untouched), then the other
+    // groups' touched rows in group order. The same bits, read once and not written back.
+    void group_sum_row(int l, int n_groups, int i, int lo, int hi, Real* __restrict out) const
+    {
+        const size_t at = static_cast<size_t>(i) * params_[l]->n_out + lo;
+        const GradientSum<Real>& g0 = groups_[0].grads[l];
+        if (g0.touched[i]) std::copy(g0.grad.data() + at, g0.grad.data() + at + (hi - lo), out);
+        else std::fill(out, out + (hi - lo), Real(0));
+        for (int j = 1; j < n_groups; ++j) {
+            const GradientSum<Real>& part = groups_[j].grads[l];
+            if (!part.touched[i]) continue;
+            const Real* part_row = part.grad.data() + at;
+#pragma omp simd
+            for (int o = 0; o < hi - lo; ++o) out[o] += part_row[o];
+        }
+    }
+
     // A caller's gradient array of layer l (canonical (n_out, n_in), or with `stored` the weights'
     // own (n_in, n_out) layout) into group 0's rows, in the engine's precision, every row touched.
     template <class Value>
@@ -560,15 +563,33 @@ private:
         std::fill(g.touched.begin(), g.touched.end(), uint8_t(1));
     }
 
-    // SPEC 5 from group 0's gradient sums over `count` samples.
-    void step_from_workers(int64_t count, double lr)
+    // SPEC 5 from the first n_groups groups' gradient sums over `count` samples. A layer of wide
+    // rows has its groups' rows added by the step as it reads each row (group_sum_row, on the
+    // step's threads; ~2 MB a batch of 32 not written back and read again, one wake-up fewer),
+    // a narrow one (the output layer, a convolution's) into group 0's by reduce_gradients first:
+    // the step's per-row call would cost more than the rows (kMinDeferredRow).
+    void step_from_workers(int64_t count, double lr, int n_groups = 1)
     {
+        const int L = n_layers();
         std::vector<WeightMatrix<Real>*> matrices;
         std::vector<GradientRows<Real>> sums;
-        for (int l = 0; l < n_layers(); ++l) {
+        std::vector<std::vector<uint8_t>> touched(L);  // rows any group touched
+        std::vector<std::function<void(int, int, int, Real*)>> added(L);
+        for (int l = 0; l < L; ++l) {
             if (!params_[l]) continue;
             matrices.push_back(params_[l]);
-            sums.push_back(groups_[0].grads[l].rows());
+            if (n_groups <= 1 || params_[l]->n_out < kMinDeferredRow) {
+                reduce_gradients(n_groups, l);
+                sums.push_back(groups_[0].grads[l].rows());
+                continue;
+            }
+            touched[l] = groups_[0].grads[l].touched;
+            for (int j = 1; j < n_groups; ++j)
+                for (size_t i = 0; i < touched[l].size(); ++i) touched[l][i] |= groups_[j].grads[l].touched[i];
+            added[l] = [this, l, n_groups](int i, int lo, int hi, Real* out) {
+                group_sum_row(l, n_groups, i, lo, hi, out);
+            };
+            sums.push_back({groups_[0].grads[l].grad.data(), touched[l].data(), &added[l]});
         }
         optimizer_.apply(matrices, sums, count, lr, threads());
     }

@@ -178,7 +178,8 @@ constexpr size_t kParallelClear = size_t(1) << 16;
 // What the optimizer step reads of one layer's gradient: (n_in, n_out) rows in the weights'
 // stored layout, the engine's own sums or a caller's array (hm2bp.torch's .grad). touched marks
 // the rows written (the others are all +0), null when every row may hold values; deferred, where
-// set, makes a touched row's columns on demand instead (GradientSum::deferred).
+// set, makes a touched row's columns on demand instead (GradientSum::deferred, or the engine's
+// sum of its sample groups' rows).
 template <class Real>
 struct GradientRows {
     const Real* grad;
