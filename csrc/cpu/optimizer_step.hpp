@@ -37,11 +37,14 @@ public:
                int64_t count, double lr, int threads, Options options = {})
     {
         ++step_;
+        // as wide as the widest layer before any layer is stepped: one steps beside another's rows
+        for (const WeightMatrix<Real>* layer : layers)
+            if (zero_row_.size() < static_cast<size_t>(layer->n_out)) zero_row_.assign(layer->n_out, Real(0));
         StepParams step = step_params(h_, lr, step_);
         if (!options.regularize) step.reg.lambda = 0.0;  // inactive; its limit still scales the column sums
         // The narrow layers that one thread steps (step_flat, the output layer's ~15 us) run on the
-        // first thread while it waits for a row-split layer's column-sum turns (each layer's step
-        // is on its own), not after that layer on its own.
+        // thread of a row-split layer's first block after its rows, beside the other blocks' rows
+        // and column-sum turns (each layer's step is on its own), not after that layer on its own.
         const bool sums = options.column_sums;
         int host = -1;
         for (size_t l = 0; sums && host < 0 && l < layers.size(); ++l)
@@ -78,21 +81,25 @@ private:
     // WeightMatrix::set does (the scale comes from the sums of the current weights). A wide
     // layer's rows are split among the threads, so that each streams one contiguous block of the
     // weights and moments (a share of every row's columns is n_in short runs per array, ~20%
-    // slower on two threads): the first thread's rows add to the sums as they are stepped, then
-    // each other thread in turn continues the sums over its own rows in ascending i, all columns.
-    // It steps its rows last one first, so that the rows its turn starts with are still in its
+    // slower on two threads): the first block's rows add to the sums as they are stepped, then
+    // each other block in turn continues the sums over its own rows in ascending i, all columns.
+    // Its thread steps them last one first, so that the rows its turn starts with are still in its
     // core's cache: a share of the columns of those rows, read by another core, came line by
     // line from this one (the 784 x 800 float step on two threads, best of 400: ~270 us without
-    // the sums, ~390 us with that pass, ~325 us with the owner's turn). A narrow layer's threads
-    // split the columns. keep_sums = false: no column sums. during_turns: what the first thread
-    // does while the others take their turns (Path::rows with keep_sums only; else not called).
+    // the sums, ~390 us with that pass, ~325 us with the owner's turn). The first block goes to
+    // another thread and the last to the calling one, and a turn waits (asleep) only where the
+    // blocks before it are not in the sums yet: the calling thread, which starts first, and
+    // whose turn comes last, then neither sleeps at a barrier nor at the end of the region
+    // (waking a sleeping thread costs ~6 us on an idle machine, 50-150 us on a busy one). A narrow
+    // layer's threads split the columns. keep_sums = false: no column sums. during_turns: what
+    // the first block's thread does after its rows, beside the turns (Path::rows with keep_sums
+    // only; else not called).
     template <class DuringTurns = void (*)()>
     void step_layer(WeightMatrix<Real>& layer, const GradientRows<Real>& sum, int64_t count, const StepParams& step,
                     int threads, bool keep_sums, DuringTurns during_turns = [] {})
     {
         const int O = layer.n_out;
         const int N = layer.n_in;
-        if (zero_row_.size() < static_cast<size_t>(O)) zero_row_.assign(O, Real(0));
         std::vector<Real> scale(O, Real(0));
         if (step.reg.active()) layer.regularization_scales(step.reg, scale.data());
         const bool power_of_two_divisors = is_power_of_two(double(count)) && is_power_of_two(h_.weight_limit);
@@ -122,37 +129,36 @@ private:
             return;
         }
         if (how == Path::rows) {
+            TurnOrder turns;  // blocks whose rows are in the sums
 #pragma omp parallel num_threads(std::min(threads, N / 16))
             {
                 const FlushDenormals flush;
-                const int team = omp_get_num_threads(), k = omp_get_thread_num();
+                const int team = omp_get_num_threads();
+                const int block = (omp_get_thread_num() + team - 1) % team;  // the calling thread: the last
                 int lo, hi;
-                split_range(N, team, k, 1, lo, hi);
+                split_range(N, team, block, 1, lo, hi);
                 std::vector<Real> w_before(adam_by_constants ? O : 0), grad_buffer(sum.deferred ? O : 0);
-                if (k == 0 && keep_sums) {
-                    std::fill(row_sum, row_sum + O, Real(0));
-                    std::fill(square_sum, square_sum + O, Real(0));
-                }
                 with_divisors([&](auto pow2) {
-                    if (k == 0) {
-                        for (int i = lo; i < hi; ++i) step_row(pow2, i, 0, O, keep_sums, w_before.data(), grad_buffer.data());
-                    } else {  // last row first: the first rows of its turn are still in this core's cache
-                        for (int i = hi - 1; i >= lo; --i)
-                            step_row(pow2, i, 0, O, false, w_before.data(), grad_buffer.data());
-                    }
-                });
-                // keep_sums is the same for every thread: all or none meet the barriers
-                for (int turn = 1; keep_sums && turn < team; ++turn) {
-#pragma omp barrier
-                    if (k == 0 && turn == 1) during_turns();
-                    if (k != turn) continue;
-                    with_divisors([&](auto pow2) {
+                    if (block == 0) {
+                        if (keep_sums) {
+                            std::fill(row_sum, row_sum + O, Real(0));
+                            std::fill(square_sum, square_sum + O, Real(0));
+                        }
                         for (int i = lo; i < hi; ++i)
-                            add_to_sums<decltype(pow2)::value>(layer.wt.data() + static_cast<size_t>(i) * O, row_sum,
-                                                               square_sum, O, step.reg);
-                    });
-                }
-                if (k == 0 && keep_sums && team == 1) during_turns();
+                            step_row(pow2, i, 0, O, keep_sums, w_before.data(), grad_buffer.data());
+                        return;
+                    }
+                    // last row first: the first rows of its turn are still in this core's cache
+                    for (int i = hi - 1; i >= lo; --i)
+                        step_row(pow2, i, 0, O, false, w_before.data(), grad_buffer.data());
+                    if (!keep_sums) return;
+                    turns.wait(block);
+                    for (int i = lo; i < hi; ++i)
+                        add_to_sums<decltype(pow2)::value>(layer.wt.data() + static_cast<size_t>(i) * O, row_sum,
+                                                           square_sum, O, step.reg);
+                });
+                if (keep_sums) turns.finish(block + 1);
+                if (keep_sums && block == 0) during_turns();
             }
             return;
         }

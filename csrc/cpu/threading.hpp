@@ -8,6 +8,8 @@
 #endif
 
 #include <algorithm>
+#include <condition_variable>
+#include <mutex>
 
 namespace hm2bp {
 
@@ -60,7 +62,8 @@ void for_each_part(int parts, int n_threads, Fn fn)
 }
 
 // Runs fn(lo, hi) on one contiguous range of [0, n) per thread (multiples of `align`, 16 for
-// SIMD by default).
+// SIMD by default). The calling thread takes the last range, the longest where they differ: the
+// others start later (woken), and the caller then sleeps less often at the end waiting for them.
 template <class Fn>
 void for_each_range(int n, int n_threads, Fn fn, int align = 16)
 {
@@ -73,9 +76,35 @@ void for_each_range(int n, int n_threads, Fn fn, int align = 16)
     for (int k = 0; k < parts; ++k) {
         const FlushDenormals flush;
         int lo, hi;
-        split_range(n, parts, k, align, lo, hi);
+        split_range(n, parts, parts - 1 - k, align, lo, hi);
         fn(lo, hi);
     }
 }
+
+// The order of turns among threads: turn k may start once turns [0, k) have finished. A wait
+// sleeps (no spinning: the machine may be shared); one that finds its turn come costs a lock.
+class TurnOrder {
+public:
+    // Blocks until turns [0, k) have finished.
+    void wait(int k)
+    {
+        std::unique_lock<std::mutex> lock(mutex_);
+        ready_.wait(lock, [&] { return finished_ >= k; });
+    }
+    // Turns [0, k) have finished (after the caller's own, turn k - 1).
+    void finish(int k)
+    {
+        {
+            const std::lock_guard<std::mutex> lock(mutex_);
+            finished_ = k;
+        }
+        ready_.notify_all();
+    }
+
+private:
+    std::mutex mutex_;
+    std::condition_variable ready_;
+    int finished_ = 0;
+};
 
 }  // namespace hm2bp
