@@ -189,7 +189,7 @@ public:
             return contributes_gradient(top);
         };
         auto process_sample = [&](Worker<Real>& worker, SampleGroup<Real>& group, int b) {
-            encode_sample(in, b, worker.input, inner_threads);
+            encode_input(in, b, worker.input, inner_threads);
             const SpikeTrain* input = &worker.input;
             for (int l = 0; l < L - 1; ++l) input = forward_layer(worker, b, l, input, inner_threads);
             if (!overlap) {
@@ -403,7 +403,7 @@ private:
     // Sample b's input spikes into `out`, on n_threads (a batch of one sample: its encoding and
     // spike lists split among the threads; else each worker encodes its own samples, one at a
     // time, just before their forward pass: no wake-up of its own, the spikes still in cache).
-    void encode_sample(const InputBatch& in, int b, SpikeTrain& out, int n_threads) const
+    void encode_input(const InputBatch& in, int b, SpikeTrain& out, int n_threads) const
     {
         if (in.dense) {
             out.from_dense(in.dense + static_cast<size_t>(b) * in.T * in.n_in, in.T, in.n_in, n_threads);
