@@ -254,6 +254,24 @@ class Repeats:
         if self.sync:
             self.sync()
 
+    def timed(self, calls: int) -> float:
+        """Exactly `calls` steps, continuing through `batches` (restarts untimed): seconds of
+        `clock` they took (bench.ab's interleaved chunks, which must do the same work on both
+        builds)."""
+        elapsed = 0.0
+        for _ in range(calls):
+            if self.restart and self.k % len(self.batches) == 0:
+                self.restart()
+                if self.sync:
+                    self.sync()
+            t0 = self.clock()
+            self.step(self.batches[self.k % len(self.batches)])
+            if self.sync:
+                self.sync()
+            elapsed += self.clock() - t0
+            self.k += 1
+        return elapsed
+
     def repeat(self) -> float:
         """One timed repeat: samples/s."""
         n = 0
