@@ -290,7 +290,8 @@ def test_bridge_bench_smoke_times_the_rows_asked_for(tmp_path: Path) -> None:
                        "--only", "NetworkOptimizer", "--json", str(js)], tmp_path)
     assert proc.returncode == 0, proc.stderr
     rows = json.loads(js.read_text())["rows"]
-    assert set(rows) == {"native train_step", "bridge, NetworkOptimizer", "stored, NetworkOptimizer"}
+    assert set(rows) == {"native train_step", "engine calls of a step", "bridge, NetworkOptimizer",
+                         "stored, NetworkOptimizer"}
     assert rows["native train_step"]["wall_ratio"] == 1.0 and all(r["wall_s"][0] > 0 for r in rows.values())
 
 
