@@ -49,8 +49,10 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
 
 
-def measure(backend: str, batch: int, threads: int | None, samples: int, repeats: int, min_seconds: float,
-            data_dir: str | None, clock: str = "wall") -> dict[str, Any]:
+def workload(backend: str, batch: int, threads: int | None, samples: int, data_dir: str | None) -> dict[str, Any]:
+    """The benchmark's network, data and paths, as bench.engine.workload: the preset's own
+    training path (augmented digits encoded in C++, one Adam step per batch) and inference by the
+    engine's own encoding."""
     import hm2bp
     from hm2bp import augment  # the path builds from before the sub-packages also have (bench.ab)
     from hm2bp.config import preset
@@ -59,7 +61,6 @@ def measure(backend: str, batch: int, threads: int | None, samples: int, repeats
     net = hm2bp.Network(**{**cfg.network_kwargs(backend), "threads": threads, "seed": SEED})
     train = load_mnist("train", data_dir)
     images, labels = train.images[:samples], train.labels[:samples].astype(np.int64)
-    starts = list(range(0, samples - batch + 1, batch))
     aug = cfg.augmentation()
     initial = net.get_state()
 
@@ -71,12 +72,21 @@ def measure(backend: str, batch: int, threads: int | None, samples: int, repeats
     def infer_step(k: int) -> None:
         net.infer_images(images[k:k + batch], T=cfg.T, seed=SEED, sample_index=k)
 
+    return {"net": net, "steps": {"cnn-train": train_step, "cnn-infer": infer_step},
+            "starts": list(range(0, samples - batch + 1, batch)),
+            "restart": {"cnn-train": lambda: net.set_state(initial), "cnn-infer": None}}
+
+
+def measure(backend: str, batch: int, threads: int | None, samples: int, repeats: int, min_seconds: float,
+            data_dir: str | None, clock: str = "wall") -> dict[str, Any]:
+    w = workload(backend, batch, threads, samples, data_dir)
+    starts, steps, restart = w["starts"], w["steps"], w["restart"]
     result = {
-        "backend": backend, "batch": batch, "threads": net.threads, "clock": clock,
-        "train_samples_per_s": summarize(throughput(train_step, starts, batch, warmup=1, repeats=repeats,
-                                                    min_seconds=min_seconds,
-                                                    restart=lambda: net.set_state(initial), clock=clock)),
-        "infer_samples_per_s": summarize(throughput(infer_step, starts, batch, warmup=1, repeats=repeats,
+        "backend": backend, "batch": batch, "threads": w["net"].threads, "clock": clock,
+        "train_samples_per_s": summarize(throughput(steps["cnn-train"], starts, batch, warmup=1, repeats=repeats,
+                                                    min_seconds=min_seconds, restart=restart["cnn-train"],
+                                                    clock=clock)),
+        "infer_samples_per_s": summarize(throughput(steps["cnn-infer"], starts, batch, warmup=1, repeats=repeats,
                                                     min_seconds=min_seconds, clock=clock)),
     }
     result["peak_rss_mb"] = peak_rss_mb()

@@ -254,21 +254,31 @@ class Repeats:
         if self.sync:
             self.sync()
 
+    def _step(self) -> float:
+        """The next batch's step (after an untimed restart at the start of a pass): its seconds."""
+        if self.restart and self.k % len(self.batches) == 0:
+            self.restart()
+            if self.sync:
+                self.sync()
+        t0 = self.clock()
+        self.step(self.batches[self.k % len(self.batches)])
+        if self.sync:
+            self.sync()
+        self.k += 1
+        return self.clock() - t0
+
+    def timed(self, calls: int) -> float:
+        """Exactly `calls` steps, continuing through `batches` (restarts untimed): seconds of
+        `clock` they took (bench.ab's interleaved chunks, which must do the same work on both
+        builds)."""
+        return sum(self._step() for _ in range(calls))
+
     def repeat(self) -> float:
         """One timed repeat: samples/s."""
         n = 0
         elapsed = 0.0
         while elapsed < self.min_seconds or n == 0:
-            if self.restart and self.k % len(self.batches) == 0:
-                self.restart()
-                if self.sync:
-                    self.sync()
-            t0 = self.clock()
-            self.step(self.batches[self.k % len(self.batches)])
-            if self.sync:
-                self.sync()
-            elapsed += self.clock() - t0
-            self.k += 1
+            elapsed += self._step()
             n += self.batch_size
         return n / elapsed
 

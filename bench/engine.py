@@ -16,21 +16,23 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import Any
 
 import numpy as np
 
 from .common import LAYERS, SEED, T_STEPS, VTH, load_mnist, machine_info, peak_rss_mb, summarize, throughput
 
 
-def measure(threads: int | None, batch: int, samples: int, repeats: int, dtype: str, T: int,
-            min_seconds: float, clock: str = "wall") -> dict:
+def workload(threads: int | None, batch: int, samples: int, dtype: str, T: int) -> dict[str, Any]:
+    """The benchmark's network, data and paths: {"net", "steps" (path -> step(k) for the batch
+    starting at sample k), "starts", "restart" (path -> None or the untimed reset to the initial
+    weights)}. Shared by measure() and bench.ab's interleaved workers."""
     import hm2bp
 
     images = load_mnist("train").images[:samples]
     labels = load_mnist("train").labels[:samples].astype(np.int64)
     spikes = hm2bp.encode_poisson(images, T, SEED, 0)
     net = hm2bp.Network(layers=list(LAYERS), vth=list(VTH), dtype=dtype, threads=threads, seed=SEED)
-    starts = list(range(0, samples - batch + 1, batch))
     steps = {
         "train_step": lambda k: net.train_step(spikes[k:k + batch], labels[k:k + batch], 1e-3),
         "train_step_images": lambda k: net.train_step_images(images[k:k + batch], labels[k:k + batch], 1e-3,
@@ -43,9 +45,17 @@ def measure(threads: int | None, batch: int, samples: int, repeats: int, dtype: 
     def restart() -> None:
         net.set_state(initial)
 
+    return {"net": net, "spikes": spikes, "steps": steps, "starts": list(range(0, samples - batch + 1, batch)),
+            "restart": {name: restart if name.startswith("train") else None for name in steps}}
+
+
+def measure(threads: int | None, batch: int, samples: int, repeats: int, dtype: str, T: int,
+            min_seconds: float, clock: str = "wall") -> dict:
+    w = workload(threads, batch, samples, dtype, T)
+    net, spikes, starts = w["net"], w["spikes"], w["starts"]
     results = {name: summarize(throughput(step, starts, batch, warmup=1, repeats=repeats, min_seconds=min_seconds,
-                                          restart=restart if name.startswith("train") else None, clock=clock))
-               for name, step in steps.items()}
+                                          restart=w["restart"][name], clock=clock))
+               for name, step in w["steps"].items()}
     info = net.infer(spikes[:batch])
     return {
         "network": "mnist-fc800", "layers": list(LAYERS), "T": T, "batch": batch, "dtype": dtype,

@@ -290,7 +290,8 @@ def test_bridge_bench_smoke_times_the_rows_asked_for(tmp_path: Path) -> None:
                        "--only", "NetworkOptimizer", "--json", str(js)], tmp_path)
     assert proc.returncode == 0, proc.stderr
     rows = json.loads(js.read_text())["rows"]
-    assert set(rows) == {"native train_step", "bridge, NetworkOptimizer", "stored, NetworkOptimizer"}
+    assert set(rows) == {"native train_step", "engine calls of a step", "bridge, NetworkOptimizer",
+                         "stored, NetworkOptimizer"}
     assert rows["native train_step"]["wall_ratio"] == 1.0 and all(r["wall_s"][0] > 0 for r in rows.values())
 
 
@@ -399,3 +400,28 @@ def test_curves_reads_runs_and_probes_and_draws_them(tmp_path: Path) -> None:
     assert main([str(out), f"run={run}", f"a={probes}:a"]) == 0
     assert out.read_bytes()[:4] == b"\x89PNG"
     assert main([str(tmp_path / "x.png"), f"run={run}", "--metric", "test_accuracy"]) == 2
+
+
+@needs_data
+@pytest.mark.skipif(not _engine_ok(), reason="hm2bp engine not built")
+def test_ab_interleaved_times_the_same_work_on_both_sides(tmp_path: Path) -> None:
+    """bench.ab --interleave: two live workers answer alternating chunks; a build against itself
+    gives positive rates for each path asked for, per round."""
+    build = Path(common.import_engine().__file__).resolve().parents[1]
+    if not (build / "hm2bp" / "__init__.py").exists():
+        pytest.skip("hm2bp is installed editable: bench.ab needs a plain install (pip install --target)")
+    out = tmp_path / "ab.json"
+    cmd = [sys.executable, "-m", "bench.ab", str(build), str(build), "--interleave", "--net", "fc800", "--batch", "1",
+           "--samples", "2", "--rounds", "2", "--pairs", "2", "--chunk-seconds", "0.001", "--paths", "train_step,infer",
+           "--threads", "1", "--json", str(out)]
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    if "no (editable) install" in done.stderr or "imports hm2bp from" in done.stderr:
+        pytest.skip(f"this Python cannot load a plain build: {done.stderr.strip()}")
+    assert done.returncode == 0, done.stderr
+    paths = json.loads(out.read_text())["paths"]
+    assert set(paths) == {"train_step", "infer"}
+    for p in paths.values():
+        assert len(p["a_samples_per_s"]) == len(p["b_samples_per_s"]) == 2
+        assert min(p["a_samples_per_s"] + p["b_samples_per_s"]) > 0
+    bad = subprocess.run(cmd[:-2] + ["--paths", "train"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert bad.returncode != 0 and "the fc800 paths are train_step" in bad.stderr
