@@ -121,7 +121,7 @@ public:
             if (ctx.power_of_two_taus()) scan_by_step<true>(lo, hi, T, p, s.scans[part], add_current, fire);
             else scan_by_step<false>(lo, hi, T, p, s.scans[part], add_current, fire);
         });
-        pop.out.from_masks(pop.fired_masks.data(), T, N, n_threads);
+        pop.out.from_masks(pop.fired_masks.data(), T, N, n_threads, false);
     }
 
     // SPEC_CNN 3.3 given post.delta: adds g to `grad`, writes the pre-deltas of the layer below

@@ -69,6 +69,10 @@ struct SpikeTrain {
     std::vector<int> neuron_start;   // N + 1 offsets into neuron_times
     std::vector<int> neuron_times;   // spike times of each neuron, ascending
     std::vector<int> active;         // neurons with at least one spike, ascending
+    // Whether neuron_start, neuron_times and active are those of the steps' lists. A layer's
+    // forward pass reads its input by step only: from_masks may leave them to index_by_neuron,
+    // which the engine calls only before a backward pass (one sample's trains on several threads).
+    bool by_neuron = true;
 
     int count(int n) const { return neuron_start[n + 1] - neuron_start[n]; }
     int total() const { return static_cast<int>(step_ids.size()); }
@@ -82,7 +86,7 @@ struct SpikeTrain {
     void from_dense(const uint8_t* spikes, int T_, int N_, int n_threads = 1)
     {
         const int words = mask_words(N_);
-        from_step_masks(T_, N_, n_threads, kWordsPerPart, [&](int t, int* out) {
+        from_step_masks(T_, N_, n_threads, kWordsPerPart, true, [&](int t, int* out) {
             for (int w = 0; w < words; ++w) {
                 const uint8_t* flags = spikes + static_cast<size_t>(t) * N_ + w * 64;
                 out = append_set_bits(nonzero_mask(flags, std::min(64, N_ - w * 64)), w * 64, out);
@@ -92,11 +96,12 @@ struct SpikeTrain {
     }
 
     // From spike masks, (T, mask_words(N)) words. Most words of a layer's masks are 0 (a conv
-    // map's neurons fire rarely): they are found 8 at a time and skipped.
-    void from_masks(const uint64_t* masks, int T_, int N_, int n_threads = 1)
+    // map's neurons fire rarely): they are found 8 at a time and skipped. index: also by
+    // neuron (else by_neuron is false until index_by_neuron).
+    void from_masks(const uint64_t* masks, int T_, int N_, int n_threads = 1, bool index = true)
     {
         const int words = mask_words(N_);
-        from_step_masks(T_, N_, n_threads, kWordsPerPart * 16, [&](int t, int* out) {
+        from_step_masks(T_, N_, n_threads, kWordsPerPart * 16, index, [&](int t, int* out) {
             const uint64_t* row = masks + static_cast<size_t>(t) * words;
             for (int w0 = 0; w0 < words; w0 += 8)
                 for (unsigned nz = nonzero_words(row + w0, std::min(8, words - w0)); nz; nz &= nz - 1) {
@@ -178,6 +183,7 @@ struct SpikeTrain {
             for (int k = neuron_start[n]; k < neuron_start[n + 1]; ++k)
                 step_ids[cursor[neuron_times[k]]++] = n;
         collect_active();
+        by_neuron = true;
     }
 
     // From per-step ascending ids already in step_start / step_ids.
@@ -192,6 +198,7 @@ struct SpikeTrain {
             for (int k = step_start[t]; k < step_start[t + 1]; ++k)
                 neuron_times[cursor[step_ids[k]]++] = t;
         collect_active();
+        by_neuron = true;
     }
 
     void begin(int T_, int N_)
@@ -239,9 +246,10 @@ private:
 
     // From list_step(t, out), which writes the neurons firing at step t, ascending, from out on
     // (append_set_bits of each spike mask word: at most mask_words(N) * 64 + 4 ints) and returns
-    // the end of its list; a thread's share has at least words_per_part mask words.
+    // the end of its list; a thread's share has at least words_per_part mask words. index: also
+    // by neuron.
     template <class ListStep>
-    void from_step_masks(int T_, int N_, int n_threads, int words_per_part, ListStep list_step)
+    void from_step_masks(int T_, int N_, int n_threads, int words_per_part, bool index, ListStep list_step)
     {
         begin(T_, N_);
         const int words = mask_words(N);
@@ -261,7 +269,8 @@ private:
             }
         });
         join_parts(n_parts, T, step_start, step_ids);
-        index_by_neuron();
+        if (index) index_by_neuron();
+        else by_neuron = false;
     }
 
     void collect_active()
