@@ -132,16 +132,17 @@ def interleaved(args: argparse.Namespace) -> dict[str, list[dict[str, float]]]:
     Each round starts fresh workers, so that a process's own luck (where its memory landed)
     is drawn again every round, as without --interleave."""
     runs: dict[str, list[dict[str, float]]] = {"a": [], "b": []}
+    paths: list[str] = []
     for r in range(args.rounds):
         sides = {"a": Side(args.a, args), "b": Side(args.b, args)}
         try:
-            paths = list(sides["a"].call_seconds)
-            if args.paths:
-                unknown = set(args.paths) - set(paths)
+            if not paths:  # the network's paths, as the first worker reports them
+                paths = list(sides["a"].call_seconds)
+                unknown = set(args.paths or ()) - set(paths)
                 if unknown:
                     sys.exit(f"python -m bench.ab: --paths {','.join(sorted(unknown))}: the {args.net} paths are "
                              f"{','.join(paths)}")
-                paths = [p for p in paths if p in args.paths]
+                paths = [p for p in paths if not args.paths or p in args.paths]
             calls = {p: max(1, round(args.chunk_seconds / sides["a"].call_seconds[p])) for p in paths}
             seconds = {name: dict.fromkeys(paths, 0.0) for name in sides}
             for pair in range(args.pairs):
@@ -179,6 +180,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="--interleave: comma-separated paths to time (default: all of the network's)")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.paths and not args.interleave:
+        p.error("--paths needs --interleave (without it each round runs the whole benchmark)")
     if args.worker:
         return worker(args)
     for build in (args.a, args.b):

@@ -425,3 +425,6 @@ def test_ab_interleaved_times_the_same_work_on_both_sides(tmp_path: Path) -> Non
         assert min(p["a_samples_per_s"] + p["b_samples_per_s"]) > 0
     bad = subprocess.run(cmd[:-2] + ["--paths", "train"], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert bad.returncode != 0 and "the fc800 paths are train_step" in bad.stderr
+    unpaired = subprocess.run([a for a in cmd if a != "--interleave"], cwd=REPO, capture_output=True, text=True,
+                              timeout=300)
+    assert unpaired.returncode == 2 and "--paths needs --interleave" in unpaired.stderr
