@@ -271,10 +271,10 @@ public:
     }
 
     // A sequence's inputs are made ahead: a sample's spikes are a function of its image, seed and
-    // indices alone, never of the weights. At batch 1 each step makes the next sample's input on
-    // the thread that would wait for the column-sum turns (Optimizer::Options::beside; before,
-    // the encoding split among the threads woke them for little work each, and augmentation ran
-    // on one); augmented batches of several samples have a block's inputs made at once, one
+    // indices alone, never of the weights. At batch 1 each step makes the next sample's Poisson
+    // input on the thread that would wait for the column-sum turns (Optimizer::Options::beside;
+    // before, the encoding split among the threads woke them for little work each); augmented
+    // samples (~0.2 ms each, longer than that wait) have a block's inputs made at once, one
     // sample per thread. Other batches encode as run() does.
     std::vector<BatchResult> train_steps(const StepsRequest& req) override
     {
@@ -292,7 +292,7 @@ public:
                 e.beside_ = nullptr;
             }
         } unset{*this};
-        if (req.batch_size == 1) {
+        if (req.batch_size == 1 && !enc) {
             if (ready_.size() < 2) ready_.resize(2);
             bool valid[2] = {false, false};  // ready_[s % 2] holds sample s's input
             AugmentEncoder::Scratch scratch;
