@@ -15,7 +15,7 @@ TIMING = ("seconds", "train_seconds", "engine_seconds", "eval_seconds", "samples
 
 def make_net(kind: str, dtype: str, threads: int) -> hm2bp.Network:
     """Small nets whose hidden dense layer has >= 64 units: the CPU engine splits its step's rows
-    among the threads, and at batch 1 makes the next input beside that step's column-sum turns."""
+    among the threads (the column-sum turns), as in mnist-fc800 and mnist-cnn."""
     if kind == "fc":
         return hm2bp.Network(layers=[64, 80, 5], vth=[3.0, 3.0], dtype=dtype, threads=threads, seed=1)
     return hm2bp.Network(input_shape=(1, 12, 12), layers=[Conv2d(3, 3, vth=2.0), Pool2d(2, vth=1.0),

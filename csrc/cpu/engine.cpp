@@ -270,12 +270,10 @@ public:
         return res;
     }
 
-    // A sequence's inputs are made ahead: a sample's spikes are a function of its image, seed and
-    // indices alone, never of the weights. At batch 1 each step makes the next sample's Poisson
-    // input on the thread that would wait for the column-sum turns (Optimizer::Options::beside;
-    // before, the encoding split among the threads woke them for little work each); augmented
-    // samples (~0.2 ms each, longer than that wait) have a block's inputs made at once, one
-    // sample per thread. Other batches encode as run() does.
+    // Batch-1 samples (and augmented batches of any size) have their inputs made ahead, a block
+    // of samples at a time, one sample per thread: the encoding of a batch-1 sample split among
+    // the threads woke the others for little work each (and augmentation ran on one), and every
+    // sample's spikes are a function of its image, seed and indices alone, never of the weights.
     std::vector<BatchResult> train_steps(const StepsRequest& req) override
     {
         const InputBatch& in = req.input;
@@ -283,43 +281,19 @@ public:
         if (!in.images || (req.batch_size > 1 && !req.augment)) return Engine::train_steps(req);
         std::optional<AugmentEncoder> encoder;
         if (req.augment) encoder.emplace(*req.augment, in.seed, in.epoch);
-        const AugmentEncoder* enc = encoder ? &*encoder : nullptr;
-        struct Unset {
-            CpuEngine& e;
-            ~Unset()
-            {
-                e.ready_inputs_ = nullptr;
-                e.beside_ = nullptr;
-            }
-        } unset{*this};
-        if (req.batch_size == 1 && !enc) {
-            if (ready_.size() < 2) ready_.resize(2);
-            bool valid[2] = {false, false};  // ready_[s % 2] holds sample s's input
-            AugmentEncoder::Scratch scratch;
-            std::vector<uint8_t> dense;
-            return for_each_batch(*this, req, [&](const BatchRequest& batch, int s) {
-                if (!valid[s % 2]) make_input(in, enc, s, ready_[s % 2], scratch, dense, threads());
-                valid[s % 2] = false;
-                ready_inputs_ = &ready_[s % 2];
-                if (s + 1 < in.batch)
-                    beside_ = [&, s] {
-                        make_input(in, enc, s + 1, ready_[(s + 1) % 2], scratch, dense, 1);
-                        valid[(s + 1) % 2] = true;
-                    };
-                BatchResult result = run(batch);
-                beside_ = nullptr;
-                return result;
-            });
-        }
         // whole batches of ~kReadyBlock samples
         const int block = req.batch_size * std::max(1, kReadyBlock / req.batch_size);
         if (static_cast<int>(ready_.size()) < block) ready_.resize(block);
         int ready_first = 0, ready_end = 0;
+        struct Unset {
+            SpikeTrain*& p;
+            ~Unset() { p = nullptr; }
+        } unset{ready_inputs_};
         return for_each_batch(*this, req, [&](const BatchRequest& batch, int first) {
             if (first >= ready_end) {
                 ready_first = first;
                 ready_end = std::min(in.batch, first + block);
-                make_inputs(in, enc, ready_first, ready_end);
+                make_inputs(in, encoder ? &*encoder : nullptr, ready_first, ready_end);
             }
             ready_inputs_ = ready_.data() + (first - ready_first);
             return run(batch);
@@ -407,9 +381,8 @@ private:
     int T_ = 0;
     bool shared_ = false;  // share_weights handed out the weights: the caller may have written them
     bool sums_stale_ = false;  // step_gradients left the shared weights' column sums to refresh_shared
-    std::vector<SpikeTrain> ready_;          // train_steps: inputs made ahead
+    std::vector<SpikeTrain> ready_;          // train_steps: inputs made ahead (make_inputs)
     SpikeTrain* ready_inputs_ = nullptr;     // the current batch's, taken by encode_input
-    std::function<void()> beside_;           // train_steps: the next input, made during a step
 
     int n_layers() const { return static_cast<int>(layers_.size()); }
     int n_blocks() const { return static_cast<int>(std::count_if(params_.begin(), params_.end(), [](auto* p) { return p; })); }
@@ -482,24 +455,9 @@ private:
         }
     }
 
-    // The input spikes of sample s of a sequence into `out`: its Poisson encoding (the lists
-    // encode_input makes), or with an encoder its augmented rates' (as encode_rates(augment(...)),
-    // then from_dense), on n_threads (the image's encoding only).
-    void make_input(const InputBatch& in, const AugmentEncoder* encoder, int s, SpikeTrain& out,
-                    AugmentEncoder::Scratch& scratch, std::vector<uint8_t>& dense, int n_threads) const
-    {
-        const uint8_t* image = in.images + static_cast<size_t>(s) * in.n_in;
-        if (encoder) {
-            dense.resize(static_cast<size_t>(in.T) * in.n_in);
-            encoder->encode(image, in.sample_index[s], in.T, scratch, dense.data());
-            out.from_dense(dense.data(), in.T, in.n_in, n_threads);
-        } else {
-            const uint64_t key = poisson_sample_key(in.seed, static_cast<uint64_t>(in.sample_index[s]), in.epoch);
-            out.from_image(image, in.T, in.n_in, key, thresholds_, n_threads);
-        }
-    }
-
-    // Samples [lo, hi)'s inputs into ready_, one sample per thread.
+    // The input spikes of samples [lo, hi) of a sequence into ready_, one sample per thread: its
+    // Poisson encoding (the lists encode_input makes on any number of threads), or with an
+    // encoder its augmented rates' (as encode_rates(augment(...)), then from_dense).
     void make_inputs(const InputBatch& in, const AugmentEncoder* encoder, int lo, int hi)
     {
         const int n = hi - lo;
@@ -508,7 +466,18 @@ private:
             AugmentEncoder::Scratch scratch;
             std::vector<uint8_t> dense;
 #pragma omp for schedule(dynamic, 1)
-            for (int s = lo; s < hi; ++s) make_input(in, encoder, s, ready_[s - lo], scratch, dense, 1);
+            for (int s = lo; s < hi; ++s) {
+                SpikeTrain& out = ready_[s - lo];
+                const uint8_t* image = in.images + static_cast<size_t>(s) * in.n_in;
+                if (encoder) {
+                    dense.resize(static_cast<size_t>(in.T) * in.n_in);
+                    encoder->encode(image, in.sample_index[s], in.T, scratch, dense.data());
+                    out.from_dense(dense.data(), in.T, in.n_in);
+                } else {
+                    const uint64_t key = poisson_sample_key(in.seed, static_cast<uint64_t>(in.sample_index[s]), in.epoch);
+                    out.from_image(image, in.T, in.n_in, key, thresholds_);
+                }
+            }
         }
     }
 
@@ -701,9 +670,7 @@ private:
             };
             sums.push_back({groups_[0].grads[l].grad.data(), touched[l].data(), &added[l]});
         }
-        typename Optimizer<Real>::Options options;
-        options.beside = beside_;
-        optimizer_.apply(matrices, sums, count, lr, threads(), options);
+        optimizer_.apply(matrices, sums, count, lr, threads());
     }
 };
 

@@ -1,7 +1,6 @@
 // SPEC 5 on the CPU: the batch mean of the gradient sums, the weight regularization and one Adam
 // or SGD step per weight, for every trainable layer; one step counter for all layers.
 #pragma once
-#include <functional>
 #include <type_traits>
 #include <vector>
 
@@ -31,10 +30,6 @@ public:
         // the new weights' column sums kept (WeightMatrix::row_sum, square_sum); false leaves them
         // stale, for an engine that recomputes them before its next use (shared weights)
         bool column_sums = true;
-        // Work that depends on no weight (the engine's next input), run once: by the thread of a
-        // row-split layer's first block after its rows and the narrow layers, beside the other
-        // blocks' column-sum turns (where it would wait), or, without such a layer, after the step.
-        std::function<void()> beside;
     };
 
     // One step of all layers from their gradient sums over `count` samples.
@@ -58,13 +53,11 @@ public:
         auto step_aside = [&] {
             for (size_t l = 0; l < layers.size(); ++l)
                 if (aside(l)) step_layer(*layers[l], grads[l], count, step, threads, sums);
-            if (options.beside) options.beside();
         };
         for (size_t l = 0; l < layers.size(); ++l) {
             if (static_cast<int>(l) == host) step_layer(*layers[l], grads[l], count, step, threads, sums, step_aside);
             else if (!aside(l)) step_layer(*layers[l], grads[l], count, step, threads, sums);
         }
-        if (host < 0 && options.beside) options.beside();
     }
 
 private:
