@@ -74,7 +74,7 @@ def workload(backend: str, batch: int, threads: int | None, samples: int, data_d
 
     # cnn-trainer: as the trainer trains, G batches a call: one train_steps_images (augmentation
     # and encoding inside the engine call) where the build has it, else cnn-train's calls
-    G = sequence_batches(batch, 16)
+    G = sequence_batches(batch, min(16, samples))
 
     def trainer(k: int) -> None:
         if hasattr(net, "train_steps_images"):

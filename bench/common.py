@@ -303,7 +303,8 @@ def throughput(
 
 def sequence_batches(batch: int, samples: int) -> int:
     """Batches per call of a benchmark's trainer path: about `samples` samples (~0.1 s of
-    training at batch 1, what the trainer's runs of batches take), at least one batch."""
+    training at batch 1, what the trainer's runs of batches take; at most the samples the
+    benchmark cycles through), at least one batch."""
     return max(1, samples // batch)
 
 

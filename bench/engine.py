@@ -47,7 +47,7 @@ def workload(threads: int | None, batch: int, samples: int, dtype: str, T: int) 
     }
     # trainer: as hm2bp.train's trainer trains (a run of consecutive batches per engine call where
     # the build has train_steps_images, else one train_step_images per batch), G batches a call
-    G = sequence_batches(batch, 64)
+    G = sequence_batches(batch, min(64, samples))
 
     def trainer(k: int) -> None:
         part = slice(k, k + G * batch)
