@@ -7,7 +7,7 @@ transposed memory), shared in the engine's own orientation (layout="stored": con
 n_out)), and as copies (share_weights=False: copied into the engine every step, gradients
 transposed out).
 
-Both train the same 784-800-10 network (float32, T = 200, the paper's regularization) on the
+Both train the same 784-800-10 network (float32, T = 200 unless --T, the paper's regularization) on the
 same batches of the bundled mnist-mini digits from the same initial weights. The row "engine calls
 of a step" times the engine calls a NetworkOptimizer step makes (gradients out, step from them) without
 torch: the floor the bridge's Python adds to. The rounds are
@@ -33,6 +33,7 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser("bridge", help="PyTorch bridge step against Network.train_step")
     p.add_argument("--batches", type=int, default=100, help="batches per timed round")
     p.add_argument("--batch", type=int, default=8, help="batch size")
+    p.add_argument("--T", type=int, default=200, help="time steps per sample (mnist-fc800's preset: 400)")
     p.add_argument("--rounds", type=int, default=3, help="interleaved timed rounds")
     p.add_argument("--threads", type=int, default=None, help="engine and torch threads (default: all cores)")
     p.add_argument("--only", metavar="TEXT", help="time only the rows whose name contains TEXT (and the native "
@@ -53,7 +54,7 @@ def main(args: argparse.Namespace) -> int:
     torch.set_num_threads(threads)
     train = data.load("mnist-mini", "train")
     n = args.batches * args.batch
-    spikes = hm2bp.encode_poisson(train.images[:n], T=200, seed=0, sample_index=0)
+    spikes = hm2bp.encode_poisson(train.images[:n], T=args.T, seed=0, sample_index=0)
     labels = train.labels[:n].astype(np.int64)
     batches = [slice(k, k + args.batch) for k in range(0, n, args.batch)]
     spikes_t, labels_t = torch.from_numpy(spikes), torch.from_numpy(labels)
@@ -115,7 +116,7 @@ def main(args: argparse.Namespace) -> int:
             cpu[name].append(c)
     base_wall = statistics.median(wall["native train_step"])
     base_cpu = statistics.median(cpu["native train_step"])
-    print(f"{args.batches} batches of {args.batch}, 784-800-10 float32, T = 200, {threads} threads, "
+    print(f"{args.batches} batches of {args.batch}, 784-800-10 float32, T = {args.T}, {threads} threads, "
           f"median of {args.rounds} interleaved rounds (torch {torch.__version__}, OMP_WAIT_POLICY "
           f"{os.environ.get('OMP_WAIT_POLICY')})")
     result = {}
@@ -128,6 +129,6 @@ def main(args: argparse.Namespace) -> int:
               f"{', '.join(f'{v:.2f}' for v in wall[name])}")
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump({"batches": args.batches, "batch": args.batch, "threads": threads, "rows": result}, fh,
-                      indent=2)
+            json.dump({"batches": args.batches, "batch": args.batch, "T": args.T, "threads": threads,
+                       "rows": result}, fh, indent=2)
     return 0

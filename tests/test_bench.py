@@ -286,10 +286,12 @@ def test_bridge_bench_smoke_times_the_rows_asked_for(tmp_path: Path) -> None:
     if not _engine_ok():
         pytest.skip("hm2bp engine not built")
     js = tmp_path / "bridge.json"
-    proc = _run_bench(["bridge", "--batches", "2", "--batch", "2", "--rounds", "1", "--threads", "1",
+    proc = _run_bench(["bridge", "--batches", "2", "--batch", "2", "--rounds", "1", "--threads", "1", "--T", "40",
                        "--only", "NetworkOptimizer", "--json", str(js)], tmp_path)
     assert proc.returncode == 0, proc.stderr
-    rows = json.loads(js.read_text())["rows"]
+    result = json.loads(js.read_text())
+    assert result["T"] == 40 and "T = 40" in proc.stdout
+    rows = result["rows"]
     assert set(rows) == {"native train_step", "engine calls of a step", "bridge, NetworkOptimizer",
                          "stored, NetworkOptimizer"}
     assert rows["native train_step"]["wall_ratio"] == 1.0 and all(r["wall_s"][0] > 0 for r in rows.values())
