@@ -9,7 +9,8 @@
 Each round runs the network's benchmark once per build (in a fresh process, PYTHONPATH set to
 that build's folder, the order A B in even rounds and B A in odd ones) and records its
 samples/s per path: `python -m bench.engine` for mnist-fc800 (train_step, train_step_images,
-infer, forward), `python -m bench cnn` for mnist-cnn (cnn-train, cnn-infer; no peer rows).
+infer, forward, trainer), `python -m bench cnn` for mnist-cnn (cnn-train, cnn-infer; no peer
+rows; its cnn-trainer path, as the trainer trains, is timed with --interleave only).
 Prints, per path, the median of the per-round ratios B / A and their range. --clock cpu times
 by the benchmark process's CPU time (with --threads 1: the engine's work, which a loaded
 machine disturbs far less than the wall clock). The builds must be plain installs (pip
@@ -37,7 +38,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .common import T_STEPS, Repeats
+from .common import T_STEPS, Repeats, path_calls
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -88,11 +89,13 @@ def worker(args: argparse.Namespace) -> int:
     """An interleaved side: build the workload, warm each path up, report the seconds of one call
     per path, then answer each line "PATH CALLS" on stdin with the seconds those calls took."""
     w = workload(args)
-    timers = {path: Repeats(step, w["starts"], args.batch, min_seconds=0.0, restart=w["restart"][path],
+    calls = {path: path_calls(w, path, args.batch) for path in w["steps"]}
+    timers = {path: Repeats(step, calls[path][0], calls[path][1], min_seconds=0.0, restart=w["restart"][path],
                             clock=args.clock) for path, step in w["steps"].items()}
     for timer in timers.values():
         timer.warm_up(1)
-    print(json.dumps({path: timer.timed(2) / 2 for path, timer in timers.items()}), flush=True)
+    print(json.dumps({"seconds": {path: timer.timed(2) / 2 for path, timer in timers.items()},
+                      "samples": {path: calls[path][1] for path in timers}}), flush=True)
     for line in sys.stdin:
         path, calls = line.split()
         print(repr(timers[path].timed(int(calls))), flush=True)
@@ -109,7 +112,9 @@ class Side:
             cmd += ["--threads", str(args.threads)]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([build, str(ROOT)])}
         self.proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        self.call_seconds: dict[str, float] = json.loads(self._line())
+        first = json.loads(self._line())
+        self.call_seconds: dict[str, float] = first["seconds"]
+        self.call_samples: dict[str, int] = first["samples"]  # a batch, or a trainer path's run of them
 
     def _line(self) -> str:
         line = self.proc.stdout.readline()
@@ -153,7 +158,8 @@ def interleaved(args: argparse.Namespace) -> dict[str, list[dict[str, float]]]:
             for side in sides.values():
                 side.close()
         for name in sides:
-            runs[name].append({p: calls[p] * args.pairs * args.batch / seconds[name][p] for p in paths})
+            runs[name].append({p: calls[p] * args.pairs * sides["a"].call_samples[p] / seconds[name][p]
+                               for p in paths})
         print(f"round {r + 1}/{args.rounds}: " + ", ".join(
             f"{p} {runs['b'][-1][p] / runs['a'][-1][p]:.3f}" for p in paths), flush=True)
     return runs

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from .common import SEED, Skipped, load_mnist, machine_info, peak_rss_mb, summarize, throughput
+from .common import SEED, Skipped, load_mnist, machine_info, peak_rss_mb, sequence_batches, summarize, throughput
 
 AUTHORS_SAMPLES_PER_S = 60000 / 1632  # SPEC_CNN 7: their log, mean epoch time, Titan XP, batch 1
 
@@ -72,9 +72,24 @@ def workload(backend: str, batch: int, threads: int | None, samples: int, data_d
     def infer_step(k: int) -> None:
         net.infer_images(images[k:k + batch], T=cfg.T, seed=SEED, sample_index=k)
 
-    return {"net": net, "steps": {"cnn-train": train_step, "cnn-infer": infer_step},
+    # cnn-trainer: as the trainer trains, G batches a call: one train_steps_images (augmentation
+    # and encoding inside the engine call) where the build has it, else cnn-train's calls
+    G = sequence_batches(batch, min(16, samples))
+
+    def trainer(k: int) -> None:
+        if hasattr(net, "train_steps_images"):
+            idx = np.arange(k, k + G * batch)
+            net.train_steps_images(images[idx], labels[idx], cfg.lr, batch_size=batch, T=cfg.T, seed=SEED,
+                                   sample_index=idx, epoch=0, augment=aug)
+        else:
+            for j in range(k, k + G * batch, batch):
+                train_step(j)
+
+    return {"net": net, "steps": {"cnn-train": train_step, "cnn-infer": infer_step, "cnn-trainer": trainer},
             "starts": list(range(0, samples - batch + 1, batch)),
-            "restart": {"cnn-train": lambda: net.set_state(initial), "cnn-infer": None}}
+            "per_call": {"cnn-trainer": (list(range(0, samples - G * batch + 1, G * batch)), G * batch)},
+            "restart": {"cnn-train": lambda: net.set_state(initial), "cnn-infer": None,
+                        "cnn-trainer": lambda: net.set_state(initial)}}
 
 
 def measure(backend: str, batch: int, threads: int | None, samples: int, repeats: int, min_seconds: float,

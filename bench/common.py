@@ -301,6 +301,18 @@ def throughput(
     return [timer.repeat() for _ in range(repeats)]
 
 
+def sequence_batches(batch: int, samples: int) -> int:
+    """Batches per call of a benchmark's trainer path: about `samples` samples (~0.1 s of
+    training at batch 1, what the trainer's runs of batches take; at most the samples the
+    benchmark cycles through), at least one batch."""
+    return max(1, samples // batch)
+
+
+def path_calls(w: dict[str, Any], path: str, batch: int) -> tuple[list[int], int]:
+    """A workload path's call starts and samples per call (one batch, unless per_call says)."""
+    return w.get("per_call", {}).get(path, (w["starts"], batch))
+
+
 def peak_rss_mb() -> float:
     """Peak resident set size of this process so far (ru_maxrss, KiB on Linux)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0

@@ -4,7 +4,10 @@
 
 Measures, on Poisson-encoded mnist-10k training digits, 784-800-10, T = 400:
 - train_step         : one Adam step per batch on pre-encoded spikes (encoding not timed)
-- train_step_images  : the trainer's path, uint8 images Poisson-encoded inside the engine
+- train_step_images  : uint8 images Poisson-encoded inside the engine, one call per batch
+- trainer            : as the trainer trains: runs of consecutive batches (~64 samples) per
+                       engine call (train_steps_images), or where a build lacks it one
+                       train_step_images per batch
 - infer              : output counts and predictions only
 - forward            : all layers' spike trains returned as bool arrays
 and the peak resident memory of this process (ru_maxrss; run it alone to read it cleanly).
@@ -20,13 +23,15 @@ from typing import Any
 
 import numpy as np
 
-from .common import LAYERS, SEED, T_STEPS, VTH, load_mnist, machine_info, peak_rss_mb, summarize, throughput
+from .common import (LAYERS, SEED, T_STEPS, VTH, load_mnist, machine_info, path_calls, peak_rss_mb, sequence_batches,
+                     summarize, throughput)
 
 
 def workload(threads: int | None, batch: int, samples: int, dtype: str, T: int) -> dict[str, Any]:
     """The benchmark's network, data and paths: {"net", "steps" (path -> step(k) for the batch
-    starting at sample k), "starts", "restart" (path -> None or the untimed reset to the initial
-    weights)}. Shared by measure() and bench.ab's interleaved workers."""
+    starting at sample k), "starts", "per_call" (path -> its own starts and samples per call,
+    for paths that train several batches a call), "restart" (path -> None or the untimed reset
+    to the initial weights)}. Shared by measure() and bench.ab's interleaved workers."""
     import hm2bp
 
     images = load_mnist("train").images[:samples]
@@ -40,12 +45,27 @@ def workload(threads: int | None, batch: int, samples: int, dtype: str, T: int) 
         "infer": lambda k: net.infer(spikes[k:k + batch]),
         "forward": lambda k: net.forward(spikes[k:k + batch]),
     }
+    # trainer: as hm2bp.train's trainer trains (a run of consecutive batches per engine call where
+    # the build has train_steps_images, else one train_step_images per batch), G batches a call
+    G = sequence_batches(batch, min(64, samples))
+
+    def trainer(k: int) -> None:
+        part = slice(k, k + G * batch)
+        if hasattr(net, "train_steps_images"):
+            net.train_steps_images(images[part], labels[part], 1e-3, batch_size=batch, T=T, seed=SEED,
+                                   sample_index=k)
+        else:
+            for j in range(k, k + G * batch, batch):
+                steps["train_step_images"](j)
+
+    steps["trainer"] = trainer
     initial = net.get_state()
 
     def restart() -> None:
         net.set_state(initial)
 
     return {"net": net, "spikes": spikes, "steps": steps, "starts": list(range(0, samples - batch + 1, batch)),
+            "per_call": {"trainer": (list(range(0, samples - G * batch + 1, G * batch)), G * batch)},
             "restart": {name: restart if name.startswith("train") else None for name in steps}}
 
 
@@ -53,8 +73,8 @@ def measure(threads: int | None, batch: int, samples: int, repeats: int, dtype: 
             min_seconds: float, clock: str = "wall") -> dict:
     w = workload(threads, batch, samples, dtype, T)
     net, spikes, starts = w["net"], w["spikes"], w["starts"]
-    results = {name: summarize(throughput(step, starts, batch, warmup=1, repeats=repeats, min_seconds=min_seconds,
-                                          restart=w["restart"][name], clock=clock))
+    results = {name: summarize(throughput(step, *path_calls(w, name, batch), warmup=1, repeats=repeats,
+                                          min_seconds=min_seconds, restart=w["restart"][name], clock=clock))
                for name, step in w["steps"].items()}
     info = net.infer(spikes[:batch])
     return {

@@ -8,87 +8,19 @@
 
 #include <algorithm>
 #include <cmath>
-#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "hm2bp/augment.hpp"
 #include "hm2bp/encoding.hpp"
+#include "model/augment_input.hpp"
 #include "py_arrays.hpp"
 
 namespace py = pybind11;
 using namespace hm2bp;
 
 namespace {
-
-
-AugmentMode augment_mode(const std::string& name)
-{
-    if (name == "epoch") return AugmentMode::Epoch;
-    if (name == "sample") return AugmentMode::Sample;
-    throw std::invalid_argument("mode must be 'epoch' or 'sample'");
-}
-
-AugmentParams augment_params(int size, bool elastic_fix, double distortion, double scale, double rotation,
-                             double sigma, int field)
-{
-    if (size < 2) throw std::invalid_argument("the image side must be >= 2");
-    if (field < 1 || field % 2 == 0) throw std::invalid_argument("field must be odd and >= 1");
-    AugmentParams p;
-    p.size = size;
-    p.elastic_fix = elastic_fix;
-    p.distortion = distortion;
-    p.scale = scale;
-    p.rotation = rotation;
-    p.sigma = sigma;
-    p.field = field;
-    return p;
-}
-
-int image_side(int64_t pixels)
-{
-    const int side = static_cast<int>(std::lround(std::sqrt(static_cast<double>(pixels))));
-    if (static_cast<int64_t>(side) * side != pixels) throw std::invalid_argument("images must be square (B, S*S)");
-    return side;
-}
-
-// The last epoch-mode map drawn. Training at batch 1 (the paper's setting) asks for the same map
-// (one per epoch) sample after sample, and drawing it (a 21 x 21 window per pixel) is most of what
-// augmenting one image costs; a map is a function of its key and parameters alone, so the one
-// kept is the one that would be drawn again.
-struct EpochMap {
-    std::mutex lock;
-    bool valid = false;
-    uint64_t key = 0;
-    AugmentParams p;
-    std::vector<double> map;  // 4 * S * S: disp_h, disp_v, then displacement_map's scratch
-
-    bool holds(uint64_t k, const AugmentParams& q) const
-    {
-        return valid && key == k && p.size == q.size && p.distortion == q.distortion && p.scale == q.scale &&
-               p.rotation == q.rotation && p.sigma == q.sigma && p.field == q.field && p.elastic_fix == q.elastic_fix;
-    }
-};
-
-// Copies the epoch-mode map of key into out (2 * S * S: disp_h, disp_v), drawing it only when
-// it is not the one kept.
-void epoch_map(const AugmentParams& p, uint64_t key, double* out)
-{
-    static EpochMap kept;
-    const int n = p.size * p.size;
-    const std::lock_guard<std::mutex> guard(kept.lock);
-    if (!kept.holds(key, p)) {
-        kept.valid = false;
-        kept.map.resize(4 * static_cast<size_t>(n));
-        displacement_map(p, gaussian_kernel(p).data(), key, kept.map.data() + 2 * n, kept.map.data(),
-                         kept.map.data() + n);
-        kept.key = key;
-        kept.p = p;
-        kept.valid = true;
-    }
-    std::copy_n(kept.map.data(), 2 * n, out);
-}
 
 py::array augment_rates(const U8Array& images, uint64_t seed, uint64_t epoch, const I64Array& sample_index,
                         const std::string& mode, bool elastic_fix, double distortion, double scale,

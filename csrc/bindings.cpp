@@ -15,6 +15,7 @@
 
 #include "hm2bp/bsa.hpp"
 #include "hm2bp/encoding.hpp"
+#include "model/augment_input.hpp"
 #include "model/engine.hpp"
 #include "py_arrays.hpp"
 
@@ -167,6 +168,80 @@ public:
         in.seed = seed;
         in.epoch = epoch;
         return run(in, mode, labels, weights, lr, want_spikes, reduce, gradients_out, regularize);
+    }
+
+    // Train steps on consecutive batches of batch_size of images (n, n_in), Poisson-encoded by the
+    // engine or, with augment (a dict of hm2bp.data.augment's parameters: mode, elastic_fix,
+    // distortion, scale, rotation, sigma, field), warped first (Engine::train_steps). Per batch:
+    // loss, layer_spikes (n_batches, L); per sample: counts, predictions; only the batches run
+    // (fewer when a step left a weight non-finite).
+    py::dict train_steps_images(const U8Array& images, int T, uint64_t seed, const I64Array& sample_index,
+                                uint64_t epoch, const I64Array& labels, const py::object& weights, double lr,
+                                int batch_size, const py::object& augment)
+    {
+        if (images.ndim() != 2 || images.shape(1) != n_in())
+            throw std::invalid_argument("images must have shape (n, n_in)");
+        const int n = static_cast<int>(images.shape(0));
+        if (sample_index.ndim() != 1 || sample_index.shape(0) != n || labels.ndim() != 1 || labels.shape(0) != n)
+            throw std::invalid_argument("sample_index and labels must have one entry per image");
+        if (T < 2 || T < spec_.hyper.desired) throw std::invalid_argument("T must be at least 2 and desired");
+        if (batch_size < 1) throw std::invalid_argument("batch_size must be >= 1");
+        const int64_t n_out = shapes_.back().size();
+        for (int b = 0; b < n; ++b)
+            if (labels.data()[b] < 0 || labels.data()[b] >= n_out) throw std::invalid_argument("label out of range");
+        StepsRequest req;
+        req.input.batch = n;
+        req.input.T = T;
+        req.input.n_in = static_cast<int>(images.shape(1));
+        req.input.images = images.data();
+        req.input.sample_index = sample_index.data();
+        req.input.seed = seed;
+        req.input.epoch = epoch;
+        req.labels = labels.data();
+        req.lr = lr;
+        req.batch_size = batch_size;
+        F64Array weight_array;
+        if (!weights.is_none()) {
+            weight_array = F64Array::ensure(weights);
+            if (!weight_array || weight_array.ndim() != 1 || weight_array.shape(0) != n)
+                throw std::invalid_argument("sample_weights must have shape (n,)");
+            req.sample_weights = weight_array.data();
+        }
+        if (!augment.is_none()) {
+            const py::dict a = augment.cast<py::dict>();
+            AugmentInput in;
+            in.mode = augment_mode(a["mode"].cast<std::string>());
+            in.params = augment_params(image_side(images.shape(1)), a["elastic_fix"].cast<bool>(),
+                                       a["distortion"].cast<double>(), a["scale"].cast<double>(),
+                                       a["rotation"].cast<double>(), a["sigma"].cast<double>(), a["field"].cast<int>());
+            req.augment = in;
+        }
+        std::vector<BatchResult> res;
+        {
+            py::gil_scoped_release release;
+            res = engine_->train_steps(req);
+        }
+        const int L = n_layers();
+        const int64_t k = static_cast<int64_t>(res.size());
+        F64Array loss(k);
+        I64Array layer_spikes({k, static_cast<int64_t>(L)});
+        int64_t done = 0;
+        for (int64_t j = 0; j < k; ++j) {
+            loss.mutable_data()[j] = res[j].loss;
+            std::copy(res[j].layer_spikes.begin(), res[j].layer_spikes.end(), layer_spikes.mutable_data() + j * L);
+            done += static_cast<int64_t>(res[j].predictions.size());
+        }
+        I64Array counts({done, n_out}), predictions(done);
+        for (int64_t j = 0, at = 0; j < k; at += static_cast<int64_t>(res[j].predictions.size()), ++j) {
+            std::copy(res[j].counts.begin(), res[j].counts.end(), counts.mutable_data() + at * n_out);
+            std::copy(res[j].predictions.begin(), res[j].predictions.end(), predictions.mutable_data() + at);
+        }
+        py::dict out;
+        out["loss"] = loss;
+        out["counts"] = counts;
+        out["predictions"] = predictions;
+        out["layer_spikes"] = layer_spikes;
+        return out;
     }
 
     // analog (batch, n_in, frames), BSA-encoded by the engine (SPEC_SPEECH 2)
@@ -547,6 +622,9 @@ PYBIND11_MODULE(_core, m)
              py::arg("sample_index"), py::arg("epoch"), py::arg("mode"), py::arg("labels"),
              py::arg("sample_weights"), py::arg("lr"), py::arg("want_spikes"), py::arg("reduce") = "mean",
              py::arg("gradients_out") = py::none(), py::arg("regularize") = false)
+        .def("train_steps_images", &PyEngine::train_steps_images, py::arg("images"), py::arg("T"), py::arg("seed"),
+             py::arg("sample_index"), py::arg("epoch"), py::arg("labels"), py::arg("sample_weights"), py::arg("lr"),
+             py::arg("batch_size"), py::arg("augment") = py::none())
         .def("run_analog", &PyEngine::run_analog, py::arg("analog"), py::arg("T"), py::arg("mode"), py::arg("labels"),
              py::arg("sample_weights"), py::arg("lr"), py::arg("want_spikes"), py::arg("reduce") = "mean",
              py::arg("gradients_out") = py::none(), py::arg("regularize") = false)

@@ -380,13 +380,17 @@ def test_diverging_run_stops_and_keeps_the_last_good_state(tmp_path, capsys):
     assert cli.eval_main([str(out)]) == 0
 
 
-def test_divergence_mid_run_never_writes_a_non_finite_state(tmp_path, monkeypatch):
+@pytest.mark.parametrize("sequences", [False, True], ids=["per-batch", "sequences"])
+def test_divergence_mid_run_never_writes_a_non_finite_state(tmp_path, monkeypatch, sequences):
     out = tmp_path / "run"
     tr = Trainer(preset("mnist-mini", epochs=3, **TINY), out)
-    real = tr.train_source.train
+    assert tr.train_source.sequences  # the engine's sequence call, unless told otherwise
+    tr.train_source.sequences = sequences
+    method = "train_batches" if sequences else "train"
+    real = getattr(tr.train_source, method)
 
-    def poisoned(step, idx, epoch, weights):
-        result = real(step, idx, epoch, weights)
+    def poisoned(step, idx, epoch, *args):
+        result = real(step, idx, epoch, *args)
         if epoch == 1:
             net = step.net
             w = net.get_weights()
@@ -394,7 +398,7 @@ def test_divergence_mid_run_never_writes_a_non_finite_state(tmp_path, monkeypatc
             net._engine.set_param("weights", 0, w[0])  # what an overflow in the engine does
         return result
 
-    tr.train_source.train = poisoned
+    setattr(tr.train_source, method, poisoned)
     # found by the network's own check after the step (or, at the latest, by the epoch's snapshot)
     with pytest.raises(DivergenceError, match="epoch 2: .*(weights_0|weights are not finite).*epoch 1 .* is kept"):
         tr.fit()
@@ -402,10 +406,14 @@ def test_divergence_mid_run_never_writes_a_non_finite_state(tmp_path, monkeypatc
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 1
 
 
-def test_non_finite_loss_stops_the_epoch(tmp_path):
+@pytest.mark.parametrize("sequences", [False, True], ids=["per-batch", "sequences"])
+def test_non_finite_loss_stops_the_epoch(tmp_path, sequences):
     tr = Trainer(preset("mnist-mini", epochs=2, **TINY), tmp_path / "run")
+    tr.train_source.sequences = sequences
     tr.train_source.train = lambda *a: {"loss": float("nan"), "predictions": 0,
                                         "layer_spikes": 0}
+    tr.train_source.train_batches = lambda *a: {"loss": np.array([1.0, float("nan")]), "predictions": np.zeros(8),
+                                                "layer_spikes": np.zeros((2, 2), dtype=np.int64)}
     with pytest.raises(DivergenceError, match="loss"):
         tr.fit()
     assert load_checkpoint(tmp_path / "run")[1]["epoch"] == 0

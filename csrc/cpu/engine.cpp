@@ -50,6 +50,10 @@ namespace {
 // than threads cost one more pass over the touched gradient rows per extra group.
 constexpr int kSampleGroups = 4;
 
+// Samples whose inputs train_steps makes at once: enough to keep both threads busy for a while
+// per wake-up, few enough that their spike lists stay in the cache (~60 KB each, mnist T = 400).
+constexpr int kReadyBlock = 8;
+
 // One worker's scratch of one layer.
 template <class Real>
 struct LayerWork {
@@ -266,6 +270,36 @@ public:
         return res;
     }
 
+    // Batch-1 samples (and augmented batches of any size) have their inputs made ahead, a block
+    // of samples at a time, one sample per thread: the encoding of a batch-1 sample split among
+    // the threads woke the others for little work each (and augmentation ran on one), and every
+    // sample's spikes are a function of its image, seed and indices alone, never of the weights.
+    std::vector<BatchResult> train_steps(const StepsRequest& req) override
+    {
+        const InputBatch& in = req.input;
+        if (req.batch_size < 1) throw std::invalid_argument("batch_size must be >= 1");
+        if (!in.images || (req.batch_size > 1 && !req.augment)) return Engine::train_steps(req);
+        std::optional<AugmentEncoder> encoder;
+        if (req.augment) encoder.emplace(*req.augment, in.seed, in.epoch);
+        // whole batches of ~kReadyBlock samples
+        const int block = req.batch_size * std::max(1, kReadyBlock / req.batch_size);
+        if (static_cast<int>(ready_.size()) < block) ready_.resize(block);
+        int ready_first = 0, ready_end = 0;
+        struct Unset {
+            SpikeTrain*& p;
+            ~Unset() { p = nullptr; }
+        } unset{ready_inputs_};
+        return for_each_batch(*this, req, [&](const BatchRequest& batch, int first) {
+            if (first >= ready_end) {
+                ready_first = first;
+                ready_end = std::min(in.batch, first + block);
+                make_inputs(in, encoder ? &*encoder : nullptr, ready_first, ready_end);
+            }
+            ready_inputs_ = ready_.data() + (first - ready_first);
+            return run(batch);
+        });
+    }
+
     void apply_gradients(const std::vector<const double*>& sums, int64_t count, double lr) override
     {
         refresh_shared();
@@ -347,6 +381,8 @@ private:
     int T_ = 0;
     bool shared_ = false;  // share_weights handed out the weights: the caller may have written them
     bool sums_stale_ = false;  // step_gradients left the shared weights' column sums to refresh_shared
+    std::vector<SpikeTrain> ready_;          // train_steps: inputs made ahead (make_inputs)
+    SpikeTrain* ready_inputs_ = nullptr;     // the current batch's, taken by encode_input
 
     int n_layers() const { return static_cast<int>(layers_.size()); }
     int n_blocks() const { return static_cast<int>(std::count_if(params_.begin(), params_.end(), [](auto* p) { return p; })); }
@@ -406,7 +442,9 @@ private:
     // time, just before their forward pass: no wake-up of its own, the spikes still in cache).
     void encode_input(const InputBatch& in, int b, SpikeTrain& out, int n_threads) const
     {
-        if (in.dense) {
+        if (ready_inputs_) {
+            std::swap(out, ready_inputs_[b]);
+        } else if (in.dense) {
             out.from_dense(in.dense + static_cast<size_t>(b) * in.T * in.n_in, in.T, in.n_in, n_threads);
         } else if (in.analog) {
             out.from_bsa(in.analog + static_cast<size_t>(b) * in.n_in * in.frames, in.frames, in.T, in.n_in,
@@ -414,6 +452,32 @@ private:
         } else {
             const uint64_t key = poisson_sample_key(in.seed, static_cast<uint64_t>(in.sample_index[b]), in.epoch);
             out.from_image(in.images + static_cast<size_t>(b) * in.n_in, in.T, in.n_in, key, thresholds_, n_threads);
+        }
+    }
+
+    // The input spikes of samples [lo, hi) of a sequence into ready_, one sample per thread: its
+    // Poisson encoding (the lists encode_input makes on any number of threads), or with an
+    // encoder its augmented rates' (as encode_rates(augment(...)), then from_dense).
+    void make_inputs(const InputBatch& in, const AugmentEncoder* encoder, int lo, int hi)
+    {
+        const int n = hi - lo;
+#pragma omp parallel num_threads(std::min(threads(), n)) if (n > 1 && threads() > 1)
+        {
+            AugmentEncoder::Scratch scratch;
+            std::vector<uint8_t> dense;
+#pragma omp for schedule(dynamic, 1)
+            for (int s = lo; s < hi; ++s) {
+                SpikeTrain& out = ready_[s - lo];
+                const uint8_t* image = in.images + static_cast<size_t>(s) * in.n_in;
+                if (encoder) {
+                    dense.resize(static_cast<size_t>(in.T) * in.n_in);
+                    encoder->encode(image, in.sample_index[s], in.T, scratch, dense.data());
+                    out.from_dense(dense.data(), in.T, in.n_in);
+                } else {
+                    const uint64_t key = poisson_sample_key(in.seed, static_cast<uint64_t>(in.sample_index[s]), in.epoch);
+                    out.from_image(image, in.T, in.n_in, key, thresholds_);
+                }
+            }
         }
     }
 

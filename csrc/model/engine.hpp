@@ -5,6 +5,7 @@
 // and an optimizer step from gradient sums (apply_gradients). Train is their composition, bit
 // for bit: run(Train) == run(Gradients, sums) + apply_gradients(those sums, count = batch).
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -13,6 +14,7 @@
 #include <variant>
 #include <vector>
 
+#include "augment_input.hpp"
 #include "network_spec.hpp"
 
 namespace hm2bp {
@@ -74,6 +76,20 @@ struct BatchRequest {
     std::vector<uint8_t> gradients_stored;
 };
 
+// Training on consecutive batches in one call (Engine::train_steps): input holds all their
+// samples (batch = the sequence's length); batch k is samples [k * batch_size, (k + 1) *
+// batch_size), the last one possibly shorter, each one Train run as BatchRequest would make it.
+struct StepsRequest {
+    InputBatch input;
+    int batch_size = 1;
+    const int64_t* labels = nullptr;         // (input.batch,)
+    const double* sample_weights = nullptr;  // (input.batch,) or null for ones
+    double lr = 0.0;
+    // With images: warp each (SPEC_CNN 5, its epoch's or its own map) and Poisson-encode its
+    // rates (hm2bp.data.augment.encode_rates(augment(...))) instead of its pixels.
+    std::optional<AugmentInput> augment;
+};
+
 // Parameter arrays of each trainable layer (param_layout order), in their canonical layout;
 // read back as float64.
 enum class Param { Weights, Moment1, Moment2 };
@@ -86,6 +102,12 @@ public:
     virtual int64_t step() const = 0;
     virtual void set_step(int64_t step) = 0;
     virtual BatchResult run(const BatchRequest& request) = 0;
+    // The batches of `req` trained one after another, each exactly as run() trains it alone; one
+    // result per batch. Stops after a batch whose step leaves a weight non-finite where
+    // weights_finite tells (that batch's result is the last). This one runs each batch through
+    // run(), augmenting and encoding its images on the host first; the CPU engine's prepares the
+    // inputs of several batch-1 samples at once on its threads.
+    virtual std::vector<BatchResult> train_steps(const StepsRequest& req);
     // SPEC 5 from gradient sums over `count` samples (one array per trainable layer, canonical
     // layout): batch mean, regularization, one Adam or SGD step; the step counter advances once.
     virtual void apply_gradients(const std::vector<const double*>& sums, int64_t count, double lr) = 0;
@@ -115,6 +137,30 @@ public:
     // a non-finite weight. Null where the weights are not in host memory (the CUDA engine).
     virtual void* share_weights(int block) { return nullptr; }
 };
+
+// Batch `first`.. of a sequence's input: its `count` samples' part of each array.
+InputBatch batch_input(const InputBatch& in, int first, int count);
+
+// train_steps' loop: run_batch(request, first sample) on each batch in order, until one leaves
+// a weight non-finite.
+template <class RunBatch>
+std::vector<BatchResult> for_each_batch(const Engine& engine, const StepsRequest& req, RunBatch run_batch)
+{
+    std::vector<BatchResult> out;
+    const int n = req.input.batch;
+    for (int first = 0; first < n; first += req.batch_size) {
+        BatchRequest batch;
+        batch.mode = Mode::Train;
+        batch.lr = req.lr;
+        const int count = std::min(req.batch_size, n - first);
+        batch.input = batch_input(req.input, first, count);
+        batch.labels = req.labels + first;
+        batch.sample_weights = req.sample_weights ? req.sample_weights + first : nullptr;
+        out.push_back(run_batch(batch, first));
+        if (engine.weights_finite() == std::optional<bool>(false)) break;
+    }
+    return out;
+}
 
 std::unique_ptr<Engine> make_cpu_engine(const NetSpec& spec, bool float64);
 

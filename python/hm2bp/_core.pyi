@@ -146,6 +146,25 @@ class Engine:
         gradients_out: Sequence[npt.NDArray[np.float32] | npt.NDArray[np.float64]] | None = None,
         regularize: bool = False,
     ) -> dict[str, Any]: ...
+    # Train steps on consecutive batches of batch_size of images uint8 (n, n_in) (sample_index,
+    # labels int64 (n,), sample_weights float64 (n,) or None), Poisson-encoded by the engine or,
+    # with augment (hm2bp.data.augment.AugmentConfig._core_args()), warped then rate-encoded.
+    # Returns "loss" float64 (n_batches,), "layer_spikes" int64 (n_batches, n_layers),
+    # "counts" int64 (n_done, n_out), "predictions" int64 (n_done,): the batches run, fewer than
+    # asked when a step left a weight non-finite.
+    def train_steps_images(
+        self,
+        images: npt.ArrayLike,
+        T: int,
+        seed: int,
+        sample_index: npt.ArrayLike,
+        epoch: int,
+        labels: npt.ArrayLike,
+        sample_weights: npt.ArrayLike | None,
+        lr: float,
+        batch_size: int,
+        augment: dict[str, Any] | None = None,
+    ) -> dict[str, Any]: ...
     # analog: float64 (batch, n_in, frames), BSA-encoded by the engine
     def run_analog(
         self,

@@ -31,9 +31,10 @@ COMMON="-std=c++17 -fPIC -ffp-contract=off -fopenmp -DHM2BP_WITH_CUDA -DHM2BP_VE
 g++ $COMMON -O3 -march=native -fno-loop-unroll-and-jam "$@" -c csrc/cpu/engine.cpp -o cpu.o &
 g++ $COMMON -O2 "$@" -c csrc/bindings.cpp -o bindings.o &
 g++ $COMMON -O2 "$@" -c csrc/augment_bindings.cpp -o augment_bindings.o &
+g++ $COMMON -O2 "$@" -c csrc/model/train_steps.cpp -o train_steps.o &
 g++ $COMMON -O2 -I "$HERE/fake" -include "$HERE/simt.hpp" "$@" -c csrc/cuda/engine.cpp -o cuda.o
 wait
-g++ -shared -fopenmp "$@" cpu.o bindings.o augment_bindings.o cuda.o -o "$DEST/pkg/_core$SUFFIX"
+g++ -shared -fopenmp "$@" cpu.o bindings.o augment_bindings.o train_steps.o cuda.o -o "$DEST/pkg/_core$SUFFIX"
 cp -r "$REPO/python/hm2bp" "$DEST/pkg/"
 mv "$DEST/pkg/_core$SUFFIX" "$DEST/pkg/hm2bp/"
 echo "built $DEST/pkg/hm2bp/_core$SUFFIX"

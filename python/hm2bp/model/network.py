@@ -22,6 +22,7 @@ from .arrays import (CudaArray, as_host_array, check_analog, check_images, check
 from .description import DescribedNetwork, NetworkDescription
 from .hyper import check_lr, check_whole
 from .layers import Conv2d, Dense, Reservoir
+from .steps import SequenceTraining
 
 log = logging.getLogger("hm2bp")
 
@@ -77,7 +78,7 @@ def encode_poisson(images: Array, T: int, seed: int, sample_index: int | Sequenc
                                 _check_seed("epoch", epoch), default_threads())
 
 
-class Network(DescribedNetwork):
+class Network(SequenceTraining, DescribedNetwork):
     """An HM2-BP spiking network (SPEC sections 1-5; layers: `hm2bp.layers`).
 
     Two forms: the classic fully connected one, ``Network(layers=[784, 800, 10], vth=[20.0,

@@ -22,8 +22,6 @@ moment stops the run with DivergenceError before anything non-finite is written.
 
 from __future__ import annotations
 
-from __future__ import annotations
-
 import math
 import os
 import signal
@@ -45,7 +43,7 @@ from .checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, find_checkpoint, 
 from .metrics_log import MetricsLog
 from .runstate import CheckpointError, Interrupted, RunDirError
 from .schedule import boost_weights, epoch_order, learning_rate  # the SPEC-5 schedule, one copy each
-from .sources import TEST_SEED_OFFSET, LearningStep, evaluate, make_source
+from .sources import TEST_SEED_OFFSET, LearningStep, evaluate, make_source, epoch_batches
 
 __all__ = ["DivergenceError", "FitResult", "Trainer", "format_epoch"]
 
@@ -332,7 +330,7 @@ class Trainer:
 
     def _run_epoch(self, e: int) -> dict[str, Any]:
         cfg, src = self.config, self.train_source
-        n, bs = len(self.train_set), cfg.batch_size
+        n = len(self.train_set)
         lr = learning_rate(cfg.lr, e, cfg.lr_rule, cfg.epochs)
         step = LearningStep(self.net, lr)
         previous = self._order[1] if self._order is not None and self._order[0] == e - 1 else None
@@ -346,20 +344,20 @@ class Trainer:
         t0 = time.perf_counter()
         if self.on_batch is not None:
             self.on_batch(e, 0, n)
-        for start in range(0, n, bs):
-            idx = order[start:start + bs]
-            try:
-                out = src.train(step, idx, e, None if weights is None else weights[idx])
-            except FloatingPointError as exc:  # the network's own check of its weights
-                self._diverged(e, str(exc))
-            loss = float(out["loss"])
-            if not math.isfinite(loss):
-                self._diverged(e, f"the loss of a batch is {loss}")
-            predictions[idx] = out["predictions"]
-            layer_spikes += out["layer_spikes"]
-            loss_sum += loss * len(idx)
-            if self.on_batch is not None:
-                self.on_batch(e, start + len(idx), n)
+        done = 0
+        try:
+            for idx, out in epoch_batches(src, step, order, e, weights, cfg.batch_size):
+                loss = float(out["loss"])
+                if not math.isfinite(loss):
+                    self._diverged(e, f"the loss of a batch is {loss}")
+                predictions[idx] = out["predictions"]
+                layer_spikes += out["layer_spikes"]
+                loss_sum += loss * len(idx)
+                done += len(idx)
+                if self.on_batch is not None:
+                    self.on_batch(e, done, n)
+        except FloatingPointError as exc:  # the network's own check of its weights
+            self._diverged(e, str(exc))
         train_seconds = time.perf_counter() - t0
         engine_seconds = src.engine_seconds - engine0
 
