@@ -21,8 +21,7 @@ from ..data import augment
 from ..model.network import encode_poisson
 
 __all__ = ["TEST_SEED_OFFSET", "AugmentedImageSource", "EncodedImageSource", "EventSource", "ImageSource",
-           "LearningStep", "Source", "evaluate", "epoch_batches",
-           "make_source"]
+           "LearningStep", "Source", "epoch_batches", "evaluate", "make_source"]
 
 # Test spikes use seed + TEST_SEED_OFFSET so that train and test sample i are independent.
 TEST_SEED_OFFSET = 1
@@ -195,7 +194,6 @@ def make_source(dataset: Any, net: Any, T: int, seed: int, reencode: bool = Fals
     if encode is None and hasattr(net, "train_step_images"):
         return ImageSource(dataset, T, seed, reencode, sequences)
     return EncodedImageSource(dataset, T, seed, reencode, encode)
-
 
 
 # Batches per engine call of a source with sequences: about this many seconds of training each

@@ -43,7 +43,7 @@ from .checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, find_checkpoint, 
 from .metrics_log import MetricsLog
 from .runstate import CheckpointError, Interrupted, RunDirError
 from .schedule import boost_weights, epoch_order, learning_rate  # the SPEC-5 schedule, one copy each
-from .sources import TEST_SEED_OFFSET, LearningStep, evaluate, make_source, epoch_batches
+from .sources import TEST_SEED_OFFSET, LearningStep, epoch_batches, evaluate, make_source
 
 __all__ = ["DivergenceError", "FitResult", "Trainer", "format_epoch"]
 
