@@ -1,10 +1,15 @@
 // 64-byte vectors of neuron state for the CPU's LIF scan, as GCC vector types: the formulas of
 // ../hm2bp/neuron.hpp run on them lane by lane, and the compiler keeps them in registers.
 #pragma once
+#include <atomic>
 #include <cstdint>
 #include <cstring>
 #include <new>
 #include <vector>
+
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 
 #if defined(__AVX512F__)
 #include <immintrin.h>
@@ -13,16 +18,39 @@
 namespace hm2bp {
 
 // Allocates on cache-line boundaries, so that rows of a multiple of 64 bytes start on one too:
-// a vector load that straddles two lines costs two.
+// a vector load that straddles two lines costs two. Arrays of 1 MB or more (weights, moments,
+// gradient sums: streamed whole by every optimizer step) lie in memory that asks for transparent
+// huge pages, so that a pass over them walks a few page tables instead of one per 4 KB (batch-1
+// mnist-fc800 ~3% faster). Each starts at its own offset from the 2 MB boundary: arrays that all
+// started on one put the step's parallel streams (weights, both moments) in the same cache sets,
+// which cost 13%.
 template <class T>
 struct CacheAligned {
     using value_type = T;
     static constexpr std::align_val_t alignment{64};
+    static constexpr size_t kHuge = size_t(2) << 20;
+    static constexpr std::align_val_t huge_alignment{kHuge};
     CacheAligned() = default;
     template <class U>
     CacheAligned(const CacheAligned<U>&) {}
-    T* allocate(size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), alignment)); }
-    void deallocate(T* p, size_t) { ::operator delete(p, alignment); }
+    static bool large(size_t n) { return n * sizeof(T) >= kHuge / 2; }
+    T* allocate(size_t n)
+    {
+        if (!large(n)) return static_cast<T*>(::operator new(n * sizeof(T), alignment));
+        static std::atomic<unsigned> count{0};
+        const size_t offset = (count++ % 16) * 4160;  // 65 lines apart: other sets, still aligned
+        const size_t bytes = (n * sizeof(T) + offset + kHuge - 1) / kHuge * kHuge;
+        char* p = static_cast<char*>(::operator new(bytes, huge_alignment));
+#if defined(MADV_HUGEPAGE)
+        madvise(p, bytes, MADV_HUGEPAGE);  // a hint: without huge pages the array works as before
+#endif
+        return reinterpret_cast<T*>(p + offset);
+    }
+    void deallocate(T* p, size_t n)
+    {
+        if (!large(n)) return ::operator delete(p, alignment);
+        ::operator delete(reinterpret_cast<void*>(reinterpret_cast<uintptr_t>(p) & ~(kHuge - 1)), huge_alignment);
+    }
     friend bool operator==(const CacheAligned&, const CacheAligned&) { return true; }
     friend bool operator!=(const CacheAligned&, const CacheAligned&) { return false; }
 };
