@@ -21,7 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from .common import SEED, Skipped, load_mnist, machine_info, peak_rss_mb, sequence_batches, summarize, throughput
+from .common import (SEED, Skipped, load_mnist, machine_info, peak_rss_mb, pretrain, sequence_batches, summarize,
+                     throughput)
 
 AUTHORS_SAMPLES_PER_S = 60000 / 1632  # SPEC_CNN 7: their log, mean epoch time, Titan XP, batch 1
 
@@ -49,10 +50,11 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
 
 
-def workload(backend: str, batch: int, threads: int | None, samples: int, data_dir: str | None) -> dict[str, Any]:
+def workload(backend: str, batch: int, threads: int | None, samples: int, data_dir: str | None,
+             trained: int = 0) -> dict[str, Any]:
     """The benchmark's network, data and paths, as bench.engine.workload: the preset's own
     training path (augmented digits encoded in C++, one Adam step per batch) and inference by the
-    engine's own encoding."""
+    engine's own encoding; trained: first that many other digits trained untimed (as there)."""
     import hm2bp
     from hm2bp import augment  # the path builds from before the sub-packages also have (bench.ab)
     from hm2bp.config import preset
@@ -62,12 +64,17 @@ def workload(backend: str, batch: int, threads: int | None, samples: int, data_d
     train = load_mnist("train", data_dir)
     images, labels = train.images[:samples], train.labels[:samples].astype(np.int64)
     aug = cfg.augmentation()
+
+    def train_on(part: slice) -> None:
+        idx = np.arange(part.start, part.stop)
+        rates = augment.augment(train.images[idx], SEED, 0, idx, aug)
+        net.train_step(augment.encode_rates(rates, cfg.T, SEED, idx, 0), train.labels[idx].astype(np.int64), cfg.lr)
+
+    pretrain(train, samples, trained, train_on, batch)
     initial = net.get_state()
 
     def train_step(k: int) -> None:
-        idx = np.arange(k, k + batch)
-        rates = augment.augment(images[idx], SEED, 0, idx, aug)
-        net.train_step(augment.encode_rates(rates, cfg.T, SEED, idx, 0), labels[idx], cfg.lr)
+        train_on(slice(k, k + batch))
 
     def infer_step(k: int) -> None:
         net.infer_images(images[k:k + batch], T=cfg.T, seed=SEED, sample_index=k)

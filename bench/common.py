@@ -126,6 +126,17 @@ def load_mnist(split: str, data_dir: str | os.PathLike[str] | None = None) -> An
                                      download=False)
 
 
+def pretrain(digits: Any, first: int, count: int, train: Callable[[slice], Any], batch: int) -> None:
+    """Train (untimed) on digits [first, first + count), a batch at a time (train(slice)), so
+    that a benchmark's training paths time a network in training: from random weights the first
+    few hundred samples fire differently (the output layer is silent, few hidden neurons fire),
+    and newer engines skip most work there."""
+    if first + count > len(digits):
+        raise ValueError(f"--trained {count}: only {len(digits) - first} digits after the timed {first}")
+    for k in range(first, first + count, batch):
+        train(slice(k, min(k + batch, first + count)))
+
+
 def bench_samples(
     n: int, T: int, data_dir: str | os.PathLike[str] | None = None, rate_scale: float = 1.0
 ) -> tuple[np.ndarray, np.ndarray]:

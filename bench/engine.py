@@ -23,19 +23,22 @@ from typing import Any
 
 import numpy as np
 
-from .common import (LAYERS, SEED, T_STEPS, VTH, load_mnist, machine_info, path_calls, peak_rss_mb, sequence_batches,
-                     summarize, throughput)
+from .common import (LAYERS, SEED, T_STEPS, VTH, load_mnist, machine_info, path_calls, peak_rss_mb, pretrain,
+                     sequence_batches, summarize, throughput)
 
 
-def workload(threads: int | None, batch: int, samples: int, dtype: str, T: int) -> dict[str, Any]:
+def workload(threads: int | None, batch: int, samples: int, dtype: str, T: int, trained: int = 0) -> dict[str, Any]:
     """The benchmark's network, data and paths: {"net", "steps" (path -> step(k) for the batch
     starting at sample k), "starts", "per_call" (path -> its own starts and samples per call,
     for paths that train several batches a call), "restart" (path -> None or the untimed reset
-    to the initial weights)}. Shared by measure() and bench.ab's interleaved workers."""
+    to the initial weights)}. Shared by measure() and bench.ab's interleaved workers.
+    trained: first train the network (untimed) on that many other digits, so that the paths run
+    a network in training, not its first samples from random weights (restarts return there)."""
     import hm2bp
 
-    images = load_mnist("train").images[:samples]
-    labels = load_mnist("train").labels[:samples].astype(np.int64)
+    digits = load_mnist("train")
+    images = digits.images[:samples]
+    labels = digits.labels[:samples].astype(np.int64)
     spikes = hm2bp.encode_poisson(images, T, SEED, 0)
     net = hm2bp.Network(layers=list(LAYERS), vth=list(VTH), dtype=dtype, threads=threads, seed=SEED)
     steps = {
@@ -59,6 +62,9 @@ def workload(threads: int | None, batch: int, samples: int, dtype: str, T: int) 
                 steps["train_step_images"](j)
 
     steps["trainer"] = trainer
+    pretrain(digits, samples, trained, lambda part: net.train_step_images(
+        digits.images[part], digits.labels[part].astype(np.int64), 1e-3, T=T, seed=SEED,
+        sample_index=part.start), batch)
     initial = net.get_state()
 
     def restart() -> None:

@@ -430,3 +430,28 @@ def test_ab_interleaved_times_the_same_work_on_both_sides(tmp_path: Path) -> Non
     unpaired = subprocess.run([a for a in cmd if a != "--interleave"], cwd=REPO, capture_output=True, text=True,
                               timeout=300)
     assert unpaired.returncode == 2 and "--paths needs --interleave" in unpaired.stderr
+    trained = subprocess.run(cmd + ["--trained", "3"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert trained.returncode == 0, trained.stderr
+    too_many = subprocess.run(cmd + ["--trained", "99999"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert too_many.returncode != 0 and "--trained 99999: only 9998 digits after the timed 2" in too_many.stderr
+
+
+@needs_data
+@pytest.mark.skipif(not _engine_ok(), reason="hm2bp engine not built")
+def test_workload_trained_starts_from_a_network_in_training() -> None:
+    """workload(trained=N): the network is first trained on the N digits after the timed ones,
+    and a training path's restart returns there, not to the random initial weights."""
+    import hm2bp
+
+    from bench.engine import workload
+
+    w = workload(1, 1, 2, "float32", 40, trained=3)
+    digits = common.load_mnist("train")
+    net = hm2bp.Network(layers=list(common.LAYERS), vth=list(common.VTH), threads=1, seed=common.SEED)
+    for k in range(2, 5):
+        net.train_step_images(digits.images[k:k + 1], digits.labels[k:k + 1].astype(np.int64), 1e-3, T=40,
+                              seed=common.SEED, sample_index=k)
+    w["steps"]["train_step"](0)
+    w["restart"]["train_step"]()
+    for trained, expected in zip(w["net"].get_weights(), net.get_weights()):
+        np.testing.assert_array_equal(trained, expected)
