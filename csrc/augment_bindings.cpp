@@ -41,22 +41,13 @@ py::array augment_rates(const U8Array& images, uint64_t seed, uint64_t epoch, co
     {
         py::gil_scoped_release release;
         // Epoch mode: one map for the whole batch (and for the batches after it in the epoch).
-        std::vector<double> shared(2 * n), G;
-        if (m == AugmentMode::Epoch) epoch_map(p, augment_key(seed, epoch, m, 0), shared.data());
-        else G = gaussian_kernel(p);
+        const AugmentEncoder encoder({p, m}, seed, epoch);
 #pragma omp parallel num_threads(std::max(1, std::min(threads, B)))
         {
-            std::vector<double> own(m == AugmentMode::Sample ? 4 * n : 0);
+            AugmentEncoder::Scratch scratch;
 #pragma omp for schedule(dynamic)
-            for (int b = 0; b < B; ++b) {
-                const double* map = shared.data();
-                if (m == AugmentMode::Sample) {
-                    displacement_map(p, G.data(), augment_key(seed, epoch, m, static_cast<uint64_t>(index[b])),
-                                     own.data() + 2 * n, own.data(), own.data() + n);
-                    map = own.data();
-                }
-                warp_rates(src + static_cast<size_t>(b) * n, p.size, map, map + n, rates + static_cast<size_t>(b) * n);
-            }
+            for (int b = 0; b < B; ++b)
+                encoder.warp(src + static_cast<size_t>(b) * n, index[b], scratch, rates + static_cast<size_t>(b) * n);
         }
     }
     if (float64) return std::move(out);
@@ -94,9 +85,8 @@ py::array_t<bool> encode_rates(const F64Array& rates, int T, uint64_t seed, cons
         py::gil_scoped_release release;
 #pragma omp parallel for num_threads(std::max(1, std::min(threads, B))) schedule(dynamic)
         for (int b = 0; b < B; ++b) {
-            const double* rate = src + static_cast<size_t>(b) * N;
-            encode_sample(poisson_sample_key(seed, static_cast<uint64_t>(index[b]), epoch), T, N,
-                          [&](int n) { return poisson_threshold_rate(rate[n]); }, dst + static_cast<size_t>(b) * T * N);
+            const uint64_t key = poisson_sample_key(seed, static_cast<uint64_t>(index[b]), epoch);
+            encode_rates_sample(src + static_cast<size_t>(b) * N, key, T, N, dst + static_cast<size_t>(b) * T * N);
         }
     }
     return out;

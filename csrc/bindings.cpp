@@ -11,6 +11,7 @@
 #include <exception>
 #include <limits>
 #include <new>
+#include <optional>
 #include <stdexcept>
 
 #include "hm2bp/bsa.hpp"
@@ -51,6 +52,31 @@ Reduce reduce_kind(const std::string& name)
     if (name == "sum") return Reduce::Sum;
     throw std::invalid_argument("reduce must be 'mean' or 'sum'");
 }
+
+// A learning call's labels (batch,), each in 0..n_out-1, and optional sample weights (batch,),
+// held as arrays so that their data stay alive while the engine reads them.
+struct LearningTargets {
+    I64Array labels;
+    F64Array weight_array;
+
+    LearningTargets(const py::object& label_values, const py::object& weight_values, int64_t batch, int64_t n_out)
+        : labels(I64Array::ensure(label_values))
+    {
+        if (!labels || labels.ndim() != 1 || labels.shape(0) != batch)
+            throw std::invalid_argument("labels must have shape (batch,)");
+        for (int64_t b = 0; b < batch; ++b)
+            if (labels.data()[b] < 0 || labels.data()[b] >= n_out) throw std::invalid_argument("label out of range");
+        if (weight_values.is_none()) return;
+        weight_array = F64Array::ensure(weight_values);
+        if (!weight_array || weight_array.ndim() != 1 || weight_array.shape(0) != batch)
+            throw std::invalid_argument("sample_weights must have shape (batch,)");
+        weights_ = weight_array.data();
+    }
+    const double* weights() const { return weights_; }  // null for ones
+
+private:
+    const double* weights_ = nullptr;
+};
 
 class PyEngine {
 public:
@@ -176,19 +202,18 @@ public:
     // loss, layer_spikes (n_batches, L); per sample: counts, predictions; only the batches run
     // (fewer when a step left a weight non-finite).
     py::dict train_steps_images(const U8Array& images, int T, uint64_t seed, const I64Array& sample_index,
-                                uint64_t epoch, const I64Array& labels, const py::object& weights, double lr,
+                                uint64_t epoch, const py::object& labels, const py::object& weights, double lr,
                                 int batch_size, const py::object& augment)
     {
         if (images.ndim() != 2 || images.shape(1) != n_in())
             throw std::invalid_argument("images must have shape (n, n_in)");
         const int n = static_cast<int>(images.shape(0));
-        if (sample_index.ndim() != 1 || sample_index.shape(0) != n || labels.ndim() != 1 || labels.shape(0) != n)
-            throw std::invalid_argument("sample_index and labels must have one entry per image");
+        if (sample_index.ndim() != 1 || sample_index.shape(0) != n)
+            throw std::invalid_argument("sample_index must have one entry per image");
         if (T < 2 || T < spec_.hyper.desired) throw std::invalid_argument("T must be at least 2 and desired");
         if (batch_size < 1) throw std::invalid_argument("batch_size must be >= 1");
         const int64_t n_out = shapes_.back().size();
-        for (int b = 0; b < n; ++b)
-            if (labels.data()[b] < 0 || labels.data()[b] >= n_out) throw std::invalid_argument("label out of range");
+        const LearningTargets targets(labels, weights, n, n_out);
         StepsRequest req;
         req.input.batch = n;
         req.input.T = T;
@@ -197,16 +222,10 @@ public:
         req.input.sample_index = sample_index.data();
         req.input.seed = seed;
         req.input.epoch = epoch;
-        req.labels = labels.data();
+        req.labels = targets.labels.data();
+        req.sample_weights = targets.weights();
         req.lr = lr;
         req.batch_size = batch_size;
-        F64Array weight_array;
-        if (!weights.is_none()) {
-            weight_array = F64Array::ensure(weights);
-            if (!weight_array || weight_array.ndim() != 1 || weight_array.shape(0) != n)
-                throw std::invalid_argument("sample_weights must have shape (n,)");
-            req.sample_weights = weight_array.data();
-        }
         if (!augment.is_none()) {
             const py::dict a = augment.cast<py::dict>();
             AugmentInput in;
@@ -412,23 +431,12 @@ private:
         req.lr = lr;
         const int L = n_layers();
         const int64_t n_out = shapes_.back().size();
-        I64Array label_array;
-        F64Array weight_array;
+        std::optional<LearningTargets> targets;
         if (req.mode != Mode::Infer) {
             if (in.T < spec_.hyper.desired) throw std::invalid_argument("T must be at least desired when learning");
-            label_array = I64Array::ensure(labels);
-            if (!label_array || label_array.ndim() != 1 || label_array.shape(0) != in.batch)
-                throw std::invalid_argument("labels must have shape (batch,)");
-            for (py::ssize_t b = 0; b < in.batch; ++b)
-                if (label_array.data()[b] < 0 || label_array.data()[b] >= n_out)
-                    throw std::invalid_argument("label out of range");
-            req.labels = label_array.data();
-            if (!weights.is_none()) {
-                weight_array = F64Array::ensure(weights);
-                if (!weight_array || weight_array.ndim() != 1 || weight_array.shape(0) != in.batch)
-                    throw std::invalid_argument("sample_weights must have shape (batch,)");
-                req.sample_weights = weight_array.data();
-            }
+            targets.emplace(labels, weights, in.batch, n_out);
+            req.labels = targets->labels.data();
+            req.sample_weights = targets->weights();
         }
         py::list spike_arrays, gradients;
         if (want_spikes) {

@@ -87,4 +87,11 @@ inline void encode_sample(uint64_t sample_key, int T, int N, ThresholdOf thresho
     }
 }
 
+// One sample's spikes (T, N) from per-step rates (hm2bp.data.augment.encode_rates): the keys of
+// encode_poisson, so a rate of exactly p / (5.5 * 255) gives pixel p's spikes bit for bit.
+inline void encode_rates_sample(const double* rate, uint64_t sample_key, int T, int N, uint8_t* out)
+{
+    encode_sample(sample_key, T, N, [&](int n) { return poisson_threshold_rate(rate[n]); }, out);
+}
+
 }  // namespace hm2bp

@@ -110,9 +110,9 @@ public:
         std::vector<double> map, rates;
     };
 
-    // The spikes (T, S*S) of `image` (sample `index` of the data): its warped rates, encoded with
-    // the keys of encode_poisson (encode_rates).
-    void encode(const uint8_t* image, int64_t index, int T, Scratch& s, uint8_t* dense) const
+    // The warped rates (S*S) of `image`, sample `index` of the data (augment_rates): the epoch's
+    // map, or in sample mode its own, drawn into s.map.
+    void warp(const uint8_t* image, int64_t index, Scratch& s, double* rates) const
     {
         const int n = p_.size * p_.size;
         const double* map = shared_.data();
@@ -122,11 +122,17 @@ public:
                              s.map.data() + 2 * n, s.map.data(), s.map.data() + n);
             map = s.map.data();
         }
+        warp_rates(image, p_.size, map, map + n, rates);
+    }
+
+    // The spikes (T, S*S) of `image`: its warped rates, encoded as encode_rates encodes them.
+    void encode(const uint8_t* image, int64_t index, int T, Scratch& s, uint8_t* dense) const
+    {
+        const int n = p_.size * p_.size;
         s.rates.resize(n);
-        warp_rates(image, p_.size, map, map + n, s.rates.data());
-        const double* rate = s.rates.data();
-        encode_sample(poisson_sample_key(seed_, static_cast<uint64_t>(index), epoch_), T, n,
-                      [&](int k) { return poisson_threshold_rate(rate[k]); }, dense);
+        warp(image, index, s, s.rates.data());
+        encode_rates_sample(s.rates.data(), poisson_sample_key(seed_, static_cast<uint64_t>(index), epoch_), T, n,
+                            dense);
     }
 
 private:
