@@ -29,8 +29,8 @@ Every round starts fresh workers (a process's memory placement is part of its sp
 
 --trained N: the training paths restart from the initial weights after each pass over the
 --samples digits, so by default they time the first few hundred samples of a training from
-random weights, where the output layer is silent and few hidden neurons fire; newer engines skip
-most work there (mnist-fc800 at batch 1, 2026-12-07: 1.64x 281e671 on those samples, 1.27x over a
+random weights, where the output layer is silent and few hidden neurons fire; newer engines gain
+most there, presumably by skipping spike-driven work (mnist-fc800 at batch 1, 2026-12-07: 1.64x 281e671 on those samples, 1.27x over a
 whole first epoch on 10,000 digits). With N both workers first train their network on N other
 digits (untimed; the engines train bit for bit alike) and restart there instead.
 """

@@ -130,7 +130,7 @@ def pretrain(digits: Any, first: int, count: int, train: Callable[[slice], Any],
     """Train (untimed) on digits [first, first + count), a batch at a time (train(slice)), so
     that a benchmark's training paths time a network in training: from random weights the first
     few hundred samples fire differently (the output layer is silent, few hidden neurons fire),
-    and newer engines skip most work there."""
+    and newer engines run them faster than training (presumably skipping spike-driven work)."""
     if first + count > len(digits):
         raise ValueError(f"--trained {count}: only {len(digits) - first} digits after the timed {first}")
     for k in range(first, first + count, batch):
