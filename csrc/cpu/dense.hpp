@@ -6,6 +6,7 @@
 // gradient rows and the pre-deltas. Work: (input spikes x fan-out), twice, plus (neurons x T).
 #pragma once
 #include <algorithm>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -261,32 +262,36 @@ private:
     void integrate_vectors(const SpikeTrain& input, int T, Population<Real>& pop, const LifParams<Real>& p, int c,
                            int last_lanes = Simd<Real>::lanes) const
     {
-        using Vec = typename Simd<Real>::Vec;
-        using Int = typename Simd<Real>::Int;
-        constexpr int lanes = Simd<Real>::lanes;
+        // Full chunks in the machine's own vectors (simd.hpp: without AVX-512, 64-byte ones would
+        // live in memory across the loops); a partial chunk in Vecs, whose last one loads masked.
+        // Each lane is a neuron: the same operations in the same order either way.
+        using W = std::conditional_t<PartialLast, Simd<Real>, Native<Real>>;
+        using Vec = typename W::Vec;
+        using Int = typename W::Int;
+        constexpr int lanes = W::lanes;
+        constexpr int n = Vectors * Simd<Real>::lanes / lanes;
         const int O = n_out();
         const Real* wt = weights.wt.data() + c;
         const int* ids = input.step_ids.data();
         const int* step_start = input.step_start.data();
         uint64_t* masks = pop.fired_masks.data() + c / 64;
         const int words = SpikeTrain::mask_words(O);
-        Vec v[Vectors] = {}, ep[Vectors] = {};
-        Int ref[Vectors] = {};
-        for (int q = 0; q < Vectors; ++q) lif_decay<PowerOfTwoTaus>(v[q], ep[q], p);  // t = 0 never fires
+        Vec v[n] = {}, ep[n] = {};
+        Int ref[n] = {};
+        for (int q = 0; q < n; ++q) lif_decay<PowerOfTwoTaus>(v[q], ep[q], p);  // t = 0 never fires
         for (int t = 1; t < T; ++t) {
-            Vec r[Vectors] = {};
+            Vec r[n] = {};
             for (int k = step_start[t - 1]; k < step_start[t]; ++k) {
                 const Real* row = in_register(wt + static_cast<size_t>(ids[k]) * O);
-                for (int q = 0; q < Vectors; ++q)
-                    r[q] += PartialLast && q == Vectors - 1 ? load_vec_head(row + q * lanes, last_lanes)
-                                                            : load_vec(row + q * lanes);
+                for (int q = 0; q < n - PartialLast; ++q) r[q] += load_as<Vec>(row + q * lanes);
+                if constexpr (PartialLast) r[n - 1] += load_vec_head(row + (n - 1) * lanes, last_lanes);
             }
             uint64_t fired = 0;
-            for (int q = 0; q < Vectors; ++q) {
+            for (int q = 0; q < n; ++q) {
                 lif_decay<PowerOfTwoTaus>(v[q], ep[q], p);
                 fired |= lane_bits(lif_integrate<PowerOfTwoTaus>(v[q], ep[q], ref[q], r[q], p)) << (q * lanes);
             }
-            if constexpr (PartialLast) fired &= (uint64_t(1) << ((Vectors - 1) * lanes + last_lanes)) - 1;
+            if constexpr (PartialLast) fired &= (uint64_t(1) << ((n - 1) * lanes + last_lanes)) - 1;
             masks[static_cast<size_t>(t) * words] |= fired << (c % 64);
         }
     }

@@ -5,13 +5,14 @@
 #include <cstdint>
 #include <cstring>
 #include <new>
+#include <type_traits>
 #include <vector>
 
 #if defined(__linux__)
 #include <sys/mman.h>
 #endif
 
-#if defined(__AVX512F__)
+#if defined(__AVX512F__) || defined(__AVX2__)
 #include <immintrin.h>
 #endif
 
@@ -74,6 +75,31 @@ struct Simd<double> {
     static constexpr int lanes = 8;
 };
 
+// The machine's own vector width: with AVX-512 a Vec is one register; without, GCC splits each
+// into registers of this size, and a loop-carried array of Vecs it keeps in memory (a store and
+// a reload of every vector per iteration), so hot accumulations run in Simd<Real>::Native.
+#if defined(__AVX512F__)
+inline constexpr int kNativeBytes = 64;
+#else
+inline constexpr int kNativeBytes = 32;
+#endif
+
+template <class Real>
+struct Native {
+    typedef Real Vec __attribute__((vector_size(kNativeBytes)));
+    typedef std::conditional_t<sizeof(Real) == 4, int32_t, int64_t> Int __attribute__((vector_size(kNativeBytes)));
+    static constexpr int lanes = kNativeBytes / sizeof(Real);
+};
+
+// A vector of type V from the Reals at p (any alignment).
+template <class V, class Real>
+inline V load_as(const Real* p)
+{
+    V v;
+    std::memcpy(&v, p, sizeof v);
+    return v;
+}
+
 // A vector from `lanes` Reals at p (any alignment).
 template <class Real>
 inline typename Simd<Real>::Vec load_vec(const Real* p)
@@ -91,6 +117,25 @@ inline typename Simd<Real>::Vec load_vec_head(const Real* p, int n)
     const __mmask16 head = static_cast<__mmask16>((1u << n) - 1);
     if constexpr (sizeof(Real) == 4) return typename Simd<Real>::Vec(_mm512_maskz_loadu_ps(head, p));
     else return typename Simd<Real>::Vec(_mm512_maskz_loadu_pd(static_cast<__mmask8>(head), p));
+#elif defined(__AVX2__)
+    // two masked 32-byte loads (masked-off lanes read as 0 and do not fault)
+    constexpr int half = 32 / sizeof(Real);
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    typename Simd<Real>::Vec v;
+    if constexpr (sizeof(Real) == 4) {
+        const __m256 lo = _mm256_maskload_ps(p, _mm256_cmpgt_epi32(_mm256_set1_epi32(n), lane));
+        const __m256 hi = _mm256_maskload_ps(p + half, _mm256_cmpgt_epi32(_mm256_set1_epi32(n - half), lane));
+        std::memcpy(&v, &lo, 32);
+        std::memcpy(reinterpret_cast<char*>(&v) + 32, &hi, 32);
+    } else {
+        const __m256i lane64 = _mm256_setr_epi64x(0, 1, 2, 3);
+        const __m256d lo = _mm256_maskload_pd(p, _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), lane64));
+        const __m256d hi = _mm256_maskload_pd(p + half, _mm256_cmpgt_epi64(_mm256_set1_epi64x(n - half), lane64));
+        std::memcpy(&v, &lo, 32);
+        std::memcpy(reinterpret_cast<char*>(&v) + 32, &hi, 32);
+    }
+    (void)lane;
+    return v;
 #else
     typename Simd<Real>::Vec v = {};
     for (int j = 0; j < n; ++j) v[j] = p[j];
@@ -131,6 +176,18 @@ inline uint64_t lane_bits(Int mask)
 #if defined(__AVX512F__)
     if constexpr (sizeof(mask[0]) == 4) return _mm512_test_epi32_mask(__m512i(mask), __m512i(mask));
     else return _mm512_test_epi64_mask(__m512i(mask), __m512i(mask));
+#elif defined(__AVX2__)
+    // a comparison's lanes are all ones or all zeros: their sign bits say which
+    constexpr int halves = sizeof(Int) / 32, half_lanes = 32 / sizeof(mask[0]);
+    __m256i half[halves];
+    std::memcpy(half, &mask, sizeof half);
+    uint64_t bits = 0;
+    for (int h = 0; h < halves; ++h) {
+        const int m = sizeof(mask[0]) == 4 ? _mm256_movemask_ps(_mm256_castsi256_ps(half[h]))
+                                           : _mm256_movemask_pd(_mm256_castsi256_pd(half[h]));
+        bits |= uint64_t(uint32_t(m)) << (h * half_lanes);
+    }
+    return bits;
 #else
     uint64_t bits = 0;
     for (int j = 0; j < int(sizeof(Int) / sizeof(mask[0])); ++j) bits |= uint64_t(mask[j] != 0) << j;
