@@ -4,7 +4,7 @@
 #include <cmath>
 #include <vector>
 
-#if defined(__AVX512F__)
+#if defined(__AVX512F__) || defined(__AVX2__)
 #include <immintrin.h>
 #endif
 
@@ -90,6 +90,43 @@ struct TraceScan<16, float> {
             _mm512_mask_storeu_ps(rows + static_cast<size_t>(t) * stride, lanes, K);
             _mm512_storeu_si512(event_hi, none);
             _mm512_storeu_ps(event_jump, _mm512_setzero_ps());
+        }
+    }
+};
+#elif defined(__AVX2__)
+// The same scan with the 16 float lanes in two AVX2 registers each (the generic one runs scalar).
+template <>
+struct TraceScan<16, float> {
+    static void run(int T, int* region1_hi, const int* region1_lo, float* jump, float step_decay, float decay0,
+                    const float* kernel, int n, float* rows, size_t stride)
+    {
+        const __m256 a = _mm256_set1_ps(step_decay), d0 = _mm256_set1_ps(decay0);
+        const __m256i none = _mm256_set1_epi32(-1), lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        const __m256i stored[2] = {_mm256_cmpgt_epi32(_mm256_set1_epi32(n), lane),
+                                   _mm256_cmpgt_epi32(_mm256_set1_epi32(n - 8), lane)};
+        __m256 carried[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+        __m256i hi[2] = {none, none}, lo[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
+        for (int t = T - 1; t >= 1; --t) {
+            const __m256i tv = _mm256_set1_epi32(t);
+            for (int h = 0; h < 2; ++h) {
+                int* event_hi = region1_hi + t * 16 + h * 8;
+                float* event_jump = jump + t * 16 + h * 8;
+                const __m256i starts_hi = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(event_hi));
+                const __m256i starts = _mm256_cmpgt_epi32(starts_hi, none);  // >= 0
+                hi[h] = _mm256_blendv_epi8(hi[h], starts_hi, starts);
+                lo[h] = _mm256_blendv_epi8(
+                    lo[h], _mm256_loadu_si256(reinterpret_cast<const __m256i*>(region1_lo + t * 16 + h * 8)), starts);
+                carried[h] = _mm256_add_ps(_mm256_mul_ps(carried[h], a), _mm256_loadu_ps(event_jump));
+                const __m256 in_region1 = _mm256_castsi256_ps(
+                    _mm256_xor_si256(_mm256_or_si256(_mm256_cmpgt_epi32(lo[h], tv), _mm256_cmpgt_epi32(tv, hi[h])), none));
+                // masked-off lanes read nothing (hi - t may point anywhere there) and give 0
+                const __m256 k = _mm256_mask_i32gather_ps(_mm256_setzero_ps(), kernel, _mm256_sub_epi32(hi[h], tv),
+                                                          in_region1, 4);
+                const __m256 K = _mm256_add_ps(_mm256_and_ps(_mm256_mul_ps(d0, k), in_region1), carried[h]);
+                _mm256_maskstore_ps(rows + static_cast<size_t>(t) * stride + h * 8, stored[h], K);
+                _mm256_storeu_si256(reinterpret_cast<__m256i*>(event_hi), none);
+                _mm256_storeu_ps(event_jump, _mm256_setzero_ps());
+            }
         }
     }
 };
