@@ -15,8 +15,10 @@ namespace hm2bp {
 // Steps whose currents scan_by_step gathers before it advances the neurons through them.
 constexpr int kScanSteps = 8;
 // Vectors of neurons scan_by_step advances side by side: a neuron's steps are a chain of
-// dependent operations (~20 cycles a step), which independent vectors overlap.
-constexpr int kScanGroup = 4;
+// dependent operations (~20 cycles a step), which independent vectors overlap. Their state
+// stays in registers: 4 with AVX-512; 2 on an AVX2 machine, whose 16 registers hold half a
+// vector each.
+constexpr int kScanGroup = kNativeBytes == 64 ? 4 : 2;
 
 // SPEC 1 for neurons [lo, hi) (multiples of the vector width): add_current(t, current) adds the
 // current of the spikes of step t (it reaches the neurons at t + 1, the one-step delay) to a
@@ -55,34 +57,45 @@ void scan_by_step(int lo, int hi, int T, const LifParams<Real>& params, ScanStat
     Int* ref = s.ref.data();
     Real* current = s.current.data();
     uint8_t* live = s.live.data();
-    // vectors [q0, q0 + G) from step j of the block on
+    // vectors [q0, q0 + G) from step j of the block on, their state in the machine's own vectors
+    // (simd.hpp: without AVX-512, 64-byte ones would live in memory): NG of them
     auto advance = [&](auto group, int t0, int steps, int q0, int j) {
         constexpr int G = decltype(group)::value;
+        using N = Native<Real>;
+        using NVec = typename N::Vec;
+        using NInt = typename N::Int;
+        constexpr int per = lanes / N::lanes, NG = G * per;
         const size_t k0 = static_cast<size_t>(q0) * lanes;
-        Vec vv[G], ee[G];
-        Int rr[G];
+        char* ref_bytes = reinterpret_cast<char*>(ref + q0);
+        NVec vv[NG], ee[NG];
+        NInt rr[NG];
 #pragma GCC unroll 8
-        for (int g = 0; g < G; ++g) {
-            vv[g] = load_vec(v + k0 + g * lanes);
-            ee[g] = load_vec(ep + k0 + g * lanes);
-            rr[g] = ref[q0 + g];
+        for (int g = 0; g < NG; ++g) {
+            vv[g] = load_as<NVec>(v + k0 + g * N::lanes);
+            ee[g] = load_as<NVec>(ep + k0 + g * N::lanes);
+            std::memcpy(&rr[g], ref_bytes + g * sizeof(NInt), sizeof(NInt));
         }
         for (; j < steps; ++j) {
             Real* at = current + static_cast<size_t>(j) * n + k0;
 #pragma GCC unroll 8
             for (int g = 0; g < G; ++g) {
-                const Vec r = load_vec(at + g * lanes);
+                uint64_t bits = 0;
+#pragma GCC unroll 4
+                for (int h = 0; h < per; ++h) {
+                    const int x = g * per + h;
+                    const NVec r = load_as<NVec>(at + x * N::lanes);
+                    lif_decay<PowerOfTwoTaus>(vv[x], ee[x], p);
+                    bits |= lane_bits(lif_integrate<PowerOfTwoTaus>(vv[x], ee[x], rr[x], r, p)) << (h * N::lanes);
+                }
                 std::memset(at + g * lanes, 0, sizeof(Vec));
-                lif_decay<PowerOfTwoTaus>(vv[g], ee[g], p);
-                const uint64_t bits = lane_bits(lif_integrate<PowerOfTwoTaus>(vv[g], ee[g], rr[g], r, p));
                 if (bits) fire(t0 + j, lo + static_cast<int>(k0) + g * lanes, bits);
             }
         }
 #pragma GCC unroll 8
-        for (int g = 0; g < G; ++g) {
-            std::memcpy(v + k0 + g * lanes, &vv[g], sizeof(Vec));
-            std::memcpy(ep + k0 + g * lanes, &ee[g], sizeof(Vec));
-            ref[q0 + g] = rr[g];
+        for (int g = 0; g < NG; ++g) {
+            std::memcpy(v + k0 + g * N::lanes, &vv[g], sizeof(NVec));
+            std::memcpy(ep + k0 + g * N::lanes, &ee[g], sizeof(NVec));
+            std::memcpy(ref_bytes + g * sizeof(NInt), &rr[g], sizeof(NInt));
         }
     };
     for (int t0 = 1; t0 < T; t0 += kScanSteps) {
