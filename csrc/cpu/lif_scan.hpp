@@ -15,10 +15,9 @@ namespace hm2bp {
 // Steps whose currents scan_by_step gathers before it advances the neurons through them.
 constexpr int kScanSteps = 8;
 // Vectors of neurons scan_by_step advances side by side: a neuron's steps are a chain of
-// dependent operations (~20 cycles a step), which independent vectors overlap. Their state
-// stays in registers: 4 with AVX-512; 2 on an AVX2 machine, whose 16 registers hold half a
-// vector each.
-constexpr int kScanGroup = kNativeBytes == 64 ? 4 : 2;
+// dependent operations (~20 cycles a step), which independent vectors overlap. (On an AVX2
+// machine 2 run as fast as 4: 2026-12-07, mnist-cnn batch 1.)
+constexpr int kScanGroup = 4;
 
 // SPEC 1 for neurons [lo, hi) (multiples of the vector width): add_current(t, current) adds the
 // current of the spikes of step t (it reaches the neurons at t + 1, the one-step delay) to a
