@@ -59,6 +59,8 @@ void sum_rows_interleaved(const Real* matrix, size_t stride, int lo, int n_cols,
     using Vec = typename Simd<Real>::Vec;
     constexpr int lanes = Simd<Real>::lanes;
     constexpr int G = kInterleavedLists;
+    using N = Native<Real>;
+    constexpr int per = lanes / N::lanes;
     alignas(64) static const Real zeros[lanes] = {};
     for (int g0 = 0; g0 < n_lists; g0 += G) {
         const int n = std::min(G, n_lists - g0);
@@ -72,14 +74,18 @@ void sum_rows_interleaved(const Real* matrix, size_t stride, int lo, int n_cols,
             shortest = std::min(shortest, length[g]);
         }
         for (int c = 0; c < n_cols; c += lanes) {
-            Vec acc[G] = {};
+            // in the machine's own vectors (simd.hpp), `per` to a Vec
+            typename N::Vec acc[G][per] = {};
             const Real* base = matrix + lo + c;
             for (int k = 0; k < shortest; ++k)  // every list has row k
-                for (int g = 0; g < G; ++g) acc[g] += load_vec(base + static_cast<size_t>(list[g][k]) * stride);
+                for (int g = 0; g < G; ++g) {
+                    const Real* row = base + static_cast<size_t>(list[g][k]) * stride;
+                    for (int h = 0; h < per; ++h) acc[g][h] += load_as<typename N::Vec>(row + h * N::lanes);
+                }
             for (int k = shortest; k < longest; ++k)
                 for (int g = 0; g < G; ++g) {
                     const Real* row = k < length[g] ? base + static_cast<size_t>(list[g][k]) * stride : zeros;
-                    acc[g] += load_vec(row);
+                    for (int h = 0; h < per; ++h) acc[g][h] += load_as<typename N::Vec>(row + h * N::lanes);
                 }
             for (int g = 0; g < n; ++g) std::memcpy(out[g0 + g] + c, &acc[g], sizeof(Vec));
         }
