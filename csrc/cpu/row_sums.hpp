@@ -10,6 +10,10 @@
 
 #include "simd.hpp"
 
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
+
 namespace hm2bp {
 
 // out[o] = sum_k matrix[rows[k], o] for o in [lo, hi): the spike-event sums of SPEC 6,
@@ -133,9 +137,48 @@ inline void transpose_16x16(Simd<float>::Vec* r)
 // multiple of 16 that is at least n): 16 chains of dependent adds side by side. For floats the
 // rows are read 16 columns at a time and transposed in registers, so each step of the 16 chains
 // is one vector add (not 16 scalar loads put together lane by lane).
+#if defined(__AVX2__) && !defined(__AVX512F__)
+// The transpose of an 8 x 8 block of floats held as 8 AVX2 registers (rows).
+inline void transpose_8x8(__m256* r)
+{
+    __m256 t[8], u[8];
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 8; i += 4) {
+        u[i] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+        u[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+        u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+        u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+    }
+    for (int i = 0; i < 4; ++i) {
+        r[i] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x20);
+        r[i + 4] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x31);
+    }
+}
+#endif
+
 template <class Real>
 void sum_columns16(const Real* rows, size_t stride, int n, Real* sum)
 {
+#if defined(__AVX2__) && !defined(__AVX512F__)
+    if constexpr (sizeof(Real) == 4) {  // two groups of 8 rows, 8 columns at a time (k0 + 8 <= stride)
+        __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+        for (int k0 = 0; k0 < n; k0 += 8) {
+            const int m = std::min(8, n - k0);
+            for (int g = 0; g < 2; ++g) {
+                __m256 r[8];
+                for (int j = 0; j < 8; ++j) r[j] = _mm256_loadu_ps(rows + static_cast<size_t>(g * 8 + j) * stride + k0);
+                transpose_8x8(r);
+                for (int k = 0; k < m; ++k) acc[g] = _mm256_add_ps(acc[g], r[k]);
+            }
+        }
+        _mm256_storeu_ps(sum, acc[0]);
+        _mm256_storeu_ps(sum + 8, acc[1]);
+        return;
+    }
+#endif
     if constexpr (sizeof(Real) == 4 && Simd<Real>::lanes == 16) {
         typename Simd<Real>::Vec acc = {};
         for (int k0 = 0; k0 < n; k0 += 16) {
