@@ -9,7 +9,7 @@
 #include <cstring>
 #include <vector>
 
-#if defined(__AVX512F__)
+#if defined(__AVX512F__) || defined(__AVX2__)
 #include <immintrin.h>
 #endif
 
@@ -27,6 +27,16 @@ inline uint64_t nonzero_mask(const uint8_t* flags, int n)
     const __m512i bytes = _mm512_maskz_loadu_epi8(valid, flags);
     return _mm512_test_epi8_mask(bytes, bytes);
 #else
+#if defined(__AVX2__)
+    if (n == 64) {  // two 32-byte compares (a shorter run would need a masked byte load)
+        const __m256i zero = _mm256_setzero_si256();
+        const auto nonzero = [&](const uint8_t* p) {
+            const __m256i bytes = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+            return uint64_t(~uint32_t(_mm256_movemask_epi8(_mm256_cmpeq_epi8(bytes, zero))));
+        };
+        return nonzero(flags) | nonzero(flags + 32) << 32;
+    }
+#endif
     uint64_t mask = 0;
     for (int k = 0; k < n; ++k) mask |= uint64_t(flags[k] != 0) << k;
     return mask;
