@@ -1,5 +1,6 @@
 // 64-byte vectors of neuron state for the CPU's LIF scan, as GCC vector types: the formulas of
-// ../hm2bp/neuron.hpp run on them lane by lane, and the compiler keeps them in registers.
+// ../hm2bp/neuron.hpp run on them lane by lane (in registers with AVX-512; on AVX2 machines the
+// hot loops use the 32-byte Native vectors below), and the helpers the scans need per ISA.
 #pragma once
 #include <atomic>
 #include <cstdint>
@@ -75,9 +76,10 @@ struct Simd<double> {
     static constexpr int lanes = 8;
 };
 
-// The machine's own vector width: with AVX-512 a Vec is one register; without, GCC splits each
-// into registers of this size, and a loop-carried array of Vecs it keeps in memory (a store and
-// a reload of every vector per iteration), so hot accumulations run in Simd<Real>::Native.
+// The machine's own vector: with AVX-512 a Vec is one register; without (AVX2), GCC splits each
+// Vec into two 32-byte registers and keeps a loop-carried array of them in memory (a store and
+// a reload of every vector per iteration, mnist-fc800's forward ~4x slower), so the hot loops
+// hold their state and sums in Native<Real> vectors: per lane the same operations.
 #if defined(__AVX512F__)
 inline constexpr int kNativeBytes = 64;
 #else
@@ -120,21 +122,20 @@ inline typename Simd<Real>::Vec load_vec_head(const Real* p, int n)
 #elif defined(__AVX2__)
     // two masked 32-byte loads (masked-off lanes read as 0 and do not fault)
     constexpr int half = 32 / sizeof(Real);
-    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     typename Simd<Real>::Vec v;
     if constexpr (sizeof(Real) == 4) {
+        const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
         const __m256 lo = _mm256_maskload_ps(p, _mm256_cmpgt_epi32(_mm256_set1_epi32(n), lane));
         const __m256 hi = _mm256_maskload_ps(p + half, _mm256_cmpgt_epi32(_mm256_set1_epi32(n - half), lane));
         std::memcpy(&v, &lo, 32);
         std::memcpy(reinterpret_cast<char*>(&v) + 32, &hi, 32);
     } else {
-        const __m256i lane64 = _mm256_setr_epi64x(0, 1, 2, 3);
-        const __m256d lo = _mm256_maskload_pd(p, _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), lane64));
-        const __m256d hi = _mm256_maskload_pd(p + half, _mm256_cmpgt_epi64(_mm256_set1_epi64x(n - half), lane64));
+        const __m256i lane = _mm256_setr_epi64x(0, 1, 2, 3);
+        const __m256d lo = _mm256_maskload_pd(p, _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), lane));
+        const __m256d hi = _mm256_maskload_pd(p + half, _mm256_cmpgt_epi64(_mm256_set1_epi64x(n - half), lane));
         std::memcpy(&v, &lo, 32);
         std::memcpy(reinterpret_cast<char*>(&v) + 32, &hi, 32);
     }
-    (void)lane;
     return v;
 #else
     typename Simd<Real>::Vec v = {};
