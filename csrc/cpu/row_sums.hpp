@@ -8,11 +8,7 @@
 #include <type_traits>
 #include <utility>
 
-#include "simd.hpp"
-
-#if defined(__AVX2__)
-#include <immintrin.h>
-#endif
+#include "simd.hpp"  // and, with AVX2 or AVX-512, immintrin.h
 
 namespace hm2bp {
 
@@ -133,10 +129,6 @@ inline void transpose_16x16(Simd<float>::Vec* r)
     stage(std::integral_constant<int, 1>{});
 }
 
-// sum[j] = sum over k in [0, n), ascending, of rows[j * stride + k], for 16 rows j (stride a
-// multiple of 16 that is at least n): 16 chains of dependent adds side by side. For floats the
-// rows are read 16 columns at a time and transposed in registers, so each step of the 16 chains
-// is one vector add (not 16 scalar loads put together lane by lane).
 #if defined(__AVX2__) && !defined(__AVX512F__)
 // The transpose of an 8 x 8 block of floats held as 8 AVX2 registers (rows).
 inline void transpose_8x8(__m256* r)
@@ -159,6 +151,10 @@ inline void transpose_8x8(__m256* r)
 }
 #endif
 
+// sum[j] = sum over k in [0, n), ascending, of rows[j * stride + k], for 16 rows j (stride a
+// multiple of 16 that is at least n): 16 chains of dependent adds side by side. For floats the
+// rows are read 16 columns at a time and transposed in registers, so each step of the 16 chains
+// is one vector add (not 16 scalar loads put together lane by lane).
 template <class Real>
 void sum_columns16(const Real* rows, size_t stride, int n, Real* sum)
 {

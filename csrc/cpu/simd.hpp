@@ -106,9 +106,7 @@ inline V load_as(const Real* p)
 template <class Real>
 inline typename Simd<Real>::Vec load_vec(const Real* p)
 {
-    typename Simd<Real>::Vec v;
-    std::memcpy(&v, p, sizeof v);
-    return v;
+    return load_as<typename Simd<Real>::Vec>(p);
 }
 
 // A vector of the n <= lanes Reals at p, zero in the other lanes (reads nothing past p + n).
