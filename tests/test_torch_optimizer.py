@@ -192,3 +192,50 @@ def test_it_needs_the_cpu_engine_for_shared_weights():
         pytest.skip("no CUDA device: the CUDA backend's refusal is checked where one is")
     with pytest.raises(ValueError, match="need the CPU backend"):
         ht.SpikingNetwork(hm2bp.Network([4, 3], vth=[2.0], backend="cuda"), share_weights=True)
+
+
+@pytest.mark.parametrize("layout", ["canonical", "stored"])
+def test_a_gradient_kept_from_an_earlier_step_is_never_written(layout):
+    """The loss reuses its gradient memory only when nothing refers to it any more: a .grad kept
+    (or a view of one, torch's or NumPy's) keeps its values while training goes on; memory that
+    nobody holds is taken again (the point of the reuse: no fresh pages every step)."""
+    config, spikes, labels = _fc()
+    model = ht.SpikingNetwork(hm2bp.Network(**config), layout=layout)
+    opt = ht.NetworkOptimizer(model, lr=0.01)
+    kept, copies, addresses = [], [], []
+    for k in range(4):
+        opt.zero_grad()
+        ht.hm2bp_loss(model, spikes[k % 2::2], labels[k % 2::2]).backward()
+        addresses.append([p.grad.data_ptr() for p in model.weights])
+        if k == 0:
+            kept = [p.grad for p in model.weights]
+        elif k == 1:
+            kept.append(model.weights[0].grad.t()[1:].numpy())
+        copies.append([np.array(g.numpy() if isinstance(g, torch.Tensor) else g) for g in kept])
+        opt.step()
+    for a, b in zip(copies[0], copies[-1]):
+        assert np.array_equal(a, b)
+    assert np.array_equal(copies[1][-1], copies[-1][-1])
+    assert addresses[2] != addresses[0] and addresses[2] != addresses[1]
+    assert addresses[3][1] == addresses[2][1]  # the output layer's of step 3: nobody kept it
+
+
+def test_torch_step_hooks_and_the_profiler_range_run_once_per_step():
+    from torch.optim.optimizer import register_optimizer_step_pre_hook
+    config, spikes, labels = _fc()
+    model = ht.SpikingNetwork(hm2bp.Network(**config))
+    opt = ht.NetworkOptimizer(model, lr=0.01)
+    calls = []
+    opt.register_step_pre_hook(lambda *args: calls.append("pre"))
+    opt.register_step_post_hook(lambda *args: calls.append("post"))
+    handle = register_optimizer_step_pre_hook(lambda *args: calls.append("global pre"))
+    try:
+        ht.hm2bp_loss(model, spikes, labels).backward()
+        opt.step()
+    finally:
+        handle.remove()
+    assert calls == ["global pre", "pre", "post"]
+    with torch.profiler.profile() as prof:
+        ht.hm2bp_loss(model, spikes, labels).backward()
+        opt.step()
+    assert [e.name for e in prof.events()].count("Optimizer.step#NetworkOptimizer.step") == 1
