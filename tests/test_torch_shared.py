@@ -174,3 +174,25 @@ def test_refusals():
         ht.SpikingNetwork(net, layout="rows")
     with pytest.raises(ValueError, match="layout='stored' is the engine's own weight memory"):
         ht.SpikingNetwork(net, share_weights=False, layout="stored")
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_the_refresh_refuses_a_non_finite_weight_and_runs_with_a_sum_that_overflowed(threads):
+    """With several threads and sample groups the column-sum refresh runs inside the batch's own
+    parallel region: it refuses a NaN weight torch wrote as before, and a column sum that
+    overflowed from finite weights (no error) gives the one-thread run's gradients, bit for bit."""
+    config, spikes, labels = random_case(5, [30, 20, 6], 80, 8, rate=0.1, lateral_inhibition=1.0)
+    spikes_t, labels_t = torch.from_numpy(spikes), torch.from_numpy(labels)
+    model = ht.SpikingNetwork(hm2bp.Network(**config, threads=threads))
+    with torch.no_grad():
+        model.weights[0][3, 7] = float("nan")
+    with pytest.raises(ValueError, match=r"weights\[0\] contains NaN or infinite values"):
+        ht.hm2bp_loss(model, spikes_t, labels_t)
+    grads = {}
+    for n in (1, threads):
+        model = ht.SpikingNetwork(hm2bp.Network(**config, threads=n))
+        with torch.no_grad():
+            model.weights[0][3, :] = 3e38  # finite float32 weights; their sum is not
+        ht.hm2bp_loss(model, spikes_t, labels_t).backward()
+        grads[n] = [p.grad.numpy().copy() for p in model.weights]
+    assert all(np.array_equal(a, b, equal_nan=True) for a, b in zip(grads[1], grads[threads]))

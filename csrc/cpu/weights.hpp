@@ -105,14 +105,25 @@ struct WeightMatrix {
     // whether every column sum is finite (a non-finite weight makes its sum NaN or inf).
     bool refresh_sums(const RegParams& reg, int threads)
     {
-        const int parts = std::min(threads, std::max(1, n_out / 64));
+        const int parts = refresh_parts(threads);
 #pragma omp parallel for num_threads(parts) schedule(static) if (parts > 1)
-        for (int k = 0; k < parts; ++k) {
-            int lo, hi;
-            split_range(n_out, parts, k, 16, lo, hi);
-            if (is_power_of_two(reg.limit)) add_column_sums<true>(lo, hi, reg);
-            else add_column_sums<false>(lo, hi, reg);
-        }
+        for (int k = 0; k < parts; ++k) refresh_part(reg, k, parts);
+        return sums_finite();
+    }
+
+    // refresh_sums' split for `threads` threads, and its part k: for a caller whose threads are
+    // running already (the engine's batch region), so that the refresh wakes none of them.
+    int refresh_parts(int threads) const { return std::min(threads, std::max(1, n_out / 64)); }
+    void refresh_part(const RegParams& reg, int k, int parts)
+    {
+        int lo, hi;
+        split_range(n_out, parts, k, 16, lo, hi);
+        if (is_power_of_two(reg.limit)) add_column_sums<true>(lo, hi, reg);
+        else add_column_sums<false>(lo, hi, reg);
+    }
+
+    bool sums_finite() const
+    {
         return std::all_of(row_sum.begin(), row_sum.end(), [](Real s) { return std::isfinite(s); });
     }
 
