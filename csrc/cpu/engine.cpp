@@ -499,10 +499,13 @@ private:
 #pragma omp parallel num_threads(n_workers)
         {
             const int k = omp_get_thread_num();
-            for (int block = 0; block < n_blocks(); ++block) {
-                WeightMatrix<Real>& w = weights(block);
-                const int parts = w.refresh_parts(n_workers);
-                if (k < parts) w.refresh_part(reg, k, parts);
+            {
+                const KeepDenormals keep;  // run() flushes them; refresh_shared runs before it does
+                for (int block = 0; block < n_blocks(); ++block) {
+                    WeightMatrix<Real>& w = weights(block);
+                    const int parts = w.refresh_parts(n_workers);
+                    if (k < parts) w.refresh_part(reg, k, parts);
+                }
             }
 #pragma omp barrier
             bool ok = true;  // every thread reads the same sums: all go on, or none

@@ -27,6 +27,19 @@ private:
 #endif
 };
 
+// Undoes FlushDenormals for a scope: a pass that must add denormal values as code outside it
+// does (the column-sum refresh inside the batch region, which set_weights' sums must equal).
+class KeepDenormals {
+public:
+#if defined(__SSE__) || defined(__x86_64__)
+    KeepDenormals() : saved_(_mm_getcsr()) { _mm_setcsr(saved_ & ~0x8040u); }
+    ~KeepDenormals() { _mm_setcsr(saved_); }
+
+private:
+    unsigned saved_;
+#endif
+};
+
 // Splits [0, n) into `parts` contiguous ranges, part k = [lo, hi); multiples of `align`.
 inline void split_range(int n, int parts, int k, int align, int& lo, int& hi)
 {
