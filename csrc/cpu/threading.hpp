@@ -15,30 +15,22 @@ namespace hm2bp {
 
 // Weights and Adam moments that regularization drives toward zero become denormal floats, which
 // cost ~100x per operation on x86 (an epoch slowed 3x by its third pass). Flushing them to zero
-// (FTZ/DAZ) changes only values below 1e-38 (float) or 1e-308 (double). Scoped to one thread.
-class FlushDenormals {
+// (FTZ/DAZ) changes only values below 1e-38 (float) or 1e-308 (double). Scoped to one thread;
+// Flush = false undoes it for a scope inside one (KeepDenormals: the column-sum refresh inside
+// the batch region, whose sums must equal set_weights', which adds denormals as they are).
+template <bool Flush>
+class DenormalMode {
 public:
 #if defined(__SSE__) || defined(__x86_64__)
-    FlushDenormals() : saved_(_mm_getcsr()) { _mm_setcsr(saved_ | 0x8040); }
-    ~FlushDenormals() { _mm_setcsr(saved_); }
+    DenormalMode() : saved_(_mm_getcsr()) { _mm_setcsr(Flush ? saved_ | 0x8040u : saved_ & ~0x8040u); }
+    ~DenormalMode() { _mm_setcsr(saved_); }
 
 private:
     unsigned saved_;
 #endif
 };
-
-// Undoes FlushDenormals for a scope: a pass that must add denormal values as code outside it
-// does (the column-sum refresh inside the batch region, which set_weights' sums must equal).
-class KeepDenormals {
-public:
-#if defined(__SSE__) || defined(__x86_64__)
-    KeepDenormals() : saved_(_mm_getcsr()) { _mm_setcsr(saved_ & ~0x8040u); }
-    ~KeepDenormals() { _mm_setcsr(saved_); }
-
-private:
-    unsigned saved_;
-#endif
-};
+using FlushDenormals = DenormalMode<true>;
+using KeepDenormals = DenormalMode<false>;
 
 // Splits [0, n) into `parts` contiguous ranges, part k = [lo, hi); multiples of `align`.
 inline void split_range(int n, int parts, int k, int align, int& lo, int& hi)

@@ -117,7 +117,7 @@ class SpikingNetwork(torch.nn.Module):
         nothing else still refers to it (a .grad kept from an earlier step, or a view of one, keeps
         its memory; a new array is made instead), so that a gradient a caller kept is never written."""
         self._exported = None
-        dtype = np.float64 if self._torch_dtype == torch.float64 else np.float32
+        dtype = np.dtype(self.network.dtype)
         tensors, views = [], []
         for k, p in enumerate(params):
             memory = self._grad_memory[k]
@@ -187,13 +187,14 @@ class _HM2BPLoss(torch.autograd.Function):
     def forward(ctx: Any, model: SpikingNetwork, spikes: Any, labels: Any, sample_weights: Any,
                 regularize: bool, *params: torch.Tensor) -> torch.Tensor:
         shared = model._shares(params)
+        all_shared = all(shared)
         # The engine writes the gradients, in its own dtype, straight into new tensors (which
         # autograd then adopts as .grad without a copy: same strides as their parameters, so a
         # shared parameter's in the engine's stored layout, written without a transpose), with
         # the SPEC-5 regularization of the weights it just ran added as hm2bp's own step adds it.
         # Every step comes here: the arrays are made to measure, so Network's checks of them are
         # skipped (the engine's stay).
-        if all(shared):  # the engine reads the weights in place (and checks them before it runs)
+        if all_shared:  # the engine reads the weights in place (and checks them before it runs)
             grads, views = model._gradient_memory(params)
         else:
             model._sync(params, shared)
@@ -204,7 +205,7 @@ class _HM2BPLoss(torch.autograd.Function):
             views = [model._engine_view(g) for g in grads]
         out = model.network._gradients(_host_view(spikes), _host_view(labels), sample_weights, "mean", False,
                                        regularize, views)
-        ctx.grads = grads if all(shared) else [g.to(device=p.device, dtype=p.dtype) for g, p in zip(grads, params)]
+        ctx.grads = grads if all_shared else [g.to(device=p.device, dtype=p.dtype) for g, p in zip(grads, params)]
         return torch.scalar_tensor(out["loss"], dtype=params[0].dtype, device=params[0].device)
 
     @staticmethod
