@@ -383,6 +383,31 @@ def test_silent_units_counts_frozen_neurons() -> None:
     assert rows[0]["never_fire"] < 1.0
 
 
+@pytest.mark.skipif(not _engine_ok(), reason="hm2bp engine not built")
+def test_silent_units_finds_the_neurons_at_the_silent_fixed_point() -> None:
+    # A silent neuron's gradient factor 1 + 0.5 * sum(W[o]) / vth is 0 when its weights sum
+    # to -2 vth; conv filters are summed over all their weights.
+    import hm2bp
+    from bench.silent_units import fixed_point_share
+    net = hm2bp.Network(layers=[20, 4, 3], vth=[1.0, 0.5], seed=1, threads=1)
+    w_hidden, w_out = (np.array(w) for w in net.get_weights())
+    w_hidden[:] = 0.05
+    w_hidden[0] = -2.0 / 20            # sum -2 = -2 vth: factor 0
+    w_hidden[1] = -1.95 / 20           # factor 0.025: within the default tolerance 0.1
+    w_hidden[2] = -1.0 / 20            # factor 0.5
+    w_out[:] = -1.0 / 400 * 2          # each output sums -0.02: factor 0.98
+    net.set_weights([w_hidden, w_out])
+    assert fixed_point_share(net) == {0: 0.5, 1: 0.0}
+    assert fixed_point_share(net, tolerance=0.01) == {0: 0.25, 1: 0.0}
+    conv = hm2bp.Network(layers=[hm2bp.layers.Conv2d(2, 3, vth=2.0), hm2bp.layers.Dense(2, vth=1.0)],
+                         input_shape=(1, 5, 5), seed=1, threads=1)
+    w_conv, w_dense = (np.array(w) for w in conv.get_weights())
+    w_conv[0] = -4.0 / 9               # filter sum -4 = -2 vth
+    w_conv[1] = 0.1
+    conv.set_weights([w_conv, w_dense])
+    assert fixed_point_share(conv)[0] == 0.5
+
+
 def test_curves_reads_runs_and_probes_and_draws_them(tmp_path: Path) -> None:
     from bench.curves import main, read_series
     run = tmp_path / "metrics.jsonl"
