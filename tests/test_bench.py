@@ -408,6 +408,40 @@ def test_silent_units_finds_the_neurons_at_the_silent_fixed_point() -> None:
     assert fixed_point_share(conv)[0] == 0.5
 
 
+
+@pytest.mark.skipif(not _engine_ok(), reason="hm2bp engine not built")
+def test_layer_drift_scale_keeps_the_network_and_its_spikes() -> None:
+    # --scale K multiplies a layer's weights and vth by K and divides its Adam moments by K and
+    # K^2: a power of two changes no spike, its gradients are K times smaller, and Adam's next
+    # step is the same in weight units (K times smaller against the weights).
+    from bench.layer_drift import scaled
+    from hm2bp.config import RunConfig
+    from hm2bp.train.build import build_network
+    config = RunConfig.from_dict({
+        "dataset": "mnist", "input_shape": [1, 28, 28], "T": 40, "threads": 1, "lr": 0.01,
+        "lateral_inhibition": 0.0, "reg_lambda": 0.0, "reg_beta": 0.0,
+        "layer": [{"type": "conv2d", "channels": 3, "kernel": 3, "vth": 1.0, "init_w": 1.0},
+                  {"type": "pool2d", "size": 2, "vth": 0.5}, {"type": "dense", "n": 10, "vth": 2.0}]})
+    net = build_network(config, "cpu", None)
+    spikes = np.random.default_rng(0).random((4, 40, 784)) < 0.2
+    labels = np.array([0, 1, 2, 3])
+    net.train_step(spikes, labels, 0.01)
+    arrays = {f"net.{k}": np.array(v) for k, v in net.get_state().items()}
+    config4, arrays4 = scaled(config, arrays, {0: 4.0})
+    assert config4.layer[0]["vth"] == 4.0 and config4.layer[2]["vth"] == 2.0
+    assert np.array_equal(arrays4["net.moment2_0"], arrays["net.moment2_0"] / 16)
+    net4 = build_network(config4, "cpu", None)
+    net4.set_state({k[len("net."):]: v for k, v in arrays4.items()})
+    for a, b in zip(net.forward(spikes), net4.forward(spikes)):
+        assert np.array_equal(a, b)
+    before = [np.array(w) for w in net4.get_weights()]
+    net.train_step(spikes, labels, 0.01)
+    net4.train_step(spikes, labels, 0.01)
+    step = net.get_weights()[0] - arrays["net.weights_0"]
+    assert np.abs(step).max() > 0
+    np.testing.assert_allclose(net4.get_weights()[0] - before[0], step, rtol=1e-3, atol=1e-6)
+    np.testing.assert_allclose(net4.get_weights()[1], net.get_weights()[1], rtol=1e-5, atol=1e-7)
+
 def test_curves_reads_runs_and_probes_and_draws_them(tmp_path: Path) -> None:
     from bench.curves import main, read_series
     run = tmp_path / "metrics.jsonl"
