@@ -31,10 +31,9 @@ from typing import Any
 
 import numpy as np
 
-from hm2bp import data
 from hm2bp.config.files import tomllib
 from hm2bp.train import validation
-from hm2bp.train.build import build_network
+from hm2bp.train.build import build_network, load_split
 from hm2bp.train.checkpoint import load_checkpoint, restore_network
 from hm2bp.train.schedule import epoch_order, learning_rate
 
@@ -96,11 +95,11 @@ def main(argv: list[str] | None = None) -> int:
     config, arrays = scaled(config, arrays, scale)
     net = build_network(config, "cpu", None)
     restore_network(net, arrays)
-    full = data.load(config.dataset, "train", data_dir=config.data_dir, download=False)
-    if not full.is_images:
+    train = load_split(config.replace(download=False), "train", config.train_size)
+    if not train.is_images:
         print(f"error: {config.dataset} is an event dataset; this probe runs image datasets", file=sys.stderr)
         return 2
-    train, _ = validation.split(full, config.val_split, config.seed)
+    train, _ = validation.split(train, config.val_split, config.seed)  # the trainer's split
     epoch = int(arrays["epoch"])  # epochs completed: the next one's 0-based index
     lr = args.lr if args.lr is not None else learning_rate(config.lr, min(epoch, config.epochs - 1),
                                                              config.lr_rule, config.epochs)
@@ -117,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
                                   sample_index=idx, epoch=epoch, sample_weights=weights[idx])
         correct += int(np.sum(r["predictions"] == train.labels[idx]))
         seen += len(idx)
-        spikes += np.asarray(r["layer_spikes"], dtype=np.float64).reshape(-1)[:len(sizes)]
+        spikes += r["layer_spikes"]
         if (u + 1) % args.every == 0:
             rates = " ".join(f"{s / seen / n:.2f}" for s, n in zip(spikes, sizes))
             fixed = " ".join(f"{v:.2f}" for v in fixed_point_share(net).values())

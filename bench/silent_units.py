@@ -30,6 +30,7 @@ import numpy as np
 
 import hm2bp
 from hm2bp import data
+from hm2bp.reference.dense import side_term
 from hm2bp.train.build import build_network, load_network
 
 
@@ -62,8 +63,9 @@ def fixed_point_share(net: Any, tolerance: float = 0.1) -> dict[int, float]:
         return {}
     shares = {}
     for k, w in zip(trainable, weights):
-        sums = np.asarray(w, dtype=np.float64).reshape(len(w), -1).sum(axis=1)
-        factor = 1.0 + 0.5 * sums / net.layer_specs[k].vth
+        w = np.asarray(w, dtype=np.float64).reshape(len(w), -1)  # a conv filter: all its weights
+        silent = np.zeros(len(w))
+        factor = 1.0 + side_term(w, np.zeros_like(w), silent, net.layer_specs[k].vth)
         shares[k] = float(np.mean(np.abs(factor) < tolerance))
     return shares
 

@@ -395,7 +395,7 @@ def test_silent_units_finds_the_neurons_at_the_silent_fixed_point() -> None:
     w_hidden[0] = -2.0 / 20            # sum -2 = -2 vth: factor 0
     w_hidden[1] = -1.95 / 20           # factor 0.025: within the default tolerance 0.1
     w_hidden[2] = -1.0 / 20            # factor 0.5
-    w_out[:] = -1.0 / 400 * 2          # each output sums -0.02: factor 0.98
+    w_out[:] = -0.02 / 4               # each output sums -0.02: factor 0.98
     net.set_weights([w_hidden, w_out])
     assert fixed_point_share(net) == {0: 0.5, 1: 0.0}
     assert fixed_point_share(net, tolerance=0.01) == {0: 0.25, 1: 0.0}
@@ -406,7 +406,6 @@ def test_silent_units_finds_the_neurons_at_the_silent_fixed_point() -> None:
     w_conv[1] = 0.1
     conv.set_weights([w_conv, w_dense])
     assert fixed_point_share(conv)[0] == 0.5
-
 
 
 @pytest.mark.skipif(not _engine_ok(), reason="hm2bp engine not built")
@@ -441,6 +440,7 @@ def test_layer_drift_scale_keeps_the_network_and_its_spikes() -> None:
     assert np.abs(step).max() > 0
     np.testing.assert_allclose(net4.get_weights()[0] - before[0], step, rtol=1e-3, atol=1e-6)
     np.testing.assert_allclose(net4.get_weights()[1], net.get_weights()[1], rtol=1e-5, atol=1e-7)
+
 
 def test_curves_reads_runs_and_probes_and_draws_them(tmp_path: Path) -> None:
     from bench.curves import main, read_series
