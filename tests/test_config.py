@@ -202,11 +202,14 @@ def test_mnist_cnn_preset_is_the_papers_cnn():
     assert kw["input_shape"] == (1, 28, 28) and kw["vth"] is None
 
 
-def test_fashion_cnn_preset_is_mnist_cnns_network_with_the_fashion_recipe():
-    cfg, paper = preset("fashion-cnn"), preset("mnist-cnn")
-    assert cfg.dataset == "fashion-mnist" and cfg.layer_stack() == paper.layer_stack()
-    assert (cfg.T, cfg.reg_lambda, cfg.effect_ratio, cfg.boosting) == (400, 0.0, True, True)
-    assert (cfg.batch_size, cfg.lr, cfg.lr_rule, cfg.epochs) == (16, 0.004, "cosine", 10)
+def test_fashion_cnn_preset_is_the_one_conv_recipe_chosen_on_validation():
+    from hm2bp.layers import Conv2d, Dense, Pool2d
+    cfg = preset("fashion-cnn")
+    assert cfg.dataset == "fashion-mnist" and cfg.layers == [784, 18432, 4608, 400, 10]
+    assert cfg.layer_stack() == [Conv2d(32, 5, 5.0, init_w=0.5), Pool2d(2, 2.0), Dense(400, 20.0, init_w=0.5),
+                                 Dense(10, 15.0)]
+    assert (cfg.T, cfg.reg_lambda, cfg.reg_beta, cfg.effect_ratio, cfg.boosting) == (400, 1.0, 0.04, True, True)
+    assert (cfg.batch_size, cfg.lr, cfg.lr_rule, cfg.epochs, cfg.reencode) == (32, 0.004, "cosine", 6, True)
     assert not cfg.augmentation().enabled and cfg.order == "permutation"
 
 
