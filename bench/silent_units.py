@@ -2,9 +2,11 @@
 
     python -m bench.silent_units RUN [--images 128] [--init] [--json FILE]
 
-HM2-BP gives a neuron that never fires no gradient: its S-PSPs e[o, i] are all zero, so is its
-weight gradient (SPEC 4), and its weights stay where they are. A unit that falls silent on every
-input therefore stays silent unless the layers below change what it receives. This reports, per
+HM2-BP gives a neuron that never fires only a fallback gradient: its S-PSPs would all be zero,
+and SPEC 4's 0.1 rule gives each of its active inputs the same small S-PSP instead, so all those
+weights move together, by a delta that the samples' errors mostly cancel. A unit that falls
+silent on every input therefore tends to stay silent (under Adam with the weight regularization
+its weights then shrink to zero: docs/algorithm.md, section 5). This reports, per
 layer, the mean spike count per neuron and image, the share of neurons silent on every one of
 the images ("never fire": the frozen units) and the share of (neuron, image) pairs without a
 spike. --init reports the same for the run's network at its initial weights (the run's config
